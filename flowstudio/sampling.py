@@ -93,7 +93,9 @@ class Controller:
 StepCallback = Callable[[dict[str, Any]], None]
 
 
-def _controlled_velocity(velocity_fn: VelocityFn, controllers: Sequence[Controller], state: LoopState) -> VelocityFn:
+def _controlled_velocity(
+    velocity_fn: VelocityFn, controllers: Sequence[Controller], state: LoopState
+) -> VelocityFn:
     calls_in_step = {"n": 0}
 
     def wrapped(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -134,12 +136,20 @@ def run_loop(
     ``x`` is ``(B, C, T, H, W)`` at ``sigmas[0]`` (denoise) or ``sigmas[-1]`` (invert).
     """
     if sigmas.ndim != 1 or len(sigmas) < 2:
-        raise ValueError(f"sigmas must be a 1-D grid with at least 2 entries, got shape {tuple(sigmas.shape)}")
+        raise ValueError(
+            f"sigmas must be a 1-D grid with at least 2 entries, got shape {tuple(sigmas.shape)}"
+        )
     if not bool((sigmas[:-1] >= sigmas[1:]).all()):
         raise ValueError("sigmas must be a descending (denoising) grid; invert() walks it backwards")
     num_steps = len(sigmas) - 1
-    state = LoopState(x=x if pin is None else pin.apply(x), sigmas=sigmas, direction=direction, model=model,
-                      num_steps=num_steps, extras=extras if extras is not None else {})
+    state = LoopState(
+        x=x if pin is None else pin.apply(x),
+        sigmas=sigmas,
+        direction=direction,
+        model=model,
+        num_steps=num_steps,
+        extras=extras if extras is not None else {},
+    )
     wrapped = _controlled_velocity(velocity_fn, controllers, state)
     solver.reset()
     order = range(num_steps) if direction == "denoise" else range(num_steps - 1, -1, -1)
@@ -165,21 +175,31 @@ def run_loop(
             if pin is not None:
                 state.x = pin.apply(state.x)
             if callback is not None:
-                callback({"step": state.step, "i": i, "sigma": state.sigma, "sigma_next": state.sigma_next,
-                          "x": state.x, "direction": direction})
+                callback(
+                    {
+                        "step": state.step,
+                        "i": i,
+                        "sigma": state.sigma,
+                        "sigma_next": state.sigma_next,
+                        "x": state.x,
+                        "direction": direction,
+                    }
+                )
     finally:
         for controller in controllers:
             controller.on_end(state)
     return state
 
 
-def sample(velocity_fn: VelocityFn, noise: torch.Tensor, sigmas: torch.Tensor, solver: Solver,
-           **options: Any) -> torch.Tensor:
+def sample(
+    velocity_fn: VelocityFn, noise: torch.Tensor, sigmas: torch.Tensor, solver: Solver, **options: Any
+) -> torch.Tensor:
     """Denoise ``noise`` (at ``sigmas[0]``) down the grid; returns the sample at ``sigmas[-1]``."""
     return run_loop(velocity_fn, noise, sigmas, solver, direction="denoise", **options).x
 
 
-def invert(velocity_fn: VelocityFn, data: torch.Tensor, sigmas: torch.Tensor, solver: Solver,
-           **options: Any) -> torch.Tensor:
-    """Invert ``data`` (at ``sigmas[-1]``) up the denoising grid ``sigmas``; returns the latent at ``sigmas[0]``."""
+def invert(
+    velocity_fn: VelocityFn, data: torch.Tensor, sigmas: torch.Tensor, solver: Solver, **options: Any
+) -> torch.Tensor:
+    """Invert ``data`` (at ``sigmas[-1]``) up the denoising grid; returns the latent at ``sigmas[0]``."""
     return run_loop(velocity_fn, data, sigmas, solver, direction="invert", **options).x

@@ -250,6 +250,27 @@ def _read_image_folder(folder: Path, *, fps: float, max_frames: int | None) -> V
     return VideoClip(frames=np.stack(frames), fps=float(fps), path=folder)
 
 
+def read_image(path: str | os.PathLike[str], *, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read one image as uint8 ``(H, W, 3)`` RGB; ``size=(height, width)`` resizes it (area filter).
+
+    Used for TI2V first frames and editing target frames. Missing or unreadable files raise
+    :class:`VideoError` naming the path.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    file = Path(path)
+    if not file.is_file():
+        raise VideoError(f"{file}: image not found; check the path")
+    try:
+        with Image.open(file) as image:
+            frame = np.asarray(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as err:
+        raise VideoError(f"{file}: image cannot be read ({err}); save it as PNG or JPEG") from err
+    if size is not None and frame.shape[:2] != tuple(size):
+        frame = _resize(frame[None], size[0], size[1])[0]
+    return np.ascontiguousarray(frame)
+
+
 # --------------------------------------------------------------------------------------------
 # Writing
 

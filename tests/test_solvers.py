@@ -44,7 +44,9 @@ def x_start() -> torch.Tensor:
 
 def test_flow_sigmas_equal_unipc_flow_sigmas():
     for steps, shift in [(10, 5.0), (30, 3.0), (7, 1.0)]:
-        sched = UniPCMultistepScheduler(use_flow_sigmas=True, flow_shift=shift, prediction_type="flow_prediction")
+        sched = UniPCMultistepScheduler(
+            use_flow_sigmas=True, flow_shift=shift, prediction_type="flow_prediction"
+        )
         sched.set_timesteps(steps)
         ours = flow_sigmas(steps, shift)
         assert torch.allclose(ours.float(), sched.sigmas, atol=1e-6), (ours, sched.sigmas)
@@ -93,8 +95,12 @@ def test_euler_agrees_with_flowmatch_euler(x_start):
 @pytest.mark.parametrize("steps", [6, 20])
 def test_dpmpp2m_agrees_with_diffusers(x_start, steps):
     sched = DPMSolverMultistepScheduler(
-        use_flow_sigmas=True, flow_shift=3.0, prediction_type="flow_prediction",
-        algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint",
+        use_flow_sigmas=True,
+        flow_shift=3.0,
+        prediction_type="flow_prediction",
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        solver_type="midpoint",
     )
     sched.set_timesteps(steps)
     ours = _run_ours(DPMSolverPP2M(), sched.sigmas.double(), x_start)
@@ -102,12 +108,16 @@ def test_dpmpp2m_agrees_with_diffusers(x_start, steps):
 
 
 @pytest.mark.parametrize(
-    ("order", "variant", "steps"), [(2, "bh2", 8), (2, "bh2", 25), (3, "bh2", 10), (3, "bh1", 10), (1, "bh2", 6)]
+    ("order", "variant", "steps"),
+    [(2, "bh2", 8), (2, "bh2", 25), (3, "bh2", 10), (3, "bh1", 10), (1, "bh2", 6)],
 )
 def test_unipc_agrees_with_diffusers(x_start, order, variant, steps):
     sched = UniPCMultistepScheduler(
-        use_flow_sigmas=True, flow_shift=5.0, prediction_type="flow_prediction",
-        solver_order=order, solver_type=variant,
+        use_flow_sigmas=True,
+        flow_shift=5.0,
+        prediction_type="flow_prediction",
+        solver_order=order,
+        solver_type=variant,
     )
     sched.set_timesteps(steps)
     ours = _run_ours(UniPCSolver(order=order, variant=variant), sched.sigmas.double(), x_start)
@@ -156,7 +166,7 @@ def test_full_flow_schedule_converges(name, x_start):
 
 
 def test_euler_inversion_is_exact_for_x_independent_field(x_start):
-    """invert(then)sample with Euler: x_i = x_{i+1} - (s_{i+1} - s_i) f(s_i) undoes x_{i+1} = x_i + (...) f(s_i)."""
+    """Euler inversion x_i = x_{i+1} - (s_{i+1} - s_i) f(s_i) undoes x_{i+1} = x_i + (...) f(s_i)."""
 
     def field(x, sigma):
         return torch.full_like(x, math.cos(3 * sigma)) + torch.linspace(0, 1, x.shape[-1]) * sigma

@@ -68,7 +68,9 @@ def truncate_sigmas(sigmas: torch.Tensor, strength: float) -> torch.Tensor:
     return sigmas[first:]
 
 
-def timesteps_from_sigmas(sigmas: torch.Tensor, num_train_timesteps: int = NUM_TRAIN_TIMESTEPS) -> torch.Tensor:
+def timesteps_from_sigmas(
+    sigmas: torch.Tensor, num_train_timesteps: int = NUM_TRAIN_TIMESTEPS
+) -> torch.Tensor:
     """Model timesteps for the given sigmas (``1000 * sigma``), float."""
     return sigmas * num_train_timesteps
 

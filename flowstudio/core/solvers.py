@@ -178,8 +178,9 @@ class UniPCSolver(_Multistep):
     name = "unipc"
     order = 2
 
-    def __init__(self, order: int = 2, variant: str = "bh2", lower_order_final: bool = True,
-                 use_corrector: bool = True) -> None:
+    def __init__(
+        self, order: int = 2, variant: str = "bh2", lower_order_final: bool = True, use_corrector: bool = True
+    ) -> None:
         if order not in (1, 2, 3):
             raise ValueError(f"UniPC order must be 1, 2 or 3, got {order}")
         if variant not in ("bh1", "bh2"):
@@ -196,7 +197,9 @@ class UniPCSolver(_Multistep):
         self.last_order = 0
         self.last_step: tuple[float, float] | None = None  # (sigma_s0, sigma_t) of the last predictor
 
-    def _coefficients(self, h: float, rks: list[float], order: int, corrector: bool) -> tuple[list[float], float, float]:
+    def _coefficients(
+        self, h: float, rks: list[float], order: int, corrector: bool
+    ) -> tuple[list[float], float, float]:
         """rho coefficients, ``h*phi_1`` and ``B(h)`` of the UniPC update (data prediction: ``hh = -h``)."""
         hh = -h
         h_phi_1 = math.expm1(hh)
@@ -212,8 +215,13 @@ class UniPCSolver(_Multistep):
         if corrector:
             if order == 1:
                 return [0.5], h_phi_1, b_h
-            return torch.linalg.solve(torch.tensor(rows, dtype=torch.float64),
-                                      torch.tensor(rhs, dtype=torch.float64)).tolist(), h_phi_1, b_h
+            return (
+                torch.linalg.solve(
+                    torch.tensor(rows, dtype=torch.float64), torch.tensor(rhs, dtype=torch.float64)
+                ).tolist(),
+                h_phi_1,
+                b_h,
+            )
         if order == 1:
             return [], h_phi_1, b_h
         if order == 2:
@@ -221,8 +229,16 @@ class UniPCSolver(_Multistep):
         sub = torch.tensor([row[:-1] for row in rows[:-1]], dtype=torch.float64)
         return torch.linalg.solve(sub, torch.tensor(rhs[:-1], dtype=torch.float64)).tolist(), h_phi_1, b_h
 
-    def _update(self, x: torch.Tensor, sigma_s: float, sigma_t: float, m0: torch.Tensor,
-                past: list[tuple[float, torch.Tensor]], order: int, model_t: torch.Tensor | None) -> torch.Tensor:
+    def _update(
+        self,
+        x: torch.Tensor,
+        sigma_s: float,
+        sigma_t: float,
+        m0: torch.Tensor,
+        past: list[tuple[float, torch.Tensor]],
+        order: int,
+        model_t: torch.Tensor | None,
+    ) -> torch.Tensor:
         """Shared UniP (``model_t is None``) / UniC update from ``sigma_s`` to ``sigma_t``.
 
         ``past`` holds ``(lambda, x0)`` of earlier points, most recent first.
@@ -247,11 +263,20 @@ class UniPCSolver(_Multistep):
         # 1. UniC: correct the sample the last predictor produced, with the new model output.
         if self.use_corrector and self.last_sample is not None and self.last_step is not None:
             sigma_prev, _ = self.last_step
-            lambdas = [_lambda(sigma_prev), _lambda(sigma)] + [lam for lam, _, _ in self.history[-self.last_order:]]
+            lambdas = [_lambda(sigma_prev), _lambda(sigma)] + [
+                lam for lam, _, _ in self.history[-self.last_order :]
+            ]
             if all(math.isfinite(lam) for lam in lambdas):
                 past = [(lam, m) for lam, _, m in reversed(self.history[:-1])]
-                x = self._update(self.last_sample, sigma_prev, sigma, self.history[-1][2], past,
-                                 self.last_order, model_t=x0)
+                x = self._update(
+                    self.last_sample,
+                    sigma_prev,
+                    sigma,
+                    self.history[-1][2],
+                    past,
+                    self.last_order,
+                    model_t=x0,
+                )
 
         # 2. UniP: predict the next sample.
         self._push(sigma, x0, keep=self.solver_order)

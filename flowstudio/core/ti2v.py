@@ -28,14 +28,16 @@ def pin_first_frame(latents: torch.Tensor, condition: torch.Tensor, mask: torch.
     """
     if condition.shape[2] == 1 and latents.shape[2] > 1:
         pad = latents.new_zeros(latents.shape[0], latents.shape[1], latents.shape[2] - 1, *latents.shape[3:])
-        condition = torch.cat([condition.expand(latents.shape[0], -1, -1, -1, -1).to(latents.dtype), pad], dim=2)
+        condition = torch.cat(
+            [condition.expand(latents.shape[0], -1, -1, -1, -1).to(latents.dtype), pad], dim=2
+        )
     return torch.where(mask.bool(), latents, condition.to(latents.dtype))
 
 
 def per_token_timesteps(
     mask: torch.Tensor, timestep: float | torch.Tensor, patch_size: tuple[int, int, int], batch_size: int
 ) -> torch.Tensor:
-    """Per-token timesteps ``(B, seq_len)`` for the transformer: ``timestep`` where mask is 1, 0 on pinned tokens.
+    """Per-token timesteps ``(B, seq_len)``: ``timestep`` where the mask is 1, 0 on pinned tokens.
 
     Tokens are patches of ``patch_size = (p_t, p_h, p_w)``; a token is pinned when its patch lies in
     latent frame 0 (the mask is constant over a patch, so sampling its first element suffices,

@@ -1,0 +1,176 @@
+"""Command-line interface (typer). Every subcommand is a thin shell over the Python API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from flowstudio import __version__
+from flowstudio.errors import FlowstudioError
+
+console = Console(stderr=True)
+app = typer.Typer(
+    name="flowstudio",
+    help="Video diffusion on the Wan2.2 flow-matching DiT family.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="Inspect and build local diffusers-format checkpoints.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+MODEL_ENV = "FLOWSTUDIO_MODEL"
+
+
+class SolverName(StrEnum):
+    euler = "euler"
+    dpmpp2m = "dpm++2m"
+    unipc = "unipc"
+
+
+class Offload(StrEnum):
+    none = "none"
+    model = "model"
+    group = "group"
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"flowstudio {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+) -> None:
+    """flowstudio: editing, distillation, benchmark and avatar tools for Wan2.2 video diffusion."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _fail(error: Exception) -> None:
+    console.print(f"[red]error:[/red] {error}")
+    raise typer.Exit(code=2)
+
+
+def _resolve_model(model: Path | None) -> Path:
+    if model is not None:
+        return model
+    if os.environ.get(MODEL_ENV):
+        return Path(os.environ[MODEL_ENV])
+    raise FlowstudioError(
+        f"no model given: pass --model PATH (a local diffusers-format Wan2.2 TI2V folder) "
+        f"or set {MODEL_ENV}. "
+        "For a quick try without real weights: `flowstudio models make-tiny outputs/tiny` (random weights)."
+    )
+
+
+@models_app.command("check")
+def models_check(
+    path: Path = typer.Argument(..., help="Folder to check (e.g. Wan2.2-TI2V-5B-Diffusers)."),
+) -> None:
+    """Say whether PATH is a complete diffusers-format Wan2.2 TI2V checkpoint, and what is missing if not."""
+    from flowstudio.weights import check_checkpoint
+
+    report = check_checkpoint(path)
+    typer.echo(report.format())
+    raise typer.Exit(code=0 if report.ok else 1)
+
+
+@models_app.command("make-tiny")
+def models_make_tiny(
+    path: Path = typer.Argument(..., help="Folder to write."),
+    seed: int = typer.Option(0, help="Seed of the random weights."),
+) -> None:
+    """Write a tiny random checkpoint with the exact layout and config keys of Wan2.2-TI2V-5B-Diffusers."""
+    from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint
+
+    out = build_tiny_checkpoint(path, seed=seed)
+    typer.echo(f"wrote tiny random Wan2.2-TI2V-form checkpoint to {out} (random weights: output is noise)")
+
+
+@app.command()
+def generate(
+    prompt: str = typer.Option(..., "--prompt", "-p", help="What the video shows."),
+    out: Path = typer.Option(
+        Path("outputs/generate.mp4"), "--out", "-o", help="mp4 to write (+ .json settings)."
+    ),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", help=f"Local checkpoint folder (or ${MODEL_ENV})."
+    ),
+    image: Path | None = typer.Option(
+        None, "--image", help="First frame (image-to-video); resized to the video."
+    ),
+    negative_prompt: str = typer.Option("", "--negative-prompt", help="What to steer away from (CFG)."),
+    frames: int = typer.Option(17, "--frames", help="Number of frames, 4k+1."),
+    height: int = typer.Option(128, help="Height in pixels, a multiple of 32."),
+    width: int = typer.Option(128, help="Width in pixels, a multiple of 32."),
+    steps: int = typer.Option(30, help="Denoising steps."),
+    guidance: float = typer.Option(5.0, help="Classifier-free guidance scale (1 disables it)."),
+    shift: float = typer.Option(5.0, help="Flow shift of the sigma schedule."),
+    solver: SolverName = typer.Option(SolverName.unipc, help="ODE solver."),
+    seed: int = typer.Option(0, help="Random seed; one seed gives one video."),
+    fps: float = typer.Option(16.0, help="Frame rate of the written mp4."),
+    device: str = typer.Option("cpu", help="torch device, e.g. cpu, cuda, cuda:1."),
+    dtype: str | None = typer.Option(
+        None, help="float32 / bfloat16 / float16 (default: bf16 on GPU, fp32 on CPU)."
+    ),
+    offload: Offload = typer.Option(Offload.none, help="CPU offload for small GPUs: none, model, group."),
+) -> None:
+    """Text-to-video, or text+image-to-video with --image; writes an mp4 and a JSON of the settings."""
+    import numpy as np
+    import torch
+
+    from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
+    from flowstudio.video import read_image, write_video
+
+    try:
+        model_path = _resolve_model(model)
+        torch_dtype = getattr(torch, dtype) if dtype else None
+        pipe = WanVideoPipeline.from_pretrained(
+            model_path, device=device, dtype=torch_dtype, offload=offload.value
+        )
+        first = read_image(image, size=(height, width)) if image is not None else None
+        settings = GenerationSettings(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            num_frames=frames,
+            height=height,
+            width=width,
+            steps=steps,
+            guidance_scale=guidance,
+            shift=shift,
+            solver=solver.value,
+            seed=seed,
+            image_conditioned=first is not None,
+        )
+        result = pipe.generate(settings, image=first)
+        write_video(out, np.ascontiguousarray(result.frames), fps=fps)
+        record = {
+            "model": str(model_path),
+            "settings": settings.to_dict(),
+            "model_calls": result.model_calls,
+            "flowstudio": __version__,
+            "image": str(image) if image else None,
+        }
+        out.with_suffix(".json").write_text(json.dumps(record, indent=2))
+    except FlowstudioError as error:
+        _fail(error)
+    console.print(
+        f"wrote {out} ({frames} frames {height}x{width}, {steps} steps, {solver.value}) and "
+        f"{out.with_suffix('.json')}"
+    )
+
+
+if __name__ == "__main__":
+    app()

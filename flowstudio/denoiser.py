@@ -1,0 +1,108 @@
+"""The one denoiser contract: ``denoiser(x_t, sigma, cond) -> velocity``.
+
+:class:`WanDenoiser` wraps a diffusers ``WanTransformer3DModel`` (never copies it). It applies
+Wan2.2 TI2V first-frame conditioning (clean frame-0 latent, per-token timestep 0) and
+classifier-free guidance, with both CFG branches in one batched model call by default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from flowstudio.core.flow import NUM_TRAIN_TIMESTEPS, classifier_free_guidance
+from flowstudio.core.solvers import VelocityFn
+from flowstudio.core.ti2v import per_token_timesteps, pin_first_frame
+
+
+@dataclass
+class Conditioning:
+    """What the model is conditioned on for one trajectory.
+
+    ``prompt_embeds`` / ``negative_embeds``: ``(B, L, D)`` text-encoder states (same ``L``).
+    ``first_frame``: clean latent of the conditioning image ``(B, C, 1, H, W)``, or ``None``
+    for text-to-video. ``mask``: ``(1, 1, T, H, W)``, 0 on pinned positions (see ``core.ti2v``).
+    """
+
+    prompt_embeds: torch.Tensor
+    negative_embeds: torch.Tensor | None = None
+    guidance_scale: float = 1.0
+    first_frame: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    attention_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def uses_cfg(self) -> bool:
+        return self.negative_embeds is not None and self.guidance_scale != 1.0
+
+
+class WanDenoiser:
+    """Velocity of a ``WanTransformer3DModel`` at ``(x, sigma)`` under a :class:`Conditioning`.
+
+    Inputs and outputs are float32 latents ``(B, C, T, H, W)``; the model runs in its own dtype.
+    ``batch_cfg=False`` runs the two CFG branches as two calls (half the activation memory).
+    """
+
+    def __init__(
+        self,
+        transformer: torch.nn.Module,
+        *,
+        batch_cfg: bool = True,
+        num_train_timesteps: int = NUM_TRAIN_TIMESTEPS,
+    ) -> None:
+        self.transformer = transformer
+        self.batch_cfg = batch_cfg
+        self.num_train_timesteps = num_train_timesteps
+        self.patch_size = tuple(transformer.config.patch_size)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.transformer.parameters()).dtype
+
+    def _timestep(self, x: torch.Tensor, sigma: float, cond: Conditioning) -> torch.Tensor:
+        t = torch.tensor(sigma * self.num_train_timesteps, device=x.device, dtype=torch.float32)
+        if cond.mask is None:
+            return t.expand(x.shape[0])
+        return per_token_timesteps(cond.mask.to(x.device), t, self.patch_size, x.shape[0])
+
+    def _forward(
+        self, x: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor, attention_kwargs: dict[str, Any]
+    ) -> torch.Tensor:
+        out = self.transformer(
+            hidden_states=x.to(self.dtype),
+            timestep=timestep,
+            encoder_hidden_states=embeds.to(self.dtype),
+            attention_kwargs=attention_kwargs or None,
+            return_dict=False,
+        )[0]
+        return out.float()
+
+    def __call__(self, x: torch.Tensor, sigma: float, cond: Conditioning) -> torch.Tensor:
+        if cond.first_frame is not None:
+            x = pin_first_frame(x, cond.first_frame, cond.mask)
+        timestep = self._timestep(x, sigma, cond)
+        if not cond.uses_cfg:
+            velocity = self._forward(x, timestep, cond.prompt_embeds, cond.attention_kwargs)
+        elif self.batch_cfg:
+            both = self._forward(
+                torch.cat([x, x]),
+                torch.cat([timestep, timestep]),
+                torch.cat([cond.prompt_embeds, cond.negative_embeds]),
+                cond.attention_kwargs,
+            )
+            v_cond, v_uncond = both.chunk(2)
+            velocity = classifier_free_guidance(v_cond, v_uncond, cond.guidance_scale)
+        else:
+            v_cond = self._forward(x, timestep, cond.prompt_embeds, cond.attention_kwargs)
+            v_uncond = self._forward(x, timestep, cond.negative_embeds, cond.attention_kwargs)
+            velocity = classifier_free_guidance(v_cond, v_uncond, cond.guidance_scale)
+        if cond.mask is not None:
+            # Pinned tokens do not move: a zero velocity keeps multistep histories consistent with that.
+            velocity = velocity * cond.mask.to(velocity.dtype)
+        return velocity
+
+    def bind(self, cond: Conditioning) -> VelocityFn:
+        """``velocity_fn(x, sigma)`` for the solvers, with ``cond`` fixed."""
+        return lambda x, sigma: self(x, sigma, cond)

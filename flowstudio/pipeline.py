@@ -1,0 +1,265 @@
+"""Wan2.2 TI2V pipeline over local components: encode -> prepare latents -> solve -> decode.
+
+Thin on purpose: the math lives in ``flowstudio.core``, the loop in ``flowstudio.sampling``, the
+model call in ``flowstudio.denoiser``. Editing methods reuse :meth:`WanVideoPipeline.encode_video`,
+:meth:`WanVideoPipeline.conditioning` and the loop with their own controllers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from flowstudio.core.flow import flow_sigmas
+from flowstudio.core.solvers import make_solver
+from flowstudio.core.ti2v import first_frame_mask
+from flowstudio.denoiser import Conditioning, WanDenoiser
+from flowstudio.errors import InputError
+from flowstudio.sampling import Controller, Direction, FirstFramePin, LoopState, run_loop
+from flowstudio.video import frames_to_tensor, tensor_to_frames
+from flowstudio.weights import WanComponents, encode_prompts, load_components
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Everything that determines a generation; saved beside outputs."""
+
+    prompt: str
+    negative_prompt: str = ""
+    num_frames: int = 17
+    height: int = 128
+    width: int = 128
+    steps: int = 30
+    guidance_scale: float = 5.0
+    shift: float = 5.0
+    solver: str = "unipc"
+    seed: int = 0
+    image_conditioned: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class GenerationResult:
+    frames: np.ndarray  # uint8 (T, H, W, 3)
+    latents: torch.Tensor  # (1, C, T', H', W')
+    settings: GenerationSettings
+    model_calls: int
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class WanVideoPipeline:
+    """Text(+image)-to-video on any Wan2.2-TI2V-form checkpoint (real or toy), one code path."""
+
+    def __init__(
+        self,
+        components: WanComponents,
+        *,
+        device: torch.device | str = "cpu",
+        batch_cfg: bool = True,
+        max_sequence_length: int = 512,
+    ) -> None:
+        self.components = components
+        self.device = torch.device(device)
+        self.max_sequence_length = max_sequence_length
+        self.denoiser = WanDenoiser(components.transformer, batch_cfg=batch_cfg)
+        vae_config = components.vae.config
+        self.spatial_scale = int(getattr(vae_config, "scale_factor_spatial", 16))
+        self.temporal_scale = int(getattr(vae_config, "scale_factor_temporal", 4))
+        self.size_multiple = self.spatial_scale * int(components.transformer.config.patch_size[-1])
+        self._latents_mean = torch.tensor(vae_config.latents_mean, dtype=torch.float32).view(1, -1, 1, 1, 1)
+        self._latents_std = torch.tensor(vae_config.latents_std, dtype=torch.float32).view(1, -1, 1, 1, 1)
+        self._prompt_cache: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype | None = None,
+        offload: str = "none",
+        **options: Any,
+    ) -> WanVideoPipeline:
+        """Load from a local diffusers-format folder; never downloads."""
+        components = load_components(path, device=device, dtype=dtype, offload=offload)
+        return cls(components, device=device, **options)
+
+    # -- checks ---------------------------------------------------------------------------------
+    def check_inputs(self, *, num_frames: int, height: int, width: int, steps: int) -> None:
+        """Validate sizes against the model; messages name the argument, the rule and the value."""
+        if num_frames < 1 or (num_frames - 1) % self.temporal_scale:
+            raise InputError(
+                f"num_frames must be {self.temporal_scale}k+1 (1, 5, 9, 13, 17, ...), got {num_frames}; "
+                "normalise the clip with flowstudio.video.normalize_clip"
+            )
+        for name, value in (("height", height), ("width", width)):
+            if value < self.size_multiple or value % self.size_multiple:
+                raise InputError(
+                    f"{name} must be a positive multiple of {self.size_multiple} for this model, got {value}"
+                )
+        if steps < 1:
+            raise InputError(f"steps must be >= 1, got {steps}")
+
+    # -- encoders -------------------------------------------------------------------------------
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        """Text-encoder states ``(1, L, D)``; cached per prompt (editing encodes the same prompts often)."""
+        if prompt not in self._prompt_cache:
+            embeds, _ = encode_prompts(
+                self.components, [prompt], max_sequence_length=self.max_sequence_length
+            )
+            self._prompt_cache[prompt] = embeds.to(self.device)
+        return self._prompt_cache[prompt]
+
+    @torch.no_grad()
+    def encode_video(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 ``(T, H, W, 3)`` -> normalised latents ``(1, C, T', H', W')`` (VAE mode, float32)."""
+        vae = self.components.vae
+        video = frames_to_tensor(frames).to(self.device, dtype=vae.dtype)
+        latents = vae.encode(video).latent_dist.mode().float()
+        return (latents - self._latents_mean.to(latents.device)) / self._latents_std.to(latents.device)
+
+    @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
+        """Normalised latents -> uint8 frames ``(T, H, W, 3)``."""
+        vae = self.components.vae
+        raw = latents * self._latents_std.to(latents.device) + self._latents_mean.to(latents.device)
+        video = vae.decode(raw.to(vae.dtype), return_dict=False)[0]
+        return tensor_to_frames(video.float().cpu())
+
+    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int, int]:
+        channels = int(self.components.transformer.config.in_channels)
+        return (
+            1,
+            channels,
+            (num_frames - 1) // self.temporal_scale + 1,
+            height // self.spatial_scale,
+            width // self.spatial_scale,
+        )
+
+    def conditioning(
+        self,
+        prompt: str,
+        *,
+        negative_prompt: str = "",
+        guidance_scale: float = 5.0,
+        image: np.ndarray | None = None,
+        latent_shape: Sequence[int] | None = None,
+    ) -> Conditioning:
+        """Bundle prompt states, CFG and (optionally) the TI2V first frame for the denoiser.
+
+        ``image`` is uint8 ``(H, W, 3)``; its latent becomes the pinned latent frame 0.
+        """
+        first_frame, mask = None, None
+        if image is not None:
+            if latent_shape is None:
+                raise InputError("latent_shape is required with an image")
+            if image.ndim != 3 or image.shape[-1] != 3:
+                raise InputError(f"image must be uint8 (H, W, 3), got shape {image.shape}")
+            expected = (latent_shape[3] * self.spatial_scale, latent_shape[4] * self.spatial_scale)
+            if image.shape[:2] != expected:
+                raise InputError(
+                    f"image is {image.shape[0]}x{image.shape[1]} but the video is "
+                    f"{expected[0]}x{expected[1]}; resize the image to the video size"
+                )
+            first_frame = self.encode_video(image[None])
+            mask = first_frame_mask(tuple(latent_shape), device=self.device)
+        use_cfg = guidance_scale != 1.0
+        return Conditioning(
+            prompt_embeds=self.encode_prompt(prompt),
+            negative_embeds=self.encode_prompt(negative_prompt) if use_cfg else None,
+            guidance_scale=guidance_scale,
+            first_frame=first_frame,
+            mask=mask,
+        )
+
+    # -- generation -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        settings: GenerationSettings,
+        *,
+        image: np.ndarray | None = None,
+        controllers: Sequence[Controller] = (),
+        progress: bool = True,
+    ) -> GenerationResult:
+        """Text-to-video, or text+image-to-video when ``image`` (uint8 ``(H, W, 3)``) is given."""
+        s = settings
+        # 1. check inputs
+        self.check_inputs(num_frames=s.num_frames, height=s.height, width=s.width, steps=s.steps)
+        # 2. encode prompts and the first frame
+        shape = self.latent_shape(s.num_frames, s.height, s.width)
+        cond = self.conditioning(
+            s.prompt,
+            negative_prompt=s.negative_prompt,
+            guidance_scale=s.guidance_scale,
+            image=image,
+            latent_shape=shape,
+        )
+        # 3. prepare latents (seeded on CPU so that CPU and GPU runs start from the same noise)
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(s.seed)).to(self.device)
+        # 4. solve
+        state = self.solve(
+            noise,
+            cond,
+            steps=s.steps,
+            shift=s.shift,
+            solver=s.solver,
+            controllers=controllers,
+            progress=progress,
+        )
+        # 5. decode
+        frames = self.decode_latents(state.x)
+        return GenerationResult(frames=frames, latents=state.x, settings=s, model_calls=state.model_calls)
+
+    @torch.no_grad()
+    def solve(
+        self,
+        x: torch.Tensor,
+        cond: Conditioning,
+        *,
+        steps: int,
+        shift: float = 5.0,
+        solver: str = "unipc",
+        direction: Direction = "denoise",
+        controllers: Sequence[Controller] = (),
+        progress: bool = False,
+    ) -> LoopState:
+        """Run the one loop on the shifted flow grid: denoise noise -> latents, or invert latents -> noise."""
+        pin = None if cond.first_frame is None else FirstFramePin(condition=cond.first_frame, mask=cond.mask)
+        return run_loop(
+            self.denoiser.bind(cond),
+            x,
+            flow_sigmas(steps, shift),
+            make_solver(solver),
+            direction=direction,
+            controllers=controllers,
+            pin=pin,
+            model=self.components.transformer,
+            progress=progress,
+            description=direction,
+        )
+
+    def invert(
+        self,
+        latents: torch.Tensor,
+        cond: Conditioning,
+        *,
+        steps: int,
+        shift: float = 5.0,
+        solver: str = "euler",
+        **options: Any,
+    ) -> torch.Tensor:
+        """Map clean latents to the noise that regenerates them under ``cond`` (same grid as generation)."""
+        return self.solve(
+            latents, cond, steps=steps, shift=shift, solver=solver, direction="invert", **options
+        ).x

@@ -1,0 +1,127 @@
+"""The command line: help texts, version, models check, generate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import av
+import pytest
+from typer.testing import CliRunner
+
+from flowstudio import __version__
+from flowstudio.cli import app
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("args", [[], ["generate"], ["models"], ["models", "check"], ["models", "make-tiny"]])
+def test_help_on_every_command(args):
+    result = runner.invoke(app, [*args, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_models_check_ok_and_broken(tiny_checkpoint, tmp_path):
+    ok = runner.invoke(app, ["models", "check", str(tiny_checkpoint)])
+    assert ok.exit_code == 0, ok.output
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_checkpoint, broken)
+    (broken / "vae" / "config.json").unlink()
+    bad = runner.invoke(app, ["models", "check", str(broken)])
+    assert bad.exit_code == 1
+    assert "vae/config.json" in bad.output
+
+
+def test_generate_writes_mp4_and_settings(tiny_checkpoint, tmp_path):
+    out = tmp_path / "clip.mp4"
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            str(tiny_checkpoint),
+            "--prompt",
+            "a red bottle",
+            "--frames",
+            "5",
+            "--height",
+            "32",
+            "--width",
+            "32",
+            "--steps",
+            "2",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert sum(1 for _ in container.decode(stream)) == 5
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["settings"]["seed"] == 3 and record["settings"]["steps"] == 2
+
+
+def test_generate_image_to_video(tiny_checkpoint, tmp_path):
+    from PIL import Image
+
+    image = tmp_path / "first.png"
+    Image.new("RGB", (50, 40), (200, 30, 30)).save(image)
+    out = tmp_path / "i2v.mp4"
+    result = runner.invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            str(tiny_checkpoint),
+            "--prompt",
+            "a red bottle",
+            "--image",
+            str(image),
+            "--frames",
+            "5",
+            "--height",
+            "32",
+            "--width",
+            "32",
+            "--steps",
+            "2",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.with_suffix(".json").read_text())["settings"]["image_conditioned"] is True
+
+
+def test_generate_errors_are_clear(tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.delenv("FLOWSTUDIO_MODEL", raising=False)
+    no_model = runner.invoke(app, ["generate", "--prompt", "x", "--out", str(tmp_path / "a.mp4")])
+    assert no_model.exit_code == 2 and "no model given" in no_model.output
+    bad_frames = runner.invoke(
+        app,
+        [
+            "generate",
+            "--model",
+            str(tiny_checkpoint),
+            "--prompt",
+            "x",
+            "--frames",
+            "6",
+            "--out",
+            str(tmp_path / "b.mp4"),
+        ],
+    )
+    assert bad_frames.exit_code == 2 and "4k+1" in bad_frames.output
+    assert not (tmp_path / "b.mp4").exists()
+    missing = runner.invoke(app, ["generate", "--model", str(tmp_path / "nope"), "--prompt", "x"])
+    assert missing.exit_code == 2 and "nope" in missing.output
