@@ -8,6 +8,7 @@ model call in ``flowstudio.denoiser``. Editing methods reuse :meth:`WanVideoPipe
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from flowstudio.core.ti2v import first_frame_mask
 from flowstudio.denoiser import Conditioning, WanDenoiser
 from flowstudio.errors import InputError
 from flowstudio.sampling import Controller, Direction, FirstFramePin, LoopState, run_loop
+from flowstudio.testing.tiny_checkpoint import VOCABULARY_FILE
 from flowstudio.video import frames_to_tensor, tensor_to_frames
 from flowstudio.weights import WanComponents, encode_prompts, load_components
 
@@ -79,6 +81,7 @@ class WanVideoPipeline:
         self._latents_mean = torch.tensor(vae_config.latents_mean, dtype=torch.float32).view(1, -1, 1, 1, 1)
         self._latents_std = torch.tensor(vae_config.latents_std, dtype=torch.float32).view(1, -1, 1, 1, 1)
         self._prompt_cache: dict[str, torch.Tensor] = {}
+        self.vocabulary = _toy_vocabulary(components)
 
     @classmethod
     def from_pretrained(
@@ -114,11 +117,21 @@ class WanVideoPipeline:
     def encode_prompt(self, prompt: str) -> torch.Tensor:
         """Text-encoder states ``(1, L, D)``; cached per prompt (editing encodes the same prompts often)."""
         if prompt not in self._prompt_cache:
+            self._warn_unknown_words(prompt)
             embeds, _ = encode_prompts(
                 self.components, [prompt], max_sequence_length=self.max_sequence_length
             )
             self._prompt_cache[prompt] = embeds.to(self.device)
         return self._prompt_cache[prompt]
+
+    def _warn_unknown_words(self, prompt: str) -> None:
+        if self.vocabulary is None:
+            return
+        unknown = sorted({w for w in re.findall(r"[a-z]+", prompt.lower())} - self.vocabulary)
+        if unknown:
+            logger.warning("prompt words outside this toy model's vocabulary: %s; the model never saw them "
+                           "and will mostly ignore them (known words: %s/tokenizer/%s)", ", ".join(unknown),
+                           self.components.path, VOCABULARY_FILE)
 
     @torch.no_grad()
     def encode_video(self, frames: np.ndarray) -> torch.Tensor:
@@ -263,3 +276,9 @@ class WanVideoPipeline:
         return self.solve(
             latents, cond, steps=steps, shift=shift, solver=solver, direction="invert", **options
         ).x
+
+
+def _toy_vocabulary(components: WanComponents) -> set[str] | None:
+    """Whole-word vocabulary of a toy checkpoint's tokenizer, if it ships one (real checkpoints do not)."""
+    file = Path(components.path) / "tokenizer" / VOCABULARY_FILE
+    return set(file.read_text().split()) if file.exists() else None

@@ -193,3 +193,13 @@ def test_prompt_embeddings_are_cached(pipe):
     pipe.encode_prompt("a purple vase")
     cached = pipe._prompt_cache["a purple vase"]
     assert pipe.encode_prompt("a purple vase") is cached
+
+
+def test_unknown_prompt_words_are_warned_about(pipe, caplog):
+    with caplog.at_level("WARNING", logger="flowstudio.pipeline"):
+        pipe.encode_prompt("a red bottle with zorblax")
+    assert "zorblax" in caplog.text and "vocabulary" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="flowstudio.pipeline"):
+        pipe.encode_prompt("a red bottle on a table")
+    assert "vocabulary" not in caplog.text

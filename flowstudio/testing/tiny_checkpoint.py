@@ -22,7 +22,10 @@ from flowstudio.weights import WAN22_TI2V_5B_CONFIGS
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TINY_VOCABULARY", "build_tiny_checkpoint"]
+__all__ = ["TINY_VOCABULARY", "VOCABULARY_FILE", "build_tiny_checkpoint"]
+
+VOCABULARY_FILE = "vocabulary.txt"
+"""Whole-word vocabulary of a toy tokenizer; prompts with other words get a warning."""
 
 # Words of the toy worlds' captions (and a few common ones); anything else falls back to letters.
 _VOCABULARY_TEXT = """
@@ -39,10 +42,10 @@ _VOCABULARY_TEXT = """
 TINY_VOCABULARY: tuple[str, ...] = tuple(_VOCABULARY_TEXT.split())
 
 
-def _tokenizer_vocab() -> list[tuple[str, float]]:
+def _tokenizer_vocab(vocabulary: tuple[str, ...] = TINY_VOCABULARY) -> list[tuple[str, float]]:
     """Unigram pieces in UMT5 order: <pad>=0, </s>=1, <unk>=2, then words, letters, marks."""
     pieces: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -4.0)]
-    pieces += [(f"\u2581{w}", -3.0 - 0.001 * i) for i, w in enumerate(dict.fromkeys(TINY_VOCABULARY))]
+    pieces += [(f"\u2581{w}", -3.0 - 0.001 * i) for i, w in enumerate(dict.fromkeys(vocabulary))]
     chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
     pieces += [(f"\u2581{ch}", -7.5) for ch in chars] + [(ch, -8.0) for ch in chars]
     pieces += [(ch, -6.0) for ch in ".,!?;:'\"-()/&%+"]
@@ -83,6 +86,7 @@ def build_tiny_checkpoint(
     text_encoder_heads: int = 4,
     sharded: bool = True,
     overwrite: bool = False,
+    vocabulary: tuple[str, ...] = TINY_VOCABULARY,
 ) -> Path:
     """Write a tiny random Wan2.2-TI2V checkpoint folder and return its path.
 
@@ -106,6 +110,8 @@ def build_tiny_checkpoint(
         text_encoder_layers, text_encoder_heads: UMT5 depth and heads (``d_kv = text_dim // heads``).
         sharded: shard the transformer and text encoder weights, as the real checkpoint does.
         overwrite: replace an existing non-empty folder.
+        vocabulary: whole words the tokenizer keeps as single pieces (a toy world's caption words);
+            other words are spelled out letter by letter. Saved as ``tokenizer/vocabulary.txt``.
 
     Returns:
         The checkpoint folder.
@@ -158,8 +164,9 @@ def build_tiny_checkpoint(
         _rewrite_config(root / "vae" / "config.json", ref["vae"])
 
         # 3. tokenizer (Unigram over a built-in vocabulary) and UMT5 encoder.
-        tokenizer = T5Tokenizer(vocab=_tokenizer_vocab(), extra_ids=0)
+        tokenizer = T5Tokenizer(vocab=_tokenizer_vocab(tuple(vocabulary)), extra_ids=0)
         tokenizer.save_pretrained(root / "tokenizer")
+        (root / "tokenizer" / VOCABULARY_FILE).write_text("\n".join(dict.fromkeys(vocabulary)) + "\n")
         te_config = UMT5Config(
             **{
                 k: v
