@@ -1,0 +1,181 @@
+"""Block-causal attention on top of diffusers' ``WanAttention``, through attention processors.
+
+diffusers' ``WanTransformerBlock`` calls its self-attention as ``attn1(x, None, None, rotary_emb)`` and
+its cross-attention as ``attn2(x, context, None, None)``: it never passes a mask. Instead of touching
+the block, each tower installs two processors (``attn.set_processor``) that read their mask and cache
+from a shared :class:`AttentionState` the tower fills before running its blocks:
+
+* :class:`CausalSelfAttnProcessor` - Wan's projections, RMS q/k norm and rotary embedding, then
+  attention over ``[cached K/V of committed blocks, current K/V]`` under :func:`block_causal_mask`;
+  with ``state.commit`` it stages the current (post-rotary) K/V in the cache.
+* :class:`AlignedCrossAttnProcessor` - audio cross-attention where every token sees only the audio
+  tokens of its own block (:func:`same_block_mask`): a chunk hears exactly its own time span.
+
+Masked attention runs through ``torch.nn.functional.scaled_dot_product_attention`` with a boolean
+mask (flash kernels take no arbitrary masks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from flowstudio.avatar.kv_cache import SINK_BLOCK, KVCache
+
+
+def block_causal_mask(q_ids: torch.Tensor, k_ids: torch.Tensor, window: int | None) -> torch.Tensor:
+    """``(Lq, Lk)`` bool, True where a query of block ``q`` may attend a key of block ``k``.
+
+    ``k <= q`` and (``k == 0`` (sink) or ``k >= q - window``). Within a block attention is full.
+    """
+    q = q_ids[:, None]
+    k = k_ids[None, :]
+    allowed = k <= q
+    if window is not None:
+        allowed &= (k == SINK_BLOCK) | (k >= q - window)
+    return allowed
+
+
+def same_block_mask(q_ids: torch.Tensor, k_ids: torch.Tensor) -> torch.Tensor:
+    """``(Lq, Lk)`` bool, True where query and key belong to the same block (same time span)."""
+    return q_ids[:, None] == k_ids[None, :]
+
+
+def masked_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """SDPA on ``(B, L, heads, head_dim)`` tensors with a ``(Lq, Lk)`` bool mask.
+
+    Returns ``(B, Lq, heads * head_dim)``.
+    """
+    out = F.scaled_dot_product_attention(
+        query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), attn_mask=mask.to(query.device)
+    )
+    return out.transpose(1, 2).flatten(2, 3)
+
+
+def cached_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    *,
+    q_ids: torch.Tensor,
+    k_ids: torch.Tensor,
+    window: int | None,
+    cache: KVCache | None,
+    layer: int,
+    commit: bool,
+) -> torch.Tensor:
+    """Block-causal attention of the current tokens over ``[cache, current]``.
+
+    Args:
+        query: ``(B, Lq, heads, hd)``; key/value: ``(B, Lk, heads, hd)`` of the current tokens.
+        q_ids / k_ids: block id per query / current key token, ``(Lq,)`` / ``(Lk,)``.
+        cache: committed blocks of this attention (``None`` for a full-sequence forward).
+        commit: stage the current K/V in ``cache`` (the clean pass).
+    """
+    all_k, all_v, all_ids = key, value, k_ids
+    if cache is not None:
+        old_k, old_v, old_ids = cache.read(layer)
+        if old_k is not None and old_v is not None:
+            all_k = torch.cat([old_k.to(key.dtype), key], dim=1)
+            all_v = torch.cat([old_v.to(value.dtype), value], dim=1)
+            all_ids = torch.cat([old_ids.to(k_ids.device), k_ids])
+        if commit:
+            cache.stage(layer, key, value)
+    mask = block_causal_mask(q_ids, all_ids, window)
+    return masked_attention(query, all_k, all_v, mask)
+
+
+@dataclass
+class AttentionState:
+    """What a tower's processors need for one forward call (filled by the tower, read by processors).
+
+    Attributes:
+        q_ids: ``(L,)`` block id of every token of the tower in this call.
+        context_ids: ``(A,)`` block id of every conditioning (audio) token.
+        window: rolling-window size in blocks (``None``: unbounded causal).
+        cache: the tower's self-attention cache, or ``None`` for a full-sequence forward.
+        commit: stage current K/V in ``cache``.
+    """
+
+    q_ids: torch.Tensor | None = None
+    context_ids: torch.Tensor | None = None
+    window: int | None = None
+    cache: KVCache | None = None
+    commit: bool = False
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Wan's interleaved rotary embedding (as diffusers' ``WanAttnProcessor``), ``x``: ``(B, L, H, hd)``."""
+    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    cos, sin = cos[..., 0::2], sin[..., 1::2]
+    out = torch.empty_like(x)
+    out[..., 0::2] = x1 * cos - x2 * sin
+    out[..., 1::2] = x1 * sin + x2 * cos
+    return out.type_as(x)
+
+
+class CausalSelfAttnProcessor:
+    """Self-attention processor for ``WanAttention``: block-causal mask plus per-layer KV cache."""
+
+    def __init__(self, state: AttentionState, layer: int) -> None:
+        self.state = state
+        self.layer = layer
+
+    def __call__(
+        self,
+        attn: torch.nn.Module,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        state = self.state
+        query = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
+        key = attn.norm_k(attn.to_k(hidden_states)).unflatten(2, (attn.heads, -1))
+        value = attn.to_v(hidden_states).unflatten(2, (attn.heads, -1))
+        if rotary_emb is not None:
+            query = apply_rotary(query, *rotary_emb)
+            key = apply_rotary(key, *rotary_emb)
+        assert state.q_ids is not None, "the tower must fill AttentionState.q_ids before its blocks run"
+        out = cached_attention(
+            query,
+            key,
+            value,
+            q_ids=state.q_ids,
+            k_ids=state.q_ids,
+            window=state.window,
+            cache=state.cache,
+            layer=self.layer,
+            commit=state.commit,
+        )
+        out = attn.to_out[0](out.type_as(query))
+        return attn.to_out[1](out)
+
+
+class AlignedCrossAttnProcessor:
+    """Cross-attention processor for ``WanAttention``: each token attends the context (audio) tokens
+    of its own block only."""
+
+    def __init__(self, state: AttentionState) -> None:
+        self.state = state
+
+    def __call__(
+        self,
+        attn: torch.nn.Module,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        state = self.state
+        assert encoder_hidden_states is not None and state.q_ids is not None and state.context_ids is not None
+        query = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
+        key = attn.norm_k(attn.to_k(encoder_hidden_states)).unflatten(2, (attn.heads, -1))
+        value = attn.to_v(encoder_hidden_states).unflatten(2, (attn.heads, -1))
+        out = masked_attention(query, key, value, same_block_mask(state.q_ids, state.context_ids))
+        out = attn.to_out[0](out.type_as(query))
+        return attn.to_out[1](out)

@@ -1,0 +1,402 @@
+"""Typed, frozen configs for DualForce (one dataclass per component).
+
+An experiment is a small override of a preset (:func:`toy_config`, :func:`mova_lite_config`,
+:func:`mova_360p_config`), written in YAML as ``preset: toy`` plus the fields that change
+(``configs/dualforce/toy.yaml``). Configs are data: :meth:`DualForceConfig.to_dict` is saved beside
+every checkpoint and :meth:`DualForceConfig.from_dict` rebuilds the model from it, so a checkpoint
+never depends on code defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from flowstudio.errors import InputError
+
+BridgeStrategy = Literal["shallow", "full", "none"]
+
+
+@dataclass(frozen=True)
+class TowerConfig:
+    """One DiT tower built from diffusers' ``WanTransformerBlock``.
+
+    Attributes:
+        dim: hidden width ``D``; ``num_heads`` must divide it.
+        num_layers: number of transformer blocks.
+        num_heads: attention heads (head dim ``D / num_heads``).
+        ffn_dim: feed-forward inner width.
+        in_channels: input channels per token source (video: latent channels plus conditioning
+            channels, see :class:`VideoInputConfig`; structure: the structure-latent width).
+        out_channels: predicted channels (velocity) per frame.
+        patch_size: ``(t, h, w)`` patch of the video tower; ``(1, 1, 1)`` for the structure tower.
+        freq_dim: sinusoidal timestep embedding width.
+        eps: norm epsilon.
+        rope_max_positions: longest temporal RoPE position (frames); streaming beyond it raises.
+    """
+
+    dim: int
+    num_layers: int
+    num_heads: int
+    ffn_dim: int
+    in_channels: int
+    out_channels: int
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    freq_dim: int = 256
+    eps: float = 1e-6
+    rope_max_positions: int = 16384
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+
+@dataclass(frozen=True)
+class VideoInputConfig:
+    """How the video tower's input channels are assembled.
+
+    ``in_channels = latent_channels + mask_channels + (latent_channels if concat_reference)``. With
+    MOVA's layout (16 VAE + 4 mask + 16 first-frame latent = 36) every frame carries the mask (1 on the
+    reference frame, 0 elsewhere) and the reference latent (on the reference frame, zeros elsewhere).
+    """
+
+    latent_channels: int = 16
+    mask_channels: int = 0
+    concat_reference: bool = False
+
+    @property
+    def in_channels(self) -> int:
+        return (
+            self.latent_channels + self.mask_channels + (self.latent_channels if self.concat_reference else 0)
+        )
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """Bidirectional cross-attention between the towers.
+
+    ``shallow`` bridges the first ``num_layers`` layers (MOVA's ``shallow_focus`` idea), ``full``
+    bridges every layer both towers have, ``none`` disables the bridge. Bridge attention is
+    block-causal in time like the towers; keys are cached per bridged layer.
+    """
+
+    strategy: BridgeStrategy = "shallow"
+    num_layers: int = 8
+    head_dim: int = 128
+
+    def layers(self, video_layers: int, struct_layers: int) -> tuple[int, ...]:
+        """Indices of the bridged layers."""
+        both = min(video_layers, struct_layers)
+        if self.strategy == "none":
+            return ()
+        if self.strategy == "full":
+            return tuple(range(both))
+        return tuple(range(min(self.num_layers, both)))
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Audio features and the AudioConditioningModule.
+
+    Attributes:
+        feature: ``"logmel"`` (toy world) or ``"hubert"`` (HuBERT-Large from a local folder).
+        feature_dim: channels of one 50 Hz feature frame (HuBERT-Large 1024, log-mel ``n_mels``).
+        sample_rate / hop_length: waveform rate and hop; ``sample_rate / hop_length`` must be 50 Hz.
+        hidden_dim: width of the conditioning MLP.
+        hubert_path: local HuBERT folder (``config.json`` + weights) for ``feature="hubert"``.
+    """
+
+    feature: Literal["logmel", "hubert"] = "logmel"
+    feature_dim: int = 80
+    sample_rate: int = 16000
+    hop_length: int = 320
+    hidden_dim: int = 256
+    hubert_path: str | None = None
+
+
+@dataclass(frozen=True)
+class RatesConfig:
+    """Token rates (see :mod:`flowstudio.avatar.rates`)."""
+
+    video_fps: float = 25.0
+    vae_temporal_stride: int = 4
+    struct_rate: float = 25.0
+    audio_rate: float = 50.0
+    frames_per_chunk: int = 1
+
+
+@dataclass(frozen=True)
+class ForcingConfig:
+    """Multimodal diffusion forcing (training noise) and inference schedule.
+
+    Training draws one sigma per frame and per modality: ``sigma_video ~ U(video_range)`` per latent
+    frame, ``sigma_struct ~ U(struct_range)`` per structure frame (asymmetric by default: the
+    structure is kept cleaner so that it leads the video).
+    """
+
+    video_range: tuple[float, float] = (0.0, 1.0)
+    struct_range: tuple[float, float] = (0.0, 0.7)
+    shift: float = 3.0
+    inference_steps: int = 4
+    window_chunks: int = 4
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the loss terms (:mod:`flowstudio.avatar.losses`)."""
+
+    video: float = 1.0
+    struct: float = 1.0
+    flame: float = 0.1
+    lip_sync: float = 0.0
+
+
+@dataclass(frozen=True)
+class StructureLayout:
+    """Layout of one structure frame (a LivePortrait motion latent): pose (3), translation (3),
+    scale (1), ``num_keypoints`` x 3 implicit 3D keypoints."""
+
+    num_keypoints: int = 21
+
+    @property
+    def channels(self) -> int:
+        return 7 + 3 * self.num_keypoints
+
+
+@dataclass(frozen=True)
+class DualForceConfig:
+    """The whole model: video tower, structure tower, bridge, audio path, rates, forcing, losses."""
+
+    name: str
+    video: TowerConfig
+    struct: TowerConfig
+    video_input: VideoInputConfig = field(default_factory=VideoInputConfig)
+    structure: StructureLayout = field(default_factory=StructureLayout)
+    bridge: BridgeConfig = field(default_factory=BridgeConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    rates: RatesConfig = field(default_factory=RatesConfig)
+    forcing: ForcingConfig = field(default_factory=ForcingConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    image_size: tuple[int, int] = (64, 64)
+    vae_spatial_stride: int = 8
+
+    def __post_init__(self) -> None:
+        for label, tower in (("video", self.video), ("struct", self.struct)):
+            if tower.dim % tower.num_heads:
+                raise InputError(
+                    f"{label}.dim ({tower.dim}) must be divisible by {label}.num_heads ({tower.num_heads})"
+                )
+        if self.video.in_channels != self.video_input.in_channels:
+            raise InputError(
+                f"video.in_channels ({self.video.in_channels}) must equal latent + mask + "
+                f"reference channels ({self.video_input.in_channels})"
+            )
+        if self.audio.sample_rate / self.audio.hop_length != self.rates.audio_rate:
+            raise InputError(
+                f"audio.sample_rate / audio.hop_length = {self.audio.sample_rate}/{self.audio.hop_length} "
+                f"must equal rates.audio_rate ({self.rates.audio_rate} Hz)"
+            )
+        if self.struct.in_channels != self.structure.channels:
+            raise InputError(
+                f"struct.in_channels ({self.struct.in_channels}) must equal the structure "
+                f"layout width 7 + 3 * {self.structure.num_keypoints} = {self.structure.channels}"
+            )
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        """Latent ``(h, w)`` of ``image_size``."""
+        return self.image_size[0] // self.vae_spatial_stride, self.image_size[1] // self.vae_spatial_stride
+
+    @property
+    def bridge_layers(self) -> tuple[int, ...]:
+        return self.bridge.layers(self.video.num_layers, self.struct.num_layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DualForceConfig:
+        """Rebuild from :meth:`to_dict` output (tuples restored; unknown keys rejected)."""
+        return _build(cls, data, "config")
+
+    def replace(self, overrides: dict[str, Any]) -> DualForceConfig:
+        """A copy with nested overrides, e.g. ``{"video": {"num_layers": 4}}``."""
+        return DualForceConfig.from_dict(_merge(self.to_dict(), overrides))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise InputError(f"{where} must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise InputError(f"{where}: unknown field(s) {unknown}; known: {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        sub = _NESTED.get(hints[key]) if isinstance(hints[key], str) else None
+        if sub is not None:
+            kwargs[key] = _build(sub, value, f"{where}.{key}")
+        elif isinstance(value, list):
+            kwargs[key] = tuple(value)
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+_NESTED: dict[str, type] = {
+    "TowerConfig": TowerConfig,
+    "VideoInputConfig": VideoInputConfig,
+    "StructureLayout": StructureLayout,
+    "BridgeConfig": BridgeConfig,
+    "AudioConfig": AudioConfig,
+    "RatesConfig": RatesConfig,
+    "ForcingConfig": ForcingConfig,
+    "LossConfig": LossConfig,
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Presets
+
+
+def toy_config() -> DualForceConfig:
+    """Tiny config for tests and CPU demos: 2 layers, dim 32, 64x64 frames, log-mel audio.
+
+    The video latent is the toy codec's 12 channels (4 frames x RGB at 1/8 resolution,
+    :mod:`flowstudio.avatar.codec`); the structure latent has 5 keypoints (22 channels).
+    """
+    structure = StructureLayout(num_keypoints=5)
+    return DualForceConfig(
+        name="toy",
+        video=TowerConfig(
+            dim=32,
+            num_layers=2,
+            num_heads=2,
+            ffn_dim=64,
+            in_channels=12,
+            out_channels=12,
+            patch_size=(1, 2, 2),
+            freq_dim=32,
+        ),
+        struct=TowerConfig(
+            dim=32,
+            num_layers=2,
+            num_heads=2,
+            ffn_dim=64,
+            in_channels=structure.channels,
+            out_channels=structure.channels,
+            patch_size=(1, 1, 1),
+            freq_dim=32,
+        ),
+        video_input=VideoInputConfig(latent_channels=12),
+        structure=structure,
+        bridge=BridgeConfig(strategy="shallow", num_layers=1, head_dim=16),
+        audio=AudioConfig(feature="logmel", feature_dim=40, sample_rate=16000, hop_length=320, hidden_dim=32),
+        rates=RatesConfig(frames_per_chunk=1),
+        forcing=ForcingConfig(inference_steps=2, window_chunks=3),
+        image_size=(64, 64),
+    )
+
+
+def mova_lite_config() -> DualForceConfig:
+    """MOVA-Lite: MOVA's Wan-style dual-tower DiT reduced to a ~2B dense model.
+
+    Video tower 1536 wide x 28 layers (Wan2.1-1.3B width), structure tower 1024 x 28, bridge on the
+    first 8 layers, HuBERT-Large audio features, MOVA's 36-channel video input at 360p.
+    """
+    structure = StructureLayout(num_keypoints=21)
+    return DualForceConfig(
+        name="mova-lite",
+        video=TowerConfig(
+            dim=1536, num_layers=28, num_heads=12, ffn_dim=8960, in_channels=36, out_channels=16
+        ),
+        struct=TowerConfig(
+            dim=1024,
+            num_layers=28,
+            num_heads=8,
+            ffn_dim=4096,
+            in_channels=structure.channels,
+            out_channels=structure.channels,
+            patch_size=(1, 1, 1),
+        ),
+        video_input=VideoInputConfig(latent_channels=16, mask_channels=4, concat_reference=True),
+        structure=structure,
+        bridge=BridgeConfig(strategy="shallow", num_layers=8, head_dim=128),
+        audio=AudioConfig(
+            feature="hubert", feature_dim=1024, sample_rate=16000, hop_length=320, hidden_dim=1024
+        ),
+        rates=RatesConfig(frames_per_chunk=3),
+        image_size=(352, 640),
+    )
+
+
+def mova_360p_config() -> DualForceConfig:
+    """MOVA-360p shapes (from its checkpoint configs): video 5120 x 40 layers, 40 heads, ffn 13824,
+    patch (1, 2, 2), in_dim 36 = 16 VAE + 4 mask + 16 first frame; second tower 1536 x 30 (MOVA's
+    audio tower width), full bridge; audio 48 kHz / hop 960 = 50 Hz."""
+    structure = StructureLayout(num_keypoints=21)
+    return DualForceConfig(
+        name="mova-360p",
+        video=TowerConfig(
+            dim=5120, num_layers=40, num_heads=40, ffn_dim=13824, in_channels=36, out_channels=16
+        ),
+        struct=TowerConfig(
+            dim=1536,
+            num_layers=30,
+            num_heads=12,
+            ffn_dim=8960,
+            in_channels=structure.channels,
+            out_channels=structure.channels,
+            patch_size=(1, 1, 1),
+        ),
+        video_input=VideoInputConfig(latent_channels=16, mask_channels=4, concat_reference=True),
+        structure=structure,
+        bridge=BridgeConfig(strategy="full", num_layers=30, head_dim=128),
+        audio=AudioConfig(
+            feature="hubert", feature_dim=1024, sample_rate=48000, hop_length=960, hidden_dim=1536
+        ),
+        rates=RatesConfig(frames_per_chunk=3),
+        image_size=(352, 640),
+    )
+
+
+PRESETS = {"toy": toy_config, "mova-lite": mova_lite_config, "mova-360p": mova_360p_config}
+
+
+def preset(name: str) -> DualForceConfig:
+    """A preset by name (``toy``, ``mova-lite``, ``mova-360p``)."""
+    if name not in PRESETS:
+        raise InputError(f"unknown DualForce preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]()
+
+
+def load_config(path: str | Path) -> tuple[DualForceConfig, dict[str, Any]]:
+    """Read a run YAML: ``preset`` + ``model`` overrides; returns ``(config, rest)`` where ``rest``
+    holds the other sections (``train`` ...)."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"config file {str(file)!r} not found; see configs/dualforce/toy.yaml")
+    data = yaml.safe_load(file.read_text()) or {}
+    if not isinstance(data, dict):
+        raise InputError(f"{file}: top level must be a mapping, got {type(data).__name__}")
+    config = preset(data.pop("preset", "toy")).replace(data.pop("model", {}) or {})
+    return config, data

@@ -1,0 +1,163 @@
+"""Streaming generation (progressive yields, flat cache) and the `avatar` CLI on the random toy model."""
+
+from __future__ import annotations
+
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from flowstudio.avatar.audio import LogMelExtractor
+from flowstudio.avatar.cli import avatar_app
+from flowstudio.avatar.config import toy_config
+from flowstudio.avatar.model import DualForceModel
+from flowstudio.avatar.streaming import stream_frames
+from flowstudio.errors import InputError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _speech(seconds: float, rate: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 220 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+
+
+def _write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    with wave.open(str(path), "wb") as fh:
+        fh.setnchannels(1)
+        fh.setsampwidth(2)
+        fh.setframerate(rate)
+        fh.writeframes((samples * 32767).astype(np.int16).tobytes())
+    return path
+
+
+def _write_png(path: Path, size: int = 64) -> Path:
+    from PIL import Image
+
+    yy, xx = np.mgrid[:size, :size]
+    image = np.stack([xx * 4 % 256, yy * 4 % 256, (xx + yy) * 2 % 256], axis=-1).astype(np.uint8)
+    Image.fromarray(image).save(path)
+    return path
+
+
+def test_stream_yields_frames_progressively():
+    torch.manual_seed(0)
+    model = DualForceModel(toy_config()).eval()
+    features = LogMelExtractor(40)(_speech(0.8), 16000)  # 40 feature frames = 5 chunks of 0.16 s
+    chunks_done: list[dict[str, float]] = []
+    gen = stream_frames(model, np.zeros((64, 64, 3), np.uint8), features, callback=chunks_done.append)
+    first = next(gen)
+    assert first.shape == (64, 64, 3) and first.dtype == np.uint8
+    assert len(chunks_done) == 1, "the first frame must come out after the first chunk, not the whole clip"
+    rest = list(gen)
+    assert len(rest) + 1 == 5 * 4  # 5 chunks x 1 latent frame x 4 frames
+    assert len(chunks_done) == 5
+    # the rolling window keeps the cache flat: sink (16 tokens) + window 3 x 16 tokens
+    assert [c["cache_tokens"] for c in chunks_done] == [32, 48, 64, 64, 64]
+
+
+def test_stream_is_seeded():
+    torch.manual_seed(0)
+    model = DualForceModel(toy_config()).eval()
+    features = LogMelExtractor(40)(_speech(0.32), 16000)
+    a = np.stack(list(stream_frames(model, np.zeros((64, 64, 3), np.uint8), features, seed=3)))
+    b = np.stack(list(stream_frames(model, np.zeros((64, 64, 3), np.uint8), features, seed=3)))
+    assert np.array_equal(a, b)
+
+
+def test_bad_inputs_give_clear_errors():
+    model = DualForceModel(toy_config()).eval()
+    short = LogMelExtractor(40)(_speech(0.1), 16000)
+    with pytest.raises(InputError, match="audio too short"):
+        next(stream_frames(model, np.zeros((64, 64, 3), np.uint8), short))
+    with pytest.raises(InputError, match="reference image is 32x48, this model takes 64x64"):
+        next(stream_frames(model, np.zeros((32, 48, 3), np.uint8), short))
+
+
+def test_cli_generate_writes_mp4_with_audio(tmp_path: Path):
+    import av
+
+    image, audio = _write_png(tmp_path / "ref.png"), _write_wav(tmp_path / "speech.wav", _speech(0.64))
+    out = tmp_path / "talk.mp4"
+    result = CliRunner().invoke(
+        avatar_app, ["generate", "--image", str(image), "--audio", str(audio), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "randomly initialised" in result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert report["frames"] == 16 and report["random_weights"] is True
+    with av.open(str(out)) as container:
+        assert len(container.streams.video) == 1 and len(container.streams.audio) == 1
+
+
+def test_cli_errors(tmp_path: Path):
+    runner = CliRunner()
+    image = _write_png(tmp_path / "small.png", size=32)
+    audio = _write_wav(tmp_path / "speech.wav", _speech(0.64))
+    result = runner.invoke(
+        avatar_app,
+        ["generate", "--image", str(image), "--audio", str(audio), "--out", str(tmp_path / "x.mp4")],
+    )
+    assert result.exit_code == 2 and "64x64" in result.output
+    good = _write_png(tmp_path / "good.png")
+    result = runner.invoke(
+        avatar_app,
+        [
+            "generate",
+            "--image",
+            str(good),
+            "--audio",
+            str(tmp_path / "missing.wav"),
+            "--out",
+            str(tmp_path / "x.mp4"),
+        ],
+    )
+    assert result.exit_code == 2 and "not found" in result.output
+    result = runner.invoke(
+        avatar_app,
+        [
+            "generate",
+            "--image",
+            str(image),
+            "--audio",
+            str(audio),
+            "--out",
+            str(tmp_path / "x.mp4"),
+            "--checkpoint",
+            str(tmp_path / "no-model"),
+        ],
+    )
+    assert result.exit_code == 2 and "config.json" in result.output
+
+
+def test_cli_generate_from_checkpoint_folder(tmp_path: Path):
+    torch.manual_seed(1)
+    DualForceModel(toy_config()).save_pretrained(tmp_path / "model")
+    image, audio = _write_png(tmp_path / "ref.png"), _write_wav(tmp_path / "speech.wav", _speech(0.32))
+    result = CliRunner().invoke(
+        avatar_app,
+        [
+            "generate",
+            "--image",
+            str(image),
+            "--audio",
+            str(audio),
+            "--out",
+            str(tmp_path / "talk.mp4"),
+            "--checkpoint",
+            str(tmp_path / "model"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert report["random_weights"] is False and report["frames"] == 8 and "randomly" not in result.output
