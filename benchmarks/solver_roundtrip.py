@@ -32,7 +32,7 @@ from flowstudio.pipeline import WanVideoPipeline  # noqa: E402
 from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-SOLVERS = ("euler", "dpm++2m", "unipc")
+SOLVERS = ("euler", "dpm++2m", "unipc", "rf-solver", "fireflow")
 
 
 def synthetic_clip(frames: int = 17, size: int = 64) -> np.ndarray:
@@ -55,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, nargs="+", default=[5, 10, 20, 40])
+    parser.add_argument("--steps", type=int, nargs="+", default=[8, 16, 30, 50])
     parser.add_argument("--shift", type=float, default=5.0)
     parser.add_argument(
         "--model", type=Path, default=None, help="checkpoint folder (default: tiny random one)"
@@ -75,14 +75,16 @@ def main() -> None:
         for solver in SOLVERS:
             for steps in args.steps:
                 start = time.perf_counter()
-                noise = pipe.invert(latents, cond, steps=steps, shift=args.shift, solver=solver)
-                rec = pipe.solve(noise, cond, steps=steps, shift=args.shift, solver=solver).x
+                inverted = pipe.solve(latents, cond, steps=steps, shift=args.shift, solver=solver,
+                                      direction="invert")
+                regenerated = pipe.solve(inverted.x, cond, steps=steps, shift=args.shift, solver=solver)
+                rec = regenerated.x
                 seconds = time.perf_counter() - start
                 rows.append(
                     {
                         "solver": solver,
                         "steps": steps,
-                        "model_calls": 2 * steps,
+                        "model_calls": inverted.model_calls + regenerated.model_calls,
                         "latent_mse": float(((rec - latents) ** 2).mean()),
                         "video_psnr_db": psnr(pipe.decode_latents(rec), reference),
                         "seconds": round(seconds, 3),

@@ -304,3 +304,6 @@ def make_solver(name: str, **options) -> Solver:
         return SOLVERS[name](**options)
     except KeyError:
         raise ValueError(f"unknown solver {name!r}; choose one of {sorted(SOLVERS)}") from None
+
+# Second-order midpoint solvers (RF-Solver, FireFlow) live in their own file and register themselves.
+import flowstudio.core.midpoint  # noqa: E402, F401

@@ -1,0 +1,314 @@
+"""Typer commands of the editing engine: ``flowstudio edit`` and ``flowstudio edit-memory``.
+
+Thin shells over :func:`flowstudio.edit.edit` and :func:`flowstudio.edit.memory.estimate_memory`;
+``flowstudio/cli.py`` registers them (``app.command("edit")(edit_command)``,
+``app.command("edit-memory")(estimate_memory_command)``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from flowstudio.errors import FlowstudioError, InputError
+
+logger = logging.getLogger(__name__)
+console = Console(stderr=True)
+MODEL_ENV = "FLOWSTUDIO_MODEL"
+
+
+def _fail(error: Exception) -> None:
+    console.print(f"[red]error:[/red] {error}", soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def _parse_box(text: str | None) -> tuple[int, int, int, int] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise InputError(f"--box must be four integers x0,y0,x1,y1 (pixels), got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _parse_blocks(text: str | None) -> tuple[int, ...] | None:
+    """``"all"``/None -> None; ``"0,2,5"`` or ``"0-3"`` or ``"-2,-1"`` -> block indexes."""
+    if text is None or text.strip().lower() == "all":
+        return None
+    blocks: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                lo, hi = part[0] + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1]
+                blocks.extend(range(int(lo), int(hi) + 1))
+            else:
+                blocks.append(int(part))
+    except ValueError:
+        raise InputError(
+            f"blocks must be 'all', a list like 0,2,5 or a range like 0-3, got {text!r}"
+        ) from None
+    return tuple(blocks)
+
+
+def edit_command(
+    source: Path = typer.Argument(..., help="Source video (mp4/mov/webm/gif) or a folder of frames."),
+    source_prompt: str | None = typer.Option(None, "--source-prompt", "-s", help="What the source shows."),
+    target_prompt: str | None = typer.Option(
+        None, "--target-prompt", "-t", help="What the edit should show."
+    ),
+    out: Path = typer.Option(
+        Path("outputs/edit.mp4"), "--out", "-o", help="Edited mp4 (+ _side_by_side.mp4, .json)."
+    ),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", help=f"Local checkpoint folder (or ${MODEL_ENV})."
+    ),
+    method: str | None = typer.Option(None, "--method", help="inversion | flowedit | rf-solver | fireflow."),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help="product-replace | background | style | color | material (provisional defaults).",
+    ),
+    mask: str | None = typer.Option(None, "--mask", help="Edit-region mask video/image, or 'auto'."),
+    box: str | None = typer.Option(None, "--box", help="Edit region as pixels x0,y0,x1,y1."),
+    target_image: Path | None = typer.Option(None, "--target-image", help="Target first frame (TI2V)."),
+    first_frame: str | None = typer.Option(
+        None, "--first-frame", help="Target first frame: source | image | none."
+    ),
+    steps: int | None = typer.Option(None, "--steps", help="Steps of the flow grid (default 30)."),
+    shift: float | None = typer.Option(None, "--shift", help="Flow shift (default 5)."),
+    source_guidance: float | None = typer.Option(None, "--source-guidance", help="Inversion / source CFG."),
+    target_guidance: float | None = typer.Option(None, "--target-guidance", help="Generation / target CFG."),
+    negative_prompt: str | None = typer.Option(None, "--negative-prompt", help="CFG negative prompt."),
+    inversion_solver: str | None = typer.Option(
+        None, "--inversion-solver", help="Override the inversion solver."
+    ),
+    generation_solver: str | None = typer.Option(
+        None, "--generation-solver", help="Override the generation solver."
+    ),
+    n_max: int | None = typer.Option(None, "--n-max", help="FlowEdit: steps the edit runs over."),
+    n_min: int | None = typer.Option(None, "--n-min", help="FlowEdit: final steps of regular sampling."),
+    n_avg: int | None = typer.Option(None, "--n-avg", help="FlowEdit: noise draws per step."),
+    inject: float | None = typer.Option(
+        None, "--inject", help="Feature injection strength 0..1 (off if unset)."
+    ),
+    inject_blocks: str | None = typer.Option(None, "--inject-blocks", help="Blocks: all, 0,2,5 or 0-3."),
+    inject_end: float | None = typer.Option(
+        None, "--inject-end", help="Injection step window end (fraction)."
+    ),
+    share_kv: str | None = typer.Option(None, "--share-kv", help="Attention K/V sharing: replace | concat."),
+    share_blocks: str | None = typer.Option(None, "--share-blocks", help="Blocks: all, 0,2,5 or 0-3."),
+    share_end: float | None = typer.Option(
+        None, "--share-end", help="K/V sharing step window end (fraction)."
+    ),
+    blend: float | None = typer.Option(None, "--blend", help="Masked blending strength 0..1 (needs a mask)."),
+    feather: int | None = typer.Option(None, "--feather", help="Mask feather, latent cells."),
+    pixel_composite: bool | None = typer.Option(
+        None, "--pixel-composite/--no-pixel-composite", help="Paste source pixels back outside the mask."
+    ),
+    strength: float | None = typer.Option(
+        None, "--strength", help="Edit strength = starting noise level 0..1."
+    ),
+    renoise: bool = typer.Option(
+        False, "--renoise", help="With --strength: fresh noise (SDEdit), no inversion."
+    ),
+    source_features: str | None = typer.Option(None, "--source-features", help="auto | cache | recompute."),
+    memory_budget: float | None = typer.Option(None, "--memory-budget", help="Feature-cache budget in GB."),
+    max_batch_rows: int | None = typer.Option(
+        None, "--max-batch-rows", help="Split model calls (less memory)."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed."),
+    fps: float | None = typer.Option(None, "--fps", help="Output frame rate (default: the source's)."),
+    frame_policy: str = typer.Option("trim", "--frame-policy", help="To 4k+1 frames: trim | pad | resample."),
+    size_policy: str = typer.Option(
+        "resize", "--size-policy", help="To multiples of 32: resize | crop | pad."
+    ),
+    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu, cuda."),
+    dtype: str | None = typer.Option(None, "--dtype", help="float32 / bfloat16 / float16."),
+    offload: str = typer.Option("none", "--offload", help="none | model | group."),
+) -> None:
+    """Edit SOURCE from a text instruction (training-free).
+
+    Writes the edited mp4, a side-by-side mp4 and a JSON of the settings used.
+    """
+    import dataclasses
+
+    import torch
+
+    from flowstudio.edit import edit
+    from flowstudio.edit.attention_share import AttentionShareConfig
+    from flowstudio.edit.blending import BlendConfig
+    from flowstudio.edit.flowedit import FlowEditConfig
+    from flowstudio.edit.injection import InjectionConfig
+    from flowstudio.edit.presets import preset_values
+    from flowstudio.edit.reschedule import RescheduleConfig
+
+    try:
+        if source_prompt is None or not source_prompt.strip():
+            raise InputError("--source-prompt is missing: describe what the source video shows")
+        if target_prompt is None or not target_prompt.strip():
+            raise InputError("--target-prompt is missing: describe what the edited video should show")
+        model_path = model or (Path(os.environ[MODEL_ENV]) if os.environ.get(MODEL_ENV) else None)
+        if model_path is None:
+            raise InputError(
+                "no model given: pass --model PATH (a local Wan2.2 TI2V checkpoint folder) "
+                f"or set {MODEL_ENV}"
+            )
+        base = preset_values(preset) if preset else {}
+        options: dict = {
+            "method": method,
+            "steps": steps,
+            "shift": shift,
+            "source_guidance": source_guidance,
+            "target_guidance": target_guidance,
+            "negative_prompt": negative_prompt,
+            "inversion_solver": inversion_solver,
+            "generation_solver": generation_solver,
+            "first_frame": first_frame,
+            "source_features": source_features,
+            "memory_budget_gb": memory_budget,
+            "max_batch_rows": max_batch_rows,
+            "seed": seed,
+        }
+        if n_max is not None or n_min is not None or n_avg is not None:
+            fe = base.get("flowedit") or FlowEditConfig()
+            changes = {
+                k: v for k, v in (("n_max", n_max), ("n_min", n_min), ("n_avg", n_avg)) if v is not None
+            }
+            options["flowedit"] = dataclasses.replace(fe, **changes)
+        if inject is not None or inject_blocks is not None or inject_end is not None:
+            inj = base.get("injection") or InjectionConfig()
+            options["injection"] = dataclasses.replace(
+                inj,
+                strength=inj.strength if inject is None else inject,
+                blocks=inj.blocks if inject_blocks is None else _parse_blocks(inject_blocks),
+                end=inj.end if inject_end is None else inject_end,
+            )
+        if share_kv is not None or share_blocks is not None or share_end is not None:
+            kv = base.get("attention_share") or AttentionShareConfig()
+            options["attention_share"] = AttentionShareConfig(
+                mode=kv.mode if share_kv is None else share_kv,  # type: ignore[arg-type]
+                blocks=kv.blocks if share_blocks is None else _parse_blocks(share_blocks),
+                start=kv.start,
+                end=kv.end if share_end is None else share_end,
+            )
+        if blend is not None or feather is not None or pixel_composite is not None:
+            bl = base.get("blend") or BlendConfig()
+            options["blend"] = dataclasses.replace(
+                bl,
+                strength=bl.strength if blend is None else blend,
+                feather=bl.feather if feather is None else feather,
+                pixel_composite=bl.pixel_composite if pixel_composite is None else pixel_composite,
+            )
+        if strength is not None or renoise:
+            options["reschedule"] = RescheduleConfig(
+                strength=1.0 if strength is None else strength, mode="noise" if renoise else "invert"
+            )
+        result = edit(
+            source,
+            source_prompt=source_prompt,
+            target_prompt=target_prompt,
+            model=model_path,
+            preset=preset,
+            mask=mask,
+            box=_parse_box(box),
+            target_image=target_image,
+            out=out,
+            device=device,
+            dtype=getattr(torch, dtype) if dtype else None,
+            offload=offload,
+            fps=fps,
+            frame_policy=frame_policy,
+            size_policy=size_policy,
+            **options,
+        )
+    except FlowstudioError as error:
+        _fail(error)
+    s = result.settings
+    console.print(
+        f"wrote {result.outputs['video']}, {result.outputs['side_by_side']} and {result.outputs['settings']} "
+        f"({s.method}, {s.steps} steps, {result.model_calls} model calls, {result.seconds:.1f} s)"
+    )
+
+
+def _read_configs(model: Path) -> dict[str, dict]:
+    configs = {}
+    for name in ("transformer", "vae", "text_encoder"):
+        file = model / name / "config.json"
+        if not file.is_file():
+            raise InputError(f"{file}: not found; --model must be a diffusers-format Wan2.2 TI2V folder")
+        configs[name] = json.loads(file.read_text(encoding="utf-8"))
+    return configs
+
+
+def estimate_memory_command(
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Checkpoint folder whose configs to read (default: Wan2.2-TI2V-5B configs).",
+    ),
+    height: int = typer.Option(704, "--height", help="Video height (multiple of 32)."),
+    width: int = typer.Option(1280, "--width", help="Video width (multiple of 32)."),
+    frames: int = typer.Option(121, "--frames", help="Frames (4k+1)."),
+    rows: list[int] = typer.Option([1, 2, 4], "--rows", help="Batch rows per model call (repeatable)."),
+    offload: list[str] = typer.Option(
+        ["none", "model", "group"], "--offload", help="Offload modes (repeatable)."
+    ),
+    dtype: str = typer.Option("bfloat16", "--dtype", help="Transformer / text encoder dtype."),
+    limit_gb: float = typer.Option(24.0, "--limit-gb", help="Memory to fit, GiB."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the estimates as JSON."),
+) -> None:
+    """Estimate peak GPU memory of an edit (meta-device parameter count + activation estimate)."""
+    from flowstudio.edit.memory import estimate_memory, format_estimates
+
+    try:
+        configs = _read_configs(model) if model is not None else {}
+        estimates = [
+            estimate_memory(
+                height=height,
+                width=width,
+                frames=frames,
+                batch_rows=r,
+                offload=o,
+                dtype=dtype,
+                transformer_config=configs.get("transformer"),
+                vae_config=configs.get("vae"),
+                text_encoder_config=configs.get("text_encoder"),
+            )
+            for o in offload
+            for r in rows
+        ]
+    except FlowstudioError as error:
+        _fail(error)
+    first = estimates[0]
+    typer.echo(
+        f"model: {model or 'Wan2.2-TI2V-5B reference config'}; {frames} frames {height}x{width} "
+        f"({first.tokens} tokens); params: "
+        + ", ".join(f"{k} {v / 1e9:.2f} B" for k, v in first.params.items())
+    )
+    typer.echo(format_estimates(estimates, limit_gb))
+    fitting = [e for e in estimates if e.fits(limit_gb)]
+    best = min(
+        fitting, key=lambda e: (["none", "model", "group"].index(e.offload), -e.batch_rows), default=None
+    )
+    typer.echo(
+        f"fits {limit_gb:g} GiB: "
+        + (
+            f"yes, e.g. --offload {best.offload} with {best.batch_rows} batch rows"
+            if best
+            else "no configuration"
+        )
+        + " (analytical estimate, not a measurement)"
+    )
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps([e.to_dict() for e in estimates], indent=2) + "\n", encoding="utf-8")

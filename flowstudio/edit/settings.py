@@ -1,0 +1,132 @@
+"""Typed settings of an edit: one frozen dataclass, with one nested dataclass per control.
+
+Every method reads the same surface (``steps``, ``shift``, ``source_guidance``, ``target_guidance``,
+solvers, first-frame mode, controls); fields a method does not use are recorded but ignored
+(FlowEdit has no inversion solver, the inversion editors no ``n_avg``). Saved beside every output
+as JSON (:meth:`EditSettings.to_dict`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from flowstudio.core.solvers import SOLVERS
+from flowstudio.edit.attention_share import AttentionShareConfig
+from flowstudio.edit.blending import BlendConfig
+from flowstudio.edit.controls import SourceMode
+from flowstudio.edit.flowedit import FlowEditConfig
+from flowstudio.edit.injection import InjectionConfig
+from flowstudio.edit.reschedule import RescheduleConfig
+from flowstudio.errors import InputError
+
+METHODS: tuple[str, ...] = ("inversion", "flowedit", "rf-solver", "fireflow")
+FirstFrameMode = Literal["source", "image", "none"]
+
+
+@dataclass(frozen=True)
+class EditSettings:
+    """Everything that determines an edit (besides the source video, mask and target image).
+
+    Attributes:
+        source_prompt, target_prompt: what the source shows / what the edit should show.
+        negative_prompt: CFG negative prompt of both sides.
+        method: ``inversion`` (baseline: DPM-Solver++ inversion + UniPC), ``flowedit``,
+            ``rf-solver``, ``fireflow``.
+        steps, shift: the flow grid (``flow_sigmas(steps, shift)``).
+        source_guidance: CFG of the source side (inversion CFG; FlowEdit's source CFG).
+        target_guidance: CFG of the target side (generation CFG; FlowEdit's target CFG).
+        inversion_solver, generation_solver: override the method's solvers (``None``: its defaults).
+        fixed_point_iters: extra fixed-point iterations of Euler inversion.
+        first_frame: target TI2V first frame: ``source`` (the source's frame 0), ``image`` (the
+            target image given), ``none`` (generated; the source is then inverted without pin).
+        flowedit: ``n_max``, ``n_min``, ``n_avg``.
+        injection, attention_share, blend: controls (``None`` = off).
+        reschedule: edit strength as starting noise level (partial inversion).
+        source_features: ``auto`` (cache if it fits ``memory_budget_gb``), ``cache``, ``recompute``.
+        memory_budget_gb: budget of the source-feature cache.
+        cache_on_cpu: keep cached features and the source trajectory in host memory.
+        max_batch_rows: split batched model calls into chunks of this many rows (``None``: one call).
+        seed: seeds every random draw (FlowEdit noise, SDEdit noise, auto mask).
+        preset: name of the preset these settings came from, if any.
+    """
+
+    source_prompt: str
+    target_prompt: str
+    negative_prompt: str = ""
+    method: str = "inversion"
+    steps: int = 30
+    shift: float = 5.0
+    source_guidance: float = 1.0
+    target_guidance: float = 5.0
+    inversion_solver: str | None = None
+    generation_solver: str | None = None
+    fixed_point_iters: int = 0
+    first_frame: FirstFrameMode = "source"
+    flowedit: FlowEditConfig = field(default_factory=FlowEditConfig)
+    injection: InjectionConfig | None = None
+    attention_share: AttentionShareConfig | None = None
+    blend: BlendConfig | None = None
+    reschedule: RescheduleConfig = field(default_factory=RescheduleConfig)
+    source_features: SourceMode = "auto"
+    memory_budget_gb: float = 4.0
+    cache_on_cpu: bool = True
+    max_batch_rows: int | None = None
+    seed: int = 0
+    preset: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("source_prompt", "target_prompt"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise InputError(
+                    f"{name} is missing: give a non-empty text describing "
+                    f"{'the source video' if name == 'source_prompt' else 'the edited video'}, got {value!r}"
+                )
+        if self.method not in METHODS:
+            raise InputError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        for name in ("inversion_solver", "generation_solver"):
+            value = getattr(self, name)
+            if value is not None and value not in SOLVERS:
+                raise InputError(f"unknown {name} {value!r}; choose one of {', '.join(sorted(SOLVERS))}")
+        if self.steps < 1:
+            raise InputError(f"steps must be >= 1, got {self.steps}")
+        if self.first_frame not in ("source", "image", "none"):
+            raise InputError(f"first_frame must be 'source', 'image' or 'none', got {self.first_frame!r}")
+        if self.source_features not in ("auto", "cache", "recompute"):
+            raise InputError(
+                f"source_features must be 'auto', 'cache' or 'recompute', got {self.source_features!r}"
+            )
+        if self.memory_budget_gb < 0:
+            raise InputError(f"memory_budget_gb must be >= 0, got {self.memory_budget_gb}")
+
+    def replace(self, **changes: Any) -> EditSettings:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EditSettings:
+        """Settings from :meth:`to_dict` output (the ``settings`` of an edit JSON), to rerun an edit."""
+        nested = {
+            "flowedit": FlowEditConfig,
+            "injection": InjectionConfig,
+            "attention_share": AttentionShareConfig,
+            "blend": BlendConfig,
+            "reschedule": RescheduleConfig,
+        }
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(f"unknown settings {', '.join(unknown)}; is this an edit settings JSON?")
+        values = dict(data)
+        for key, config in nested.items():
+            value = values.get(key)
+            if isinstance(value, dict):
+                if isinstance(value.get("blocks"), list):
+                    value = value | {"blocks": tuple(value["blocks"])}
+                values[key] = config(**value)
+        return cls(**values)

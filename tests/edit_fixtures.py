@@ -1,0 +1,28 @@
+"""Shared helpers of the tests/test_edit_*.py files (tiny random checkpoint, a smooth tiny clip)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+
+def gradient_clip(frames: int = 5, height: int = 32, width: int = 64) -> np.ndarray:
+    """A smooth moving gradient, uint8 ``(T, H, W, 3)``: deterministic, cheap to encode."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    clip = [
+        np.stack([xx * 255 // width + 10 * t, yy * 255 // height, np.full_like(xx, 90 + 5 * t)], -1)
+        for t in range(frames)
+    ]
+    return np.clip(np.stack(clip), 0, 255).astype(np.uint8)
+
+
+def one_thread() -> Iterator[None]:
+    """Run a test module on one torch thread, then restore: the tiny model is latency-bound, and on a
+    shared 2-core machine two threads mostly wait on each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,231 @@
+"""flowstudio.edit.edit(...), presets, the edit / edit-memory commands and the memory estimate."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pytest
+import typer
+from edit_fixtures import gradient_clip, one_thread
+from typer.testing import CliRunner
+
+from flowstudio.edit import PRESETS, EditSettings, edit, resolve_settings
+from flowstudio.edit.cli import edit_command, estimate_memory_command
+from flowstudio.edit.memory import GB, estimate_memory, parameter_count
+from flowstudio.errors import InputError
+from flowstudio.pipeline import WanVideoPipeline
+from flowstudio.video import write_video
+from flowstudio.weights import WAN22_TI2V_5B_CONFIGS
+
+_threads = pytest.fixture(scope="module", autouse=True)(one_thread)
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_checkpoint) -> WanVideoPipeline:
+    return WanVideoPipeline.from_pretrained(tiny_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def source_mp4(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("edit") / "source.mp4"
+    write_video(path, gradient_clip(5, 32, 64), fps=8)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def app() -> typer.Typer:
+    """A local app with the two commands, as flowstudio/cli.py registers them."""
+    app = typer.Typer(pretty_exceptions_enable=False)
+    app.command("edit")(edit_command)
+    app.command("edit-memory")(estimate_memory_command)
+    return app
+
+
+def _frames(path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(container.streams.video[0]))
+
+
+def test_edit_writes_video_side_by_side_and_settings(pipe, source_mp4, tmp_path):
+    out = tmp_path / "out" / "edited.mp4"
+    r = edit(
+        source_mp4,
+        source_prompt="a red ball",
+        target_prompt="a blue ball",
+        model=pipe,
+        steps=2,
+        method="flowedit",
+        out=out,
+    )
+    assert r.frames.shape == (5, 32, 64, 3) and r.side_by_side().shape == (5, 32, 128, 3)
+    side = tmp_path / "out" / "edited_side_by_side.mp4"
+    assert _frames(out) == 5 and _frames(side) == 5
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["settings"]["method"] == "flowedit" and record["settings"]["steps"] == 2
+    assert (
+        record["settings"]["target_prompt"] == "a blue ball" and record["model_calls"] == r.model_calls == 2
+    )
+
+
+def test_edit_normalises_the_source_and_a_mask_of_its_size(pipe):
+    clip = gradient_clip(6, 40, 70)  # -> 5 frames (trim), 32x64 (resize)
+    mask = np.zeros((40, 70), np.uint8)
+    r = edit(clip, source_prompt="a red ball", target_prompt="a blue ball", model=pipe, steps=2, mask=mask)
+    assert r.frames.shape == (5, 32, 64, 3) and r.mask is not None and float(r.mask.sum()) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"source_prompt": None}, "source_prompt is missing"),
+        ({"target_prompt": "  "}, "target_prompt is missing"),
+        ({"preset": "sepia"}, "unknown preset 'sepia'; choose one of product-replace"),
+        ({"method": "p2p"}, "unknown method 'p2p'; choose one of inversion, flowedit, rf-solver, fireflow"),
+        ({"mask": np.zeros((10, 10), np.uint8)}, r"mask is 10x10 \(WxH\) but the video is 64x32"),
+        ({"box": (0, 0, 100, 10)}, "box"),
+        ({"first_frame": "image"}, "needs target_image"),
+        ({"stepz": 3}, "unknown edit option"),
+        ({"inversion_solver": "heun"}, "unknown inversion_solver 'heun'"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(pipe, options, message):
+    kwargs = {"source_prompt": "a red ball", "target_prompt": "a blue ball", "steps": 2} | options
+    with pytest.raises(InputError, match=message):
+        edit(gradient_clip(), model=pipe, **kwargs)
+
+
+def test_presets_resolve_and_explicit_options_win():
+    assert set(PRESETS) == {"product-replace", "background", "style", "color", "material"}
+    for name in PRESETS:
+        s = resolve_settings(source_prompt="a", target_prompt="b", preset=name)
+        assert isinstance(s, EditSettings) and s.preset == name
+    s = resolve_settings(source_prompt="a", target_prompt="b", preset="color", steps=7, method="inversion")
+    assert s.steps == 7 and s.method == "inversion" and s.blend is not None  # the rest from the preset
+
+
+@pytest.mark.parametrize("command", ["edit", "edit-memory"])
+def test_cli_help(app, command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output, result.output
+
+
+def test_cli_edit(app, tiny_checkpoint, source_mp4, tmp_path):
+    out = tmp_path / "cli.mp4"
+    result = runner.invoke(
+        app,
+        [
+            "edit",
+            source_mp4,
+            "--model",
+            str(tiny_checkpoint),
+            "--source-prompt",
+            "a red ball",
+            "--target-prompt",
+            "a blue ball",
+            "--method",
+            "fireflow",
+            "--steps",
+            "2",
+            "--inject",
+            "0.5",
+            "--share-kv",
+            "concat",
+            "--box",
+            "0,0,32,32",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["settings"]["method"] == "fireflow" and record["settings"]["injection"]["strength"] == 0.5
+    assert (
+        record["settings"]["attention_share"]["mode"] == "concat" and record["mask"] == "box (0, 0, 32, 32)"
+    )
+    assert _frames(tmp_path / "cli_side_by_side.mp4") == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source-prompt", "a red ball"], "--target-prompt is missing"),
+        (["--source-prompt", "a", "--target-prompt", "b", "--preset", "sepia"], "unknown preset 'sepia'"),
+        (["--source-prompt", "a", "--target-prompt", "b", "--box", "1,2,3"], "--box must be four integers"),
+        (["--source-prompt", "a", "--target-prompt", "b", "--method", "sdedit"], "unknown method 'sdedit'"),
+    ],
+)
+def test_cli_edit_refuses_bad_input(app, tiny_checkpoint, source_mp4, tmp_path, args, message):
+    result = runner.invoke(
+        app, ["edit", source_mp4, "--model", str(tiny_checkpoint), "--out", str(tmp_path / "x.mp4"), *args]
+    )
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()), result.output
+
+
+def test_cli_edit_mask_of_the_wrong_size(app, tiny_checkpoint, source_mp4, tmp_path):
+    from PIL import Image
+
+    mask = tmp_path / "mask.png"
+    Image.new("L", (20, 10), 255).save(mask)
+    result = runner.invoke(
+        app,
+        [
+            "edit",
+            source_mp4,
+            "--model",
+            str(tiny_checkpoint),
+            "-s",
+            "a",
+            "-t",
+            "b",
+            "--mask",
+            str(mask),
+            "--out",
+            str(tmp_path / "x.mp4"),
+        ],
+    )
+    assert result.exit_code == 2 and "mask is 20x10 (WxH) but the video is 64x32" in result.output
+
+
+def test_parameter_count_on_meta_matches_the_loaded_model(pipe, tiny_checkpoint):
+    config = json.loads((tiny_checkpoint / "transformer" / "config.json").read_text())
+    loaded = sum(p.numel() for p in pipe.components.transformer.parameters())
+    assert parameter_count("transformer", config) == loaded
+
+
+def test_memory_estimate_of_the_real_5b_config():
+    """Wan2.2-TI2V-5B: ~5.0 B transformer params; 704x1280x121 = 27280 tokens; fits 24 GiB with offload."""
+    assert parameter_count("transformer", WAN22_TI2V_5B_CONFIGS["transformer"]) == 4_999_787_712
+    none = estimate_memory(offload="none", batch_rows=2)
+    model = estimate_memory(offload="model", batch_rows=2)
+    group = estimate_memory(offload="group", batch_rows=2)
+    assert none.tokens == 31 * 22 * 40
+    assert not none.fits(24) and model.fits(24) and group.fits(24)
+    assert not estimate_memory(offload="model", batch_rows=4).fits(24)  # FlowEdit needs --max-batch-rows 2
+    assert estimate_memory(offload="model", batch_rows=4).peak_bytes > model.peak_bytes > 10 * GB
+
+
+def test_cli_edit_memory(app, tiny_checkpoint, tmp_path):
+    result = runner.invoke(
+        app, ["edit-memory", "--rows", "2", "--offload", "model", "--json", str(tmp_path / "m.json")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "27280 tokens" in result.output and "fits 24 GiB: yes" in result.output
+    tiny = runner.invoke(
+        app,
+        ["edit-memory", "--model", str(tiny_checkpoint), "--height", "64", "--width", "64", "--frames", "5"],
+    )
+    assert tiny.exit_code == 0 and "| none | 4 |" in tiny.output, tiny.output
+    bad = runner.invoke(app, ["edit-memory", "--height", "100"])
+    assert bad.exit_code == 2 and "multiples of 32" in bad.output
+
+
+def test_settings_round_trip_through_json():
+    s = resolve_settings(source_prompt="a", target_prompt="b", preset="background", steps=9)
+    again = EditSettings.from_dict(json.loads(json.dumps(s.to_dict())))
+    assert again == s
+    with pytest.raises(InputError, match="unknown settings"):
+        EditSettings.from_dict({"source_prompt": "a", "target_prompt": "b", "colour": 1})
