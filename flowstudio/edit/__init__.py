@@ -19,10 +19,21 @@ from typing import Any
 
 # Imported on first use (PEP 562) so that `flowstudio --help` does not pay for torch and diffusers.
 _EXPORTS = {
-    "EditResult": "api", "edit": "api", "resolve_settings": "api", "write_outputs": "api",
-    "AttentionShareConfig": "attention_share", "BlendConfig": "blending", "FlowEditConfig": "flowedit",
-    "InjectionConfig": "injection", "MemoryEstimate": "memory", "estimate_memory": "memory",
-    "PRESETS": "presets", "RescheduleConfig": "reschedule", "METHODS": "settings", "EditSettings": "settings",
+    "EditResult": "api",
+    "edit": "api",
+    "resolve_settings": "api",
+    "write_outputs": "api",
+    "AttentionShareConfig": "attention_share",
+    "BlendConfig": "blending",
+    "FlowEditConfig": "flowedit",
+    "InjectionConfig": "injection",
+    "MemoryEstimate": "memory",
+    "estimate_memory": "memory",
+    "PRESETS": "presets",
+    "bench_method": "bench_adapter",
+    "RescheduleConfig": "reschedule",
+    "METHODS": "settings",
+    "EditSettings": "settings",
 }
 
 

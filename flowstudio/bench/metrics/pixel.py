@@ -1,0 +1,111 @@
+"""Pixel metrics on uint8 clips: PSNR and SSIM, whole-frame and restricted to a mask.
+
+Clips are uint8 ``(T, H, W, 3)``; masks bool ``(T, H, W)``. Every metric is computed per frame and
+averaged over the frames that have at least one pixel in the region (frames with an empty region
+are left out; a region empty in every frame gives ``None``).
+
+* PSNR: ``10 log10(255^2 / MSE)`` over the region's pixels and channels, capped at
+  :data:`PSNR_CAP` dB (identical frames would give infinity, which JSON cannot carry).
+* SSIM (Wang et al. 2004, IEEE TIP 13(4)): Gaussian window sigma 1.5 (11 taps), K1 = 0.01,
+  K2 = 0.03, population covariances, reflect-padded borders, per RGB channel then averaged: the
+  settings of ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False, data_range=255)``. Whole-frame SSIM averages the SSIM map over the
+  interior (5 pixels from the border), as scikit-image does; masked SSIM averages the map over the
+  mask's pixels.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+PSNR_CAP = 100.0
+_SIGMA = 1.5
+_TAPS = 11
+_C1 = (0.01 * 255) ** 2
+_C2 = (0.03 * 255) ** 2
+_KERNEL = cv2.getGaussianKernel(_TAPS, _SIGMA).astype(np.float32)
+
+
+def region_mean(values: np.ndarray, region: np.ndarray | None = None, *, border: int = 0) -> float | None:
+    """Mean over frames of the per-frame mean of ``values (T, H, W)`` over ``region (T, H, W)``.
+
+    Frames whose region is empty are left out; ``None`` when every frame's region is empty. Without a
+    region the mean runs over the interior ``border`` pixels away from the frame edge.
+    """
+    if region is None:
+        inner = (
+            values[:, border : values.shape[1] - border, border : values.shape[2] - border]
+            if border
+            else values
+        )
+        return float(inner.reshape(inner.shape[0], -1).mean(axis=1, dtype=np.float64).mean())
+    per_frame = [float(v[m].mean(dtype=np.float64)) for v, m in zip(values, region, strict=True) if m.any()]
+    return float(np.mean(per_frame)) if per_frame else None
+
+
+def squared_error_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel squared error averaged over RGB: float32 ``(T, H, W)`` (exact for uint8 inputs)."""
+    if a.dtype == np.uint8 and b.dtype == np.uint8:
+        diff = cv2.absdiff(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])).reshape(a.shape)
+        sq = diff.astype(np.int32)
+        sq *= sq
+        return (sq[..., 0] + sq[..., 1] + sq[..., 2]).astype(np.float32) * np.float32(1.0 / 3.0)
+    diff = a.astype(np.float32) - b.astype(np.float32)
+    return (diff * diff).mean(axis=-1)
+
+
+def psnr_from_error(error: np.ndarray, region: np.ndarray | None = None) -> float | None:
+    """Mean over frames of the per-frame PSNR from a :func:`squared_error_map`, capped at :data:`PSNR_CAP`."""
+    values: list[float] = []
+    for i in range(error.shape[0]):
+        if region is not None and not region[i].any():
+            continue
+        mse = float(
+            error[i].mean(dtype=np.float64) if region is None else error[i][region[i]].mean(dtype=np.float64)
+        )
+        values.append(
+            PSNR_CAP if mse <= 255.0**2 * 10 ** (-PSNR_CAP / 10) else float(10 * np.log10(255.0**2 / mse))
+        )
+    return float(np.mean(values)) if values else None
+
+
+def psnr(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) -> float | None:
+    """Mean over frames of the per-frame PSNR (dB, capped at :data:`PSNR_CAP`) of uint8 clips."""
+    return psnr_from_error(squared_error_map(a, b), region)
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """SSIM map of two uint8 images ``(H, W, 3)``, averaged over channels: float32 ``(H, W)``."""
+    x = a.astype(np.float32)
+    y = b.astype(np.float32)
+
+    def blur(image: np.ndarray) -> np.ndarray:
+        return cv2.sepFilter2D(image, -1, _KERNEL, _KERNEL, borderType=cv2.BORDER_REFLECT)
+
+    mx, my = blur(x), blur(y)
+    sxx = blur(x * x) - mx * mx
+    syy = blur(y * y) - my * my
+    sxy = blur(x * y) - mx * my
+    num = (2 * mx * my + _C1) * (2 * sxy + _C2)
+    den = (mx * mx + my * my + _C1) * (sxx + syy + _C2)
+    ratio = num / den
+    return (ratio[..., 0] + ratio[..., 1] + ratio[..., 2]) * np.float32(1.0 / 3.0)
+
+
+def ssim_maps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """SSIM maps of two uint8 clips ``(T, H, W, 3)``: float32 ``(T, H, W)``."""
+    return np.stack([ssim_map(x, y) for x, y in zip(a, b, strict=True)])
+
+
+SSIM_BORDER = (_TAPS - 1) // 2
+
+
+def ssim_from_maps(maps: np.ndarray, region: np.ndarray | None = None) -> float | None:
+    """SSIM from :func:`ssim_maps`: over ``region``, else over the interior (scikit-image's crop)."""
+    return region_mean(maps, region, border=SSIM_BORDER)
+
+
+def ssim(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) -> float | None:
+    """Mean over frames of the per-frame SSIM of uint8 clips (in [-1, 1], 1 = identical)."""
+    return ssim_from_maps(ssim_maps(a, b), region)

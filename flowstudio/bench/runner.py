@@ -1,0 +1,279 @@
+"""One-command evaluation: run a method over a test set (or read outputs made elsewhere) and score it.
+
+Layout of a run folder ``OUT``::
+
+    OUT/run.json              settings of the run (checked on resume: a different run is refused)
+    OUT/outputs/<id>.npz      each output clip (lossless)
+    OUT/cases/<id>.json       each case's record: metrics, skipped metrics with reasons, or the error
+    OUT/work/<id>/            scratch folder handed to the method
+    OUT/results.json          the run's one results file (settings + every case + summaries)
+
+Resumable: a case whose record exists is not run again (interrupt with Ctrl-C and run the same
+command). A case that fails (the method raises, the output has the wrong shape, a file is missing)
+is recorded with its error and the run goes on; ``results.json`` counts the errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flowstudio import __version__
+from flowstudio.bench.io import load_frames, save_frames
+from flowstudio.bench.manifest import TestSet
+from flowstudio.bench.methods import EditMethod, method_settings
+from flowstudio.bench.metrics import METRICS, SET_METRICS
+from flowstudio.bench.scoring import check_output, score_case
+from flowstudio.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FORMAT = "flowstudio-bench-results"
+RESULTS_VERSION = 1
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_settings(
+    method_name: str, method: EditMethod, testset: TestSet, seed: int, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Everything that determines a run's numbers (compared on resume)."""
+    return {
+        **method_settings(method, method_name),
+        "seed": int(seed),
+        "testset": {
+            "name": testset.name,
+            "manifest": str(testset.path),
+            "manifest_sha256": testset.manifest_sha256,
+            "cases": len(testset),
+            "case_ids_sha256": _ids_hash(testset),
+        },
+        "metric_versions": {name: info.version for name, info in {**METRICS, **SET_METRICS}.items()},
+        **(extra or {}),
+    }
+
+
+def _ids_hash(testset: TestSet) -> str:
+    import hashlib
+
+    return hashlib.sha256("\n".join(c.id for c in testset).encode()).hexdigest()
+
+
+def run_benchmark(
+    method_name: str,
+    method: EditMethod,
+    testset: TestSet,
+    out: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    reference: Any | None = None,
+    progress: bool = True,
+    extra_settings: dict[str, Any] | None = None,
+    on_case: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``method`` on every case of ``testset`` into ``out``, score each output, write ``results.json``.
+
+    Args:
+        method_name: the registry name (recorded).
+        method: the callable (see :mod:`flowstudio.bench.methods`).
+        testset: a validated test set.
+        out: run folder (created; resumed when it holds the same run).
+        seed: passed to the method for every case.
+        reference: a ``ReferenceScorer`` for the reference tier, or ``None`` (offline tier only; the
+            reference metrics are then recorded as skipped with that reason).
+        progress: show a tqdm bar.
+        extra_settings: recorded in the settings (e.g. ``limit``).
+        on_case: called with ``(case_id, record)`` after each case.
+
+    Returns:
+        The results dict written to ``out/results.json``.
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    settings = run_settings(method_name, method, testset, seed, extra_settings)
+    run_file = out / "run.json"
+    if run_file.is_file():
+        previous = json.loads(run_file.read_text(encoding="utf-8"))
+        if _comparable(previous["settings"]) != _comparable(settings):
+            raise InputError(
+                f"{out} holds a different run (method, test set, seed or metric versions differ); "
+                "pick another --out folder or delete it"
+            )
+        logger.info("resuming the run in %s", out)
+    else:
+        _write_json(run_file, {"settings": settings, "started": _now()})
+    records: dict[str, dict[str, Any]] = {}
+    bar = tqdm(testset.cases, desc=f"bench {method_name}", unit="case", disable=not progress)
+    for case in bar:
+        record_file = out / "cases" / f"{case.id}.json"
+        if record_file.is_file():
+            records[case.id] = json.loads(record_file.read_text(encoding="utf-8"))
+            continue
+        record = _run_case(case, method, out, seed, reference)
+        _write_json(record_file, record)
+        records[case.id] = record
+        if record["status"] == "error":
+            logger.warning("case %s failed: %s", case.id, record["error"]["message"])
+        if on_case is not None:
+            on_case(case.id, record)
+        bar.set_postfix(errors=sum(r["status"] == "error" for r in records.values()))
+    results = assemble_results(settings, testset, records, reference, out)
+    _write_json(out / "results.json", results)
+    logger.info("wrote %s: %d cases, %d errors", out / "results.json", len(records), results["errors"])
+    return results
+
+
+def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    keep = dict(settings)
+    keep.pop("description", None)
+    keep["testset"] = {k: v for k, v in settings["testset"].items() if k != "manifest"}
+    return keep
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _run_case(case: Any, method: EditMethod, out: Path, seed: int, reference: Any | None) -> dict[str, Any]:
+    record: dict[str, Any] = {"id": case.id, "edit_type": case.edit_type, "tags": list(case.tags)}
+    start = time.perf_counter()
+    stage = "edit"
+    try:
+        work = out / "work" / case.id
+        work.mkdir(parents=True, exist_ok=True)
+        source = case.load_source()
+        frames = check_output(method(case, work, seed), source, case.id)
+        record["edit_seconds"] = round(time.perf_counter() - start, 4)
+        save_frames(out / "outputs" / f"{case.id}.npz", frames)
+        stage = "score"
+        scored = score_case(case, frames, reference=reference, source=source)
+        if reference is None:
+            from flowstudio.bench.metrics.reference import REFERENCE_METRICS
+
+            for name in REFERENCE_METRICS[:4]:
+                scored["skipped"].setdefault(name, "reference tier not requested (--reference)")
+        record.update(status="ok", **scored)
+    except Exception as err:  # noqa: BLE001 - a failed case is recorded, the run goes on
+        record.update(
+            status="error",
+            error={
+                "stage": stage,
+                "type": type(err).__name__,
+                "message": str(err),
+                "traceback": traceback.format_exc(limit=4)[-2000:],
+            },
+        )
+    record["seconds"] = round(time.perf_counter() - start, 4)
+    return record
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, count of every metric over the ok records."""
+    values: dict[str, list[float]] = {}
+    for record in records:
+        if record.get("status") != "ok":
+            continue
+        for name, value in record["metrics"].items():
+            values.setdefault(name, []).append(float(value))
+    return {
+        name: {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)}
+        for name, v in sorted(values.items())
+    }
+
+
+def assemble_results(
+    settings: dict[str, Any],
+    testset: TestSet,
+    records: dict[str, dict[str, Any]],
+    reference: Any | None,
+    out: Path,
+) -> dict[str, Any]:
+    """The results JSON: settings, environment, weights, per-case records and summaries."""
+    from flowstudio.bench.composite import DEFAULT_WEIGHTS, composite_score
+    from flowstudio.bench.metrics.reference import ReferenceScorer
+
+    ordered = [records[c.id] for c in testset if c.id in records]
+    for record in ordered:
+        if record.get("status") == "ok":
+            record["composite"] = composite_score(record["metrics"])
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for record in ordered:
+        by_type.setdefault(record["edit_type"], []).append(record)
+    scorer = reference if reference is not None else ReferenceScorer(config={}, enabled=())
+    set_metrics = (
+        _set_metrics(testset, out, reference)
+        if reference is not None
+        else {
+            name: {"status": "skipped", "reason": "reference tier not requested (--reference)"}
+            for name in SET_METRICS
+        }
+    )
+    composites = [r["composite"]["value"] for r in ordered if r.get("status") == "ok"]
+    return {
+        "format": RESULTS_FORMAT,
+        "version": RESULTS_VERSION,
+        "created": _now(),
+        "settings": settings,
+        "environment": {
+            "flowstudio": __version__,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "numpy": np.__version__,
+            "opencv": _cv2_version(),
+        },
+        "weights": scorer.weights_report() if reference is not None else {},
+        "composite_weights": DEFAULT_WEIGHTS,
+        "errors": sum(r["status"] == "error" for r in ordered),
+        "summary": {
+            "all": summarize(ordered),
+            "by_edit_type": {k: summarize(v) for k, v in sorted(by_type.items())},
+            "composite": {"mean": float(np.mean(composites)) if composites else None, "n": len(composites)},
+            "set_metrics": set_metrics,
+        },
+        "cases": ordered,
+    }
+
+
+def _cv2_version() -> str:
+    import cv2
+
+    return cv2.__version__
+
+
+def _set_metrics(testset: TestSet, out: Path, reference: Any) -> dict[str, Any]:
+    """FVD and FID over the run's outputs against ground truth (or sources when a case has none)."""
+    outputs: dict[str, list[np.ndarray]] = {"fvd": [], "fid": []}
+    references: dict[str, list[np.ndarray]] = {"fvd": [], "fid": []}
+    for case in testset:
+        file = out / "outputs" / f"{case.id}.npz"
+        if not file.is_file():
+            continue
+        produced = load_frames(file)
+        wanted = case.load_target()
+        wanted = case.load_source() if wanted is None else wanted
+        for metric, extract in (("fvd", reference.video_features), ("fid", reference.image_features)):
+            a, b = extract(produced), extract(wanted)
+            if a is not None and b is not None:
+                outputs[metric].append(a)
+                references[metric].append(b)
+    results = {}
+    for metric in ("fvd", "fid"):
+        value = reference.frechet(metric, outputs[metric], references[metric])
+        results[metric] = value if isinstance(value, dict) else {"value": value, "n": len(outputs[metric])}
+    return results

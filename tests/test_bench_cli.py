@@ -1,0 +1,253 @@
+"""`bench` commands end to end through the typer sub-app: make-set, validate, run, score, report, fit."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from flowstudio.bench.cli import bench_app
+from flowstudio.bench.methods import get_method, register_method
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def testset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench") / "sw"
+    result = runner.invoke(bench_app, ["make-set", "shapeworld-v1", str(out), "--cases", "5", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    return out / "manifest.json"
+
+
+@pytest.fixture(scope="module")
+def runs(testset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for method in ("identity", "ground-truth"):
+        result = runner.invoke(
+            bench_app, ["run", "--method", method, "--testset", str(testset), "--out", str(root / method)]
+        )
+        assert result.exit_code == 0, result.output
+        out[method] = root / method
+    return out
+
+
+def test_weights_command_reports_skipped_models(tmp_path, monkeypatch):
+    from flowstudio.bench.metrics import registry
+
+    for spec in registry.WEIGHTS.values():
+        monkeypatch.delenv(spec.env, raising=False)
+    monkeypatch.delenv(registry.CONFIG_ENV, raising=False)
+    monkeypatch.setenv(registry.ROOT_ENV, str(tmp_path))
+    result = runner.invoke(bench_app, ["weights"])
+    assert result.exit_code == 0
+    for name in ("clip", "dino", "lpips", "i3d", "inception"):
+        assert f"{name} " in result.output
+    assert result.output.count("skipped") == 5
+
+
+def test_help_and_methods():
+    for args in ([], ["run", "--help"], ["score", "--help"], ["report", "--help"], ["fit-weights", "--help"]):
+        result = runner.invoke(bench_app, args)
+        assert "Usage" in result.output, args
+    listing = runner.invoke(bench_app, ["methods"])
+    assert (
+        "identity" in listing.output
+        and "ground-truth" in listing.output
+        and "flowstudio-edit:" in listing.output
+    )
+    assert json.loads(runner.invoke(bench_app, ["schema"]).output)["title"].startswith("flowstudio")
+
+
+def test_validate_ok_and_broken(testset, tmp_path):
+    result = runner.invoke(bench_app, ["validate", str(testset)])
+    assert result.exit_code == 0 and "OK, 5 cases" in result.output
+    bad = tmp_path / "manifest.json"
+    data = json.loads(testset.read_text())
+    data["cases"][0]["source"] = "missing.npz"
+    bad.write_text(json.dumps(data))
+    result = runner.invoke(bench_app, ["validate", str(bad)])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_identity_and_oracle_anchor_the_scale(runs):
+    identity = json.loads((runs["identity"] / "results.json").read_text())
+    oracle = json.loads((runs["ground-truth"] / "results.json").read_text())
+    assert identity["errors"] == 0 and oracle["errors"] == 0
+    ident, gt = identity["summary"]["all"], oracle["summary"]["all"]
+    assert gt["gt_psnr"]["mean"] == 100.0 and gt["gt_ssim"]["mean"] == pytest.approx(1.0)
+    assert ident["bg_psnr"]["mean"] == 100.0 and ident["motion_epe"]["mean"] == 0.0
+    assert ident["gt_psnr"]["mean"] < 40.0 and ident["color_fidelity"]["mean"] > 1.0
+    assert oracle["summary"]["composite"]["mean"] > identity["summary"]["composite"]["mean"]
+    settings = identity["settings"]
+    assert settings["method"] == "identity" and settings["seed"] == 0 and settings["steps"] == 0
+    assert settings["testset"]["cases"] == 5 and len(settings["testset"]["manifest_sha256"]) == 64
+    assert settings["metric_versions"]["gt_psnr"] == "1"
+    case = identity["cases"][0]
+    assert (
+        case["status"] == "ok"
+        and "clip_text" in case["skipped"]
+        and "reference tier" in case["skipped"]["clip_text"]
+    )
+    assert identity["summary"]["set_metrics"]["fvd"]["status"] == "skipped"
+    assert (runs["identity"] / "outputs" / f"{case['id']}.npz").is_file()
+
+
+def test_resume_skips_done_cases_and_refuses_a_different_run(runs, testset):
+    record = runs["identity"] / "cases"
+    stamps = {p: p.stat().st_mtime_ns for p in record.iterdir()}
+    result = runner.invoke(
+        bench_app, ["run", "-m", "identity", "-t", str(testset), "-o", str(runs["identity"])]
+    )
+    assert result.exit_code == 0
+    assert {p: p.stat().st_mtime_ns for p in record.iterdir()} == stamps
+    result = runner.invoke(
+        bench_app, ["run", "-m", "identity", "-t", str(testset), "-o", str(runs["identity"]), "--seed", "7"]
+    )
+    assert result.exit_code == 2 and "different run" in result.output
+
+
+def test_per_case_errors_are_recorded_and_the_run_goes_on(testset, tmp_path):
+    def flaky(case, out_dir, seed):
+        if case.edit_type == "color":
+            raise RuntimeError("out of memory (simulated)")
+        if case.edit_type == "material":
+            return case.load_source()[:, :32]  # wrong size
+        return case.load_source()
+
+    register_method("test-flaky", flaky, overwrite=True)
+    result = runner.invoke(
+        bench_app, ["run", "-m", "test-flaky", "-t", str(testset), "-o", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert results["errors"] == 2
+    errors = {c["edit_type"]: c["error"] for c in results["cases"] if c["status"] == "error"}
+    assert errors["color"]["type"] == "RuntimeError" and "simulated" in errors["color"]["message"]
+    assert "keep the source's frames and size" in errors["material"]["message"]
+    assert sum(c["status"] == "ok" for c in results["cases"]) == 3
+
+
+def test_unknown_and_engine_methods_fail_clearly(testset, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    result = runner.invoke(bench_app, ["run", "-m", "nope", "-t", str(testset), "-o", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "unknown method 'nope'" in result.output
+    assert not (tmp_path / "x").exists()
+    monkeypatch.setitem(sys.modules, "flowstudio.edit", None)  # the engine is not installed
+    result = runner.invoke(
+        bench_app, ["run", "-m", "flowstudio-edit:flowedit", "-t", str(testset), "-o", str(tmp_path / "y")]
+    )
+    assert result.exit_code == 2 and "needs the editing engine flowstudio.edit" in result.output
+    monkeypatch.setitem(sys.modules, "flowstudio.edit", types.ModuleType("flowstudio.edit"))  # no hook
+    result = runner.invoke(
+        bench_app, ["run", "-m", "flowstudio-edit:flowedit", "-t", str(testset), "-o", str(tmp_path / "y")]
+    )
+    assert result.exit_code == 2 and "bench_method(name)" in result.output
+
+
+def test_engine_methods_register_lazily(monkeypatch):
+    import sys
+    import types
+
+    engine = types.ModuleType("flowstudio.edit")
+    engine.bench_method = lambda name: lambda case, out_dir, seed: case.load_source()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "flowstudio.edit", engine)
+    assert callable(get_method("flowstudio-edit:fake"))
+
+
+def test_score_external_outputs_mp4_and_missing(testset, tmp_path):
+    from flowstudio.bench.manifest import load_testset
+    from flowstudio.video import write_video
+
+    cases = load_testset(testset).cases
+    outputs = tmp_path / "tool-x"
+    for case in cases[:-1]:  # the last case has no output
+        write_video(outputs / f"{case.id}.mp4", case.load_target(), 16)
+    result = runner.invoke(
+        bench_app, ["score", str(outputs), "-t", str(testset), "-o", str(tmp_path / "scores")]
+    )
+    assert result.exit_code == 0, result.output
+    results = json.loads((tmp_path / "scores" / "results.json").read_text())
+    assert results["settings"]["method"] == "external:tool-x" and results["errors"] == 1
+    assert "no output for case" in results["cases"][-1]["error"]["message"]
+    assert 28.0 < results["summary"]["all"]["gt_psnr"]["mean"] < 100.0  # H.264 round trip of the ground truth
+
+
+def test_report_and_fit_weights(runs, tmp_path):
+    result = runner.invoke(
+        bench_app,
+        [
+            "report",
+            str(runs["identity"]),
+            str(runs["ground-truth"] / "results.json"),
+            "--out",
+            str(tmp_path / "report"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "## Edit type: color" in markdown and "| identity |" in markdown and "| ground-truth |" in markdown
+    assert "<table>" in (tmp_path / "report" / "report.html").read_text()
+    assert (tmp_path / "report" / "metrics.png").stat().st_size > 1000
+    results = [json.loads((runs[m] / "results.json").read_text()) for m in ("identity", "ground-truth")]
+    ids = [c["id"] for c in results[0]["cases"]]
+    likert = tmp_path / "likert.csv"
+    with open(likert, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["case_id", "method", "rating"])
+        for i, case_id in enumerate(ids):
+            writer.writerow([case_id, "identity", 1 + i % 2])
+            writer.writerow([case_id, "ground-truth", 5 - i % 2])
+    result = runner.invoke(
+        bench_app,
+        [
+            "fit-weights",
+            str(likert),
+            "-r",
+            str(runs["identity"]),
+            "-r",
+            str(runs["ground-truth"]),
+            "--out",
+            str(tmp_path / "fit.json"),
+            "--folds",
+            "2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    fit = json.loads((tmp_path / "fit.json").read_text())
+    assert fit["kind"] == "likert" and fit["n"] == 10
+    assert fit["after"]["spearman"] >= fit["before"]["spearman"] - 1e-9
+    assert abs(sum(fit["fitted_weights"].values()) - 1.0) < 1e-3
+    pairwise = tmp_path / "pairs.csv"
+    rows = [["case_id", "method_a", "method_b", "winner"]] + [
+        [c, "identity", "ground-truth", "b"] for c in ids
+    ]
+    with open(pairwise, "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    result = runner.invoke(
+        bench_app,
+        [
+            "fit-weights",
+            str(pairwise),
+            "-r",
+            str(runs["identity"]),
+            "-r",
+            str(runs["ground-truth"]),
+            "--folds",
+            "0",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "agreement 1.0" in result.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    result = runner.invoke(bench_app, ["fit-weights", str(bad), "-r", str(runs["identity"])])
+    assert result.exit_code == 2 and "neither Likert" in result.output
+    assert np.isfinite(fit["before"]["kendall"])
