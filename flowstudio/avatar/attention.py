@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from flowstudio.avatar.kv_cache import SINK_BLOCK, KVCache
+from flowstudio.wan_attention import project_qkv
 
 
 def block_causal_mask(q_ids: torch.Tensor, k_ids: torch.Tensor, window: int | None) -> torch.Tensor:
@@ -108,16 +109,6 @@ class AttentionState:
     commit: bool = False
 
 
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Wan's interleaved rotary embedding (as diffusers' ``WanAttnProcessor``), ``x``: ``(B, L, H, hd)``."""
-    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
-    cos, sin = cos[..., 0::2], sin[..., 1::2]
-    out = torch.empty_like(x)
-    out[..., 0::2] = x1 * cos - x2 * sin
-    out[..., 1::2] = x1 * sin + x2 * cos
-    return out.type_as(x)
-
-
 class CausalSelfAttnProcessor:
     """Self-attention processor for ``WanAttention``: block-causal mask plus per-layer KV cache."""
 
@@ -134,12 +125,7 @@ class CausalSelfAttnProcessor:
         rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         state = self.state
-        query = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
-        key = attn.norm_k(attn.to_k(hidden_states)).unflatten(2, (attn.heads, -1))
-        value = attn.to_v(hidden_states).unflatten(2, (attn.heads, -1))
-        if rotary_emb is not None:
-            query = apply_rotary(query, *rotary_emb)
-            key = apply_rotary(key, *rotary_emb)
+        query, key, value = project_qkv(attn, hidden_states, rotary_emb=rotary_emb)
         assert state.q_ids is not None, "the tower must fill AttentionState.q_ids before its blocks run"
         out = cached_attention(
             query,
@@ -173,9 +159,7 @@ class AlignedCrossAttnProcessor:
     ) -> torch.Tensor:
         state = self.state
         assert encoder_hidden_states is not None and state.q_ids is not None and state.context_ids is not None
-        query = attn.norm_q(attn.to_q(hidden_states)).unflatten(2, (attn.heads, -1))
-        key = attn.norm_k(attn.to_k(encoder_hidden_states)).unflatten(2, (attn.heads, -1))
-        value = attn.to_v(encoder_hidden_states).unflatten(2, (attn.heads, -1))
+        query, key, value = project_qkv(attn, hidden_states, encoder_hidden_states)
         out = masked_attention(query, key, value, same_block_mask(state.q_ids, state.context_ids))
         out = attn.to_out[0](out.type_as(query))
         return attn.to_out[1](out)

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
 from flowstudio.edit.context import EditContext, FeatureStore
 from flowstudio.edit.controls import SourceFeatureControl, resolve_blocks
 from flowstudio.errors import InputError
 from flowstudio.sampling import LoopState
+from flowstudio.wan_attention import attend, project_qkv
 
 ShareMode = Literal["replace", "concat"]
 
@@ -50,35 +50,11 @@ class AttentionShareConfig:
             raise InputError(f"attention sharing mode must be 'replace' or 'concat', got {self.mode!r}")
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Wan's interleaved RoPE on ``(B, S, H, D)`` (as diffusers' ``WanAttnProcessor``)."""
-    x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
-    cos, sin = cos[..., 0::2], sin[..., 1::2]
-    out = torch.empty_like(x)
-    out[..., 0::2] = x1 * cos - x2 * sin
-    out[..., 1::2] = x1 * sin + x2 * cos
-    return out.type_as(x)
-
-
 def self_attention_qkv(
     attn: torch.nn.Module, hidden_states: torch.Tensor, rotary_emb: tuple[torch.Tensor, torch.Tensor] | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Normalised, rotated ``q, k, v`` of a ``WanAttention`` self-attention, each ``(B, S, heads, d)``."""
-    if getattr(attn, "fused_projections", False):
-        q, k, v = attn.to_qkv(hidden_states).chunk(3, dim=-1)
-    else:
-        q, k, v = attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
-    q, k = attn.norm_q(q), attn.norm_k(k)
-    q, k, v = (t.unflatten(2, (attn.heads, -1)) for t in (q, k, v))
-    if rotary_emb is not None:
-        q, k = _rotate(q, *rotary_emb), _rotate(k, *rotary_emb)
-    return q, k, v
-
-
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Softmax attention on ``(B, S, heads, d)`` tensors; returns ``(B, S_q, heads * d)``."""
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-    return out.transpose(1, 2).flatten(2, 3).type_as(q)
+    return project_qkv(attn, hidden_states, rotary_emb=rotary_emb)
 
 
 class SharedKVProcessor:

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from flowstudio.denoiser import Conditioning
-from flowstudio.edit.attention_share import attend
 from flowstudio.edit.paired import EditDenoiser, Request
 from flowstudio.errors import InputError
+from flowstudio.wan_attention import attend, project_qkv
 
 logger = logging.getLogger(__name__)
 
@@ -142,9 +142,7 @@ class CrossAttentionDiffProbe:
         rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         if encoder_hidden_states is not None and hidden_states.shape[0] == 2:
-            q = attn.norm_q(attn.to_q(hidden_states[:1])).unflatten(2, (attn.heads, -1))
-            k = attn.norm_k(attn.to_k(encoder_hidden_states)).unflatten(2, (attn.heads, -1))
-            v = attn.to_v(encoder_hidden_states).unflatten(2, (attn.heads, -1))
+            q, k, v = project_qkv(attn, hidden_states[:1], encoder_hidden_states)
             out_src = attend(q, k[:1], v[:1])
             out_tgt = attend(q, k[1:], v[1:])
             diff = (out_tgt - out_src).float().norm(dim=-1)[0]  # (seq,)
