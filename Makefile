@@ -54,6 +54,9 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/solver_roundtrip.py
+	$(PY) benchmarks/edit_speed.py
+	$(PY) benchmarks/metric_speed.py
+	$(PY) benchmarks/shapes_readers.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check flowstudio tests benchmarks

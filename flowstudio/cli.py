@@ -12,7 +12,11 @@ import typer
 from rich.console import Console
 
 from flowstudio import __version__
+from flowstudio.avatar.cli import avatar_app
+from flowstudio.bench.cli import bench_app
+from flowstudio.edit.cli import edit_command, estimate_memory_command
 from flowstudio.errors import FlowstudioError
+from flowstudio.worlds.cli import worlds_app
 
 console = Console(stderr=True)
 app = typer.Typer(
@@ -23,6 +27,11 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="Inspect and build local diffusers-format checkpoints.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(worlds_app, name="worlds")
+app.add_typer(avatar_app, name="avatar")
+app.add_typer(bench_app, name="bench")
+app.command("edit")(edit_command)
+app.command("edit-memory")(estimate_memory_command)
 
 MODEL_ENV = "FLOWSTUDIO_MODEL"
 
@@ -31,6 +40,8 @@ class SolverName(StrEnum):
     euler = "euler"
     dpmpp2m = "dpm++2m"
     unipc = "unipc"
+    rf_solver = "rf-solver"
+    fireflow = "fireflow"
 
 
 class Offload(StrEnum):

@@ -15,7 +15,25 @@ from flowstudio.cli import app
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("args", [[], ["generate"], ["models"], ["models", "check"], ["models", "make-tiny"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["generate"],
+        ["models"],
+        ["models", "check"],
+        ["models", "make-tiny"],
+        ["avatar"],
+        ["avatar", "generate"],
+        ["avatar", "verify"],
+        ["avatar", "train"],
+        ["worlds"],
+        ["worlds", "make", "shapes"],
+        ["worlds", "train", "shapes"],
+        ["edit"],
+        ["edit-memory"],
+    ],
+)
 def test_help_on_every_command(args):
     result = runner.invoke(app, [*args, "--help"])
     assert result.exit_code == 0, result.output
@@ -125,3 +143,39 @@ def test_generate_errors_are_clear(tiny_checkpoint, tmp_path, monkeypatch):
     assert not (tmp_path / "b.mp4").exists()
     missing = runner.invoke(app, ["generate", "--model", str(tmp_path / "nope"), "--prompt", "x"])
     assert missing.exit_code == 2 and "nope" in missing.output
+
+
+def test_worlds_make_shapes_writes_a_dataset(tmp_path):
+    out = tmp_path / "shapes"
+    result = runner.invoke(
+        app,
+        [
+            "worlds",
+            "make",
+            "shapes",
+            str(out),
+            "--clips",
+            "3",
+            "--frames",
+            "5",
+            "--height",
+            "32",
+            "--width",
+            "32",
+            "--workers",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    manifest = (out / "manifest.jsonl").read_text().splitlines()
+    assert len(manifest) == 3
+
+
+def test_demo_runs_every_main_job(tmp_path):
+    from flowstudio.demo import run
+
+    summary = run(tmp_path, steps=2)
+    for name in ("edit", "text_to_video", "image_to_video"):
+        with av.open(summary["outputs"][name]["video"]) as container:
+            assert container.streams.video[0].frames > 0 or sum(1 for _ in container.decode(video=0)) > 0
+    assert "random-weight" in summary["model_kind"]

@@ -1,0 +1,75 @@
+"""`flowstudio worlds ...`: make toy-world datasets and train the toy models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+worlds_app = typer.Typer(help="Procedural toy worlds: datasets with ground truth, toy-model training.",
+                         no_args_is_help=True)
+make_app = typer.Typer(help="Write a toy-world dataset.", no_args_is_help=True)
+train_app = typer.Typer(help="Train a toy model.", no_args_is_help=True)
+worlds_app.add_typer(make_app, name="make")
+worlds_app.add_typer(train_app, name="train")
+
+
+@make_app.command("shapes")
+def make_shapes(
+    out: Path = typer.Argument(..., help="Output folder (mp4 + JSON + masks per clip, manifest.jsonl)."),
+    clips: int = typer.Option(1000, help="Number of clips."),
+    seed: int = typer.Option(0, help="Dataset seed; clip i depends only on (seed, i)."),
+    frames: int = typer.Option(17, help="Frames per clip, 4k+1."),
+    height: int = typer.Option(128, help="Height, a multiple of 32."),
+    width: int = typer.Option(128, help="Width, a multiple of 32."),
+    edits: bool = typer.Option(True, help="Also write one ground-truth edit per clip."),
+    workers: int = typer.Option(2, help="Parallel worker processes."),
+    resume: bool = typer.Option(True, help="Skip clips already written with the same settings."),
+) -> None:
+    """ShapeWorld product clips with captions, exact masks and ground-truth edits."""
+    from flowstudio.worlds.dataset import make_shapes_dataset
+
+    path = make_shapes_dataset(out, clips, seed=seed, num_frames=frames, height=height, width=width,
+                               with_edits=edits, workers=workers, resume=resume)
+    typer.echo(f"wrote {clips} ShapeWorld clips to {path}")
+
+
+@make_app.command("faces")
+def make_faces(
+    out: Path = typer.Argument(..., help="Output folder (mp4 + JSON + npz per clip, manifest.jsonl)."),
+    clips: int = typer.Option(1000, help="Number of clips."),
+    seed: int = typer.Option(0, help="Dataset seed; clip i depends only on (seed, i)."),
+    seconds: float = typer.Option(4.0, help="Clip length in seconds (25 fps)."),
+    height: int = typer.Option(128, help="Height, a multiple of 32."),
+    width: int = typer.Option(128, help="Width, a multiple of 32."),
+    workers: int = typer.Option(2, help="Parallel worker processes."),
+    resume: bool = typer.Option(True, help="Skip clips already written with the same settings."),
+    engine: str = typer.Option("procedural", help="Voice: 'procedural' or 'espeak' (needs espeak-ng)."),
+) -> None:
+    """TalkingShapes talking-head clips with speech, structure latents and mouth ground truth."""
+    from flowstudio.worlds.faces_dataset import make_faces_dataset
+
+    path = make_faces_dataset(out, clips, seed=seed, seconds=seconds, height=height, width=width,
+                              workers=workers, resume=resume, engine=engine)
+    typer.echo(f"wrote {clips} TalkingShapes clips to {path}")
+
+
+@train_app.command("shapes")
+def train_shapes_command(
+    out: Path = typer.Option(Path("outputs/toy-shapes"), help="Run folder (state, curves, model/)."),
+    config: Path | None = typer.Option(None, help="YAML overriding ShapesTrainConfig fields "
+                                                  "(configs/toy/shapes.yaml is the full run)."),
+    device: str | None = typer.Option(None, help="torch device (default: cuda when visible, else cpu)."),
+    max_minutes: float | None = typer.Option(None, help="Stop after this many minutes (state saved)."),
+    max_steps: int | None = typer.Option(None, help="Stop after this many optimisation steps (state saved)."),
+) -> None:
+    """Train the ShapeWorld toy Wan2.2 model (VAE, latent cache, transformer); resumes from OUT/state."""
+    from flowstudio.worlds.train_shapes import Budget, ShapesTrainConfig, train_shapes
+
+    settings = ShapesTrainConfig.from_yaml(config) if config else ShapesTrainConfig()
+    budget = Budget(max_steps=max_steps, seconds=max_minutes * 60 if max_minutes else None)
+    result = train_shapes(out, settings, device=device, budget=budget)
+    if result.finished:
+        typer.echo(f"trained model: {result.model_dir} (curves: {out / 'losses.png'})")
+    else:
+        typer.echo(f"stopped early, state saved in {out / 'state'}; run the same command again to resume")

@@ -1,0 +1,508 @@
+"""Train the ShapeWorld toy Wan2.2 model: ``flowstudio worlds train shapes``.
+
+Three resumable stages, each a few dozen lines, all deterministic from one seed:
+
+1. **VAE** -- a tiny ``AutoencoderKLWan`` in Wan2.2 form (48 channels, 16x spatial, 4x temporal)
+   learns to reconstruct ShapeWorld clips (random crops of rendered clips, L1 + MSE + small KL).
+   Its latent statistics become ``latents_mean`` / ``latents_std`` in its config, as Wan2.2 ships.
+2. **Latent cache** -- clips rendered from ``(seed, index)`` are encoded once, with their captions'
+   text-encoder states (the UMT5 text encoder stays frozen, as in Wan2.2).
+3. **Transformer** -- a tiny ``WanTransformer3DModel`` learns the flow-matching velocity
+   ``v = noise - x0``, as Wan2.2 TI2V trains: text-to-video and image-to-video in one model (with
+   probability ``i2v_prob`` latent frame 0 is clean, gets timestep 0 and no loss), and the caption
+   dropped to the empty prompt with probability ``text_dropout`` so that CFG works.
+
+Every stage writes ``state/<stage>.pt`` (model, optimizer, step, losses) every
+``checkpoint_every`` steps, and picks up from it when run again. The batch of step ``k`` is a pure
+function of ``(seed, stage, k)``, so an interrupted and resumed run ends with the same weights as an
+uninterrupted one. The result is a diffusers-format folder that loads through the same code as the
+real Wan2.2-TI2V-5B-Diffusers checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from flowstudio.core.flow import add_noise, shift_sigmas
+from flowstudio.core.ti2v import first_frame_mask, per_token_timesteps
+from flowstudio.errors import InputError
+from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint
+from flowstudio.video import frames_to_tensor
+from flowstudio.weights import encode_prompts, load_components
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShapesTrainConfig:
+    """One training run. Every field has a default; a YAML file overrides a few (``configs/toy/``)."""
+
+    seed: int = 0
+    # model sizes
+    num_layers: int = 4
+    num_attention_heads: int = 4
+    attention_head_dim: int = 32
+    ffn_dim: int = 512
+    freq_dim: int = 64
+    text_dim: int = 64
+    text_encoder_layers: int = 2
+    text_encoder_heads: int = 4
+    vae_base_dim: int = 16
+    vae_decoder_base_dim: int = 24
+    vae_num_res_blocks: int = 1
+    # data
+    num_frames: int = 17
+    height: int = 128
+    width: int = 128
+    # stage 1: VAE
+    vae_steps: int = 3000
+    vae_batch: int = 4
+    vae_crop_frames: int = 5
+    vae_crop_size: int = 64
+    vae_lr: float = 3e-4
+    vae_kl_weight: float = 1e-6
+    # stage 2: latent cache
+    num_clips: int = 2000
+    stats_clips: int = 32
+    # stage 3: transformer
+    dit_steps: int = 20000
+    dit_batch: int = 16
+    dit_lr: float = 3e-4
+    i2v_prob: float = 0.5
+    text_dropout: float = 0.1
+    train_shift: float = 3.0
+    # bookkeeping
+    checkpoint_every: int = 200
+    log_every: int = 20
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> ShapesTrainConfig:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise InputError(f"{path}: unknown training keys {unknown}")
+        return cls(**{**data, **overrides})
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _generator(seed: int, stage: str, step: int) -> np.random.Generator:
+    """The data of step ``step`` of ``stage``: a pure function of the run seed."""
+    return np.random.default_rng([seed, sum(map(ord, stage)), step])
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: an interrupted save never corrupts the last good state
+
+
+def _load_state(path: Path) -> dict[str, Any] | None:
+    return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+
+
+def _render(spec_rng: np.random.Generator, config: ShapesTrainConfig) -> tuple[np.ndarray, str]:
+    from flowstudio.worlds.captions import caption
+    from flowstudio.worlds.shapes import random_spec, render_clip
+
+    spec = random_spec(spec_rng)
+    clip = render_clip(spec, config.num_frames, config.height, config.width)
+    return clip, caption(spec, spec_rng)
+
+
+@dataclass
+class Budget:
+    """Stops a run early (state saved) after ``max_steps`` optimisation steps or ``seconds`` of wall time,
+    counted over all stages of one invocation; the next invocation resumes where this one stopped."""
+
+    max_steps: int | None = None
+    seconds: float | None = None
+    steps_done: int = 0
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def exhausted(self) -> bool:
+        if self.max_steps is not None and self.steps_done >= self.max_steps:
+            return True
+        return self.seconds is not None and time.perf_counter() - self.started >= self.seconds
+
+
+def _run_stage(
+    name: str,
+    model: torch.nn.Module,
+    lr: float,
+    steps: int,
+    state_dir: Path,
+    config: ShapesTrainConfig,
+    loss_fn,
+    progress: bool,
+    budget: Budget,
+) -> tuple[list[float], bool]:
+    """Shared resumable optimisation loop: AdamW, checkpoint every ``checkpoint_every`` steps.
+
+    Returns the loss history and whether the stage reached ``steps`` (False: the budget ran out).
+    """
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    path = state_dir / f"{name}.pt"
+    saved = _load_state(path)
+    start, losses = 0, []
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        start, losses = saved["step"], saved["losses"]
+        logger.info("%s: resuming at step %d of %d", name, start, steps)
+    model.train()
+    bar = tqdm(range(start, steps), desc=name, disable=not progress, initial=start, total=steps)
+    step = start - 1
+    for step in bar:
+        if budget.exhausted():
+            _save_state(
+                path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "losses": losses,
+                },
+            )
+            model.eval()
+            logger.info(
+                "%s: budget exhausted at step %d of %d; state saved, run again to resume", name, step, steps
+            )
+            return losses, False
+        budget.steps_done += 1
+        loss = loss_fn(step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if (step + 1) % config.log_every == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-config.log_every :]):.4f}")
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == steps:
+            _save_state(
+                path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step + 1,
+                    "losses": losses,
+                },
+            )
+    model.eval()
+    return losses, True
+
+
+# -- stages -------------------------------------------------------------------------------------
+
+
+def train_vae(
+    vae: torch.nn.Module,
+    config: ShapesTrainConfig,
+    state_dir: Path,
+    device: torch.device,
+    budget: Budget,
+    progress: bool = True,
+) -> tuple[list[float], bool]:
+    """Stage 1: reconstruction of random ``vae_crop_frames`` x ``vae_crop_size``^2 crops of clips."""
+
+    def loss_fn(step: int) -> torch.Tensor:
+        rng = _generator(config.seed, "vae", step)
+        crops = []
+        for _ in range(config.vae_batch):
+            clip, _ = _render(rng, config)
+            t0 = int(rng.integers(0, config.num_frames - config.vae_crop_frames + 1))
+            y0 = int(rng.integers(0, config.height - config.vae_crop_size + 1))
+            x0 = int(rng.integers(0, config.width - config.vae_crop_size + 1))
+            crop = clip[
+                t0 : t0 + config.vae_crop_frames,
+                y0 : y0 + config.vae_crop_size,
+                x0 : x0 + config.vae_crop_size,
+            ]
+            crops.append(frames_to_tensor(crop))
+        video = torch.cat(crops).to(device)
+        posterior = vae.encode(video).latent_dist
+        noise_gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**31)))
+        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=noise_gen).to(device)
+        recon = vae.decode(z).sample
+        return (
+            (recon - video).abs().mean()
+            + (recon - video).pow(2).mean()
+            + config.vae_kl_weight * posterior.kl().mean()
+        )
+
+    return _run_stage(
+        "vae", vae, config.vae_lr, config.vae_steps, state_dir, config, loss_fn, progress, budget
+    )
+
+
+@torch.no_grad()
+def set_latent_statistics(
+    vae: torch.nn.Module, config: ShapesTrainConfig, device: torch.device
+) -> None:
+    """Per-channel mean/std of raw latents over held-out clips, stored in the VAE config (as Wan2.2)."""
+    latents = []
+    for i in range(config.stats_clips):
+        clip, _ = _render(_generator(config.seed, "stats", i), config)
+        latents.append(vae.encode(frames_to_tensor(clip).to(device)).latent_dist.mode().cpu())
+    stacked = torch.cat(latents).transpose(0, 1).reshape(vae.config.z_dim, -1)
+    vae.register_to_config(
+        latents_mean=stacked.mean(1).tolist(), latents_std=stacked.std(1).clamp_min(1e-3).tolist()
+    )
+
+
+@torch.no_grad()
+def build_latent_cache(
+    components, config: ShapesTrainConfig, path: Path, device: torch.device, progress: bool = True
+) -> dict[str, torch.Tensor]:
+    """Stage 2: normalised latents ``(N, 48, T', H', W')`` and caption states, resumable in chunks."""
+    vae = components.vae
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    cache = (
+        torch.load(path, weights_only=False)
+        if path.exists()
+        else {"latents": [], "embeds": [], "captions": []}
+    )
+    start = len(cache["latents"])
+    for i in tqdm(
+        range(start, config.num_clips),
+        desc="latents",
+        disable=not progress,
+        initial=start,
+        total=config.num_clips,
+    ):
+        clip, text = _render(_generator(config.seed, "clip", i), config)
+        raw = vae.encode(frames_to_tensor(clip).to(device)).latent_dist.mode().cpu()
+        embeds, mask = encode_prompts(components, [text])
+        length = int(mask.sum())
+        cache["latents"].append(((raw - mean) / std).half())
+        cache["embeds"].append(embeds[0, :length].cpu().half())
+        cache["captions"].append(text)
+        if (i + 1) % 100 == 0 or i + 1 == config.num_clips:
+            _save_state(path, cache)
+    return cache
+
+
+def train_transformer(
+    components,
+    cache: dict[str, Any],
+    config: ShapesTrainConfig,
+    state_dir: Path,
+    device: torch.device,
+    budget: Budget,
+    progress: bool = True,
+) -> tuple[list[float], bool]:
+    """Stage 3: flow matching, T2V + I2V in one model, caption dropout for CFG."""
+    transformer = components.transformer
+    latents = torch.cat(cache["latents"]).float()
+    embeds = cache["embeds"]
+    empty, _ = encode_prompts(components, [""])
+    empty = empty[0, :1].cpu()  # "" encodes to one </s> state; the rest is exactly zero
+    max_len = max(e.shape[0] for e in embeds)
+    patch = tuple(transformer.config.patch_size)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        rng = _generator(config.seed, "dit", step)
+        index = rng.integers(0, len(latents), config.dit_batch)
+        x0 = latents[index].to(device)
+        text = torch.zeros(config.dit_batch, max_len, empty.shape[-1])
+        for row, i in enumerate(index):
+            states = empty if rng.random() < config.text_dropout else embeds[i].float()
+            text[row, : states.shape[0]] = states
+        u = torch.from_numpy(rng.uniform(0.0, 1.0, config.dit_batch)).float()
+        sigma = torch.where(
+            torch.from_numpy(rng.random(config.dit_batch) < 0.5), u, shift_sigmas(u, config.train_shift)
+        ).to(device)
+        noise = torch.from_numpy(rng.standard_normal(x0.shape)).float().to(device)
+        x_t = add_noise(x0, noise, sigma.view(-1, 1, 1, 1, 1))
+        mask = (
+            first_frame_mask(tuple(x0.shape), device=device).expand(config.dit_batch, -1, -1, -1, -1).clone()
+        )
+        i2v = torch.from_numpy(rng.random(config.dit_batch) < config.i2v_prob).to(device)
+        mask[~i2v] = 1.0
+        x_t = torch.where(mask.bool(), x_t, x0)  # I2V rows: clean latent frame 0 (pin_first_frame per row)
+        timestep = torch.cat(
+            [per_token_timesteps(mask[b : b + 1], sigma[b] * 1000, patch, 1) for b in range(config.dit_batch)]
+        )
+        v = transformer(
+            hidden_states=x_t, timestep=timestep, encoder_hidden_states=text.to(device), return_dict=False
+        )[0]
+        err = (v.float() - (noise - x0)).pow(2) * mask
+        return err.sum() / (mask.sum() * x0.shape[1]).clamp_min(1)
+
+    return _run_stage(
+        "dit", transformer, config.dit_lr, config.dit_steps, state_dir, config, loss_fn, progress, budget
+    )
+
+
+# -- driver -------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    finished: bool
+    model_dir: Path | None
+    summary: dict[str, Any]
+
+
+def train_shapes(
+    out: str | Path,
+    config: ShapesTrainConfig | None = None,
+    *,
+    device: str | None = None,
+    budget: Budget | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Run or resume every stage into ``out``; exports ``out/model`` once all stages are complete.
+
+    A GPU is used when one is visible (``device=None``); otherwise the CPU. ``budget`` bounds this
+    invocation (steps or seconds); run again with the same ``out`` to continue.
+    """
+    config = config or ShapesTrainConfig()
+    budget = budget or Budget()
+    out = Path(out)
+    device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    state_dir = out / "state"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    config_file = out / "config.json"
+    if config_file.exists() and not _same_run(json.loads(config_file.read_text()), config):
+        raise InputError(
+            f"{out} holds a run with another configuration ({config_file}); "
+            "use a new output folder or the same configuration to resume"
+        )
+    config_file.write_text(json.dumps(dataclasses.asdict(config), indent=2))
+    init_dir = out / "init"
+    if not (init_dir / "model_index.json").exists():
+        from flowstudio.worlds.captions import VOCABULARY
+
+        build_tiny_checkpoint(
+            init_dir,
+            seed=config.seed,
+            num_layers=config.num_layers,
+            num_attention_heads=config.num_attention_heads,
+            attention_head_dim=config.attention_head_dim,
+            text_dim=config.text_dim,
+            ffn_dim=config.ffn_dim,
+            freq_dim=config.freq_dim,
+            vae_base_dim=config.vae_base_dim,
+            vae_decoder_base_dim=config.vae_decoder_base_dim,
+            vae_num_res_blocks=config.vae_num_res_blocks,
+            text_encoder_layers=config.text_encoder_layers,
+            text_encoder_heads=config.text_encoder_heads,
+            sharded=False,
+            overwrite=True,
+            vocabulary=tuple(VOCABULARY),
+        )
+    components = load_components(init_dir, device=device_, dtype=torch.float32)
+    components.text_encoder.requires_grad_(False)
+    summary: dict[str, Any] = {"config": dataclasses.asdict(config), "device": str(device_), "seconds": {}}
+    curves: dict[str, list[float]] = {}
+
+    def finish(done: bool, model_dir: Path | None) -> TrainResult:
+        summary.update(
+            {
+                "finished": done,
+                "model_dir": str(model_dir) if model_dir else None,
+                **{f"final_{k}_loss": _tail(v) for k, v in curves.items()},
+            }
+        )
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        _plot_losses(curves, out / "losses.png")
+        return TrainResult(done, model_dir, summary)
+
+    # 1. VAE
+    start = time.perf_counter()
+    curves["vae"], done = train_vae(components.vae, config, state_dir, device_, budget, progress)
+    summary["seconds"]["vae"] = time.perf_counter() - start
+    if not done:
+        return finish(False, None)
+    components.vae.requires_grad_(False)
+    set_latent_statistics(components.vae, config, device_)
+    # 2. latent cache
+    start = time.perf_counter()
+    cache = build_latent_cache(components, config, state_dir / "latents.pt", device_, progress)
+    summary["seconds"]["latents"] = time.perf_counter() - start
+    # 3. transformer
+    start = time.perf_counter()
+    curves["dit"], done = train_transformer(components, cache, config, state_dir, device_, budget, progress)
+    summary["seconds"]["dit"] = time.perf_counter() - start
+    if not done:
+        return finish(False, None)
+    # 4. export
+    export_model(components, init_dir, out / "model")
+    return finish(True, out / "model")
+
+
+def _same_run(stored: dict[str, Any], config: ShapesTrainConfig) -> bool:
+    """A stored run matches when every field agrees; fields added since then must hold their defaults."""
+    defaults = ShapesTrainConfig()
+    return all(stored[k] == v if k in stored else v == getattr(defaults, k)
+               for k, v in dataclasses.asdict(config).items())
+
+
+def _tail(losses: list[float], n: int = 50) -> float | None:
+    return float(np.mean(losses[-n:])) if losses else None
+
+
+def export_model(components, init_dir: Path, model_dir: Path) -> None:
+    """Write the trained weights into a diffusers-format folder with the reference config keys (fp16)."""
+    import shutil
+
+    from flowstudio.testing.tiny_checkpoint import _rewrite_config
+    from flowstudio.weights import WAN22_TI2V_5B_CONFIGS
+
+    tmp = model_dir.with_name(model_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(init_dir, tmp)
+    for name in ("transformer", "vae"):
+        shutil.rmtree(tmp / name)
+        module = getattr(components, name)
+        # the VAE stays fp32 (Wan recommends it); the transformer ships in fp16 to halve the size
+        module.to(torch.float16 if name == "transformer" else torch.float32).save_pretrained(tmp / name)
+        module.float()
+        _rewrite_config(
+            tmp / name / "config.json",
+            WAN22_TI2V_5B_CONFIGS[name],
+            extra={"latents_mean": module.config.latents_mean, "latents_std": module.config.latents_std}
+            if name == "vae"
+            else None,
+        )
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    os.replace(tmp, model_dir)
+    logger.info("exported the toy model to %s", model_dir)
+
+
+def _plot_losses(curves: dict[str, list[float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {k: v for k, v in curves.items() if v}
+    if not curves:
+        return
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.5), squeeze=False)
+    for ax, (name, losses) in zip(axes[0], curves.items(), strict=True):
+        window = max(1, len(losses) // 100)
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.semilogy(smooth)
+        ax.set(title=f"{name} loss", xlabel="step")
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
