@@ -16,21 +16,22 @@ last, so an interrupted clip is simply redone.
 
 from __future__ import annotations
 
-import json
 import logging
-import multiprocessing
 import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-from tqdm import tqdm
 
 from flowstudio.errors import InputError
 from flowstudio.video import write_video
+from flowstudio.worlds._writer import (
+    npz_keys,
+    record_matches,
+    save_npz_atomic,
+    write_dataset,
+    write_record,
+)
 from flowstudio.worlds.captions import CaptionChoices, caption
 from flowstudio.worlds.edits import EDIT_TYPES, edit_prompt_pair, edit_spec
 from flowstudio.worlds.shapes import DEFAULT_FPS, SceneSpec, check_clip_size, random_spec, render_scene
@@ -38,7 +39,6 @@ from flowstudio.worlds.shapes import DEFAULT_FPS, SceneSpec, check_clip_size, ra
 logger = logging.getLogger(__name__)
 
 FORMAT = "flowstudio.shapes/1"
-MANIFEST = "manifest.jsonl"
 
 
 def clip_spec(seed: int, index: int) -> SceneSpec:
@@ -156,10 +156,8 @@ def make_shapes_dataset(
         "preset": preset,
     }
 
-    records: dict[int, dict[str, Any]] = {}
-    todo = []
-    for index in range(num_clips):
-        expected = clip_record(
+    def expected(index: int) -> dict[str, Any]:
+        return clip_record(
             seed,
             index,
             num_frames=num_frames,
@@ -168,37 +166,20 @@ def make_shapes_dataset(
             fps=float(fps),
             with_edits=with_edits,
         )
-        if resume and _is_complete(out, expected):
-            records[index] = expected
-        else:
-            todo.append(index)
-    if records:
-        logger.info("resuming %s: %d of %d clips already written", out, len(records), num_clips)
-    jobs = [(str(out), seed, index, settings) for index in todo]
-    with tqdm(total=num_clips, initial=len(records), desc="shapes", unit="clip", disable=not progress) as bar:
-        for record in _run(jobs, workers):
-            records[record["index"]] = record
-            bar.update(1)
-    manifest = out / MANIFEST
-    _write_atomic(manifest, "".join(json.dumps(records[i], sort_keys=True) + "\n" for i in range(num_clips)))
-    logger.info("wrote %d clips (%d new) to %s", num_clips, len(todo), out)
-    return manifest
 
-
-def _run(jobs: list[tuple[str, int, int, dict[str, Any]]], workers: int) -> Iterator[dict[str, Any]]:
-    if workers == 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield _write_clip(job)
-        return
-    # spawn: same behaviour on every OS, and no fork of a parent that may hold threads (torch, tqdm)
-    context = multiprocessing.get_context("spawn")
-    chunksize = max(1, min(16, len(jobs) // (workers * 8)))
-    with context.Pool(workers, initializer=_init_worker) as pool:
-        yield from pool.imap_unordered(_write_clip, jobs, chunksize=chunksize)
-
-
-def _init_worker() -> None:
-    cv2.setNumThreads(1)  # one process per core already
+    return write_dataset(
+        out,
+        num_clips,
+        seed=seed,
+        settings=settings,
+        expected=expected,
+        is_complete=_is_complete,
+        write_clip=_write_clip,
+        workers=workers,
+        resume=resume,
+        progress=progress,
+        name="shapes",
+    )
 
 
 def _write_clip(job: tuple[str, int, int, dict[str, Any]]) -> dict[str, Any]:
@@ -217,44 +198,19 @@ def _write_clip(job: tuple[str, int, int, dict[str, Any]]) -> dict[str, Any]:
         target = render_scene(SceneSpec.from_dict(record["edit"]["spec"]), t, h, w)
         write_video(out / record["edit"]["video"], target.frames, settings["fps"], **encode)
         masks["edit_mask"] = np.packbits(target.mask.reshape(-1))
-    tmp = out / f".{record['mask']}.{uuid.uuid4().hex[:8]}.tmp.npz"
-    try:
-        np.savez_compressed(tmp, **masks)
-        os.replace(tmp, out / record["mask"])
-    finally:
-        tmp.unlink(missing_ok=True)
-    _write_atomic(
-        out / record["video"].replace(".mp4", ".json"), json.dumps(record, indent=1, sort_keys=True)
-    )
+    save_npz_atomic(out / record["mask"], masks)
+    write_record(out, record)
     return record
 
 
 def _is_complete(out: Path, expected: dict[str, Any]) -> bool:
     """Whether the clip's record matches ``expected`` and its files are present and non-empty."""
-    path = out / expected["video"].replace(".mp4", ".json")
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    if record != expected:
-        if path.exists():
-            logger.warning("%s was written with other settings or code; rewriting it", path)
+    if not record_matches(out, expected):
         return False
     files = [expected["video"], expected["mask"]] + ([expected["edit"]["video"]] if expected["edit"] else [])
-    try:
-        if any((out / name).stat().st_size == 0 for name in files):
-            return False
-        with np.load(out / expected["mask"]) as data:
-            keys = set(data.files)
-    except (OSError, ValueError):
+    if any(not (out / name).is_file() or (out / name).stat().st_size == 0 for name in files):
         return False
-    return {"mask", "shape"} <= keys and (expected["edit"] is None or "edit_mask" in keys)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    keys = npz_keys(out / expected["mask"])
+    return (
+        keys is not None and {"mask", "shape"} <= keys and (expected["edit"] is None or "edit_mask" in keys)
+    )

@@ -17,21 +17,22 @@ last, so an interrupted clip is simply redone.
 
 from __future__ import annotations
 
-import json
 import logging
-import multiprocessing
 import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-from tqdm import tqdm
 
 from flowstudio.errors import InputError
 from flowstudio.video import write_video
+from flowstudio.worlds._writer import (
+    npz_keys,
+    record_matches,
+    save_npz_atomic,
+    write_dataset,
+    write_record,
+)
 from flowstudio.worlds.faces import (
     DEFAULT_FPS,
     KEYPOINT_NAMES,
@@ -47,7 +48,7 @@ from flowstudio.worlds.faces_audio import ENGINES, SAMPLE_RATE, SpeechSpec, espe
 logger = logging.getLogger(__name__)
 
 FORMAT = "flowstudio.faces/1"
-MANIFEST = "manifest.jsonl"
+
 ARRAYS = ("structure", "mouth_opening", "loudness", "blink", "smile", "viseme", "audio")
 
 
@@ -170,42 +171,25 @@ def make_faces_dataset(
         "preset": preset,
     }
 
-    records: dict[int, dict[str, Any]] = {}
-    todo = []
-    for index in range(num_clips):
-        expected = clip_record(
+    def expected(index: int) -> dict[str, Any]:
+        return clip_record(
             seed, index, seconds=float(seconds), height=height, width=width, fps=float(fps), engine=engine
         )
-        if resume and _is_complete(out, expected):
-            records[index] = expected
-        else:
-            todo.append(index)
-    if records:
-        logger.info("resuming %s: %d of %d clips already written", out, len(records), num_clips)
-    jobs = [(str(out), seed, index, settings) for index in todo]
-    with tqdm(total=num_clips, initial=len(records), desc="faces", unit="clip", disable=not progress) as bar:
-        for record in _run(jobs, workers):
-            records[record["index"]] = record
-            bar.update(1)
-    manifest = out / MANIFEST
-    _write_atomic(manifest, "".join(json.dumps(records[i], sort_keys=True) + "\n" for i in range(num_clips)))
-    logger.info("wrote %d TalkingShapes clips (%d new) to %s", num_clips, len(todo), out)
-    return manifest
 
-
-def _run(jobs: list[tuple[str, int, int, dict[str, Any]]], workers: int) -> Iterator[dict[str, Any]]:
-    if workers == 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield _write_clip(job)
-        return
-    context = multiprocessing.get_context("spawn")  # same on every OS; no fork of a threaded parent
-    chunksize = max(1, min(8, len(jobs) // (workers * 8)))
-    with context.Pool(workers, initializer=_init_worker) as pool:
-        yield from pool.imap_unordered(_write_clip, jobs, chunksize=chunksize)
-
-
-def _init_worker() -> None:
-    cv2.setNumThreads(1)
+    return write_dataset(
+        out,
+        num_clips,
+        seed=seed,
+        settings=settings,
+        expected=expected,
+        is_complete=_is_complete,
+        write_clip=_write_clip,
+        workers=workers,
+        resume=resume,
+        progress=progress,
+        name="faces",
+        max_chunksize=8,
+    )
 
 
 def _write_clip(job: tuple[str, int, int, dict[str, Any]]) -> dict[str, Any]:
@@ -249,43 +233,17 @@ def _write_clip(job: tuple[str, int, int, dict[str, Any]]) -> dict[str, Any]:
         "viseme": clip.viseme,
         "audio": np.round(np.clip(clip.audio, -1, 1) * 32767).astype(np.int16),
     }
-    tmp = out / f".{record['arrays']}.{uuid.uuid4().hex[:8]}.tmp.npz"
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, out / record["arrays"])
-    finally:
-        tmp.unlink(missing_ok=True)
-    _write_atomic(
-        out / record["video"].replace(".mp4", ".json"), json.dumps(record, indent=1, sort_keys=True)
-    )
+    save_npz_atomic(out / record["arrays"], arrays)
+    write_record(out, record)
     return record
 
 
 def _is_complete(out: Path, expected: dict[str, Any]) -> bool:
     """Whether the clip's record matches ``expected`` and its files are present and readable."""
-    path = out / expected["video"].replace(".mp4", ".json")
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
+    if not record_matches(out, expected):
         return False
-    if record != expected:
-        if path.exists():
-            logger.warning("%s was written with other settings or code; rewriting it", path)
+    video = out / expected["video"]
+    if not video.is_file() or video.stat().st_size == 0:
         return False
-    try:
-        if (out / expected["video"]).stat().st_size == 0:
-            return False
-        with np.load(out / expected["arrays"]) as data:
-            keys = set(data.files)
-    except (OSError, ValueError):
-        return False
-    return set(ARRAYS) <= keys
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    keys = npz_keys(out / expected["arrays"])
+    return keys is not None and set(ARRAYS) <= keys
