@@ -26,3 +26,25 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def load_pipe(tiny_checkpoint):
+    """Body of the module-scoped ``pipe`` fixture: the tiny checkpoint's pipeline on the CPU."""
+    from flowstudio.pipeline import WanVideoPipeline
+
+    return WanVideoPipeline.from_pretrained(tiny_checkpoint, device="cpu")
+
+
+def encode_clip(pipe, clip):
+    """Body of the ``x_src`` fixture: the clip's latents."""
+    return pipe.encode_video(clip)
+
+
+def run_edit(pipe, clip, **options):
+    """:func:`flowstudio.edit.edit` with the tests' default prompts and 3 steps."""
+    from flowstudio.edit import edit
+
+    options.setdefault("source_prompt", "a red ball")
+    options.setdefault("target_prompt", "a blue box")
+    options.setdefault("steps", 3)
+    return edit(clip, model=pipe, **options)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
-from edit_fixtures import gradient_clip, one_thread
+from edit_fixtures import encode_clip, gradient_clip, load_pipe, one_thread, run_edit
 
 from flowstudio.core import make_solver
 from flowstudio.denoiser import Conditioning
-from flowstudio.edit import AttentionShareConfig, BlendConfig, InjectionConfig, RescheduleConfig, edit
+from flowstudio.edit import AttentionShareConfig, BlendConfig, InjectionConfig, RescheduleConfig
 from flowstudio.edit.attention_share import AttentionShare
 from flowstudio.edit.context import EditContext
 from flowstudio.edit.controls import choose_source_mode
@@ -19,7 +19,6 @@ from flowstudio.edit.masks import auto_mask, check_mask, feather_mask, latent_ma
 from flowstudio.edit.paired import EditDenoiser, Request
 from flowstudio.edit.settings import METHODS
 from flowstudio.errors import InputError
-from flowstudio.pipeline import WanVideoPipeline
 from flowstudio.sampling import LoopState, run_loop
 
 _threads = pytest.fixture(scope="module", autouse=True)(one_thread)
@@ -33,26 +32,10 @@ EULER_RECONSTRUCTION = {
 }
 
 
-@pytest.fixture(scope="module")
-def pipe(tiny_checkpoint) -> WanVideoPipeline:
-    return WanVideoPipeline.from_pretrained(tiny_checkpoint, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return gradient_clip()
-
-
-@pytest.fixture(scope="module")
-def x_src(pipe, clip) -> torch.Tensor:
-    return pipe.encode_video(clip)
-
-
-def _edit(pipe, clip, **options):
-    options.setdefault("source_prompt", "a red ball")
-    options.setdefault("target_prompt", "a blue box")
-    options.setdefault("steps", 3)
-    return edit(clip, model=pipe, **options)
+pipe = pytest.fixture(scope="module")(load_pipe)
+clip = pytest.fixture(scope="module")(gradient_clip)
+x_src = pytest.fixture(scope="module")(encode_clip)
+_edit = run_edit
 
 
 def _assert_model_clean(model: torch.nn.Module) -> None:

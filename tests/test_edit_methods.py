@@ -4,34 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from edit_fixtures import gradient_clip, one_thread
+from edit_fixtures import encode_clip, gradient_clip, load_pipe, one_thread, run_edit
 
-from flowstudio.edit import FlowEditConfig, RescheduleConfig, edit
-from flowstudio.pipeline import WanVideoPipeline
+from flowstudio.edit import FlowEditConfig, RescheduleConfig
 
 _threads = pytest.fixture(scope="module", autouse=True)(one_thread)
 
 
-@pytest.fixture(scope="module")
-def pipe(tiny_checkpoint) -> WanVideoPipeline:
-    return WanVideoPipeline.from_pretrained(tiny_checkpoint, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def clip():
-    return gradient_clip()
-
-
-@pytest.fixture(scope="module")
-def x_src(pipe, clip) -> torch.Tensor:
-    return pipe.encode_video(clip)
-
-
-def _edit(pipe, clip, **options):
-    options.setdefault("source_prompt", "a red ball")
-    options.setdefault("target_prompt", "a blue box")
-    options.setdefault("steps", 3)
-    return edit(clip, model=pipe, **options)
+pipe = pytest.fixture(scope="module")(load_pipe)
+clip = pytest.fixture(scope="module")(gradient_clip)
+x_src = pytest.fixture(scope="module")(encode_clip)
+_edit = run_edit
 
 
 @pytest.mark.parametrize("n_avg", [1, 2])
