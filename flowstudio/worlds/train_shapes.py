@@ -83,6 +83,10 @@ class ShapesTrainConfig:
     i2v_prob: float = 0.5
     text_dropout: float = 0.1
     train_shift: float = 3.0
+    # both stages: the learning rate is constant, then falls along a cosine to a tenth of itself over
+    # this final fraction of each stage's steps (0: constant throughout). A pure function of the step,
+    # so resumed runs stay bit-identical, and a constant-rate prefix can be extended.
+    lr_decay_fraction: float = 0.0
     # bookkeeping
     checkpoint_every: int = 200
     log_every: int = 20
@@ -183,6 +187,8 @@ def _run_stage(
             )
             return losses, False
         budget.steps_done += 1
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(lr, step, steps, config.lr_decay_fraction)
         loss = loss_fn(step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -203,6 +209,16 @@ def _run_stage(
             )
     model.eval()
     return losses, True
+
+
+def learning_rate(base: float, step: int, steps: int, decay_fraction: float) -> float:
+    """Constant ``base``, then a cosine to ``base / 10`` over the last ``decay_fraction`` of ``steps``."""
+    decay_steps = int(round(steps * decay_fraction))
+    start = steps - decay_steps
+    if decay_steps <= 0 or step < start:
+        return base
+    progress = (step - start) / decay_steps
+    return base * (0.1 + 0.9 * 0.5 * (1.0 + float(np.cos(np.pi * progress))))
 
 
 # -- stages -------------------------------------------------------------------------------------
