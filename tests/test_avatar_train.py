@@ -70,7 +70,8 @@ def test_resume_continues_from_checkpoint(tmp_path: Path):
 def test_run_yaml_is_valid():
     cfg, rest = load_config(Path(__file__).parents[1] / "configs" / "dualforce" / "toy.yaml")
     assert cfg.name == "toy" and cfg.forcing.struct_range == (0.0, 0.7)
-    assert TrainConfig.from_dict(rest["train"]).steps == 200
+    train = TrainConfig.from_dict(rest["train"])
+    assert train.dataset == "talkingshapes" and train.num_chunks > cfg.forcing.window_chunks
 
 
 def test_mova_lite_run_yaml_is_valid():

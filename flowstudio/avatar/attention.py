@@ -26,16 +26,21 @@ from flowstudio.avatar.kv_cache import SINK_BLOCK, KVCache
 from flowstudio.wan_attention import project_qkv
 
 
-def block_causal_mask(q_ids: torch.Tensor, k_ids: torch.Tensor, window: int | None) -> torch.Tensor:
+def block_causal_mask(
+    q_ids: torch.Tensor, k_ids: torch.Tensor, window: int | None, keep_sink: bool = True
+) -> torch.Tensor:
     """``(Lq, Lk)`` bool, True where a query of block ``q`` may attend a key of block ``k``.
 
-    ``k <= q`` and (``k == 0`` (sink) or ``k >= q - window``). Within a block attention is full.
+    ``k <= q`` and (``k == 0`` (sink, when ``keep_sink``) or ``k >= q - window``). Within a block
+    attention is full. ``keep_sink=False`` (the no-sink ablation) lets the reference block leave the
+    window like any other block.
     """
     q = q_ids[:, None]
     k = k_ids[None, :]
     allowed = k <= q
     if window is not None:
-        allowed &= (k == SINK_BLOCK) | (k >= q - window)
+        in_window = k >= q - window
+        allowed &= ((k == SINK_BLOCK) | in_window) if keep_sink else in_window
     return allowed
 
 
@@ -68,6 +73,7 @@ def cached_attention(
     cache: KVCache | None,
     layer: int,
     commit: bool,
+    keep_sink: bool = True,
 ) -> torch.Tensor:
     """Block-causal attention of the current tokens over ``[cache, current]``.
 
@@ -86,7 +92,7 @@ def cached_attention(
             all_ids = torch.cat([old_ids.to(k_ids.device), k_ids])
         if commit:
             cache.stage(layer, key, value)
-    mask = block_causal_mask(q_ids, all_ids, window)
+    mask = block_causal_mask(q_ids, all_ids, window, keep_sink)
     return masked_attention(query, all_k, all_v, mask)
 
 
@@ -98,6 +104,7 @@ class AttentionState:
         q_ids: ``(L,)`` block id of every token of the tower in this call.
         context_ids: ``(A,)`` block id of every conditioning (audio) token.
         window: rolling-window size in blocks (``None``: unbounded causal).
+        keep_sink: the reference block stays visible outside the window (False: no-sink ablation).
         cache: the tower's self-attention cache, or ``None`` for a full-sequence forward.
         commit: stage current K/V in ``cache``.
     """
@@ -105,6 +112,7 @@ class AttentionState:
     q_ids: torch.Tensor | None = None
     context_ids: torch.Tensor | None = None
     window: int | None = None
+    keep_sink: bool = True
     cache: KVCache | None = None
     commit: bool = False
 
@@ -137,6 +145,7 @@ class CausalSelfAttnProcessor:
             cache=state.cache,
             layer=self.layer,
             commit=state.commit,
+            keep_sink=state.keep_sink,
         )
         out = attn.to_out[0](out.type_as(query))
         return attn.to_out[1](out)

@@ -186,10 +186,19 @@ class AudioConditioningModule(nn.Module):
     """
 
     def __init__(
-        self, feature_dim: int, hidden_dim: int, video_dim: int, struct_dim: int, tokens_per_block: int
+        self,
+        feature_dim: int,
+        hidden_dim: int,
+        video_dim: int,
+        struct_dim: int,
+        tokens_per_block: int,
+        paths: str = "dual",
     ):
         super().__init__()
+        if paths not in ("dual", "video", "struct"):
+            raise ValueError(f"audio paths must be 'dual', 'video' or 'struct', got {paths!r}")
         self.tokens_per_block = tokens_per_block
+        self.paths = paths
         self.norm = nn.LayerNorm(feature_dim)
         self.mlp = nn.Sequential(
             nn.Linear(feature_dim, hidden_dim), nn.GELU(approximate="tanh"), nn.Linear(hidden_dim, hidden_dim)
@@ -207,5 +216,9 @@ class AudioConditioningModule(nn.Module):
         is_sink = (ids == SINK_BLOCK).to(hidden.device)
         slot = torch.cumsum((~is_sink).long(), 0) - 1
         hidden = hidden + self.position[slot.clamp_min(0) % self.tokens_per_block].to(hidden.dtype)
-        hidden = torch.where(is_sink[None, :, None], self.null.to(hidden.dtype).expand_as(hidden), hidden)
-        return self.to_video(hidden), self.to_struct(hidden)
+        null = self.null.to(hidden.dtype).expand_as(hidden)
+        hidden = torch.where(is_sink[None, :, None], null, hidden)
+        # single-path ablations: the deaf tower reads the null token in every row
+        video = hidden if self.paths in ("dual", "video") else null
+        struct = hidden if self.paths in ("dual", "struct") else null
+        return self.to_video(video), self.to_struct(struct)

@@ -49,6 +49,7 @@ class BridgeAttention(nn.Module):
         cache: KVCache | None,
         layer: int,
         commit: bool,
+        keep_sink: bool = True,
     ) -> torch.Tensor:
         y = self.y_norm(y)
         query = self.norm_q(self.q(x)).unflatten(2, (self.heads, -1))
@@ -64,6 +65,7 @@ class BridgeAttention(nn.Module):
             cache=cache,
             layer=layer,
             commit=commit,
+            keep_sink=keep_sink,
         )
         return self.o(out.type_as(x))
 
@@ -104,6 +106,7 @@ class Bridge(nn.Module):
         struct_cache: KVCache | None = None,
         video_cache: KVCache | None = None,
         commit: bool = False,
+        keep_sink: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Exchange information at tower layer ``index``; returns updated ``(video, struct)``.
 
@@ -120,6 +123,7 @@ class Bridge(nn.Module):
             cache=struct_cache,
             layer=slot,
             commit=commit,
+            keep_sink=keep_sink,
         )
         new_struct = struct + layer.video_to_struct(
             struct,
@@ -130,5 +134,6 @@ class Bridge(nn.Module):
             cache=video_cache,
             layer=slot,
             commit=commit,
+            keep_sink=keep_sink,
         )
         return new_video, new_struct

@@ -20,6 +20,7 @@ import yaml
 from flowstudio.errors import InputError
 
 BridgeStrategy = Literal["shallow", "full", "none"]
+AudioPaths = Literal["dual", "video", "struct"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,9 @@ class AudioConfig:
         sample_rate / hop_length: waveform rate and hop; ``sample_rate / hop_length`` must be 50 Hz.
         hidden_dim: width of the conditioning MLP.
         hubert_path: local HuBERT folder (``config.json`` + weights) for ``feature="hubert"``.
+        paths: which towers hear the audio: ``dual`` (both: audio -> video directly and through the
+            structure), ``video`` or ``struct`` only (single-path ablations: the other tower's
+            cross-attention reads the learned null token everywhere).
     """
 
     feature: Literal["logmel", "hubert"] = "logmel"
@@ -117,6 +121,7 @@ class AudioConfig:
     hop_length: int = 320
     hidden_dim: int = 256
     hubert_path: str | None = None
+    paths: AudioPaths = "dual"
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,11 @@ class ForcingConfig:
     Training draws one sigma per frame and per modality: ``sigma_video ~ U(video_range)`` per latent
     frame, ``sigma_struct ~ U(struct_range)`` per structure frame (asymmetric by default: the
     structure is kept cleaner so that it leads the video).
+
+    ``per_frame_noise=False`` (the "no diffusion forcing" ablation) draws one ``u ~ U(0, 1)`` per clip
+    and uses it for every frame of both modalities (each mapped into its own range).
+    ``reference_sink=False`` (the "no reference sink" ablation) lets the reference block leave the
+    attention window and the KV cache like any other block.
     """
 
     video_range: tuple[float, float] = (0.0, 1.0)
@@ -144,6 +154,8 @@ class ForcingConfig:
     shift: float = 3.0
     inference_steps: int = 4
     window_chunks: int = 4
+    per_frame_noise: bool = True
+    reference_sink: bool = True
 
 
 @dataclass(frozen=True)
@@ -159,13 +171,43 @@ class LossConfig:
 @dataclass(frozen=True)
 class StructureLayout:
     """Layout of one structure frame (a LivePortrait motion latent): pose (3), translation (3),
-    scale (1), ``num_keypoints`` x 3 implicit 3D keypoints."""
+    scale (1), ``num_keypoints`` x 3 implicit 3D keypoints.
+
+    ``mean`` / ``std`` (one value per channel, or ``None``) normalise the raw latent for the structure
+    tower, ``x_tower = (x_raw - mean) / std``, as Wan's ``latents_mean`` / ``latents_std`` do for video:
+    raw head motion moves by a few hundredths per frame, far below the unit noise of flow matching.
+    Training on a dataset fills them from its statistics and they are saved with the checkpoint.
+    """
 
     num_keypoints: int = 21
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if value is not None and len(value) != self.channels:
+                raise InputError(
+                    f"structure.{name} has {len(value)} values, the layout has {self.channels} channels"
+                )
+        if self.std is not None and min(self.std) <= 0:
+            raise InputError("structure.std values must be positive")
 
     @property
     def channels(self) -> int:
         return 7 + 3 * self.num_keypoints
+
+    def normalize(self, raw: Any) -> Any:
+        """Raw structure ``(..., C_s)`` (tensor) -> the tower's normalised scale (identity when unset)."""
+        if self.mean is None or self.std is None:
+            return raw
+        return (raw - raw.new_tensor(self.mean)) / raw.new_tensor(self.std)
+
+    def denormalize(self, normalized: Any) -> Any:
+        """Inverse of :meth:`normalize`."""
+        if self.mean is None or self.std is None:
+            return normalized
+        return normalized * normalized.new_tensor(self.std) + normalized.new_tensor(self.mean)
 
 
 @dataclass(frozen=True)
@@ -389,14 +431,26 @@ def preset(name: str) -> DualForceConfig:
     return PRESETS[name]()
 
 
-def load_config(path: str | Path) -> tuple[DualForceConfig, dict[str, Any]]:
-    """Read a run YAML: ``preset`` + ``model`` overrides; returns ``(config, rest)`` where ``rest``
-    holds the other sections (``train`` ...)."""
+def read_run_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A run YAML as a dict, with ``base: other.yaml`` (relative to the file) merged underneath it:
+    an ablation is its base run plus the fields that change."""
     file = Path(path)
     if not file.is_file():
         raise InputError(f"config file {str(file)!r} not found; see configs/dualforce/toy.yaml")
+    if file.resolve() in _seen:
+        raise InputError(f"{file}: 'base' chain loops back to itself")
     data = yaml.safe_load(file.read_text()) or {}
     if not isinstance(data, dict):
         raise InputError(f"{file}: top level must be a mapping, got {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    return _merge(read_run_yaml(file.parent / base, (*_seen, file.resolve())), data)
+
+
+def load_config(path: str | Path) -> tuple[DualForceConfig, dict[str, Any]]:
+    """Read a run YAML: ``preset`` + ``model`` overrides (after merging its ``base``); returns
+    ``(config, rest)`` where ``rest`` holds the other sections (``train`` ...)."""
+    data = read_run_yaml(path)
     config = preset(data.pop("preset", "toy")).replace(data.pop("model", {}) or {})
     return config, data

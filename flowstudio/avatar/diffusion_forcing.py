@@ -75,8 +75,14 @@ def noise_batch(
     """
     batch, frames, structs = video.shape[0], video.shape[2], struct.shape[1]
     device = video.device
-    sigma_v = sample_sigmas((batch, frames), config.video_range, generator=generator).to(device)
-    sigma_s = sample_sigmas((batch, structs), config.struct_range, generator=generator).to(device)
+    if config.per_frame_noise:
+        sigma_v = sample_sigmas((batch, frames), config.video_range, generator=generator).to(device)
+        sigma_s = sample_sigmas((batch, structs), config.struct_range, generator=generator).to(device)
+    else:  # ablation: one level per clip, shared by every frame of both modalities
+        u = torch.rand((batch, 1), generator=generator).to(device)
+        (v_lo, v_hi), (s_lo, s_hi) = config.video_range, config.struct_range
+        sigma_v = (v_lo + (v_hi - v_lo) * u).expand(batch, frames)
+        sigma_s = (s_lo + (s_hi - s_lo) * u).expand(batch, structs)
     sink_v = (layout.video_ids == 0).to(device)
     sink_s = (layout.struct_ids == 0).to(device)
     sigma_v = torch.where(sink_v[None], 0.0, sigma_v)

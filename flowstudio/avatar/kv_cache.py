@@ -46,6 +46,7 @@ class KVCache:
     Attributes:
         num_layers: layers sized from the model config.
         window: previous blocks kept besides the sink; ``None`` keeps everything.
+        keep_sink: never evict the sink block (False: the no-sink ablation evicts it like any block).
         layers: one :class:`LayerKV` per layer.
         block_ids: ``(L,)`` int64 block id of every cached token (same for all layers).
         end: next block to commit (one past the newest committed block).
@@ -53,6 +54,7 @@ class KVCache:
 
     num_layers: int
     window: int | None
+    keep_sink: bool = True
     layers: list[LayerKV] = field(default_factory=list)
     block_ids: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     end: int = 0
@@ -63,10 +65,12 @@ class KVCache:
 
     @property
     def start(self) -> int:
-        """Oldest non-sink block a new query may still see (``end - window``, at least 1)."""
+        """Oldest non-sink block a new query may still see (``end - window``, at least 1; at least 0
+        without a kept sink)."""
+        floor = 1 if self.keep_sink else 0
         if self.window is None:
-            return 1
-        return max(1, self.end - self.window)
+            return floor
+        return max(floor, self.end - self.window)
 
     @property
     def num_tokens(self) -> int:
@@ -109,8 +113,10 @@ class KVCache:
         self.evict()
 
     def evict(self) -> None:
-        """Drop blocks older than :attr:`start`; the sink block is never dropped."""
-        keep = (self.block_ids == SINK_BLOCK) | (self.block_ids >= self.start)
+        """Drop blocks older than :attr:`start`; the sink block is never dropped when ``keep_sink``."""
+        keep = self.block_ids >= self.start
+        if self.keep_sink:
+            keep |= self.block_ids == SINK_BLOCK
         if bool(keep.all()):
             return
         index = torch.nonzero(keep).squeeze(1)
@@ -142,13 +148,18 @@ class DualForceCache:
 
     @classmethod
     def create(
-        cls, video_layers: int, struct_layers: int, bridge_layers: int, window: int | None
+        cls,
+        video_layers: int,
+        struct_layers: int,
+        bridge_layers: int,
+        window: int | None,
+        keep_sink: bool = True,
     ) -> DualForceCache:
         return cls(
-            KVCache(video_layers, window),
-            KVCache(struct_layers, window),
-            KVCache(bridge_layers, window),
-            KVCache(bridge_layers, window),
+            KVCache(video_layers, window, keep_sink),
+            KVCache(struct_layers, window, keep_sink),
+            KVCache(bridge_layers, window, keep_sink),
+            KVCache(bridge_layers, window, keep_sink),
         )
 
     def caches(self) -> tuple[KVCache, ...]:

@@ -97,6 +97,7 @@ class DualForceModel(nn.Module):
             config.video.dim,
             config.struct.dim,
             self.rates.audio_per_latent,
+            paths=config.audio.paths,
         )
 
     # ------------------------------------------------------------------------------------------
@@ -109,6 +110,7 @@ class DualForceModel(nn.Module):
             self.config.struct.num_layers,
             len(self.config.bridge_layers),
             window,
+            keep_sink=self.config.forcing.reference_sink,
         )
 
     def _video_input(self, inputs: DualForceInputs) -> torch.Tensor:
@@ -148,6 +150,7 @@ class DualForceModel(nn.Module):
         if commit and cache is None:
             raise ValueError("commit=True needs a cache")
         window = self.config.forcing.window_chunks
+        keep_sink = self.config.forcing.reference_sink
         layout = inputs.layout
         tokens_v, grid, rot_v = self.video.embed(self._video_input(inputs), layout.video_pos)
         per_frame = grid[1] * grid[2]
@@ -167,6 +170,7 @@ class DualForceModel(nn.Module):
             (self.struct, ids_s, cache.struct if cache else None),
         ):
             tower.state.q_ids, tower.state.context_ids, tower.state.window = ids, audio_ids, window
+            tower.state.keep_sink = keep_sink
             tower.state.cache, tower.state.commit = tower_cache, commit
         try:
             for i in range(max(len(self.video.blocks), len(self.struct.blocks))):
@@ -185,6 +189,7 @@ class DualForceModel(nn.Module):
                         struct_cache=cache.bridge_struct if cache else None,
                         video_cache=cache.bridge_video if cache else None,
                         commit=commit,
+                        keep_sink=keep_sink,
                     )
         finally:
             for tower in (self.video, self.struct):

@@ -52,7 +52,9 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     mixed_precision: str = "auto"
+    dataset: str = "synthetic"  # "synthetic" (smooth signals, for tests) or "talkingshapes" (the toy world)
     dataset_size: int = 8
+    dataset_seed: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -60,6 +62,8 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise InputError(f"train: unknown field(s) {unknown}; known: {sorted(known)}")
+        if data.get("dataset", "synthetic") not in DATASETS:
+            raise InputError(f"train.dataset must be one of {list(DATASETS)}, got {data['dataset']!r}")
         return cls(**data)
 
 
@@ -103,6 +107,22 @@ class SyntheticTalkingDataset:
         return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
+DATASETS = ("synthetic", "talkingshapes")
+
+
+def make_dataset(model_config: DualForceConfig, train_config: TrainConfig):
+    """The dataset a run names (``train.dataset``)."""
+    if train_config.dataset == "talkingshapes":
+        from flowstudio.avatar.toy_data import TalkingShapesDataset
+
+        return TalkingShapesDataset(
+            model_config, train_config.num_chunks, train_config.dataset_size, train_config.dataset_seed
+        )
+    return SyntheticTalkingDataset(
+        model_config, train_config.num_chunks, train_config.dataset_size, train_config.dataset_seed
+    )
+
+
 def training_step(
     model: DualForceModel, batch: dict[str, torch.Tensor], layout: BlockLayout, generator: torch.Generator
 ) -> LossTerms:
@@ -125,7 +145,13 @@ def training_step(
         cfg.loss,
         video=video_loss(v_video, noised.video_target, noised.video_weight),
         struct=struct_loss(v_struct, noised.struct_target, noised.struct_weight),
-        flame=flame_loss(struct_x0, batch["struct"], noised.struct_weight, cfg.structure),
+        # the FLAME-style term measures keypoints in the world's units, not the tower's normalised scale
+        flame=flame_loss(
+            cfg.structure.denormalize(struct_x0),
+            cfg.structure.denormalize(batch["struct"]),
+            noised.struct_weight,
+            cfg.structure,
+        ),
         lip_sync=lip_sync_loss(None, video_x0, batch["audio"]),
     )
 
@@ -145,7 +171,7 @@ def train(
     train_config: TrainConfig,
     *,
     resume: bool = True,
-    dataset: SyntheticTalkingDataset | None = None,
+    dataset: Any = None,
 ) -> list[dict[str, float]]:
     """Train (or resume) and return the per-step loss records of this invocation."""
     from accelerate import Accelerator
@@ -163,6 +189,14 @@ def train(
         log_with = []
     accelerator = Accelerator(mixed_precision=mp, log_with=log_with or None, project_dir=str(out))
     set_seed(train_config.seed)
+    if dataset is None:
+        if train_config.dataset == "talkingshapes" and model_config.structure.mean is None:
+            from flowstudio.avatar.toy_data import structure_statistics
+
+            mean, std = structure_statistics(model_config, train_config.num_chunks)
+            model_config = model_config.replace({"structure": {"mean": list(mean), "std": list(std)}})
+            logger.info("structure normalisation from the world's statistics (saved with the checkpoint)")
+        dataset = make_dataset(model_config, train_config)
     model = DualForceModel(model_config)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
@@ -170,9 +204,6 @@ def train(
     model, optimizer = accelerator.prepare(model, optimizer)
     if log_with:
         accelerator.init_trackers("dualforce")
-    dataset = dataset or SyntheticTalkingDataset(
-        model_config, train_config.num_chunks, train_config.dataset_size, train_config.seed
-    )
     checkpoints = out / "checkpoints"
     step = 0
     latest = _latest_checkpoint(checkpoints) if resume else None
