@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -160,3 +161,18 @@ def test_training_on_talkingshapes_saves_the_structure_statistics(tmp_path: Path
     assert saved.structure.mean is not None and len(saved.structure.std) == 22
     with pytest.raises(InputError, match="train.dataset"):
         TrainConfig.from_dict({"dataset": "imagenet"})
+
+
+def test_toy_codec_stride_follows_the_run_config():
+    from flowstudio.avatar.codec import ToyCodec
+
+    cfg, _ = load_config(CONFIGS / "toy.yaml")
+    codec = ToyCodec.for_config(cfg)
+    frames = (np.arange(8 * 64 * 64 * 3) % 251).astype(np.uint8).reshape(8, 64, 64, 3)
+    latent = codec.encode_frames(frames)
+    assert latent.shape == (1, 12, 2, *cfg.latent_size) and cfg.latent_size == (16, 16)
+    assert codec.decode(latent).shape == frames.shape
+    flat = np.full((4, 64, 64, 3), 77, np.uint8)  # a flat clip survives the round trip exactly
+    assert np.array_equal(codec.decode(codec.encode_frames(flat)), flat)
+    with pytest.raises(InputError, match="stride"):
+        ToyCodec(stride=3)

@@ -142,7 +142,7 @@ def stream_frames(
 ) -> Iterator[np.ndarray]:
     """Yield uint8 ``(H, W, 3)`` frames at 25 fps as soon as each chunk is decoded."""
     check_image(image, model.config.image_size)
-    codec = codec or ToyCodec()
+    codec = codec or ToyCodec.for_config(model.config)
     param = next(model.parameters())
     reference = codec.encode_image(image).to(param.device, param.dtype)
     generator = torch.Generator(device=param.device).manual_seed(seed)

@@ -40,7 +40,7 @@ class TalkingShapesDataset:
         if size < 1:
             raise InputError(f"dataset_size must be >= 1, got {size}")
         self.config, self.size, self.seed = config, size, seed
-        self.codec = codec or ToyCodec()
+        self.codec = codec or ToyCodec.for_config(config)
         if self.codec.channels != config.video_input.latent_channels:
             raise InputError(
                 f"the codec makes {self.codec.channels} latent channels, the model expects "
