@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from enum import StrEnum
 from pathlib import Path
 
@@ -75,15 +74,9 @@ def _fail(error: Exception) -> None:
 
 
 def _resolve_model(model: Path | None) -> Path:
-    if model is not None:
-        return model
-    if os.environ.get(MODEL_ENV):
-        return Path(os.environ[MODEL_ENV])
-    raise FlowstudioError(
-        f"no model given: pass --model PATH (a local diffusers-format Wan2.2 TI2V folder) "
-        f"or set {MODEL_ENV}. "
-        "For a quick try without real weights: `flowstudio models make-tiny outputs/tiny` (random weights)."
-    )
+    from flowstudio.models import resolve_model
+
+    return resolve_model(model)
 
 
 @models_app.command("check")

@@ -123,6 +123,7 @@ def test_generate_image_to_video(tiny_checkpoint, tmp_path):
 
 def test_generate_errors_are_clear(tiny_checkpoint, tmp_path, monkeypatch):
     monkeypatch.delenv("FLOWSTUDIO_MODEL", raising=False)
+    monkeypatch.setattr("flowstudio.models.TOY_MODEL", tmp_path / "no-toy-model")  # as before it ships
     no_model = runner.invoke(app, ["generate", "--prompt", "x", "--out", str(tmp_path / "a.mp4")])
     assert no_model.exit_code == 2 and "no model given" in no_model.output
     bad_frames = runner.invoke(

@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from flowstudio.errors import InputError
-
 MODEL_ENV = "FLOWSTUDIO_MODEL"
 # benchmark edit types -> editing presets
 PRESET_FOR_EDIT_TYPE = {
@@ -77,9 +75,6 @@ class EngineMethod:
 
 def bench_method(name: str) -> EngineMethod:
     """Factory the benchmark calls for ``flowstudio-edit:<name>``."""
-    model = os.environ.get(MODEL_ENV)
-    if not model:
-        raise InputError(
-            f"flowstudio-edit:{name} needs a model: set {MODEL_ENV} to a local checkpoint folder"
-        )
-    return EngineMethod(name, model)
+    from flowstudio.models import resolve_model
+
+    return EngineMethod(name, str(resolve_model(None)))  # $FLOWSTUDIO_MODEL, else the toy model

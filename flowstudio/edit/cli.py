@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import typer
@@ -156,12 +155,9 @@ def edit_command(
             raise InputError("--source-prompt is missing: describe what the source video shows")
         if target_prompt is None or not target_prompt.strip():
             raise InputError("--target-prompt is missing: describe what the edited video should show")
-        model_path = model or (Path(os.environ[MODEL_ENV]) if os.environ.get(MODEL_ENV) else None)
-        if model_path is None:
-            raise InputError(
-                "no model given: pass --model PATH (a local Wan2.2 TI2V checkpoint folder) "
-                f"or set {MODEL_ENV}"
-            )
+        from flowstudio.models import resolve_model
+
+        model_path = resolve_model(model)
         base = preset_values(preset) if preset else {}
         options: dict = {
             "method": method,
