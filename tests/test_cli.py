@@ -179,4 +179,8 @@ def test_demo_runs_every_main_job(tmp_path):
     for name in ("edit", "text_to_video", "image_to_video"):
         with av.open(summary["outputs"][name]["video"]) as container:
             assert container.streams.video[0].frames > 0 or sum(1 for _ in container.decode(video=0)) > 0
-    assert "random-weight" in summary["model_kind"]
+    from flowstudio.models import toy_model_available
+
+    assert summary["trained"] == toy_model_available()
+    assert ("toy model" in summary["model_kind"]) if summary["trained"] else ("random" in summary["model_kind"])
+    assert summary["outputs"]["image_to_video"]["psnr_vs_true_render_frames_1_16"] > 0
