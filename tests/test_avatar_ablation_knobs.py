@@ -41,7 +41,8 @@ def test_seven_ablation_configs_each_change_one_thing_of_the_base():
         changed[path.stem] = diff
     assert changed["no_bridge"] == {"bridge"} and changed["full_bridge"] == {"bridge"}
     assert changed["symmetric_noise"] == changed["no_diffusion_forcing"] == {"forcing"}
-    assert changed["no_reference_sink"] == {"forcing"} and changed["single_path_audio"] == {"audio"}
+    assert changed["no_reference_sink"] == {"forcing", "video_input", "video"}
+    assert changed["single_path_audio"] == {"audio"}
     assert changed["no_struct_tower"] == {"struct", "bridge", "loss"}
 
 
@@ -176,3 +177,17 @@ def test_toy_codec_stride_follows_the_run_config():
     assert np.array_equal(codec.decode(codec.encode_frames(flat)), flat)
     with pytest.raises(InputError, match="stride"):
         ToyCodec(stride=3)
+
+
+def test_reference_on_every_frame_reaches_every_patch_and_streams_exactly():
+    cfg = toy_config().replace({"video_input": {"reference_every_frame": True}, "video": {"in_channels": 24}})
+    torch.manual_seed(0)
+    model = DualForceModel(cfg)
+    assert check_cache_consistency(model, num_chunks=3).ok
+    inputs = random_inputs(model, 2, generator=torch.Generator().manual_seed(0))
+    other = DualForceInputs(**{**inputs.__dict__, "reference": inputs.reference + 1})
+    with torch.no_grad():
+        v1, _ = model(inputs)
+        v2, _ = model(other)
+    generated = inputs.layout.video_ids > 0
+    assert not torch.allclose(v1[:, :, generated], v2[:, :, generated])  # every frame sees the reference

@@ -84,8 +84,10 @@ def test_bad_inputs_give_clear_errors():
         next(stream_frames(model, np.zeros((32, 48, 3), np.uint8), short))
 
 
-def test_cli_generate_writes_mp4_with_audio(tmp_path: Path):
+def test_cli_generate_writes_mp4_with_audio(tmp_path: Path, monkeypatch):
     import av
+
+    monkeypatch.setattr("flowstudio.avatar.generate.TOY_CHECKPOINT", tmp_path / "no-packaged-model")
 
     image, audio = _write_png(tmp_path / "ref.png"), _write_wav(tmp_path / "speech.wav", _speech(0.64))
     out = tmp_path / "talk.mp4"
@@ -161,3 +163,13 @@ def test_cli_generate_from_checkpoint_folder(tmp_path: Path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
     assert report["random_weights"] is False and report["frames"] == 8 and "randomly" not in result.output
+
+
+def test_packaged_toy_model_is_the_default(tmp_path: Path):
+    from flowstudio.avatar.generate import TOY_CHECKPOINT, load_model
+
+    if not (TOY_CHECKPOINT / "model.safetensors").is_file():
+        pytest.skip("no packaged toy DualForce in this checkout")
+    model, random_weights = load_model(None)
+    assert random_weights is False and model.config.name == "toy"
+    assert model.config.structure.mean is not None  # trained on TalkingShapes with its statistics

@@ -61,20 +61,23 @@ class TowerConfig:
 class VideoInputConfig:
     """How the video tower's input channels are assembled.
 
-    ``in_channels = latent_channels + mask_channels + (latent_channels if concat_reference)``. With
-    MOVA's layout (16 VAE + 4 mask + 16 first-frame latent = 36) every frame carries the mask (1 on the
-    reference frame, 0 elsewhere) and the reference latent (on the reference frame, zeros elsewhere).
+    ``in_channels = latent_channels + mask_channels + (latent_channels if concat_reference or
+    reference_every_frame)``. With MOVA's layout (16 VAE + 4 mask + 16 first-frame latent = 36) every
+    frame carries the mask (1 on the reference frame, 0 elsewhere) and the reference latent (on the
+    reference frame, zeros elsewhere). ``reference_every_frame`` puts the reference latent on *every*
+    frame instead (as Stable Video Diffusion conditions on its image): each patch sees the reference
+    at its own position, so a small model keeps the identity without routing it through attention.
     """
 
     latent_channels: int = 16
     mask_channels: int = 0
     concat_reference: bool = False
+    reference_every_frame: bool = False
 
     @property
     def in_channels(self) -> int:
-        return (
-            self.latent_channels + self.mask_channels + (self.latent_channels if self.concat_reference else 0)
-        )
+        with_reference = self.concat_reference or self.reference_every_frame
+        return self.latent_channels + self.mask_channels + (self.latent_channels if with_reference else 0)
 
 
 @dataclass(frozen=True)

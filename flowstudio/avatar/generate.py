@@ -1,8 +1,8 @@
 """Talking-head generation from files: reference image + audio file -> mp4 with the audio muxed.
 
-1. check inputs (image size, audio length) and load the model: a DualForce checkpoint folder, or -
-   until the TalkingShapes world ships a trained toy model - a *randomly initialised* toy config
-   (the output is then noise-like; the report says so);
+1. check inputs (image size, audio length) and load the model: a DualForce checkpoint folder, else
+   the packaged toy model trained on TalkingShapes, else a *randomly initialised* toy config (the
+   output is then noise-like; the report says so);
 2. extract 50 Hz audio features;
 3. stream frames chunk by chunk (:func:`flowstudio.avatar.streaming.stream_frames`);
 4. write the mp4 with :func:`flowstudio.video.write_video`, audio trimmed to the generated span.
@@ -25,6 +25,7 @@ from flowstudio.avatar.streaming import check_image, stream_frames
 from flowstudio.video import read_image, write_video
 
 logger = logging.getLogger(__name__)
+TOY_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "dualforce-toy"
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,17 @@ def load_model(
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> tuple[DualForceModel, bool]:
-    """``(model, random_weights)``: the checkpoint's model, or a seeded random model of ``preset_name``."""
+    """``(model, random_weights)``: the checkpoint's model; without one the packaged toy DualForce
+    (``flowstudio/assets/dualforce-toy``, trained on TalkingShapes); without that a seeded random model
+    of ``preset_name`` (said loudly)."""
     if checkpoint is not None:
         return DualForceModel.from_pretrained(checkpoint, device=device), False
+    if (TOY_CHECKPOINT / "model.safetensors").is_file():
+        logger.info("no --checkpoint given: using the packaged toy DualForce model (%s)", TOY_CHECKPOINT)
+        return DualForceModel.from_pretrained(TOY_CHECKPOINT, device=device), False
     logger.warning(
-        "no --checkpoint given: using a RANDOMLY INITIALISED %s DualForce model (no trained toy "
-        "model ships yet); the video shows the pipeline, not a talking head",
+        "no --checkpoint given and no packaged toy model: using a RANDOMLY INITIALISED %s DualForce "
+        "model; the video shows the pipeline, not a talking head",
         preset_name,
     )
     torch.manual_seed(seed)

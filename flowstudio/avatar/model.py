@@ -122,12 +122,15 @@ class DualForceModel(nn.Module):
         if spec.mask_channels:
             mask = is_sink.view(1, 1, -1, 1, 1).expand(shape)
             parts.append(mask.expand(-1, spec.mask_channels, -1, -1, -1))
-        if spec.concat_reference:
+        if spec.concat_reference or spec.reference_every_frame:
             if inputs.reference is None:
                 raise ValueError(
                     "this config concatenates the reference latent; pass DualForceInputs.reference"
                 )
-            parts.append(inputs.reference * is_sink.view(1, 1, -1, 1, 1))
+            reference = inputs.reference.to(inputs.video.dtype).expand(-1, -1, shape[2], -1, -1)
+            parts.append(
+                reference if spec.reference_every_frame else reference * is_sink.view(1, 1, -1, 1, 1)
+            )
         return torch.cat(parts, dim=1) if len(parts) > 1 else inputs.video
 
     def _cross_sigmas(self, inputs: DualForceInputs) -> tuple[torch.Tensor, torch.Tensor]:
