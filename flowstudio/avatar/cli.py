@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from flowstudio.errors import FlowstudioError
+from flowstudio.errors import FlowstudioError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -127,3 +127,126 @@ def convert_command(
         _fail(error)
         return
     typer.echo(json.dumps(report.summary(), indent=2))
+
+
+@avatar_app.command("eval")
+def eval_command(
+    data: Path = typer.Option(
+        ..., "--data", help="TalkingShapes dataset (worlds make faces) of a seed training never used."
+    ),
+    generated: Path | None = typer.Option(
+        None, "--generated", help="Score these mp4s (audio muxed), named like the dataset's clips."
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, help="DualForce checkpoint to generate with; default: packaged toy model, else random (said)."
+    ),
+    clips: int | None = typer.Option(None, help="Score the first N clips (default: all; 8 when generating)."),
+    features: Path | None = typer.Option(
+        None, "--features", help="Toy feature extractor folder (avatar train-features) for fvd_toy."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Write the report as JSON here."),
+    save: Path | None = typer.Option(None, help="When generating: also write the clips (mp4 + npz) here."),
+    steps: int | None = typer.Option(None, help="Denoising steps per chunk when generating."),
+    seed: int = typer.Option(0, help="Noise seed when generating."),
+    device: str = typer.Option("cpu", help="torch device."),
+    max_offset: int = typer.Option(5, help="Lip-sync: largest audio-video lag searched, frames."),
+) -> None:
+    """Score talking heads on the TalkingShapes world: lip-sync, structure, identity, flicker, FVD-style."""
+    from rich.console import Console
+
+    from flowstudio.avatar.evaluate import evaluate_generated, evaluate_model, report_table, write_report
+
+    try:
+        if generated is not None:
+            if checkpoint is not None:
+                raise InputError(
+                    "give either --generated (score existing mp4s) or --checkpoint (generate), not both"
+                )
+            report = evaluate_generated(
+                data, generated, clips=clips, features=features, max_offset=max_offset
+            )
+        else:
+            report = evaluate_model(
+                data,
+                checkpoint=checkpoint,
+                clips=8 if clips is None else clips,
+                steps=steps,
+                seed=seed,
+                device=device,
+                features=features,
+                save_dir=save,
+                max_offset=max_offset,
+            )
+    except FlowstudioError as error:
+        _fail(error)
+        return
+    console = Console()
+    console.print(report_table(report))
+    for note in report.get("notes", []):
+        console.print(f"NOTE: {note}")
+    if out is not None:
+        typer.echo(f"report written to {write_report(report, out)}")
+
+
+@avatar_app.command("train-features")
+def train_features_command(
+    out: Path = typer.Option(..., "--out", help="Output folder (config.json + model.safetensors)."),
+    steps: int = typer.Option(800, help="Optimiser steps."),
+    clips: int = typer.Option(256, help="Training clips (0.64 s at 64x64 each, rendered in memory)."),
+    batch_size: int = typer.Option(64, help="Frames per step."),
+    seed: int = typer.Option(0, help="Initialisation and sampling seed."),
+    threads: int | None = typer.Option(None, help="torch CPU threads (1 is fastest on a busy 2-core box)."),
+) -> None:
+    """Train the toy video feature extractor behind `avatar eval`'s FVD-style metric (CPU, minutes)."""
+    from flowstudio.avatar.features import train_feature_extractor
+
+    try:
+        config = train_feature_extractor(
+            out, steps=steps, num_clips=clips, batch_size=batch_size, seed=seed, threads=threads
+        )
+    except FlowstudioError as error:
+        _fail(error)
+        return
+    typer.echo(
+        f"wrote {out}: loss {config['first_loss']:.3f} -> {config['final_loss']:.3f}, validation R^2 "
+        + ", ".join(f"{k} {v:.2f}" for k, v in config["validation_r2"].items())
+        + f" ({config['train_seconds']:.0f} s)"
+    )
+
+
+@avatar_app.command("ablate")
+def ablate_command(
+    data: Path = typer.Option(
+        ..., "--data", help="Held-out TalkingShapes dataset (`flowstudio worlds make faces --seed 1000`)."
+    ),
+    out: Path = typer.Option(Path("runs/dualforce-ablations"), "--out", help="One folder per run + tables."),
+    base: Path = typer.Option(Path("configs/dualforce/toy.yaml"), help="The full model's run YAML."),
+    folder: Path = typer.Option(Path("configs/dualforce/ablations"), help="Folder of ablation run YAMLs."),
+    only: list[str] | None = typer.Option(
+        None, "--only", help="Run only these (repeatable; 'full' is the base)."
+    ),
+    steps: int | None = typer.Option(None, help="Training steps of every run (default: each YAML's)."),
+    clips: int = typer.Option(8, help="Held-out clips scored per run."),
+    features: Path | None = typer.Option(
+        None, help="Toy feature extractor folder (for the FVD-style metric)."
+    ),
+    threads: int | None = typer.Option(None, help="torch CPU threads."),
+) -> None:
+    """Train and evaluate the full model and every ablation; write ablations.{json,md,png} to --out."""
+    import torch
+
+    from flowstudio.avatar.ablate import HEADLINE, run_ablations
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        table = run_ablations(
+            out, data, base=base, folder=folder, only=only, steps=steps, clips=clips, features=features
+        )
+    except FlowstudioError as error:
+        _fail(error)
+        return
+    for name, run in table["runs"].items():
+        cells = ", ".join(f"{label} {run['metrics'].get(key)}" for key, label, _ in HEADLINE[:3])
+        typer.echo(f"{name}: {cells}")
+    typer.echo(f"wrote {out / 'ablations.md'}, {out / 'ablations.json'}, {out / 'ablations.png'}")

@@ -187,7 +187,13 @@ def resolve(name: str, config: dict[str, Any] | None = None) -> WeightStatus:
     """Find and verify the weights of registry entry ``name`` (never raises for absent weights)."""
     if name not in WEIGHTS:
         raise KeyError(f"unknown weights {name!r}; known: {', '.join(WEIGHTS)}")
-    spec = WEIGHTS[name]
+    return resolve_spec(WEIGHTS[name], config)
+
+
+def resolve_spec(spec: WeightSpec, config: dict[str, Any] | None = None) -> WeightStatus:
+    """:func:`resolve` for a spec kept outside :data:`WEIGHTS` (the avatar metrics' own weights), with
+    the same environment variable, config entry and weights-root rules."""
+    name = spec.name
     config = load_config() if config is None else config
     root = _entry_path(spec, config)
     pinned = dict((config.get(name) or {}).get("sha256_files") or {})

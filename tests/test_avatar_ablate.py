@@ -1,0 +1,89 @@
+"""`flowstudio avatar ablate`: trains and scores every run, writes the table, resumes, refuses bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from flowstudio.avatar.ablate import ablation_runs, markdown_table, metric_value, run_ablations
+from flowstudio.avatar.cli import avatar_app
+from flowstudio.errors import InputError
+from flowstudio.worlds.faces_dataset import make_faces_dataset
+
+CONFIGS = Path(__file__).parents[1] / "configs" / "dualforce"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("faces")
+    make_faces_dataset(out, 1, seed=1000, seconds=0.8, height=64, width=64, workers=1, progress=False)
+    return out
+
+
+def _two_runs(tmp_path: Path) -> Path:
+    folder = tmp_path / "ablations"
+    folder.mkdir()
+    shutil.copy(CONFIGS / "ablations" / "no_bridge.yaml", folder / "no_bridge.yaml")
+    # the copy's base is ../toy.yaml: put the base beside it
+    shutil.copy(CONFIGS / "toy.yaml", tmp_path / "toy.yaml")
+    return folder
+
+
+def test_every_run_is_trained_scored_and_tabulated_then_resumed(tmp_path: Path, held_out: Path):
+    folder = _two_runs(tmp_path)
+    out = tmp_path / "out"
+    table = run_ablations(
+        out, held_out, base=tmp_path / "toy.yaml", folder=folder, steps=2, clips=1, progress=False
+    )
+    assert list(table["runs"]) == ["full", "no_bridge"]
+    for name in ("full", "no_bridge"):
+        assert (out / name / "final" / "model.safetensors").is_file()
+        assert table["runs"][name]["train"]["steps"] == 2
+        assert "flicker" in table["runs"][name]["metrics"]
+    md = (out / "ablations.md").read_text()
+    assert "| full |" in md and "| no_bridge |" in md and (out / "ablations.png").stat().st_size > 0
+    stored = json.loads((out / "ablations.json").read_text())
+    assert stored["settings"]["steps"] == 2
+    eval_time = (out / "full" / "eval.json").stat().st_mtime
+    again = run_ablations(
+        out, held_out, base=tmp_path / "toy.yaml", folder=folder, steps=2, clips=1, progress=False
+    )
+    assert again["runs"]["full"]["train"]["final_loss"] is None  # nothing left to train
+    assert (out / "full" / "eval.json").stat().st_mtime == eval_time  # evaluation reused
+
+
+def test_bad_input_is_refused(tmp_path: Path, held_out: Path):
+    with pytest.raises(InputError, match="no ablation run YAMLs"):
+        ablation_runs(CONFIGS / "toy.yaml", tmp_path)
+    with pytest.raises(InputError, match="held-out dataset"):
+        run_ablations(
+            tmp_path / "o", tmp_path / "missing", base=CONFIGS / "toy.yaml", folder=CONFIGS / "ablations"
+        )
+    with pytest.raises(InputError, match="unknown run"):
+        run_ablations(
+            tmp_path / "o", held_out, base=CONFIGS / "toy.yaml", folder=CONFIGS / "ablations", only=["bogus"]
+        )
+    result = CliRunner().invoke(avatar_app, ["ablate", "--data", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "held-out dataset" in result.output
+
+
+def test_table_helpers():
+    assert metric_value({"mean": 0.5, "std": 0.1}) == 0.5
+    assert metric_value({"value": 3}) == 3.0
+    assert metric_value({"status": "skipped", "reason": "x"}) is None
+    table = {"settings": {"steps": 1}, "runs": {"full": {"metrics": {"lip_sync_corr": 0.25}}}}
+    assert "| full | 0.250 |" in markdown_table(table)
+    assert "ablate" in CliRunner().invoke(avatar_app, ["--help"]).output
