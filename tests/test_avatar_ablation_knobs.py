@@ -191,3 +191,15 @@ def test_reference_on_every_frame_reaches_every_patch_and_streams_exactly():
         v2, _ = model(other)
     generated = inputs.layout.video_ids > 0
     assert not torch.allclose(v1[:, :, generated], v2[:, :, generated])  # every frame sees the reference
+
+
+def test_train_shift_moves_training_levels_up_within_the_range():
+    cfg = toy_config()
+    layout = BlockLayout.build(TokenRates.from_config(cfg.rates), 0, 3, sink=True)
+    video, struct = torch.randn(64, 12, 4, 8, 8), torch.randn(64, 13, 22)
+    plain = noise_batch(video, struct, layout, ForcingConfig(), generator=torch.Generator().manual_seed(0))
+    shifted = noise_batch(
+        video, struct, layout, ForcingConfig(train_shift=3.0), generator=torch.Generator().manual_seed(0)
+    )
+    assert shifted.video_sigma[:, 1:].mean() > plain.video_sigma[:, 1:].mean() + 0.15
+    assert shifted.struct_sigma.max() <= 0.7 and torch.all(shifted.video_sigma[:, 0] == 0)

@@ -149,7 +149,9 @@ class ForcingConfig:
     ``per_frame_noise=False`` (the "no diffusion forcing" ablation) draws one ``u ~ U(0, 1)`` per clip
     and uses it for every frame of both modalities (each mapped into its own range).
     ``reference_sink=False`` (the "no reference sink" ablation) lets the reference block leave the
-    attention window and the KV cache like any other block.
+    attention window and the KV cache like any other block. ``train_shift`` > 1 draws training levels
+    as ``shift_sigmas(u, train_shift)`` before mapping them into each range (1: uniform), putting more
+    of the training on the high levels the streaming schedule starts from (Wan trains with a shift too).
     """
 
     video_range: tuple[float, float] = (0.0, 1.0)
@@ -159,6 +161,7 @@ class ForcingConfig:
     window_chunks: int = 4
     per_frame_noise: bool = True
     reference_sink: bool = True
+    train_shift: float = 1.0
 
 
 @dataclass(frozen=True)

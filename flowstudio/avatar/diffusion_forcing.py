@@ -26,7 +26,7 @@ import torch
 
 from flowstudio.avatar.config import ForcingConfig
 from flowstudio.avatar.rates import BlockLayout
-from flowstudio.core.flow import add_noise, flow_sigmas, velocity_from_x0_noise
+from flowstudio.core.flow import add_noise, flow_sigmas, shift_sigmas, velocity_from_x0_noise
 
 
 @dataclass
@@ -75,14 +75,20 @@ def noise_batch(
     """
     batch, frames, structs = video.shape[0], video.shape[2], struct.shape[1]
     device = video.device
+    (v_lo, v_hi), (s_lo, s_hi) = config.video_range, config.struct_range
+    for low, high in (config.video_range, config.struct_range):
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(f"sigma range must satisfy 0 <= low <= high <= 1, got {(low, high)}")
     if config.per_frame_noise:
-        sigma_v = sample_sigmas((batch, frames), config.video_range, generator=generator).to(device)
-        sigma_s = sample_sigmas((batch, structs), config.struct_range, generator=generator).to(device)
+        u_v = torch.rand((batch, frames), generator=generator)
+        u_s = torch.rand((batch, structs), generator=generator)
     else:  # ablation: one level per clip, shared by every frame of both modalities
-        u = torch.rand((batch, 1), generator=generator).to(device)
-        (v_lo, v_hi), (s_lo, s_hi) = config.video_range, config.struct_range
-        sigma_v = (v_lo + (v_hi - v_lo) * u).expand(batch, frames)
-        sigma_s = (s_lo + (s_hi - s_lo) * u).expand(batch, structs)
+        u = torch.rand((batch, 1), generator=generator)
+        u_v, u_s = u.expand(batch, frames), u.expand(batch, structs)
+    if config.train_shift != 1.0:
+        u_v, u_s = shift_sigmas(u_v, config.train_shift), shift_sigmas(u_s, config.train_shift)
+    sigma_v = (v_lo + (v_hi - v_lo) * u_v).to(device)
+    sigma_s = (s_lo + (s_hi - s_lo) * u_s).to(device)
     sink_v = (layout.video_ids == 0).to(device)
     sink_s = (layout.struct_ids == 0).to(device)
     sigma_v = torch.where(sink_v[None], 0.0, sigma_v)
