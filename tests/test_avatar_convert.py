@@ -94,7 +94,12 @@ def test_mova_round_trip(tmp_path: Path):
     cfg = json.loads((tmp_path / "out" / "config.json").read_text())
     assert (cfg["video"]["dim"], cfg["video"]["num_layers"], cfg["video"]["ffn_dim"]) == (32, 3, 48)
     assert (cfg["struct"]["dim"], cfg["struct"]["num_layers"], cfg["bridge"]["strategy"]) == (16, 2, "full")
-    assert cfg["video_input"] == {"latent_channels": 16, "mask_channels": 4, "concat_reference": True}
+    assert cfg["video_input"] == {
+        "latent_channels": 16,
+        "mask_channels": 4,
+        "concat_reference": True,
+        "reference_every_frame": False,
+    }
     model = DualForceModel.from_pretrained(tmp_path / "out")
     state = model.state_dict()
     back = unmap_state_dict(state, report)

@@ -30,7 +30,19 @@ def test_engine_method_edits_a_case(tiny_checkpoint, monkeypatch, tmp_path):
     assert method.settings["edit_method"] == "flowedit"
 
 
-def test_engine_method_needs_a_model(monkeypatch):
+def test_engine_method_needs_a_model(monkeypatch, tmp_path):
     monkeypatch.delenv("FLOWSTUDIO_MODEL", raising=False)
+    monkeypatch.setattr("flowstudio.models.TOY_MODEL", tmp_path / "no-toy-model")
     with pytest.raises(InputError, match="FLOWSTUDIO_MODEL"):
         get_method("flowstudio-edit:inversion")
+
+
+def test_engine_method_defaults_to_the_packaged_toy_model(monkeypatch):
+    from flowstudio.models import TOY_MODEL, toy_model_available
+
+    monkeypatch.delenv("FLOWSTUDIO_MODEL", raising=False)
+    if not toy_model_available():
+        pytest.skip("no packaged toy model in this checkout")
+    from flowstudio.edit.bench_adapter import bench_method
+
+    assert bench_method("inversion").model_path == TOY_MODEL
