@@ -30,10 +30,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _value(summary: dict[str, Any], key: str) -> float | None:
-    entry = summary.get(key)
-    if not isinstance(entry, dict) or entry.get("status") == "skipped":
-        return None
-    return entry.get("mean", entry.get("value"))
+    """The number of one summary entry, or ``None`` when skipped (the ablation table's reading)."""
+    from flowstudio.avatar.ablate import metric_value
+
+    return metric_value(summary.get(key))
 
 
 def main() -> None:
