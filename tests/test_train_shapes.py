@@ -63,3 +63,41 @@ def test_resume_with_another_configuration_is_refused(straight_run):
     other = ShapesTrainConfig(**{**TINY.__dict__, "dit_lr": 1e-3})
     with pytest.raises(InputError, match="another configuration"):
         train_shapes(out, other, device="cpu", progress=False)
+
+
+def test_a_wider_transformer_reuses_the_vae_and_latent_cache_of_a_finished_run(straight_run, tmp_path):
+    source, first = straight_run
+    wider = ShapesTrainConfig(**{**TINY.__dict__, "num_attention_heads": 4})
+    result = train_shapes(tmp_path / "wide", wider, device="cpu", progress=False, reuse_stages_from=source)
+    assert result.finished
+    summary = json.loads((tmp_path / "wide" / "summary.json").read_text())
+    assert summary["final_vae_loss"] == json.loads((source / "summary.json").read_text())["final_vae_loss"]
+    old, new = (load_components(r.model_dir, device="cpu") for r in (first, result))
+    assert new.transformer.config.num_attention_heads == 4
+    for a, b in zip(old.vae.state_dict().values(), new.vae.state_dict().values(), strict=True):
+        assert torch.equal(a, b), "the VAE must be the earlier run's"
+    old_text, new_text = old.text_encoder.state_dict(), new.text_encoder.state_dict()
+    for a, b in zip(old_text.values(), new_text.values(), strict=True):
+        assert torch.equal(a, b), "the text encoder made the cached caption states: it must be reused"
+
+
+def test_reusing_stages_of_a_run_with_another_vae_or_data_is_refused(straight_run, tmp_path):
+    source, _ = straight_run
+    other_data = ShapesTrainConfig(**{**TINY.__dict__, "num_clips": 4})
+    with pytest.raises(InputError, match="num_clips"):
+        train_shapes(tmp_path / "a", other_data, device="cpu", progress=False, reuse_stages_from=source)
+    with pytest.raises(InputError, match="missing"):
+        train_shapes(tmp_path / "b", TINY, device="cpu", progress=False, reuse_stages_from=tmp_path / "none")
+
+
+def test_a_latent_cache_made_by_another_vae_is_refused(straight_run, tmp_path):
+    source, _ = straight_run
+    state = torch.load(source / "state" / "latents.pt", weights_only=False)
+    state["latents"][0] = state["latents"][0] + 1.0
+    forged = tmp_path / "forged"
+    import shutil
+
+    shutil.copytree(source, forged)
+    torch.save(state, forged / "state" / "latents.pt")
+    with pytest.raises(InputError, match="latent cache does not match"):
+        train_shapes(tmp_path / "c", TINY, device="cpu", progress=False, reuse_stages_from=forged)

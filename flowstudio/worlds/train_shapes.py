@@ -381,11 +381,15 @@ def train_shapes(
     device: str | None = None,
     budget: Budget | None = None,
     progress: bool = True,
+    reuse_stages_from: str | Path | None = None,
 ) -> TrainResult:
     """Run or resume every stage into ``out``; exports ``out/model`` once all stages are complete.
 
     A GPU is used when one is visible (``device=None``); otherwise the CPU. ``budget`` bounds this
     invocation (steps or seconds); run again with the same ``out`` to continue.
+
+    ``reuse_stages_from``: a finished earlier run whose VAE and latent cache this run takes over, so
+    that only the transformer is trained (e.g. a wider one). See :func:`reuse_stages`.
     """
     config = config or ShapesTrainConfig()
     budget = budget or Budget()
@@ -401,7 +405,8 @@ def train_shapes(
         )
     config_file.write_text(json.dumps(dataclasses.asdict(config), indent=2))
     init_dir = out / "init"
-    if not (init_dir / "model_index.json").exists():
+    fresh_init = not (init_dir / "model_index.json").exists()
+    if fresh_init:
         from flowstudio.worlds.captions import VOCABULARY
 
         build_tiny_checkpoint(
@@ -422,6 +427,8 @@ def train_shapes(
             overwrite=True,
             vocabulary=tuple(VOCABULARY),
         )
+    if reuse_stages_from is not None:
+        reuse_stages(Path(reuse_stages_from), config, init_dir, state_dir, replace_init=fresh_init)
     components = load_components(init_dir, device=device_, dtype=torch.float32)
     components.text_encoder.requires_grad_(False)
     summary: dict[str, Any] = {"config": dataclasses.asdict(config), "device": str(device_), "seconds": {}}
@@ -450,6 +457,8 @@ def train_shapes(
     # 2. latent cache
     start = time.perf_counter()
     cache = build_latent_cache(components, config, state_dir / "latents.pt", device_, progress)
+    if reuse_stages_from is not None:
+        check_latent_cache(components, cache, config, device_)
     summary["seconds"]["latents"] = time.perf_counter() - start
     # 3. transformer
     start = time.perf_counter()
@@ -460,6 +469,77 @@ def train_shapes(
     # 4. export
     export_model(components, init_dir, out / "model")
     return finish(True, out / "model")
+
+
+#: Fields that only concern the transformer stage: a run may differ from the one it reuses here.
+TRANSFORMER_FIELDS = frozenset(
+    {"num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "freq_dim", "dit_steps",
+     "dit_batch", "dit_lr", "i2v_prob", "text_dropout", "train_shift", "checkpoint_every", "log_every"}
+)
+
+
+def reuse_stages(
+    source: Path, config: ShapesTrainConfig, init_dir: Path, state_dir: Path, *, replace_init: bool = True
+) -> None:
+    """Take over a finished run's VAE stage and latent cache, so only the transformer trains.
+
+    Why: the VAE and the cache are two thirds of a CPU run, and they do not depend on the transformer.
+    The earlier run's *initial* VAE, text encoder and tokenizer are copied into this run's ``init``
+    (the cached caption states were made by that text encoder; ``build_tiny_checkpoint`` seeds all
+    components from one random stream, so a new transformer size would otherwise change them), then
+    its ``state/vae.pt`` and ``state/latents.pt``. The two configurations must agree on every field
+    outside :data:`TRANSFORMER_FIELDS` (note ``lr_decay_fraction`` applies to both stages).
+    """
+    import shutil
+
+    stored_file = source / "config.json"
+    needed = [stored_file, source / "init" / "model_index.json", source / "state" / "vae.pt",
+              source / "state" / "latents.pt"]
+    missing = [str(p) for p in needed if not p.exists()]
+    if missing:
+        raise InputError(f"cannot reuse stages from {source}: missing {missing}; give a finished run folder")
+    stored = json.loads(stored_file.read_text())
+    mine = dataclasses.asdict(config)
+    differing = sorted(k for k, v in mine.items() if k not in TRANSFORMER_FIELDS and stored.get(k) != v)
+    if differing:
+        raise InputError(
+            f"cannot reuse stages from {source}: its configuration differs outside the transformer in "
+            f"{ {k: (stored.get(k), mine[k]) for k in differing} } (earlier run, this run); "
+            "use the earlier run's values for these keys"
+        )
+    vae_state = torch.load(source / "state" / "vae.pt", map_location="cpu", weights_only=False)
+    if vae_state["step"] < config.vae_steps:
+        raise InputError(f"cannot reuse stages from {source}: its VAE stage is unfinished "
+                         f"({vae_state['step']} of {config.vae_steps} steps); finish that run first")
+    if replace_init:
+        for name in ("vae", "text_encoder", "tokenizer"):
+            shutil.rmtree(init_dir / name)
+            shutil.copytree(source / "init" / name, init_dir / name)
+    for name in ("vae.pt", "latents.pt"):
+        if not (state_dir / name).exists():
+            shutil.copy2(source / "state" / name, state_dir / name)
+    logger.info("reusing the VAE stage and latent cache of %s", source)
+
+
+@torch.no_grad()
+def check_latent_cache(components, cache: dict[str, Any], config: ShapesTrainConfig, device: torch.device,
+                       clips: int = 2) -> None:
+    """Re-encode the first ``clips`` cached clips; refuse a cache this VAE or text encoder did not make."""
+    vae = components.vae
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    for i in range(min(clips, len(cache["latents"]))):
+        clip, text = _render(_generator(config.seed, "clip", i), config)
+        raw = vae.encode(frames_to_tensor(clip).to(device)).latent_dist.mode().cpu()
+        latent_error = float((((raw - mean) / std) - cache["latents"][i].float()).abs().max())
+        embeds, mask = encode_prompts(components, [text])
+        text_error = float((embeds[0, : int(mask.sum())].cpu() - cache["embeds"][i].float()).abs().max())
+        if text != cache["captions"][i] or latent_error > 0.05 or text_error > 0.05:
+            raise InputError(
+                f"the reused latent cache does not match this run's VAE/text encoder (clip {i}: caption "
+                f"{'same' if text == cache['captions'][i] else 'differs'}, latent error {latent_error:.3g}, "
+                f"text error {text_error:.3g}); start a fresh run folder"
+            )
 
 
 def _same_run(stored: dict[str, Any], config: ShapesTrainConfig) -> bool:
