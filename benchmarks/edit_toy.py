@@ -86,6 +86,8 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
         "baseline": {"method": "inversion", **cfg},
         "flowedit": fe,
         "rf-solver": {"method": "rf-solver", **cfg},
+        # RF-Solver costs two model calls per step: at half the steps it spends the baseline's calls
+        "rf-solver-half-steps": {"method": "rf-solver", **cfg, "steps": half},
         "fireflow": {"method": "fireflow", **cfg},
         "fireflow-half-steps": {"method": "fireflow", **cfg, "steps": half},
         "baseline+inject+kv": {"method": "inversion", **cfg, "injection": inject, "attention_share": kv},
@@ -373,6 +375,22 @@ def write_results(
     logger.info("wrote %s", out / "edit_toy.md")
 
 
+def _load_progress(path: Path, run_key: dict[str, str]) -> tuple[list[dict[str, Any]], Path]:
+    """Rows already made by an interrupted run with the same settings; a new file otherwise."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(json.dumps({"run": run_key}) + "\n")
+        return [], path
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not lines or lines[0].get("run") != run_key:
+        sys.exit(
+            f"{path} holds rows of a run with other settings ({lines[0] if lines else 'empty'}); "
+            "delete it or use another --out"
+        )
+    logger.info("resuming: %d rows already in %s", len(lines) - 1, path)
+    return lines[1:], path
+
+
 def merge(folders: list[Path], out: Path) -> None:
     """Combine shards written with ``--shard``; refuses shards run with different settings."""
     parts = [json.loads((f / "edit_toy.json").read_text()) for f in folders]
@@ -443,9 +461,16 @@ def main() -> None:
         else:
             model = args.model
         pipe = WanVideoPipeline.from_pretrained(model, device=args.device)
-        rows = []
+        # rows are appended as they are made, so an interrupted run resumes where it stopped
+        run_key = {
+            k: str(getattr(args, k)) for k in ("model", "pairs", "frames", "size", "steps", "seed", "shard")
+        }
+        rows, progress = _load_progress(out / "edit_toy_progress.jsonl", run_key)
+        done = {(r["pair"], r["config"]) for r in rows}
         for pair in pairs:
             for name, options in configs.items():
+                if (pair["index"], name) in done:
+                    continue
                 options = dict(options)
                 mask = options.pop("mask", None)
                 if mask == "oracle":
@@ -465,19 +490,27 @@ def main() -> None:
                     **options,
                 )
                 seconds = time.perf_counter() - start
-                rows.append(
-                    {
-                        "config": name,
-                        "pair": pair["index"],
-                        "type": pair["type"],
-                        **score(pair, result.frames),
-                        "model_calls": result.model_calls,
-                        "row_evaluations": result.row_evaluations,
-                        "seconds": round(seconds, 3),
-                        "peak_memory_mb": round(_peak_memory_mb(args.device), 1),
-                    }
-                )
-            logger.info("pair %d/%d (%s) done", pair["index"] + 1, len(pairs), pair["type"])
+                row = {
+                    "config": name,
+                    "pair": pair["index"],
+                    "type": pair["type"],
+                    **score(pair, result.frames),
+                    "model_calls": result.model_calls,
+                    "row_evaluations": result.row_evaluations,
+                    "seconds": round(seconds, 3),
+                    "peak_memory_mb": round(_peak_memory_mb(args.device), 1),
+                }
+                rows.append(row)
+                with progress.open("a") as f:
+                    f.write(json.dumps(row, default=str) + "\n")
+            logger.info(
+                "pair %d (%s) done, %d of this shard's %d",
+                pair["index"],
+                pair["type"],
+                pairs.index(pair) + 1,
+                len(pairs),
+            )
+        rows = [r for r in rows if r["config"] in configs]
 
     settings = {
         "model": "tiny RANDOM-weight checkpoint (seed 0): numbers are meaningless"
