@@ -93,6 +93,16 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
         "baseline+inject+kv": {"method": "inversion", **cfg, "injection": inject, "attention_share": kv},
         "fireflow+inject+kv": {"method": "fireflow", **cfg, "injection": inject, "attention_share": kv},
         "flowedit+kv": {**fe, "attention_share": kv},
+        # a weak model follows text weakly: stronger target guidance pushes the edit through
+        "flowedit-cfg12": {**fe, "target_guidance": 12.0},
+        "flowedit-cfg12+kv+auto-blend+composite": {
+            **fe,
+            "target_guidance": 12.0,
+            "attention_share": kv,
+            "blend": BlendConfig(pixel_composite=True),
+            "mask": "auto",
+        },
+        "baseline-cfg12": {"method": "inversion", **cfg, "target_guidance": 12.0},
         "flowedit-nmax70": {**fe, "flowedit": FlowEditConfig(n_max=int(0.7 * steps))},
         "flowedit+kv+auto-blend": {**fe, "attention_share": kv, "blend": BlendConfig(), "mask": "auto"},
         "fireflow+inject+auto-blend": {
