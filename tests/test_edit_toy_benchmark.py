@@ -33,6 +33,12 @@ SUMMARY = [
 ]
 
 
+def test_rows_cut_short_are_reported_but_never_chosen():
+    short = dict(_entry("short-but-perfect", 1.0, 90.0, 40.0, 0.1, 10), pairs=1)
+    chosen = edit_toy.choose_per_type([*SUMMARY, short])
+    assert all(c["config"] != "short-but-perfect" for c in chosen.values())
+
+
 def test_the_chosen_configuration_edits_first_then_keeps():
     chosen = edit_toy.choose_per_type(SUMMARY)
     # "keeps-but-does-not-edit" keeps best but does not edit; oracle and preset rows are never chosen
