@@ -18,7 +18,7 @@ def _entry(name, acc, keep, psnr, seconds, rows, style_psnr=None):
     by_type = {"color": {"psnr": psnr, "keep_psnr": keep, "attr_acc": acc},
                "style": {"psnr": style_psnr if style_psnr is not None else psnr, "keep_psnr": None,
                          "attr_acc": acc}}
-    return {"config": name, "pairs": 2, "psnr": psnr, "keep_psnr": keep, "attr_acc": acc,
+    return {"config": name, "pairs": 100, "psnr": psnr, "keep_psnr": keep, "attr_acc": acc,
             "seconds": seconds, "row_evaluations": rows, "by_type": by_type}
 
 
@@ -34,7 +34,7 @@ SUMMARY = [
 
 
 def test_rows_cut_short_are_reported_but_never_chosen():
-    short = dict(_entry("short-but-perfect", 1.0, 90.0, 40.0, 0.1, 10), pairs=1)
+    short = dict(_entry("short-but-perfect", 1.0, 90.0, 40.0, 0.1, 10), pairs=10)
     chosen = edit_toy.choose_per_type([*SUMMARY, short])
     assert all(c["config"] != "short-but-perfect" for c in chosen.values())
 
@@ -47,9 +47,17 @@ def test_the_chosen_configuration_edits_first_then_keeps():
     assert chosen["style"]["config"] == "fast"
 
 
+def test_accuracy_differences_within_noise_count_as_equal():
+    assert edit_toy.accuracy_tolerance(0.1, 20) == pytest.approx(1.64 * (2 * 0.1 * 0.9 / 20) ** 0.5)
+    assert edit_toy.accuracy_tolerance(0.0, 20) == 0.05  # never below one pair in twenty
+    assert edit_toy.accuracy_tolerance(0.5, 10_000) == 0.05
+
+
 def test_the_bars_are_judged_against_both_reference_rows():
     bars = edit_toy.verdicts(SUMMARY)
     assert bars["beats_references_on_keep_at_equal_or_better_accuracy"] == ["edits-and-keeps"]
+    # "fast" (0.55) is within noise of the references' 0.6 over 100 pairs, and keeps better than both
+    assert bars["beats_references_on_keep_at_accuracy_within_noise"] == ["edits-and-keeps", "fast"]
     fast = bars["fastest_at_baseline_quality"]
     assert fast["config"] == "fast" and fast["speedup_seconds"] == pytest.approx(4.0 / 1.5, abs=0.01)
 
