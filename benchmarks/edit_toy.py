@@ -132,7 +132,7 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
             **cfg,
             "reschedule": RescheduleConfig(strength=0.8),
         },
-        "preset": {"preset": "by-edit-type", "steps": steps},
+        "preset": {"preset": "by-edit-type"},  # each preset with its own steps
     }
 
 
