@@ -30,7 +30,7 @@ def _gradient_image(height: int, width: int) -> np.ndarray:
     return np.stack([xx * 255 // width, yy * 255 // height, np.full_like(xx, 128)], axis=-1).astype(np.uint8)
 
 
-def _edit_demo(pipe: WanVideoPipeline, out: Path, *, steps: int, seed: int) -> dict:
+def _edit_demo(pipe: WanVideoPipeline, out: Path, *, steps: int | None, seed: int) -> dict:
     """The main job: edit a rendered product clip's colour, with the exact ground truth beside it."""
     from flowstudio.edit import edit
     from flowstudio.worlds import SceneSpec, edit_prompt_pair, render_clip
@@ -47,7 +47,7 @@ def _edit_demo(pipe: WanVideoPipeline, out: Path, *, steps: int, seed: int) -> d
         target_prompt=target_prompt,
         model=pipe,
         preset="color",
-        steps=steps,
+        **({"steps": steps} if steps else {}),  # None: the preset's own steps (its n_max counts steps)
         seed=seed,
         out=out / "edit.mp4",
     )
@@ -85,7 +85,7 @@ def run(out: Path, *, steps: int | None = None, seed: int = 0) -> dict:
     steps = steps or (30 if trained else 12)
     pipe = WanVideoPipeline.from_pretrained(model, device="cpu")
     summary = {"model": str(model), "model_kind": kind, "trained": trained, "outputs": {}}
-    summary["outputs"]["edit"] = _edit_demo(pipe, out, steps=steps, seed=seed)
+    summary["outputs"]["edit"] = _edit_demo(pipe, out, steps=None if trained else steps, seed=seed)
     scene = SceneSpec(shape="vase", color="green", material="matte", background="plain", seed=seed + 1)
     truth = render_clip(scene)
     prompt = caption(scene, np.random.default_rng(seed))
