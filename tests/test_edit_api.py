@@ -229,3 +229,17 @@ def test_settings_round_trip_through_json():
     assert again == s
     with pytest.raises(InputError, match="unknown settings"):
         EditSettings.from_dict({"source_prompt": "a", "target_prompt": "b", "colour": 1})
+
+
+def test_a_preset_keeps_its_flowedit_window_as_a_fraction_when_steps_change():
+    from flowstudio.edit.flowedit import FlowEditConfig
+    from flowstudio.edit.presets import PRESETS
+
+    own = resolve_settings(source_prompt="a", target_prompt="b", preset="color")
+    assert own.steps == PRESETS["color"]["steps"] and own.flowedit == PRESETS["color"]["flowedit"]
+    fraction = own.flowedit.n_max / own.steps
+    more = resolve_settings(source_prompt="a", target_prompt="b", preset="color", steps=30)
+    assert more.steps == 30 and more.flowedit.n_max == round(fraction * 30)
+    explicit = FlowEditConfig(n_max=5)  # an explicit window is taken as given
+    mine = resolve_settings(source_prompt="a", target_prompt="b", preset="color", steps=30, flowedit=explicit)
+    assert mine.flowedit == explicit

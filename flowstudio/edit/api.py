@@ -17,7 +17,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from flowstudio.edit.attention_share import AttentionShare
 from flowstudio.edit.blending import BlendConfig, composite, pixel_mask_from_latent
 from flowstudio.edit.context import EditContext, FeatureStore
 from flowstudio.edit.controls import SourceFeatureControl, choose_source_mode, feature_bytes_per_step
-from flowstudio.edit.flowedit import run_flowedit
+from flowstudio.edit.flowedit import FlowEditConfig, run_flowedit
 from flowstudio.edit.injection import FeatureInjection
 from flowstudio.edit.inversion import METHOD_SOLVERS, run_inversion_edit
 from flowstudio.edit.job import EditJob
@@ -47,7 +47,7 @@ from flowstudio.edit.masks import (
     to_pixel_mask,
 )
 from flowstudio.edit.paired import EditDenoiser
-from flowstudio.edit.presets import preset_values
+from flowstudio.edit.presets import PRESETS, preset_values
 from flowstudio.edit.reschedule import reschedule_sigmas
 from flowstudio.edit.settings import EditSettings
 from flowstudio.errors import InputError
@@ -124,7 +124,11 @@ def resolve_settings(
     values: dict[str, Any] = preset_values(preset) if preset is not None else {}
     if settings is not None:
         values |= {f.name: getattr(settings, f.name) for f in fields(EditSettings)}
-    values |= {k: v for k, v in overrides.items() if v is not None}
+    explicit = {k: v for k, v in overrides.items() if v is not None}
+    values |= explicit
+    if preset is not None and "steps" in explicit and "flowedit" not in explicit:
+        preset_steps = PRESETS[preset]["steps"]
+        values["flowedit"] = _rescale_flowedit(values.get("flowedit"), preset_steps, values["steps"])
     if source_prompt is not None:
         values["source_prompt"] = source_prompt
     if target_prompt is not None:
@@ -132,6 +136,19 @@ def resolve_settings(
     values.setdefault("source_prompt", None)
     values.setdefault("target_prompt", None)
     return EditSettings(**values)
+
+
+def _rescale_flowedit(config: FlowEditConfig | None, preset_steps: int, steps: int) -> FlowEditConfig | None:
+    """A preset's FlowEdit window is a count of steps: keep its *fraction* when ``--steps`` changes.
+
+    Without this, ``--preset color --steps 30`` would edit over the preset's 7 steps out of 30
+    instead of 7 out of 10, a much weaker edit than the one the benchmark chose.
+    """
+    if config is None or config.n_max is None or steps == preset_steps:
+        return config
+    n_max = max(1, round(config.n_max * steps / preset_steps))
+    n_min = min(n_max, round(config.n_min * steps / preset_steps))
+    return replace(config, n_max=n_max, n_min=n_min)
 
 
 def _load_pipeline(
