@@ -5,7 +5,7 @@ Methods (one file each): the baseline inversion editor and its RF-Solver / FireF
 composable with every method: feature injection (:mod:`~flowstudio.edit.injection`), attention
 K/V sharing (:mod:`~flowstudio.edit.attention_share`), masked latent blending
 (:mod:`~flowstudio.edit.blending`, masks in :mod:`~flowstudio.edit.masks`), noise reschedule
-(:mod:`~flowstudio.edit.reschedule`). Presets in :mod:`~flowstudio.edit.presets` (provisional).
+(:mod:`~flowstudio.edit.reschedule`). Presets in :mod:`~flowstudio.edit.presets` (benchmark-chosen).
 
     from flowstudio.edit import edit
     result = edit("bag.mp4", source_prompt="a red bag", target_prompt="a blue bag",

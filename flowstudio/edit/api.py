@@ -305,7 +305,7 @@ def edit(
         source: video file, image folder, :class:`~flowstudio.video.VideoClip` or uint8 ``(T, H, W, 3)``.
         source_prompt, target_prompt: required texts.
         model: local checkpoint folder or a loaded :class:`~flowstudio.pipeline.WanVideoPipeline`.
-        preset: ``product-replace``, ``background``, ``style``, ``color``, ``material`` (provisional).
+        preset: ``product-replace``, ``background``, ``style``, ``color``, ``material``.
         settings: a full :class:`EditSettings` to start from (the preset and ``options`` override it).
         mask: edit region for blending: ``"auto"``, a mask video/image path, or an array
             ``(H, W)`` / ``(T, H, W)`` (nonzero = edit); at the normalised size or the source's.
