@@ -280,13 +280,24 @@ def set_latent_statistics(
 
 
 @torch.no_grad()
+def _encode_clip(
+    components, config: ShapesTrainConfig, index: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Clip ``index`` of the run: its normalised latent, unpadded caption states and caption (CPU, fp32)."""
+    vae = components.vae
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    clip, text = _render(_generator(config.seed, "clip", index), config)
+    raw = vae.encode(frames_to_tensor(clip).to(device)).latent_dist.mode().cpu()
+    embeds, mask = encode_prompts(components, [text])
+    return (raw - mean) / std, embeds[0, : int(mask.sum())].cpu(), text
+
+
+@torch.no_grad()
 def build_latent_cache(
     components, config: ShapesTrainConfig, path: Path, device: torch.device, progress: bool = True
 ) -> dict[str, torch.Tensor]:
     """Stage 2: normalised latents ``(N, 48, T', H', W')`` and caption states, resumable in chunks."""
-    vae = components.vae
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
     cache = (
         torch.load(path, weights_only=False)
         if path.exists()
@@ -300,12 +311,9 @@ def build_latent_cache(
         initial=start,
         total=config.num_clips,
     ):
-        clip, text = _render(_generator(config.seed, "clip", i), config)
-        raw = vae.encode(frames_to_tensor(clip).to(device)).latent_dist.mode().cpu()
-        embeds, mask = encode_prompts(components, [text])
-        length = int(mask.sum())
-        cache["latents"].append(((raw - mean) / std).half())
-        cache["embeds"].append(embeds[0, :length].cpu().half())
+        latent, embeds, text = _encode_clip(components, config, i, device)
+        cache["latents"].append(latent.half())
+        cache["embeds"].append(embeds.half())
         cache["captions"].append(text)
         if (i + 1) % 100 == 0 or i + 1 == config.num_clips:
             _save_state(path, cache)
@@ -525,15 +533,10 @@ def reuse_stages(
 def check_latent_cache(components, cache: dict[str, Any], config: ShapesTrainConfig, device: torch.device,
                        clips: int = 2) -> None:
     """Re-encode the first ``clips`` cached clips; refuse a cache this VAE or text encoder did not make."""
-    vae = components.vae
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
     for i in range(min(clips, len(cache["latents"]))):
-        clip, text = _render(_generator(config.seed, "clip", i), config)
-        raw = vae.encode(frames_to_tensor(clip).to(device)).latent_dist.mode().cpu()
-        latent_error = float((((raw - mean) / std) - cache["latents"][i].float()).abs().max())
-        embeds, mask = encode_prompts(components, [text])
-        text_error = float((embeds[0, : int(mask.sum())].cpu() - cache["embeds"][i].float()).abs().max())
+        latent, embeds, text = _encode_clip(components, config, i, device)
+        latent_error = float((latent - cache["latents"][i].float()).abs().max())
+        text_error = float((embeds - cache["embeds"][i].float()).abs().max())
         if text != cache["captions"][i] or latent_error > 0.05 or text_error > 0.05:
             raise InputError(
                 f"the reused latent cache does not match this run's VAE/text encoder (clip {i}: caption "
