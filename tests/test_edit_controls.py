@@ -22,10 +22,12 @@ from flowstudio.errors import InputError
 from flowstudio.sampling import LoopState, run_loop
 
 _threads = pytest.fixture(scope="module", autouse=True)(one_thread)
+# Fixed-point Euler inversion converges at a rate set by the random model's Lipschitz constant: with
+# the seed-0 tiny checkpoint, 6 iterations leave 0.24 of latent error at 4 steps, 20 leave 0.006.
 EULER_RECONSTRUCTION = {
     "inversion_solver": "euler",
     "generation_solver": "euler",
-    "fixed_point_iters": 6,
+    "fixed_point_iters": 20,
     "source_guidance": 1.0,
     "target_guidance": 1.0,
     "steps": 4,

@@ -57,10 +57,11 @@ def test_flowedit_edits_with_one_batched_call_per_step(pipe, clip, x_src):
 def test_baseline_with_euler_fixed_point_inversion_reconstructs(pipe, clip, x_src):
     """Identical prompts, no CFG, Euler both ways: the fixed-point inversion is undone by the Euler steps.
 
-    The error is the fixed-point residual, so it falls with the iterations.
+    The error is the fixed-point residual, so it falls with the iterations (at a rate set by the random
+    model's Lipschitz constant: the seed-0 tiny checkpoint needs about 20 at 4 steps).
     """
     errors = []
-    for iters in (0, 6):
+    for iters in (0, 20):
         r = _edit(
             pipe,
             clip,

@@ -52,6 +52,13 @@ def _tokenizer_vocab(vocabulary: tuple[str, ...] = TINY_VOCABULARY) -> list[tupl
     return pieces
 
 
+def component_seed(seed: int, component: str) -> int:
+    """The torch seed of one component's initial weights: a pure function of ``(seed, component)``."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, *component.encode()]).generate_state(1)[0])
+
+
 def _rewrite_config(file: Path, reference: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
     """Give a saved diffusers config exactly the reference key set, keeping the saved values.
 
@@ -136,7 +143,9 @@ def build_tiny_checkpoint(
         return total // 2 + 1 if sharded else "10GB"
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        # Each component draws from its own stream (seed, component), so that changing one
+        # component's size leaves the others' initial weights unchanged.
+        torch.manual_seed(component_seed(seed, "transformer"))
 
         # 1. transformer: reference config with tiny widths.
         sizes = {
@@ -159,6 +168,7 @@ def build_tiny_checkpoint(
             "decoder_base_dim": vae_decoder_base_dim,
             "num_res_blocks": vae_num_res_blocks,
         }
+        torch.manual_seed(component_seed(seed, "vae"))
         vae = AutoencoderKLWan(**vae_config)
         vae.save_pretrained(root / "vae")
         _rewrite_config(root / "vae" / "config.json", ref["vae"])
@@ -184,6 +194,7 @@ def build_tiny_checkpoint(
             }
         )
         te_config.architectures = ["UMT5EncoderModel"]
+        torch.manual_seed(component_seed(seed, "text_encoder"))
         text_encoder = UMT5EncoderModel(te_config)
         bars_were_on = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
