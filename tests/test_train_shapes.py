@@ -101,3 +101,41 @@ def test_a_latent_cache_made_by_another_vae_is_refused(straight_run, tmp_path):
     torch.save(state, forged / "state" / "latents.pt")
     with pytest.raises(InputError, match="latent cache does not match"):
         train_shapes(tmp_path / "c", TINY, device="cpu", progress=False, reuse_stages_from=forged)
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
+def test_batches_rendered_by_worker_processes_train_the_same_weights(straight_run, tmp_path):
+    """``data_workers`` only moves rendering into other processes: the batch of a step is unchanged."""
+    from flowstudio.worlds.train_shapes import RUNTIME_FIELDS
+
+    assert "data_workers" in RUNTIME_FIELDS
+    with_workers = ShapesTrainConfig(**{**TINY.__dict__, "data_workers": 2})
+    result = train_shapes(tmp_path / "workers", with_workers, device="cpu", progress=False)
+    straight, other = _weights(straight_run[1].model_dir), _weights(result.model_dir)
+    for name in straight:
+        assert torch.equal(straight[name], other[name]), f"{name} differs with data_workers=2"
+
+
+def test_colour_term_and_longer_vae_crops_change_the_vae_stage(tmp_path):
+    """The 8x8-pooled colour L1 is part of the VAE loss when weighted (the loss curve differs)."""
+    base = ShapesTrainConfig(**{**TINY.__dict__, "num_frames": 9, "vae_crop_frames": 9, "dit_steps": 0})
+    coloured = ShapesTrainConfig(**{**base.__dict__, "vae_color_weight": 1.0})
+    plain, color = (
+        train_shapes(tmp_path / name, config, device="cpu", progress=False, budget=Budget(max_steps=2))
+        for name, config in (("plain", base), ("color", coloured))
+    )
+    assert plain.summary["final_vae_loss"] < color.summary["final_vae_loss"], (
+        "loss = L1 + MSE + KL + w * L1(pool8(recon), pool8(video)) must grow with w > 0"
+    )
+
+
+def test_each_component_has_its_own_random_stream(tmp_path):
+    """Changing the transformer's size leaves the VAE's and text encoder's initial weights unchanged."""
+    from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint
+
+    a = build_tiny_checkpoint(tmp_path / "a", seed=3, num_attention_heads=2, sharded=False)
+    b = build_tiny_checkpoint(tmp_path / "b", seed=3, num_attention_heads=4, sharded=False)
+    files = {"vae": "diffusion_pytorch_model.safetensors", "text_encoder": "model.safetensors"}
+    for component, file in files.items():
+        left, right = load_file(a / component / file), load_file(b / component / file)
+        assert all(torch.equal(left[k], right[k]) for k in left), f"{component} changed with the transformer"

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,9 @@ class ShapesTrainConfig:
     vae_crop_size: int = 64
     vae_lr: float = 3e-4
     vae_kl_weight: float = 1e-6
+    # L1 between 8x8-pooled reconstruction and input: weighs the low-frequency colour that the readers
+    # (and a colour edit) depend on, which plain L1 + MSE let drift (red decoded as orange).
+    vae_color_weight: float = 0.0
     # stage 2: latent cache
     num_clips: int = 2000
     stats_clips: int = 32
@@ -87,6 +91,9 @@ class ShapesTrainConfig:
     # this final fraction of each stage's steps (0: constant throughout). A pure function of the step,
     # so resumed runs stay bit-identical, and a constant-rate prefix can be extended.
     lr_decay_fraction: float = 0.0
+    # data: processes that render the VAE stage's clips ahead of the optimiser (0: inline). The
+    # batches do not depend on it, so it may differ between a run and its resumption.
+    data_workers: int = 0
     # bookkeeping
     checkpoint_every: int = 200
     log_every: int = 20
@@ -143,6 +150,38 @@ class Budget:
         return self.seconds is not None and time.perf_counter() - self.started >= self.seconds
 
 
+class _StepBatches(torch.utils.data.Dataset):
+    """Item ``i`` is the batch of step ``start + i``: a pure function of the step, so batches can be
+    made in worker processes (``data_workers``) and a resumed run still sees the same stream."""
+
+    def __init__(self, make_batch: Callable[[int], Any], start: int, steps: int) -> None:
+        self.make_batch, self.start, self.steps = make_batch, start, steps
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+    def __getitem__(self, i: int) -> Any:
+        return self.make_batch(self.start + i)
+
+
+def _worker_init(_: int) -> None:
+    import cv2
+
+    torch.set_num_threads(1)  # workers render with numpy/OpenCV; torch threads would only spin
+    cv2.setNumThreads(1)
+
+
+def _batches(make_batch: Callable[[int], Any], start: int, steps: int, workers: int):
+    """Batches of steps ``start..steps-1`` in order, made inline or by ``workers`` processes."""
+    if workers <= 0:
+        return (make_batch(step) for step in range(start, steps))
+    loader = torch.utils.data.DataLoader(
+        _StepBatches(make_batch, start, steps), batch_size=None, shuffle=False, num_workers=workers,
+        prefetch_factor=4, worker_init_fn=_worker_init,
+    )
+    return iter(loader)
+
+
 def _run_stage(
     name: str,
     model: torch.nn.Module,
@@ -150,13 +189,17 @@ def _run_stage(
     steps: int,
     state_dir: Path,
     config: ShapesTrainConfig,
-    loss_fn,
+    make_batch: Callable[[int], Any],
+    loss_fn: Callable[[Any], torch.Tensor],
     progress: bool,
     budget: Budget,
+    workers: int = 0,
 ) -> tuple[list[float], bool]:
     """Shared resumable optimisation loop: AdamW, checkpoint every ``checkpoint_every`` steps.
 
-    Returns the loss history and whether the stage reached ``steps`` (False: the budget ran out).
+    ``make_batch(step)`` gives the data of a step (CPU tensors; a pure function of the step) and
+    ``loss_fn(batch)`` the loss on the training device. Returns the loss history and whether the stage
+    reached ``steps`` (False: the budget ran out).
     """
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     path = state_dir / f"{name}.pt"
@@ -169,6 +212,7 @@ def _run_stage(
         logger.info("%s: resuming at step %d of %d", name, start, steps)
     model.train()
     bar = tqdm(range(start, steps), desc=name, disable=not progress, initial=start, total=steps)
+    batches = _batches(make_batch, start, steps, workers)
     step = start - 1
     for step in bar:
         if budget.exhausted():
@@ -189,7 +233,7 @@ def _run_stage(
         budget.steps_done += 1
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(lr, step, steps, config.lr_decay_fraction)
-        loss = loss_fn(step)
+        loss = loss_fn(next(batches))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -232,9 +276,16 @@ def train_vae(
     budget: Budget,
     progress: bool = True,
 ) -> tuple[list[float], bool]:
-    """Stage 1: reconstruction of random ``vae_crop_frames`` x ``vae_crop_size``^2 crops of clips."""
+    """Stage 1: reconstruction of random ``vae_crop_frames`` x ``vae_crop_size``^2 crops of clips.
 
-    def loss_fn(step: int) -> torch.Tensor:
+    The Wan VAE encodes frame 0 alone, then chunks of 4 frames that read a feature cache of the chunk
+    before, and decodes latent frame by latent frame the same way. A crop of 5 frames trains only the
+    first chunk: the cache-reading path of every later chunk stays untrained, and whole 17-frame clips
+    then fall from ~28 dB on frames 1-4 to ~16 dB on frames 12-16 (measured on the 2026-11 shipped
+    VAE). Crops of 9 or more frames train that path.
+    """
+
+    def make_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = _generator(config.seed, "vae", step)
         crops = []
         for _ in range(config.vae_batch):
@@ -248,19 +299,28 @@ def train_vae(
                 x0 : x0 + config.vae_crop_size,
             ]
             crops.append(frames_to_tensor(crop))
-        video = torch.cat(crops).to(device)
+        return torch.cat(crops), torch.tensor(int(rng.integers(2**31)))
+
+    def loss_fn(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        video = batch[0].to(device)
         posterior = vae.encode(video).latent_dist
-        noise_gen = torch.Generator(device="cpu").manual_seed(int(rng.integers(2**31)))
+        noise_gen = torch.Generator(device="cpu").manual_seed(int(batch[1]))
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=noise_gen).to(device)
         recon = vae.decode(z).sample
-        return (
+        loss = (
             (recon - video).abs().mean()
             + (recon - video).pow(2).mean()
             + config.vae_kl_weight * posterior.kl().mean()
         )
+        if config.vae_color_weight:
+            pool = torch.nn.functional.avg_pool3d
+            color_error = (pool(recon, (1, 8, 8)) - pool(video, (1, 8, 8))).abs().mean()
+            loss = loss + config.vae_color_weight * color_error
+        return loss
 
     return _run_stage(
-        "vae", vae, config.vae_lr, config.vae_steps, state_dir, config, loss_fn, progress, budget
+        "vae", vae, config.vae_lr, config.vae_steps, state_dir, config, make_batch, loss_fn, progress, budget,
+        workers=config.data_workers,
     )
 
 
@@ -338,10 +398,9 @@ def train_transformer(
     max_len = max(e.shape[0] for e in embeds)
     patch = tuple(transformer.config.patch_size)
 
-    def loss_fn(step: int) -> torch.Tensor:
+    def make_batch(step: int) -> dict[str, torch.Tensor]:
         rng = _generator(config.seed, "dit", step)
         index = rng.integers(0, len(latents), config.dit_batch)
-        x0 = latents[index].to(device)
         text = torch.zeros(config.dit_batch, max_len, empty.shape[-1])
         for row, i in enumerate(index):
             states = empty if rng.random() < config.text_dropout else embeds[i].float()
@@ -349,13 +408,19 @@ def train_transformer(
         u = torch.from_numpy(rng.uniform(0.0, 1.0, config.dit_batch)).float()
         sigma = torch.where(
             torch.from_numpy(rng.random(config.dit_batch) < 0.5), u, shift_sigmas(u, config.train_shift)
-        ).to(device)
-        noise = torch.from_numpy(rng.standard_normal(x0.shape)).float().to(device)
+        )
+        noise = torch.from_numpy(rng.standard_normal((config.dit_batch, *latents.shape[1:]))).float()
+        i2v = torch.from_numpy(rng.random(config.dit_batch) < config.i2v_prob)
+        return {"index": torch.from_numpy(index), "text": text, "sigma": sigma, "noise": noise, "i2v": i2v}
+
+    def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        x0 = latents[batch["index"]].to(device)
+        text, sigma, noise = batch["text"], batch["sigma"].to(device), batch["noise"].to(device)
         x_t = add_noise(x0, noise, sigma.view(-1, 1, 1, 1, 1))
         mask = (
             first_frame_mask(tuple(x0.shape), device=device).expand(config.dit_batch, -1, -1, -1, -1).clone()
         )
-        i2v = torch.from_numpy(rng.random(config.dit_batch) < config.i2v_prob).to(device)
+        i2v = batch["i2v"].to(device)
         mask[~i2v] = 1.0
         x_t = torch.where(mask.bool(), x_t, x0)  # I2V rows: clean latent frame 0 (pin_first_frame per row)
         timestep = torch.cat(
@@ -368,7 +433,8 @@ def train_transformer(
         return err.sum() / (mask.sum() * x0.shape[1]).clamp_min(1)
 
     return _run_stage(
-        "dit", transformer, config.dit_lr, config.dit_steps, state_dir, config, loss_fn, progress, budget
+        "dit", transformer, config.dit_lr, config.dit_steps, state_dir, config, make_batch, loss_fn, progress,
+        budget,
     )
 
 
@@ -484,6 +550,8 @@ TRANSFORMER_FIELDS = frozenset(
     {"num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "freq_dim", "dit_steps",
      "dit_batch", "dit_lr", "i2v_prob", "text_dropout", "train_shift", "checkpoint_every", "log_every"}
 )
+#: Fields that change how a run is executed, never its result: a run may resume with other values.
+RUNTIME_FIELDS = frozenset({"data_workers", "checkpoint_every", "log_every"})
 
 
 def reuse_stages(
@@ -508,7 +576,8 @@ def reuse_stages(
         raise InputError(f"cannot reuse stages from {source}: missing {missing}; give a finished run folder")
     stored = json.loads(stored_file.read_text())
     mine = dataclasses.asdict(config)
-    differing = sorted(k for k, v in mine.items() if k not in TRANSFORMER_FIELDS and stored.get(k) != v)
+    differing = sorted(k for k, v in mine.items()
+                       if k not in TRANSFORMER_FIELDS | RUNTIME_FIELDS and stored.get(k) != v)
     if differing:
         raise InputError(
             f"cannot reuse stages from {source}: its configuration differs outside the transformer in "
@@ -546,10 +615,11 @@ def check_latent_cache(components, cache: dict[str, Any], config: ShapesTrainCon
 
 
 def _same_run(stored: dict[str, Any], config: ShapesTrainConfig) -> bool:
-    """A stored run matches when every field agrees; fields added since then must hold their defaults."""
+    """A stored run matches when every field but the runtime ones agrees; fields added since then must
+    hold their defaults."""
     defaults = ShapesTrainConfig()
     return all(stored[k] == v if k in stored else v == getattr(defaults, k)
-               for k, v in dataclasses.asdict(config).items())
+               for k, v in dataclasses.asdict(config).items() if k not in RUNTIME_FIELDS)
 
 
 def _tail(losses: list[float], n: int = 50) -> float | None:
