@@ -139,3 +139,14 @@ def test_each_component_has_its_own_random_stream(tmp_path):
     for component, file in files.items():
         left, right = load_file(a / component / file), load_file(b / component / file)
         assert all(torch.equal(left[k], right[k]) for k in left), f"{component} changed with the transformer"
+
+
+def test_the_vae_stage_records_a_held_out_learning_curve(tmp_path):
+    """With eval_every, the VAE's whole-clip held-out PSNR is kept per step in the summary (dB, finite)."""
+    config = ShapesTrainConfig(**{**TINY.__dict__, "vae_steps": 4, "eval_every": 2, "dit_steps": 1})
+    result = train_shapes(tmp_path / "curve", config, device="cpu", progress=False)
+    curve = result.summary["held_out"]["vae"]
+    assert [step for step, _ in curve] == [2, 4]
+    assert all(0.0 < value < 100.0 for _, value in curve), curve
+    saved = torch.load(tmp_path / "curve" / "state" / "vae.pt", weights_only=False)
+    assert saved["evals"] == curve

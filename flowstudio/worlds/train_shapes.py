@@ -94,6 +94,10 @@ class ShapesTrainConfig:
     # data: processes that render the VAE stage's clips ahead of the optimiser (0: inline). The
     # batches do not depend on it, so it may differ between a run and its resumption.
     data_workers: int = 0
+    # the VAE's held-out learning curve: whole-clip PSNR on `eval_clips` clips of a stream training never
+    # draws, every `eval_every` VAE steps (0: off), saved in the stage state and plotted beside the losses
+    eval_every: int = 0
+    eval_clips: int = 2
     # bookkeeping
     checkpoint_every: int = 200
     log_every: int = 20
@@ -150,6 +154,10 @@ class Budget:
         return self.seconds is not None and time.perf_counter() - self.started >= self.seconds
 
 
+#: Held-out evaluations of the last run of each stage in this process: name -> ``[[step, value], ...]``.
+STAGE_EVALS: dict[str, list[list[float]]] = {}
+
+
 class _StepBatches(torch.utils.data.Dataset):
     """Item ``i`` is the batch of step ``start + i``: a pure function of the step, so batches can be
     made in worker processes (``data_workers``) and a resumed run still sees the same stream."""
@@ -194,21 +202,24 @@ def _run_stage(
     progress: bool,
     budget: Budget,
     workers: int = 0,
+    evaluate: Callable[[], float] | None = None,
 ) -> tuple[list[float], bool]:
     """Shared resumable optimisation loop: AdamW, checkpoint every ``checkpoint_every`` steps.
 
     ``make_batch(step)`` gives the data of a step (CPU tensors; a pure function of the step) and
-    ``loss_fn(batch)`` the loss on the training device. Returns the loss history and whether the stage
+    ``loss_fn(batch)`` the loss on the training device. ``evaluate()`` (in eval mode, no gradients), when
+    given, runs every ``config.eval_every`` steps; its values are kept in the state as ``evals``
+    (``[step, value]`` pairs) and in ``STAGE_EVALS[name]``. Returns the loss history and whether the stage
     reached ``steps`` (False: the budget ran out).
     """
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     path = state_dir / f"{name}.pt"
     saved = _load_state(path)
-    start, losses = 0, []
+    start, losses, evals = 0, [], []
     if saved is not None:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
-        start, losses = saved["step"], saved["losses"]
+        start, losses, evals = saved["step"], saved["losses"], saved.get("evals", [])
         logger.info("%s: resuming at step %d of %d", name, start, steps)
     model.train()
     bar = tqdm(range(start, steps), desc=name, disable=not progress, initial=start, total=steps)
@@ -223,9 +234,11 @@ def _run_stage(
                     "optimizer": optimizer.state_dict(),
                     "step": step,
                     "losses": losses,
+                    "evals": evals,
                 },
             )
             model.eval()
+            STAGE_EVALS[name] = evals
             logger.info(
                 "%s: budget exhausted at step %d of %d; state saved, run again to resume", name, step, steps
             )
@@ -241,6 +254,13 @@ def _run_stage(
         losses.append(float(loss.detach()))
         if (step + 1) % config.log_every == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-config.log_every :]):.4f}")
+        due = config.eval_every and ((step + 1) % config.eval_every == 0 or step + 1 == steps)
+        if evaluate is not None and due:
+            model.eval()
+            with torch.no_grad():
+                evals.append([step + 1, float(evaluate())])
+            model.train()
+            logger.info("%s: step %d held-out %.3f", name, step + 1, evals[-1][1])
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == steps:
             _save_state(
                 path,
@@ -249,9 +269,11 @@ def _run_stage(
                     "optimizer": optimizer.state_dict(),
                     "step": step + 1,
                     "losses": losses,
+                    "evals": evals,
                 },
             )
     model.eval()
+    STAGE_EVALS[name] = evals
     return losses, True
 
 
@@ -318,9 +340,20 @@ def train_vae(
             loss = loss + config.vae_color_weight * color_error
         return loss
 
+    held_out = [frames_to_tensor(_render(_generator(config.seed, "vae-eval", i), config)[0])
+                for i in range(config.eval_clips if config.eval_every else 0)]
+
+    def evaluate() -> float:
+        """Mean whole-clip PSNR (dB) of held-out clips: the cache path of every frame chunk included."""
+        values = []
+        for video in held_out:
+            recon = vae.decode(vae.encode(video.to(device)).latent_dist.mode()).sample.clamp(-1, 1)
+            values.append(float(10 * torch.log10(4.0 / (recon.cpu() - video).pow(2).mean())))
+        return float(np.mean(values))
+
     return _run_stage(
         "vae", vae, config.vae_lr, config.vae_steps, state_dir, config, make_batch, loss_fn, progress, budget,
-        workers=config.data_workers,
+        workers=config.data_workers, evaluate=evaluate if held_out else None,
     )
 
 
@@ -514,10 +547,11 @@ def train_shapes(
                 "finished": done,
                 "model_dir": str(model_dir) if model_dir else None,
                 **{f"final_{k}_loss": _tail(v) for k, v in curves.items()},
+                "held_out": {k: v for k, v in STAGE_EVALS.items() if v},
             }
         )
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        _plot_losses(curves, out / "losses.png")
+        _plot_losses(curves, out / "losses.png", summary["held_out"])
         return TrainResult(done, model_dir, summary)
 
     # 1. VAE
@@ -551,7 +585,7 @@ TRANSFORMER_FIELDS = frozenset(
      "dit_batch", "dit_lr", "i2v_prob", "text_dropout", "train_shift", "checkpoint_every", "log_every"}
 )
 #: Fields that change how a run is executed, never its result: a run may resume with other values.
-RUNTIME_FIELDS = frozenset({"data_workers", "checkpoint_every", "log_every"})
+RUNTIME_FIELDS = frozenset({"data_workers", "checkpoint_every", "log_every", "eval_every", "eval_clips"})
 
 
 def reuse_stages(
@@ -656,7 +690,9 @@ def export_model(components, init_dir: Path, model_dir: Path) -> None:
     logger.info("exported the toy model to %s", model_dir)
 
 
-def _plot_losses(curves: dict[str, list[float]], path: Path) -> None:
+def _plot_losses(
+    curves: dict[str, list[float]], path: Path, held_out: dict[str, list[list[float]]] | None = None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -672,6 +708,11 @@ def _plot_losses(curves: dict[str, list[float]], path: Path) -> None:
         ax.semilogy(smooth)
         ax.set(title=f"{name} loss", xlabel="step")
         ax.grid(True, alpha=0.3)
+        points = (held_out or {}).get(name)
+        if points:  # the held-out curve on a second axis (VAE: whole-clip PSNR, dB)
+            twin = ax.twinx()
+            twin.plot(*zip(*points, strict=True), color="tab:red", marker="o", markersize=3)
+            twin.set_ylabel("held-out PSNR (dB)", color="tab:red")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
