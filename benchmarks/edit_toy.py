@@ -13,7 +13,12 @@ with the pair's prompts (``edit_prompt_pair``) and is scored against the truth:
 - ``warp_error``: temporal warp error of the edit (``flowstudio.bench.metrics.temporal``);
 - model calls, row evaluations, wall time, peak memory (CUDA peak, or process peak RSS on CPU).
 
-``baseline`` (DPM-Solver++ inversion + UniPC) and ``flowedit`` are the reference rows.
+``baseline`` (DPM-Solver++ inversion + UniPC) and ``flowedit`` are the reference rows. ``identity``
+is the do-nothing edit (the source clip itself, scored against the target; no model call): the
+readers err, so "accuracy" is never zero by itself, and a configuration that edits no more often than
+doing nothing has not edited. Choice rule (:func:`choose_per_type`): a configuration whose attribute
+accuracy on a type is not significantly above identity's (one-sided Fisher exact test at 5%,
+:func:`edits_more_than_identity`) is never chosen; a type with no such configuration gets **none**.
 ``*+oracle-mask`` rows blend with the true object masks: an upper bound for blending, not a
 deployable setting (the ``auto`` rows find the mask from cross-attention).
 
@@ -31,6 +36,11 @@ all threads (small matrices parallelise poorly); each shard takes pairs ``i`` wi
     OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/edit_toy.py --model M --shard 0/2 --out /tmp/s0 &
     OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/edit_toy.py --model M --shard 1/2 --out /tmp/s1
     python benchmarks/edit_toy.py --merge /tmp/s0 /tmp/s1               # -> benchmarks/results/
+
+Re-derive the choices (and add the identity rows if the file lacks them: they only render and score
+the source clips of the same pairs) from a results file, without re-running any edit:
+
+    python benchmarks/edit_toy.py --rechoose benchmarks/results/edit_toy.json   # rewrites .json + .md
 """
 
 from __future__ import annotations
@@ -39,6 +49,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import platform
 import resource
 import statistics
@@ -60,19 +71,16 @@ from flowstudio.edit import (
     RescheduleConfig,
     edit,
 )
+from flowstudio.edit.bench_adapter import PRESET_FOR_EDIT_TYPE as PRESET_OF
+from flowstudio.edit.presets import preset_available
 from flowstudio.pipeline import WanVideoPipeline
 
 logger = logging.getLogger("benchmarks.edit_toy")
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 EVAL_SEED = 20261125  # evaluation pairs; must differ from any seed the toy model was trained on
-PRESET_OF = {
-    "product": "product-replace",
-    "color": "color",
-    "material": "material",
-    "background": "background",
-    "style": "style",
-}
+IDENTITY = "identity"  # the do-nothing edit: the source clip, scored against the target
+ALPHA = 0.05  # one-sided significance level of "edits more than identity"
 
 
 def configurations(steps: int) -> dict[str, dict[str, Any]]:
@@ -132,8 +140,21 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
             **cfg,
             "reschedule": RescheduleConfig(strength=0.8),
         },
-        "preset": {"preset": "by-edit-type"},  # each preset with its own steps
+        "preset": {"preset": "by-edit-type"},  # each validated preset, own steps; types without one: skipped
     }
+
+
+def pair_specs(count: int, shard: tuple[int, int] = (0, 1)) -> list[tuple[int, str, Any, Any]]:
+    """``(index, edit type, source spec, target spec)`` of the pairs :func:`make_pairs` renders."""
+    from flowstudio.worlds import EDIT_TYPES, edit_spec
+    from flowstudio.worlds.dataset import clip_spec
+
+    out = []
+    for i in range(shard[0], count, shard[1]):
+        kind = EDIT_TYPES[i % len(EDIT_TYPES)]
+        source = clip_spec(EVAL_SEED, i)
+        out.append((i, kind, source, edit_spec(source, kind, np.random.default_rng([EVAL_SEED, i, 1]))))
+    return out
 
 
 def make_pairs(count: int, frames: int, size: int, shard: tuple[int, int] = (0, 1)) -> list[dict[str, Any]]:
@@ -142,16 +163,12 @@ def make_pairs(count: int, frames: int, size: int, shard: tuple[int, int] = (0, 
     ``shard = (K, N)`` keeps the pairs whose index is K modulo N (pair i is the same in every shard).
     """
     try:
-        from flowstudio.worlds import EDIT_TYPES, edit_masks, edit_prompt_pair, edit_spec
-        from flowstudio.worlds.dataset import clip_spec
+        from flowstudio.worlds import edit_masks, edit_prompt_pair
         from flowstudio.worlds.shapes import render_clip
     except ImportError as err:  # pragma: no cover - the worlds package ships with flowstudio
         sys.exit(f"flowstudio.worlds is not available ({err}); the benchmark needs the ShapeWorld renderer")
     pairs = []
-    for i in range(shard[0], count, shard[1]):
-        kind = EDIT_TYPES[i % len(EDIT_TYPES)]
-        source = clip_spec(EVAL_SEED, i)
-        target = edit_spec(source, kind, np.random.default_rng([EVAL_SEED, i, 1]))
+    for i, kind, source, target in pair_specs(count, shard):
         src_prompt, tgt_prompt = edit_prompt_pair(source, target, np.random.default_rng([EVAL_SEED, i, 2]))
         src_mask, tgt_mask = edit_masks(source, target, frames, size, size)
         pairs.append(
@@ -192,6 +209,7 @@ def score(pair: dict[str, Any], frames: np.ndarray) -> dict[str, Any]:
         "keep_psnr": None if keep_region is None else psnr(frames, pair["source"], keep_region),
         "attr_acc": accuracy.get("value"),
         "attr_read": accuracy.get("read"),
+        "attr_expected": accuracy.get("expected"),
         "warp_error": warp_error(frames),
     }
 
@@ -207,8 +225,26 @@ def _mean(values: list[float | None]) -> float | None:
     return round(statistics.fmean(kept), 3) if kept else None
 
 
+def _read(values: list[float | None]) -> int:
+    """How many of ``values`` the readers could score (``None``: no reader for the attribute)."""
+    return sum(v is not None for v in values)
+
+
+def _one_label_accuracy(rows: list[dict[str, Any]]) -> float | None:
+    """The accuracy of an output that always reads as one label: the most common expected label's
+    share of the read pairs (None without expected labels)."""
+    labels = [r.get("attr_expected") for r in rows if r["attr_acc"] is not None]
+    if not labels or any(label is None for label in labels):
+        return None
+    return round(max(labels.count(label) for label in set(labels)) / len(labels), 3)
+
+
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per configuration: means over all pairs and per edit type."""
+    """Per configuration: means over all pairs and per edit type.
+
+    ``attr_pairs`` counts the pairs whose attribute was read (material has no reader): the accuracy
+    is a share of those, and the significance test needs the count.
+    """
     out = []
     for name in dict.fromkeys(r["config"] for r in rows):
         sub = [r for r in rows if r["config"] == name]
@@ -223,29 +259,52 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "seconds",
         ):
             entry[key] = _mean([r[key] for r in sub])
+        entry["attr_pairs"] = _read([r["attr_acc"] for r in sub])
         entry["peak_memory_mb"] = max(r["peak_memory_mb"] for r in sub)
-        entry["by_type"] = {
-            kind: {
-                k: _mean([r[k] for r in sub if r["type"] == kind]) for k in ("psnr", "keep_psnr", "attr_acc")
+        entry["by_type"] = {}
+        for kind in dict.fromkeys(r["type"] for r in sub):
+            of_type = [r for r in sub if r["type"] == kind]
+            entry["by_type"][kind] = {
+                **{k: _mean([r[k] for r in of_type]) for k in ("psnr", "keep_psnr", "attr_acc")},
+                "attr_pairs": _read([r["attr_acc"] for r in of_type]),
+                "one_label_accuracy": _one_label_accuracy(of_type),
             }
-            for kind in dict.fromkeys(r["type"] for r in sub)
-        }
+        read = sum(m["attr_pairs"] for m in entry["by_type"].values() if m["one_label_accuracy"] is not None)
+        entry["one_label_accuracy"] = (
+            round(
+                sum(
+                    m["one_label_accuracy"] * m["attr_pairs"]
+                    for m in entry["by_type"].values()
+                    if m["one_label_accuracy"] is not None
+                )
+                / read,
+                3,
+            )
+            if read and read == entry["attr_pairs"]
+            else None
+        )
         out.append(entry)
     return out
 
 
 REFERENCE_ROWS = ("baseline", "flowedit")
 NOT_DEPLOYABLE = ("oracle",)  # rows that use the true masks: bounds, never chosen
+NONE_EDITS = "none: no configuration edits significantly more than identity"
+NONE_UNREADABLE = "none: the readers cannot read this attribute, so no configuration can be shown to edit it"
+NONE_ONE_LABEL = (
+    "none: the configurations above identity score no more than an output that always reads as one "
+    "label would (the most common target's share)"
+)
 
 
 def _candidates(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows that may be chosen: deployable, not the preset row, and run on every pair (a row cut
-    short is reported but not compared: its pairs are a subset)."""
+    """Rows that may be chosen: deployable, not the preset or identity row, and run on every pair (a
+    row cut short is reported but not compared: its pairs are a subset)."""
     full = max((e["pairs"] for e in summary), default=0)
     return [
         e
         for e in summary
-        if e["config"] != "preset"
+        if e["config"] not in ("preset", IDENTITY)
         and not any(w in e["config"] for w in NOT_DEPLOYABLE)
         and e["pairs"] == full
     ]
@@ -262,31 +321,139 @@ def accuracy_tolerance(best: float, pairs: int, z: float = 1.64) -> float:
     return max(0.05, z * (2 * p * (1 - p) / max(pairs, 1)) ** 0.5)
 
 
+def one_sided_p(hits: int, pairs: int, ref_hits: int, ref_pairs: int) -> float:
+    """P-value of "``hits / pairs`` is above ``ref_hits / ref_pairs``": one-sided Fisher exact test.
+
+    Under the null both rates are equal; given the total of hits, the hits of the first sample are
+    hypergeometric, and the p-value is the chance of at least ``hits``. Exact, unlike the normal
+    approximation of :func:`accuracy_tolerance`, which at 20 pairs and rates near zero calls 3/20
+    against 0/20 significant (Fisher: p = 0.11; 5/20 against 0/20 is the first that passes, p = 0.024).
+    It ignores that both samples are the same pairs, which makes it conservative.
+    """
+    total, hit_total = pairs + ref_pairs, hits + ref_hits
+    denominator = math.comb(total, hit_total)
+    if denominator == 0:
+        return 1.0
+    tail = sum(
+        math.comb(pairs, k) * math.comb(ref_pairs, hit_total - k)
+        for k in range(hits, min(pairs, hit_total) + 1)
+    )
+    return tail / denominator
+
+
+def _hits(accuracy: float | None, pairs: int) -> int:
+    return round((accuracy or 0.0) * pairs)
+
+
+def edits_more_than_identity(
+    metrics: dict[str, Any], identity: dict[str, Any], pairs: int | None = None, alpha: float = ALPHA
+) -> tuple[bool, float | None]:
+    """``(significant, p)``: is ``metrics``' attribute accuracy significantly above identity's?
+
+    Both are summary entries (or their ``by_type`` items) with ``attr_acc`` and ``attr_pairs`` (the
+    pairs whose attribute was read; ``pairs`` when missing). An attribute no reader can read
+    (``attr_acc`` None) is never significant: ``(False, None)``.
+    """
+    if metrics.get("attr_acc") is None or identity.get("attr_acc") is None:
+        return False, None
+    n = metrics.get("attr_pairs") or pairs or 0
+    n_ref = identity.get("attr_pairs") or pairs or 0
+    if n == 0 or n_ref == 0:
+        return False, None
+    p = one_sided_p(_hits(metrics["attr_acc"], n), n, _hits(identity["attr_acc"], n_ref), n_ref)
+    return p < alpha, round(p, 4)
+
+
+def beats_one_label(
+    metrics: dict[str, Any], one_label: float | None, pairs: int, alpha: float = ALPHA
+) -> bool:
+    """Is the accuracy significantly above ``one_label`` (the share of the most common target label)?
+
+    An edit that turns every clip into the same thing (a degraded clip that the style reader calls
+    "photo", say) scores exactly that share without following any prompt; so a configuration must
+    also beat it (the same Fisher test, that share taken as a sample of the same pairs). ``None``
+    (no expected labels recorded): not checked.
+    """
+    if one_label is None:
+        return True
+    n = metrics.get("attr_pairs") or pairs
+    return one_sided_p(_hits(metrics["attr_acc"], n), n, _hits(one_label, n), n) < alpha
+
+
+def _identity(summary: list[dict[str, Any]]) -> dict[str, Any]:
+    for e in summary:
+        if e["config"] == IDENTITY:
+            return e
+    raise ValueError(
+        "the summary has no 'identity' row, and the choice rule needs it (a configuration must edit "
+        "significantly more than doing nothing); re-derive with --rechoose RESULTS.json, which adds it"
+    )
+
+
 def choose_per_type(
     summary: list[dict[str, Any]], pairs_by_type: dict[str, int] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Per edit type, the deployable configuration that edits best and then keeps best.
+    """Per edit type, the deployable configuration that edits, then edits best, then keeps best.
 
-    Rule: among configurations whose attribute accuracy on that type is statistically equal to the
-    best (:func:`accuracy_tolerance`), the highest keep PSNR wins (style, which changes every pixel:
-    the highest PSNR against the true edit). This is how the presets were chosen
-    (``flowstudio.edit.presets``).
+    Rule:
+
+    1. only configurations whose attribute accuracy on that type is significantly above the
+       ``identity`` row's (:func:`edits_more_than_identity`) and above what an output that always
+       reads as one label would score (:func:`beats_one_label`) qualify; with none, the type's entry
+       says so (``config`` None, ``reason`` :data:`NONE_EDITS`, :data:`NONE_ONE_LABEL`, or
+       :data:`NONE_UNREADABLE` for an attribute no reader reads) instead of naming the least bad;
+    2. among the qualifying ones, those statistically equal to the best (:func:`accuracy_tolerance`)
+       stay, and the highest keep PSNR wins (style, which changes every pixel: the highest PSNR against
+       the true edit).
+
+    Every entry also reports the best accuracy of any candidate and identity's, with the p-value.
+
+    Raises:
+        ValueError: the summary has no ``identity`` row.
     """
-    chosen = {}
+    identity = _identity(summary)
+    chosen: dict[str, dict[str, Any]] = {}
     types = dict.fromkeys(t for e in summary for t in e["by_type"])
     for kind in types:
-        rows = [(e["config"], e["by_type"][kind]) for e in _candidates(summary) if kind in e["by_type"]]
-        best_acc = max((m["attr_acc"] or 0.0) for _, m in rows)
         n = (pairs_by_type or {}).get(kind) or max(e["pairs"] for e in summary) // max(len(types), 1)
+        ident = identity["by_type"].get(kind, {"attr_acc": None})
+        rows = [(e["config"], e["by_type"][kind]) for e in _candidates(summary) if kind in e["by_type"]]
+        tests = {name: edits_more_than_identity(m, ident, n) for name, m in rows}
+        best_name, best = max(rows, key=lambda r: r[1]["attr_acc"] or 0.0)
+        report = {
+            "identity_accuracy": ident.get("attr_acc"),
+            "best_accuracy": best["attr_acc"],
+            "best_accuracy_config": best_name if best["attr_acc"] is not None else None,
+            "best_accuracy_p_vs_identity": tests[best_name][1],
+            "test": f"one-sided Fisher exact vs identity, alpha {ALPHA}",
+        }
+        above_identity = [(name, m) for name, m in rows if tests[name][0]]
+        one_label = ident.get("one_label_accuracy")
+        report["one_label_accuracy"] = one_label
+        qualifying = [(name, m) for name, m in above_identity if beats_one_label(m, one_label, n)]
+        if not qualifying:
+            if ident.get("attr_acc") is None:
+                reason = NONE_UNREADABLE
+            else:
+                reason = NONE_ONE_LABEL if above_identity else NONE_EDITS
+            chosen[kind] = {
+                "config": None,
+                "reason": reason,
+                "above_identity": [name for name, _ in above_identity],
+                **report,
+            }
+            continue
+        best_acc = max(m["attr_acc"] for _, m in qualifying)
         tolerance = accuracy_tolerance(best_acc, n)
-        close = [(name, m) for name, m in rows if (m["attr_acc"] or 0.0) >= best_acc - tolerance]
+        close = [(name, m) for name, m in qualifying if m["attr_acc"] >= best_acc - tolerance]
         key = "psnr" if kind == "style" else "keep_psnr"
-        name, metrics = max(close, key=lambda r: (r[1][key] or -1.0, r[1]["attr_acc"] or 0.0))
+        name, metrics = max(close, key=lambda r: (r[1][key] or -1.0, r[1]["attr_acc"]))
         chosen[kind] = {
             "config": name,
             "rule_metric": key,
-            "best_accuracy": best_acc,
             "accuracy_tolerance": round(tolerance, 3),
+            "p_vs_identity": tests[name][1],
+            **report,
             **metrics,
         }
     return chosen
@@ -295,21 +462,35 @@ def choose_per_type(
 def verdicts(summary: list[dict[str, Any]]) -> dict[str, Any]:
     """The issue's two bars, computed from the summary (empty where a reference row is missing).
 
-    "Equal or better accuracy" is judged twice: strictly (at least the references' mean) and within
-    noise (:func:`accuracy_tolerance` over all pairs). Both are reported.
+    Only configurations whose overall attribute accuracy is significantly above identity's
+    (:func:`edits_more_than_identity`) and the one-label accuracy (:func:`beats_one_label`) can pass a
+    bar: keeping better than the references while not editing is not a win. "Equal or better
+    accuracy" is judged twice: strictly (at least the references' mean) and within noise
+    (:func:`accuracy_tolerance` over all pairs). Both are reported, and so is whether each reference
+    row itself edits more than both nulls.
+
+    Raises:
+        ValueError: the summary has no ``identity`` row.
     """
     by_name = {e["config"]: e for e in summary}
     if not all(r in by_name for r in REFERENCE_ROWS):
         return {}
+    identity = _identity(summary)
     base, fe = (by_name[r] for r in REFERENCE_ROWS)
     refs_acc = max(base["attr_acc"] or 0.0, fe["attr_acc"] or 0.0)
     refs_keep = max(base["keep_psnr"] or 0.0, fe["keep_psnr"] or 0.0)
     tolerance = accuracy_tolerance(refs_acc, base["pairs"])
+    editing = [
+        e
+        for e in _candidates(summary)
+        if edits_more_than_identity(e, identity, e["pairs"])[0]
+        and beats_one_label(e, identity.get("one_label_accuracy"), e["pairs"])
+    ]
 
     def better_keep(floor: float) -> list[str]:
         rows = [
             e
-            for e in _candidates(summary)
+            for e in editing
             if e["config"] not in REFERENCE_ROWS
             and (e["attr_acc"] or 0.0) >= floor
             and (e["keep_psnr"] or 0.0) > refs_keep
@@ -319,7 +500,7 @@ def verdicts(summary: list[dict[str, Any]]) -> dict[str, Any]:
     def fastest(floor: float) -> dict[str, Any] | None:
         rows = [
             e
-            for e in _candidates(summary)
+            for e in editing
             if e["config"] != "baseline"
             and (e["attr_acc"] or 0.0) >= floor
             and (e["psnr"] or 0.0) >= (base["psnr"] or 0.0)
@@ -337,6 +518,14 @@ def verdicts(summary: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "reference_accuracy": refs_acc,
         "reference_keep_psnr": refs_keep,
+        "identity_accuracy": identity["attr_acc"],
+        "one_label_accuracy": identity.get("one_label_accuracy"),
+        "references_edit_more_than_nulls": {
+            r: edits_more_than_identity(by_name[r], identity, by_name[r]["pairs"])[0]
+            and beats_one_label(by_name[r], identity.get("one_label_accuracy"), by_name[r]["pairs"])
+            for r in REFERENCE_ROWS
+        },
+        "edit_more_than_nulls": [e["config"] for e in editing],
         "accuracy_tolerance": round(tolerance, 3),
         "beats_references_on_keep_at_equal_or_better_accuracy": better_keep(refs_acc),
         "beats_references_on_keep_at_accuracy_within_noise": better_keep(refs_acc - tolerance),
@@ -401,12 +590,41 @@ def write_results(
             second = m.get("psnr") if kind == "style" else m.get("keep_psnr")
             cells.append(f"{fmt(m.get('attr_acc'))} / {fmt(second)}")
         lines.append(f"| {e['config']} | " + " | ".join(cells) + " |")
-    lines += ["", "## Chosen per edit type (rule: `choose_per_type`)", ""]
+    lines += [
+        "",
+        "## Chosen per edit type (rule: `choose_per_type`)",
+        "",
+        f"A configuration qualifies for a type only if its attribute accuracy there is significantly above "
+        f"the `{IDENTITY}` row's (the source clip returned unchanged; one-sided Fisher exact test, "
+        f"alpha {ALPHA}) and above the one-label accuracy (what an output that always reads as the same "
+        "label would score: the most common target label's share, same test); among those, accuracy "
+        "within noise of the best, then the best keep PSNR (style: PSNR vs truth).",
+        "",
+        "| type | best accuracy (configuration) | identity accuracy | p (best vs identity) | one-label "
+        "accuracy | chosen |",
+        "|---|---|---|---|---|---|",
+    ]
+    notes: list[str] = []
     for kind, c in chosen.items():
-        lines.append(
-            f"- {kind}: **{c['config']}** (accuracy {fmt(c['attr_acc'])}, keep PSNR "
-            f"{fmt(c['keep_psnr'])}, PSNR vs truth {fmt(c['psnr'])})"
+        if c["config"] is None:
+            verdict = c["reason"]
+        else:
+            verdict = (
+                f"**{c['config']}** (accuracy {fmt(c['attr_acc'])}, keep PSNR {fmt(c['keep_psnr'])}, "
+                f"PSNR vs truth {fmt(c['psnr'])})"
+            )
+        best = (
+            "-" if c["best_accuracy"] is None else f"{fmt(c['best_accuracy'])} ({c['best_accuracy_config']})"
         )
+        lines.append(
+            f"| {kind} | {best} | {fmt(c['identity_accuracy'])} | {fmt(c['best_accuracy_p_vs_identity'])} "
+            f"| {fmt(c.get('one_label_accuracy'))} | {verdict} |"
+        )
+        if c["config"] is None and c.get("above_identity"):
+            notes.append(
+                f"- {kind}: above identity but not above one-label accuracy: {', '.join(c['above_identity'])}"
+            )
+    lines += ["", *notes] if notes else []
     if bars:
 
         def fast_text(fast: dict[str, Any] | None) -> str:
@@ -423,7 +641,16 @@ def write_results(
             "",
             f"References (baseline, FlowEdit): attribute accuracy {fmt(bars['reference_accuracy'])}, "
             f"keep PSNR {fmt(bars['reference_keep_psnr'])}; accuracy noise over these pairs +-"
-            f"{fmt(bars['accuracy_tolerance'])} (one-sided 95%).",
+            f"{fmt(bars['accuracy_tolerance'])} (one-sided 95%). Identity (no edit): accuracy "
+            f"{fmt(bars['identity_accuracy'])}, one-label accuracy {fmt(bars['one_label_accuracy'])}. Only "
+            "configurations that edit significantly more than both over all read pairs can pass a bar: "
+            + (", ".join(bars["edit_more_than_nulls"]) or "**none does**")
+            + "; the references themselves: "
+            + ", ".join(
+                f"{r} {'does' if ok else 'does not'}"
+                for r, ok in bars["references_edit_more_than_nulls"].items()
+            )
+            + ".",
             "",
             "- Better keep PSNR than both at equal or better accuracy, strictly: "
             + (", ".join(bars["beats_references_on_keep_at_equal_or_better_accuracy"]) or "**none**"),
@@ -474,6 +701,65 @@ def merge(folders: list[Path], out: Path) -> None:
     write_results(out, settings, rows, random_model="RANDOM" in str(first["model"]))
 
 
+def identity_rows(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The do-nothing edit on every pair: the source clip scored as if it were the edit (no model)."""
+    rows = []
+    for pair in pairs:
+        start = time.perf_counter()
+        scores = score(pair, pair["source"])
+        rows.append(
+            {
+                "config": IDENTITY,
+                "pair": pair["index"],
+                "type": pair["type"],
+                **scores,
+                "model_calls": 0,
+                "row_evaluations": 0,
+                "seconds": round(time.perf_counter() - start, 3),  # scoring only: the edit itself is free
+                "peak_memory_mb": round(_peak_memory_mb("cpu"), 1),
+            }
+        )
+    return rows
+
+
+def rechoose(results: Path, out: Path | None = None) -> Path:
+    """Re-derive the summary, choices and bars of a results file with the current rule; no edit is run.
+
+    Identity rows missing from the file are computed on the same pairs (its settings' pairs, frames,
+    size and shard): rendering and scoring the source clips only. Writes ``edit_toy.{json,md}`` into
+    ``out`` (default: the results file's folder) and returns that folder.
+    """
+    if not results.is_file():
+        sys.exit(f"--rechoose {results}: no such results file (an edit_toy.json written by this script)")
+    data = json.loads(results.read_text())
+    settings, rows = data.get("settings"), data.get("rows")
+    if not settings or rows is None:
+        sys.exit(f"--rechoose {results}: not an edit_toy results file (needs 'settings' and 'rows')")
+    if any("attr_expected" not in r for r in rows):  # files written before the label was recorded
+        from flowstudio.worlds.edits import EDIT_FIELDS
+
+        targets = {i: (kind, target) for i, kind, _, target in pair_specs(settings["pairs"])}
+        for r in rows:
+            kind, target = targets[r["pair"]]
+            expected = None if r["attr_acc"] is None else getattr(target, EDIT_FIELDS[kind])
+            r.setdefault("attr_expected", expected)
+    if not any(r["config"] == IDENTITY for r in rows):
+        shard = str(settings.get("shard", "0/1"))
+        k, n = (int(x) for x in shard.split("/")) if "/" in shard else (0, 1)
+        indices = {r["pair"] for r in rows}
+        pairs = [
+            p
+            for p in make_pairs(settings["pairs"], settings["frames"], settings["size"], (k, n))
+            if p["index"] in indices
+        ]
+        logger.info("adding identity rows on %d pairs (source clips scored against the targets)", len(pairs))
+        rows = rows + identity_rows(pairs)
+        settings = {**settings, "identity_rows": f"added by --rechoose with flowstudio {__version__}"}
+    out = out or results.parent
+    write_results(out, settings, rows, random_model="RANDOM" in str(settings.get("model")))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -491,9 +777,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="results folder (default: see module doc)")
     parser.add_argument("--shard", default="0/1", help="K/N: run only pairs i with i %% N == K")
     parser.add_argument("--merge", type=Path, nargs="+", default=None, help="shard folders to combine")
+    parser.add_argument(
+        "--rechoose",
+        type=Path,
+        default=None,
+        help="re-derive choices and bars from this edit_toy.json (adds identity rows if missing); no edits",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
+    if args.rechoose:
+        rechoose(args.rechoose, args.out)
+        return
     if args.merge:
         merge(args.merge, args.out or RESULTS)
         return
@@ -530,6 +825,11 @@ def main() -> None:
         }
         rows, progress = _load_progress(out / "edit_toy_progress.jsonl", run_key)
         done = {(r["pair"], r["config"]) for r in rows}
+        # the do-nothing reference the choice rule compares with: cheap, always made
+        for row in identity_rows([p for p in pairs if (p["index"], IDENTITY) not in done]):
+            rows.append(row)
+            with progress.open("a") as f:
+                f.write(json.dumps(row, default=str) + "\n")
         for pair in pairs:
             for name, options in configs.items():
                 if (pair["index"], name) in done:
@@ -540,6 +840,8 @@ def main() -> None:
                     mask = (pair["source_mask"] | pair["target_mask"]).astype(np.uint8) * 255
                 if options.get("preset") == "by-edit-type":
                     options["preset"] = PRESET_OF[pair["type"]]
+                    if not preset_available(options["preset"]):
+                        continue  # not validated: there is no preset to measure for this type
                 if args.device.startswith("cuda"):
                     torch.cuda.reset_peak_memory_stats()
                 start = time.perf_counter()
@@ -573,7 +875,7 @@ def main() -> None:
                 pairs.index(pair) + 1,
                 len(pairs),
             )
-        rows = [r for r in rows if r["config"] in configs]
+        rows = [r for r in rows if r["config"] in configs or r["config"] == IDENTITY]
 
     settings = {
         "model": "tiny RANDOM-weight checkpoint (seed 0): numbers are meaningless"

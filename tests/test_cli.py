@@ -185,3 +185,14 @@ def test_demo_runs_every_main_job(tmp_path):
     expected = "toy model" if summary["trained"] else "random"
     assert expected in summary["model_kind"]
     assert summary["outputs"]["image_to_video"]["psnr_vs_true_render_frames_1_16"] > 0
+    # the edit: what the colour reader sees in source, edit and ground truth, next to the target
+    e = summary["outputs"]["edit"]
+    assert (e["source_color"], e["target_color"]) == ("red", "blue")
+    read = e["colour_read"]
+    assert read["source"]["color"] == "red" and read["ground_truth"]["color"] == "blue"
+    assert 0.0 < e["colour_read"]["edit"]["confidence"] <= 1.0
+    assert e["edit_reached_target"] == (e["colour_read"]["edit"]["color"] == "blue")
+    assert "no editing preset is validated" in e["preset"] and e["settings"]["method"] == "flowedit"
+    assert (tmp_path / "edit_frames.png").stat().st_size > 1000
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert written["outputs"]["edit"]["colour_read"] == read

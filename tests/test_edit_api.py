@@ -97,8 +97,44 @@ def test_bad_input_gets_a_clear_error(pipe, options, message):
         edit(gradient_clip(), model=pipe, **kwargs)
 
 
-def test_presets_resolve_and_explicit_options_win():
+@pytest.fixture
+def validated(monkeypatch):
+    """Every preset filled in as if a benchmark run had qualified the former candidate configuration."""
+    from dataclasses import replace
+
+    from flowstudio.edit import AttentionShareConfig, BlendConfig, FlowEditConfig
+
+    values = {
+        "method": "flowedit",
+        "steps": 10,
+        "source_guidance": 1.5,
+        "target_guidance": 5.0,
+        "flowedit": FlowEditConfig(n_max=7, n_min=0, n_avg=1),
+        "attention_share": AttentionShareConfig(mode="concat", start=0.0, end=0.5),
+        "blend": BlendConfig(pixel_composite=True),
+    }
+    for name in list(PRESETS):
+        monkeypatch.setitem(PRESETS, name, replace(PRESETS[name], values=dict(values), evidence="test"))
+    return values
+
+
+def test_presets_carry_their_evidence_and_none_is_validated_on_the_toy_model():
     assert set(PRESETS) == {"product-replace", "background", "style", "color", "material"}
+    for name, preset in PRESETS.items():
+        assert preset.name == name and not preset.available and "toy-shapes" in preset.model
+        assert preset.results == "benchmarks/results/edit_toy.md" and "pairs" in preset.evidence
+
+
+@pytest.mark.parametrize("name", ["color", "product-replace", "material", "style", "background"])
+def test_an_unvalidated_preset_refuses_with_one_actionable_line(pipe, name):
+    with pytest.raises(InputError) as err:
+        edit(gradient_clip(), source_prompt="a", target_prompt="b", model=pipe, preset=name)
+    message = str(err.value)
+    assert "\n" not in message and f"preset {name!r} is not validated on this model" in message
+    assert "benchmarks/results/edit_toy.md" in message and "pass explicit options" in message
+
+
+def test_presets_resolve_and_explicit_options_win(validated):
     for name in PRESETS:
         s = resolve_settings(source_prompt="a", target_prompt="b", preset=name)
         assert isinstance(s, EditSettings) and s.preset == name
@@ -153,6 +189,10 @@ def test_cli_edit(app, tiny_checkpoint, source_mp4, tmp_path):
     [
         (["--source-prompt", "a red ball"], "--target-prompt is missing"),
         (["--source-prompt", "a", "--target-prompt", "b", "--preset", "sepia"], "unknown preset 'sepia'"),
+        (
+            ["--source-prompt", "a", "--target-prompt", "b", "--preset", "color"],
+            "preset 'color' is not validated on this model",
+        ),
         (["--source-prompt", "a", "--target-prompt", "b", "--box", "1,2,3"], "--box must be four integers"),
         (["--source-prompt", "a", "--target-prompt", "b", "--method", "sdedit"], "unknown method 'sdedit'"),
     ],
@@ -223,7 +263,7 @@ def test_cli_edit_memory(app, tiny_checkpoint, tmp_path):
     assert bad.exit_code == 2 and "multiples of 32" in bad.output
 
 
-def test_settings_round_trip_through_json():
+def test_settings_round_trip_through_json(validated):
     s = resolve_settings(source_prompt="a", target_prompt="b", preset="background", steps=9)
     again = EditSettings.from_dict(json.loads(json.dumps(s.to_dict())))
     assert again == s
@@ -231,12 +271,11 @@ def test_settings_round_trip_through_json():
         EditSettings.from_dict({"source_prompt": "a", "target_prompt": "b", "colour": 1})
 
 
-def test_a_preset_keeps_its_flowedit_window_as_a_fraction_when_steps_change():
+def test_a_preset_keeps_its_flowedit_window_as_a_fraction_when_steps_change(validated):
     from flowstudio.edit.flowedit import FlowEditConfig
-    from flowstudio.edit.presets import PRESETS
 
     own = resolve_settings(source_prompt="a", target_prompt="b", preset="color")
-    assert own.steps == PRESETS["color"]["steps"] and own.flowedit == PRESETS["color"]["flowedit"]
+    assert own.steps == validated["steps"] and own.flowedit == validated["flowedit"]
     fraction = own.flowedit.n_max / own.steps
     more = resolve_settings(source_prompt="a", target_prompt="b", preset="color", steps=30)
     assert more.steps == 30 and more.flowedit.n_max == round(fraction * 30)

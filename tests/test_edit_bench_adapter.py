@@ -46,3 +46,10 @@ def test_engine_method_defaults_to_the_packaged_toy_model(monkeypatch):
     from flowstudio.edit.bench_adapter import bench_method
 
     assert bench_method("inversion").model_path == TOY_MODEL
+
+
+def test_the_preset_method_refuses_while_no_preset_is_validated(tiny_checkpoint):
+    from flowstudio.edit.bench_adapter import EngineMethod
+
+    with pytest.raises(InputError, match="no editing preset is validated on this model"):
+        EngineMethod("preset", tiny_checkpoint)

@@ -30,6 +30,7 @@ SUMMARY = [
     _entry("fast", 0.55, 22.0, 18.2, 1.5, 40, style_psnr=20.0),
     _entry("flowedit+oracle-mask", 1.0, 60.0, 30.0, 3.0, 120),
     _entry("preset", 1.0, 60.0, 30.0, 3.0, 120),
+    _entry("identity", 0.1, 100.0, 16.0, 0.0, 0),  # the source returned as is: readers err 1 in 10
 ]
 
 
@@ -72,3 +73,68 @@ def test_merging_refuses_overlapping_or_incomplete_shards(tmp_path):
         edit_toy.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
     with pytest.raises(SystemExit, match="miss pairs"):
         edit_toy.merge([tmp_path / "a"], tmp_path / "out")
+
+
+def test_the_rule_refuses_an_identity_like_configuration():
+    identity = _entry("identity", 0.05, 100.0, 16.0, 0.0, 0)
+    # keeps (almost) everything and reads the target as often as doing nothing, or barely more
+    like_identity = _entry("composite-that-keeps", 0.05, 51.0, 19.0, 2.0, 30)
+    barely = _entry("one-pair-more", 0.15, 22.0, 18.0, 3.0, 60)  # 3/20 vs 1/20: p = 0.30
+    chosen = edit_toy.choose_per_type([identity, like_identity, barely], {"color": 20, "style": 20})
+    for kind in ("color", "style"):
+        assert chosen[kind]["config"] is None
+        assert chosen[kind]["reason"] == edit_toy.NONE_EDITS
+        assert chosen[kind]["reason"] == "none: no configuration edits significantly more than identity"
+        assert chosen[kind]["best_accuracy"] == 0.15 and chosen[kind]["identity_accuracy"] == 0.05
+    # ... and picks a real one when it exists (8/20 vs 1/20), over the better-keeping non-editor
+    real = _entry("edits", 0.4, 30.0, 20.0, 3.0, 60)
+    chosen = edit_toy.choose_per_type([identity, like_identity, barely, real], {"color": 20, "style": 20})
+    assert chosen["color"]["config"] == "edits" and chosen["color"]["p_vs_identity"] < 0.05
+
+
+def test_a_row_that_never_edits_is_never_chosen_even_alone():
+    identity = _entry("identity", 0.0, 100.0, 16.0, 0.0, 0)
+    chosen = edit_toy.choose_per_type([identity, _entry("keeps", 0.0, 60.0, 19.0, 2.0, 30)])
+    assert all(c["config"] is None for c in chosen.values())
+    with pytest.raises(ValueError, match="no 'identity' row"):
+        edit_toy.choose_per_type([_entry("keeps", 0.0, 60.0, 19.0, 2.0, 30)])
+
+
+def test_unreadable_attributes_and_one_label_outputs_are_not_edits():
+    identity = _entry("identity", 0.0, 100.0, 16.0, 0.0, 0)
+    identity["by_type"]["color"]["attr_acc"] = None  # no reader (material today)
+    identity["by_type"]["style"]["one_label_accuracy"] = 0.35  # 7 of 20 targets share a label
+    collapsed = _entry("reads-photo-everywhere", 0.3, 20.0, 18.0, 3.0, 60)  # 6/20: above identity only
+    chosen = edit_toy.choose_per_type([identity, collapsed], {"color": 20, "style": 20})
+    assert chosen["color"]["reason"] == edit_toy.NONE_UNREADABLE
+    assert chosen["style"]["reason"] == edit_toy.NONE_ONE_LABEL
+    assert chosen["style"]["above_identity"] == ["reads-photo-everywhere"]
+
+
+def test_one_sided_fisher_exact_p_values():
+    assert edit_toy.one_sided_p(3, 20, 0, 20) == pytest.approx(1140 / 9880)  # C(20,3) / C(40,3)
+    assert edit_toy.one_sided_p(5, 20, 0, 20) == pytest.approx(15504 / 658008)
+    assert edit_toy.one_sided_p(0, 20, 0, 20) == 1.0
+    assert edit_toy.one_sided_p(2, 20, 5, 20) > 0.9  # below the reference: nowhere near significant
+
+
+def test_one_label_accuracy_is_the_most_common_target_share():
+    rows = [{"attr_acc": 0.0, "attr_expected": label} for label in ("photo", "photo", "pixel", "watercolor")]
+    assert edit_toy._one_label_accuracy(rows) == 0.5
+    assert edit_toy._one_label_accuracy([{"attr_acc": None, "attr_expected": None}]) is None
+
+
+def test_rechoose_adds_identity_rows_and_rederives_the_choices(tmp_path):
+    settings = {"model": "m", "pairs": 2, "frames": 5, "size": 32, "steps": 2, "shard": "0/1"}
+    row = {"psnr": 15.0, "keep_psnr": 20.0, "attr_acc": 0.0, "attr_read": "x", "warp_error": 1.0,
+           "model_calls": 4, "row_evaluations": 8, "seconds": 1.0, "peak_memory_mb": 1.0}
+    rows = [{"config": "x", "pair": i, "type": kind, **row} for i, kind in ((0, "product"), (1, "color"))]
+    (tmp_path / "edit_toy.json").write_text(json.dumps({"settings": settings, "rows": rows}))
+    out = edit_toy.rechoose(tmp_path / "edit_toy.json", tmp_path / "out")
+    data = json.loads((out / "edit_toy.json").read_text())
+    assert {r["config"] for r in data["rows"]} == {"x", "identity"}
+    identity = [r for r in data["rows"] if r["config"] == "identity"]
+    assert len(identity) == 2 and all(r["model_calls"] == 0 for r in identity)
+    assert all(r["attr_expected"] is not None for r in data["rows"])
+    assert all(c["config"] is None for c in data["chosen_per_type"].values())
+    assert "no configuration edits significantly more than identity" in (out / "edit_toy.md").read_text()

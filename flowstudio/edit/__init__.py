@@ -5,11 +5,13 @@ Methods (one file each): the baseline inversion editor and its RF-Solver / FireF
 composable with every method: feature injection (:mod:`~flowstudio.edit.injection`), attention
 K/V sharing (:mod:`~flowstudio.edit.attention_share`), masked latent blending
 (:mod:`~flowstudio.edit.blending`, masks in :mod:`~flowstudio.edit.masks`), noise reschedule
-(:mod:`~flowstudio.edit.reschedule`). Presets in :mod:`~flowstudio.edit.presets` (benchmark-chosen).
+(:mod:`~flowstudio.edit.reschedule`). Presets in :mod:`~flowstudio.edit.presets`: benchmark-chosen
+with their evidence, and unavailable until a benchmark run validates them (none is on the shipped
+toy model), so pass explicit options:
 
     from flowstudio.edit import edit
     result = edit("bag.mp4", source_prompt="a red bag", target_prompt="a blue bag",
-                  model="Wan2.2-TI2V-5B-Diffusers", preset="color", out="outputs/blue.mp4")
+                  model="Wan2.2-TI2V-5B-Diffusers", method="flowedit", steps=30, out="outputs/blue.mp4")
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from flowstudio import __version__
+from flowstudio.checks import check_number, check_outputs, parse_dtype
 from flowstudio.core.flow import flow_sigmas
 from flowstudio.core.solvers import make_solver
 from flowstudio.core.ti2v import first_frame_mask
@@ -47,7 +48,7 @@ from flowstudio.edit.masks import (
     to_pixel_mask,
 )
 from flowstudio.edit.paired import EditDenoiser
-from flowstudio.edit.presets import PRESETS, preset_values
+from flowstudio.edit.presets import preset_values
 from flowstudio.edit.reschedule import reschedule_sigmas
 from flowstudio.edit.settings import EditSettings
 from flowstudio.errors import InputError
@@ -122,12 +123,12 @@ def resolve_settings(
             f"unknown edit option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(names))}"
         )
     values: dict[str, Any] = preset_values(preset) if preset is not None else {}
+    preset_steps = values.get("steps")
     if settings is not None:
         values |= {f.name: getattr(settings, f.name) for f in fields(EditSettings)}
     explicit = {k: v for k, v in overrides.items() if v is not None}
     values |= explicit
-    if preset is not None and "steps" in explicit and "flowedit" not in explicit:
-        preset_steps = PRESETS[preset]["steps"]
+    if preset is not None and preset_steps and "steps" in explicit and "flowedit" not in explicit:
         values["flowedit"] = _rescale_flowedit(values.get("flowedit"), preset_steps, values["steps"])
     if source_prompt is not None:
         values["source_prompt"] = source_prompt
@@ -296,6 +297,7 @@ def edit(
     fps: float | None = None,
     frame_policy: str = "trim",
     size_policy: str = "resize",
+    size: str | tuple[int, int] = "model",
     progress: bool = False,
     **options: Any,
 ) -> EditResult:
@@ -305,7 +307,9 @@ def edit(
         source: video file, image folder, :class:`~flowstudio.video.VideoClip` or uint8 ``(T, H, W, 3)``.
         source_prompt, target_prompt: required texts.
         model: local checkpoint folder or a loaded :class:`~flowstudio.pipeline.WanVideoPipeline`.
-        preset: ``product-replace``, ``background``, ``style``, ``color``, ``material``.
+        preset: ``product-replace``, ``background``, ``style``, ``color``, ``material``: only those a
+            benchmark run validated (:mod:`flowstudio.edit.presets`; none is on the shipped toy model,
+            and an unvalidated one raises :class:`InputError` asking for explicit options).
         settings: a full :class:`EditSettings` to start from (the preset and ``options`` override it).
         mask: edit region for blending: ``"auto"``, a mask video/image path, or an array
             ``(H, W)`` / ``(T, H, W)`` (nonzero = edit); at the normalised size or the source's.
@@ -314,17 +318,29 @@ def edit(
         out: ``.mp4`` to write; also writes ``<stem>_side_by_side.mp4`` and ``<stem>.json``.
         device, dtype, offload: where and how the model runs (ignored with a loaded pipeline).
         fps: frame rate of the outputs (default: the source's).
-        frame_policy, size_policy: how the source is brought to 4k+1 frames / multiple-of-32 size.
+        frame_policy, size_policy: how the source is brought to 4k+1 frames / multiple-of-32 size
+            (``trim`` pads a 2-4 frame clip up to 5 frames rather than cut it to 1).
+        size: ``"model"`` (default): the model's trained size (height x width) when its folder
+            records one (toy models: ``training_summary.json``), reached by ``size_policy``
+            (``resize`` stretches to it); else the source's own size rounded to multiples of 32.
+            ``"native"``: always the source's own size (rounded). ``(height, width)``: that size.
         progress: show progress bars.
         **options: any :class:`EditSettings` field (``method``, ``steps``, ``injection``, ...).
 
     Raises:
-        InputError: a prompt is missing, the preset/method is unknown, the mask or box does not fit.
+        InputError: a prompt is missing, the preset/method is unknown or the preset not validated, the
+            mask or box does not fit.
     """
-    # 1. settings
+    # 1. settings and outputs, checked before anything loads
     s = resolve_settings(
         source_prompt=source_prompt, target_prompt=target_prompt, preset=preset, settings=settings, **options
     )
+    if fps is not None:
+        check_number("fps", fps, positive=True, what="; the output frame rate (None: the source's)")
+    dtype = parse_dtype(dtype)
+    _check_size_option(size)
+    if out is not None:
+        _check_out(out, inputs=[source, mask if mask != "auto" else None, target_image])
     if mask is not None and box is not None:
         raise InputError("give either mask or box, not both")
     if target_image is not None and s.first_frame != "image":
@@ -335,14 +351,17 @@ def edit(
     # 2. inputs
     pipe = _load_pipeline(model, device, dtype, offload)
     raw, fps, source_name = _read_source(source, fps)
+    target_size, size_note = _working_size(size, pipe)
     frames, report = normalize_clip(
         raw,
-        frame_policy=frame_policy,
-        size_policy=size_policy,
-        multiple=pipe.size_multiple,  # type: ignore[arg-type]
+        frame_policy=frame_policy,  # type: ignore[arg-type]
+        size_policy=size_policy,  # type: ignore[arg-type]
+        multiple=pipe.size_multiple,
+        target_size=target_size,
     )
     num_frames, height, width = frames.shape[:3]
     pipe.check_inputs(num_frames=num_frames, height=height, width=width, steps=s.steps)
+    _check_memory(pipe, s, num_frames, height, width)
     pixel_mask = None
     if box is not None:
         pixel_mask = mask_from_box(box, num_frames, height, width)
@@ -426,11 +445,82 @@ def edit(
             else str(target_image),
             "normalize": report.describe(),
             "size": [num_frames, height, width],
+            "size_mode": size_note,
         },
     )
     if out is not None:
         write_outputs(result, out)
     return result
+
+
+def _check_size_option(size: Any) -> None:
+    if size in ("model", "native"):
+        return
+    ok = (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    )
+    if not ok:
+        raise InputError(f"size must be 'model', 'native' or (height, width) in pixels, got {size!r}")
+
+
+def _working_size(size: Any, pipe: Any) -> tuple[tuple[int, int] | None, str]:
+    """``(target_size, note)`` for :func:`normalize_clip` from the ``size`` option."""
+    from flowstudio.models import TRAINING_SUMMARY, trained_size
+
+    if size == "native":
+        return None, "native: the source's size, rounded to multiples of the model's patch"
+    if size == "model":
+        trained = trained_size(getattr(pipe.components, "path", None))
+        if trained is None:
+            return None, "native: the model records no trained size"
+        return trained, f"model: trained at {trained[0]}x{trained[1]} ({TRAINING_SUMMARY})"
+    return (int(size[0]), int(size[1])), f"given: {size[0]}x{size[1]}"
+
+
+def _check_out(out: str | os.PathLike, inputs: list[Any]) -> None:
+    """The output mp4 and its siblings must be writable files that are not an input."""
+    path = Path(out)
+    if path.suffix.lower() != ".mp4":
+        raise InputError(
+            f"out must be an .mp4 path (the side-by-side and .json are written beside it), got "
+            f"{str(path)!r}: change the extension to .mp4"
+        )
+    check_outputs(
+        [path, path.with_name(f"{path.stem}_side_by_side.mp4"), path.with_suffix(".json")],
+        inputs=[p for p in inputs if isinstance(p, (str, os.PathLike))],
+        option="out",
+    )
+
+
+def _check_memory(pipe: Any, s: EditSettings, frames: int, height: int, width: int) -> None:
+    """Refuse, before any model call, an edit the device cannot hold by the memory estimate."""
+    from flowstudio.edit.memory import check_fits_memory
+
+    components = pipe.components
+    try:
+        configs = {
+            "transformer": dict(components.transformer.config),
+            "vae": dict(components.vae.config),
+            "text_encoder": components.text_encoder.config.to_dict(),
+        }
+        dtype = str(pipe.denoiser.dtype).removeprefix("torch.")
+    except AttributeError:  # a stand-in pipeline (tests): nothing to estimate
+        return
+    source_rows = 2 if s.source_guidance != 1.0 else 1
+    target_rows = 2 if s.target_guidance != 1.0 else 1
+    rows = source_rows + target_rows if s.method == "flowedit" else max(source_rows, target_rows)
+    check_fits_memory(
+        configs=configs,
+        height=height,
+        width=width,
+        frames=frames,
+        batch_rows=min(rows, s.max_batch_rows or rows),
+        device=pipe.device,
+        dtype=dtype if dtype in ("float32", "bfloat16", "float16") else "float32",
+        what="source clip (size=..., fewer frames)",
+    )
 
 
 def _blend_mask(
@@ -477,8 +567,7 @@ def run_method(job: EditJob, s: EditSettings) -> torch.Tensor:
 def write_outputs(result: EditResult, out: str | os.PathLike) -> dict[str, Path]:
     """Write ``out`` (edited mp4), ``<stem>_side_by_side.mp4`` and ``<stem>.json``."""
     path = Path(out)
-    if path.suffix.lower() != ".mp4":
-        raise InputError(f"out must be an .mp4 path, got {str(path)!r}")
+    _check_out(path, inputs=[])
     side = path.with_name(f"{path.stem}_side_by_side.mp4")
     settings_path = path.with_suffix(".json")
     write_video(path, np.ascontiguousarray(result.frames), fps=result.fps)

@@ -1,8 +1,9 @@
 """The editing engine as benchmark methods: ``flowstudio bench run --method flowstudio-edit:<name>``.
 
 ``<name>`` is an edit method (``inversion``, ``flowedit``, ``rf-solver``, ``fireflow``) or
-``preset`` (the preset matching each case's edit type). The model comes from ``$FLOWSTUDIO_MODEL``
-(a local checkpoint folder), loaded once per run.
+``preset`` (the preset matching each case's edit type; only validated presets run, see
+:mod:`flowstudio.edit.presets`: a case whose type has none raises :class:`InputError`). The model
+comes from ``$FLOWSTUDIO_MODEL`` (a local checkpoint folder), loaded once per run.
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ class EngineMethod:
 
         if method != "preset" and method not in METHODS:
             raise ValueError(f"unknown edit method {method!r}; choose one of preset, {', '.join(METHODS)}")
+        if method == "preset":
+            from flowstudio.edit.presets import RESULTS, preset_available
+            from flowstudio.errors import InputError
+
+            if not any(preset_available(name) for name in PRESET_FOR_EDIT_TYPE.values()):
+                raise InputError(
+                    f"flowstudio-edit:preset: no editing preset is validated on this model (see {RESULTS}); "
+                    f"use flowstudio-edit:<method> with one of {', '.join(METHODS)}"
+                )
         self.method = method
         self.model_path = Path(model)
         self.options = options

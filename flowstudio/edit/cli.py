@@ -74,7 +74,8 @@ def edit_command(
     preset: str | None = typer.Option(
         None,
         "--preset",
-        help="product-replace | background | style | color | material (see docs/guide_edit.md).",
+        help="product-replace | background | style | color | material: only benchmark-validated ones "
+        "run (none is on the shipped toy model; see docs/guide_edit.md). Otherwise pass explicit options.",
     ),
     mask: str | None = typer.Option(None, "--mask", help="Edit-region mask video/image, or 'auto'."),
     box: str | None = typer.Option(None, "--box", help="Edit region as pixels x0,y0,x1,y1."),
