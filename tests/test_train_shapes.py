@@ -150,3 +150,13 @@ def test_the_vae_stage_records_a_held_out_learning_curve(tmp_path):
     assert all(0.0 < value < 100.0 for _, value in curve), curve
     saved = torch.load(tmp_path / "curve" / "state" / "vae.pt", weights_only=False)
     assert saved["evals"] == curve
+
+
+def test_the_last_vae_steps_train_on_whole_clips():
+    """Short crops first, then all ``num_frames`` frames: every chunk recurrence of the VAE cache."""
+    from flowstudio.worlds.train_shapes import vae_crop_at
+
+    config = ShapesTrainConfig(vae_steps=10, vae_crop_frames=9, vae_batch=2, vae_full_clip_steps=3,
+                               vae_full_clip_batch=1)
+    assert [vae_crop_at(config, k) for k in (0, 6, 7, 9)] == [(9, 2), (9, 2), (17, 1), (17, 1)]
+    assert vae_crop_at(ShapesTrainConfig(vae_steps=10), 9) == (5, 4), "default: crops only, as before"
