@@ -1,0 +1,453 @@
+"""Editing ablations with spread: each control on and off, on the same ShapeWorld pairs, over seeds.
+
+The base editor is the baseline inversion editor (DPM-Solver++ inversion + UniPC, CFG 1 / 5), the one
+method every control applies to. The seven controls:
+
+==============  ==========================================================================
+``kv``          attention K/V sharing (concat) over the first half of the steps
+``inject``      feature injection (strength 0.8) over the first 30% of the steps
+``blend``       masked latent blending, with the *true* object masks unless ``auto-mask``
+``auto-mask``   the automatic cross-attention mask instead of the true one (needs ``blend``)
+``composite``   the source's pixels composited back outside the mask (needs ``blend``)
+``reschedule``  partial inversion: start from noise level 0.8 instead of 1
+``solver``      FireFlow as the inversion solver instead of DPM-Solver++
+==============  ==========================================================================
+
+Each is measured both ways: added alone to the base (``+kv``, ...; ``+auto-mask`` and ``+composite``
+come with blending and are compared with ``+blend``) and removed from the editor with every control
+on (``all-kv``, ...), plus ``base`` and ``all``: 16 configurations. Removing ``blend`` from ``all``
+removes the two controls that need it as well (``all-blend`` is "no mask-based control at all").
+Every configuration edits the same pairs (``edit_toy``'s held-out pairs and scoring: PSNR vs the true
+edit, keep PSNR outside the edit, attribute accuracy by the readers, warp error, time) once per seed
+(``--seeds``: the edit's seed, which draws the automatic mask's and any noise; a deterministic
+configuration has zero spread, and that is reported, not hidden). Results: mean +- std over seeds of
+the per-seed means over pairs, and each control's effect (on minus off, per seed, then mean +- std),
+as ``edit_ablation.{json,md,png}``. The do-nothing ``identity`` row's accuracy is reported beside the
+table: an effect on accuracy means little while no row edits more than identity.
+
+    python benchmarks/edit_ablation.py --model flowstudio/assets/toy-shapes      # 100 pairs x 3 seeds
+
+**The full run (100 pairs x 3 seeds x 16 configurations, about 4800 edits) is for a session with a
+model that edits** (see issue 13: on the shipped toy model no configuration edits more than doing
+nothing, so the accuracy effects would be noise; keep PSNR effects would still be real). It has not
+been run; nothing in ``benchmarks/results/`` comes from this script yet. Rows are appended as they are
+made (``edit_ablation_progress.jsonl``), so an interrupted run resumes; ``--shard K/N`` and ``--merge``
+work as in ``edit_toy.py``. A smoke run (it only proves the script works; never publish it):
+
+    python benchmarks/edit_ablation.py --model flowstudio/assets/toy-shapes --pairs 2 --seeds 1 \\
+        --steps 4 --frames 5 --size 64 --out /tmp/ablation_smoke
+
+Without ``--model`` it builds the tiny *random-weight* checkpoint and writes to
+``outputs/edit_ablation_tiny_random/`` with a banner saying the numbers are meaningless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from edit_toy import (  # the editing benchmark's pairs, scoring, identity row and resumable rows
+    EVAL_SEED,
+    RESULTS,
+    ROOT,
+    _load_progress,
+    _peak_memory_mb,
+    identity_rows,
+    make_pairs,
+    score,
+)
+
+from flowstudio import __version__
+from flowstudio.edit import (
+    AttentionShareConfig,
+    BlendConfig,
+    InjectionConfig,
+    RescheduleConfig,
+    edit,
+)
+from flowstudio.pipeline import WanVideoPipeline
+
+logger = logging.getLogger("benchmarks.edit_ablation")
+CONTROLS = ("kv", "inject", "blend", "auto-mask", "composite", "reschedule", "solver")
+NEEDS = {"auto-mask": "blend", "composite": "blend"}  # controls that act on blending's mask
+METRICS = ("psnr", "keep_psnr", "attr_acc", "warp_error", "seconds")
+EFFECT_METRICS = ("keep_psnr", "attr_acc", "psnr", "seconds")
+
+
+def options_for(controls: set[str], steps: int) -> dict[str, Any]:
+    """``edit()`` options of the base editor with ``controls`` on; ``mask`` is ``"auto"``/``"oracle"``.
+
+    Raises:
+        ValueError: an unknown control name, or ``auto-mask`` / ``composite`` without ``blend``.
+    """
+    unknown = sorted(controls - set(CONTROLS))
+    if unknown:
+        raise ValueError(f"unknown control(s) {unknown}; choose from {', '.join(CONTROLS)}")
+    orphans = sorted(c for c in controls if c in NEEDS and NEEDS[c] not in controls)
+    if orphans:
+        raise ValueError(f"control(s) {orphans} act on blending's mask: turn 'blend' on with them")
+    options: dict[str, Any] = {
+        "method": "inversion",
+        "steps": steps,
+        "source_guidance": 1.0,
+        "target_guidance": 5.0,
+    }
+    if "kv" in controls:
+        options["attention_share"] = AttentionShareConfig(mode="concat", end=0.5)
+    if "inject" in controls:
+        options["injection"] = InjectionConfig(end=0.3, strength=0.8)
+    if "blend" in controls:
+        options["blend"] = BlendConfig(pixel_composite="composite" in controls)
+        options["mask"] = "auto" if "auto-mask" in controls else "oracle"
+    if "reschedule" in controls:
+        options["reschedule"] = RescheduleConfig(strength=0.8)
+    if "solver" in controls:
+        options["inversion_solver"] = "fireflow"
+    return options
+
+
+def configurations() -> dict[str, set[str]]:
+    """Name -> controls on: ``base``, ``+X`` for each control, ``all``, ``all-X`` for each control."""
+    configs: dict[str, set[str]] = {"base": set()}
+    configs |= {f"+{c}": {c, NEEDS[c]} if c in NEEDS else {c} for c in CONTROLS}
+    configs["all"] = set(CONTROLS)
+    configs |= {f"all-{c}": set(CONTROLS) - {c} - {d for d, n in NEEDS.items() if n == c} for c in CONTROLS}
+    return configs
+
+
+def _mean(values: list[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return statistics.fmean(kept) if kept else None
+
+
+def _spread(values: list[float | None]) -> dict[str, Any]:
+    """``{"mean", "std", "seeds"}`` of per-seed values (std 0 with one seed; None where undefined)."""
+    kept = [v for v in values if v is not None]
+    if not kept:
+        return {"mean": None, "std": None, "seeds": 0}
+    std = statistics.stdev(kept) if len(kept) > 1 else 0.0
+    return {"mean": round(statistics.fmean(kept), 4), "std": round(std, 4), "seeds": len(kept)}
+
+
+def per_seed_means(rows: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, float | None]]]:
+    """Config -> seed -> metric -> mean over that seed's pairs."""
+    out: dict[str, dict[int, dict[str, float | None]]] = {}
+    for config in dict.fromkeys(r["config"] for r in rows):
+        out[config] = {}
+        for seed in sorted({r["seed"] for r in rows if r["config"] == config}):
+            sub = [r for r in rows if r["config"] == config and r["seed"] == seed]
+            out[config][seed] = {m: _mean([r[m] for r in sub]) for m in METRICS} | {"pairs": len(sub)}
+    return out
+
+
+def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Config -> metric -> mean +- std over seeds of the per-seed means over pairs (and pairs per seed)."""
+    seeds = per_seed_means(rows)
+    return {
+        config: {m: _spread([v[m] for v in by_seed.values()]) for m in METRICS}
+        | {"pairs": min(v["pairs"] for v in by_seed.values())}
+        for config, by_seed in seeds.items()
+    }
+
+
+def effects(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Control -> context -> metric -> effect of turning it on (on minus off), mean +- std over seeds.
+
+    Contexts: ``"added to base"`` (``+X`` minus ``base``; for a control that needs blending, minus
+    ``+blend``) and ``"removed from all"`` (``all`` minus ``all-X``). Only seeds present in both rows
+    count; a missing row gives no entry.
+    """
+    seeds = per_seed_means(rows)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for control in CONTROLS:
+        added_off = f"+{NEEDS[control]}" if control in NEEDS else "base"
+        pairs = {"added to base": (f"+{control}", added_off), "removed from all": ("all", f"all-{control}")}
+        for context, (on, off) in pairs.items():
+            if on not in seeds or off not in seeds:
+                continue
+            common = sorted(set(seeds[on]) & set(seeds[off]))
+            entry = {}
+            for m in EFFECT_METRICS:
+                diffs = [
+                    None
+                    if seeds[on][s][m] is None or seeds[off][s][m] is None
+                    else seeds[on][s][m] - seeds[off][s][m]
+                    for s in common
+                ]
+                entry[m] = _spread(diffs)
+            out.setdefault(control, {})[context] = entry
+    return out
+
+
+def _pm(cell: dict[str, Any], digits: int = 3, signed: bool = False) -> str:
+    if cell["mean"] is None:
+        return "-"
+    sign = "+" if signed else ""
+    return f"{cell['mean']:{sign}.{digits}f} ± {cell['std']:.{digits}f}"
+
+
+def table(agg: dict[str, dict[str, Any]], eff: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """Markdown lines: the configurations (mean ± std over seeds) and the controls' effects."""
+    lines = [
+        "| configuration | pairs | PSNR vs truth | keep PSNR | attribute acc. | warp err. | s/edit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for config, a in agg.items():
+        lines.append(
+            f"| {config} | {a['pairs']} | {_pm(a['psnr'], 2)} | {_pm(a['keep_psnr'], 2)} | "
+            f"{_pm(a['attr_acc'])} | {_pm(a['warp_error'], 2)} | {_pm(a['seconds'], 2)} |"
+        )
+    lines += [
+        "",
+        "## Effect of each control (on minus off; mean ± std over seeds)",
+        "",
+        "| control | context | keep PSNR | attribute acc. | PSNR vs truth | s/edit |",
+        "|---|---|---|---|---|---|",
+    ]
+    for control, contexts in eff.items():
+        for context, e in contexts.items():
+            lines.append(
+                f"| {control} | {context} | {_pm(e['keep_psnr'], 2, True)} | {_pm(e['attr_acc'], 3, True)} | "
+                f"{_pm(e['psnr'], 2, True)} | {_pm(e['seconds'], 2, True)} |"
+            )
+    return lines
+
+
+def plot(eff: dict[str, dict[str, dict[str, Any]]], path: Path, title: str) -> Path:
+    """Bar chart of each control's effect on keep PSNR and attribute accuracy, with std error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * max(len(eff), 1) + 2))
+    contexts = ("added to base", "removed from all")
+    y = np.arange(len(eff))
+    for ax, metric, label in zip(
+        axes, ("keep_psnr", "attr_acc"), ("keep PSNR (dB)", "attribute accuracy"), strict=True
+    ):
+        for k, context in enumerate(contexts):
+            cells = [eff[c].get(context, {}).get(metric, {"mean": None, "std": None}) for c in eff]
+            means = [c["mean"] if c["mean"] is not None else 0.0 for c in cells]
+            stds = [c["std"] if c["std"] is not None else 0.0 for c in cells]
+            ax.barh(y + (k - 0.5) * 0.4, means, height=0.4, xerr=stds, label=context, capsize=3)
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.set_yticks(y, list(eff))
+        ax.set_xlabel(f"effect on {label} (on - off)")
+        ax.invert_yaxis()
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def write_results(
+    out: Path, settings: dict[str, Any], rows: list[dict[str, Any]], random_model: bool
+) -> None:
+    """``edit_ablation.{json,md,png}`` from the rows (identity rows, config ``identity``, kept apart)."""
+    ident = [r for r in rows if r["config"] == "identity"]
+    rows = [r for r in rows if r["config"] != "identity"]
+    agg, eff = aggregate(rows), effects(rows)
+    identity_acc = _mean([r["attr_acc"] for r in ident])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "edit_ablation.json").write_text(
+        json.dumps(
+            {
+                "settings": settings,
+                "identity_attr_acc": identity_acc,
+                "aggregate": agg,
+                "effects": eff,
+                "rows": rows,
+                "identity_rows": ident,
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
+    lines = ["# Editing ablations on ShapeWorld ground-truth pairs", ""]
+    if random_model:
+        lines += [
+            "> **RANDOM WEIGHTS.** This run used the tiny random-weight test checkpoint: it proves that",
+            "> the script runs end to end, and nothing else. Do not read or quote these numbers.",
+            "",
+        ]
+    lines += [
+        f"Settings: `{json.dumps(settings)}`",
+        "",
+        "Mean ± std over seeds of the per-seed means over pairs. Do-nothing `identity` accuracy: "
+        + ("-" if identity_acc is None else f"{identity_acc:.3f}")
+        + " (an accuracy effect means little while the rows do not edit more than that).",
+        "",
+        *table(agg, eff),
+        "",
+        "![effects](edit_ablation.png)",
+    ]
+    (out / "edit_ablation.md").write_text("\n".join(lines) + "\n")
+    plot(
+        eff,
+        out / "edit_ablation.png",
+        f"edit_ablation: {settings.get('model')}, {settings.get('pairs')} pairs",
+    )
+    logger.info("wrote %s", out / "edit_ablation.md")
+
+
+def merge(folders: list[Path], out: Path) -> None:
+    """Combine shards written with ``--shard``; refuses shards run with other settings or overlapping."""
+    parts = [json.loads((f / "edit_ablation.json").read_text()) for f in folders]
+    first = {k: v for k, v in parts[0]["settings"].items() if k != "shard"}
+    for f, part in zip(folders, parts, strict=True):
+        if {k: v for k, v in part["settings"].items() if k != "shard"} != first:
+            sys.exit(f"{f} was run with other settings than {folders[0]}; merge shards of one run")
+    rows = [r for part in parts for r in part["rows"] + part["identity_rows"]]
+    keys = [(r["pair"], r["config"], r.get("seed")) for r in rows]
+    if len(set(keys)) != len(keys):
+        sys.exit("the shards overlap (a pair was edited twice); merge shards K/N of one N")
+    write_results(
+        out, {**first, "shard": f"merged from {len(folders)} shards"}, rows, "RANDOM" in first["model"]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, default=None, help="trained model (default: tiny RANDOM one)")
+    parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument("--seeds", type=int, default=3, help="edit seeds 0..N-1")
+    parser.add_argument("--frames", type=int, default=17)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--configs", nargs="+", default=None, help="subset of configuration names")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default: see module doc)")
+    parser.add_argument("--shard", default="0/1", help="K/N: run only pairs i with i %% N == K")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, help="shard folders to combine")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    random_model = args.model is None
+    if args.merge:
+        merge(args.merge, args.out or RESULTS)
+        return
+    try:
+        shard = tuple(int(x) for x in args.shard.split("/"))
+        if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
+            raise ValueError
+    except ValueError:
+        sys.exit(f"--shard {args.shard!r}: expected K/N with 0 <= K < N, e.g. 0/2")
+    if args.seeds < 1:
+        sys.exit(f"--seeds {args.seeds}: need at least 1 (3 for a spread)")
+    out = args.out or (ROOT / "outputs" / "edit_ablation_tiny_random" if random_model else RESULTS)
+    configs = configurations()
+    if args.configs:
+        unknown = sorted(set(args.configs) - set(configs))
+        if unknown:
+            sys.exit(f"unknown configuration(s) {unknown}; choose from {', '.join(configs)}")
+        configs = {k: configs[k] for k in args.configs}
+    pairs = make_pairs(args.pairs, args.frames, args.size, shard)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if random_model:
+            from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint
+
+            logger.warning(
+                "no --model: using a tiny RANDOM-weight checkpoint; the numbers will be meaningless"
+            )
+            model = build_tiny_checkpoint(Path(tmp) / "tiny", seed=0)
+        else:
+            model = args.model
+        pipe = WanVideoPipeline.from_pretrained(model, device=args.device)
+        run_key = {
+            k: str(getattr(args, k)) for k in ("model", "pairs", "seeds", "frames", "size", "steps", "shard")
+        }
+        rows, progress = _load_progress(out / "edit_ablation_progress.jsonl", run_key)
+        done = {(r["pair"], r["config"], r.get("seed")) for r in rows}
+        for row in identity_rows([p for p in pairs if (p["index"], "identity", None) not in done]):
+            rows.append(row)
+            with progress.open("a") as f:
+                f.write(json.dumps(row, default=str) + "\n")
+        for pair in pairs:
+            for seed in range(args.seeds):
+                for name, controls in configs.items():
+                    if (pair["index"], name, seed) in done:
+                        continue
+                    options = options_for(controls, args.steps)
+                    mask = options.pop("mask", None)
+                    if mask == "oracle":
+                        mask = (pair["source_mask"] | pair["target_mask"]).astype(np.uint8) * 255
+                    if args.device.startswith("cuda"):
+                        torch.cuda.reset_peak_memory_stats()
+                    start = time.perf_counter()
+                    result = edit(
+                        pair["source"],
+                        source_prompt=pair["source_prompt"],
+                        target_prompt=pair["target_prompt"],
+                        model=pipe,
+                        mask=mask,
+                        seed=seed,
+                        **options,
+                    )
+                    if result.frames.shape != pair["source"].shape:
+                        sys.exit(
+                            f"the model edited at {result.frames.shape[1:3]} frames of "
+                            f"{pair['source'].shape[1:3]}; pass --size/--frames the model works at "
+                            "(the toy model: --size 128)"
+                        )
+                    row = {
+                        "config": name,
+                        "controls": sorted(controls),
+                        "pair": pair["index"],
+                        "type": pair["type"],
+                        "seed": seed,
+                        **score(pair, result.frames),
+                        "model_calls": result.model_calls,
+                        "row_evaluations": result.row_evaluations,
+                        "seconds": round(time.perf_counter() - start, 3),
+                        "peak_memory_mb": round(_peak_memory_mb(args.device), 1),
+                    }
+                    rows.append(row)
+                    with progress.open("a") as f:
+                        f.write(json.dumps(row, default=str) + "\n")
+            logger.info(
+                "pair %d (%s) done, %d of %d", pair["index"], pair["type"], pairs.index(pair) + 1, len(pairs)
+            )
+        rows = [r for r in rows if r["config"] in configs or r["config"] == "identity"]
+
+    settings = {
+        "model": "tiny RANDOM-weight checkpoint (seed 0): numbers are meaningless"
+        if random_model
+        else str(model),
+        "pairs": args.pairs,
+        "eval_seed": EVAL_SEED,
+        "seeds": list(range(args.seeds)),
+        "frames": args.frames,
+        "size": args.size,
+        "steps": args.steps,
+        "shard": args.shard,
+        "base": "inversion (DPM-Solver++ / UniPC), source / target CFG 1 / 5",
+        "threads": torch.get_num_threads(),
+        "device": args.device,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "flowstudio": __version__,
+        "metrics": "edit_toy.score: psnr/keep_psnr bench.metrics.pixel.psnr; attr_acc "
+        "bench.metrics.attributes; warp_error bench.metrics.temporal; spread: std over seeds of "
+        "per-seed means",
+    }
+    write_results(out, settings, rows, random_model)
+
+
+if __name__ == "__main__":
+    main()
