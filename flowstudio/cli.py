@@ -13,8 +13,9 @@ from rich.console import Console
 from flowstudio import __version__
 from flowstudio.avatar.cli import avatar_app
 from flowstudio.bench.cli import bench_app
+from flowstudio.checks import markup_safe
 from flowstudio.edit.cli import edit_command, estimate_memory_command
-from flowstudio.errors import FlowstudioError
+from flowstudio.errors import FlowstudioError, InputError
 from flowstudio.worlds.cli import worlds_app
 
 console = Console(stderr=True)
@@ -69,7 +70,7 @@ def main(
 
 
 def _fail(error: Exception) -> None:
-    console.print(f"[red]error:[/red] {error}")
+    console.print(f"[red]error:[/red] {markup_safe(error)}", soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -105,7 +106,7 @@ def models_make_tiny(
 
 @app.command()
 def generate(
-    prompt: str = typer.Option(..., "--prompt", "-p", help="What the video shows."),
+    prompt: str = typer.Option(..., "--prompt", "-p", help="What the video shows (not empty)."),
     out: Path = typer.Option(
         Path("outputs/generate.mp4"), "--out", "-o", help="mp4 to write (+ .json settings)."
     ),
@@ -131,20 +132,20 @@ def generate(
     ),
     offload: Offload = typer.Option(Offload.none, help="CPU offload for small GPUs: none, model, group."),
 ) -> None:
-    """Text-to-video, or text+image-to-video with --image; writes an mp4 and a JSON of the settings."""
+    """Text-to-video, or text+image-to-video with --image; writes an mp4 and a JSON of the settings.
+
+    Everything is checked before the model loads: the settings, the output paths (an .mp4/.m4v/.mov
+    whose .json sibling is not a folder and that is not the --image) and the memory the run needs.
+    """
     import numpy as np
     import torch
 
+    from flowstudio.checks import check_number, check_outputs, parse_dtype
+    from flowstudio.edit.memory import check_fits_memory, model_configs
     from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
-    from flowstudio.video import read_image, write_video
+    from flowstudio.video import WRITE_SUFFIXES, read_image, write_video
 
     try:
-        model_path = _resolve_model(model)
-        torch_dtype = getattr(torch, dtype) if dtype else None
-        pipe = WanVideoPipeline.from_pretrained(
-            model_path, device=device, dtype=torch_dtype, offload=offload.value
-        )
-        first = read_image(image, size=(height, width)) if image is not None else None
         settings = GenerationSettings(
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -156,8 +157,33 @@ def generate(
             shift=shift,
             solver=solver.value,
             seed=seed,
-            image_conditioned=first is not None,
+            image_conditioned=image is not None,
         )
+        check_number("--fps", fps, positive=True, what="; the frame rate of the mp4, e.g. 16")
+        torch_dtype = parse_dtype(dtype, "--dtype")
+        if out.suffix.lower() not in WRITE_SUFFIXES:
+            raise InputError(
+                f"--out {out} is a {out.suffix or 'suffix-less'} file; flowstudio writes H.264 "
+                f"{', '.join(WRITE_SUFFIXES)}: change the extension (e.g. {out.with_suffix('.mp4').name})"
+            )
+        check_outputs([out, out.with_suffix(".json")], inputs=[image])
+        model_path = _resolve_model(model)
+        on_gpu = torch.device(device).type == "cuda"
+        dtype_name = str(torch_dtype or (torch.bfloat16 if on_gpu else torch.float32)).removeprefix("torch.")
+        check_fits_memory(
+            configs=model_configs(model_path),
+            height=height,
+            width=width,
+            frames=frames,
+            batch_rows=2 if guidance != 1.0 else 1,
+            device=device,
+            dtype=dtype_name,
+            offload=offload.value,
+        )
+        pipe = WanVideoPipeline.from_pretrained(
+            model_path, device=device, dtype=torch_dtype, offload=offload.value
+        )
+        first = read_image(image, size=(height, width)) if image is not None else None
         result = pipe.generate(settings, image=first)
         write_video(out, np.ascontiguousarray(result.frames), fps=fps)
         record = {
@@ -171,8 +197,8 @@ def generate(
     except FlowstudioError as error:
         _fail(error)
     console.print(
-        f"wrote {out} ({frames} frames {height}x{width}, {steps} steps, {solver.value}) and "
-        f"{out.with_suffix('.json')}"
+        f"wrote {markup_safe(out)} ({frames} frames {height}x{width}, {steps} steps, {solver.value}) and "
+        f"{markup_safe(out.with_suffix('.json'))}"
     )
 
 

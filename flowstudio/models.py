@@ -39,3 +39,22 @@ def resolve_model(model: str | os.PathLike[str] | None = None) -> Path:
         f"local diffusers-format Wan2.2 TI2V folder) or set {MODEL_ENV}. For a quick try without real "
         "weights: `flowstudio models make-tiny outputs/tiny` (random weights)."
     )
+
+
+TRAINING_SUMMARY = "training_summary.json"
+
+
+def trained_size(model: str | os.PathLike[str] | None) -> tuple[int, int] | None:
+    """``(height, width)`` a checkpoint was trained at, from its ``training_summary.json`` (toy models
+    write one); ``None`` when the folder records none (real and tiny random checkpoints)."""
+    import json
+
+    if model is None:
+        return None
+    file = Path(model) / TRAINING_SUMMARY
+    try:
+        config = json.loads(file.read_text(encoding="utf-8")).get("config", {})
+        size = int(config["height"]), int(config["width"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return size if min(size) > 0 else None

@@ -46,6 +46,22 @@ class GenerationSettings:
     seed: int = 0
     image_conditioned: bool = False
 
+    def __post_init__(self) -> None:
+        """Refuse unusable values up front (a run would crash or give NaN minutes later)."""
+        from flowstudio.checks import check_int, check_number, check_text
+        from flowstudio.core.solvers import SOLVERS
+
+        check_text("prompt", self.prompt, "what the video shows")
+        if not isinstance(self.negative_prompt, str):
+            raise InputError(f"negative_prompt must be a text ('' for none), got {self.negative_prompt!r}")
+        for name in ("num_frames", "height", "width", "steps"):
+            check_int(name, getattr(self, name), minimum=1)
+        check_int("seed", self.seed)
+        check_number("guidance_scale", self.guidance_scale, what="; 1 disables guidance, 5 is usual")
+        check_number("shift", self.shift, positive=True, what="; the flow shift of the schedule, 5 is usual")
+        if self.solver not in SOLVERS:
+            raise InputError(f"unknown solver {self.solver!r}; choose one of {', '.join(sorted(SOLVERS))}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -588,7 +588,9 @@ def normalize_clip(
     """Bring a clip to ``frame_multiple * k + 1`` frames and sizes that are multiples of ``multiple``.
 
     Frame policies (count ``n`` goes to a valid count):
-        ``"trim"`` drop trailing frames down to the valid count at or below ``n``;
+        ``"trim"`` drop trailing frames down to the valid count at or below ``n``; a short clip that
+        this would cut to its first frame alone (2 to ``frame_multiple`` frames) is padded up as by
+        ``"pad"`` instead, and the report says ``"pad"``;
         ``"pad"`` repeat the last frame up to the valid count at or above ``n``;
         ``"resample"`` nearest-frame resample, keeping first and last frame, to the nearest valid
         count (ties go up). The clip keeps its duration at ``report.adjusted_fps(fps)``.
@@ -614,6 +616,12 @@ def normalize_clip(
 
     # 1. Time.
     new_t = _target_frame_count(t0, frame_policy, frame_multiple, target_frames)
+    if frame_policy == "trim" and target_frames is None and new_t == 1 < t0:
+        # Trimming 2..frame_multiple frames would keep only the first one: pad up instead.
+        new_t = nearest_valid_frame_count(t0, "up", frame_multiple)
+        frame_policy = "pad"
+        logger.info("a %d-frame clip is padded to %d frames (repeating the last one) instead of trimmed "
+                    "to 1, which would drop all its motion", t0, new_t)
     indices = _frame_indices(t0, new_t, frame_policy)
     if indices != tuple(range(t0)):
         frames = frames[np.asarray(indices)]

@@ -176,7 +176,7 @@ def test_controller_can_change_the_velocity(pipe):
         ({"num_frames": 6}, "num_frames must be 4k\\+1.*got 6"),
         ({"height": 48}, "height must be a positive multiple of 32"),
         ({"width": 0}, "width"),
-        ({"steps": 0}, "steps must be >= 1"),
+        ({"steps": 0}, "steps must be a whole number >= 1"),
     ],
 )
 def test_bad_sizes_get_clear_errors(pipe, override, match):

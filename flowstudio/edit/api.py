@@ -340,7 +340,9 @@ def edit(
     dtype = parse_dtype(dtype)
     _check_size_option(size)
     if out is not None:
-        _check_out(out, inputs=[source, mask if mask != "auto" else None, target_image])
+        source_file = source.path if isinstance(source, VideoClip) else source
+        mask_file = mask if isinstance(mask, (str, os.PathLike)) and mask != "auto" else None
+        _check_out(out, inputs=[source_file, mask_file, target_image])
     if mask is not None and box is not None:
         raise InputError("give either mask or box, not both")
     if target_image is not None and s.first_frame != "image":

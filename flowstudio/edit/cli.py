@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from flowstudio.checks import markup_safe, parse_dtype
 from flowstudio.errors import FlowstudioError, InputError
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ MODEL_ENV = "FLOWSTUDIO_MODEL"
 
 
 def _fail(error: Exception) -> None:
-    console.print(f"[red]error:[/red] {error}", soft_wrap=True)
+    console.print(f"[red]error:[/red] {markup_safe(error)}", soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -36,6 +37,16 @@ def _parse_box(text: str | None) -> tuple[int, int, int, int] | None:
     if len(values) != 4:
         raise InputError(f"--box must be four integers x0,y0,x1,y1 (pixels), got {text!r}")
     return values  # type: ignore[return-value]
+
+
+def _parse_size(text: str) -> str | tuple[int, int]:
+    """``model`` / ``native`` as they are; ``HxW`` (e.g. ``128x128``) as ``(height, width)``."""
+    if text in ("model", "native"):
+        return text
+    parts = text.lower().replace(" ", "").split("x")
+    if len(parts) == 2 and all(p.isdigit() and int(p) > 0 for p in parts):
+        return int(parts[0]), int(parts[1])
+    raise InputError(f"--size must be model, native or HxW in pixels (e.g. 128x128), got {text!r}")
 
 
 def _parse_blocks(text: str | None) -> tuple[int, ...] | None:
@@ -129,7 +140,14 @@ def edit_command(
     fps: float | None = typer.Option(None, "--fps", help="Output frame rate (default: the source's)."),
     frame_policy: str = typer.Option("trim", "--frame-policy", help="To 4k+1 frames: trim | pad | resample."),
     size_policy: str = typer.Option(
-        "resize", "--size-policy", help="To multiples of 32: resize | crop | pad."
+        "resize", "--size-policy", help="To the working size: resize (stretch) | crop | pad."
+    ),
+    size: str = typer.Option(
+        "model",
+        "--size",
+        help="Working size: model (default: the size the model was trained at, e.g. 128x128 for the "
+        "toy model, when its folder records one), native (the source's size, rounded to multiples "
+        "of 32) or HxW.",
     ),
     device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu, cuda."),
     dtype: str | None = typer.Option(None, "--dtype", help="float32 / bfloat16 / float16."),
@@ -140,8 +158,6 @@ def edit_command(
     Writes the edited mp4, a side-by-side mp4 and a JSON of the settings used.
     """
     import dataclasses
-
-    import torch
 
     from flowstudio.edit import edit
     from flowstudio.edit.attention_share import AttentionShareConfig
@@ -220,18 +236,20 @@ def edit_command(
             target_image=target_image,
             out=out,
             device=device,
-            dtype=getattr(torch, dtype) if dtype else None,
+            dtype=parse_dtype(dtype, "--dtype"),
             offload=offload,
             fps=fps,
             frame_policy=frame_policy,
             size_policy=size_policy,
+            size=_parse_size(size),
             **options,
         )
     except FlowstudioError as error:
         _fail(error)
     s = result.settings
+    written = ", ".join(markup_safe(result.outputs[k]) for k in ("video", "side_by_side", "settings"))
     console.print(
-        f"wrote {result.outputs['video']}, {result.outputs['side_by_side']} and {result.outputs['settings']} "
+        f"wrote {written} "
         f"({s.method}, {s.steps} steps, {result.model_calls} model calls, {result.seconds:.1f} s)"
     )
 

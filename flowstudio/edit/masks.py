@@ -60,6 +60,14 @@ def to_pixel_mask(data: np.ndarray, name: str = "mask") -> np.ndarray:
         array = array[None]
     if array.ndim != 3:
         raise InputError(f"{name} must be (H, W), (T, H, W) or (T, H, W, C), got shape {array.shape}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise InputError(
+            f"{name} holds {bad} NaN/inf value(s) of {array.size}; a mask must be finite "
+            "(0/1 floats, or 0..255): fix the mask array"
+        )
+    if array.dtype.kind not in "biuf":
+        raise InputError(f"{name} must hold numbers (bool, int or float), got dtype {array.dtype}")
     threshold = 127.5 if array.dtype == np.uint8 or array.max(initial=0) > 1.0 else 0.5
     return (array.astype(np.float32) > threshold).astype(np.float32)
 

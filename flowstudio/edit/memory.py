@@ -27,6 +27,7 @@ import inspect
 import json
 import logging
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flowstudio.errors import InputError
@@ -217,3 +218,73 @@ def format_estimates(estimates: list[MemoryEstimate], limit_gb: float = 24.0) ->
             f"{e.peak_bytes / GB:.1f} | {'yes' if e.fits(limit_gb) else 'no'} |"
         )
     return "\n".join(lines)
+
+
+def model_configs(model: str | Path) -> dict[str, dict[str, Any]]:
+    """The ``transformer``, ``vae`` and ``text_encoder`` configs of a checkpoint folder (those present)."""
+    configs: dict[str, dict[str, Any]] = {}
+    for name in ("transformer", "vae", "text_encoder"):
+        file = Path(model) / name / "config.json"
+        try:
+            configs[name] = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # a missing or broken config is reported by the loader
+    return configs
+
+
+def available_memory(device: str | Any) -> tuple[int, str] | None:
+    """``(bytes, where)`` free on ``device``: the GPU's free memory, else the host's available RAM."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info(dev)
+        return int(free), f"{dev} (free GPU memory)"
+    if dev.type == "cpu":
+        try:
+            import psutil
+        except ImportError:  # pragma: no cover - psutil ships with the venv
+            return None
+        return int(psutil.virtual_memory().available), "this machine (available RAM)"
+    return None
+
+
+def check_fits_memory(
+    *,
+    configs: dict[str, dict[str, Any]],
+    height: int,
+    width: int,
+    frames: int,
+    batch_rows: int,
+    device: str | Any,
+    dtype: str,
+    offload: str = "none",
+    what: str = "--height/--width/--frames",
+) -> MemoryEstimate | None:
+    """Refuse a run whose estimated peak memory exceeds what ``device`` has free; return the estimate.
+
+    Uses :func:`estimate_memory` on the checkpoint's own configs. Sizes the estimate cannot take
+    (not multiples of 32, not 4k+1 frames) are left to the pipeline's own checks (``None``).
+    """
+    if "transformer" not in configs or "vae" not in configs or height % 32 or width % 32 or (frames - 1) % 4:
+        return None
+    estimate = estimate_memory(
+        height=height,
+        width=width,
+        frames=frames,
+        batch_rows=batch_rows,
+        offload=offload,
+        dtype=dtype,
+        transformer_config=configs["transformer"],
+        vae_config=configs["vae"],
+        text_encoder_config=configs.get("text_encoder"),
+    )
+    free = available_memory(device)
+    if free is not None and estimate.peak_bytes > free[0]:
+        phases = ", ".join(f"{k} {v / GB:.1f}" for k, v in estimate.phases.items())
+        raise InputError(
+            f"{frames} frames of {height}x{width} need about {estimate.peak_bytes / GB:.1f} GiB by the "
+            f"memory estimate ({phases} GiB; `flowstudio edit-memory` shows it) but {free[1]} has "
+            f"{free[0] / GB:.1f} GiB; use a smaller {what}, or a device with more memory"
+        )
+    return estimate

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from flowstudio.checks import check_int, check_number
 from flowstudio.core.solvers import SOLVERS
 from flowstudio.edit.attention_share import AttentionShareConfig
 from flowstudio.edit.blending import BlendConfig
@@ -90,16 +91,21 @@ class EditSettings:
             value = getattr(self, name)
             if value is not None and value not in SOLVERS:
                 raise InputError(f"unknown {name} {value!r}; choose one of {', '.join(sorted(SOLVERS))}")
-        if self.steps < 1:
-            raise InputError(f"steps must be >= 1, got {self.steps}")
+        check_int("steps", self.steps, minimum=1)
+        check_number("shift", self.shift, positive=True, what="; the flow shift of the schedule, 5 is usual")
+        for name in ("source_guidance", "target_guidance"):
+            check_number(name, getattr(self, name), what="; 1 disables guidance")
+        check_int("seed", self.seed)
+        check_int("fixed_point_iters", self.fixed_point_iters, minimum=0)
+        if self.max_batch_rows is not None:
+            check_int("max_batch_rows", self.max_batch_rows, minimum=1)
         if self.first_frame not in ("source", "image", "none"):
             raise InputError(f"first_frame must be 'source', 'image' or 'none', got {self.first_frame!r}")
         if self.source_features not in ("auto", "cache", "recompute"):
             raise InputError(
                 f"source_features must be 'auto', 'cache' or 'recompute', got {self.source_features!r}"
             )
-        if self.memory_budget_gb < 0:
-            raise InputError(f"memory_budget_gb must be >= 0, got {self.memory_budget_gb}")
+        check_number("memory_budget_gb", self.memory_budget_gb, minimum=0.0)
 
     def replace(self, **changes: Any) -> EditSettings:
         """A copy with ``changes`` applied (validated again)."""
