@@ -471,11 +471,12 @@ class _Checker:
         for key in spec.required_keys:
             if key not in data:
                 real = (
-                    f"; its value in {WAN22_TI2V_5B_REPO} is {json.dumps(reference[key])}"
+                    f" (the 5B reference {WAN22_TI2V_5B_REPO} uses {json.dumps(reference[key])}; a "
+                    "smaller or toy model has its own value, e.g. in its training output)"
                     if key in reference
                     else ""
                 )
-                hint = f"restore '{key}'{real}, or {_download_hint(rel)}"
+                hint = f"restore '{key}' with this model's value{real}; for the 5B: {_download_hint(rel)}"
                 self.add(name, "missing_key", f"{rel} has no key '{key}'", hint)
         if spec.known_keys:
             for key in sorted(set(data) - spec.known_keys):

@@ -25,14 +25,17 @@ def _fail(error: Exception) -> None:
 @avatar_app.command("generate")
 def generate_command(
     image: Path = typer.Option(
-        ..., "--image", help="Reference image (PNG/JPEG) at the model's size (toy: 64x64)."
+        ...,
+        "--image",
+        help="Reference image (PNG/JPEG); another size than the model's (toy: 64x64) is center-cropped "
+        "to its aspect ratio and resized (said in the JSON's reference_image).",
     ),
     audio: Path = typer.Option(..., "--audio", help="Speech audio (wav/mp3/m4a)."),
     out: Path = typer.Option(..., "--out", help="Output mp4 (audio muxed)."),
     checkpoint: Path | None = typer.Option(
         None, help="DualForce checkpoint folder; default: random toy model."
     ),
-    steps: int | None = typer.Option(None, help="Denoising steps per chunk (default: config)."),
+    steps: int | None = typer.Option(None, help="Denoising steps per chunk, >= 1 (default: config)."),
     seed: int = typer.Option(0, help="Noise seed."),
     device: str = typer.Option("cpu", help="torch device."),
 ) -> None:

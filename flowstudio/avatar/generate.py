@@ -1,8 +1,10 @@
 """Talking-head generation from files: reference image + audio file -> mp4 with the audio muxed.
 
-1. check inputs (image size, audio length) and load the model: a DualForce checkpoint folder, else
+1. check inputs (steps, audio) and load the model: a DualForce checkpoint folder, else
    the packaged toy model trained on TalkingShapes, else a *randomly initialised* toy config (the
    output is then noise-like; the report says so);
+   A reference image of another size is fitted by :data:`REFERENCE_POLICY` (center crop to the
+   model's aspect ratio, then resize), and the report's ``reference_image`` says what was done;
 2. extract 50 Hz audio features;
 3. stream frames chunk by chunk (:func:`flowstudio.avatar.streaming.stream_frames`);
 4. write the mp4 with :func:`flowstudio.video.write_video`, audio trimmed to the generated span.
@@ -22,10 +24,12 @@ from flowstudio.avatar.audio import make_extractor, read_audio
 from flowstudio.avatar.config import preset
 from flowstudio.avatar.model import DualForceModel
 from flowstudio.avatar.streaming import check_image, stream_frames
+from flowstudio.checks import check_int
 from flowstudio.video import read_image, write_video
 
 logger = logging.getLogger(__name__)
 TOY_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "dualforce-toy"
+REFERENCE_POLICY = "center crop to the model's aspect ratio, then resize (area filter)"
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class GenerateReport:
     realtime_factor: float
     first_chunk_seconds: float
     steps: int
+    reference_image: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -80,10 +85,16 @@ def generate(
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> GenerateReport:
-    """Generate a talking-head mp4 from a reference image and an audio file."""
+    """Generate a talking-head mp4 from a reference image and an audio file.
+
+    ``steps`` (denoising steps per chunk, ``None``: the config's) must be a whole number >= 1; a
+    reference image of another size than the model's is fitted by :data:`REFERENCE_POLICY`.
+    """
+    if steps is not None:
+        check_int("steps", steps, minimum=1, what="; denoising steps per chunk, or None for the config's")
     model, random_weights = load_model(checkpoint, seed=seed, device=device)  # 1. model and inputs
     cfg = model.config
-    picture = read_image(image)
+    picture, reference_note = fit_reference_image(read_image(image), cfg.image_size)
     check_image(picture, cfg.image_size)
     rate = 16000  # both feature extractors work at 16 kHz; the mp4 gets the same waveform
     waveform = read_audio(audio, rate)
@@ -107,7 +118,7 @@ def generate(
     path = write_video(out, video, fps, audio=waveform[: int(round(seconds * rate))], audio_rate=rate)  # 4.
     return GenerateReport(
         out=str(path),
-        model=str(checkpoint) if checkpoint else f"random {cfg.name}",
+        model=_model_name(checkpoint, random_weights, cfg.name, seed),
         random_weights=random_weights,
         frames=len(video),
         seconds=seconds,
@@ -115,4 +126,37 @@ def generate(
         realtime_factor=seconds / wall if wall > 0 else float("inf"),
         first_chunk_seconds=timings[0] if timings else wall,
         steps=steps or cfg.forcing.inference_steps,
+        reference_image=reference_note,
     )
+
+
+def _model_name(checkpoint: str | Path | None, random_weights: bool, name: str, seed: int) -> str:
+    """The folder the weights came from, or what the random model is."""
+    if checkpoint is not None:
+        return str(checkpoint)
+    return f"random {name} (seed {seed})" if random_weights else str(TOY_CHECKPOINT)
+
+
+def fit_reference_image(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """Bring a uint8 ``(H, W, 3)`` image to ``size`` (height, width) by :data:`REFERENCE_POLICY`.
+
+    Returns the image and a note of what was done (``"64x64 (model size, unchanged)"`` when nothing).
+    """
+    import cv2
+
+    height, width = (int(v) for v in size)
+    h0, w0 = image.shape[:2]
+    if (h0, w0) == (height, width):
+        return image, f"{h0}x{w0} (the model's size, unchanged)"
+    # largest window of the target aspect ratio inside the image, centred
+    crop_h, crop_w = min(h0, round(w0 * height / width)), min(w0, round(h0 * width / height))
+    top, left = (h0 - crop_h) // 2, (w0 - crop_w) // 2
+    cropped = image[top : top + crop_h, left : left + crop_w]
+    resized = cv2.resize(np.ascontiguousarray(cropped), (width, height), interpolation=cv2.INTER_AREA)
+    note = (
+        f"{h0}x{w0} -> {height}x{width} (height x width): "
+        + (f"center crop to {crop_h}x{crop_w}, then " if (crop_h, crop_w) != (h0, w0) else "")
+        + "resize"
+    )
+    logger.info("reference image %s", note)
+    return np.ascontiguousarray(resized), note

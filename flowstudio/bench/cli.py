@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from flowstudio.checks import markup_safe
 from flowstudio.errors import FlowstudioError
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ class SetName(StrEnum):
 
 
 def _fail(err: Exception) -> None:
-    console.print(f"[red]error:[/red] {err}", markup=True, highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/red] {markup_safe(err)}", markup=True, highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -60,14 +61,17 @@ def make_set(
 def validate(
     manifest: Path = typer.Argument(..., help="Manifest file, or a folder holding manifest.json."),
     rehash: bool = typer.Option(False, help="Record every file's SHA-256 into the manifest first."),
+    root: Path | None = typer.Option(
+        None, help="Refuse case files that resolve outside this folder (default: anywhere)."
+    ),
 ) -> None:
     """Check a manifest: schema, duplicate ids, files, sizes and hashes. Lists every problem."""
     from flowstudio.bench.manifest import load_testset, record_hashes
 
     try:
         if rehash:
-            typer.echo(f"recorded {record_hashes(manifest)} file hashes")
-        testset = load_testset(manifest)
+            typer.echo(f"recorded {record_hashes(manifest, root=root)} file hashes")
+        testset = load_testset(manifest, root=root)
     except FlowstudioError as err:
         _fail(err)
     counts: dict[str, int] = {}
@@ -119,8 +123,10 @@ def run(
     from flowstudio.bench.methods import get_method
     from flowstudio.bench.runner import run_benchmark
     from flowstudio.bench.sets import resolve_testset
+    from flowstudio.checks import check_writable_folder
 
     try:
+        check_writable_folder(out, "--out", create=False)
         chosen = get_method(method)
         cases = resolve_testset(testset, seed=set_seed, limit=limit)
         results = run_benchmark(

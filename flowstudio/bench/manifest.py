@@ -30,6 +30,7 @@ import numpy as np
 from flowstudio.bench.io import load_frames, load_mask, sha256_file
 from flowstudio.bench.schema import EDIT_TYPES, FILE_FIELDS, schema_errors
 from flowstudio.errors import InputError
+from flowstudio.video import IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +145,42 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ManifestError(path, [f"not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {err}"]) from err
 
 
+def case_file_problem(file: Path, manifest: Path, root: str | os.PathLike[str] | None = None) -> str | None:
+    """Why a case file may not be used, or ``None``.
+
+    A file resolving outside ``root`` (when given) is refused; so is a folder that is not a folder
+    of frames (no png/jpg directly inside) or that holds the manifest itself (e.g. ``../../..``):
+    hashing or reading such a folder would walk the file system.
+    """
+    resolved = file.resolve()
+    if root is not None and not resolved.is_relative_to(Path(root).resolve()):
+        return (
+            f"{file} resolves to {resolved}, outside the allowed root {Path(root).resolve()}; "
+            "keep case files under the root"
+        )
+    if resolved.is_dir():
+        if manifest.resolve().parent.is_relative_to(resolved):
+            return (
+                f"{file} is a folder holding the manifest itself; give a video file or a folder of frames"
+            )
+        try:
+            frames = any(p.suffix.lower() in IMAGE_SUFFIXES for p in resolved.iterdir())
+        except OSError as err:
+            return f"{file} is a folder that cannot be listed ({err.strerror})"
+        if not frames:
+            return (
+                f"{file} is a folder with no frames (png/jpg) directly inside; give a video file or a "
+                "folder of frames"
+            )
+    return None
+
+
 def load_testset(
-    path: str | os.PathLike[str], *, check_files: bool = True, verify_hashes: bool = True
+    path: str | os.PathLike[str],
+    *,
+    check_files: bool = True,
+    verify_hashes: bool = True,
+    root: str | os.PathLike[str] | None = None,
 ) -> TestSet:
     """Load and validate a manifest; raise :class:`ManifestError` listing every problem.
 
@@ -154,6 +189,8 @@ def load_testset(
         check_files: load every clip, mask and image to check frames and sizes agree with the source.
         verify_hashes: compare each file's SHA-256 with the one recorded in the manifest (files with no
             recorded hash are reported with a warning, not an error).
+        root: when given, every case file must resolve inside this folder (for servers and shared
+            boards; locally, manifest paths may point anywhere). See :func:`case_file_problem`.
     """
     path = Path(path)
     if path.is_dir():
@@ -162,7 +199,7 @@ def load_testset(
     problems = schema_errors(data)
     if problems:
         raise ManifestError(path, problems)
-    root = path.parent
+    folder = path.parent
     cases: list[Case] = []
     seen: dict[str, int] = {}
     unhashed = 0
@@ -172,9 +209,12 @@ def load_testset(
             problems.append(f"{where}: duplicate id, also cases[{seen[raw['id']]}]")
             continue
         seen[raw["id"]] = index
-        case = _case_from_raw(raw, root)
+        case = _case_from_raw(raw, folder)
         for name, file in case.files().items():
-            if not file.exists():
+            refused = case_file_problem(file, path, root)
+            if refused is not None:
+                problems.append(f"{where}: {name}: {refused}")
+            elif not file.exists():
                 problems.append(f"{where}: {name} file {file} does not exist")
             elif verify_hashes:
                 expected = case.sha256.get(name)
@@ -185,7 +225,8 @@ def load_testset(
                         f"{where}: {name} file {file} has changed: its SHA-256 differs from the "
                         "manifest's; restore it, or re-record with `bench validate --rehash`"
                     )
-        if check_files and all(f.exists() for f in case.files().values()):
+        usable = all(f.exists() and case_file_problem(f, path, root) is None for f in case.files().values())
+        if check_files and usable:
             problems.extend(f"{where}: {p}" for p in _shape_problems(case))
         cases.append(case)
     if problems:
@@ -266,10 +307,11 @@ def _shape_problems(case: Case) -> list[str]:
     return problems
 
 
-def record_hashes(path: str | os.PathLike[str]) -> int:
+def record_hashes(path: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None) -> int:
     """Write the SHA-256 of every case file into the manifest (``sha256`` of each case); return the count.
 
-    Only the schema is checked first (a file that is missing is reported, not hashed).
+    Only the schema is checked first (a file that is missing or refused by :func:`case_file_problem`
+    is reported, not hashed).
     """
     path = Path(path)
     if path.is_dir():
@@ -284,6 +326,10 @@ def record_hashes(path: str | os.PathLike[str]) -> int:
         for name in FILE_FIELDS:
             if name in raw:
                 file = path.parent / raw[name]
+                refused = case_file_problem(file, path, root)
+                if refused is not None:
+                    problems.append(f"case {raw['id']!r}: {name}: {refused}")
+                    continue
                 if not file.exists():
                     problems.append(f"case {raw['id']!r}: {name} file {file} does not exist")
                     continue
@@ -319,6 +365,7 @@ __all__ = [
     "Case",
     "ManifestError",
     "TestSet",
+    "case_file_problem",
     "load_testset",
     "read_manifest",
     "record_hashes",

@@ -34,6 +34,7 @@ from flowstudio.bench.manifest import TestSet
 from flowstudio.bench.methods import EditMethod, method_settings
 from flowstudio.bench.metrics import METRICS, SET_METRICS
 from flowstudio.bench.scoring import check_output, score_case
+from flowstudio.checks import check_writable_folder
 from flowstudio.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def run_benchmark(
     """
     from tqdm import tqdm
 
-    out = Path(out)
+    out = check_writable_folder(out, "out")
     settings = run_settings(method_name, method, testset, seed, extra_settings)
     run_file = out / "run.json"
     if run_file.is_file():

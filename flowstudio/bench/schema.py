@@ -96,6 +96,14 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
+def _pattern_matches(pattern: str, value: str) -> bool:
+    """JSON Schema (ECMA-262) semantics: ``$`` ends the text; Python's ``$`` also matches before a
+    final newline, which let ids such as ``"case-1\\n"`` through (and into file names)."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.search(pattern, value) is not None
+
+
 def schema_errors(value: Any, schema: dict[str, Any] = MANIFEST_SCHEMA, path: str = "$") -> list[str]:
     """All violations of ``schema`` by ``value``, each as ``"<json path>: <what is wrong>"``."""
     errors: list[str] = []
@@ -109,7 +117,7 @@ def schema_errors(value: Any, schema: dict[str, Any] = MANIFEST_SCHEMA, path: st
     if isinstance(value, str):
         if len(value) < schema.get("minLength", 0):
             errors.append(f"{path}: must not be empty")
-        if "pattern" in schema and not re.search(schema["pattern"], value):
+        if "pattern" in schema and not _pattern_matches(schema["pattern"], value):
             errors.append(f"{path}: {value!r} does not match {schema['pattern']}")
     if isinstance(value, dict):
         for key in schema.get("required", ()):

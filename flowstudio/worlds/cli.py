@@ -6,12 +6,20 @@ from pathlib import Path
 
 import typer
 
+from flowstudio.checks import check_writable_folder
+from flowstudio.errors import FlowstudioError
+
 worlds_app = typer.Typer(help="Procedural toy worlds: datasets with ground truth, toy-model training.",
                          no_args_is_help=True)
 make_app = typer.Typer(help="Write a toy-world dataset.", no_args_is_help=True)
 train_app = typer.Typer(help="Train a toy model.", no_args_is_help=True)
 worlds_app.add_typer(make_app, name="make")
 worlds_app.add_typer(train_app, name="train")
+
+
+def _fail(error: Exception) -> None:
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(code=2)
 
 
 @make_app.command("shapes")
@@ -29,8 +37,12 @@ def make_shapes(
     """ShapeWorld product clips with captions, exact masks and ground-truth edits."""
     from flowstudio.worlds.dataset import make_shapes_dataset
 
-    path = make_shapes_dataset(out, clips, seed=seed, num_frames=frames, height=height, width=width,
-                               with_edits=edits, workers=workers, resume=resume)
+    try:
+        check_writable_folder(out, "OUT")
+        path = make_shapes_dataset(out, clips, seed=seed, num_frames=frames, height=height, width=width,
+                                   with_edits=edits, workers=workers, resume=resume)
+    except FlowstudioError as error:
+        _fail(error)
     typer.echo(f"wrote {clips} ShapeWorld clips to {path}")
 
 
@@ -49,8 +61,12 @@ def make_faces(
     """TalkingShapes talking-head clips with speech, structure latents and mouth ground truth."""
     from flowstudio.worlds.faces_dataset import make_faces_dataset
 
-    path = make_faces_dataset(out, clips, seed=seed, seconds=seconds, height=height, width=width,
-                              workers=workers, resume=resume, engine=engine)
+    try:
+        check_writable_folder(out, "OUT")
+        path = make_faces_dataset(out, clips, seed=seed, seconds=seconds, height=height, width=width,
+                                  workers=workers, resume=resume, engine=engine)
+    except FlowstudioError as error:
+        _fail(error)
     typer.echo(f"wrote {clips} TalkingShapes clips to {path}")
 
 
