@@ -479,3 +479,21 @@ def test_a_missing_config_key_hint_does_not_claim_the_5b_value(tiny_checkpoint, 
     [problem] = [p for p in check_checkpoint(folder).problems if p.kind == "missing_key"]
     assert "with this model's value" in problem.hint and "the 5B reference" in problem.hint
     assert "its value in" not in problem.hint
+
+
+def test_bench_engine_edits_at_the_case_size_not_the_trained_size(trained_pipe):
+    """Benchmark outputs are scored against the case's files, so the adapter keeps the case's size."""
+    from types import SimpleNamespace
+
+    from flowstudio.edit.bench_adapter import EngineMethod
+
+    method = EngineMethod("flowedit", trained_pipe.components.path, steps=1)
+    method._pipe = trained_pipe
+    case = SimpleNamespace(
+        edit_type="color",
+        source_prompt="a red ball",
+        target_prompt="a blue ball",
+        load_source=lambda: gradient_clip(5, 32, 64),
+        load_mask=lambda: None,
+    )
+    assert method(case, Path("unused"), seed=0).shape == (5, 32, 64, 3)

@@ -78,7 +78,8 @@ class EngineMethod:
             mask=mask,
             seed=seed,
             **method,
-            **{k: v for k, v in self.options.items() if k != "device"},
+            # scored against the case's own files: edit at the case's size, not the model's trained one
+            **({"size": "native"} | {k: v for k, v in self.options.items() if k != "device"}),
         )
         return result.frames
 
