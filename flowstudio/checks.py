@@ -77,6 +77,18 @@ def parse_dtype(name: str | torch.dtype | None, option: str = "dtype") -> torch.
     return getattr(torch, name)
 
 
+def check_device(device: Any, option: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``...)."""
+    import torch
+
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(
+            f"{option} must be a torch device such as cpu, cuda or cuda:1, got {device!r}"
+        ) from None
+
+
 def _at_least(minimum: int | None) -> str:
     return "" if minimum is None else f" >= {minimum}"
 

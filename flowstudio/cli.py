@@ -140,7 +140,7 @@ def generate(
     import numpy as np
     import torch
 
-    from flowstudio.checks import check_number, check_outputs, parse_dtype
+    from flowstudio.checks import check_device, check_number, check_outputs, parse_dtype
     from flowstudio.edit.memory import check_fits_memory, model_configs
     from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
     from flowstudio.video import WRITE_SUFFIXES, read_image, write_video
@@ -168,7 +168,7 @@ def generate(
             )
         check_outputs([out, out.with_suffix(".json")], inputs=[image])
         model_path = _resolve_model(model)
-        on_gpu = torch.device(device).type == "cuda"
+        on_gpu = check_device(device, "--device").type == "cuda"
         dtype_name = str(torch_dtype or (torch.bfloat16 if on_gpu else torch.float32)).removeprefix("torch.")
         check_fits_memory(
             configs=model_configs(model_path),

@@ -77,6 +77,7 @@ GENERATE = [
         (["--fps", "-5"], ["--fps must be a finite number > 0, got -5.0"]),
         (["-p", ""], ["prompt is missing or empty"]),
         (["-p", "   "], ["prompt is missing or empty"]),
+        (["--device", "gpu"], ["--device must be a torch device such as cpu, cuda or cuda:1, got 'gpu'"]),
     ],
 )
 def test_generate_refuses_bad_settings_before_loading(tiny_checkpoint, tmp_path, args, fragments):
@@ -201,6 +202,7 @@ def test_edit_checks_outputs_before_the_run(pipe, tmp_path, monkeypatch):
         (["--fps", "0"], ["fps must be a finite number > 0, got 0.0"]),
         (["--target-guidance", "nan"], ["target_guidance must be a finite number"]),
         (["--size", "huge"], ["--size must be model, native or HxW"]),
+        (["--device", "gpu"], ["device must be a torch device"]),
         (["-s", ""], ["--source-prompt is missing"]),
     ],
 )

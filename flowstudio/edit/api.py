@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from flowstudio import __version__
-from flowstudio.checks import check_number, check_outputs, parse_dtype
+from flowstudio.checks import check_device, check_number, check_outputs, parse_dtype
 from flowstudio.core.flow import flow_sigmas
 from flowstudio.core.solvers import make_solver
 from flowstudio.core.ti2v import first_frame_mask
@@ -338,6 +338,8 @@ def edit(
     if fps is not None:
         check_number("fps", fps, positive=True, what="; the output frame rate (None: the source's)")
     dtype = parse_dtype(dtype)
+    if not isinstance(model, WanVideoPipeline):
+        check_device(device)
     _check_size_option(size)
     if out is not None:
         source_file = source.path if isinstance(source, VideoClip) else source
