@@ -64,7 +64,10 @@ from edit_toy import (  # the editing benchmark's pairs, scoring, identity row a
     _peak_memory_mb,
     identity_rows,
     make_pairs,
+    open_pipeline,
+    parse_shard,
     score,
+    select_configs,
 )
 
 from flowstudio import __version__
@@ -75,7 +78,6 @@ from flowstudio.edit import (
     RescheduleConfig,
     edit,
 )
-from flowstudio.pipeline import WanVideoPipeline
 
 logger = logging.getLogger("benchmarks.edit_ablation")
 CONTROLS = ("kv", "inject", "blend", "auto-mask", "composite", "reschedule", "solver")
@@ -341,34 +343,15 @@ def main() -> None:
     if args.merge:
         merge(args.merge, args.out or RESULTS)
         return
-    try:
-        shard = tuple(int(x) for x in args.shard.split("/"))
-        if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
-            raise ValueError
-    except ValueError:
-        sys.exit(f"--shard {args.shard!r}: expected K/N with 0 <= K < N, e.g. 0/2")
+    shard = parse_shard(args.shard)
     if args.seeds < 1:
         sys.exit(f"--seeds {args.seeds}: need at least 1 (3 for a spread)")
     out = args.out or (ROOT / "outputs" / "edit_ablation_tiny_random" if random_model else RESULTS)
-    configs = configurations()
-    if args.configs:
-        unknown = sorted(set(args.configs) - set(configs))
-        if unknown:
-            sys.exit(f"unknown configuration(s) {unknown}; choose from {', '.join(configs)}")
-        configs = {k: configs[k] for k in args.configs}
+    configs = select_configs(configurations(), args.configs)
     pairs = make_pairs(args.pairs, args.frames, args.size, shard)
 
     with tempfile.TemporaryDirectory() as tmp:
-        if random_model:
-            from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint
-
-            logger.warning(
-                "no --model: using a tiny RANDOM-weight checkpoint; the numbers will be meaningless"
-            )
-            model = build_tiny_checkpoint(Path(tmp) / "tiny", seed=0)
-        else:
-            model = args.model
-        pipe = WanVideoPipeline.from_pretrained(model, device=args.device)
+        pipe = open_pipeline(args.model, args.device, Path(tmp))
         run_key = {
             k: str(getattr(args, k)) for k in ("model", "pairs", "seeds", "frames", "size", "steps", "shard")
         }
@@ -428,7 +411,7 @@ def main() -> None:
     settings = {
         "model": "tiny RANDOM-weight checkpoint (seed 0): numbers are meaningless"
         if random_model
-        else str(model),
+        else str(args.model),
         "pairs": args.pairs,
         "eval_seed": EVAL_SEED,
         "seeds": list(range(args.seeds)),

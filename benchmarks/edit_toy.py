@@ -760,6 +760,37 @@ def rechoose(results: Path, out: Path | None = None) -> Path:
     return out
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with ``0 <= K < N``; exits with a one-line message otherwise."""
+    try:
+        shard = tuple(int(x) for x in text.split("/"))
+        if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
+            raise ValueError
+    except ValueError:
+        sys.exit(f"--shard {text!r}: expected K/N with 0 <= K < N, e.g. 0/2")
+    return shard
+
+
+def select_configs(configs: dict[str, Any], names: list[str] | None) -> dict[str, Any]:
+    """The named subset of ``configs`` (all when ``names`` is empty); unknown names exit with the choices."""
+    if not names:
+        return configs
+    unknown = sorted(set(names) - set(configs))
+    if unknown:
+        sys.exit(f"unknown configuration(s) {unknown}; choose from {sorted(configs)}")
+    return {k: configs[k] for k in names}
+
+
+def open_pipeline(model: Path | None, device: str, tmp: Path) -> WanVideoPipeline:
+    """The model's pipeline; without a model, a tiny random-weight checkpoint built in ``tmp`` (warned)."""
+    if model is None:
+        from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint
+
+        logger.warning("no --model: using a tiny RANDOM-weight checkpoint; the numbers will be meaningless")
+        model = build_tiny_checkpoint(tmp / "tiny", seed=0)
+    return WanVideoPipeline.from_pretrained(model, device=device)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -792,33 +823,14 @@ def main() -> None:
     if args.merge:
         merge(args.merge, args.out or RESULTS)
         return
-    try:
-        shard = tuple(int(x) for x in args.shard.split("/"))
-        if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
-            raise ValueError
-    except ValueError:
-        sys.exit(f"--shard {args.shard!r}: expected K/N with 0 <= K < N, e.g. 0/2")
+    shard = parse_shard(args.shard)
     random_model = args.model is None
     out = args.out or (ROOT / "outputs" / "edit_toy_tiny_random" if random_model else RESULTS)
-    configs = configurations(args.steps)
-    if args.configs:
-        unknown = sorted(set(args.configs) - set(configs))
-        if unknown:
-            sys.exit(f"unknown configuration(s) {unknown}; choose from {sorted(configs)}")
-        configs = {k: configs[k] for k in args.configs}
+    configs = select_configs(configurations(args.steps), args.configs)
     pairs = make_pairs(args.pairs, args.frames, args.size, shard)
 
     with tempfile.TemporaryDirectory() as tmp:
-        if random_model:
-            from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint
-
-            logger.warning(
-                "no --model: using a tiny RANDOM-weight checkpoint; the numbers will be meaningless"
-            )
-            model = build_tiny_checkpoint(Path(tmp) / "tiny", seed=0)
-        else:
-            model = args.model
-        pipe = WanVideoPipeline.from_pretrained(model, device=args.device)
+        pipe = open_pipeline(args.model, args.device, Path(tmp))
         # rows are appended as they are made, so an interrupted run resumes where it stopped
         run_key = {
             k: str(getattr(args, k)) for k in ("model", "pairs", "frames", "size", "steps", "seed", "shard")
@@ -880,7 +892,7 @@ def main() -> None:
     settings = {
         "model": "tiny RANDOM-weight checkpoint (seed 0): numbers are meaningless"
         if random_model
-        else str(model),
+        else str(args.model),
         "pairs": args.pairs,
         "eval_seed": EVAL_SEED,
         "frames": args.frames,
