@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -160,3 +161,12 @@ def test_the_last_vae_steps_train_on_whole_clips():
                                vae_full_clip_batch=1)
     assert [vae_crop_at(config, k) for k in (0, 6, 7, 9)] == [(9, 2), (9, 2), (17, 1), (17, 1)]
     assert vae_crop_at(ShapesTrainConfig(vae_steps=10), 9) == (5, 4), "default: crops only, as before"
+
+
+def test_the_vae_stage_trains_under_bfloat16_autocast(tmp_path):
+    """vae_autocast='bfloat16' runs the VAE forward in bf16 with a float32 loss; other values are refused."""
+    config = ShapesTrainConfig(**{**TINY.__dict__, "vae_autocast": "bfloat16", "dit_steps": 1})
+    result = train_shapes(tmp_path / "bf16", config, device="cpu", progress=False)
+    assert result.finished and np.isfinite(result.summary["final_vae_loss"])
+    with pytest.raises(InputError, match="vae_autocast"):
+        ShapesTrainConfig(**{**TINY.__dict__, "vae_autocast": "fp8"})

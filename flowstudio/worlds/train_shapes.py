@@ -98,6 +98,10 @@ class ShapesTrainConfig:
     # this final fraction of each stage's steps (0: constant throughout). A pure function of the step,
     # so resumed runs stay bit-identical, and a constant-rate prefix can be extended.
     lr_decay_fraction: float = 0.0
+    # "bfloat16": the VAE stage's forward under torch.autocast (1.4x faster VAE steps on a CPU with
+    # AMX/AVX512-BF16, measured at 9 x 64 x 64; no gain for the toy transformer's small matmuls there,
+    # so only the VAE uses it); "float32": off
+    vae_autocast: str = "float32"
     # data: processes that render the VAE stage's clips ahead of the optimiser (0: inline). The
     # batches do not depend on it, so it may differ between a run and its resumption.
     data_workers: int = 0
@@ -108,6 +112,10 @@ class ShapesTrainConfig:
     # bookkeeping
     checkpoint_every: int = 200
     log_every: int = 20
+
+    def __post_init__(self) -> None:
+        if self.vae_autocast not in ("float32", "bfloat16"):
+            raise InputError(f"vae_autocast must be 'float32' or 'bfloat16', got {self.vae_autocast!r}")
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> ShapesTrainConfig:
@@ -297,6 +305,11 @@ def learning_rate(base: float, step: int, steps: int, decay_fraction: float) -> 
 # -- stages -------------------------------------------------------------------------------------
 
 
+def _autocast(config: ShapesTrainConfig, device: torch.device):
+    """The VAE forward's autocast context (``vae_autocast``); losses are computed in float32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.vae_autocast == "bfloat16")
+
+
 def vae_crop_at(config: ShapesTrainConfig, step: int) -> tuple[int, int]:
     """``(frames, batch)`` of VAE step ``step``: short crops, then whole clips for the last
     ``vae_full_clip_steps`` steps."""
@@ -341,10 +354,12 @@ def train_vae(
 
     def loss_fn(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         video = batch[0].to(device)
-        posterior = vae.encode(video).latent_dist
-        noise_gen = torch.Generator(device="cpu").manual_seed(int(batch[1]))
-        z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=noise_gen).to(device)
-        recon = vae.decode(z).sample
+        with _autocast(config, device):
+            posterior = vae.encode(video).latent_dist
+            noise_gen = torch.Generator(device="cpu").manual_seed(int(batch[1]))
+            noise = torch.randn(posterior.mean.shape, generator=noise_gen).to(device)
+            z = posterior.mean + posterior.std * noise
+            recon = vae.decode(z).sample.float()
         loss = (
             (recon - video).abs().mean()
             + (recon - video).pow(2).mean()
