@@ -44,6 +44,12 @@ class SolverName(StrEnum):
     fireflow = "fireflow"
 
 
+class TimestepMode(StrEnum):
+    auto = "auto"
+    integer = "integer"
+    float = "float"
+
+
 class Offload(StrEnum):
     none = "none"
     model = "model"
@@ -124,6 +130,11 @@ def generate(
     guidance: float = typer.Option(5.0, help="Classifier-free guidance scale (1 disables it)."),
     shift: float = typer.Option(5.0, help="Flow shift of the sigma schedule."),
     solver: SolverName = typer.Option(SolverName.unipc, help="ODE solver."),
+    timesteps: TimestepMode = typer.Option(
+        TimestepMode.auto,
+        help="Model timesteps: integer floor(1000 sigma) as stock diffusers WanPipeline, float 1000 sigma; "
+        "auto: integer with unipc, float otherwise.",
+    ),
     seed: int = typer.Option(0, help="Random seed; one seed gives one video."),
     fps: float = typer.Option(16.0, help="Frame rate of the written mp4."),
     device: str = typer.Option("cpu", help="torch device, e.g. cpu, cuda, cuda:1."),
@@ -158,6 +169,7 @@ def generate(
             solver=solver.value,
             seed=seed,
             image_conditioned=image is not None,
+            timesteps=timesteps.value,
         )
         check_number("--fps", fps, positive=True, what="; the frame rate of the mp4, e.g. 16")
         torch_dtype = parse_dtype(dtype, "--dtype")
@@ -189,6 +201,7 @@ def generate(
         record = {
             "model": str(model_path),
             "settings": settings.to_dict(),
+            "integer_timesteps": settings.integer_timesteps,
             "model_calls": result.model_calls,
             "flowstudio": __version__,
             "image": str(image) if image else None,

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from flowstudio.core.flow import NUM_TRAIN_TIMESTEPS, classifier_free_guidance
+from flowstudio.core.flow import NUM_TRAIN_TIMESTEPS, classifier_free_guidance, model_timestep
 from flowstudio.core.solvers import VelocityFn
 from flowstudio.core.ti2v import per_token_timesteps, pin_first_frame
 
@@ -24,6 +24,9 @@ class Conditioning:
     ``prompt_embeds`` / ``negative_embeds``: ``(B, L, D)`` text-encoder states (same ``L``).
     ``first_frame``: clean latent of the conditioning image ``(B, C, 1, H, W)``, or ``None``
     for text-to-video. ``mask``: ``(1, 1, T, H, W)``, 0 on pinned positions (see ``core.ti2v``).
+    ``integer_timesteps``: feed the model ``floor(1000 sigma)`` instead of ``1000 sigma``, as
+    diffusers' Wan pipelines do with UniPC (see :func:`flowstudio.core.flow.model_timestep`);
+    generation sets it, inversion and editing leave it off (they need the exact float timestep).
     """
 
     prompt_embeds: torch.Tensor
@@ -32,6 +35,7 @@ class Conditioning:
     first_frame: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     attention_kwargs: dict[str, Any] = field(default_factory=dict)
+    integer_timesteps: bool = False
 
     @property
     def uses_cfg(self) -> bool:
@@ -43,6 +47,11 @@ class WanDenoiser:
 
     Inputs and outputs are float32 latents ``(B, C, T, H, W)``; the model runs in its own dtype.
     ``batch_cfg=False`` runs the two CFG branches as two calls (half the activation memory).
+    ``expand_timesteps=True`` (Wan2.2 TI2V checkpoints: ``expand_timesteps`` in ``model_index.json``)
+    feeds per-token timesteps ``(B, seq_len)`` also without a first frame, as diffusers'
+    ``WanPipeline`` does for those checkpoints: the same values as one timestep per row, but the
+    model's time embedding then runs per token, which rounds differently (~3e-6 per call on the
+    toy model), so this is needed to match stock diffusers to 1e-5.
     """
 
     def __init__(
@@ -51,10 +60,12 @@ class WanDenoiser:
         *,
         batch_cfg: bool = True,
         num_train_timesteps: int = NUM_TRAIN_TIMESTEPS,
+        expand_timesteps: bool = False,
     ) -> None:
         self.transformer = transformer
         self.batch_cfg = batch_cfg
         self.num_train_timesteps = num_train_timesteps
+        self.expand_timesteps = expand_timesteps
         self.patch_size = tuple(transformer.config.patch_size)
 
     @property
@@ -62,10 +73,19 @@ class WanDenoiser:
         return next(self.transformer.parameters()).dtype
 
     def _timestep(self, x: torch.Tensor, sigma: float, cond: Conditioning) -> torch.Tensor:
-        t = torch.tensor(sigma * self.num_train_timesteps, device=x.device, dtype=torch.float32)
-        if cond.mask is None:
-            return t.expand(x.shape[0])
-        return per_token_timesteps(cond.mask.to(x.device), t, self.patch_size, x.shape[0])
+        t = torch.tensor(
+            model_timestep(
+                sigma, integer=cond.integer_timesteps, num_train_timesteps=self.num_train_timesteps
+            ),
+            device=x.device,
+            dtype=torch.float32,
+        )
+        mask = cond.mask
+        if mask is None:
+            if not self.expand_timesteps:
+                return t.expand(x.shape[0])
+            mask = torch.ones(1, 1, *x.shape[2:], device=x.device)
+        return per_token_timesteps(mask.to(x.device), t, self.patch_size, x.shape[0])
 
     def _forward(
         self, x: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor, attention_kwargs: dict[str, Any]

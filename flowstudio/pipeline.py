@@ -30,9 +30,26 @@ from flowstudio.weights import WanComponents, encode_prompts, load_components
 logger = logging.getLogger(__name__)
 
 
+TIMESTEP_MODES: tuple[str, ...] = ("auto", "integer", "float")
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Everything that determines a generation; saved beside outputs."""
+    """Everything that determines a generation; saved beside outputs.
+
+    ``timesteps`` is what the transformer is fed at each step: ``"integer"`` is ``floor(1000 sigma)``
+    as stock diffusers' ``WanPipeline`` / ``WanImageToVideoPipeline`` do (their UniPC scheduler
+    casts its timesteps to int64; the solver keeps the float sigmas); ``"float"`` is the exact
+    ``1000 sigma``; ``"auto"`` (default) is ``integer`` with the ``unipc`` solver and ``float``
+    with the others. Why integer for UniPC: with it ``generate`` equals stock ``WanPipeline``
+    loaded from the same folder (same seed, steps, guidance, shift) to ~1e-6 in latents instead of
+    ~1e-2 (``tests/test_diffusers_parity.py``), and Wan2.2's own sampler feeds integer timesteps
+    too, so the default is the behaviour the released weights were sampled with. Euler and the
+    midpoint solvers have no integer-timestep counterpart in diffusers (its FlowMatch Euler
+    scheduler feeds floats; midpoints lie off any grid), so they stay float. Inversion and editing
+    do not use these settings: they always feed the exact float timestep, which exact inversion
+    needs.
+    """
 
     prompt: str
     negative_prompt: str = ""
@@ -45,6 +62,7 @@ class GenerationSettings:
     solver: str = "unipc"
     seed: int = 0
     image_conditioned: bool = False
+    timesteps: str = "auto"
 
     def __post_init__(self) -> None:
         """Refuse unusable values up front (a run would crash or give NaN minutes later)."""
@@ -61,6 +79,18 @@ class GenerationSettings:
         check_number("shift", self.shift, positive=True, what="; the flow shift of the schedule, 5 is usual")
         if self.solver not in SOLVERS:
             raise InputError(f"unknown solver {self.solver!r}; choose one of {', '.join(sorted(SOLVERS))}")
+        if self.timesteps not in TIMESTEP_MODES:
+            raise InputError(
+                f"unknown timesteps {self.timesteps!r}; choose one of {', '.join(TIMESTEP_MODES)} "
+                "(integer: floor(1000 sigma) as diffusers' Wan pipelines; float: exact 1000 sigma)"
+            )
+
+    @property
+    def integer_timesteps(self) -> bool:
+        """Whether the model is fed ``floor(1000 sigma)`` (``timesteps`` resolved for this solver)."""
+        if self.timesteps == "auto":
+            return self.solver == "unipc"
+        return self.timesteps == "integer"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,7 +119,11 @@ class WanVideoPipeline:
         self.components = components
         self.device = torch.device(device)
         self.max_sequence_length = max_sequence_length
-        self.denoiser = WanDenoiser(components.transformer, batch_cfg=batch_cfg)
+        self.denoiser = WanDenoiser(
+            components.transformer,
+            batch_cfg=batch_cfg,
+            expand_timesteps=bool(components.model_index.get("expand_timesteps", False)),
+        )
         vae_config = components.vae.config
         self.spatial_scale = int(getattr(vae_config, "scale_factor_spatial", 16))
         self.temporal_scale = int(getattr(vae_config, "scale_factor_temporal", 4))
@@ -183,10 +217,13 @@ class WanVideoPipeline:
         guidance_scale: float = 5.0,
         image: np.ndarray | None = None,
         latent_shape: Sequence[int] | None = None,
+        integer_timesteps: bool = False,
     ) -> Conditioning:
         """Bundle prompt states, CFG and (optionally) the TI2V first frame for the denoiser.
 
         ``image`` is uint8 ``(H, W, 3)``; its latent becomes the pinned latent frame 0.
+        ``integer_timesteps`` feeds the model ``floor(1000 sigma)`` as diffusers does (generation
+        only; see :class:`GenerationSettings`); inversion and editing keep the float default.
         """
         first_frame, mask = None, None
         if image is not None:
@@ -209,6 +246,7 @@ class WanVideoPipeline:
             guidance_scale=guidance_scale,
             first_frame=first_frame,
             mask=mask,
+            integer_timesteps=integer_timesteps,
         )
 
     # -- generation -----------------------------------------------------------------------------
@@ -233,6 +271,7 @@ class WanVideoPipeline:
             guidance_scale=s.guidance_scale,
             image=image,
             latent_shape=shape,
+            integer_timesteps=s.integer_timesteps,
         )
         # 3. prepare latents (seeded on CPU so that CPU and GPU runs start from the same noise)
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(s.seed)).to(self.device)
@@ -248,7 +287,13 @@ class WanVideoPipeline:
         )
         # 5. decode
         frames = self.decode_latents(state.x)
-        return GenerationResult(frames=frames, latents=state.x, settings=s, model_calls=state.model_calls)
+        return GenerationResult(
+            frames=frames,
+            latents=state.x,
+            settings=s,
+            model_calls=state.model_calls,
+            extras={"integer_timesteps": s.integer_timesteps},
+        )
 
     @torch.no_grad()
     def solve(

@@ -14,6 +14,9 @@ The shift maps a uniform sigma grid towards high noise as diffusers does
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 NUM_TRAIN_TIMESTEPS = 1000
@@ -40,10 +43,12 @@ def flow_sigmas(
 
     Identical to ``UniPCMultistepScheduler(use_flow_sigmas=True, flow_shift=shift).sigmas``
     (the schedule Wan2.2's shipped scheduler config produces), in float64 for exact step math.
+    The base grid is ``numpy.linspace``, as diffusers computes it, not ``torch.linspace``: the two
+    differ in the last bit, and that bit decides some integer timesteps (:func:`model_timestep`).
     """
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    base = torch.linspace(1.0, 1.0 / num_train_timesteps, num_steps + 1, dtype=torch.float64)[:-1]
+    base = torch.from_numpy(np.linspace(1.0, 1.0 / num_train_timesteps, num_steps + 1)[:-1].copy())
     sigmas = shift_sigmas(base, shift)
     if abs(float(sigmas[0]) - 1.0) < SIGMA_ONE_NUDGE:
         sigmas[0] -= SIGMA_ONE_NUDGE
@@ -73,6 +78,23 @@ def timesteps_from_sigmas(
 ) -> torch.Tensor:
     """Model timesteps for the given sigmas (``1000 * sigma``), float."""
     return sigmas * num_train_timesteps
+
+
+def model_timestep(
+    sigma: float, *, integer: bool = False, num_train_timesteps: int = NUM_TRAIN_TIMESTEPS
+) -> float:
+    """The timestep the transformer is fed at noise level ``sigma``: ``1000 * sigma``.
+
+    ``integer=True`` truncates it to a whole number, as diffusers' Wan pipelines do with the
+    UniPC / DPM-Solver schedulers: they compute ``timesteps = sigmas * 1000`` in float64 and cast
+    them to ``int64`` (``floor`` for sigma >= 0), while the solver itself keeps the float sigmas.
+    The truncation only moves the model's time embedding by < 1 unit; it is what stock
+    ``WanPipeline`` (and Wan2.2's own sampler) does, so ``integer=True`` reproduces it exactly.
+    Inversion and editing need the exact float timestep (:mod:`flowstudio.edit`), so they keep
+    ``integer=False``.
+    """
+    t = sigma * num_train_timesteps
+    return float(math.floor(t)) if integer else t
 
 
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:

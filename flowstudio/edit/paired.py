@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from flowstudio.core.flow import classifier_free_guidance
+from flowstudio.core.flow import classifier_free_guidance, model_timestep
 from flowstudio.core.solvers import VelocityFn
 from flowstudio.core.ti2v import per_token_timesteps, pin_first_frame
 from flowstudio.denoiser import Conditioning, WanDenoiser
@@ -47,6 +47,7 @@ def same_conditioning(a: Conditioning, b: Conditioning) -> bool:
 
     return (
         a.guidance_scale == b.guidance_scale
+        and a.integer_timesteps == b.integer_timesteps
         and a.uses_cfg == b.uses_cfg
         and same(a.prompt_embeds, b.prompt_embeds)
         and (not a.uses_cfg or same(a.negative_embeds, b.negative_embeds))
@@ -74,7 +75,13 @@ class EditDenoiser:
 
     def _timesteps(self, x: torch.Tensor, sigma: float, cond: Conditioning) -> torch.Tensor:
         """Per-token timesteps ``(1, seq)``, 0 on pinned first-frame tokens (always 2-D, so rows stack)."""
-        t = torch.tensor(sigma * self.denoiser.num_train_timesteps, device=x.device, dtype=torch.float32)
+        t = torch.tensor(
+            model_timestep(
+                sigma, integer=cond.integer_timesteps, num_train_timesteps=self.denoiser.num_train_timesteps
+            ),
+            device=x.device,
+            dtype=torch.float32,
+        )
         mask = cond.mask
         if mask is None:
             mask = torch.ones(1, 1, *x.shape[2:], device=x.device)
