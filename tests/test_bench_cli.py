@@ -251,3 +251,55 @@ def test_report_and_fit_weights(runs, tmp_path):
     result = runner.invoke(bench_app, ["fit-weights", str(bad), "-r", str(runs["identity"])])
     assert result.exit_code == 2 and "neither Likert" in result.output
     assert np.isfinite(fit["before"]["kendall"])
+
+
+def test_run_configures_the_engine_with_options_device_and_dtype(
+    testset, tmp_path, monkeypatch, tiny_checkpoint
+):
+    from flowstudio.bench import methods
+
+    monkeypatch.setenv("FLOWSTUDIO_MODEL", str(tiny_checkpoint))
+    # a registry of its own: the engine method is registered afresh with this model, and forgotten after
+    fresh = {k: v for k, v in methods._REGISTRY.items() if k != "flowstudio-edit:flowedit"}
+    monkeypatch.setattr(methods, "_REGISTRY", fresh)
+    records = {}
+    for steps in (2, 3):
+        out = tmp_path / f"steps{steps}"
+        args = ["run", "-m", "flowstudio-edit:flowedit", "-t", str(testset), "-o", str(out), "--limit", "1"]
+        args += ["--option", f"steps={steps}", "-O", "flowedit.n_avg=1"]
+        args += ["--device", "cpu", "--dtype", "float32"]
+        result = runner.invoke(bench_app, args)
+        assert result.exit_code == 0, result.output
+        records[steps] = json.loads((out / "results.json").read_text())
+    for steps, results in records.items():
+        settings = results["settings"]
+        assert settings["options"] == {"steps": steps, "flowedit": {"n_max": None, "n_min": 0, "n_avg": 1}}
+        assert settings["steps"] == steps and settings["device"] == "cpu" and settings["dtype"] == "float32"
+        assert results["cases"][0]["status"] == "ok", results["cases"][0]
+    calls = {s: r["cases"][0]["method_info"]["model_calls"] for s, r in records.items()}
+    assert calls[2] < calls[3]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-m", "flowstudio-edit:flowedit", "--option", "stpes=2"], "--option stpes: unknown engine option"),
+        (["-m", "flowstudio-edit:flowedit", "--option", "steps=two"], "expected an integer"),
+        (["-m", "flowstudio-edit:flowedit", "--dtype", "fp8"], "--dtype must be one of"),
+        (["-m", "flowstudio-edit:flowedit", "--device", "gpu"], "--device must be a torch device"),
+        (["-m", "identity", "--option", "steps=2"], "method 'identity' takes no engine options"),
+    ],
+)
+def test_run_refuses_bad_engine_options_before_anything_runs(testset, tmp_path, monkeypatch, args, message):
+    import flowstudio.bench.runner as bench_runner
+
+    def never(*a, **k):
+        raise AssertionError("the run must not start")
+
+    monkeypatch.setattr(bench_runner, "run_benchmark", never)
+    out = tmp_path / "run"
+    result = runner.invoke(bench_app, ["run", *args, "-t", str(testset), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not out.exists()

@@ -53,3 +53,91 @@ def test_the_preset_method_refuses_while_no_preset_is_validated(tiny_checkpoint)
 
     with pytest.raises(InputError, match="no editing preset is validated on this model"):
         EngineMethod("preset", tiny_checkpoint)
+
+
+def test_options_are_parsed_by_the_settings_field_types():
+    from flowstudio.edit.bench_adapter import parse_options
+    from flowstudio.edit.blending import BlendConfig
+    from flowstudio.edit.flowedit import FlowEditConfig
+    from flowstudio.edit.injection import InjectionConfig
+
+    options = parse_options(
+        [
+            "steps=3",
+            "target_guidance=7.5",
+            "cache_on_cpu=false",
+            "inversion_solver=euler",
+            "first_frame=none",
+            "max_batch_rows=none",
+            "flowedit.n_avg=2",
+            "injection.end=0.4",
+            "injection.blocks=0,1",
+            "blend=default",
+        ],
+        method="flowedit",
+    )
+    assert options == {
+        "steps": 3,
+        "target_guidance": 7.5,
+        "cache_on_cpu": False,
+        "inversion_solver": "euler",
+        "first_frame": "none",
+        "max_batch_rows": None,
+        "flowedit": FlowEditConfig(n_avg=2),
+        "injection": InjectionConfig(end=0.4, blocks=(0, 1)),
+        "blend": BlendConfig(),
+    }
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ("stpes=3", r"--option stpes: unknown engine option; allowed: .*\bsteps\b"),
+        ("seed=3", r"--option seed: unknown engine option \(set by the benchmark\)"),
+        ("steps", r"expected key=value"),
+        ("steps=abc", r"--option steps=abc: expected an integer"),
+        ("steps=0", r"--option: steps must be"),
+        ("shift=fast", r"--option shift=fast: expected a number"),
+        ("cache_on_cpu=maybe", r"expected true or false"),
+        ("first_frame=last", r"choose one of source, image, none"),
+        ("flowedit.n_avg=0", r"--option flowedit\.\*: n_avg must be >= 1"),
+        ("flowedit.bogus=1", r"--option flowedit.bogus: unknown engine option"),
+        ("injection=yes", r"injection=default, injection=none"),
+    ],
+)
+def test_bad_options_are_one_line_errors_naming_the_key(pair, message):
+    from flowstudio.edit.bench_adapter import parse_options
+
+    with pytest.raises(InputError, match=message) as caught:
+        parse_options([pair])
+    assert "\n" not in str(caught.value)
+
+
+def test_repeated_options_are_refused():
+    from flowstudio.edit.bench_adapter import parse_options
+
+    with pytest.raises(InputError, match="steps is given twice"):
+        parse_options(["steps=2", "steps=3"])
+    with pytest.raises(InputError, match="one or the other"):
+        parse_options(["blend=default", "blend.strength=0.5"])
+
+
+def test_configured_engine_runs_and_records_its_options(tiny_checkpoint, tmp_path):
+    from flowstudio.edit.bench_adapter import EngineMethod
+
+    base = EngineMethod("flowedit", tiny_checkpoint)
+    calls = {}
+    for steps in (2, 3):
+        method = base.configure([f"steps={steps}", "target_guidance=1"], device="cpu", dtype="float32")
+        assert method is not base and base.options == {}
+        frames = method(FakeCase(), tmp_path, seed=0)
+        assert frames.shape == (5, 32, 32, 3)
+        assert method.settings["options"] == {"steps": steps, "target_guidance": 1.0}
+        assert method.settings["steps"] == method.settings["edit_settings"]["steps"] == steps
+        assert method.settings["device"] == "cpu" and method.settings["dtype"] == "float32"
+        calls[steps] = method.last_case_info["model_calls"]
+    assert calls[2] < calls[3]
+    with pytest.raises(InputError, match="--dtype must be one of"):
+        base.configure(["steps=2"], dtype="fp8")
+    with pytest.raises(InputError, match="--device must be a torch device"):
+        base.configure(["steps=2"], device="gpu")

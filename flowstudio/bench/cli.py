@@ -117,17 +117,30 @@ def run(
         False, "--reference", help="Also compute the reference tier (local weights)."
     ),
     weights: Path | None = typer.Option(None, help="Weights config for the reference tier (JSON/YAML)."),
-    device: str = typer.Option("cpu", help="Torch device of the reference-tier models."),
+    device: str = typer.Option(
+        "cpu", help="Torch device of the editing engine (flowstudio-edit:*) and the reference-tier models."
+    ),
+    dtype: str | None = typer.Option(
+        None, help="Model dtype of the editing engine: float32 / bfloat16 / float16 (default: the device's)."
+    ),
+    option: list[str] = typer.Option(
+        [],
+        "--option",
+        "-O",
+        help="Engine setting key=value, repeatable (steps=10, target_guidance=7, flowedit.n_avg=2, ...); "
+        "used for every case and recorded in results.json.",
+    ),
 ) -> None:
     """Edit every case with METHOD and score it; per-case errors are recorded, the run goes on."""
-    from flowstudio.bench.methods import get_method
+    from flowstudio.bench.methods import configure_method, get_method
     from flowstudio.bench.runner import run_benchmark
     from flowstudio.bench.sets import resolve_testset
-    from flowstudio.checks import check_writable_folder
+    from flowstudio.checks import check_device, check_writable_folder
 
     try:
         check_writable_folder(out, "--out", create=False)
-        chosen = get_method(method)
+        check_device(device, "--device")
+        chosen = configure_method(get_method(method), method, option, device=device, dtype=dtype)
         cases = resolve_testset(testset, seed=set_seed, limit=limit)
         results = run_benchmark(
             method,

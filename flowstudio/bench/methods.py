@@ -3,7 +3,10 @@
 An :class:`EditMethod` is any callable ``method(case, out_dir, seed) -> frames`` returning the edited
 clip as uint8 ``(T, H, W, 3)`` with the source's frames and size. ``out_dir`` is a scratch folder of
 its own for that case (intermediate files, logs). Optional attributes are recorded in the results:
-``settings`` (a dict: model, steps, guidance, ...), ``description``.
+``settings`` (a dict: model, steps, guidance, ...), ``description``, and ``last_case_info`` (a dict
+the method sets during each call, e.g. model calls; recorded as the case's ``method_info``).
+A method with ``configure(options, device=..., dtype=...)`` (the editing engine) can be configured
+by ``bench run --option key=value --device --dtype`` (:func:`configure_method`).
 
 Built-in reference methods, honest anchors for every table:
 
@@ -109,6 +112,35 @@ def _load_edit_method(name: str) -> None:
     except (KeyError, ValueError) as err:
         raise InputError(f"flowstudio.edit has no method {method!r} ({err})") from err
     register_method(name, found)
+
+
+def configure_method(
+    method: EditMethod,
+    name: str,
+    options: list[str] | tuple[str, ...] = (),
+    *,
+    device: str = "cpu",
+    dtype: str | None = None,
+) -> EditMethod:
+    """``method`` configured by ``bench run --option key=value --device --dtype``.
+
+    Methods with a ``configure`` hook (the editing engine) get a new configured instance; the
+    registered one is left as it is. Others take no options (``--device`` then only places the
+    reference-tier models; ``--dtype`` is refused).
+
+    Raises:
+        InputError: options or a dtype for a method that takes none, or what ``configure`` refuses.
+    """
+    hook = getattr(method, "configure", None)
+    if callable(hook):
+        return hook(list(options), device=device, dtype=dtype)
+    if options or dtype is not None:
+        given = ", ".join([*(f"--option {o}" for o in options), *([f"--dtype {dtype}"] if dtype else [])])
+        raise InputError(
+            f"method {name!r} takes no engine options ({given}); --option and --dtype configure the "
+            "editing engine, flowstudio-edit:<method>"
+        )
+    return method
 
 
 def method_settings(method: EditMethod, name: str) -> dict[str, Any]:

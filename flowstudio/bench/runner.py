@@ -161,6 +161,9 @@ def _run_case(case: Any, method: EditMethod, out: Path, seed: int, reference: An
         source = case.load_source()
         frames = check_output(method(case, work, seed), source, case.id)
         record["edit_seconds"] = round(time.perf_counter() - start, 4)
+        info = getattr(method, "last_case_info", None)
+        if isinstance(info, dict):  # e.g. the engine's model calls for this case
+            record["method_info"] = dict(info)
         save_frames(out / "outputs" / f"{case.id}.npz", frames)
         stage = "score"
         scored = score_case(case, frames, reference=reference, source=source)
