@@ -137,6 +137,11 @@ def test_unknown_and_engine_methods_fail_clearly(testset, tmp_path, monkeypatch)
     import sys
     import types
 
+    from flowstudio.bench import methods
+
+    # as in a fresh process: no engine method registered yet (another test module may have loaded them)
+    fresh = {k: v for k, v in methods._REGISTRY.items() if not k.startswith(methods.EDIT_PREFIX)}
+    monkeypatch.setattr(methods, "_REGISTRY", fresh)
     result = runner.invoke(bench_app, ["run", "-m", "nope", "-t", str(testset), "-o", str(tmp_path / "x")])
     assert result.exit_code == 2 and "unknown method 'nope'" in result.output
     assert not (tmp_path / "x").exists()
