@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -115,6 +116,7 @@ class WanVideoPipeline:
         device: torch.device | str = "cpu",
         batch_cfg: bool = True,
         max_sequence_length: int = 512,
+        prompt_cache_size: int = 64,
     ) -> None:
         self.components = components
         self.device = torch.device(device)
@@ -130,7 +132,10 @@ class WanVideoPipeline:
         self.size_multiple = self.spatial_scale * int(components.transformer.config.patch_size[-1])
         self._latents_mean = torch.tensor(vae_config.latents_mean, dtype=torch.float32).view(1, -1, 1, 1, 1)
         self._latents_std = torch.tensor(vae_config.latents_std, dtype=torch.float32).view(1, -1, 1, 1, 1)
-        self._prompt_cache: dict[str, torch.Tensor] = {}
+        # most recently used prompts' states; bounded so that a long-lived pipeline serving many callers
+        # (server, benchmark) does not grow without limit
+        self._prompt_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.prompt_cache_size = prompt_cache_size
         self.vocabulary = _toy_vocabulary(components)
 
     @classmethod
@@ -165,14 +170,17 @@ class WanVideoPipeline:
 
     # -- encoders -------------------------------------------------------------------------------
     def encode_prompt(self, prompt: str) -> torch.Tensor:
-        """Text-encoder states ``(1, L, D)``; cached per prompt (editing encodes the same prompts often)."""
-        if prompt not in self._prompt_cache:
-            self._warn_unknown_words(prompt)
-            embeds, _ = encode_prompts(
-                self.components, [prompt], max_sequence_length=self.max_sequence_length
-            )
-            self._prompt_cache[prompt] = embeds.to(self.device)
-        return self._prompt_cache[prompt]
+        """Text-encoder states ``(1, L, D)``; the last ``prompt_cache_size`` prompts are kept (editing
+        encodes the same prompts often), least recently used first out."""
+        if prompt in self._prompt_cache:
+            self._prompt_cache.move_to_end(prompt)
+            return self._prompt_cache[prompt]
+        self._warn_unknown_words(prompt)
+        embeds, _ = encode_prompts(self.components, [prompt], max_sequence_length=self.max_sequence_length)
+        self._prompt_cache[prompt] = embeds = embeds.to(self.device)
+        while len(self._prompt_cache) > max(self.prompt_cache_size, 0):
+            self._prompt_cache.popitem(last=False)
+        return embeds
 
     def _warn_unknown_words(self, prompt: str) -> None:
         if self.vocabulary is None:

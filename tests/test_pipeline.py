@@ -203,3 +203,17 @@ def test_unknown_prompt_words_are_warned_about(pipe, caplog):
     with caplog.at_level("WARNING", logger="flowstudio.pipeline"):
         pipe.encode_prompt("a red bottle on a table")
     assert "vocabulary" not in caplog.text
+
+
+def test_the_prompt_cache_is_bounded_and_keeps_recent_prompts(tiny_checkpoint):
+    """A long-lived pipeline keeps at most ``prompt_cache_size`` prompts; a reused prompt stays."""
+    from flowstudio.pipeline import WanVideoPipeline
+
+    pipe = WanVideoPipeline.from_pretrained(tiny_checkpoint, device="cpu", prompt_cache_size=2)
+    first = pipe.encode_prompt("a red ball")
+    pipe.encode_prompt("a blue box")
+    assert pipe.encode_prompt("a red ball") is first  # a hit, now the most recent
+    pipe.encode_prompt("a green cup")  # evicts "a blue box", the least recently used
+    assert list(pipe._prompt_cache) == ["a red ball", "a green cup"]
+    again = pipe.encode_prompt("a blue box")
+    assert len(pipe._prompt_cache) == 2 and torch.equal(again, pipe.encode_prompt("a blue box"))
