@@ -87,9 +87,14 @@ class WanDenoiser:
             mask = torch.ones(1, 1, *x.shape[2:], device=x.device)
         return per_token_timesteps(mask.to(x.device), t, self.patch_size, x.shape[0])
 
-    def _forward(
+    def forward_rows(
         self, x: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor, attention_kwargs: dict[str, Any]
     ) -> torch.Tensor:
+        """One transformer call on stacked rows: raw velocities ``(B, C, T, H, W)`` in float32.
+
+        ``timestep`` is ``(B,)`` or per-token ``(B, seq)``; no pinning, guidance or masking here (the
+        callers, :meth:`__call__` and the paired editing denoiser, apply those once).
+        """
         out = self.transformer(
             hidden_states=x.to(self.dtype),
             timestep=timestep,
@@ -104,9 +109,9 @@ class WanDenoiser:
             x = pin_first_frame(x, cond.first_frame, cond.mask)
         timestep = self._timestep(x, sigma, cond)
         if not cond.uses_cfg:
-            velocity = self._forward(x, timestep, cond.prompt_embeds, cond.attention_kwargs)
+            velocity = self.forward_rows(x, timestep, cond.prompt_embeds, cond.attention_kwargs)
         elif self.batch_cfg:
-            both = self._forward(
+            both = self.forward_rows(
                 torch.cat([x, x]),
                 torch.cat([timestep, timestep]),
                 torch.cat([cond.prompt_embeds, cond.negative_embeds]),
@@ -115,8 +120,8 @@ class WanDenoiser:
             v_cond, v_uncond = both.chunk(2)
             velocity = classifier_free_guidance(v_cond, v_uncond, cond.guidance_scale)
         else:
-            v_cond = self._forward(x, timestep, cond.prompt_embeds, cond.attention_kwargs)
-            v_uncond = self._forward(x, timestep, cond.negative_embeds, cond.attention_kwargs)
+            v_cond = self.forward_rows(x, timestep, cond.prompt_embeds, cond.attention_kwargs)
+            v_uncond = self.forward_rows(x, timestep, cond.negative_embeds, cond.attention_kwargs)
             velocity = classifier_free_guidance(v_cond, v_uncond, cond.guidance_scale)
         if cond.mask is not None:
             # Pinned tokens do not move: a zero velocity keeps multistep histories consistent with that.

@@ -287,3 +287,26 @@ def test_kv_sharing_leaves_first_frame_tokens_alone(pipe, x_src):
         _, seen = _paired_call(pipe, x_src, [control], context)
         assert torch.equal(seen[0][1, ~keep], plain[0][1, ~keep]), mode
         assert not torch.equal(seen[0][1, keep], plain[0][1, keep]), mode
+
+
+def test_the_paired_denoiser_passes_each_sides_attention_kwargs(pipe, x_src):
+    """Conditioning.attention_kwargs reach the transformer on the editing path too (they were dropped);
+    sides with different kwargs never share a call, sides with none still batch together."""
+    seen: list[tuple[int, object]] = []
+
+    def record(module, args, kwargs):
+        seen.append((kwargs["hidden_states"].shape[0], kwargs.get("attention_kwargs")))
+
+    hook = pipe.denoiser.transformer.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        denoiser = EditDenoiser(pipe.denoiser, EditContext())
+        plain_src = Conditioning(prompt_embeds=pipe.encode_prompt("a red ball"))
+        plain_tgt = Conditioning(prompt_embeds=pipe.encode_prompt("a blue box"))
+        denoiser.velocities([Request("src", x_src, plain_src), Request("tgt", x_src + 0.1, plain_tgt)], 0.5)
+        assert seen == [(2, None)], "no kwargs: one call for both sides"
+        seen.clear()
+        scaled = Conditioning(prompt_embeds=pipe.encode_prompt("a blue box"), attention_kwargs={"scale": 0.5})
+        denoiser.velocities([Request("src", x_src, plain_src), Request("tgt", x_src + 0.1, scaled)], 0.5)
+        assert seen == [(1, None), (1, {"scale": 0.5})]
+    finally:
+        hook.remove()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -109,7 +110,7 @@ class EditDenoiser:
         unique.sort(key=lambda r: r.side != "src")  # source rows first
         self.context.call_id += 1
 
-        rows: list[tuple[Row, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        rows: list[tuple[Row, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]] = []
         for req in unique:
             x = (
                 req.x
@@ -117,20 +118,19 @@ class EditDenoiser:
                 else pin_first_frame(req.x, req.cond.first_frame, req.cond.mask)
             )
             t = self._timesteps(x, sigma, req.cond)
-            rows.append((Row(req.side, "cond"), x, t, req.cond.prompt_embeds))
+            kwargs = req.cond.attention_kwargs
+            rows.append((Row(req.side, "cond"), x, t, req.cond.prompt_embeds, kwargs))
             if req.cond.uses_cfg:
-                rows.append((Row(req.side, "uncond"), x, t, req.cond.negative_embeds))
+                rows.append((Row(req.side, "uncond"), x, t, req.cond.negative_embeds, kwargs))
 
         outputs: list[torch.Tensor] = []
-        size = self.max_rows or len(rows)
-        for start in range(0, len(rows), size):
-            chunk = rows[start : start + size]
+        for chunk in _chunks(rows, self.max_rows or len(rows)):
             self.context.rows = tuple(r[0] for r in chunk)
-            out = self.denoiser._forward(
+            out = self.denoiser.forward_rows(
                 torch.cat([r[1] for r in chunk]),
                 torch.cat([r[2] for r in chunk]),
                 torch.cat([r[3].to(chunk[0][1].device) for r in chunk]),
-                {},
+                chunk[0][4],
             )
             outputs.extend(out.split(1))
             self.forward_calls += 1
@@ -153,3 +153,17 @@ class EditDenoiser:
     def side_fn(self, side: Side, cond: Conditioning) -> VelocityFn:
         """``velocity_fn(x, sigma)`` of one side alone, for the sampling loop."""
         return lambda x, sigma: self.velocities([Request(side, x, cond)], sigma)[side]
+
+
+def _chunks(rows: list, size: int) -> list[list]:
+    """Consecutive rows in chunks of at most ``size`` that share one ``attention_kwargs`` (the last
+    field of a row; the same dict object, or both empty): one transformer call takes one set, so rows
+    whose sets may differ never share a call."""
+    chunks: list[list] = []
+    for row in rows:
+        kwargs, first = row[-1], chunks[-1][0][-1] if chunks else None
+        if chunks and len(chunks[-1]) < size and (kwargs is first or (not kwargs and not first)):
+            chunks[-1].append(row)
+        else:
+            chunks.append([row])
+    return chunks
