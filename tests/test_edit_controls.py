@@ -310,3 +310,22 @@ def test_the_paired_denoiser_passes_each_sides_attention_kwargs(pipe, x_src):
         assert seen == [(1, None), (1, {"scale": 0.5})]
     finally:
         hook.remove()
+
+
+def test_a_run_with_controls_leaves_the_model_as_it_found_it(pipe, clip):
+    """Edit B alone, then edit A with K/V sharing + feature injection, then B again: B is bit-identical
+    (the controls' processors and hooks live for one run only), and the model holds no control state."""
+    plain = {"target_prompt": "a blue box", "steps": 3, "method": "flowedit"}
+    before = _edit(pipe, clip, **plain)
+    _edit(
+        pipe,
+        clip,
+        target_prompt="a green cup",
+        steps=3,
+        source_features="recompute",
+        injection=InjectionConfig(strength=1.0, end=1.0),
+        attention_share=AttentionShareConfig(mode="concat", start=0.0, end=1.0),
+    )
+    _assert_model_clean(pipe.denoiser.transformer)
+    after = _edit(pipe, clip, **plain)
+    assert torch.equal(before.latents, after.latents) and np.array_equal(before.frames, after.frames)
