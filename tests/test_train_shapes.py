@@ -170,3 +170,15 @@ def test_the_vae_stage_trains_under_bfloat16_autocast(tmp_path):
     assert result.finished and np.isfinite(result.summary["final_vae_loss"])
     with pytest.raises(InputError, match="vae_autocast"):
         ShapesTrainConfig(**{**TINY.__dict__, "vae_autocast": "fp8"})
+
+
+def test_object_pixels_weigh_more_in_the_vae_loss_when_asked(straight_run, tmp_path):
+    """vae_object_weight > 1 changes the VAE stage (weighted L1 + MSE over the exact object masks); 1.0
+    leaves it exactly as before (the straight run's VAE loss curve)."""
+    same = train_shapes(tmp_path / "one", ShapesTrainConfig(**{**TINY.__dict__, "vae_object_weight": 1.0}),
+                        device="cpu", progress=False, budget=Budget(max_steps=2))
+    heavy = train_shapes(tmp_path / "four", ShapesTrainConfig(**{**TINY.__dict__, "vae_object_weight": 4.0}),
+                         device="cpu", progress=False, budget=Budget(max_steps=2))
+    straight = json.loads((straight_run[0] / "summary.json").read_text())
+    assert same.summary["final_vae_loss"] == straight["final_vae_loss"]
+    assert heavy.summary["final_vae_loss"] != straight["final_vae_loss"]
