@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -183,8 +183,13 @@ class Budget:
         return self.seconds is not None and time.perf_counter() - self.started >= self.seconds
 
 
-#: Held-out evaluations of the last run of each stage in this process: name -> ``[[step, value], ...]``.
-STAGE_EVALS: dict[str, list[list[float]]] = {}
+class StageRun(NamedTuple):
+    """What one invocation of a stage leaves: its loss history, whether it reached its last step (False:
+    the budget ran out) and its held-out evaluations ``[[step, value], ...]`` (empty when off)."""
+
+    losses: list[float]
+    finished: bool
+    evals: list[list[float]]
 
 
 class _StepBatches(torch.utils.data.Dataset):
@@ -237,14 +242,13 @@ def _run_stage(
     budget: Budget,
     workers: int = 0,
     evaluate: Callable[[], float] | None = None,
-) -> tuple[list[float], bool]:
+) -> StageRun:
     """Shared resumable optimisation loop: AdamW, checkpoint every ``checkpoint_every`` steps.
 
     ``make_batch(step)`` gives the data of a step (CPU tensors; a pure function of the step) and
     ``loss_fn(batch)`` the loss on the training device. ``evaluate()`` (in eval mode, no gradients), when
     given, runs every ``config.eval_every`` steps; its values are kept in the state as ``evals``
-    (``[step, value]`` pairs) and in ``STAGE_EVALS[name]``. Returns the loss history and whether the stage
-    reached ``steps`` (False: the budget ran out).
+    (``[step, value]`` pairs) and returned in the :class:`StageRun`.
     """
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     path = state_dir / f"{name}.pt"
@@ -272,11 +276,10 @@ def _run_stage(
                 },
             )
             model.eval()
-            STAGE_EVALS[name] = evals
             logger.info(
                 "%s: budget exhausted at step %d of %d; state saved, run again to resume", name, step, steps
             )
-            return losses, False
+            return StageRun(losses, False, evals)
         budget.steps_done += 1
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(lr, step, steps, config.lr_decay_fraction)
@@ -307,8 +310,7 @@ def _run_stage(
                 },
             )
     model.eval()
-    STAGE_EVALS[name] = evals
-    return losses, True
+    return StageRun(losses, True, evals)
 
 
 def learning_rate(base: float, step: int, steps: int, decay_fraction: float) -> float:
@@ -362,7 +364,7 @@ def train_vae(
     device: torch.device,
     budget: Budget,
     progress: bool = True,
-) -> tuple[list[float], bool]:
+) -> StageRun:
     """Stage 1: reconstruction of random ``vae_crop_frames`` x ``vae_crop_size``^2 crops of clips.
 
     The Wan VAE encodes frame 0 alone, then chunks of 4 frames that read a feature cache of the chunk
@@ -477,7 +479,7 @@ def train_transformer(
     device: torch.device,
     budget: Budget,
     progress: bool = True,
-) -> tuple[list[float], bool]:
+) -> StageRun:
     """Stage 3: flow matching, T2V + I2V in one model, caption dropout for CFG."""
     transformer = components.transformer
     latents = torch.cat(cache["latents"]).float()
@@ -596,6 +598,7 @@ def train_shapes(
     components.text_encoder.requires_grad_(False)
     summary: dict[str, Any] = {"config": dataclasses.asdict(config), "device": str(device_), "seconds": {}}
     curves: dict[str, list[float]] = {}
+    held_out: dict[str, list[list[float]]] = {}
 
     def finish(done: bool, model_dir: Path | None) -> TrainResult:
         summary.update(
@@ -603,7 +606,7 @@ def train_shapes(
                 "finished": done,
                 "model_dir": str(model_dir) if model_dir else None,
                 **{f"final_{k}_loss": _tail(v) for k, v in curves.items()},
-                "held_out": {k: v for k, v in STAGE_EVALS.items() if v},
+                "held_out": {k: v for k, v in held_out.items() if v},
             }
         )
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -612,7 +615,9 @@ def train_shapes(
 
     # 1. VAE
     start = time.perf_counter()
-    curves["vae"], done = train_vae(components.vae, config, state_dir, device_, budget, progress)
+    curves["vae"], done, held_out["vae"] = train_vae(
+        components.vae, config, state_dir, device_, budget, progress
+    )
     summary["seconds"]["vae"] = time.perf_counter() - start
     if not done:
         return finish(False, None)
@@ -626,7 +631,9 @@ def train_shapes(
     summary["seconds"]["latents"] = time.perf_counter() - start
     # 3. transformer
     start = time.perf_counter()
-    curves["dit"], done = train_transformer(components, cache, config, state_dir, device_, budget, progress)
+    curves["dit"], done, held_out["dit"] = train_transformer(
+        components, cache, config, state_dir, device_, budget, progress
+    )
     summary["seconds"]["dit"] = time.perf_counter() - start
     if not done:
         return finish(False, None)
