@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from flowstudio import __version__
-from flowstudio.checks import check_device, check_number, check_outputs, parse_dtype
+from flowstudio.checks import DTYPES, check_device, check_number, check_outputs, parse_dtype
 from flowstudio.core.flow import flow_sigmas
 from flowstudio.core.solvers import make_solver
 from flowstudio.core.ti2v import first_frame_mask
@@ -522,7 +522,7 @@ def _check_memory(pipe: Any, s: EditSettings, frames: int, height: int, width: i
         frames=frames,
         batch_rows=min(rows, s.max_batch_rows or rows),
         device=pipe.device,
-        dtype=dtype if dtype in ("float32", "bfloat16", "float16") else "float32",
+        dtype=dtype if dtype in DTYPES else "float32",
         what="source clip (size=..., fewer frames)",
     )
 
