@@ -50,7 +50,6 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +60,11 @@ from edit_toy import (  # the editing benchmark's pairs, scoring, identity row a
     RESULTS,
     ROOT,
     _load_progress,
-    _peak_memory_mb,
+    edit_pair,
     identity_rows,
     make_pairs,
     open_pipeline,
     parse_shard,
-    score,
     select_configs,
 )
 
@@ -76,7 +74,6 @@ from flowstudio.edit import (
     BlendConfig,
     InjectionConfig,
     RescheduleConfig,
-    edit,
 )
 
 logger = logging.getLogger("benchmarks.edit_ablation")
@@ -367,38 +364,14 @@ def main() -> None:
                     if (pair["index"], name, seed) in done:
                         continue
                     options = options_for(controls, args.steps)
-                    mask = options.pop("mask", None)
-                    if mask == "oracle":
-                        mask = (pair["source_mask"] | pair["target_mask"]).astype(np.uint8) * 255
-                    if args.device.startswith("cuda"):
-                        torch.cuda.reset_peak_memory_stats()
-                    start = time.perf_counter()
-                    result = edit(
-                        pair["source"],
-                        source_prompt=pair["source_prompt"],
-                        target_prompt=pair["target_prompt"],
-                        model=pipe,
-                        mask=mask,
-                        seed=seed,
-                        **options,
-                    )
-                    if result.frames.shape != pair["source"].shape:
-                        sys.exit(
-                            f"the model edited at {result.frames.shape[1:3]} frames of "
-                            f"{pair['source'].shape[1:3]}; pass --size/--frames the model works at "
-                            "(the toy model: --size 128)"
-                        )
+                    _, measured = edit_pair(pipe, pair, options, seed=seed, device=args.device)
                     row = {
                         "config": name,
                         "controls": sorted(controls),
                         "pair": pair["index"],
                         "type": pair["type"],
                         "seed": seed,
-                        **score(pair, result.frames),
-                        "model_calls": result.model_calls,
-                        "row_evaluations": result.row_evaluations,
-                        "seconds": round(time.perf_counter() - start, 3),
-                        "peak_memory_mb": round(_peak_memory_mb(args.device), 1),
+                        **measured,
                     }
                     rows.append(row)
                     with progress.open("a") as f:

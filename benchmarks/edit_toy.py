@@ -760,6 +760,45 @@ def rechoose(results: Path, out: Path | None = None) -> Path:
     return out
 
 
+def edit_pair(
+    pipe: WanVideoPipeline, pair: dict[str, Any], options: dict[str, Any], *, seed: int, device: str
+) -> tuple[Any, dict[str, Any]]:
+    """Edit one pair with ``options`` (``mask="oracle"``: the union of the true masks) and measure it.
+
+    Returns the edit result and a row's measured fields: the scores, model calls, rows evaluated, the
+    edit's wall time (scoring excluded) and its peak device memory.
+    """
+    options = dict(options)
+    mask = options.pop("mask", None)
+    if mask == "oracle":
+        mask = (pair["source_mask"] | pair["target_mask"]).astype(np.uint8) * 255
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    result = edit(
+        pair["source"],
+        source_prompt=pair["source_prompt"],
+        target_prompt=pair["target_prompt"],
+        model=pipe,
+        mask=mask,
+        seed=seed,
+        **options,
+    )
+    seconds = time.perf_counter() - start
+    if result.frames.shape != pair["source"].shape:  # scores compare frame by frame with the pair's clips
+        sys.exit(
+            f"the model edited at {result.frames.shape[1:3]} frames of {pair['source'].shape[1:3]}; "
+            "pass --size/--frames the model works at (the toy model: --size 128)"
+        )
+    return result, {
+        **score(pair, result.frames),
+        "model_calls": result.model_calls,
+        "row_evaluations": result.row_evaluations,
+        "seconds": round(seconds, 3),
+        "peak_memory_mb": round(_peak_memory_mb(device), 1),
+    }
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """``"K/N"`` -> ``(K, N)`` with ``0 <= K < N``; exits with a one-line message otherwise."""
     try:
@@ -847,36 +886,12 @@ def main() -> None:
                 if (pair["index"], name) in done:
                     continue
                 options = dict(options)
-                mask = options.pop("mask", None)
-                if mask == "oracle":
-                    mask = (pair["source_mask"] | pair["target_mask"]).astype(np.uint8) * 255
                 if options.get("preset") == "by-edit-type":
                     options["preset"] = PRESET_OF[pair["type"]]
                     if not preset_available(options["preset"]):
                         continue  # not validated: there is no preset to measure for this type
-                if args.device.startswith("cuda"):
-                    torch.cuda.reset_peak_memory_stats()
-                start = time.perf_counter()
-                result = edit(
-                    pair["source"],
-                    source_prompt=pair["source_prompt"],
-                    target_prompt=pair["target_prompt"],
-                    model=pipe,
-                    mask=mask,
-                    seed=args.seed,
-                    **options,
-                )
-                seconds = time.perf_counter() - start
-                row = {
-                    "config": name,
-                    "pair": pair["index"],
-                    "type": pair["type"],
-                    **score(pair, result.frames),
-                    "model_calls": result.model_calls,
-                    "row_evaluations": result.row_evaluations,
-                    "seconds": round(seconds, 3),
-                    "peak_memory_mb": round(_peak_memory_mb(args.device), 1),
-                }
+                _, measured = edit_pair(pipe, pair, options, seed=args.seed, device=args.device)
+                row = {"config": name, "pair": pair["index"], "type": pair["type"], **measured}
                 rows.append(row)
                 with progress.open("a") as f:
                     f.write(json.dumps(row, default=str) + "\n")
