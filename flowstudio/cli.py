@@ -1,8 +1,11 @@
-"""Command-line interface (typer). Every subcommand is a thin shell over the Python API."""
+"""Command-line interface (typer). Every subcommand is a thin shell over the Python API.
+
+Bad input ends every command the same way (:func:`flowstudio.jobs.errors.cli_errors`): one line
+``error: ...`` naming the option and what to do, exit code 2, no traceback.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 from enum import StrEnum
 from pathlib import Path
@@ -15,7 +18,7 @@ from flowstudio.avatar.cli import avatar_app
 from flowstudio.bench.cli import bench_app
 from flowstudio.checks import markup_safe
 from flowstudio.edit.cli import edit_command, estimate_memory_command
-from flowstudio.errors import FlowstudioError, InputError
+from flowstudio.jobs.errors import cli_errors
 from flowstudio.worlds.cli import worlds_app
 
 console = Console(stderr=True)
@@ -75,17 +78,6 @@ def main(
     )
 
 
-def _fail(error: Exception) -> None:
-    console.print(f"[red]error:[/red] {markup_safe(error)}", soft_wrap=True)
-    raise typer.Exit(code=2)
-
-
-def _resolve_model(model: Path | None) -> Path:
-    from flowstudio.models import resolve_model
-
-    return resolve_model(model)
-
-
 @models_app.command("check")
 def models_check(
     path: Path = typer.Argument(..., help="Folder to check (e.g. Wan2.2-TI2V-5B-Diffusers)."),
@@ -93,7 +85,8 @@ def models_check(
     """Say whether PATH is a complete diffusers-format Wan2.2 TI2V checkpoint, and what is missing if not."""
     from flowstudio.weights import check_checkpoint
 
-    report = check_checkpoint(path)
+    with cli_errors():
+        report = check_checkpoint(path)
     typer.echo(report.format())
     raise typer.Exit(code=0 if report.ok else 1)
 
@@ -106,7 +99,8 @@ def models_make_tiny(
     """Write a tiny random checkpoint with the exact layout and config keys of Wan2.2-TI2V-5B-Diffusers."""
     from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint
 
-    out = build_tiny_checkpoint(path, seed=seed)
+    with cli_errors():
+        out = build_tiny_checkpoint(path, seed=seed)
     typer.echo(f"wrote tiny random Wan2.2-TI2V-form checkpoint to {out} (random weights: output is noise)")
 
 
@@ -143,21 +137,17 @@ def generate(
     ),
     offload: Offload = typer.Option(Offload.none, help="CPU offload for small GPUs: none, model, group."),
 ) -> None:
-    """Text-to-video, or text+image-to-video with --image; writes an mp4 and a JSON of the settings.
+    """Text-to-video, or text+image-to-video with --image; writes an mp4 and a JSON record.
 
     Everything is checked before the model loads: the settings, the output paths (an .mp4/.m4v/.mov
     whose .json sibling is not a folder and that is not the --image) and the memory the run needs.
+    A thin parser over :func:`flowstudio.jobs.run` with a :class:`~flowstudio.jobs.GenerateRequest`.
     """
-    import numpy as np
-    import torch
+    from flowstudio.jobs import GenerateRequest, run
+    from flowstudio.jobs.progress import console_progress
 
-    from flowstudio.checks import check_device, check_number, check_outputs, parse_dtype
-    from flowstudio.edit.memory import check_fits_memory, model_configs
-    from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
-    from flowstudio.video import WRITE_SUFFIXES, read_image, write_video
-
-    try:
-        settings = GenerationSettings(
+    with cli_errors():
+        request = GenerateRequest(
             prompt=prompt,
             negative_prompt=negative_prompt,
             num_frames=frames,
@@ -167,51 +157,21 @@ def generate(
             guidance_scale=guidance,
             shift=shift,
             solver=solver.value,
-            seed=seed,
-            image_conditioned=image is not None,
             timesteps=timesteps.value,
-        )
-        check_number("--fps", fps, positive=True, what="; the frame rate of the mp4, e.g. 16")
-        torch_dtype = parse_dtype(dtype, "--dtype")
-        if out.suffix.lower() not in WRITE_SUFFIXES:
-            raise InputError(
-                f"--out {out} is a {out.suffix or 'suffix-less'} file; flowstudio writes H.264 "
-                f"{', '.join(WRITE_SUFFIXES)}: change the extension (e.g. {out.with_suffix('.mp4').name})"
-            )
-        check_outputs([out, out.with_suffix(".json")], inputs=[image])
-        model_path = _resolve_model(model)
-        on_gpu = check_device(device, "--device").type == "cuda"
-        dtype_name = str(torch_dtype or (torch.bfloat16 if on_gpu else torch.float32)).removeprefix("torch.")
-        check_fits_memory(
-            configs=model_configs(model_path),
-            height=height,
-            width=width,
-            frames=frames,
-            batch_rows=2 if guidance != 1.0 else 1,
+            seed=seed,
+            image=image,
+            fps=fps,
+            out=out,
+            model=model,
             device=device,
-            dtype=dtype_name,
+            dtype=dtype,
             offload=offload.value,
         )
-        pipe = WanVideoPipeline.from_pretrained(
-            model_path, device=device, dtype=torch_dtype, offload=offload.value
-        )
-        first = read_image(image, size=(height, width)) if image is not None else None
-        result = pipe.generate(settings, image=first)
-        write_video(out, np.ascontiguousarray(result.frames), fps=fps)
-        record = {
-            "model": str(model_path),
-            "settings": settings.to_dict(),
-            "integer_timesteps": settings.integer_timesteps,
-            "model_calls": result.model_calls,
-            "flowstudio": __version__,
-            "image": str(image) if image else None,
-        }
-        out.with_suffix(".json").write_text(json.dumps(record, indent=2))
-    except FlowstudioError as error:
-        _fail(error)
+        with console_progress() as progress:
+            result = run(request, progress=progress)
     console.print(
-        f"wrote {markup_safe(out)} ({frames} frames {height}x{width}, {steps} steps, {solver.value}) and "
-        f"{markup_safe(out.with_suffix('.json'))}"
+        f"wrote {markup_safe(result.files['video'])} ({frames} frames {height}x{width}, {steps} steps, "
+        f"{solver.value}) and {markup_safe(result.files['record'])}"
     )
 
 

@@ -283,9 +283,9 @@ def test_cli_edit_size_option(tiny_checkpoint, source_mp4, tmp_path):
         "1",
     ]
     assert runner.invoke(app, [*base, "--out", str(tmp_path / "m.mp4")]).exit_code == 0
-    assert json.loads((tmp_path / "m.json").read_text())["size"] == [5, 32, 32]
+    assert json.loads((tmp_path / "m.json").read_text())["info"]["size"] == [5, 32, 32]
     assert runner.invoke(app, [*base, "--size", "native", "--out", str(tmp_path / "n.mp4")]).exit_code == 0
-    assert json.loads((tmp_path / "n.json").read_text())["size"] == [5, 32, 64]
+    assert json.loads((tmp_path / "n.json").read_text())["info"]["size"] == [5, 32, 64]
     help_text = " ".join(runner.invoke(app, ["edit", "--help"]).output.split())
     assert "trained at" in help_text and "native" in help_text
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from flowstudio.errors import FlowstudioError, InputError
+from flowstudio.jobs.errors import cli_errors, fail
 
 logger = logging.getLogger(__name__)
 
@@ -18,8 +19,7 @@ avatar_app = typer.Typer(
 
 
 def _fail(error: Exception) -> None:
-    typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(code=2)
+    fail(error)  # the one error handler of every command
 
 
 @avatar_app.command("generate")
@@ -39,14 +39,16 @@ def generate_command(
     seed: int = typer.Option(0, help="Noise seed."),
     device: str = typer.Option("cpu", help="torch device."),
 ) -> None:
-    """Stream a talking-head video chunk by chunk and write it with the audio."""
-    from flowstudio.avatar.generate import generate
+    """Stream a talking-head video chunk by chunk; write it with the audio, and a JSON record beside it."""
+    from flowstudio.jobs import AvatarRequest, run
+    from flowstudio.jobs.progress import console_progress
 
-    try:
-        report = generate(image, audio, out, checkpoint=checkpoint, steps=steps, seed=seed, device=device)
-    except FlowstudioError as error:
-        _fail(error)
-        return
+    with cli_errors():
+        request = AvatarRequest(
+            image=image, audio=audio, out=out, checkpoint=checkpoint, steps=steps, seed=seed, device=device
+        )
+        with console_progress() as progress:
+            report = run(request, progress=progress).engine
     note = (
         " NOTE: randomly initialised toy model (no trained DualForce toy model yet; pass --checkpoint)"
         if report.random_weights

@@ -7,13 +7,15 @@
    model's aspect ratio, then resize), and the report's ``reference_image`` says what was done;
 2. extract 50 Hz audio features;
 3. stream frames chunk by chunk (:func:`flowstudio.avatar.streaming.stream_frames`);
-4. write the mp4 with :func:`flowstudio.video.write_video`, audio trimmed to the generated span.
+4. write the mp4 (audio trimmed to the generated span) and its JSON record through
+   :class:`flowstudio.jobs.JobResult` (:func:`synthesize` does 1-3 and writes nothing).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from flowstudio.avatar.config import preset
 from flowstudio.avatar.model import DualForceModel
 from flowstudio.avatar.streaming import check_image, stream_frames
 from flowstudio.checks import check_int
-from flowstudio.video import read_image, write_video
+from flowstudio.video import read_image
 
 logger = logging.getLogger(__name__)
 TOY_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "dualforce-toy"
@@ -75,49 +77,71 @@ def load_model(
     return DualForceModel(preset(preset_name)).to(device).eval(), True
 
 
-def generate(
+@dataclass
+class Synthesis:
+    """A generated talking head before it is written: frames, the audio span and the report."""
+
+    video: np.ndarray  # uint8 (T, H, W, 3)
+    waveform: np.ndarray
+    rate: int
+    fps: float
+    report: GenerateReport
+    load_seconds: float
+    model_calls: int
+
+
+def synthesize(
     image: str | Path,
     audio: str | Path,
-    out: str | Path,
     *,
     checkpoint: str | Path | None = None,
+    model: DualForceModel | None = None,
     steps: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
-) -> GenerateReport:
-    """Generate a talking-head mp4 from a reference image and an audio file.
+    progress: Callable[[int, int, str], None] | None = None,
+) -> Synthesis:
+    """Stream a talking head from a reference image and an audio file (nothing written).
 
-    ``steps`` (denoising steps per chunk, ``None``: the config's) must be a whole number >= 1; a
-    reference image of another size than the model's is fitted by :data:`REFERENCE_POLICY`.
+    ``model``: an already loaded model (``checkpoint`` then only names it in the report).
+    ``progress(chunk, chunks, "chunk")`` is called after each chunk.
     """
     if steps is not None:
         check_int("steps", steps, minimum=1, what="; denoising steps per chunk, or None for the config's")
-    model, random_weights = load_model(checkpoint, seed=seed, device=device)  # 1. model and inputs
+    loading = time.perf_counter()
+    if model is None:  # 1. model and inputs
+        model, random_weights = load_model(checkpoint, seed=seed, device=device)
+    else:
+        random_weights = False
+    load_seconds = time.perf_counter() - loading
     cfg = model.config
     picture, reference_note = fit_reference_image(read_image(image), cfg.image_size)
     check_image(picture, cfg.image_size)
     rate = 16000  # both feature extractors work at 16 kHz; the mp4 gets the same waveform
     waveform = read_audio(audio, rate)
     features = make_extractor(cfg.audio, device=device)(waveform, rate)  # 2. 50 Hz features
+    chunks = model.rates.num_chunks(features.shape[0])
     start = time.perf_counter()
     timings: list[float] = []
-    frames = list(
-        stream_frames(
-            model,
-            picture,
-            features,
-            steps=steps,
-            seed=seed,  # 3. stream
-            callback=lambda info: timings.append(time.perf_counter() - start),
-        )
-    )
+
+    def on_chunk(info: dict[str, float]) -> None:
+        timings.append(time.perf_counter() - start)
+        if progress is not None:
+            progress(int(info["chunk"]) + 1, chunks, "chunk")
+
+    # 3. stream; model forwards counted by a hook removed afterwards (the model is left as found)
+    calls = [0]
+    hook = model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    try:
+        frames = list(stream_frames(model, picture, features, steps=steps, seed=seed, callback=on_chunk))
+    finally:
+        hook.remove()
     wall = time.perf_counter() - start
     video = np.stack(frames)
     fps = float(cfg.rates.video_fps)
     seconds = len(video) / fps
-    path = write_video(out, video, fps, audio=waveform[: int(round(seconds * rate))], audio_rate=rate)  # 4.
-    return GenerateReport(
-        out=str(path),
+    report = GenerateReport(
+        out="",
         model=_model_name(checkpoint, random_weights, cfg.name, seed),
         random_weights=random_weights,
         frames=len(video),
@@ -128,6 +152,32 @@ def generate(
         steps=steps or cfg.forcing.inference_steps,
         reference_image=reference_note,
     )
+    span = waveform[: int(round(seconds * rate))]  # 4. the audio of the generated span
+    return Synthesis(video, span, rate, fps, report, load_seconds, calls[0])
+
+
+def generate(
+    image: str | Path,
+    audio: str | Path,
+    out: str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> GenerateReport:
+    """Generate a talking-head mp4 (audio muxed) and its JSON record from a reference image and audio.
+
+    ``steps`` (denoising steps per chunk, ``None``: the config's) must be a whole number >= 1; a
+    reference image of another size than the model's is fitted by :data:`REFERENCE_POLICY`. Runs
+    :func:`flowstudio.jobs.run` on an :class:`~flowstudio.jobs.AvatarRequest`.
+    """
+    from flowstudio.jobs import AvatarRequest, run
+
+    request = AvatarRequest(
+        image=image, audio=audio, out=out, checkpoint=checkpoint, steps=steps, seed=seed, device=str(device)
+    )
+    return run(request).engine
 
 
 def _model_name(checkpoint: str | Path | None, random_weights: bool, name: str, seed: int) -> str:

@@ -13,7 +13,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from flowstudio.checks import markup_safe
 from flowstudio.errors import FlowstudioError
 
 logger = logging.getLogger(__name__)
@@ -30,9 +29,10 @@ class SetName(StrEnum):
     ecommerce = "ecommerce"
 
 
-def _fail(err: Exception) -> None:
-    console.print(f"[red]error:[/red] {markup_safe(err)}", markup=True, highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
+def _fail(error: Exception) -> None:
+    from flowstudio.jobs.errors import fail
+
+    fail(error)  # the one error handler of every command: one line, exit code 2
 
 
 @bench_app.command("make-set")

@@ -12,12 +12,12 @@ Top to bottom, as a pipeline reads::
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from flowstudio.edit.attention_share import AttentionShare
 from flowstudio.edit.blending import BlendConfig, composite, pixel_mask_from_latent
 from flowstudio.edit.context import EditContext, FeatureStore
 from flowstudio.edit.controls import SourceFeatureControl, choose_source_mode, feature_bytes_per_step
-from flowstudio.edit.flowedit import FlowEditConfig, run_flowedit
+from flowstudio.edit.flowedit import run_flowedit
 from flowstudio.edit.injection import FeatureInjection
 from flowstudio.edit.inversion import METHOD_SOLVERS, run_inversion_edit
 from flowstudio.edit.job import EditJob
@@ -48,12 +48,12 @@ from flowstudio.edit.masks import (
     to_pixel_mask,
 )
 from flowstudio.edit.paired import EditDenoiser
-from flowstudio.edit.presets import preset_values
 from flowstudio.edit.reschedule import reschedule_sigmas
 from flowstudio.edit.settings import EditSettings
 from flowstudio.errors import InputError
+from flowstudio.jobs.progress import ProgressController
 from flowstudio.pipeline import WanVideoPipeline
-from flowstudio.video import NormalizeReport, VideoClip, normalize_clip, read_image, read_video, write_video
+from flowstudio.video import NormalizeReport, VideoClip, normalize_clip, read_image, read_video
 
 logger = logging.getLogger(__name__)
 
@@ -115,41 +115,20 @@ def resolve_settings(
     settings: EditSettings | None = None,
     **overrides: Any,
 ) -> EditSettings:
-    """Preset values, then ``settings``, then explicit ``overrides`` (``None`` values are ignored)."""
-    names = {f.name for f in fields(EditSettings)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise InputError(
-            f"unknown edit option(s) {', '.join(unknown)}; valid options: {', '.join(sorted(names))}"
-        )
-    values: dict[str, Any] = preset_values(preset) if preset is not None else {}
-    preset_steps = values.get("steps")
-    if settings is not None:
-        values |= {f.name: getattr(settings, f.name) for f in fields(EditSettings)}
-    explicit = {k: v for k, v in overrides.items() if v is not None}
-    values |= explicit
-    if preset is not None and preset_steps and "steps" in explicit and "flowedit" not in explicit:
-        values["flowedit"] = _rescale_flowedit(values.get("flowedit"), preset_steps, values["steps"])
-    if source_prompt is not None:
-        values["source_prompt"] = source_prompt
-    if target_prompt is not None:
-        values["target_prompt"] = target_prompt
-    values.setdefault("source_prompt", None)
-    values.setdefault("target_prompt", None)
-    return EditSettings(**values)
+    """``settings``, then the preset's values, then explicit ``overrides`` (``None`` values are ignored).
 
-
-def _rescale_flowedit(config: FlowEditConfig | None, preset_steps: int, steps: int) -> FlowEditConfig | None:
-    """A preset's FlowEdit window is a count of steps: keep its *fraction* when ``--steps`` changes.
-
-    Without this, ``--preset color --steps 30`` would edit over the preset's 7 steps out of 30
-    instead of 7 out of 10, a much weaker edit than the one the benchmark chose.
+    The merge itself (and the preset's FlowEdit window rescaled to the steps) lives in
+    :func:`flowstudio.jobs.merge.merge_edit_settings`, the one place presets and overrides meet.
     """
-    if config is None or config.n_max is None or steps == preset_steps:
-        return config
-    n_max = max(1, round(config.n_max * steps / preset_steps))
-    n_min = min(n_max, round(config.n_min * steps / preset_steps))
-    return replace(config, n_max=n_max, n_min=n_min)
+    from flowstudio.jobs.merge import merge_edit_settings
+
+    return merge_edit_settings(
+        source_prompt=source_prompt,
+        target_prompt=target_prompt,
+        preset=preset,
+        settings=settings,
+        **overrides,
+    )
 
 
 def _load_pipeline(
@@ -298,7 +277,7 @@ def edit(
     frame_policy: str = "trim",
     size_policy: str = "resize",
     size: str | tuple[int, int] = "model",
-    progress: bool = False,
+    progress: bool | Callable[[int, int, str], None] = False,
     **options: Any,
 ) -> EditResult:
     """Edit ``source`` so that it shows ``target_prompt`` instead of ``source_prompt``.
@@ -324,7 +303,8 @@ def edit(
             records one (toy models: ``training_summary.json``), reached by ``size_policy``
             (``resize`` stretches to it); else the source's own size rounded to multiples of 32.
             ``"native"``: always the source's own size (rounded). ``(height, width)``: that size.
-        progress: show progress bars.
+        progress: ``True`` shows progress bars; a callable is called as ``progress(step, total, phase)``
+            after every step of every loop (:data:`flowstudio.jobs.progress.ProgressFn`).
         **options: any :class:`EditSettings` field (``method``, ``steps``, ``injection``, ...).
 
     Raises:
@@ -344,7 +324,7 @@ def edit(
     if out is not None:
         source_file = source.path if isinstance(source, VideoClip) else source
         mask_file = mask if isinstance(mask, (str, os.PathLike)) and mask != "auto" else None
-        _check_out(out, inputs=[source_file, mask_file, target_image])
+        check_edit_out(out, inputs=[source_file, mask_file, target_image])
     if mask is not None and box is not None:
         raise InputError("give either mask or box, not both")
     if target_image is not None and s.first_frame != "image":
@@ -409,7 +389,8 @@ def edit(
         blend=None if blend_mask is None or s.blend is None else (s.blend, blend_mask),
         generator=generator,
         trajectory_device="cpu" if s.cache_on_cpu and x_src.device.type != "cpu" else None,
-        progress=progress,
+        progress=progress is True,
+        observers=[ProgressController(progress)] if callable(progress) else [],
     )
 
     # 5. method
@@ -483,7 +464,7 @@ def _working_size(size: Any, pipe: Any) -> tuple[tuple[int, int] | None, str]:
     return (int(size[0]), int(size[1])), f"given: {size[0]}x{size[1]}"
 
 
-def _check_out(out: str | os.PathLike, inputs: list[Any]) -> None:
+def check_edit_out(out: str | os.PathLike, inputs: list[Any]) -> None:
     """The output mp4 and its siblings must be writable files that are not an input."""
     path = Path(out)
     if path.suffix.lower() != ".mp4":
@@ -569,15 +550,13 @@ def run_method(job: EditJob, s: EditSettings) -> torch.Tensor:
 
 
 def write_outputs(result: EditResult, out: str | os.PathLike) -> dict[str, Path]:
-    """Write ``out`` (edited mp4), ``<stem>_side_by_side.mp4`` and ``<stem>.json``."""
-    path = Path(out)
-    _check_out(path, inputs=[])
-    side = path.with_name(f"{path.stem}_side_by_side.mp4")
-    settings_path = path.with_suffix(".json")
-    write_video(path, np.ascontiguousarray(result.frames), fps=result.fps)
-    write_video(side, np.ascontiguousarray(result.side_by_side()), fps=result.fps)
-    result.outputs = {"video": path, "side_by_side": side, "settings": settings_path}
-    record = result.record() | {"outputs": {k: str(v) for k, v in result.outputs.items()}}
-    settings_path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
-    logger.info("wrote %s, %s and %s", path, side, settings_path)
+    """Write ``out`` (edited mp4), ``<stem>_side_by_side.mp4`` and ``<stem>.json`` (a job record).
+
+    Goes through :meth:`flowstudio.jobs.JobResult.write`, the one writer of every job's outputs.
+    """
+    from flowstudio.jobs.editing import edit_job_result, edit_outputs
+
+    check_edit_out(out, inputs=[])
+    result.outputs = edit_outputs(edit_job_result(result).write(out))
+    logger.info("wrote %s", ", ".join(str(p) for p in result.outputs.values()))
     return result.outputs

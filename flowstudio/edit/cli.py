@@ -1,6 +1,7 @@
 """Typer commands of the editing engine: ``flowstudio edit`` and ``flowstudio edit-memory``.
 
-Thin shells over :func:`flowstudio.edit.edit` and :func:`flowstudio.edit.memory.estimate_memory`;
+Thin shells over :func:`flowstudio.jobs.run` (an :class:`~flowstudio.jobs.EditRequest`) and
+:func:`flowstudio.edit.memory.estimate_memory`;
 ``flowstudio/cli.py`` registers them (``app.command("edit")(edit_command)``,
 ``app.command("edit-memory")(estimate_memory_command)``).
 """
@@ -10,21 +11,18 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 
-from flowstudio.checks import markup_safe, parse_dtype
-from flowstudio.errors import FlowstudioError, InputError
+from flowstudio.checks import markup_safe
+from flowstudio.errors import InputError
+from flowstudio.jobs.errors import cli_errors
 
 logger = logging.getLogger(__name__)
 console = Console(stderr=True)
 MODEL_ENV = "FLOWSTUDIO_MODEL"
-
-
-def _fail(error: Exception) -> None:
-    console.print(f"[red]error:[/red] {markup_safe(error)}", soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 def _parse_box(text: str | None) -> tuple[int, int, int, int] | None:
@@ -49,10 +47,12 @@ def _parse_size(text: str) -> str | tuple[int, int]:
     raise InputError(f"--size must be model, native or HxW in pixels (e.g. 128x128), got {text!r}")
 
 
-def _parse_blocks(text: str | None) -> tuple[int, ...] | None:
-    """``"all"``/None -> None; ``"0,2,5"`` or ``"0-3"`` or ``"-2,-1"`` -> block indexes."""
-    if text is None or text.strip().lower() == "all":
+def _parse_blocks(text: str | None) -> tuple[int, ...] | str | None:
+    """None (not given) -> None; ``"all"`` as is; ``"0,2,5"``, ``"0-3"`` or ``"-2,-1"`` -> indexes."""
+    if text is None:
         return None
+    if text.strip().lower() == "all":
+        return "all"
     blocks: list[int] = []
     try:
         for part in text.split(","):
@@ -155,103 +155,68 @@ def edit_command(
 ) -> None:
     """Edit SOURCE from a text instruction (training-free).
 
-    Writes the edited mp4, a side-by-side mp4 and a JSON of the settings used.
+    Writes the edited mp4, a side-by-side mp4 and a JSON record. A thin parser over
+    :func:`flowstudio.jobs.run` with an :class:`~flowstudio.jobs.EditRequest`: options left out come
+    from the preset, else the defaults (merged in :mod:`flowstudio.jobs.merge`).
     """
-    import dataclasses
+    from flowstudio.jobs import EditRequest, run
+    from flowstudio.jobs.progress import console_progress
 
-    from flowstudio.edit import edit
-    from flowstudio.edit.attention_share import AttentionShareConfig
-    from flowstudio.edit.blending import BlendConfig
-    from flowstudio.edit.flowedit import FlowEditConfig
-    from flowstudio.edit.injection import InjectionConfig
-    from flowstudio.edit.presets import preset_values
-    from flowstudio.edit.reschedule import RescheduleConfig
-
-    try:
+    with cli_errors():
         if source_prompt is None or not source_prompt.strip():
             raise InputError("--source-prompt is missing: describe what the source video shows")
         if target_prompt is None or not target_prompt.strip():
             raise InputError("--target-prompt is missing: describe what the edited video should show")
-        from flowstudio.models import resolve_model
-
-        model_path = resolve_model(model)
-        base = preset_values(preset) if preset else {}
-        options: dict = {
-            "method": method,
-            "steps": steps,
-            "shift": shift,
-            "source_guidance": source_guidance,
-            "target_guidance": target_guidance,
-            "negative_prompt": negative_prompt,
-            "inversion_solver": inversion_solver,
-            "generation_solver": generation_solver,
-            "first_frame": first_frame,
-            "source_features": source_features,
-            "memory_budget_gb": memory_budget,
-            "max_batch_rows": max_batch_rows,
-            "seed": seed,
-        }
-        if n_max is not None or n_min is not None or n_avg is not None:
-            fe = base.get("flowedit") or FlowEditConfig()
-            changes = {
-                k: v for k, v in (("n_max", n_max), ("n_min", n_min), ("n_avg", n_avg)) if v is not None
-            }
-            options["flowedit"] = dataclasses.replace(fe, **changes)
-        if inject is not None or inject_blocks is not None or inject_end is not None:
-            inj = base.get("injection") or InjectionConfig()
-            options["injection"] = dataclasses.replace(
-                inj,
-                strength=inj.strength if inject is None else inject,
-                blocks=inj.blocks if inject_blocks is None else _parse_blocks(inject_blocks),
-                end=inj.end if inject_end is None else inject_end,
-            )
-        if share_kv is not None or share_blocks is not None or share_end is not None:
-            kv = base.get("attention_share") or AttentionShareConfig()
-            options["attention_share"] = AttentionShareConfig(
-                mode=kv.mode if share_kv is None else share_kv,  # type: ignore[arg-type]
-                blocks=kv.blocks if share_blocks is None else _parse_blocks(share_blocks),
-                start=kv.start,
-                end=kv.end if share_end is None else share_end,
-            )
-        if blend is not None or feather is not None or pixel_composite is not None:
-            bl = base.get("blend") or BlendConfig()
-            options["blend"] = dataclasses.replace(
-                bl,
-                strength=bl.strength if blend is None else blend,
-                feather=bl.feather if feather is None else feather,
-                pixel_composite=bl.pixel_composite if pixel_composite is None else pixel_composite,
-            )
-        if strength is not None or renoise:
-            options["reschedule"] = RescheduleConfig(
-                strength=1.0 if strength is None else strength, mode="noise" if renoise else "invert"
-            )
-        result = edit(
-            source,
+        request = EditRequest(
+            source=source,
             source_prompt=source_prompt,
             target_prompt=target_prompt,
-            model=model_path,
+            out=out,
+            model=model,
             preset=preset,
+            method=method,
+            steps=steps,
+            shift=shift,
+            source_guidance=source_guidance,
+            target_guidance=target_guidance,
+            negative_prompt=negative_prompt,
+            inversion_solver=inversion_solver,
+            generation_solver=generation_solver,
+            first_frame=first_frame,
+            flowedit=_given(n_max=n_max, n_min=n_min, n_avg=n_avg),
+            injection=_given(strength=inject, blocks=_parse_blocks(inject_blocks), end=inject_end),
+            attention_share=_given(mode=share_kv, blocks=_parse_blocks(share_blocks), end=share_end),
+            blend=_given(strength=blend, feather=feather, pixel_composite=pixel_composite),
+            reschedule=_given(strength=strength, mode="noise" if renoise else None),
+            source_features=source_features,
+            memory_budget_gb=memory_budget,
+            max_batch_rows=max_batch_rows,
+            seed=seed,
             mask=mask,
             box=_parse_box(box),
             target_image=target_image,
-            out=out,
-            device=device,
-            dtype=parse_dtype(dtype, "--dtype"),
-            offload=offload,
             fps=fps,
             frame_policy=frame_policy,
             size_policy=size_policy,
             size=_parse_size(size),
-            **options,
+            device=device,
+            dtype=dtype,
+            offload=offload,
         )
-    except FlowstudioError as error:
-        _fail(error)
-    s = result.settings
-    written = ", ".join(markup_safe(result.outputs[k]) for k in ("video", "side_by_side", "settings"))
+        with console_progress() as progress:
+            result = run(request, progress=progress)
+    s = result.engine.settings
+    written = ", ".join(markup_safe(result.files[k]) for k in ("video", "side_by_side", "record"))
     console.print(
         f"wrote {written} "
-        f"({s.method}, {s.steps} steps, {result.model_calls} model calls, {result.seconds:.1f} s)"
+        f"({s.method}, {s.steps} steps, {result.model_calls} model calls, {result.timings['run']:.1f} s)"
     )
+
+
+def _given(**fields: Any) -> dict[str, Any] | None:
+    """The options of one control that were given (``None``: none was, the control is left alone)."""
+    given = {k: v for k, v in fields.items() if v is not None}
+    return given or None
 
 
 def _read_configs(model: Path) -> dict[str, dict]:
@@ -285,7 +250,7 @@ def estimate_memory_command(
     """Estimate peak GPU memory of an edit (meta-device parameter count + activation estimate)."""
     from flowstudio.edit.memory import estimate_memory, format_estimates
 
-    try:
+    with cli_errors():
         configs = _read_configs(model) if model is not None else {}
         estimates = [
             estimate_memory(
@@ -302,8 +267,6 @@ def estimate_memory_command(
             for o in offload
             for r in rows
         ]
-    except FlowstudioError as error:
-        _fail(error)
     first = estimates[0]
     typer.echo(
         f"model: {model or 'Wan2.2-TI2V-5B reference config'}; {frames} frames {height}x{width} "

@@ -38,6 +38,7 @@ class EditJob:
         generator: CPU generator for every random draw of the method.
         trajectory_device: where the source trajectory is kept (``"cpu"`` or ``None`` = in place).
         progress: show progress bars.
+        observers: controllers that only watch every loop of the method (progress reports).
         extras: what the method reports back (model calls per phase, ...).
     """
 
@@ -53,6 +54,7 @@ class EditJob:
     generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
     trajectory_device: str | None = None
     progress: bool = False
+    observers: list[Controller] = field(default_factory=list)
     extras: dict = field(default_factory=dict)
 
     def pin(self, cond: Conditioning) -> FirstFramePin | None:

@@ -18,8 +18,9 @@ worlds_app.add_typer(train_app, name="train")
 
 
 def _fail(error: Exception) -> None:
-    typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(code=2)
+    from flowstudio.jobs.errors import fail
+
+    fail(error)  # the one error handler of every command: one line, exit code 2
 
 
 @make_app.command("shapes")

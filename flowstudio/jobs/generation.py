@@ -1,0 +1,104 @@
+"""``run(GenerateRequest)``: text(+image)-to-video, checked before the model loads, written as a JobResult."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from flowstudio.jobs.progress import ProgressController, ProgressFn
+from flowstudio.jobs.provenance import model_provenance, versions
+from flowstudio.jobs.requests import GenerateRequest
+from flowstudio.jobs.result import JobResult, check_output_paths
+
+
+def generation_settings(request: GenerateRequest) -> Any:
+    """The pipeline's :class:`~flowstudio.pipeline.GenerationSettings` of ``request``."""
+    from flowstudio.pipeline import GenerationSettings
+
+    return GenerationSettings(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        num_frames=request.num_frames,
+        height=request.height,
+        width=request.width,
+        steps=request.steps,
+        guidance_scale=request.guidance_scale,
+        shift=request.shift,
+        solver=request.solver,
+        seed=request.seed,
+        image_conditioned=request.image is not None,
+        timesteps=request.timesteps,
+    )
+
+
+def _load(request: GenerateRequest) -> Any:
+    """Resolve the model folder, refuse a run the memory estimate says does not fit, then load."""
+    import torch
+
+    from flowstudio.checks import check_device, parse_dtype
+    from flowstudio.edit.memory import check_fits_memory, model_configs
+    from flowstudio.models import resolve_model
+    from flowstudio.pipeline import WanVideoPipeline
+
+    model_path = resolve_model(request.model)
+    torch_dtype = parse_dtype(request.dtype)
+    on_gpu = check_device(request.device).type == "cuda"
+    dtype_name = str(torch_dtype or (torch.bfloat16 if on_gpu else torch.float32)).removeprefix("torch.")
+    check_fits_memory(
+        configs=model_configs(model_path),
+        height=request.height,
+        width=request.width,
+        frames=request.num_frames,
+        batch_rows=2 if request.guidance_scale != 1.0 else 1,
+        device=request.device,
+        dtype=dtype_name,
+        offload=request.offload,
+    )
+    return WanVideoPipeline.from_pretrained(
+        model_path, device=request.device, dtype=torch_dtype, offload=request.offload
+    )
+
+
+def run_generate(
+    request: GenerateRequest, model: Any = None, progress: ProgressFn | None = None
+) -> JobResult:
+    """Generate ``request``; ``model``: a loaded ``WanVideoPipeline`` (else ``request.model`` is loaded)."""
+    from flowstudio.pipeline import WanVideoPipeline
+    from flowstudio.video import read_image
+
+    start = time.perf_counter()
+    settings = generation_settings(request)
+    if request.out is not None:
+        check_output_paths(request.out, inputs=[request.image])
+    if model is not None and not isinstance(model, WanVideoPipeline):
+        request = request.model_copy(update={"model": Path(model)})
+        model = None
+    pipe = model if model is not None else _load(request)
+    loaded = time.perf_counter()
+    first = read_image(request.image, size=(request.height, request.width)) if request.image else None
+    controllers = [ProgressController(progress)] if progress is not None else []
+    result = pipe.generate(settings, image=first, controllers=controllers, progress=False)
+    done = time.perf_counter()
+    path = getattr(pipe.components, "path", None)
+    job = JobResult(
+        kind="generate",
+        videos={"video": result.frames},
+        fps=request.fps,
+        request=request.model_dump(mode="json"),
+        settings=settings.to_dict(),
+        seed=settings.seed,
+        model_calls=result.model_calls,
+        timings={"load": loaded - start, "run": done - loaded, "total": done - start},
+        provenance={
+            "versions": versions(),
+            "model": model_provenance(path),
+            "device": str(pipe.device),
+            "dtype": str(pipe.denoiser.dtype).removeprefix("torch."),
+        },
+        info={"integer_timesteps": settings.integer_timesteps, "image": request.image and str(request.image)},
+        engine=result,
+    )
+    if request.out is not None:
+        job.write(request.out)
+    return job
