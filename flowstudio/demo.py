@@ -1,5 +1,8 @@
 """`make demo`: run the main jobs end to end on the embedded model and say where the output is.
 
+Every job goes through :func:`flowstudio.jobs.run` with a typed request (as the CLI does), on one
+pipeline loaded once; each output mp4 has its JSON record beside it.
+
 It edits a ShapeWorld product clip (red -> blue) with explicit FlowEdit settings (no editing preset
 is validated on the shipped toy model: ``flowstudio.edit.presets``), reads the object's colour with
 the project's readers in the source, the edit and the exact ground truth (``summary.json`` says
@@ -22,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
+from flowstudio.pipeline import WanVideoPipeline
 from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint
 from flowstudio.video import write_video
 
@@ -46,16 +49,15 @@ PRESET_NOTE = (
 
 
 def _demo_edit_options(steps: int) -> dict[str, Any]:
-    from flowstudio.edit import AttentionShareConfig, BlendConfig, FlowEditConfig
-
+    """:class:`~flowstudio.jobs.EditRequest` fields of the demo's edit."""
     return {
         "method": "flowedit",
         "steps": steps,
         "source_guidance": 1.5,
         "target_guidance": 5.0,
-        "flowedit": FlowEditConfig(n_max=max(1, round(0.7 * steps)), n_min=0, n_avg=1),
-        "attention_share": AttentionShareConfig(mode="concat", start=0.0, end=0.5),
-        "blend": BlendConfig(pixel_composite=True),
+        "flowedit": {"n_max": max(1, round(0.7 * steps)), "n_min": 0, "n_avg": 1},
+        "attention_share": {"mode": "concat", "start": 0.0, "end": 0.5},
+        "blend": {"pixel_composite": True},
         "mask": "auto",
     }
 
@@ -102,7 +104,7 @@ def edit_frames_figure(
 def _edit_demo(pipe: WanVideoPipeline, out: Path, *, steps: int, seed: int) -> dict[str, Any]:
     """The main job: edit a rendered product clip's colour, with the exact ground truth beside it, and
     what the colour reader sees in each."""
-    from flowstudio.edit import edit
+    from flowstudio.jobs import EditRequest, run
     from flowstudio.worlds import SceneSpec, edit_prompt_pair, render_clip
     from flowstudio.worlds.shapes import render_mask
 
@@ -112,17 +114,16 @@ def _edit_demo(pipe: WanVideoPipeline, out: Path, *, steps: int, seed: int) -> d
     source_clip, truth = render_clip(source), render_clip(target)
     source_path = write_video(out / "edit_source.mp4", source_clip, fps=16)
     write_video(out / "edit_ground_truth.mp4", truth, fps=16)
-    options = _demo_edit_options(steps)
-    start = time.perf_counter()
-    result = edit(
-        source_path,
+    request = EditRequest(
+        source=source_path,
         source_prompt=source_prompt,
         target_prompt=target_prompt,
-        model=pipe,
         seed=seed,
         out=out / "edit.mp4",
-        **options,
+        **_demo_edit_options(steps),
     )
+    start = time.perf_counter()
+    result = run(request, model=pipe)
     seconds = round(time.perf_counter() - start, 2)
     # a colour edit keeps the geometry: the source's true mask is where the object is in all three
     mask = render_mask(source)
@@ -142,14 +143,15 @@ def _edit_demo(pipe: WanVideoPipeline, out: Path, *, steps: int, seed: int) -> d
         ),
     )
     return {
-        "video": str(result.outputs["video"]),
-        "side_by_side": str(result.outputs["side_by_side"]),
+        "video": str(result.files["video"]),
+        "side_by_side": str(result.files["side_by_side"]),
+        "record": str(result.files["record"]),
         "frames_png": str(figure),
         "source": str(source_path),
         "ground_truth": str(out / "edit_ground_truth.mp4"),
         "source_prompt": source_prompt,
         "target_prompt": target_prompt,
-        "settings": result.settings.to_dict(),
+        "settings": result.settings,
         "preset": PRESET_NOTE,
         "source_color": source.color,
         "target_color": target.color,
@@ -175,7 +177,11 @@ def _model(out: Path, seed: int) -> tuple[Path, str, bool]:
 
 def run(out: Path, *, steps: int | None = None, seed: int = 0) -> dict:
     """Edit, text-to-video and image-to-video into ``out``; returns the summary written."""
+    from PIL import Image
+
     from flowstudio.bench.metrics.pixel import psnr
+    from flowstudio.jobs import GenerateRequest, run
+    from flowstudio.jobs.progress import console_progress
     from flowstudio.worlds import SceneSpec, caption, render_clip
 
     out.mkdir(parents=True, exist_ok=True)
@@ -187,21 +193,20 @@ def run(out: Path, *, steps: int | None = None, seed: int = 0) -> dict:
     scene = SceneSpec(shape="vase", color="green", material="matte", background="plain", seed=seed + 1)
     truth = render_clip(scene)
     prompt = caption(scene, np.random.default_rng(seed))
-    for name, first_frame in (("text_to_video", None), ("image_to_video", truth[0])):
-        settings = GenerationSettings(
-            prompt=prompt, steps=steps, seed=seed, image_conditioned=first_frame is not None
-        )
-        start = time.perf_counter()
-        result = pipe.generate(settings, image=first_frame, progress=True)
-        seconds = time.perf_counter() - start
-        path = write_video(out / f"{name}.mp4", result.frames, fps=16)
+    first_frame = out / "image_to_video_first_frame.png"  # a request names files: the render's frame 0
+    Image.fromarray(truth[0]).save(first_frame)
+    for name, image in (("text_to_video", None), ("image_to_video", first_frame)):
+        request = GenerateRequest(prompt=prompt, steps=steps, seed=seed, image=image, out=out / f"{name}.mp4")
+        with console_progress(f"{name} ") as progress:
+            result = run(request, model=pipe, progress=progress)
         summary["outputs"][name] = {
-            "video": str(path),
-            "seconds": round(seconds, 2),
+            "video": str(result.files["video"]),
+            "record": str(result.files["record"]),
+            "seconds": round(result.timings["run"], 2),
             "model_calls": result.model_calls,
-            "settings": settings.to_dict(),
+            "settings": result.settings,
         }
-        if first_frame is not None:  # the world knows the true continuation of that first frame
+        if image is not None:  # the world knows the true continuation of that first frame
             summary["outputs"][name]["psnr_vs_true_render_frames_1_16"] = round(
                 psnr(result.frames[1:], truth[1 : len(result.frames)]), 2
             )

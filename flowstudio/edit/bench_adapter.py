@@ -180,7 +180,7 @@ def _json_value(value: Any) -> Any:
 
 
 class EngineMethod:
-    """``method(case, out_dir, seed) -> uint8 (T, H, W, 3)`` running :func:`flowstudio.edit.edit`.
+    """``method(case, out_dir, seed) -> uint8 (T, H, W, 3)`` running :func:`flowstudio.jobs.run`.
 
     ``options`` are typed :func:`~flowstudio.edit.edit` keyword options (EditSettings fields) used
     for every case; ``device`` / ``dtype`` place the model. ``settings`` (recorded in the run's
@@ -270,25 +270,31 @@ class EngineMethod:
         return self._pipe
 
     def __call__(self, case: Any, out_dir: Path, seed: int) -> np.ndarray:
-        from flowstudio.edit.api import edit
+        """Edit ``case`` with :func:`flowstudio.jobs.run` on the model loaded once for the run."""
+        from flowstudio.jobs import EditRequest, run
 
         preset = PRESET_FOR_EDIT_TYPE.get(case.edit_type) if self.method == "preset" else None
         method = {} if self.method == "preset" else {"method": self.method}
         mask = case.load_mask() if hasattr(case, "load_mask") else None
-        result = edit(
-            case.load_source(),
+        request = EditRequest(
+            source=case.load_source(),
             source_prompt=case.source_prompt,
             target_prompt=case.target_prompt,
-            model=self._pipeline(),
             preset=preset,
             mask=mask,
             seed=seed,
             # scored against the case's own files: edit at the case's size, not the model's trained one
             size="native",
+            device=self.device,
+            dtype=self.dtype,
             **method,
             **self.options,
         )
-        self.last_case_info = {"model_calls": result.model_calls, "row_evaluations": result.row_evaluations}
+        result = run(request, model=self._pipeline())
+        self.last_case_info = {
+            "model_calls": result.model_calls,
+            "row_evaluations": result.info["row_evaluations"],
+        }
         return result.frames
 
 

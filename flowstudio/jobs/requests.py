@@ -15,7 +15,6 @@ changes ``n_avg`` only.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -144,7 +143,7 @@ class EditRequest(_Strict):
     cache_on_cpu: bool | None = None
     max_batch_rows: whole(1) | None = None
     seed: whole() | None = None
-    mask: FilePath | Literal["auto"] | Array | None = None
+    mask: Literal["auto"] | FilePath | Array | None = None
     box: tuple[int, int, int, int] | None = None
     target_image: FilePath | None = None
     fps: number(positive=True, what="; the output frame rate (None: the source's)") | None = None
@@ -161,11 +160,6 @@ class EditRequest(_Strict):
     @classmethod
     def _config_dataclass(cls, value: Any) -> Any:
         return _Options._from_config(value)
-
-    @field_validator("mask", mode="before")
-    @classmethod
-    def _auto_mask(cls, value: Any) -> Any:
-        return Path(value) if isinstance(value, str) and value != "auto" else value
 
     @field_validator("size")
     @classmethod
