@@ -70,7 +70,15 @@ class WanDenoiser:
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.transformer.parameters()).dtype
+        """The dtype the transformer computes in (inputs are cast to it).
+
+        Not simply the first parameter's: loaded with ``torch_dtype=torch.bfloat16``, diffusers keeps
+        the class's ``_keep_in_fp32_modules`` in float32, and Wan's first parameter
+        (``scale_shift_table``) is one of them, so bf16 inputs would be fed as float32 and the patch
+        embedding would refuse them. diffusers' ``ModelMixin.dtype`` skips those modules.
+        """
+        dtype = getattr(self.transformer, "dtype", None)
+        return dtype if isinstance(dtype, torch.dtype) else next(self.transformer.parameters()).dtype
 
     def _timestep(self, x: torch.Tensor, sigma: float, cond: Conditioning) -> torch.Tensor:
         t = torch.tensor(
