@@ -378,6 +378,8 @@ def test_avatar_names_the_packaged_model_not_random(tmp_path, avatar_checkpoint,
     report = gen.generate(image, audio, tmp_path / "t.mp4", steps=1)
     assert report.random_weights is False and report.model == str(avatar_checkpoint)
     assert report.reference_image == "64x64 (the model's size, unchanged)"
+    record = json.loads((tmp_path / "t.json").read_text())  # written through flowstudio.jobs.JobResult
+    assert record["kind"] == "avatar" and record["files"] == {"video": "t.mp4"} and record["model_calls"] > 0
     monkeypatch.setattr(gen, "TOY_CHECKPOINT", tmp_path / "none")
     assert gen.generate(image, audio, tmp_path / "r.mp4", steps=1).model == "random toy (seed 0)"
 

@@ -29,7 +29,7 @@ def whole(minimum: int | None = None, what: str = "") -> Any:
             return None
         return check_int(info.field_name or "value", value, minimum=minimum, what=what)
 
-    return Annotated[int, BeforeValidator(check), Field(ge=minimum, strict=True)]
+    return Annotated[int, Field(ge=minimum, strict=True), BeforeValidator(check)]
 
 
 def number(
@@ -47,7 +47,7 @@ def number(
         return value
 
     constraints = Field(gt=0 if positive else None, ge=minimum, le=maximum, allow_inf_nan=False)
-    return Annotated[float, BeforeValidator(check), constraints]
+    return Annotated[float, constraints, BeforeValidator(check)]
 
 
 def text(describe: str) -> Any:
@@ -56,7 +56,7 @@ def text(describe: str) -> Any:
     def check(value: Any, info: ValidationInfo) -> Any:
         return check_text(info.field_name or "value", value, describe)
 
-    return Annotated[str, BeforeValidator(check), Field(min_length=1)]
+    return Annotated[str, Field(min_length=1), BeforeValidator(check)]
 
 
 def choice(options: Iterable[str], what: str = "") -> Any:
@@ -68,7 +68,7 @@ def choice(options: Iterable[str], what: str = "") -> Any:
             raise InputError(f"unknown {info.field_name} {value!r}; choose one of {', '.join(allowed)}{what}")
         return value
 
-    return Annotated[str, BeforeValidator(check), Field(json_schema_extra={"enum": list(allowed)})]
+    return Annotated[str, Field(json_schema_extra={"enum": list(allowed)}), BeforeValidator(check)]
 
 
 def _device(value: Any, info: ValidationInfo) -> Any:
@@ -88,7 +88,7 @@ def _dtype(value: Any, info: ValidationInfo) -> Any:
 #: A torch device name (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
 Device = Annotated[str, BeforeValidator(_device)]
 #: ``None`` (the device's default: bf16 on GPU, fp32 on CPU) or a dtype name.
-DtypeName = Annotated[str | None, BeforeValidator(_dtype), Field(json_schema_extra={"enum": [*DTYPES, None]})]
+DtypeName = Annotated[str | None, Field(json_schema_extra={"enum": [*DTYPES, None]}), BeforeValidator(_dtype)]
 
 
 def _frames(value: Any) -> np.ndarray:
