@@ -52,6 +52,10 @@ class WanDenoiser:
     ``WanPipeline`` does for those checkpoints: the same values as one timestep per row, but the
     model's time embedding then runs per token, which rounds differently (~3e-6 per call on the
     toy model), so this is needed to match stock diffusers to 1e-5.
+
+    ``forward_module``: the module to call when training runs the transformer inside a wrapper (DDP or
+    FSDP, prepared by :mod:`flowstudio.train`): its gradient synchronisation happens only when the
+    wrapper is called, while config and dtype are read from the bare ``transformer``.
     """
 
     def __init__(
@@ -61,8 +65,10 @@ class WanDenoiser:
         batch_cfg: bool = True,
         num_train_timesteps: int = NUM_TRAIN_TIMESTEPS,
         expand_timesteps: bool = False,
+        forward_module: torch.nn.Module | None = None,
     ) -> None:
         self.transformer = transformer
+        self.forward_module = forward_module if forward_module is not None else transformer
         self.batch_cfg = batch_cfg
         self.num_train_timesteps = num_train_timesteps
         self.expand_timesteps = expand_timesteps
@@ -95,6 +101,20 @@ class WanDenoiser:
             mask = torch.ones(1, 1, *x.shape[2:], device=x.device)
         return per_token_timesteps(mask.to(x.device), t, self.patch_size, x.shape[0])
 
+    def row_timesteps(self, sigma: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Model timesteps for rows at their own noise levels ``sigma`` ``(B,)`` (training draws one per row).
+
+        ``mask`` ``(B, 1, T, H, W)``, 0 on pinned positions (per row: T2V rows all ones, I2V rows 0 on
+        latent frame 0), gives per-token timesteps ``(B, seq)``; without it ``(B,)``. Float timesteps
+        ``1000 sigma`` (training needs the exact value; no integer truncation).
+        """
+        t = model_timestep(sigma.float(), num_train_timesteps=self.num_train_timesteps)
+        if mask is None:
+            return t
+        return torch.cat(
+            [per_token_timesteps(mask[b : b + 1], t[b], self.patch_size, 1) for b in range(sigma.shape[0])]
+        )
+
     def forward_rows(
         self, x: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor, attention_kwargs: dict[str, Any]
     ) -> torch.Tensor:
@@ -103,7 +123,7 @@ class WanDenoiser:
         ``timestep`` is ``(B,)`` or per-token ``(B, seq)``; no pinning, guidance or masking here (the
         callers, :meth:`__call__` and the paired editing denoiser, apply those once).
         """
-        out = self.transformer(
+        out = self.forward_module(
             hidden_states=x.to(self.dtype),
             timestep=timestep,
             encoder_hidden_states=embeds.to(self.dtype),

@@ -182,3 +182,41 @@ def test_object_pixels_weigh_more_in_the_vae_loss_when_asked(straight_run, tmp_p
     straight = json.loads((straight_run[0] / "summary.json").read_text())
     assert same.summary["final_vae_loss"] == straight["final_vae_loss"]
     assert heavy.summary["final_vae_loss"] != straight["final_vae_loss"]
+
+
+def test_a_state_file_from_before_the_trainer_resumes_to_the_same_weights(straight_run, tmp_path):
+    """``state/vae.pt`` as the hand-written loop saved it ({model, optimizer, step, losses, evals}: runs
+    in progress when the trainer came) resumes, and the run ends with the straight run's weights."""
+    out = tmp_path / "old-format"
+    train_shapes(out, TINY, device="cpu", budget=Budget(max_steps=1), progress=False)
+    saved = torch.load(out / "state" / "vae.pt", weights_only=False)
+    assert saved["step"] == 1
+    ((name, model),), ((_, optimizer),) = saved["models"].items(), saved["optimizers"].items()
+    assert name == "vae"
+    torch.save({"model": model, "optimizer": optimizer, "step": saved["step"],
+                "losses": saved["history"]["loss"], "evals": saved["evals"]}, out / "state" / "vae.pt")
+    result = train_shapes(out, TINY, device="cpu", progress=False)
+    assert result.finished
+    straight, resumed = _weights(straight_run[1].model_dir), _weights(result.model_dir)
+    for key in straight:
+        assert torch.equal(straight[key], resumed[key]), f"{key} differs after resuming the old format"
+    assert result.summary["final_vae_loss"] == straight_run[1].summary["final_vae_loss"]
+
+
+def test_stages_write_tensorboard_curves_and_sample_grids(tmp_path):
+    """Each stage logs its loss and LR (VAE: held-out PSNR) and sample grids; samples change nothing."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = ShapesTrainConfig(**{**TINY.__dict__, "eval_every": 2, "sample_every": 2, "dit_steps": 2})
+    result = train_shapes(tmp_path / "tb", config, device="cpu", progress=False)
+    expected = {"vae": {"train/loss", "lr/vae", "eval/psnr_db"}, "dit": {"train/loss", "lr/dit"}}
+    for stage, scalars in expected.items():
+        events = EventAccumulator(str(tmp_path / "tb" / "tensorboard" / stage)).Reload()
+        assert scalars <= set(events.Tags()["scalars"]), (stage, events.Tags())
+        assert [e.step for e in events.Images("samples")] == [2], stage
+        grid = next((tmp_path / "tb" / "tensorboard" / stage / "samples").glob("*.png"))
+        assert grid.stat().st_size > 0
+    assert result.summary["held_out"]["vae"][0][0] == 2
+    plain = train_shapes(tmp_path / "plain", ShapesTrainConfig(**{**config.__dict__, "sample_every": 0}),
+                         device="cpu", progress=False)
+    assert plain.summary["final_dit_loss"] == result.summary["final_dit_loss"]

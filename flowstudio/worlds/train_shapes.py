@@ -12,11 +12,14 @@ Three resumable stages, each a few dozen lines, all deterministic from one seed:
    probability ``i2v_prob`` latent frame 0 is clean, gets timestep 0 and no loss), and the caption
    dropped to the empty prompt with probability ``text_dropout`` so that CFG works.
 
-Every stage writes ``state/<stage>.pt`` (model, optimizer, step, losses) every
-``checkpoint_every`` steps, and picks up from it when run again. The batch of step ``k`` is a pure
-function of ``(seed, stage, k)``, so an interrupted and resumed run ends with the same weights as an
-uninterrupted one. The result is a diffusers-format folder that loads through the same code as the
-real Wan2.2-TI2V-5B-Diffusers checkpoint.
+Stages 1 and 3 run on the project's one trainer (:mod:`flowstudio.train`): each writes
+``state/<stage>.pt`` (model, optimizer, step, losses, held-out evaluations) every ``checkpoint_every``
+steps, and picks up from it when run again (also from the format written before the trainer existed).
+The batch of step ``k`` is a pure function of ``(seed, stage, k)``, so an interrupted and resumed run
+ends with the same weights as an uninterrupted one. TensorBoard event files (losses, learning rate,
+held-out curve, sample grids every ``sample_every`` steps) go to ``<out>/tensorboard/<stage>``. The
+result is a diffusers-format folder that loads through the same code as the real
+Wan2.2-TI2V-5B-Diffusers checkpoint.
 """
 
 from __future__ import annotations
@@ -38,9 +41,20 @@ import yaml
 from tqdm.auto import tqdm
 
 from flowstudio.core.flow import add_noise, shift_sigmas
-from flowstudio.core.ti2v import first_frame_mask, per_token_timesteps
+from flowstudio.core.ti2v import first_frame_mask
+from flowstudio.denoiser import WanDenoiser
 from flowstudio.errors import InputError
 from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint
+from flowstudio.train import (
+    Budget,
+    LatestFile,
+    Part,
+    Trainer,
+    TrainerConfig,
+    atomic_save,
+    image_grid,
+    loss_step,
+)
 from flowstudio.video import frames_to_tensor
 from flowstudio.weights import encode_prompts, load_components
 
@@ -107,6 +121,11 @@ class ShapesTrainConfig:
     # AMX/AVX512-BF16, measured at 9 x 64 x 64; no gain for the toy transformer's small matmuls there,
     # so only the VAE uses it); "float32": off
     vae_autocast: str = "float32"
+    # the trainer's mixed precision (flowstudio.train): "auto" is bf16 autocast on a CUDA device that
+    # supports it and full precision on CPU (where vae_autocast is the VAE's own switch); "no", "bf16"
+    mixed_precision: str = "auto"
+    # micro-batches per optimisation step (batch i of a stage is micro-step i: with 1, step k's batch)
+    grad_accum: int = 1
     # data: processes that render the VAE stage's clips ahead of the optimiser (0: inline). The
     # batches do not depend on it, so it may differ between a run and its resumption.
     data_workers: int = 0
@@ -114,6 +133,9 @@ class ShapesTrainConfig:
     # draws, every `eval_every` VAE steps (0: off), saved in the stage state and plotted beside the losses
     eval_every: int = 0
     eval_clips: int = 2
+    # TensorBoard sample grid every `sample_every` steps of each stage (0: off): VAE held-out clip over its
+    # reconstruction; transformer: a cached clip over its one-step x0 prediction from sigma 0.5, decoded
+    sample_every: int = 0
     # bookkeeping
     checkpoint_every: int = 200
     log_every: int = 20
@@ -121,6 +143,10 @@ class ShapesTrainConfig:
     def __post_init__(self) -> None:
         if self.vae_autocast not in ("float32", "bfloat16"):
             raise InputError(f"vae_autocast must be 'float32' or 'bfloat16', got {self.vae_autocast!r}")
+        if self.mixed_precision not in ("auto", "no", "bf16"):
+            raise InputError(f"mixed_precision must be 'auto', 'no' or 'bf16', got {self.mixed_precision!r}")
+        if self.grad_accum < 1:
+            raise InputError(f"grad_accum must be >= 1, got {self.grad_accum}")
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> ShapesTrainConfig:
@@ -137,16 +163,6 @@ class ShapesTrainConfig:
 def _generator(seed: int, stage: str, step: int) -> np.random.Generator:
     """The data of step ``step`` of ``stage``: a pure function of the run seed."""
     return np.random.default_rng([seed, sum(map(ord, stage)), step])
-
-
-def _save_state(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: an interrupted save never corrupts the last good state
-
-
-def _load_state(path: Path) -> dict[str, Any] | None:
-    return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
 
 
 def _render(spec_rng: np.random.Generator, config: ShapesTrainConfig) -> tuple[np.ndarray, str]:
@@ -167,22 +183,6 @@ def _render_scene(
     return scene.frames, scene.mask, caption(spec, spec_rng)
 
 
-@dataclass
-class Budget:
-    """Stops a run early (state saved) after ``max_steps`` optimisation steps or ``seconds`` of wall time,
-    counted over all stages of one invocation; the next invocation resumes where this one stopped."""
-
-    max_steps: int | None = None
-    seconds: float | None = None
-    steps_done: int = 0
-    started: float = dataclasses.field(default_factory=time.perf_counter)
-
-    def exhausted(self) -> bool:
-        if self.max_steps is not None and self.steps_done >= self.max_steps:
-            return True
-        return self.seconds is not None and time.perf_counter() - self.started >= self.seconds
-
-
 class StageRun(NamedTuple):
     """What one invocation of a stage leaves: its loss history, whether it reached its last step (False:
     the budget ran out) and its held-out evaluations ``[[step, value], ...]`` (empty when off)."""
@@ -192,125 +192,42 @@ class StageRun(NamedTuple):
     evals: list[list[float]]
 
 
-class _StepBatches(torch.utils.data.Dataset):
-    """Item ``i`` is the batch of step ``start + i``: a pure function of the step, so batches can be
-    made in worker processes (``data_workers``) and a resumed run still sees the same stream."""
-
-    def __init__(self, make_batch: Callable[[int], Any], start: int, steps: int) -> None:
-        self.make_batch, self.start, self.steps = make_batch, start, steps
-
-    def __len__(self) -> int:
-        return self.steps - self.start
-
-    def __getitem__(self, i: int) -> Any:
-        return self.make_batch(self.start + i)
-
-
-def _worker_init(_: int) -> None:
-    import cv2
-
-    torch.set_num_threads(1)  # workers render with numpy/OpenCV; torch threads would only spin
-    cv2.setNumThreads(1)
-
-
-def _batches(make_batch: Callable[[int], Any], start: int, steps: int, workers: int):
-    """Batches of steps ``start..steps-1`` in order, made inline or by ``workers`` processes.
-
-    Workers are spawned, not forked: a fork of a process that already ran torch (and OpenMP, tqdm or
-    loader threads) can deadlock in the child (seen: a training run after another in one pytest
-    process hung forever). ``make_batch`` must therefore be picklable (a module-level function or a
-    ``functools.partial`` of one)."""
-    if workers <= 0:
-        return (make_batch(step) for step in range(start, steps))
-    loader = torch.utils.data.DataLoader(
-        _StepBatches(make_batch, start, steps), batch_size=None, shuffle=False, num_workers=workers,
-        prefetch_factor=4, worker_init_fn=_worker_init, multiprocessing_context="spawn",
-    )
-    return iter(loader)
-
-
 def _run_stage(
     name: str,
-    model: torch.nn.Module,
-    lr: float,
+    part: Part,
     steps: int,
     state_dir: Path,
     config: ShapesTrainConfig,
     make_batch: Callable[[int], Any],
-    loss_fn: Callable[[Any], torch.Tensor],
+    loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
     progress: bool,
     budget: Budget,
+    device: torch.device,
     workers: int = 0,
     evaluate: Callable[[], float] | None = None,
+    sample: Callable[[int], np.ndarray] | None = None,
 ) -> StageRun:
-    """Shared resumable optimisation loop: AdamW, checkpoint every ``checkpoint_every`` steps.
+    """One resumable stage on the project's trainer: AdamW (``part``), gradient clipping at 1.0,
+    checkpoint ``state/<name>.pt`` every ``checkpoint_every`` steps.
 
     ``make_batch(step)`` gives the data of a step (CPU tensors; a pure function of the step) and
-    ``loss_fn(batch)`` the loss on the training device. ``evaluate()`` (in eval mode, no gradients), when
-    given, runs every ``config.eval_every`` steps; its values are kept in the state as ``evals``
-    (``[step, value]`` pairs) and returned in the :class:`StageRun`.
+    ``loss_fn(module, batch)`` the loss, calling the trainer's prepared ``module``. ``evaluate()`` (eval
+    mode, no gradients), when given, runs every ``config.eval_every`` steps; its values are kept in the
+    state as ``evals`` (``[step, value]`` pairs) and returned in the :class:`StageRun`.
     """
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    path = state_dir / f"{name}.pt"
-    saved = _load_state(path)
-    start, losses, evals = 0, [], []
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        start, losses, evals = saved["step"], saved["losses"], saved.get("evals", [])
-        logger.info("%s: resuming at step %d of %d", name, start, steps)
-    model.train()
-    bar = tqdm(range(start, steps), desc=name, disable=not progress, initial=start, total=steps)
-    batches = _batches(make_batch, start, steps, workers)
-    step = start - 1
-    for step in bar:
-        if budget.exhausted():
-            _save_state(
-                path,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": step,
-                    "losses": losses,
-                    "evals": evals,
-                },
-            )
-            model.eval()
-            logger.info(
-                "%s: budget exhausted at step %d of %d; state saved, run again to resume", name, step, steps
-            )
-            return StageRun(losses, False, evals)
-        budget.steps_done += 1
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(lr, step, steps, config.lr_decay_fraction)
-        loss = loss_fn(next(batches))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(float(loss.detach()))
-        if (step + 1) % config.log_every == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-config.log_every :]):.4f}")
-        due = config.eval_every and ((step + 1) % config.eval_every == 0 or step + 1 == steps)
-        if evaluate is not None and due:
-            model.eval()
-            with torch.no_grad():
-                evals.append([step + 1, float(evaluate())])
-            model.train()
-            logger.info("%s: step %d held-out %.3f", name, step + 1, evals[-1][1])
-        if (step + 1) % config.checkpoint_every == 0 or step + 1 == steps:
-            _save_state(
-                path,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": step + 1,
-                    "losses": losses,
-                    "evals": evals,
-                },
-            )
-    model.eval()
-    return StageRun(losses, True, evals)
+    settings = TrainerConfig(
+        name=name, steps=steps, grad_accum=config.grad_accum, grad_clip=1.0,
+        mixed_precision=config.mixed_precision, checkpoint_every=config.checkpoint_every,
+        log_every=config.log_every, eval_every=config.eval_every, eval_name="psnr_db",
+        sample_every=config.sample_every, data_workers=workers, progress=progress,
+        logdir=state_dir.parent / "tensorboard" / name,
+    )
+    trainer = Trainer(settings, {name: part}, cpu=device.type == "cpu")
+    run = trainer.fit(
+        loss_step(loss_fn, name), make_batch, LatestFile(state_dir / f"{name}.pt"), budget=budget,
+        evaluate=evaluate, sample=sample,
+    )
+    return StageRun(run.history.get("loss", []), run.finished, run.evals)
 
 
 def learning_rate(base: float, step: int, steps: int, decay_fraction: float) -> float:
@@ -374,21 +291,67 @@ def train_vae(
     VAE). Crops of 9 or more frames train that path.
     """
 
-    make_batch = functools.partial(vae_batch, config)
+    objective = VAEObjective(vae, config)
+    clips = max(config.eval_clips if config.eval_every else 0, 1 if config.sample_every else 0)
+    held_out = [frames_to_tensor(_render(_generator(config.seed, "vae-eval", i), config)[0])
+                for i in range(clips)]
 
-    def loss_fn(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        video = batch[0].to(device)
+    def loss_fn(module: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return module(batch[0].to(device), batch[1].to(device), batch[2])
+
+    def reconstruct(video: torch.Tensor) -> torch.Tensor:
+        return vae.decode(vae.encode(video.to(device)).latent_dist.mode()).sample.clamp(-1, 1).cpu()
+
+    def evaluate() -> float:
+        """Mean whole-clip PSNR (dB) of held-out clips: the cache path of every frame chunk included."""
+        values = []
+        for video in held_out[: config.eval_clips]:
+            recon = reconstruct(video)
+            values.append(float(10 * torch.log10(4.0 / (recon - video).pow(2).mean())))
+        return float(np.mean(values))
+
+    def sample(step: int) -> np.ndarray:
+        """The first held-out clip (top) over its reconstruction (bottom), up to 8 frames."""
+        video = held_out[0]
+        return _frames_grid([video, reconstruct(video)])
+
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
+    part = Part(vae, optimizer, lr=_schedule(config.vae_lr, config.vae_steps, config), forward=objective)
+    return _run_stage(
+        "vae", part, config.vae_steps, state_dir, config, functools.partial(vae_batch, config), loss_fn,
+        progress, budget, device, workers=config.data_workers,
+        evaluate=evaluate if config.eval_every else None, sample=sample if config.sample_every else None,
+    )
+
+
+class VAEObjective(torch.nn.Module):
+    """The VAE stage's loss as one module call: encode, sample the posterior, decode, weigh the error.
+
+    Why a module: ``encode`` and ``decode`` are not the VAE's ``forward``, and a DDP/FSDP wrapper
+    synchronises gradients only for calls of its own ``forward``; wrapped here, the whole objective is
+    one such call. It holds the VAE as its only submodule (same parameters, same order).
+    """
+
+    def __init__(self, vae: torch.nn.Module, config: ShapesTrainConfig) -> None:
+        super().__init__()
+        self.vae = vae
+        self.config = config
+
+    def forward(self, video: torch.Tensor, mask: torch.Tensor, noise_seed: torch.Tensor) -> torch.Tensor:
+        """``video`` ``(B, 3, T, h, w)`` in [-1, 1], object ``mask`` ``(B, 1, T, h, w)``: the scalar loss
+        L1 + MSE (object pixels weigh ``vae_object_weight``) + KL + pooled-colour L1."""
+        config, device = self.config, video.device
         with _autocast(config, device):
-            posterior = vae.encode(video).latent_dist
-            noise_gen = torch.Generator(device="cpu").manual_seed(int(batch[2]))
+            posterior = self.vae.encode(video).latent_dist
+            noise_gen = torch.Generator(device="cpu").manual_seed(int(noise_seed))
             noise = torch.randn(posterior.mean.shape, generator=noise_gen).to(device)
             z = posterior.mean + posterior.std * noise
-            recon = vae.decode(z).sample.float()
+            recon = self.vae.decode(z).sample.float()
         error = recon - video
         if config.vae_object_weight == 1.0:
             loss = error.abs().mean() + error.pow(2).mean()
         else:  # the object's pixels count vae_object_weight times (weighted means of L1 and MSE)
-            weight = 1.0 + (config.vae_object_weight - 1.0) * batch[1].to(device, error.dtype)
+            weight = 1.0 + (config.vae_object_weight - 1.0) * mask.to(device, error.dtype)
             norm = weight.sum() * error.shape[1]
             loss = (weight * error.abs()).sum() / norm + (weight * error.pow(2)).sum() / norm
         loss = loss + config.vae_kl_weight * posterior.kl().mean()
@@ -398,21 +361,19 @@ def train_vae(
             loss = loss + config.vae_color_weight * color_error
         return loss
 
-    held_out = [frames_to_tensor(_render(_generator(config.seed, "vae-eval", i), config)[0])
-                for i in range(config.eval_clips if config.eval_every else 0)]
 
-    def evaluate() -> float:
-        """Mean whole-clip PSNR (dB) of held-out clips: the cache path of every frame chunk included."""
-        values = []
-        for video in held_out:
-            recon = vae.decode(vae.encode(video.to(device)).latent_dist.mode()).sample.clamp(-1, 1)
-            values.append(float(10 * torch.log10(4.0 / (recon.cpu() - video).pow(2).mean())))
-        return float(np.mean(values))
+def _schedule(base: float, steps: int, config: ShapesTrainConfig) -> Callable[[int], float]:
+    return functools.partial(learning_rate, base, steps=steps, decay_fraction=config.lr_decay_fraction)
 
-    return _run_stage(
-        "vae", vae, config.vae_lr, config.vae_steps, state_dir, config, make_batch, loss_fn, progress, budget,
-        workers=config.data_workers, evaluate=evaluate if held_out else None,
-    )
+
+def _frames_grid(videos: list[torch.Tensor], max_frames: int = 8) -> np.ndarray:
+    """Rows of frames of clips ``(1, 3, T, H, W)`` in [-1, 1] as one ``(H', W', 3)`` uint8 image."""
+    rows = []
+    for video in videos:
+        frames = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 3, 0).numpy()
+        step = max(1, -(-len(frames) // max_frames))
+        rows.append(list(frames[::step]))
+    return image_grid(rows)
 
 
 @torch.no_grad()
@@ -467,7 +428,7 @@ def build_latent_cache(
         cache["embeds"].append(embeds.half())
         cache["captions"].append(text)
         if (i + 1) % 100 == 0 or i + 1 == config.num_clips:
-            _save_state(path, cache)
+            atomic_save(cache, path)
     return cache
 
 
@@ -487,7 +448,6 @@ def train_transformer(
     empty, _ = encode_prompts(components, [""])
     empty = empty[0, :1].cpu()  # "" encodes to one </s> state; the rest is exactly zero
     max_len = max(e.shape[0] for e in embeds)
-    patch = tuple(transformer.config.patch_size)
 
     def make_batch(step: int) -> dict[str, torch.Tensor]:
         rng = _generator(config.seed, "dit", step)
@@ -504,29 +464,53 @@ def train_transformer(
         i2v = torch.from_numpy(rng.random(config.dit_batch) < config.i2v_prob)
         return {"index": torch.from_numpy(index), "text": text, "sigma": sigma, "noise": noise, "i2v": i2v}
 
-    def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss_fn(module: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Flow-matching MSE on the velocity ``noise - x0``, through the one model-call contract
+        (:class:`WanDenoiser`: per-row, per-token timesteps ``1000 sigma``, 0 on an I2V row's frame 0)."""
+        denoiser = WanDenoiser(transformer, forward_module=module)
         x0 = latents[batch["index"]].to(device)
         text, sigma, noise = batch["text"], batch["sigma"].to(device), batch["noise"].to(device)
+        rows = x0.shape[0]  # dit_batch, or its share under several processes
         x_t = add_noise(x0, noise, sigma.view(-1, 1, 1, 1, 1))
-        mask = (
-            first_frame_mask(tuple(x0.shape), device=device).expand(config.dit_batch, -1, -1, -1, -1).clone()
-        )
+        mask = first_frame_mask(tuple(x0.shape), device=device).expand(rows, -1, -1, -1, -1).clone()
         i2v = batch["i2v"].to(device)
         mask[~i2v] = 1.0
         x_t = torch.where(mask.bool(), x_t, x0)  # I2V rows: clean latent frame 0 (pin_first_frame per row)
-        timestep = torch.cat(
-            [per_token_timesteps(mask[b : b + 1], sigma[b] * 1000, patch, 1) for b in range(config.dit_batch)]
-        )
-        v = transformer(
-            hidden_states=x_t, timestep=timestep, encoder_hidden_states=text.to(device), return_dict=False
-        )[0]
-        err = (v.float() - (noise - x0)).pow(2) * mask
+        v = denoiser.forward_rows(x_t, denoiser.row_timesteps(sigma, mask), text.to(device), {})
+        err = (v - (noise - x0)).pow(2) * mask
         return err.sum() / (mask.sum() * x0.shape[1]).clamp_min(1)
 
+    sample_rows = [0, min(1, len(latents) - 1)]
+
+    def sample(step: int) -> np.ndarray:
+        """Two cached clips (decoded latents) over the transformer's one-step x0 from sigma 0.5 (T2V)."""
+        denoiser = WanDenoiser(transformer)
+        x0 = latents[sample_rows].to(device)
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(config.seed)).to(device)
+        sigma = torch.full((len(sample_rows),), 0.5, device=device)
+        x_t = add_noise(x0, noise, 0.5)
+        text = torch.zeros(len(sample_rows), max_len, empty.shape[-1])
+        for row, i in enumerate(sample_rows):
+            text[row, : embeds[i].shape[0]] = embeds[i].float()
+        v = denoiser.forward_rows(x_t, denoiser.row_timesteps(sigma), text.to(device), {})
+        predicted = x_t - 0.5 * v
+        videos = [_decode(components.vae, z[None]) for z in (*x0, *predicted)]
+        return _frames_grid(videos)
+
+    optimizer = torch.optim.AdamW(transformer.parameters(), lr=config.dit_lr, weight_decay=0.0)
+    part = Part(transformer, optimizer, lr=_schedule(config.dit_lr, config.dit_steps, config))
     return _run_stage(
-        "dit", transformer, config.dit_lr, config.dit_steps, state_dir, config, make_batch, loss_fn, progress,
-        budget,
+        "dit", part, config.dit_steps, state_dir, config, make_batch, loss_fn, progress, budget, device,
+        sample=sample if config.sample_every else None,
     )
+
+
+@torch.no_grad()
+def _decode(vae: torch.nn.Module, latent: torch.Tensor) -> torch.Tensor:
+    """A normalised latent ``(1, 48, T', H', W')`` (the cache's) decoded to a clip in [-1, 1] (CPU)."""
+    mean = torch.tensor(vae.config.latents_mean, device=latent.device).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=latent.device).view(1, -1, 1, 1, 1)
+    return vae.decode(latent * std + mean).sample.clamp(-1, 1).cpu()
 
 
 # -- driver -------------------------------------------------------------------------------------
@@ -648,7 +632,9 @@ TRANSFORMER_FIELDS = frozenset(
      "dit_batch", "dit_lr", "i2v_prob", "text_dropout", "train_shift", "checkpoint_every", "log_every"}
 )
 #: Fields that change how a run is executed, never its result: a run may resume with other values.
-RUNTIME_FIELDS = frozenset({"data_workers", "checkpoint_every", "log_every", "eval_every", "eval_clips"})
+RUNTIME_FIELDS = frozenset(
+    {"data_workers", "checkpoint_every", "log_every", "eval_every", "eval_clips", "sample_every"}
+)
 
 
 def reuse_stages(
@@ -671,7 +657,8 @@ def reuse_stages(
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
         raise InputError(f"cannot reuse stages from {source}: missing {missing}; give a finished run folder")
-    stored = json.loads(stored_file.read_text())
+    # fields added since the earlier run was made held their defaults there
+    stored = {**dataclasses.asdict(ShapesTrainConfig()), **json.loads(stored_file.read_text())}
     mine = dataclasses.asdict(config)
     differing = sorted(k for k, v in mine.items()
                        if k not in TRANSFORMER_FIELDS | RUNTIME_FIELDS and stored.get(k) != v)
