@@ -78,3 +78,30 @@ def test_mova_lite_run_yaml_is_valid():
     cfg, rest = load_config(Path(__file__).parents[1] / "configs" / "dualforce" / "mova_lite.yaml")
     assert cfg.name == "mova-lite" and cfg.bridge_layers == tuple(range(8)) and cfg.video.num_layers == 28
     assert TrainConfig.from_dict(rest["train"]).mixed_precision == "bf16"
+
+
+def test_training_calls_the_prepared_wrapper_not_the_bare_model(tmp_path: Path, monkeypatch):
+    """DDP synchronises gradients only through its own forward: every training forward must go through
+    what accelerate prepared. A stand-in wrapper (no ``config``, like DDP) counts the calls."""
+    import accelerate
+
+    calls = []
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self, module: torch.nn.Module) -> None:
+            super().__init__()
+            self.module = module
+
+        def forward(self, *args, **kwargs):
+            calls.append(1)
+            return self.module(*args, **kwargs)
+
+    prepare = accelerate.Accelerator.prepare
+
+    def wrapping_prepare(self, *objects):
+        prepared = prepare(self, *objects)
+        return tuple(Wrapper(p) if isinstance(p, DualForceModel) else p for p in prepared)
+
+    monkeypatch.setattr(accelerate.Accelerator, "prepare", wrapping_prepare)
+    records = train(toy_config(), _config(tmp_path / "run", 2), resume=False)
+    assert len(records) == 2 and len(calls) == 2

@@ -1,4 +1,4 @@
-"""DualForce training loop with accelerate: one process on CPU, FSDP across GPUs by an accelerate config.
+"""DualForce training on the project's one trainer (:mod:`flowstudio.train`).
 
 ``train(model_config, train_config, dataset)`` runs multimodal diffusion forcing
 (:mod:`flowstudio.avatar.diffusion_forcing`) on full sequences with block-causal masks and the loss
@@ -9,9 +9,8 @@ accelerate config wraps each ``WanTransformerBlock``). Mixed precision is chosen
 bf16 autocast on CUDA, full precision on CPU (``mixed_precision`` overrides).
 
 Batches and noise are drawn from a generator seeded with ``(seed, step)``, so a run resumed from
-``output_dir/checkpoints/step-N`` (model, optimizer and RNG state through ``accelerator.save_state``)
-continues exactly where it stopped. Metrics go to ``metrics.jsonl`` and, when the ``tensorboard``
-package is installed, to TensorBoard.
+``output_dir/checkpoints/step-N/state.pt`` (model, optimizer, RNG states, loss history) continues
+exactly where it stopped. Metrics go to ``metrics.jsonl`` and TensorBoard (``output_dir/tensorboard``).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from flowstudio.avatar.model import DualForceInputs, DualForceModel
 from flowstudio.avatar.rates import BlockLayout, TokenRates
 from flowstudio.core.flow import x0_from_velocity
 from flowstudio.errors import InputError
+from flowstudio.train import Part, StepFolders, Trainer, TrainerConfig, constant
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +47,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    grad_accum: int = 1  # micro-batches per optimiser step (each of batch_size rows)
     save_every: int = 100
     log_every: int = 10
     seed: int = 0
@@ -124,10 +124,17 @@ def make_dataset(model_config: DualForceConfig, train_config: TrainConfig):
 
 
 def training_step(
-    model: DualForceModel, batch: dict[str, torch.Tensor], layout: BlockLayout, generator: torch.Generator
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    layout: BlockLayout,
+    generator: torch.Generator,
+    config: DualForceConfig | None = None,
 ) -> LossTerms:
-    """Noise a batch frame by frame, predict velocities, and weight the loss terms."""
-    cfg = model.config
+    """Noise a batch frame by frame, predict velocities, and weight the loss terms.
+
+    ``model`` is what is called: in training the trainer's prepared module (a DDP/FSDP wrapper, which
+    has no ``config``: pass the model's ``config``); elsewhere a plain :class:`DualForceModel`."""
+    cfg = config if config is not None else model.config
     noised = noise_batch(batch["video"], batch["struct"], layout, cfg.forcing, generator=generator)
     inputs = DualForceInputs(
         video=noised.video,
@@ -156,14 +163,15 @@ def training_step(
     )
 
 
-def _latest_checkpoint(folder: Path) -> tuple[Path, int] | None:
-    found = [
-        (int(m.group(1)), p) for p in folder.glob("step-*") if (m := re.fullmatch(r"step-(\d+)", p.name))
-    ]
-    if not found:
-        return None
-    step, path = max(found)
-    return path, step
+def _batch_fn(dataset: Any, train_config: TrainConfig):
+    """Batch ``i``: rows drawn by a generator seeded with ``(seed, i)``, which then draws the noise."""
+
+    def make_batch(index: int) -> dict[str, Any]:
+        g = torch.Generator().manual_seed(train_config.seed * 1_000_003 + index)
+        indices = torch.randint(len(dataset), (train_config.batch_size,), generator=g).tolist()
+        return {"data": dataset.batch(indices), "generator": g}
+
+    return make_batch
 
 
 def train(
@@ -174,20 +182,9 @@ def train(
     dataset: Any = None,
 ) -> list[dict[str, float]]:
     """Train (or resume) and return the per-step loss records of this invocation."""
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     out = Path(train_config.output_dir)
-    mp = train_config.mixed_precision
-    if mp == "auto":
-        mp = "bf16" if torch.cuda.is_available() else "no"
-    try:
-        import tensorboard  # noqa: F401
-
-        log_with: list[str] = ["tensorboard"]
-    except ImportError:
-        log_with = []
-    accelerator = Accelerator(mixed_precision=mp, log_with=log_with or None, project_dir=str(out))
     set_seed(train_config.seed)
     if dataset is None:
         if train_config.dataset == "talkingshapes" and model_config.structure.mean is None:
@@ -201,54 +198,40 @@ def train(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
     )
-    model, optimizer = accelerator.prepare(model, optimizer)
-    if log_with:
-        accelerator.init_trackers("dualforce")
-    checkpoints = out / "checkpoints"
-    step = 0
-    latest = _latest_checkpoint(checkpoints) if resume else None
-    if latest is not None:
-        accelerator.load_state(str(latest[0]))
-        step = latest[1]
-        logger.info("resumed from %s (step %d)", latest[0], step)
+    settings = TrainerConfig(
+        name="dualforce", steps=train_config.steps, grad_accum=train_config.grad_accum,
+        grad_clip=train_config.grad_clip or None, mixed_precision=train_config.mixed_precision,
+        checkpoint_every=train_config.save_every, log_every=train_config.log_every, progress=False,
+        logdir=out / "tensorboard",
+    )
+    trainer = Trainer(settings, {"model": Part(model, optimizer, lr=constant(train_config.lr))})
+
+    def loss_fn(module: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        g = batch["generator"]
+        if trainer.accelerator.num_processes > 1:  # each process noises its own rows: its own stream
+            g = torch.Generator().manual_seed(g.initial_seed() * 64 + trainer.accelerator.process_index)
+        data = {k: v.to(trainer.device) for k, v in batch["data"].items()}
+        return training_step(module, data, dataset.layout, g, model_config).__dict__
+
     records: list[dict[str, float]] = []
-    raw = accelerator.unwrap_model(model)
-    model.train()
-    while step < train_config.steps:
-        g = torch.Generator().manual_seed(train_config.seed * 1_000_003 + step)
-        indices = torch.randint(len(dataset), (train_config.batch_size,), generator=g).tolist()
-        batch = {k: v.to(accelerator.device) for k, v in dataset.batch(indices).items()}
-        with accelerator.autocast():
-            terms = training_step(raw, batch, dataset.layout, g)
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(terms.total)
-        if train_config.grad_clip:
-            accelerator.clip_grad_norm_(model.parameters(), train_config.grad_clip)
-        optimizer.step()
-        step += 1
-        record = {"step": float(step), **terms.as_floats()}
+
+    def on_step(step: int, metrics: dict[str, float]) -> None:
+        record = {"step": float(step), **metrics}
         records.append(record)
-        if accelerator.is_main_process:
-            out.mkdir(parents=True, exist_ok=True)
-            with (out / "metrics.jsonl").open("a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            if log_with:
-                accelerator.log({f"loss/{k}": v for k, v in record.items() if k != "step"}, step=step)
-            if step % train_config.log_every == 0 or step == 1:
-                logger.info(
-                    "step %d loss %.4f (video %.4f struct %.4f flame %.4f)",
-                    step,
-                    record["total"],
-                    record["video"],
-                    record["struct"],
-                    record["flame"],
-                )
-        if step % train_config.save_every == 0 or step == train_config.steps:
-            accelerator.save_state(str(checkpoints / f"step-{step}"))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(out / "final")
-    accelerator.end_training()
+        out.mkdir(parents=True, exist_ok=True)
+        with (out / "metrics.jsonl").open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if step % train_config.log_every == 0 or step == 1:
+            logger.info("step %d loss %.4f (video %.4f struct %.4f flame %.4f)", step, record["total"],
+                        record["video"], record["struct"], record["flame"])
+
+    trainer.fit(
+        lambda ctx, batches: ctx.accumulate("model", batches, loss_fn, loss_key="total"),
+        _batch_fn(dataset, train_config), StepFolders(out / "checkpoints"), on_step=on_step, resume=resume,
+    )
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_main_process:
+        model.save_pretrained(out / "final")
     return records
 
 
