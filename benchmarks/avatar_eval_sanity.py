@@ -29,7 +29,7 @@ import torch
 from flowstudio import __version__
 from flowstudio.avatar.evaluate import ClipTruth, EvalClip, evaluate_set, format_value
 from flowstudio.avatar.features import frechet_video_distance, load_feature_extractor, train_feature_extractor
-from flowstudio.avatar.metric_registry import metric_versions
+from flowstudio.metrics import versions
 from flowstudio.worlds.faces import render_talking_clip, structure_array
 from flowstudio.worlds.faces_dataset import clip_identity_speech
 
@@ -144,7 +144,7 @@ def main() -> None:
                 [extractor.clip_features(c.frames) for c in items], reference_features
             )
         }
-        offsets = [r["metrics"]["lip_sync_offset"] for r in report["clips"]]
+        offsets = [r["metrics"].get("lip_sync_offset") for r in report["cases"]]
         summary["clips_with_offset_plus_1"] = {"value": f"{offsets.count(1)}/{len(offsets)}"}
         results[name] = summary
     truth_vs_truth = frechet_video_distance(
@@ -165,7 +165,7 @@ def main() -> None:
             "identity_window": 0.2,
             "features": feature_info,
             "threads": args.threads,
-            "metric_versions": metric_versions(),
+            "metric_versions": versions("avatar"),
             "flowstudio": __version__,
             "torch": torch.__version__,
             "machine": platform.machine(),

@@ -11,7 +11,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from flowstudio.avatar import metric_registry
 from flowstudio.avatar.cli import avatar_app
 from flowstudio.avatar.evaluate import ClipTruth, EvalClip, evaluate_clip, evaluate_set
 from flowstudio.avatar.features import (
@@ -33,7 +32,10 @@ from flowstudio.avatar.metrics import (
     wasserstein_1d,
 )
 from flowstudio.bench.metrics import registry as bench_registry
+from flowstudio.bench.metrics.reference import ReferenceScorer
 from flowstudio.errors import InputError
+from flowstudio.metrics import for_suite, get
+from flowstudio.metrics.scoring import unavailable
 from flowstudio.worlds.faces import (
     FaceIdentity,
     FaceMotion,
@@ -58,7 +60,7 @@ def _one_thread():
 @pytest.fixture(autouse=True)
 def _no_user_weights(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Reference-tier lookups never see the user's weights."""
-    for spec in [*bench_registry.WEIGHTS.values(), *metric_registry.AVATAR_WEIGHTS.values()]:
+    for spec in bench_registry.WEIGHTS.values():
         monkeypatch.delenv(spec.env, raising=False)
     monkeypatch.delenv(bench_registry.CONFIG_ENV, raising=False)
     monkeypatch.setenv(bench_registry.ROOT_ENV, str(tmp_path / "no-weights-here"))
@@ -214,23 +216,25 @@ def test_evaluate_clip_separates_truth_mismatch_and_static(clips):
     truth = ClipTruth(frames=clip.frames, structure=clip.structure.to_array())
     gen_struct = structure_array(clip.structure, 5)
     ok = evaluate_clip(clip.frames, clip.audio, 16000, 25.0, clip.frames[0], truth, gen_struct)["metrics"]
+    assert "structure_err_pose" in ok
     assert ok["lip_sync_offset"] == 1 and ok["lip_sync_corr"] > 0.5
     assert ok["structure_err_pose"] == 0.0 and ok["pose_in_limits"] == 1.0
     assert ok["identity_ratio_30s"] < 1.5 and ok["warp_error"] > 0
     static_frames = np.repeat(clip.frames[:1], len(clip.frames), axis=0)
-    static = evaluate_clip(static_frames, clip.audio, 16000, 25.0, clip.frames[0], truth)["metrics"]
+    scored = evaluate_clip(static_frames, clip.audio, 16000, 25.0, clip.frames[0], truth)
+    static = scored["metrics"]
     assert static["lip_sync_corr"] == 0.0 and static["flicker"] == 0.0 and static["warp_error"] == 0.0
     assert static["identity_drift_30s"] == 0.0
-    assert static["structure_err_pose"]["status"] == "skipped"
-    assert "structure latent" in static["structure_err_pose"]["reason"]
+    assert "structure_err_pose" not in static
+    assert "structure latent" in scored["skipped"]["structure_err_pose"]
     # ground truth at twice the size is resized (INTER_AREA); another aspect ratio is an error
     big = render_talking_clip(*clip_identity_speech(HELD_OUT, 4), seconds=1.0, height=128, width=128)
     resized = evaluate_clip(
         clip.frames[:25], clip.audio[:16000], 16000, 25.0, big.frames[0], ClipTruth(frames=big.frames)
     )
     assert resized["metrics"]["identity_world_p95"] < 9.0
-    assert resized["metrics"]["lip_sync_corr"]["status"] == "skipped"  # 1 s: too few speech frames
-    assert "speech frames" in resized["metrics"]["lip_sync_corr"]["reason"]
+    assert "lip_sync_corr" not in resized["metrics"]  # 1 s: too few speech frames
+    assert "speech frames" in resized["skipped"]["lip_sync_corr"]
     wide = np.zeros((25, 64, 96, 3), np.uint8)
     with pytest.raises(InputError, match="aspect"):
         evaluate_clip(clip.frames[:25], clip.audio, 16000, 25.0, clip.frames[0], ClipTruth(frames=wide))
@@ -243,7 +247,7 @@ def test_evaluate_set_reports_reference_metrics_as_skipped(clips, tmp_path):
     ]
     report = evaluate_set(items, features=tmp_path / "none", progress=False)
     summary = report["summary"]
-    assert set(metric_registry.AVATAR_METRICS) <= set(summary)
+    assert {m.name for m in for_suite("avatar")} <= set(summary)
     assert summary["lip_sync_corr"]["n"] == 2
     assert summary["lip_sync_offset_set"]["value"] == 1
     assert summary["fvd_toy"]["status"] == "skipped"
@@ -265,9 +269,9 @@ def test_reference_metric_with_verified_weights_says_scorer_missing(tmp_path, mo
     from flowstudio.bench.io import sha256_file
 
     config = {"syncnet": {"path": str(weights), "sha256": sha256_file(weights / "syncnet_v2.model")}}
-    reason = metric_registry.reference_skip("sync_c", config)
-    assert reason["status"] == "skipped" and "not implemented" in reason["reason"]
-    assert "not available locally" in metric_registry.reference_skip("csim", config)["reason"]
+    reference = ReferenceScorer(config=config)
+    assert "not implemented" in unavailable(get("sync_c"), reference)
+    assert "not available locally" in unavailable(get("csim"), reference)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ import torch
 from flowstudio.bench.io import sha256_file
 from flowstudio.bench.metrics import registry
 from flowstudio.bench.metrics.lpips import LPIPS
-from flowstudio.bench.metrics.reference import REFERENCE_METRICS, ReferenceScorer, frechet_distance
+from flowstudio.bench.metrics.reference import ReferenceScorer, frechet_distance
+from flowstudio.metrics import for_suite
 
 
 @pytest.fixture(autouse=True)
@@ -216,7 +217,7 @@ def test_verified_tiny_checkpoints_give_numbers(tiny_weights):
     fid = scorer.frechet("fid", images, [scorer.image_features(clip_frames(9, 9))] * 2)
     assert isinstance(fid, float) and fid > 0
     assert scorer.weights_report()["clip"]["status"] == "ok"
-    assert set(REFERENCE_METRICS) >= {"fvd", "fid"}
+    assert {m.name for m in for_suite("edit", tier="reference", level="set")} == {"fvd", "fid"}
 
 
 def test_lpips_network_properties(tiny_weights):
@@ -258,13 +259,13 @@ def test_run_with_reference_tier_records_numbers_and_weight_hashes(tiny_weights,
     )
     assert results["errors"] == 0
     for name in ("clip_text", "clip_frame", "dino_structure", "lpips_bg"):
-        assert results["summary"]["all"][name]["n"] == 5, name
-    assert results["summary"]["all"]["dino_structure"]["mean"] > 0  # the oracle changes the source
+        assert results["summary"][name]["n"] == 5, name
+    assert results["summary"]["dino_structure"]["mean"] > 0  # the oracle changes the source
     for case in results["cases"]:  # ... but keeps the kept region bit-identical
         if case["edit_type"] in ("color", "material", "product"):
             assert case["metrics"]["lpips_bg"] == pytest.approx(0.0, abs=1e-7), case["id"]
-    assert results["summary"]["set_metrics"]["fvd"]["value"] == pytest.approx(0.0, abs=1e-6)
-    assert results["summary"]["set_metrics"]["fid"]["n"] == 5
+    assert results["summary"]["fvd"]["value"] == pytest.approx(0.0, abs=1e-6)
+    assert results["summary"]["fid"]["n"] == 5
     clip_hash = sha256_file(tiny_weights["clip"] / "model.safetensors")
     assert results["weights"]["clip"] == {
         "status": "ok",

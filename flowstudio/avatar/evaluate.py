@@ -12,9 +12,11 @@ Three layers, each usable on its own:
    and its audio with a DualForce checkpoint - or, without one, the packaged toy model, else a
    randomly initialised toy model, which the report says - then score).
 
-The metrics are defined in :mod:`flowstudio.avatar.metrics` and listed in
-:mod:`flowstudio.avatar.metric_registry`; the FVD-style features in :mod:`flowstudio.avatar.features`.
-A metric that cannot be computed is ``{"status": "skipped", "reason": ...}``, never a default number.
+The metrics are the ``avatar`` suite of the one registry :mod:`flowstudio.metrics` (declared in
+:mod:`flowstudio.metrics.library`, their math in :mod:`flowstudio.avatar.metrics`; the FVD-style
+features in :mod:`flowstudio.avatar.features`); this module says what a clip provides and writes the
+one results format (:mod:`flowstudio.metrics.results`). A metric that cannot be computed is listed
+with the reason, never given a default number.
 When the model's frame size differs from the dataset's (toy model 64 x 64, datasets 128 x 128 by
 default), ground-truth frames and the reference image are resized with OpenCV ``INTER_AREA`` and the
 report's ``notes`` say so; different aspect ratios are an error.
@@ -33,25 +35,20 @@ from typing import Any
 
 import numpy as np
 
-from flowstudio.avatar import metric_registry as registry
-from flowstudio.avatar.metric_registry import AVATAR_METRICS, is_skipped, skipped
-from flowstudio.avatar.metrics import (
-    best_lag,
-    check_frames,
-    identity_drift,
-    identity_variation,
-    lip_sync_from_clip,
-    pose_plausibility,
-    resize_frames,
-    structure_error,
-)
+from flowstudio import metrics
+from flowstudio.avatar.metrics import check_frames, resize_frames
 from flowstudio.errors import FlowstudioError, InputError
+from flowstudio.metrics import Audio, Inputs, SetScorer
+from flowstudio.metrics.library.avatar_identity import TIMES as IDENTITY_TIMES
+from flowstudio.metrics.library.avatar_lip_sync import MIN_SPEECH_FRAMES
+from flowstudio.metrics.results import build_results, write_results
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "flowstudio.avatar.eval/1"
-IDENTITY_TIMES = (10.0, 30.0)
-MIN_SPEECH_FRAMES = 50  # 2 s of speech at 25 fps
+NO_STRUCTURE = (
+    "no generated structure latent (DualForce's structure-tower output; `avatar eval --checkpoint` "
+    "records it, or put <clip>.npz with a 'structure' array beside a generated mp4)"
+)
 
 
 @dataclass
@@ -109,8 +106,10 @@ def evaluate_clip(
     speech_threshold: float = 0.1,
     min_speech_frames: int = MIN_SPEECH_FRAMES,
     identity_window: float = 0.2,
+    reference: Any | None = None,
+    features: Any | None = None,
 ) -> dict[str, Any]:
-    """Per-clip metrics of :data:`~flowstudio.avatar.metric_registry.AVATAR_METRICS` (offline tier).
+    """Every per-clip metric of the ``avatar`` suite on one clip.
 
     Args:
         frames: generated uint8 ``(T, H, W, 3)`` RGB.
@@ -122,14 +121,56 @@ def evaluate_clip(
         structure: generated structure latent ``(T, 7 + 3K)`` (DualForce's structure-tower output, raw
             scale, :func:`flowstudio.worlds.faces.structure_array` layout), or ``None``.
         max_offset, speech_threshold: lip-sync settings (:func:`flowstudio.avatar.metrics.lip_sync`).
-        min_speech_frames: below this many speech frames lip-sync is skipped: the best of 11 lagged
-            correlations of a few frames is high by chance (noise video from a random model reached
-            0.65 on 1 s clips).
+        min_speech_frames: below this many speech frames lip-sync is skipped.
         identity_window: seconds around 10 s / 30 s averaged for identity drift.
+        reference: reference-tier model provider; ``None`` reports that tier "not requested".
+        features: a loaded toy feature extractor (used by the set level only).
 
     Returns:
-        ``{"metrics": {name: number or skipped record}, "details": {...}}``.
+        ``{"metrics": {name: number}, "skipped": {name: reason}, "details": {...}}``.
     """
+    inputs = clip_inputs(
+        frames,
+        waveform,
+        sample_rate,
+        fps,
+        reference_image,
+        truth,
+        structure,
+        options={
+            "max_offset": max_offset,
+            "speech_threshold": speech_threshold,
+            "min_speech_frames": min_speech_frames,
+            "identity_window": identity_window,
+        },
+        reference=reference,
+        features=features,
+    )
+    return _score(inputs)
+
+
+def _score(inputs: Inputs) -> dict[str, Any]:
+    frames, fps = inputs["output"], inputs["fps"]
+    inputs.detail("frames", int(len(frames)))
+    inputs.detail("seconds", round(len(frames) / fps, 3))
+    return metrics.score_case("avatar", inputs)
+
+
+def clip_inputs(
+    frames: np.ndarray,
+    waveform: np.ndarray,
+    sample_rate: int,
+    fps: float,
+    reference_image: np.ndarray,
+    truth: ClipTruth | None = None,
+    structure: np.ndarray | None = None,
+    *,
+    options: dict[str, Any] | None = None,
+    reference: Any | None = None,
+    features: Any | None = None,
+    features_reason: str = "no toy feature extractor given",
+) -> Inputs:
+    """The metric inputs of one clip, checked (sizes matched: see :func:`evaluate_clip`)."""
     frames = check_frames(frames, "generated frames")
     height, width = frames.shape[1:3]
     if (
@@ -146,134 +187,37 @@ def evaluate_clip(
     wave = np.asarray(waveform, np.float32)
     if wave.ndim == 2:
         wave = wave.mean(axis=0)
-    reference = _fit_size(reference_image, height, width, "the reference image")
-    truth_frames = None
+    values: dict[str, Any] = {
+        "output": frames,
+        "audio": Audio(wave, sample_rate),
+        "fps": fps,
+        "reference_image": _fit_size(reference_image, height, width, "the reference image"),
+    }
+    missing: dict[str, str] = {}
     if truth is not None and truth.frames is not None:
-        truth_frames = _fit_size(
+        values["truth"] = _fit_size(
             check_frames(truth.frames, "ground-truth frames"), height, width, "the ground truth"
         )
-    metrics: dict[str, Any] = {}
-    details: dict[str, Any] = {"frames": int(len(frames)), "seconds": round(len(frames) / fps, 3)}
-
-    # 1. lip-sync
-    sync = lip_sync_from_clip(
-        frames, wave, sample_rate, fps, max_offset=max_offset, speech_threshold=speech_threshold
-    )
-    if sync is None or sync.speech_frames < min_speech_frames:
-        reason = skipped(
-            "the audio is silent over the clip (no speech frame), so lip-sync is undefined"
-            if sync is None
-            else f"only {sync.speech_frames} speech frames (< {min_speech_frames}): too short for a lip-sync "
-            "correlation that chance does not dominate"
-        )
-        metrics.update(
-            lip_sync_corr=reason, lip_sync_offset=reason, lip_sync_corr_at_0=reason, lip_sync_conf=reason
-        )
+        values["real"] = values["truth"]
     else:
-        metrics.update(
-            lip_sync_corr=sync.corr,
-            lip_sync_offset=sync.offset,
-            lip_sync_corr_at_0=sync.corr_at_0,
-            lip_sync_conf=sync.conf,
-        )
-        details["lip_sync_curve"] = {str(k): round(v, 4) for k, v in sync.curve.items()}
-        details["speech_frames"] = sync.speech_frames
-
-    # 2. structure and pose
-    truth_structure = None if truth is None else truth.structure
-    groups = ("structure_err_pose", "structure_err_translation_scale", "structure_err_keypoints")
-    if structure is None:
-        reason = skipped(
-            "no generated structure latent (DualForce's structure-tower output; `avatar eval --checkpoint` "
-            "records it, or put <clip>.npz with a 'structure' array beside a generated mp4)"
-        )
-        metrics.update({name: reason for name in (*groups, "pose_in_limits", "pose_velocity_w1")})
+        missing["truth"] = missing["real"] = "no ground-truth frames for this clip"
+    if structure is not None:
+        values["structure"] = structure
     else:
-        pose = pose_plausibility(structure, truth_structure)
-        metrics["pose_in_limits"] = pose["pose_in_limits"]
-        if truth_structure is None:
-            reason = skipped("no ground-truth structure latent for this clip")
-            metrics.update({name: reason for name in (*groups, "pose_velocity_w1")})
-        else:
-            errors = structure_error(structure, truth_structure)
-            metrics.update({f"structure_err_{k}": v for k, v in errors.items()})
-            metrics["pose_velocity_w1"] = pose.get(
-                "pose_velocity_w1", skipped("fewer than 2 structure frames: no frame-to-frame velocity")
-            )
-            details["pose_velocity_w1_per_angle"] = {
-                k.rsplit("_", 1)[1]: v for k, v in pose.items() if k.startswith("pose_velocity_w1_")
-            }
-
-    # 3. identity drift, and the world's own variation on the ground truth
-    drift = identity_drift(reference, frames, fps, IDENTITY_TIMES, identity_window)
-    details["identity_times_used"] = {f"{int(t)}s": round(drift[t][1], 3) for t in IDENTITY_TIMES}
-    for t in IDENTITY_TIMES:
-        metrics[f"identity_drift_{int(t)}s"] = drift[t][0]
-    if any(drift[t][1] < t for t in IDENTITY_TIMES):
-        details["identity_note"] = (
-            f"the clip is {len(frames) / fps:.2f} s long: drift at the times past its end uses its last "
-            f"{identity_window:g} s"
-        )
-    if truth_frames is None:
-        reason = skipped("no ground-truth frames: the world's own identity variation is unknown")
-        metrics.update(
-            {k: reason for k in ("identity_world_10s", "identity_world_30s", "identity_world_p95")}
-        )
-        metrics["identity_ratio_30s"] = reason
+        missing["structure"] = NO_STRUCTURE
+    if truth is not None and truth.structure is not None:
+        values["truth_structure"] = truth.structure
     else:
-        world = identity_drift(truth_frames[0], truth_frames, fps, IDENTITY_TIMES, identity_window)
-        for t in IDENTITY_TIMES:
-            metrics[f"identity_world_{int(t)}s"] = world[t][0]
-        p95 = float(np.percentile(identity_variation(truth_frames[: len(frames)]), 95))
-        metrics["identity_world_p95"] = p95
-        metrics["identity_ratio_30s"] = (
-            metrics["identity_drift_30s"] / p95
-            if p95 > 1e-6
-            else skipped("the ground truth does not vary at all (p95 distance 0): no ratio")
-        )
-
-    # 4. temporal
-    from flowstudio.bench.metrics.temporal import warp_stats
-
-    stats = warp_stats(frames)
-    for key in ("warp_error", "flicker"):
-        value = stats[key]
-        metrics[key] = (
-            skipped("fewer than 2 frames or no flow-consistent pixel: no temporal metric")
-            if value is None
-            else value
-        )
-    return {"metrics": metrics, "details": details}
+        missing["truth_structure"] = "no ground-truth structure latent for this clip"
+    if features is not None:
+        values["toy_features"] = features
+    else:
+        missing["toy_features"] = features_reason
+    return Inputs(values, missing, options=options, reference=reference)
 
 
 # ------------------------------------------------------------------------------------------------
 # A set
-
-
-def _numbers(values: list[Any]) -> list[float]:
-    return [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-
-
-def _summary(clip_results: list[dict[str, Any]]) -> dict[str, Any]:
-    summary: dict[str, Any] = {}
-    for name, info in AVATAR_METRICS.items():
-        if info.tier != "offline" or info.level != "clip":
-            continue
-        values = [r["metrics"].get(name) for r in clip_results]
-        numbers = _numbers(values)
-        if numbers:
-            entry: dict[str, Any] = {
-                "mean": float(np.mean(numbers)),
-                "std": float(np.std(numbers)),
-                "n": len(numbers),
-            }
-            if len(numbers) < len(values):
-                entry["skipped"] = len(values) - len(numbers)
-            summary[name] = entry
-        else:
-            reasons = [v for v in values if is_skipped(v)]
-            summary[name] = reasons[0] if reasons else skipped("no clip")
-    return summary
 
 
 def _resolve_features(features: Any) -> tuple[Any, str | None]:
@@ -317,11 +261,22 @@ def evaluate_set(
     """
     from tqdm import tqdm
 
+    from flowstudio.bench.metrics.reference import ReferenceScorer
+
     if not clips:
         raise InputError("no clips to evaluate")
-    results: list[dict[str, Any]] = []
+    extractor, features_reason = _resolve_features(features)
+    reference = ReferenceScorer(config=weights_config, device=reference_device)
+    options = {
+        "max_offset": max_offset,
+        "speech_threshold": speech_threshold,
+        "min_speech_frames": min_speech_frames,
+        "identity_window": identity_window,
+    }
+    set_scorer = SetScorer("avatar", reference)
+    records: list[dict[str, Any]] = []
     for clip in tqdm(clips, desc="score clips", disable=not progress, leave=False):
-        result = evaluate_clip(
+        inputs = clip_inputs(
             clip.frames,
             clip.waveform,
             clip.sample_rate,
@@ -329,75 +284,14 @@ def evaluate_set(
             clip.reference_image,
             clip.truth,
             clip.structure,
-            max_offset=max_offset,
-            speech_threshold=speech_threshold,
-            min_speech_frames=min_speech_frames,
-            identity_window=identity_window,
+            options=options,
+            reference=reference,
+            features=extractor,
+            features_reason=features_reason or "",
         )
-        results.append({"name": clip.name, **result})
-    summary = _summary(results)
-
-    curves = [
-        {int(k): v for k, v in r["details"]["lip_sync_curve"].items()}
-        for r in results
-        if "lip_sync_curve" in r["details"]
-    ]
-    lag = best_lag(curves)
-    summary["lip_sync_offset_set"] = (
-        {"value": lag[0], "mean_corr": lag[1], "n": len(curves)}
-        if lag
-        else skipped("no clip with speech: no lip-sync curve")
-    )
-
-    truths = [c.truth.frames for c in clips if c.truth is not None and c.truth.frames is not None]
-    extractor, reason = _resolve_features(features)
-    if reason:
-        summary["fvd_toy"] = skipped(reason)
-    elif len(truths) < len(clips):
-        summary["fvd_toy"] = skipped("some clips have no ground-truth frames to compare with")
-    else:
-        from flowstudio.avatar.features import frechet_video_distance
-
-        generated = [extractor.clip_features(c.frames) for c in clips]
-        real = [extractor.clip_features(t) for t in truths]
-        windows = (sum(len(g) for g in generated), sum(len(r) for r in real))
-        if min(windows) < 2:
-            summary["fvd_toy"] = skipped(
-                f"fewer than 2 windows of {extractor.window} frames per set (generated {windows[0]}, "
-                f"truth {windows[1]}): clips too short or too few"
-            )
-        else:
-            summary["fvd_toy"] = {
-                "value": frechet_video_distance(generated, real),
-                "windows": windows[0],
-                "truth_windows": windows[1],
-                "extractor": str(extractor.path) if extractor.path else None,
-            }
-    summary.update(_reference_tier(clips, truths, weights_config, reference_device))
-    return {"format": FORMAT, "summary": summary, "clips": results}
-
-
-def _reference_tier(
-    clips: Sequence[EvalClip], truths: list[np.ndarray], config: dict[str, Any] | None, device: str
-) -> dict[str, Any]:
-    """Reference-tier results: skipped records, or FID / FVD through the benchmark's scorer."""
-    out: dict[str, Any] = {}
-    for name, info in AVATAR_METRICS.items():
-        if info.tier != "reference":
-            continue
-        reason = registry.reference_skip(name, config)
-        if reason is not None:
-            out[name] = reason
-        elif len(truths) < len(clips):
-            out[name] = skipped("some clips have no ground-truth frames to compare with")
-        else:
-            from flowstudio.bench.metrics.reference import ReferenceScorer
-
-            scorer = ReferenceScorer(config=config, device=device, enabled=(name,))
-            extract = scorer.video_features if name == "fvd" else scorer.image_features
-            value = scorer.frechet(name, [extract(c.frames) for c in clips], [extract(t) for t in truths])
-            out[name] = value if is_skipped(value) else {"value": float(value)}
-    return out
+        records.append({"id": clip.name, "status": "ok", **_score(inputs)})
+        set_scorer.add(inputs)  # after scoring: reuses the clip's cached lip-sync curve
+    return build_results("avatar", {}, records, set_scorer.finish(), weights=reference.weights_report())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -718,7 +612,7 @@ def _settings(**values: Any) -> dict[str, Any]:
     settings.setdefault("min_speech_frames", MIN_SPEECH_FRAMES)
     settings.setdefault("identity_window", 0.2)
     settings["identity_times"] = list(IDENTITY_TIMES)
-    settings["metric_versions"] = registry.metric_versions()
+    settings["metric_versions"] = metrics.versions("avatar")
     settings["flowstudio"] = __version__
     return settings
 
@@ -728,25 +622,18 @@ def _settings(**values: Any) -> dict[str, Any]:
 
 
 def write_report(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``report`` as JSON (parents created)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1, default=_json_default) + "\n")
-    return out
+    """Write ``report`` as JSON (parents created; :func:`flowstudio.metrics.results.write_results`)."""
+    return write_results(report, path)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
+def _is_skipped(entry: Any) -> bool:
+    return isinstance(entry, dict) and entry.get("status") == "skipped"
 
 
 def format_value(entry: Any, *, short: bool = False) -> str:
     """One summary entry as text: ``mean ± std``, a set value, or ``skipped: reason`` (with ``short``, a
     reference-tier reason stops at the weights it needs; the JSON report has the whole sentence)."""
-    if is_skipped(entry):
+    if _is_skipped(entry):
         reason = str(entry["reason"])
         if short and reason.startswith("needs ") and "): " in reason:
             reason = reason.split("): ", 1)[0] + ")"
@@ -764,7 +651,7 @@ def report_table(report: dict[str, Any]) -> Any:
     from rich.table import Table
 
     settings = report.get("settings", {})
-    count = settings.get("clips", len(report.get("clips", [])))
+    count = settings.get("clips", len(report.get("cases", [])))
     table = Table(
         title=f"avatar eval: {count} clips, {settings.get('mode', '')}",
         caption="what to provide for skipped reference metrics: see the JSON report (--out)",
@@ -774,8 +661,9 @@ def report_table(report: dict[str, Any]) -> Any:
     table.add_column("value", overflow="fold")
     table.add_column("unit")
     table.add_column("better")
+    declared = metrics.all_metrics()
     for name, entry in report["summary"].items():
-        info = AVATAR_METRICS.get(name)
+        info = declared.get(name)
         better = (
             ""
             if info is None or info.higher_is_better is None

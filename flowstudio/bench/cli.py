@@ -94,13 +94,15 @@ def _reference(enabled: bool, weights: Path | None, device: str) -> object | Non
 
 
 def _print_summary(results: dict) -> None:
-    summary = results["summary"]
     typer.echo(
         f"cases: {len(results['cases'])}, errors: {results['errors']}, "
-        f"composite: {summary['composite']['mean']}"
+        f"composite: {results['composite']['mean']}"
     )
-    for name, stats in summary["all"].items():
-        typer.echo(f"  {name:16s} {stats['mean']:.4f}  (n={stats['n']})")
+    for name, stats in results["summary"].items():  # skipped metrics: see results.json for why
+        if "mean" in stats:
+            typer.echo(f"  {name:16s} {stats['mean']:.4f}  (n={stats['n']})")
+        elif "value" in stats:
+            typer.echo(f"  {name:16s} {stats['value']:.4f}  (set)")
 
 
 @bench_app.command("run")

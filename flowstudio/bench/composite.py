@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from flowstudio.bench.metrics import METRICS
 from flowstudio.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -237,7 +236,7 @@ def fit_weights(
         for case in result["cases"]:
             if case.get("status") == "ok":
                 table[(case["id"], method)] = case["metrics"]
-    names = [n for n in METRICS if n in NORMALIZERS]
+    names = list(NORMALIZERS)
     default = np.array([DEFAULT_WEIGHTS.get(n, 0.0) for n in names])
     default = default / default.sum()
     missing: set[tuple[str, str]] = set()

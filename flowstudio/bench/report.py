@@ -8,35 +8,48 @@ and ``out/composite.png``. Several results files compare methods side by side.
 from __future__ import annotations
 
 import html
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from flowstudio.bench.metrics import METRICS
-from flowstudio.bench.runner import RESULTS_FORMAT
 from flowstudio.errors import InputError
+from flowstudio.metrics import for_suite
+from flowstudio.metrics.results import read_results
 
 logger = logging.getLogger(__name__)
 
 
 def load_results(paths: list[str | os.PathLike[str]]) -> list[dict[str, Any]]:
-    """Results dicts from ``results.json`` files or run folders holding one."""
+    """Editing results (:mod:`flowstudio.metrics.results`; older bench files converted) from
+    ``results.json`` files or run folders holding one."""
     results = []
-    for path in map(Path, paths):
-        file = path / "results.json" if path.is_dir() else path
-        if not file.is_file():
-            raise InputError(f"{path}: no results.json there; pass a run folder or its results.json")
-        data = json.loads(file.read_text(encoding="utf-8"))
-        if data.get("format") != RESULTS_FORMAT:
-            raise InputError(
-                f"{file}: not a flowstudio benchmark results file (format {data.get('format')!r})"
-            )
+    for path in paths:
+        data = read_results(path)
+        if data.get("kind") != "edit":
+            raise InputError(f"{path}: holds {data.get('kind')} results, not an editing benchmark run")
         results.append(data)
     if not results:
         raise InputError("no results given")
     return results
+
+
+def _case_metrics(results: list[dict[str, Any]]) -> list[str]:
+    """Case-level editing metrics that some run has numbers for, in registry order."""
+    return [
+        m.name
+        for m in for_suite("edit", level="case")
+        if any("mean" in r["summary"].get(m.name, {}) for r in results)
+    ]
+
+
+def _arrow(name: str) -> str:
+    better = {m.name: m.higher_is_better for m in for_suite("edit")}.get(name)
+    return "" if better is None else ("↑" if better else "↓")
+
+
+def _by_type(result: dict[str, Any]) -> dict[str, Any]:
+    return result.get("groups", {}).get("edit_type", {})
 
 
 def _label(result: dict[str, Any]) -> str:
@@ -52,24 +65,14 @@ def _fmt(value: float | None) -> str:
 
 def tables(results: list[dict[str, Any]]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) per table: one overall, then one per edit type; rows are runs."""
-    metrics = [m for m in METRICS if any(m in r["summary"]["all"] for r in results)]
-    header = [
-        "method",
-        "cases",
-        "errors",
-        "composite",
-        *[f"{m} {'↑' if METRICS[m].higher_is_better else '↓'}" for m in metrics],
-    ]
+    metrics = _case_metrics(results)
+    header = ["method", "cases", "errors", "composite", *[f"{m} {_arrow(m)}" for m in metrics]]
     out = []
-    groups = ["all", *sorted({t for r in results for t in r["summary"]["by_edit_type"]})]
+    groups = ["all", *sorted({t for r in results for t in _by_type(r)})]
     for group in groups:
         rows = []
         for result in results:
-            summary = (
-                result["summary"]["all"]
-                if group == "all"
-                else result["summary"]["by_edit_type"].get(group, {})
-            )
+            summary = result["summary"] if group == "all" else _by_type(result).get(group, {})
             cases = [c for c in result["cases"] if group == "all" or c["edit_type"] == group]
             composite = [
                 c["composite"]["value"]
@@ -125,8 +128,12 @@ def write_report(results: list[dict[str, Any]], out: str | os.PathLike[str]) -> 
         "",
     ]
     skipped_sets = {}
+    set_names = [m.name for m in for_suite("edit", level="set")]
     for result in results:
-        for name, value in result["summary"].get("set_metrics", {}).items():
+        for name in set_names:
+            value = result["summary"].get(name)
+            if value is None:
+                continue
             skipped_sets.setdefault(name, []).append(
                 f"{_label(result)}: "
                 + (_fmt(value["value"]) if "value" in value else f"skipped ({value['reason']})")
@@ -151,8 +158,8 @@ def _plots(results: list[dict[str, Any]], out: Path, plt: Any) -> list[Path]:
     """``composite.png`` and ``metrics.png`` (one panel per metric): edit types on x, one bar per run."""
     import numpy as np
 
-    types = sorted({t for r in results for t in r["summary"]["by_edit_type"]})
-    metrics = [m for m in METRICS if any(m in r["summary"]["all"] for r in results)]
+    types = sorted({t for r in results for t in _by_type(r)})
+    metrics = _case_metrics(results)
 
     def values(result: dict[str, Any], metric: str) -> list[float]:
         if metric == "composite":
@@ -167,7 +174,7 @@ def _plots(results: list[dict[str, Any]], out: Path, plt: Any) -> list[Path]:
                 ]
                 out_values.append(float(np.mean(cs)) if cs else np.nan)
             return out_values
-        by_type = result["summary"]["by_edit_type"]
+        by_type = _by_type(result)
         return [by_type.get(t, {}).get(metric, {}).get("mean", np.nan) for t in types]
 
     def panel(ax: Any, metric: str) -> None:
@@ -180,11 +187,7 @@ def _plots(results: list[dict[str, Any]], out: Path, plt: Any) -> list[Path]:
                 label=_label(result),
             )
         ax.set_xticks(np.arange(len(types)), types, fontsize=7, rotation=30)
-        arrow = (
-            ""
-            if metric == "composite"
-            else (" (higher better)" if METRICS[metric].higher_is_better else " (lower better)")
-        )
+        arrow = {"↑": " (higher better)", "↓": " (lower better)"}.get(_arrow(metric), "")
         ax.set_title(f"{metric}{arrow}", fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
 

@@ -22,7 +22,6 @@ import platform
 import time
 import traceback
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +31,17 @@ from flowstudio import __version__
 from flowstudio.bench.io import load_frames, save_frames
 from flowstudio.bench.manifest import TestSet
 from flowstudio.bench.methods import EditMethod, method_settings
-from flowstudio.bench.metrics import METRICS, SET_METRICS
-from flowstudio.bench.scoring import check_output, score_case
+from flowstudio.bench.scoring import case_inputs, check_output, score_case
 from flowstudio.checks import check_writable_folder
 from flowstudio.errors import InputError
+from flowstudio.metrics import SetScorer, versions
+from flowstudio.metrics.results import build_results, now, write_results
 
 logger = logging.getLogger(__name__)
 
-RESULTS_FORMAT = "flowstudio-bench-results"
-RESULTS_VERSION = 1
-
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_results(data, path)
 
 
 def run_settings(
@@ -64,7 +58,7 @@ def run_settings(
             "cases": len(testset),
             "case_ids_sha256": _ids_hash(testset),
         },
-        "metric_versions": {name: info.version for name, info in {**METRICS, **SET_METRICS}.items()},
+        "metric_versions": versions("edit"),
         **(extra or {}),
     }
 
@@ -148,7 +142,7 @@ def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return now()
 
 
 def _run_case(case: Any, method: EditMethod, out: Path, seed: int, reference: Any | None) -> dict[str, Any]:
@@ -166,13 +160,7 @@ def _run_case(case: Any, method: EditMethod, out: Path, seed: int, reference: An
             record["method_info"] = dict(info)
         save_frames(out / "outputs" / f"{case.id}.npz", frames)
         stage = "score"
-        scored = score_case(case, frames, reference=reference, source=source)
-        if reference is None:
-            from flowstudio.bench.metrics.reference import REFERENCE_METRICS
-
-            for name in REFERENCE_METRICS[:4]:
-                scored["skipped"].setdefault(name, "reference tier not requested (--reference)")
-        record.update(status="ok", **scored)
+        record.update(status="ok", **score_case(case, frames, reference=reference, source=source))
     except Exception as err:  # noqa: BLE001 - a failed case is recorded, the run goes on
         record.update(
             status="error",
@@ -187,20 +175,6 @@ def _run_case(case: Any, method: EditMethod, out: Path, seed: int, reference: An
     return record
 
 
-def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean, count of every metric over the ok records."""
-    values: dict[str, list[float]] = {}
-    for record in records:
-        if record.get("status") != "ok":
-            continue
-        for name, value in record["metrics"].items():
-            values.setdefault(name, []).append(float(value))
-    return {
-        name: {"mean": float(np.mean(v)), "std": float(np.std(v)), "n": len(v)}
-        for name, v in sorted(values.items())
-    }
-
-
 def assemble_results(
     settings: dict[str, Any],
     testset: TestSet,
@@ -208,50 +182,36 @@ def assemble_results(
     reference: Any | None,
     out: Path,
 ) -> dict[str, Any]:
-    """The results JSON: settings, environment, weights, per-case records and summaries."""
+    """The run's results (:mod:`flowstudio.metrics.results`): settings, environment, weights, per-case
+    records with their composite, summaries overall and per edit type, set-level metrics."""
     from flowstudio.bench.composite import DEFAULT_WEIGHTS, composite_score
-    from flowstudio.bench.metrics.reference import ReferenceScorer
 
     ordered = [records[c.id] for c in testset if c.id in records]
     for record in ordered:
         if record.get("status") == "ok":
             record["composite"] = composite_score(record["metrics"])
-    by_type: dict[str, list[dict[str, Any]]] = {}
-    for record in ordered:
-        by_type.setdefault(record["edit_type"], []).append(record)
-    scorer = reference if reference is not None else ReferenceScorer(config={}, enabled=())
-    set_metrics = (
-        _set_metrics(testset, out, reference)
-        if reference is not None
-        else {
-            name: {"status": "skipped", "reason": "reference tier not requested (--reference)"}
-            for name in SET_METRICS
-        }
-    )
     composites = [r["composite"]["value"] for r in ordered if r.get("status") == "ok"]
-    return {
-        "format": RESULTS_FORMAT,
-        "version": RESULTS_VERSION,
-        "created": _now(),
-        "settings": settings,
-        "environment": {
+    return build_results(
+        "edit",
+        settings,
+        ordered,
+        _set_metrics(testset, out, reference),
+        group_by="edit_type",
+        environment={
             "flowstudio": __version__,
             "python": platform.python_version(),
             "platform": platform.platform(),
             "numpy": np.__version__,
             "opencv": _cv2_version(),
         },
-        "weights": scorer.weights_report() if reference is not None else {},
-        "composite_weights": DEFAULT_WEIGHTS,
-        "errors": sum(r["status"] == "error" for r in ordered),
-        "summary": {
-            "all": summarize(ordered),
-            "by_edit_type": {k: summarize(v) for k, v in sorted(by_type.items())},
-            "composite": {"mean": float(np.mean(composites)) if composites else None, "n": len(composites)},
-            "set_metrics": set_metrics,
+        weights=reference.weights_report() if reference is not None else {},
+        errors=sum(r["status"] == "error" for r in ordered),
+        composite={
+            "mean": float(np.mean(composites)) if composites else None,
+            "n": len(composites),
+            "weights": DEFAULT_WEIGHTS,
         },
-        "cases": ordered,
-    }
+    )
 
 
 def _cv2_version() -> str:
@@ -260,24 +220,11 @@ def _cv2_version() -> str:
     return cv2.__version__
 
 
-def _set_metrics(testset: TestSet, out: Path, reference: Any) -> dict[str, Any]:
-    """FVD and FID over the run's outputs against ground truth (or sources when a case has none)."""
-    outputs: dict[str, list[np.ndarray]] = {"fvd": [], "fid": []}
-    references: dict[str, list[np.ndarray]] = {"fvd": [], "fid": []}
+def _set_metrics(testset: TestSet, out: Path, reference: Any | None) -> dict[str, Any]:
+    """Set-level metrics (FVD, FID) over the run's outputs, read back from ``out/outputs``."""
+    scorer = SetScorer("edit", reference)
     for case in testset:
         file = out / "outputs" / f"{case.id}.npz"
-        if not file.is_file():
-            continue
-        produced = load_frames(file)
-        wanted = case.load_target()
-        wanted = case.load_source() if wanted is None else wanted
-        for metric, extract in (("fvd", reference.video_features), ("fid", reference.image_features)):
-            a, b = extract(produced), extract(wanted)
-            if a is not None and b is not None:
-                outputs[metric].append(a)
-                references[metric].append(b)
-    results = {}
-    for metric in ("fvd", "fid"):
-        value = reference.frechet(metric, outputs[metric], references[metric])
-        results[metric] = value if isinstance(value, dict) else {"value": value, "n": len(outputs[metric])}
-    return results
+        if file.is_file():
+            scorer.add(case_inputs(case, load_frames(file), reference=reference))
+    return scorer.finish()

@@ -8,8 +8,10 @@ Regions (bool ``(T, H, W)``):
   the union of the masks; ``none`` (style edits) -> the edit region is every pixel and nothing is
   kept (``bg_*`` metrics are then not applicable).
 
-A metric that does not apply (no ground truth, no mask, empty region) is absent from ``metrics`` and
-listed in ``skipped`` with the reason; nothing is ever reported as a made-up number.
+The metrics themselves are the editing suite of :mod:`flowstudio.metrics` (one file each in
+:mod:`flowstudio.metrics.library`); this module only says what a case provides. A metric that does not
+apply (no ground truth, no mask, empty region) is absent from ``metrics`` and listed in ``skipped``
+with the reason; nothing is ever reported as a made-up number.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from flowstudio import metrics
 from flowstudio.bench.manifest import Case
-from flowstudio.bench.metrics import color, pixel, temporal
-from flowstudio.bench.metrics.attributes import attribute_accuracy
 from flowstudio.errors import InputError
+from flowstudio.metrics import Inputs
 
 logger = logging.getLogger(__name__)
 
@@ -70,119 +72,78 @@ def check_output(frames: Any, source: np.ndarray, case_id: str) -> np.ndarray:
     return frames
 
 
+def case_inputs(
+    case: Case,
+    output: np.ndarray | None,
+    *,
+    source: np.ndarray | None = None,
+    reference: Any | None = None,
+) -> Inputs:
+    """The metric inputs of one case (absent ones with the reason a metric needing them is skipped).
+
+    ``output`` ``None`` gives the inputs without an output (for the set-level pass, which reads it from
+    the run folder). Files are read on first use: a pass that needs no mask reads none.
+    """
+    source = case.load_source() if source is None else source
+    has_mask = case.mask is not None or case.target_mask is not None
+    values: dict[str, Any] = {"source": source, "prompt": case.target_prompt, "attributes": case.attributes}
+    missing: dict[str, str] = {}
+    if output is not None:
+        values["output"] = output
+    if case.target is not None:
+        values["truth"] = case.load_target
+        values["real"] = case.load_target
+    else:
+        missing["truth"] = "the case has no ground-truth target"
+        values["real"] = source  # FVD / FID compare with the source when there is no ground truth
+
+    def regions_() -> tuple[np.ndarray | None, np.ndarray | None]:
+        return regions(case, case.load_mask(), case.load_target_mask(), source.shape[:3])
+
+    cache: dict[str, Any] = {}
+
+    def region(index: int) -> Any:
+        def load() -> Any:
+            if "regions" not in cache:
+                cache["regions"] = regions_()
+            return cache["regions"][index]
+
+        return load
+
+    if case.preserve == "none" or has_mask:
+        values["edit_region"] = region(0)
+    else:
+        missing["edit_region"] = "the case has no mask"
+    if case.preserve != "none" and has_mask and (case.preserve != "inside_mask" or case.mask is not None):
+        values["kept_region"] = region(1)
+    else:
+        missing["kept_region"] = (
+            "the edit type keeps no region (preserve: none)"
+            if case.preserve == "none"
+            else "the case has no mask"
+        )
+    if has_mask:
+        values["object_mask"] = lambda: (
+            case.load_target_mask() if case.target_mask is not None else case.load_mask()
+        )
+    return Inputs(values, missing, reference=reference)
+
+
 def score_case(
     case: Case, output: np.ndarray, *, reference: Any | None = None, source: np.ndarray | None = None
 ) -> dict[str, Any]:
-    """All metrics of one case.
+    """Every metric of the editing suite on one case (:func:`flowstudio.metrics.score_case`).
 
     Args:
         case: the test case.
         output: the edited clip, uint8 ``(T, H, W, 3)``, same shape as the source.
         reference: a :class:`~flowstudio.bench.metrics.reference.ReferenceScorer`, or ``None`` for the
-            offline tier only.
+            offline tier only (reference metrics are then skipped, "not requested").
         source: the source clip when already loaded.
 
     Returns:
-        ``{"metrics": {name: float}, "skipped": {name: reason}}``.
+        ``{"metrics": {name: number}, "skipped": {name: reason}, "details": {...}}``.
     """
     source = case.load_source() if source is None else source
     output = check_output(output, source, case.id)
-    target = case.load_target()
-    mask, target_mask = case.load_mask(), case.load_target_mask()
-    edit, kept = regions(case, mask, target_mask, source.shape[:3])
-    metrics: dict[str, float] = {}
-    skipped: dict[str, str] = {}
-
-    def put(name: str, value: float | None, reason: str) -> None:
-        if value is None:
-            skipped[name] = reason
-        else:
-            metrics[name] = float(value)
-
-    no_gt = "the case has no ground-truth target"
-    if target is not None:
-        error = pixel.squared_error_map(output, target)
-        ssim_t = pixel.ssim_maps(output, target)
-        put("gt_psnr", pixel.psnr_from_error(error), no_gt)
-        put("gt_ssim", pixel.ssim_from_maps(ssim_t), no_gt)
-        if edit is not None:
-            put("gt_psnr_edit", pixel.psnr_from_error(error, edit), "the edit region is empty")
-            put("gt_ssim_edit", pixel.ssim_from_maps(ssim_t, edit), "the edit region is empty")
-            put("gt_ssim_outside", pixel.ssim_from_maps(ssim_t, ~edit), "the edit region covers every pixel")
-        else:
-            for name in ("gt_psnr_edit", "gt_ssim_edit", "gt_ssim_outside"):
-                skipped[name] = "the case has no mask"
-        put(
-            "color_fidelity",
-            None if edit is None else color.delta_e_clip(output, target, edit),
-            "the case has no mask" if edit is None else "the edit region is empty",
-        )
-    else:
-        for name in (
-            "gt_psnr",
-            "gt_ssim",
-            "gt_psnr_edit",
-            "gt_ssim_edit",
-            "gt_ssim_outside",
-            "color_fidelity",
-        ):
-            skipped[name] = no_gt
-    if kept is None:
-        reason = (
-            "the edit type keeps no region (preserve: none)"
-            if case.preserve == "none"
-            else "the case has no mask"
-        )
-        for name in ("bg_psnr", "bg_ssim", "bg_ciede2000"):
-            skipped[name] = reason
-    else:
-        put("bg_psnr", pixel.psnr(output, source, kept), "the kept region is empty")
-        put(
-            "bg_ssim", pixel.ssim(output, source, _erode(kept, pixel.SSIM_BORDER)), "the kept region is empty"
-        )
-        put("bg_ciede2000", color.delta_e_clip(output, source, kept), "the kept region is empty")
-    if output.shape[0] >= 2:
-        flow = temporal.optical_flow(output)
-        stats = temporal.warp_stats(output, flow, temporal.optical_flow(output, backward=True))
-        put("warp_error", stats["warp_error"], "no consistent flow between frames")
-        put("flicker", stats["flicker"], "no consistent flow between frames")
-        put("motion_epe", temporal.motion_epe(temporal.optical_flow(source), flow), "fewer than 2 frames")
-    else:
-        for name in ("warp_error", "flicker", "motion_epe"):
-            skipped[name] = "a single frame has no motion"
-    attr = attribute_accuracy(output, case.attributes, target_mask if target_mask is not None else mask)
-    if "value" in attr:
-        metrics["attr_acc"] = attr["value"]
-    else:
-        skipped["attr_acc"] = attr["reason"]
-    if reference is not None:
-        for name, value in reference.score_case(output, source, case.target_prompt, kept).items():
-            if isinstance(value, dict):
-                skipped[name] = value.get("reason", "skipped")
-            elif value is None:
-                skipped[name] = "not applicable"
-            else:
-                metrics[name] = float(value)
-    return {
-        "metrics": metrics,
-        "skipped": skipped,
-        **({"attribute": {k: v for k, v in attr.items() if k != "value"}} if "value" in attr else {}),
-    }
-
-
-def _erode(region: np.ndarray, radius: int) -> np.ndarray:
-    """``region`` shrunk by ``radius`` pixels (per frame), or as it is where that would empty a frame.
-
-    ``bg_ssim`` uses the kept region eroded by the SSIM window radius: a pixel whose window reaches
-    into the edited region would otherwise be penalised for the edit itself (the oracle would score
-    below 1).
-    """
-    import cv2
-
-    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
-    out = region.copy()
-    for i, frame in enumerate(region):
-        eroded = cv2.erode(frame.astype(np.uint8), kernel, borderType=cv2.BORDER_REPLICATE).astype(bool)
-        if eroded.any():
-            out[i] = eroded
-    return out
+    return metrics.score_case("edit", case_inputs(case, output, source=source, reference=reference))

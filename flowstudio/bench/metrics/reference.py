@@ -38,7 +38,6 @@ from flowstudio.bench.metrics.registry import WEIGHTS, WeightStatus, load_config
 logger = logging.getLogger(__name__)
 
 Result = float | dict[str, Any]
-REFERENCE_METRICS: tuple[str, ...] = ("clip_text", "clip_frame", "dino_structure", "lpips_bg", "fvd", "fid")
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
@@ -70,7 +69,7 @@ class ReferenceScorer:
     Args:
         config: weights config (see the registry); ``None`` reads ``$FLOWSTUDIO_BENCH_WEIGHTS``.
         device: torch device for the models.
-        enabled: metric names to compute (default: all of :data:`REFERENCE_METRICS`).
+        enabled: metric names to compute (default: every reference metric of the registry).
     """
 
     def __init__(
@@ -81,7 +80,7 @@ class ReferenceScorer:
     ) -> None:
         self.config = load_config() if config is None else config
         self.device = device
-        self.enabled = tuple(enabled) if enabled is not None else REFERENCE_METRICS
+        self.enabled = tuple(enabled) if enabled is not None else None
         self._status: dict[str, WeightStatus] = {}
         self._models: dict[str, Any] = {}
 
@@ -144,7 +143,7 @@ class ReferenceScorer:
 
     def _available(self, metric: str, weights: str) -> dict[str, str] | None:
         """``None`` when ``metric`` can run, else its skipped record."""
-        if metric not in self.enabled:
+        if self.enabled is not None and metric not in self.enabled:
             return {"status": "skipped", "reason": f"{metric} not enabled"}
         status = self.status(weights)
         return None if status.status == "ok" else status.skipped()
@@ -153,28 +152,25 @@ class ReferenceScorer:
     def score_case(
         self, output: np.ndarray, source: np.ndarray, target_prompt: str, preserve_region: np.ndarray | None
     ) -> dict[str, Result]:
-        """``clip_text``, ``clip_frame``, ``dino_structure``, ``lpips_bg`` of one case."""
+        """Every case-level reference metric of the editing suite on one case (through the registry):
+        ``{name: value | {"status": "skipped", "reason"}}``."""
+        from flowstudio.metrics import Inputs, score_case
+
+        values = {"output": output, "source": source, "prompt": target_prompt}
+        if preserve_region is not None:
+            values["kept_region"] = preserve_region
+        scores = score_case("edit", Inputs(values, reference=self), tier="reference")
+        skipped = {
+            name: {"status": "skipped", "reason": reason} for name, reason in scores["skipped"].items()
+        }
+        return {**scores["metrics"], **skipped}
+
+    def clip_similarities(self, frames: np.ndarray, prompt: str) -> tuple[float, float | None]:
+        """(mean frame-prompt cosine, mean consecutive-frame cosine or ``None`` for one frame)."""
         import torch
 
-        results: dict[str, Result] = {}
         with torch.no_grad():
-            skipped = self._available("clip_text", "clip")
-            if skipped is None or self._available("clip_frame", "clip") is None:
-                text_sim, frame_sim = self._clip(output, target_prompt)
-                results["clip_text"] = text_sim if "clip_text" in self.enabled else skipped
-                results["clip_frame"] = (
-                    frame_sim if "clip_frame" in self.enabled else self._available("clip_frame", "clip")
-                )
-            else:
-                results["clip_text"] = skipped
-                results["clip_frame"] = self._available("clip_frame", "clip")
-            results["dino_structure"] = self._available("dino_structure", "dino") or self._dino(
-                source, output
-            )
-            results["lpips_bg"] = self._available("lpips_bg", "lpips") or self._lpips(
-                source, output, preserve_region
-            )
-        return results  # type: ignore[return-value]
+            return self._clip(frames, prompt)
 
     def _clip(self, frames: np.ndarray, prompt: str) -> tuple[float, float | None]:
         import torch
@@ -194,6 +190,13 @@ class ReferenceScorer:
         frame_sim = float((image[:-1] * image[1:]).sum(-1).mean()) if len(image) > 1 else None
         return text_sim, frame_sim
 
+    def dino_structure(self, source: np.ndarray, output: np.ndarray) -> float:
+        """Mean squared difference of the DINO patch self-similarity matrices of source and output."""
+        import torch
+
+        with torch.no_grad():
+            return self._dino(source, output)
+
     def _dino(self, source: np.ndarray, output: np.ndarray) -> float:
         import torch
 
@@ -206,6 +209,13 @@ class ReferenceScorer:
             return tokens @ tokens.transpose(1, 2)
 
         return float(((self_similarity(source) - self_similarity(output)) ** 2).mean())
+
+    def lpips(self, source: np.ndarray, output: np.ndarray, region: np.ndarray | None) -> float:
+        """LPIPS of source and output, the output outside ``region`` (when given) replaced by the source."""
+        import torch
+
+        with torch.no_grad():
+            return self._lpips(source, output, region)
 
     def _lpips(self, source: np.ndarray, output: np.ndarray, region: np.ndarray | None) -> float:
         import torch

@@ -1,4 +1,4 @@
-"""The one registry of reference-tier weights: what each metric needs, where it is, its SHA-256.
+"""The one registry of reference-tier weights (editing and avatar metrics): where each model is, its SHA-256.
 
 Nothing is downloaded. A user puts the files in a local folder and points flowstudio at them, in
 this order of precedence:
@@ -39,8 +39,8 @@ class WeightSpec:
     """One reference-tier model.
 
     Attributes:
-        name: registry key (``clip``, ``dino``, ``lpips``, ``i3d``, ``inception``).
-        metrics: the metric names that need it.
+        name: registry key (``clip``, ``dino``, ``lpips``, ``i3d``, ``inception``, ``syncnet``, ...); the
+            metrics that use it name it in their declaration (:mod:`flowstudio.metrics`).
         layout: ``hf-folder`` (a transformers ``save_pretrained`` folder) or ``files``.
         files: the files whose SHA-256 is checked, relative to the entry's path, with their pinned
             SHA-256 or ``None``. For ``files`` layouts a path may also point at the single file.
@@ -49,7 +49,6 @@ class WeightSpec:
     """
 
     name: str
-    metrics: tuple[str, ...]
     layout: str
     files: dict[str, str | None]
     default_dir: str
@@ -65,7 +64,6 @@ WEIGHTS: dict[str, WeightSpec] = {
     for spec in (
         WeightSpec(
             "clip",
-            ("clip_text", "clip_frame"),
             "hf-folder",
             {"model.safetensors": None},
             "clip-vit-base-patch32",
@@ -74,7 +72,6 @@ WEIGHTS: dict[str, WeightSpec] = {
         ),
         WeightSpec(
             "dino",
-            ("dino_structure",),
             "hf-folder",
             {"model.safetensors": None},
             "dinov2-small",
@@ -83,7 +80,6 @@ WEIGHTS: dict[str, WeightSpec] = {
         ),
         WeightSpec(
             "lpips",
-            ("lpips_bg",),
             "files",
             {"alexnet.pth": None, "lpips_alex.pth": None},
             "lpips",
@@ -93,7 +89,6 @@ WEIGHTS: dict[str, WeightSpec] = {
         ),
         WeightSpec(
             "i3d",
-            ("fvd",),
             "files",
             {"i3d_torchscript.pt": None},
             "i3d",
@@ -101,12 +96,35 @@ WEIGHTS: dict[str, WeightSpec] = {
         ),
         WeightSpec(
             "inception",
-            ("fid",),
             "files",
             {"inception-2015-12-05.pt": None},
             "inception",
             "the TorchScript Inception-v3 feature extractor of NVlabs stylegan2-ada-pytorch metrics "
             "(inception-2015-12-05.pt)",
+        ),
+        WeightSpec(
+            "syncnet",
+            "files",
+            {"syncnet_v2.model": None},
+            "syncnet",
+            "the SyncNet v2 model of github.com/joonson/syncnet_python (data/syncnet_v2.model), as used by "
+            "Wav2Lip's LSE-C / LSE-D evaluation",
+        ),
+        WeightSpec(
+            "arcface",
+            "files",
+            {"arcface_r100.onnx": None},
+            "arcface",
+            "an ArcFace IResNet-100 face-recognition model (e.g. insightface's buffalo_l w600k_r50.onnx or "
+            "glint360k r100, saved as arcface_r100.onnx) and a face detector for alignment",
+        ),
+        WeightSpec(
+            "headpose",
+            "files",
+            {"motion_extractor.pth": None},
+            "headpose",
+            "LivePortrait's motion extractor (pretrained_weights/liveportrait/base_models/"
+            "motion_extractor.pth) for yaw/pitch/roll, or another head-pose estimator saved under that name",
         ),
     )
 }
@@ -191,8 +209,8 @@ def resolve(name: str, config: dict[str, Any] | None = None) -> WeightStatus:
 
 
 def resolve_spec(spec: WeightSpec, config: dict[str, Any] | None = None) -> WeightStatus:
-    """:func:`resolve` for a spec kept outside :data:`WEIGHTS` (the avatar metrics' own weights), with
-    the same environment variable, config entry and weights-root rules."""
+    """:func:`resolve` for a spec that may be kept outside :data:`WEIGHTS`, with the same environment
+    variable, config entry and weights-root rules."""
     name = spec.name
     config = load_config() if config is None else config
     root = _entry_path(spec, config)
