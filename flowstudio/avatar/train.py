@@ -201,7 +201,7 @@ def train(
     settings = TrainerConfig(
         name="dualforce", steps=train_config.steps, grad_accum=train_config.grad_accum,
         grad_clip=train_config.grad_clip or None, mixed_precision=train_config.mixed_precision,
-        checkpoint_every=train_config.save_every, log_every=train_config.log_every, progress=False,
+        checkpoint_every=train_config.save_every, log_every=train_config.log_every, progress=True,
         logdir=out / "tensorboard",
     )
     trainer = Trainer(settings, {"model": Part(model, optimizer, lr=constant(train_config.lr))})
