@@ -36,8 +36,8 @@ from flowstudio.edit import (
     RescheduleConfig,
     edit,
 )
+from flowstudio.models.factory import build_tiny_checkpoint
 from flowstudio.pipeline import WanVideoPipeline
-from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint
 
 logger = logging.getLogger("benchmarks.edit_speed")
 RESULTS = Path(__file__).parent / "results"

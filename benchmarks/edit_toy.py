@@ -823,7 +823,7 @@ def select_configs(configs: dict[str, Any], names: list[str] | None) -> dict[str
 def open_pipeline(model: Path | None, device: str, tmp: Path) -> WanVideoPipeline:
     """The model's pipeline; without a model, a tiny random-weight checkpoint built in ``tmp`` (warned)."""
     if model is None:
-        from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint
+        from flowstudio.models.factory import build_tiny_checkpoint
 
         logger.warning("no --model: using a tiny RANDOM-weight checkpoint; the numbers will be meaningless")
         model = build_tiny_checkpoint(tmp / "tiny", seed=0)

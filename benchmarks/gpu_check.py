@@ -918,7 +918,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "gpu_check: torch sees no CUDA device; run on a GPU machine, or --tiny for the CPU smoke run"
         )
 
-    from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint
+    from flowstudio.models.factory import build_tiny_checkpoint
 
     work = Path(tempfile.mkdtemp(prefix="gpu_check_work_"))
     tiny_path = build_tiny_checkpoint(work / "tiny")  # tokenizer, tiny configs and the call counting

@@ -29,8 +29,8 @@ import torch  # noqa: E402
 from edit_toy import EVAL_SEED  # noqa: E402  (held-out seed: the editing benchmark's source clips)
 
 from flowstudio import __version__  # noqa: E402
+from flowstudio.models.factory import build_tiny_checkpoint  # noqa: E402
 from flowstudio.pipeline import WanVideoPipeline  # noqa: E402
-from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SOLVERS = ("euler", "dpm++2m", "unipc", "rf-solver", "fireflow")

@@ -97,7 +97,7 @@ def models_make_tiny(
     seed: int = typer.Option(0, help="Seed of the random weights."),
 ) -> None:
     """Write a tiny random checkpoint with the exact layout and config keys of Wan2.2-TI2V-5B-Diffusers."""
-    from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint
+    from flowstudio.models.factory import build_tiny_checkpoint
 
     with cli_errors():
         out = build_tiny_checkpoint(path, seed=seed)

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from flowstudio.models.factory import build_tiny_checkpoint
 from flowstudio.pipeline import WanVideoPipeline
-from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint
 from flowstudio.video import write_video
 
 logger = logging.getLogger("flowstudio.demo")

@@ -23,8 +23,8 @@ from flowstudio.core.solvers import make_solver
 from flowstudio.core.ti2v import first_frame_mask
 from flowstudio.denoiser import Conditioning, WanDenoiser
 from flowstudio.errors import InputError
+from flowstudio.models.factory import VOCABULARY_FILE
 from flowstudio.sampling import Controller, Direction, FirstFramePin, LoopState, run_loop
-from flowstudio.testing.tiny_checkpoint import VOCABULARY_FILE
 from flowstudio.video import frames_to_tensor, tensor_to_frames
 from flowstudio.weights import WanComponents, encode_prompts, load_components
 

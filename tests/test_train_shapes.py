@@ -132,7 +132,7 @@ def test_colour_term_and_longer_vae_crops_change_the_vae_stage(tmp_path):
 
 def test_each_component_has_its_own_random_stream(tmp_path):
     """Changing the transformer's size leaves the VAE's and text encoder's initial weights unchanged."""
-    from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint
+    from flowstudio.models.factory import build_tiny_checkpoint
 
     a = build_tiny_checkpoint(tmp_path / "a", seed=3, num_attention_heads=2, sharded=False)
     b = build_tiny_checkpoint(tmp_path / "b", seed=3, num_attention_heads=4, sharded=False)

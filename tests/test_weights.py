@@ -1,4 +1,4 @@
-"""flowstudio.weights: checkpoint checks, loading, prompt encoding; flowstudio.testing's tiny checkpoint."""
+"""flowstudio.weights: checkpoint checks, loading, prompt encoding; the tiny checkpoint (models.factory)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from flowstudio.errors import CheckpointError, InputError
-from flowstudio.testing.tiny_checkpoint import STALE_REFERENCE_KEYS
+from flowstudio.models.factory import STALE_REFERENCE_KEYS
 from flowstudio.weights import (
     LATENT_CHANNELS,
     REQUIRED_LAYOUT,

@@ -44,7 +44,7 @@ from flowstudio.core.flow import add_noise, shift_sigmas
 from flowstudio.core.ti2v import first_frame_mask
 from flowstudio.denoiser import WanDenoiser
 from flowstudio.errors import InputError
-from flowstudio.testing.tiny_checkpoint import build_tiny_checkpoint
+from flowstudio.models.factory import build_tiny_checkpoint
 from flowstudio.train import (
     Budget,
     LatestFile,
@@ -714,7 +714,7 @@ def export_model(components, init_dir: Path, model_dir: Path) -> None:
     """Write the trained weights into a diffusers-format folder with the reference config keys (fp16)."""
     import shutil
 
-    from flowstudio.testing.tiny_checkpoint import _rewrite_config
+    from flowstudio.models.factory import _rewrite_config
     from flowstudio.weights import WAN22_TI2V_5B_CONFIGS
 
     tmp = model_dir.with_name(model_dir.name + ".tmp")

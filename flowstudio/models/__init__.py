@@ -14,7 +14,7 @@ from pathlib import Path
 from flowstudio.errors import InputError
 
 MODEL_ENV = "FLOWSTUDIO_MODEL"
-TOY_MODEL = Path(__file__).resolve().parent / "assets" / "toy-shapes"
+TOY_MODEL = Path(__file__).resolve().parents[1] / "assets" / "toy-shapes"
 
 
 def toy_model_available() -> bool:
