@@ -298,7 +298,8 @@ def build_components(scale: Scale, offload: str, tiny_path: Path) -> Any:
 
     # The loader's placement function, private on purpose: this check must measure exactly what
     # load_components(offload=...) does, not a copy of it.
-    from flowstudio.weights import WAN22_TI2V_5B_CONFIGS, WanComponents, _apply_placement
+    from flowstudio.weights import WAN22_TI2V_5B_CONFIGS, WanComponents
+    from flowstudio.weights.load import _apply_placement
 
     cfg = scale.configs
     te_keys = {"architectures", "torch_dtype", "transformers_version", "dtype"}

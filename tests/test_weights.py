@@ -387,7 +387,7 @@ def test_offload_on_cpu_is_a_logged_no_op(tiny_checkpoint: Path, caplog: pytest.
 @pytest.mark.parametrize("mode", ["model", "group"])
 def test_offload_hooks_keep_results_unchanged(tiny_checkpoint: Path, components, mode: str) -> None:
     """The offload code path (normally CUDA) with CPU as the onload device gives the same numbers."""
-    from flowstudio.weights import _apply_placement
+    from flowstudio.weights.load import _apply_placement
 
     c = load_components(tiny_checkpoint, device="cpu")
     _apply_placement(c, mode)  # type: ignore[arg-type]
