@@ -1,7 +1,7 @@
 """Sanity anchors for `avatar eval`: the metrics must separate truth, wrong audio and a frozen frame.
 
 On held-out TalkingShapes clips rendered on the fly (seed 1000; no training uses it), three kinds of
-"generated" clips are scored with :func:`flowstudio.avatar.evaluate.evaluate_set`:
+"generated" clips are scored with :func:`flowstudio.avatar.evaluation.evaluate.evaluate_set`:
 
 * **ground truth**: the rendered clip, its own audio, its true structure latent (5 keypoints);
 * **mismatched audio**: the same frames and structure with the audio of the next clip;
@@ -27,8 +27,12 @@ import numpy as np
 import torch
 
 from flowstudio import __version__
-from flowstudio.avatar.evaluate import ClipTruth, EvalClip, evaluate_set, format_value
-from flowstudio.avatar.features import frechet_video_distance, load_feature_extractor, train_feature_extractor
+from flowstudio.avatar.evaluation.evaluate import ClipTruth, EvalClip, evaluate_set, format_value
+from flowstudio.avatar.evaluation.features import (
+    frechet_video_distance,
+    load_feature_extractor,
+    train_feature_extractor,
+)
 from flowstudio.metrics import versions
 from flowstudio.worlds.faces import render_talking_clip, structure_array
 from flowstudio.worlds.faces_dataset import clip_identity_speech

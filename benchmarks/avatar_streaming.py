@@ -25,11 +25,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from flowstudio import __version__  # noqa: E402
-from flowstudio.avatar.config import toy_config  # noqa: E402
-from flowstudio.avatar.diffusion_forcing import chunk_schedule  # noqa: E402
-from flowstudio.avatar.model import DualForceModel  # noqa: E402
-from flowstudio.avatar.streaming import stream_latents  # noqa: E402
-from flowstudio.avatar.verify import random_inputs  # noqa: E402
+from flowstudio.avatar.evaluation.verify import random_inputs  # noqa: E402
+from flowstudio.avatar.inference.streaming import stream_latents  # noqa: E402
+from flowstudio.avatar.model.config import toy_config  # noqa: E402
+from flowstudio.avatar.model.diffusion_forcing import chunk_schedule  # noqa: E402
+from flowstudio.avatar.model.dualforce import DualForceModel  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -31,7 +31,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def _value(summary: dict[str, Any], key: str) -> float | None:
     """The number of one summary entry, or ``None`` when skipped (the ablation table's reading)."""
-    from flowstudio.avatar.ablate import metric_value
+    from flowstudio.avatar.evaluation.ablate import metric_value
 
     return metric_value(summary.get(key))
 
@@ -49,8 +49,8 @@ def main() -> None:
     if args.report is not None:
         report = json.loads(args.report.read_text())
     else:
-        from flowstudio.avatar.evaluate import evaluate_model
-        from flowstudio.avatar.generate import TOY_CHECKPOINT
+        from flowstudio.avatar.evaluation.evaluate import evaluate_model
+        from flowstudio.avatar.inference.generate import TOY_CHECKPOINT
         from flowstudio.worlds.faces_dataset import make_faces_dataset
 
         if not args.data.is_dir():
@@ -98,7 +98,7 @@ def main() -> None:
                 ablation_rows.append((f"full vs {other}: {key} ({better})", a, b, met))
     import hashlib
 
-    from flowstudio.avatar.generate import TOY_CHECKPOINT
+    from flowstudio.avatar.inference.generate import TOY_CHECKPOINT
 
     def digest(folder: Any) -> str | None:
         file = Path(str(folder)) / "model.safetensors"

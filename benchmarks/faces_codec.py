@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from flowstudio.avatar.codec import ToyCodec
+from flowstudio.avatar.model.codec import ToyCodec
 from flowstudio.worlds.faces import read_mouth_opening, render_talking_clip
 from flowstudio.worlds.faces_dataset import clip_identity_speech
 

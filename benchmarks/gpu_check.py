@@ -20,7 +20,7 @@ depend on the weight values):
    largest of its phases' measured peaks. Whether it fits 24 GiB is reported per mode, beside
    the analytical estimate of ``flowstudio.edit.memory.estimate_memory`` (whose coefficients no
    GPU had calibrated before: this is the calibration).
-3. **DualForce MOVA-Lite streaming** (``flowstudio.avatar.config.mova_lite_config``): the
+3. **DualForce MOVA-Lite streaming** (``flowstudio.avatar.model.config.mova_lite_config``): the
    streaming generator ``stream_latents`` with its KV cache, per-chunk seconds, first-chunk
    latency (sink commit included) and video frames per second, in bf16 and fp32. The VAE decode
    of the avatar's latents is not included (its codec is not part of the model).
@@ -613,9 +613,9 @@ def avatar_row(scale: Scale, dtype: torch.dtype, clock: Clock) -> Row:
     device synchronize (the chunk's latents are then really computed: what a consumer decoding
     them would wait for).
     """
-    from flowstudio.avatar.config import preset
-    from flowstudio.avatar.model import DualForceModel
-    from flowstudio.avatar.streaming import stream_latents
+    from flowstudio.avatar.inference.streaming import stream_latents
+    from flowstudio.avatar.model.config import preset
+    from flowstudio.avatar.model.dualforce import DualForceModel
 
     config = preset(scale.avatar_preset)
     row = Row("avatar", "stream", dtype=str(dtype).removeprefix("torch."))

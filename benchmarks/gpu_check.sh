@@ -34,7 +34,7 @@ fi
 import sys
 try:
     import torch
-    import flowstudio.avatar.streaming, flowstudio.edit, flowstudio.pipeline  # noqa: F401
+    import flowstudio.avatar.inference.streaming, flowstudio.edit, flowstudio.pipeline  # noqa: F401
 except ModuleNotFoundError as exc:
     sys.exit(f"gpu_check.sh: {exc.name} is missing: add its wheel to wheels/ (docs/gpu.md)")
 if not torch.cuda.is_available():

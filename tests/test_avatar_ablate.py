@@ -10,8 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from flowstudio.avatar.ablate import ablation_runs, markdown_table, metric_value, run_ablations
 from flowstudio.avatar.cli import avatar_app
+from flowstudio.avatar.evaluation.ablate import ablation_runs, markdown_table, metric_value, run_ablations
 from flowstudio.errors import InputError
 from flowstudio.worlds.faces_dataset import make_faces_dataset
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from flowstudio.avatar.attention import block_causal_mask
-from flowstudio.avatar.config import ForcingConfig, StructureLayout, load_config, toy_config
-from flowstudio.avatar.diffusion_forcing import noise_batch
-from flowstudio.avatar.kv_cache import KVCache
-from flowstudio.avatar.model import DualForceInputs, DualForceModel
-from flowstudio.avatar.rates import BlockLayout, TokenRates
-from flowstudio.avatar.verify import check_cache_consistency, random_inputs
+from flowstudio.avatar.evaluation.verify import check_cache_consistency, random_inputs
+from flowstudio.avatar.model.attention import block_causal_mask
+from flowstudio.avatar.model.config import ForcingConfig, StructureLayout, load_config, toy_config
+from flowstudio.avatar.model.diffusion_forcing import noise_batch
+from flowstudio.avatar.model.dualforce import DualForceInputs, DualForceModel
+from flowstudio.avatar.model.kv_cache import KVCache
+from flowstudio.avatar.model.rates import BlockLayout, TokenRates
 from flowstudio.errors import InputError
 
 CONFIGS = Path(__file__).parents[1] / "configs" / "dualforce"
@@ -122,7 +122,7 @@ def test_structure_normalisation_round_trips_and_is_validated():
 
 
 def test_talkingshapes_items_are_deterministic_and_shaped_like_the_layout():
-    from flowstudio.avatar.toy_data import TalkingShapesDataset, structure_statistics
+    from flowstudio.avatar.training.toy_data import TalkingShapesDataset, structure_statistics
 
     cfg = toy_config()
     mean, std = structure_statistics(cfg, 2, clips=3)
@@ -144,7 +144,7 @@ def test_talkingshapes_items_are_deterministic_and_shaped_like_the_layout():
 
 
 def test_training_on_talkingshapes_saves_the_structure_statistics(tmp_path: Path):
-    from flowstudio.avatar.train import TrainConfig, train
+    from flowstudio.avatar.training.train import TrainConfig, train
 
     cfg = toy_config()
     run = TrainConfig(
@@ -165,7 +165,7 @@ def test_training_on_talkingshapes_saves_the_structure_statistics(tmp_path: Path
 
 
 def test_toy_codec_stride_follows_the_run_config():
-    from flowstudio.avatar.codec import ToyCodec
+    from flowstudio.avatar.model.codec import ToyCodec
 
     cfg, _ = load_config(CONFIGS / "toy.yaml")
     codec = ToyCodec.for_config(cfg)

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from flowstudio.avatar.audio import AudioConditioningModule, HubertExtractor, LogMelExtractor, make_extractor
-from flowstudio.avatar.config import AudioConfig
+from flowstudio.avatar.model.audio import (
+    AudioConditioningModule,
+    HubertExtractor,
+    LogMelExtractor,
+    make_extractor,
+)
+from flowstudio.avatar.model.config import AudioConfig
 from flowstudio.errors import CheckpointError, InputError
 
 

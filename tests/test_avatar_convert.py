@@ -9,16 +9,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from flowstudio.avatar.config import AudioConfig, mova_360p_config, mova_lite_config
-from flowstudio.avatar.convert import (
+from flowstudio.avatar.evaluation.verify import count_parameters, memory_estimate
+from flowstudio.avatar.model.config import AudioConfig, mova_360p_config, mova_lite_config
+from flowstudio.avatar.model.convert import (
     convert_mova,
     map_state_dict,
     mova_state_shapes,
     read_module,
     unmap_state_dict,
 )
-from flowstudio.avatar.model import DualForceModel
-from flowstudio.avatar.verify import count_parameters, memory_estimate
+from flowstudio.avatar.model.dualforce import DualForceModel
 from flowstudio.errors import CheckpointError
 
 # MOVA-360p-shaped config.json files, shrunk: the keys and layout are MOVA's, the sizes tiny.
@@ -137,7 +137,7 @@ def test_converted_model_runs(tmp_path: Path):
         image_size=(32, 32),
         dtype=torch.float32,
     )
-    from flowstudio.avatar.verify import check_shapes
+    from flowstudio.avatar.evaluation.verify import check_shapes
 
     shapes = check_shapes(DualForceModel.from_pretrained(tmp_path / "out"), num_chunks=1)
     assert shapes["video_out"] == [1, 16, 4, 4, 4]  # sink + 3 latent frames (MOVA chunks of 3), 32 px / 8
@@ -168,8 +168,8 @@ def test_parameter_counts_on_meta_device():
 
 
 def test_config_keys_must_come_from_the_checkpoint():
-    from flowstudio.avatar.config import StructureLayout
-    from flowstudio.avatar.convert import config_from_mova
+    from flowstudio.avatar.model.config import StructureLayout
+    from flowstudio.avatar.model.convert import config_from_mova
 
     partial = {k: v for k, v in VIDEO.items() if k != "ffn_dim"}
     with pytest.raises(CheckpointError, match="'ffn_dim'"):

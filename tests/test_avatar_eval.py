@@ -12,15 +12,15 @@ import torch
 from typer.testing import CliRunner
 
 from flowstudio.avatar.cli import avatar_app
-from flowstudio.avatar.evaluate import ClipTruth, EvalClip, evaluate_clip, evaluate_set
-from flowstudio.avatar.features import (
+from flowstudio.avatar.evaluation.evaluate import ClipTruth, EvalClip, evaluate_clip, evaluate_set
+from flowstudio.avatar.evaluation.features import (
     FEATURE_DIM,
     frechet_video_distance,
     load_feature_extractor,
     missing_reason,
     train_feature_extractor,
 )
-from flowstudio.avatar.metrics import (
+from flowstudio.avatar.evaluation.metrics import (
     best_lag,
     identity_distance,
     identity_drift,
@@ -355,7 +355,7 @@ def test_eval_help():
 
 
 def test_eval_end_to_end_on_the_random_toy_model(dataset, features_dir, tmp_path, monkeypatch):
-    from flowstudio.avatar import generate
+    from flowstudio.avatar.inference import generate
 
     monkeypatch.setattr(generate, "TOY_CHECKPOINT", tmp_path / "no-packaged-model", raising=False)
     report_path = tmp_path / "report.json"

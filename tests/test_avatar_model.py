@@ -5,11 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flowstudio.avatar.attention import AlignedCrossAttnProcessor, CausalSelfAttnProcessor, block_causal_mask
-from flowstudio.avatar.config import toy_config
-from flowstudio.avatar.kv_cache import KVCache
-from flowstudio.avatar.model import DualForceModel
-from flowstudio.avatar.verify import check_cache_consistency, check_shapes, random_inputs
+from flowstudio.avatar.evaluation.verify import check_cache_consistency, check_shapes, random_inputs
+from flowstudio.avatar.model.attention import (
+    AlignedCrossAttnProcessor,
+    CausalSelfAttnProcessor,
+    block_causal_mask,
+)
+from flowstudio.avatar.model.config import toy_config
+from flowstudio.avatar.model.dualforce import DualForceModel
+from flowstudio.avatar.model.kv_cache import KVCache
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -7,10 +7,10 @@ from fractions import Fraction
 import pytest
 import torch
 
-from flowstudio.avatar.config import ForcingConfig, LossConfig, RatesConfig, StructureLayout, toy_config
-from flowstudio.avatar.diffusion_forcing import chunk_schedule, noise_batch
-from flowstudio.avatar.losses import flame_loss, lip_sync_loss, struct_loss, total_loss, video_loss
-from flowstudio.avatar.rates import BlockLayout, TokenRates
+from flowstudio.avatar.model.config import ForcingConfig, LossConfig, RatesConfig, StructureLayout, toy_config
+from flowstudio.avatar.model.diffusion_forcing import chunk_schedule, noise_batch
+from flowstudio.avatar.model.rates import BlockLayout, TokenRates
+from flowstudio.avatar.training.losses import flame_loss, lip_sync_loss, struct_loss, total_loss, video_loss
 from flowstudio.errors import InputError
 
 

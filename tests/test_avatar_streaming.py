@@ -11,11 +11,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from flowstudio.avatar.audio import LogMelExtractor
 from flowstudio.avatar.cli import avatar_app
-from flowstudio.avatar.config import toy_config
-from flowstudio.avatar.model import DualForceModel
-from flowstudio.avatar.streaming import stream_frames
+from flowstudio.avatar.inference.streaming import stream_frames
+from flowstudio.avatar.model.audio import LogMelExtractor
+from flowstudio.avatar.model.config import toy_config
+from flowstudio.avatar.model.dualforce import DualForceModel
 from flowstudio.errors import InputError
 
 
@@ -87,7 +87,7 @@ def test_bad_inputs_give_clear_errors():
 def test_cli_generate_writes_mp4_with_audio(tmp_path: Path, monkeypatch):
     import av
 
-    monkeypatch.setattr("flowstudio.avatar.generate.TOY_CHECKPOINT", tmp_path / "no-packaged-model")
+    monkeypatch.setattr("flowstudio.avatar.inference.generate.TOY_CHECKPOINT", tmp_path / "no-packaged-model")
 
     image, audio = _write_png(tmp_path / "ref.png"), _write_wav(tmp_path / "speech.wav", _speech(0.64))
     out = tmp_path / "talk.mp4"
@@ -161,7 +161,7 @@ def test_cli_generate_from_checkpoint_folder(tmp_path: Path):
 
 
 def test_packaged_toy_model_is_the_default(tmp_path: Path):
-    from flowstudio.avatar.generate import TOY_CHECKPOINT, load_model
+    from flowstudio.avatar.inference.generate import TOY_CHECKPOINT, load_model
 
     if not (TOY_CHECKPOINT / "model.safetensors").is_file():
         pytest.skip("no packaged toy DualForce in this checkout")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from flowstudio.avatar.config import load_config, toy_config
-from flowstudio.avatar.model import DualForceModel
-from flowstudio.avatar.train import SyntheticTalkingDataset, TrainConfig, train, training_step
+from flowstudio.avatar.model.config import load_config, toy_config
+from flowstudio.avatar.model.dualforce import DualForceModel
+from flowstudio.avatar.training.train import SyntheticTalkingDataset, TrainConfig, train, training_step
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -333,8 +333,8 @@ def _png(path: Path, height: int, width: int) -> Path:
 def avatar_checkpoint(tmp_path_factory) -> Path:
     import torch
 
-    from flowstudio.avatar.config import toy_config
-    from flowstudio.avatar.model import DualForceModel
+    from flowstudio.avatar.model.config import toy_config
+    from flowstudio.avatar.model.dualforce import DualForceModel
 
     torch.manual_seed(1)
     folder = tmp_path_factory.mktemp("avatar") / "dualforce"
@@ -371,7 +371,7 @@ def test_avatar_fits_a_reference_of_another_size_and_says_so(tmp_path, avatar_ch
 
 def test_avatar_names_the_packaged_model_not_random(tmp_path, avatar_checkpoint, monkeypatch):
     """The JSON said ``"model": "random toy"`` for the trained packaged model."""
-    from flowstudio.avatar import generate as gen
+    from flowstudio.avatar.inference import generate as gen
 
     monkeypatch.setattr(gen, "TOY_CHECKPOINT", avatar_checkpoint)  # stands in for the packaged folder
     image, audio = _png(tmp_path / "ref.png", 64, 64), _speech_wav(tmp_path / "a.wav")

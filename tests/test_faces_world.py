@@ -78,7 +78,7 @@ def test_structure_layout_round_trip() -> None:
     np.testing.assert_array_equal(back.to_array(), array)
     assert back.names == KEYPOINT_NAMES
     # the toy DualForce config uses 5 keypoints (22 channels): nose tip, lips, eyes
-    from flowstudio.avatar.config import mova_lite_config, toy_config
+    from flowstudio.avatar.model.config import mova_lite_config, toy_config
 
     small = structure_array(latent, toy_config().structure)
     assert small.shape == (25, toy_config().structure.channels) == (25, 22)

@@ -83,7 +83,7 @@ def _string_literals(path: Path) -> set[str]:
         "bench/scoring.py",
         "bench/runner.py",
         "bench/report.py",
-        "avatar/evaluate.py",
+        "avatar/evaluation/evaluate.py",
     ],
 )
 def test_scoring_code_names_no_metric(module):

@@ -173,7 +173,7 @@ def test_fsdp_accelerate_configs_are_accepted(path):
     assert config.distributed_type == DistributedType.FSDP and config.mixed_precision == "bf16"
     import diffusers.models.transformers.transformer_wan as wan
 
-    import flowstudio.avatar.bridge as bridge
+    import flowstudio.avatar.model.bridge as bridge
 
     for name in config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"].split(","):
         assert hasattr(wan, name) or hasattr(bridge, name), f"{path}: no layer class {name}"

@@ -69,7 +69,7 @@ def verify_command(
     seed: int = typer.Option(0, help="Seed of the random models and inputs."),
 ) -> None:
     """Shapes, KV-cache consistency (1e-4, fp32) and MOVA-Lite / MOVA-360p parameter and memory estimates."""
-    from flowstudio.avatar.verify import run_verify
+    from flowstudio.avatar.evaluation.verify import run_verify
 
     report = run_verify(seed=seed)
     text = json.dumps(report, indent=2)
@@ -89,7 +89,7 @@ def train_command(
     resume: bool = typer.Option(True, help="Resume from the newest checkpoint in the output folder."),
 ) -> None:
     """Train DualForce with multimodal diffusion forcing (accelerate; FSDP via `accelerate launch`)."""
-    from flowstudio.avatar.train import train_from_yaml
+    from flowstudio.avatar.training.train import train_from_yaml
 
     try:
         records = train_from_yaml(config, resume=resume)
@@ -115,8 +115,8 @@ def convert_command(
     expert: str = typer.Option("video_dit", help="Which MOVA video expert: video_dit or video_dit_2."),
 ) -> None:
     """Map MOVA's state dict onto DualForce; shapes and config come from the checkpoint."""
-    from flowstudio.avatar.config import AudioConfig
-    from flowstudio.avatar.convert import convert_mova
+    from flowstudio.avatar.model.config import AudioConfig
+    from flowstudio.avatar.model.convert import convert_mova
 
     audio = AudioConfig(
         feature="hubert",
@@ -159,7 +159,12 @@ def eval_command(
     """Score talking heads on the TalkingShapes world: lip-sync, structure, identity, flicker, FVD-style."""
     from rich.console import Console
 
-    from flowstudio.avatar.evaluate import evaluate_generated, evaluate_model, report_table, write_report
+    from flowstudio.avatar.evaluation.evaluate import (
+        evaluate_generated,
+        evaluate_model,
+        report_table,
+        write_report,
+    )
 
     try:
         if generated is not None:
@@ -203,7 +208,7 @@ def train_features_command(
     threads: int | None = typer.Option(None, help="torch CPU threads (1 is fastest on a busy 2-core box)."),
 ) -> None:
     """Train the toy video feature extractor behind `avatar eval`'s FVD-style metric (CPU, minutes)."""
-    from flowstudio.avatar.features import train_feature_extractor
+    from flowstudio.avatar.evaluation.features import train_feature_extractor
 
     try:
         config = train_feature_extractor(
@@ -240,7 +245,7 @@ def ablate_command(
     """Train and evaluate the full model and every ablation; write ablations.{json,md,png} to --out."""
     import torch
 
-    from flowstudio.avatar.ablate import HEADLINE, run_ablations
+    from flowstudio.avatar.evaluation.ablate import HEADLINE, run_ablations
 
     if threads:
         torch.set_num_threads(threads)

@@ -14,7 +14,7 @@ from flowstudio.jobs.result import JobResult, check_output_paths
 
 def run_avatar(request: AvatarRequest, model: Any = None, progress: ProgressFn | None = None) -> JobResult:
     """Generate by ``request``; ``model``: a loaded ``DualForceModel`` (else from ``request.checkpoint``)."""
-    from flowstudio.avatar.generate import TOY_CHECKPOINT, synthesize
+    from flowstudio.avatar.inference.generate import TOY_CHECKPOINT, synthesize
 
     start = time.perf_counter()
     if request.out is not None:

@@ -9,7 +9,7 @@
 
 The pure math the metrics call stays where it was: :mod:`flowstudio.bench.metrics` (pixel, colour,
 temporal, attributes, reference models and their weights registry) and
-:mod:`flowstudio.avatar.metrics` (lip-sync, structure, identity).
+:mod:`flowstudio.avatar.evaluation.metrics` (lip-sync, structure, identity).
 """
 
 from flowstudio.metrics.inputs import Audio, Inputs

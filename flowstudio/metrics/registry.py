@@ -39,7 +39,9 @@ INPUTS: dict[str, str] = {
     "reference_image": "the avatar's reference image, uint8 (H, W, 3), at the output's size",
     "structure": "generated structure latent (T, 7 + 3K), raw scale",
     "truth_structure": "ground-truth structure latent (T, 7 + 3K)",
-    "toy_features": "the toy video feature extractor (flowstudio.avatar.features.ToyFeatureExtractor)",
+    "toy_features": (
+        "the toy video feature extractor (flowstudio.avatar.evaluation.features.ToyFeatureExtractor)"
+    ),
 }
 
 

@@ -1,6 +1,6 @@
 """ONE trainer on accelerate (resume, TensorBoard, gradient accumulation, mixed precision, FSDP by an
 accelerate config); the toy model (:mod:`flowstudio.worlds.train_shapes`), DualForce
-(:mod:`flowstudio.avatar.train`) and distillation are its clients. See ``docs/training.md``.
+(:mod:`flowstudio.avatar.training.train`) and distillation are its clients. See ``docs/training.md``.
 
 * :mod:`.loop` -- :class:`Trainer`, :class:`Part`, :class:`StepContext`, :func:`loss_step`, :class:`Budget`
 * :mod:`.checkpoint` -- where checkpoints live (:class:`LatestFile`, :class:`StepFolders`), their format

@@ -30,7 +30,7 @@ Structure latent (:class:`StructureLatent`), per frame, float32, ``7 + 3 K`` cha
 
 with the :data:`KEYPOINT_NAMES` (K = 21) in the head frame *after* expression (lids, lips, mouth
 corners and brows move; LivePortrait's canonical keypoints plus expression deltas). The same layout as
-:class:`flowstudio.avatar.config.StructureLayout`; :func:`structure_array` gives fewer keypoints (in
+:class:`flowstudio.avatar.model.config.StructureLayout`; :func:`structure_array` gives fewer keypoints (in
 :data:`KEYPOINT_PRIORITY` order) for configs that use fewer, such as the toy DualForce's 5.
 
 Speech drives the mouth: the opening of frame ``i`` is the speech track's mouth target (viseme
@@ -422,7 +422,7 @@ def structure_array(latent: StructureLatent, num_keypoints: int | Any = NUM_KEYP
     """The ``(T, 7 + 3 K)`` array for a structure layout of ``num_keypoints`` keypoints.
 
     ``num_keypoints`` may also be an object with a ``num_keypoints`` attribute, such as
-    :class:`flowstudio.avatar.config.StructureLayout` (``config.structure``): the toy DualForce uses 5
+    :class:`flowstudio.avatar.model.config.StructureLayout` (``config.structure``): the toy DualForce uses 5
     (nose tip, upper and lower lip, eyes: 22 channels), the MOVA presets 21 (all, 70 channels).
     With all :data:`NUM_KEYPOINTS`, the order is :data:`KEYPOINT_NAMES`; with fewer, the order is
     :data:`KEYPOINT_PRIORITY`.

@@ -15,7 +15,7 @@ def _collect(x: Inputs) -> Any:
 
 
 def _compute(parts: list[Any]) -> Value:
-    from flowstudio.avatar.features import frechet_video_distance
+    from flowstudio.avatar.evaluation.features import frechet_video_distance
 
     extractor = parts[0][0]
     generated, real = [p[1] for p in parts], [p[2] for p in parts]

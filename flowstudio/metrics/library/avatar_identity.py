@@ -1,5 +1,6 @@
 """Identity drift of a talking head (offline, TalkingShapes framing; definitions in
-:mod:`flowstudio.avatar.metrics`): the colour-signature distance of the reference image to the frames
+:mod:`flowstudio.avatar.evaluation.metrics`): the colour-signature distance of the reference image to the
+frames
 at 10 s and 30 s, the ground truth's own variation at the same times and its 95th percentile, and the
 ratio of the generated drift to that variation."""
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from flowstudio.avatar.metrics import identity_drift, identity_variation
+from flowstudio.avatar.evaluation.metrics import identity_drift, identity_variation
 from flowstudio.metrics.inputs import Inputs
 from flowstudio.metrics.registry import Skip, Value, metric
 

@@ -1,5 +1,6 @@
 """Lip-sync of a talking head against its driving audio (offline; definitions in
-:func:`flowstudio.avatar.metrics.lip_sync`): the best-lag correlation of mouth opening and loudness, the
+:func:`flowstudio.avatar.evaluation.metrics.lip_sync`): the best-lag correlation of mouth opening and
+loudness, the
 lag, the correlation at lag 0 and how much the best lag stands out; over a set, the lag that maximises
 the mean correlation curve.
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowstudio.avatar.metrics import best_lag, lip_sync_from_clip
+from flowstudio.avatar.evaluation.metrics import best_lag, lip_sync_from_clip
 from flowstudio.metrics.inputs import Inputs
 from flowstudio.metrics.registry import Measured, Metric, Skip, Value, metric, register
 

@@ -1,12 +1,13 @@
 """The generated structure latent (DualForce's structure tower: head pose, translation, scale, 3D
 keypoints) against the ground truth, and whether its poses are plausible
-(:func:`flowstudio.avatar.metrics.structure_error`, :func:`~flowstudio.avatar.metrics.pose_plausibility`)."""
+(:func:`flowstudio.avatar.evaluation.metrics.structure_error`,
+:func:`~flowstudio.avatar.evaluation.metrics.pose_plausibility`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flowstudio.avatar.metrics import pose_plausibility, structure_error
+from flowstudio.avatar.evaluation.metrics import pose_plausibility, structure_error
 from flowstudio.metrics.inputs import Inputs
 from flowstudio.metrics.registry import Skip, Value, metric
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from flowstudio.avatar.config import LossConfig, StructureLayout
+from flowstudio.avatar.model.config import LossConfig, StructureLayout
 
 LipSyncScorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``scorer(video_x0 (B, C, F, H, W), audio (B, A, C_a)) -> (B,)`` sync distance, lower is better."""

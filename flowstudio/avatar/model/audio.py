@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from flowstudio.avatar.config import AudioConfig
-from flowstudio.avatar.kv_cache import SINK_BLOCK
+from flowstudio.avatar.model.config import AudioConfig
+from flowstudio.avatar.model.kv_cache import SINK_BLOCK
 from flowstudio.errors import CheckpointError, InputError, VideoError
 
 logger = logging.getLogger(__name__)

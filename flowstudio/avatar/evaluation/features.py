@@ -391,7 +391,7 @@ class ToyFeatureExtractor:
 
     def frame_embeddings(self, frames: np.ndarray) -> np.ndarray:
         """Embeddings float64 ``(T, embed_dim)`` of a uint8 ``(T, H, W, 3)`` clip (resized to 64 x 64)."""
-        from flowstudio.avatar.metrics import resize_frames
+        from flowstudio.avatar.evaluation.metrics import resize_frames
 
         size = int(self.config["size"])
         frames = resize_frames(frames, size, size)

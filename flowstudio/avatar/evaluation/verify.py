@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 
-from flowstudio.avatar.config import DualForceConfig, preset
-from flowstudio.avatar.model import DualForceInputs, DualForceModel
-from flowstudio.avatar.rates import BlockLayout
+from flowstudio.avatar.model.config import DualForceConfig, preset
+from flowstudio.avatar.model.dualforce import DualForceInputs, DualForceModel
+from flowstudio.avatar.model.rates import BlockLayout
 
 logger = logging.getLogger(__name__)
 

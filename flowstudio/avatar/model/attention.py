@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from flowstudio.avatar.kv_cache import SINK_BLOCK, KVCache
+from flowstudio.avatar.model.kv_cache import SINK_BLOCK, KVCache
 from flowstudio.wan_attention import project_qkv
 
 

@@ -129,7 +129,7 @@ class AudioConfig:
 
 @dataclass(frozen=True)
 class RatesConfig:
-    """Token rates (see :mod:`flowstudio.avatar.rates`)."""
+    """Token rates (see :mod:`flowstudio.avatar.model.rates`)."""
 
     video_fps: float = 25.0
     vae_temporal_stride: int = 4
@@ -166,7 +166,7 @@ class ForcingConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Weights of the loss terms (:mod:`flowstudio.avatar.losses`)."""
+    """Weights of the loss terms (:mod:`flowstudio.avatar.training.losses`)."""
 
     video: float = 1.0
     struct: float = 1.0
@@ -330,7 +330,7 @@ def toy_config() -> DualForceConfig:
     """Tiny config for tests and CPU demos: 2 layers, dim 32, 64x64 frames, log-mel audio.
 
     The video latent is the toy codec's 12 channels (4 frames x RGB at 1/8 resolution,
-    :mod:`flowstudio.avatar.codec`); the structure latent has 5 keypoints (22 channels).
+    :mod:`flowstudio.avatar.model.codec`); the structure latent has 5 keypoints (22 channels).
     """
     structure = StructureLayout(num_keypoints=5)
     return DualForceConfig(

@@ -4,7 +4,7 @@
 (flow matching, ``v = noise - x0``) for training (full sequence, block-causal masks), for denoising a
 chunk against a cache (``cache``, ``commit=False``) and for the clean pass that writes the cache
 (``commit=True``). Both calls are the same code: a cached chunk call equals the rows of the
-full-sequence call (checked by :mod:`flowstudio.avatar.verify`).
+full-sequence call (checked by :mod:`flowstudio.avatar.evaluation.verify`).
 
 Weights are saved as ``config.json`` (the :class:`DualForceConfig`) + ``model.safetensors``; loading
 builds the model from the saved config only.
@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from flowstudio.avatar.audio import AudioConditioningModule
-from flowstudio.avatar.bridge import Bridge
-from flowstudio.avatar.config import DualForceConfig
-from flowstudio.avatar.kv_cache import SINK_BLOCK, DualForceCache
-from flowstudio.avatar.rates import BlockLayout, TokenRates
-from flowstudio.avatar.towers import StructureTower, VideoTower
+from flowstudio.avatar.model.audio import AudioConditioningModule
+from flowstudio.avatar.model.bridge import Bridge
+from flowstudio.avatar.model.config import DualForceConfig
+from flowstudio.avatar.model.kv_cache import SINK_BLOCK, DualForceCache
+from flowstudio.avatar.model.rates import BlockLayout, TokenRates
+from flowstudio.avatar.model.towers import StructureTower, VideoTower
 from flowstudio.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class DualForceInputs:
         struct: noisy structure latents ``(B, S, C_s)`` at 25 Hz; a sink row is ignored (learned sink).
         struct_sigma: ``(B, S)``.
         audio: audio features ``(B, A, C_a)`` at 50 Hz; a sink row is replaced by the null token.
-        layout: block ids and positions (:class:`~flowstudio.avatar.rates.BlockLayout`).
+        layout: block ids and positions (:class:`~flowstudio.avatar.model.rates.BlockLayout`).
         reference: clean reference latent ``(B, C_lat, 1, H, W)``, needed when the config concatenates it.
     """
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from flowstudio.avatar.attention import cached_attention
-from flowstudio.avatar.kv_cache import KVCache
+from flowstudio.avatar.model.attention import cached_attention
+from flowstudio.avatar.model.kv_cache import KVCache
 
 
 class BridgeAttention(nn.Module):

@@ -17,16 +17,17 @@ from typing import Any
 
 import torch
 
-from flowstudio.avatar.audio import make_extractor
-from flowstudio.avatar.codec import ToyCodec
-from flowstudio.avatar.config import DualForceConfig
-from flowstudio.avatar.rates import BlockLayout, TokenRates
+from flowstudio.avatar.model.audio import make_extractor
+from flowstudio.avatar.model.codec import ToyCodec
+from flowstudio.avatar.model.config import DualForceConfig
+from flowstudio.avatar.model.rates import BlockLayout, TokenRates
 from flowstudio.errors import InputError
 
 
 class TalkingShapesDataset:
     """``{"video": (C, 1 + F, h, w), "struct": (1 + S, C_s), "audio": (1 + A, C_a)}`` items whose first
-    frame / row is the sink (same contract as :class:`flowstudio.avatar.train.SyntheticTalkingDataset`),
+    frame / row is the sink (same contract as
+    :class:`flowstudio.avatar.training.train.SyntheticTalkingDataset`),
     plus :meth:`clip` for the rendered frames, waveform and ground truth of an item."""
 
     def __init__(

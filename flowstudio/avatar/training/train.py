@@ -1,10 +1,10 @@
 """DualForce training on the project's one trainer (:mod:`flowstudio.train`).
 
 ``train(model_config, train_config, dataset)`` runs multimodal diffusion forcing
-(:mod:`flowstudio.avatar.diffusion_forcing`) on full sequences with block-causal masks and the loss
-terms of :mod:`flowstudio.avatar.losses`. Single process: ``flowstudio avatar train --config
+(:mod:`flowstudio.avatar.model.diffusion_forcing`) on full sequences with block-causal masks and the loss
+terms of :mod:`flowstudio.avatar.training.losses`. Single process: ``flowstudio avatar train --config
 configs/dualforce/toy.yaml``. Several GPUs with FSDP: ``accelerate launch --config_file
-configs/dualforce/accelerate_fsdp.yaml -m flowstudio.avatar.train --config <run.yaml>`` (the
+configs/dualforce/accelerate_fsdp.yaml -m flowstudio.avatar.training.train --config <run.yaml>`` (the
 accelerate config wraps each ``WanTransformerBlock``). Mixed precision is chosen from the device:
 bf16 autocast on CUDA, full precision on CPU (``mixed_precision`` overrides).
 
@@ -24,11 +24,18 @@ from typing import Any
 
 import torch
 
-from flowstudio.avatar.config import DualForceConfig, load_config
-from flowstudio.avatar.diffusion_forcing import noise_batch
-from flowstudio.avatar.losses import LossTerms, flame_loss, lip_sync_loss, struct_loss, total_loss, video_loss
-from flowstudio.avatar.model import DualForceInputs, DualForceModel
-from flowstudio.avatar.rates import BlockLayout, TokenRates
+from flowstudio.avatar.model.config import DualForceConfig, load_config
+from flowstudio.avatar.model.diffusion_forcing import noise_batch
+from flowstudio.avatar.model.dualforce import DualForceInputs, DualForceModel
+from flowstudio.avatar.model.rates import BlockLayout, TokenRates
+from flowstudio.avatar.training.losses import (
+    LossTerms,
+    flame_loss,
+    lip_sync_loss,
+    struct_loss,
+    total_loss,
+    video_loss,
+)
 from flowstudio.core.flow import x0_from_velocity
 from flowstudio.errors import InputError
 from flowstudio.train import Part, StepFolders, Trainer, TrainerConfig, constant
@@ -113,7 +120,7 @@ DATASETS = ("synthetic", "talkingshapes")
 def make_dataset(model_config: DualForceConfig, train_config: TrainConfig):
     """The dataset a run names (``train.dataset``)."""
     if train_config.dataset == "talkingshapes":
-        from flowstudio.avatar.toy_data import TalkingShapesDataset
+        from flowstudio.avatar.training.toy_data import TalkingShapesDataset
 
         return TalkingShapesDataset(
             model_config, train_config.num_chunks, train_config.dataset_size, train_config.dataset_seed
@@ -188,7 +195,7 @@ def train(
     set_seed(train_config.seed)
     if dataset is None:
         if train_config.dataset == "talkingshapes" and model_config.structure.mean is None:
-            from flowstudio.avatar.toy_data import structure_statistics
+            from flowstudio.avatar.training.toy_data import structure_statistics
 
             mean, std = structure_statistics(model_config, train_config.num_chunks)
             model_config = model_config.replace({"structure": {"mean": list(mean), "std": list(std)}})
@@ -241,7 +248,7 @@ def train_from_yaml(path: str | Path, *, resume: bool = True) -> list[dict[str, 
     return train(model_config, TrainConfig.from_dict(rest.get("train", {}) or {}), resume=resume)
 
 
-if __name__ == "__main__":  # accelerate launch -m flowstudio.avatar.train --config run.yaml
+if __name__ == "__main__":  # accelerate launch -m flowstudio.avatar.training.train --config run.yaml
     import argparse
 
     parser = argparse.ArgumentParser(description="Train DualForce from a run YAML.")

@@ -2,7 +2,7 @@
 
 Pure functions of numpy arrays (frames uint8 ``(T, H, W, 3)``, waveforms float32 ``(N,)``, structure
 latents float32 ``(T, 7 + 3K)`` in :func:`flowstudio.worlds.faces.structure_array`'s layout); the
-drivers in :mod:`flowstudio.avatar.evaluate` call them clip by clip. Definitions:
+drivers in :mod:`flowstudio.avatar.evaluation.evaluate` call them clip by clip. Definitions:
 
 * **Lip-sync** (:func:`lip_sync`): the mouth opening read from the pixels
   (:func:`flowstudio.worlds.faces.read_mouth_opening`) against the audio loudness envelope

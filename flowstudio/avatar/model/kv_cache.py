@@ -4,7 +4,7 @@ Time is counted in *blocks*: block 0 is the reference sink (the clean reference 
 structure sink and the null audio token); block ``c + 1`` is generated chunk ``c``. A query of
 block ``q`` may attend a key of block ``k`` when ``k == 0`` (sink, never evicted) or
 ``q - window <= k <= q`` (the rolling window of the ``window`` previous blocks and itself), see
-:func:`flowstudio.avatar.attention.block_causal_mask`.
+:func:`flowstudio.avatar.model.attention.block_causal_mask`.
 
 Each :class:`KVCache` holds, per layer, the keys (stored *after* rotary embedding, so they never need
 re-rotation while their absolute positions stay valid) and values of the committed blocks, plus one

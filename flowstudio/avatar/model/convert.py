@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-from flowstudio.avatar.config import (
+from flowstudio.avatar.model.config import (
     AudioConfig,
     BridgeConfig,
     DualForceConfig,
@@ -357,7 +357,7 @@ def convert_mova(
     configs (in ``dtype``); mismatches raise :class:`CheckpointError`. Tensors MOVA does not have are
     freshly initialised and listed in ``conversion.json``.
     """
-    from flowstudio.avatar.model import CONFIG_NAME, DualForceModel
+    from flowstudio.avatar.model.dualforce import CONFIG_NAME, DualForceModel
 
     root = Path(src)
     if not root.is_dir():

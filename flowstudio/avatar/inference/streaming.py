@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from flowstudio.avatar.codec import ToyCodec
-from flowstudio.avatar.diffusion_forcing import chunk_schedule
-from flowstudio.avatar.model import DualForceInputs, DualForceModel
-from flowstudio.avatar.rates import BlockLayout
+from flowstudio.avatar.model.codec import ToyCodec
+from flowstudio.avatar.model.diffusion_forcing import chunk_schedule
+from flowstudio.avatar.model.dualforce import DualForceInputs, DualForceModel
+from flowstudio.avatar.model.rates import BlockLayout
 from flowstudio.errors import InputError
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from fractions import Fraction
 
 import torch
 
-from flowstudio.avatar.config import RatesConfig
+from flowstudio.avatar.model.config import RatesConfig
 from flowstudio.errors import InputError
 
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
-from flowstudio.avatar.config import ForcingConfig
-from flowstudio.avatar.rates import BlockLayout
+from flowstudio.avatar.model.config import ForcingConfig
+from flowstudio.avatar.model.rates import BlockLayout
 from flowstudio.core.flow import add_noise, flow_sigmas, shift_sigmas, velocity_from_x0_noise
 
 

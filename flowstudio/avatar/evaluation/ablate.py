@@ -3,7 +3,7 @@
 Runs the base configuration (``full``, ``configs/dualforce/toy.yaml``) and every run YAML of the
 ablation folder (``configs/dualforce/ablations/``: each is the base plus the one switch it removes)
 with the same training budget, each into ``OUT/<name>/``, then scores each checkpoint with
-:func:`flowstudio.avatar.evaluate.evaluate_model` on one held-out TalkingShapes dataset (a seed the
+:func:`flowstudio.avatar.evaluation.evaluate.evaluate_model` on one held-out TalkingShapes dataset (a seed the
 runs never trained on). Training resumes from each run's newest checkpoint and a run whose evaluation
 is already in ``OUT/<name>/eval.json`` with the same settings is not redone, so an interrupted
 ablation continues where it stopped.
@@ -22,8 +22,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from flowstudio.avatar.config import load_config
-from flowstudio.avatar.train import TrainConfig, train
+from flowstudio.avatar.model.config import load_config
+from flowstudio.avatar.training.train import TrainConfig, train
 from flowstudio.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def run_ablations(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train and evaluate every run (module docstring); returns the ``ablations.json`` content."""
-    from flowstudio.avatar.evaluate import evaluate_model
+    from flowstudio.avatar.evaluation.evaluate import evaluate_model
 
     runs = ablation_runs(base, folder)
     if only:

@@ -2,9 +2,9 @@
 
 Both are stacks of diffusers' ``WanTransformerBlock`` (self-attention with Wan's 3D rotary
 embedding, cross-attention, feed-forward, AdaLN modulation with per-token timesteps as in Wan2.2
-TI2V). The self-attention gets :class:`~flowstudio.avatar.attention.CausalSelfAttnProcessor`
+TI2V). The self-attention gets :class:`~flowstudio.avatar.model.attention.CausalSelfAttnProcessor`
 (block-causal + KV cache) and the cross-attention, which here attends to *audio* tokens, gets
-:class:`~flowstudio.avatar.attention.AlignedCrossAttnProcessor`. The model runs the towers layer by
+:class:`~flowstudio.avatar.model.attention.AlignedCrossAttnProcessor`. The model runs the towers layer by
 layer in lockstep (the bridge sits between layers), so a tower exposes ``embed`` / ``block`` /
 ``head`` rather than one ``forward``.
 
@@ -23,9 +23,13 @@ from diffusers.models.normalization import FP32LayerNorm
 from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed, WanTransformerBlock
 from torch import nn
 
-from flowstudio.avatar.attention import AlignedCrossAttnProcessor, AttentionState, CausalSelfAttnProcessor
-from flowstudio.avatar.config import TowerConfig
-from flowstudio.avatar.kv_cache import SINK_BLOCK
+from flowstudio.avatar.model.attention import (
+    AlignedCrossAttnProcessor,
+    AttentionState,
+    CausalSelfAttnProcessor,
+)
+from flowstudio.avatar.model.config import TowerConfig
+from flowstudio.avatar.model.kv_cache import SINK_BLOCK
 from flowstudio.core.flow import NUM_TRAIN_TIMESTEPS
 from flowstudio.errors import InputError
 

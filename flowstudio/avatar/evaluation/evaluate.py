@@ -13,9 +13,9 @@ Three layers, each usable on its own:
    randomly initialised toy model, which the report says - then score).
 
 The metrics are the ``avatar`` suite of the one registry :mod:`flowstudio.metrics` (declared in
-:mod:`flowstudio.metrics.library`, their math in :mod:`flowstudio.avatar.metrics`; the FVD-style
-features in :mod:`flowstudio.avatar.features`); this module says what a clip provides and writes the
-one results format (:mod:`flowstudio.metrics.results`). A metric that cannot be computed is listed
+:mod:`flowstudio.metrics.library`, their math in :mod:`flowstudio.avatar.evaluation.metrics`; the FVD-style
+features in :mod:`flowstudio.avatar.evaluation.features`); this module says what a clip provides and writes
+the one results format (:mod:`flowstudio.metrics.results`). A metric that cannot be computed is listed
 with the reason, never given a default number.
 When the model's frame size differs from the dataset's (toy model 64 x 64, datasets 128 x 128 by
 default), ground-truth frames and the reference image are resized with OpenCV ``INTER_AREA`` and the
@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from flowstudio import metrics
-from flowstudio.avatar.metrics import check_frames, resize_frames
+from flowstudio.avatar.evaluation.metrics import check_frames, resize_frames
 from flowstudio.errors import FlowstudioError, InputError
 from flowstudio.metrics import Audio, Inputs, SetScorer
 from flowstudio.metrics.library.avatar_identity import TIMES as IDENTITY_TIMES
@@ -120,7 +120,8 @@ def evaluate_clip(
         truth: ground truth of the same clip (frames resized to the generated size when needed).
         structure: generated structure latent ``(T, 7 + 3K)`` (DualForce's structure-tower output, raw
             scale, :func:`flowstudio.worlds.faces.structure_array` layout), or ``None``.
-        max_offset, speech_threshold: lip-sync settings (:func:`flowstudio.avatar.metrics.lip_sync`).
+        max_offset, speech_threshold: lip-sync settings
+            (:func:`flowstudio.avatar.evaluation.metrics.lip_sync`).
         min_speech_frames: below this many speech frames lip-sync is skipped.
         identity_window: seconds around 10 s / 30 s averaged for identity drift.
         reference: reference-tier model provider; ``None`` reports that tier "not requested".
@@ -222,7 +223,11 @@ def clip_inputs(
 
 def _resolve_features(features: Any) -> tuple[Any, str | None]:
     """``(extractor or None, skip reason or None)`` from a path, an extractor or ``None``."""
-    from flowstudio.avatar.features import ToyFeatureExtractor, load_feature_extractor, missing_reason
+    from flowstudio.avatar.evaluation.features import (
+        ToyFeatureExtractor,
+        load_feature_extractor,
+        missing_reason,
+    )
 
     if isinstance(features, ToyFeatureExtractor):
         return features, None
@@ -248,7 +253,8 @@ def evaluate_set(
 
     Args:
         clips: the clips.
-        features: a toy feature extractor folder (:func:`flowstudio.avatar.features.train_feature_extractor`)
+        features: a toy feature extractor folder
+            (:func:`flowstudio.avatar.evaluation.features.train_feature_extractor`)
             or a loaded one; ``None`` or a missing folder skips ``fvd_toy`` with the reason.
         weights_config: reference-tier weights config (default: ``$FLOWSTUDIO_BENCH_WEIGHTS``).
         max_offset, speech_threshold, min_speech_frames, identity_window: see :func:`evaluate_clip`.
@@ -464,9 +470,9 @@ def generate_clip(
     config's structure statistics when it has them)."""
     import torch
 
-    from flowstudio.avatar.audio import make_extractor, resample
-    from flowstudio.avatar.codec import ToyCodec
-    from flowstudio.avatar.streaming import check_image, stream_latents
+    from flowstudio.avatar.inference.streaming import check_image, stream_latents
+    from flowstudio.avatar.model.audio import make_extractor, resample
+    from flowstudio.avatar.model.codec import ToyCodec
 
     cfg = model.config
     check_image(image, cfg.image_size)
@@ -519,7 +525,7 @@ def evaluate_model(
     Raises:
         InputError: bad dataset, frame sizes that cannot be matched, fps differing from the model's.
     """
-    from flowstudio.avatar.generate import load_model
+    from flowstudio.avatar.inference.generate import load_model
     from flowstudio.video import write_video
 
     folder = Path(data_dir)

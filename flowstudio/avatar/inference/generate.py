@@ -6,7 +6,7 @@
    A reference image of another size is fitted by :data:`REFERENCE_POLICY` (center crop to the
    model's aspect ratio, then resize), and the report's ``reference_image`` says what was done;
 2. extract 50 Hz audio features;
-3. stream frames chunk by chunk (:func:`flowstudio.avatar.streaming.stream_frames`);
+3. stream frames chunk by chunk (:func:`flowstudio.avatar.inference.streaming.stream_frames`);
 4. write the mp4 (audio trimmed to the generated span) and its JSON record through
    :class:`flowstudio.jobs.JobResult` (:func:`synthesize` does 1-3 and writes nothing).
 """
@@ -22,15 +22,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flowstudio.avatar.audio import make_extractor, read_audio
-from flowstudio.avatar.config import preset
-from flowstudio.avatar.model import DualForceModel
-from flowstudio.avatar.streaming import check_image, stream_frames
+from flowstudio.avatar.inference.streaming import check_image, stream_frames
+from flowstudio.avatar.model.audio import make_extractor, read_audio
+from flowstudio.avatar.model.config import preset
+from flowstudio.avatar.model.dualforce import DualForceModel
 from flowstudio.checks import check_int
 from flowstudio.video import read_image
 
 logger = logging.getLogger(__name__)
-TOY_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "dualforce-toy"
+TOY_CHECKPOINT = Path(__file__).resolve().parents[2] / "assets" / "dualforce-toy"
 REFERENCE_POLICY = "center crop to the model's aspect ratio, then resize (area filter)"
 
 

@@ -1,0 +1,2 @@
+"""DualForce evaluation: clip and set evaluation, metric math, toy features, ablations and verify
+(shapes, cache consistency, parameter counts, memory)."""

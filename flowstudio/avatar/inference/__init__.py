@@ -1,0 +1,1 @@
+"""DualForce inference: the autoregressive streaming generator and files in, mp4 out."""

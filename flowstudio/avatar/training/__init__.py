@@ -1,0 +1,1 @@
+"""DualForce training: the accelerate training loop, loss terms and the toy TalkingShapes data."""
