@@ -166,6 +166,9 @@ class DPMSolverPP2M(_Multistep):
         return (sigma_next / sigma) * x - (alpha_t * phi) * x0 - (0.5 * alpha_t * phi) * d1
 
 
+ARITHMETIC = ("float32", "float64")
+
+
 class UniPCSolver(_Multistep):
     """UniPC (Zhao et al. 2023, arXiv:2302.04867): UniP-p predictor + UniC corrector, B(h) variants.
 
@@ -173,18 +176,34 @@ class UniPCSolver(_Multistep):
     Wan2.2 ships). The corrector refines the previous step with the model output just computed,
     so it costs no extra model call. ``lower_order_final`` lowers the order near the end of short
     grids, as diffusers does.
+
+    ``arithmetic="float32"`` (default) does the step's scalar math (sigmas, lambdas, ``h``, rho and
+    ``B(h)`` coefficients) as diffusers does: on 0-dim float32 tensors, in its order of operations,
+    so that generation reproduces stock ``WanPipeline`` bit for bit (with ``batch_cfg=False``; see
+    ``tests/test_diffusers_parity.py``). ``"float64"`` computes the coefficients in double precision
+    (Python floats); the two differ by float32 rounding (~1e-7 per step), which a trained model
+    amplifies to ~2e-5 in the final latents. Steps touching sigma 0 or 1 use the first-order limit
+    in both modes.
     """
 
     name = "unipc"
     order = 2
 
     def __init__(
-        self, order: int = 2, variant: str = "bh2", lower_order_final: bool = True, use_corrector: bool = True
+        self,
+        order: int = 2,
+        variant: str = "bh2",
+        lower_order_final: bool = True,
+        use_corrector: bool = True,
+        arithmetic: str = "float32",
     ) -> None:
         if order not in (1, 2, 3):
             raise ValueError(f"UniPC order must be 1, 2 or 3, got {order}")
         if variant not in ("bh1", "bh2"):
             raise ValueError(f"UniPC variant must be 'bh1' or 'bh2', got {variant!r}")
+        if arithmetic not in ARITHMETIC:
+            raise ValueError(f"UniPC arithmetic must be one of {ARITHMETIC}, got {arithmetic!r}")
+        self.arithmetic = arithmetic
         self.solver_order = order
         self.variant = variant
         self.lower_order_final = lower_order_final
@@ -255,10 +274,77 @@ class UniPCSolver(_Multistep):
             residual = residual + rhos[-1] * (model_t - m0)
         return out - (alpha_t * b_h) * residual
 
+    def _update_float32(
+        self,
+        x: torch.Tensor,
+        sigma_s: torch.Tensor,
+        sigma_t: torch.Tensor,
+        m0: torch.Tensor,
+        past: list[tuple[torch.Tensor, torch.Tensor]],
+        order: int,
+        model_t: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """:meth:`_update` with diffusers' arithmetic: 0-dim float32 tensors, in its order of operations.
+
+        A line-for-line transcription of ``UniPCMultistepScheduler.multistep_uni_p_bh_update`` /
+        ``multistep_uni_c_bh_update`` (``predict_x0``, flow sigmas); ``past`` holds ``(sigma, x0)``
+        of earlier points (float32 0-dim sigmas), most recent first.
+        """
+        device = x.device
+        alpha_t, alpha_s = 1 - sigma_t, 1 - sigma_s
+        lambda_t = torch.log(alpha_t) - torch.log(sigma_t)
+        lambda_s = torch.log(alpha_s) - torch.log(sigma_s)
+        h = lambda_t - lambda_s
+        rks, d1s = [], []
+        for sigma_i, m_i in past[: order - 1]:
+            lambda_i = torch.log(1 - sigma_i) - torch.log(sigma_i)
+            rk = (lambda_i - lambda_s) / h
+            rks.append(rk)
+            d1s.append((m_i - m0) / rk)
+        rks.append(torch.ones((), device=device))
+        rks_t = torch.stack(rks)
+        hh = -h
+        h_phi_1 = torch.expm1(hh)
+        h_phi_k = h_phi_1 / hh - 1
+        b_h = hh if self.variant == "bh1" else torch.expm1(hh)
+        rows, rhs = [], []
+        factorial = 1
+        for k in range(1, order + 1):
+            rows.append(torch.pow(rks_t, k - 1))
+            rhs.append(h_phi_k * factorial / b_h)
+            factorial *= k + 1
+            h_phi_k = h_phi_k / hh - 1 / factorial
+        matrix, vector = torch.stack(rows), torch.stack(rhs)
+        stacked = torch.stack(d1s, dim=1) if d1s else None
+        out = sigma_t / sigma_s * x - alpha_t * h_phi_1 * m0
+        if model_t is None:
+            residual: torch.Tensor | int = 0
+            if stacked is not None:
+                if order == 2:
+                    rhos = torch.ones(1, dtype=x.dtype, device=device) * 0.5
+                else:
+                    rhos = torch.linalg.solve(matrix[:-1, :-1], vector[:-1]).to(device).to(x.dtype)
+                residual = torch.einsum("k,bkc...->bc...", rhos, stacked)
+            return (out - alpha_t * b_h * residual).to(x.dtype)
+        if order == 1:
+            rhos = torch.ones(1, dtype=x.dtype, device=device) * 0.5
+        else:
+            rhos = torch.linalg.solve(matrix, vector).to(device).to(x.dtype)
+        correction = torch.einsum("k,bkc...->bc...", rhos[:-1], stacked) if stacked is not None else 0
+        return (out - alpha_t * b_h * (correction + rhos[-1] * (model_t - m0))).to(x.dtype)
+
     def step(self, velocity_fn: VelocityFn, x: torch.Tensor, sigmas: torch.Tensor, i: int) -> torch.Tensor:
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         v = velocity_fn(x, sigma)
-        x0 = x - sigma * v  # from the uncorrected sample, as diffusers does
+        exact = self.arithmetic == "float64"
+        if exact:
+            grid_s = grid_t = None
+            x0 = x - sigma * v  # from the uncorrected sample, as diffusers does
+        else:
+            # diffusers keeps its sigmas as float32 tensors and does all scalar math on them
+            grid = sigmas.to(device=x.device, dtype=torch.float32)
+            grid_s, grid_t = grid[i], grid[i + 1]
+            x0 = x - grid_s * v
 
         # 1. UniC: correct the sample the last predictor produced, with the new model output.
         if self.use_corrector and self.last_sample is not None and self.last_step is not None:
@@ -267,24 +353,38 @@ class UniPCSolver(_Multistep):
                 lam for lam, _, _ in self.history[-self.last_order :]
             ]
             if all(math.isfinite(lam) for lam in lambdas):
-                past = [(lam, m) for lam, _, m in reversed(self.history[:-1])]
-                x = self._update(
-                    self.last_sample,
-                    sigma_prev,
-                    sigma,
-                    self.history[-1][2],
-                    past,
-                    self.last_order,
-                    model_t=x0,
-                )
+                if exact:
+                    past = [(lam, m) for lam, _, m in reversed(self.history[:-1])]
+                    last_x0 = self.history[-1][2]
+                    x = self._update(
+                        self.last_sample, sigma_prev, sigma, last_x0, past, self.last_order, model_t=x0
+                    )
+                else:
+                    past32 = [(s, m) for _, s, m in reversed(self.history[:-1])]
+                    x = self._update_float32(
+                        self.last_sample,
+                        self.history[-1][1],
+                        grid_s,
+                        self.history[-1][2],
+                        past32,
+                        self.last_order,
+                        model_t=x0,
+                    )
 
         # 2. UniP: predict the next sample.
         self._push(sigma, x0, keep=self.solver_order)
+        if not exact:
+            lam, _, m = self.history[-1]
+            self.history[-1] = (lam, grid_s, m)  # the float32 sigma, for the float32 updates
         wanted = self.solver_order
         if self.lower_order_final:
             wanted = min(wanted, len(sigmas) - 1 - i)
-        order = self._usable_order(wanted, _lambda(sigma), _lambda(sigma_next))
+        lam_s, lam_t = _lambda(sigma), _lambda(sigma_next)
+        order = self._usable_order(wanted, lam_s, lam_t)
         self.last_sample, self.last_order, self.last_step = x, order, (sigma, sigma_next)
+        if not exact and math.isfinite(lam_s) and math.isfinite(lam_t):
+            past32 = [(s, m) for _, s, m in reversed(self.history[:-1])]
+            return self._update_float32(x, grid_s, grid_t, x0, past32, order, model_t=None)
         if order == 1:
             return first_order_step(x, x0, v, sigma, sigma_next)
         past = [(lam, m) for lam, _, m in reversed(self.history[:-1])]
@@ -304,6 +404,7 @@ def make_solver(name: str, **options) -> Solver:
         return SOLVERS[name](**options)
     except KeyError:
         raise ValueError(f"unknown solver {name!r}; choose one of {sorted(SOLVERS)}") from None
+
 
 # Second-order midpoint solvers (RF-Solver, FireFlow) live in their own file and register themselves.
 import flowstudio.core.midpoint  # noqa: E402, F401
