@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import wave
 from pathlib import Path
@@ -168,3 +169,70 @@ def test_packaged_toy_model_is_the_default(tmp_path: Path):
     model, random_weights = load_model(None)
     assert random_weights is False and model.config.name == "toy"
     assert model.config.structure.mean is not None  # trained on TalkingShapes with its statistics
+
+
+def _model_attributes(model: torch.nn.Module) -> dict[str, dict[str, int]]:
+    """Every plain attribute of every module and attention processor (not parameters/buffers/children),
+    as ``{owner: {name: id(value)}}``; per-call or per-stream state would show up here."""
+    skip = {"_parameters", "_buffers", "_modules"}
+    out: dict[str, dict[str, int]] = {}
+    for name, module in model.named_modules():
+        out[name] = {k: id(v) for k, v in vars(module).items() if k not in skip}
+        processor = getattr(module, "processor", None)
+        if processor is not None:
+            out[name + ".processor"] = {k: id(v) for k, v in vars(processor).items()}
+    return out
+
+
+def _holds(value: object, types: tuple[type, ...]) -> bool:
+    """``value`` is one of ``types`` or a dataclass (a per-call state record) with such a field."""
+    if isinstance(value, types):
+        return True
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return any(_holds(getattr(value, f.name), types) for f in dataclasses.fields(value))
+    return False
+
+
+def test_one_model_serves_interleaved_streams():
+    """Two streams with different inputs, interleaved chunk by chunk on one model, each equal that
+    stream run alone bit for bit; afterwards the model holds no per-stream state."""
+    from flowstudio.avatar.inference.streaming import stream_latents
+    from flowstudio.avatar.model.attention import AttentionCall
+    from flowstudio.avatar.model.codec import ToyCodec
+    from flowstudio.avatar.model.kv_cache import DualForceCache, KVCache
+
+    torch.manual_seed(0)
+    model = DualForceModel(toy_config()).eval()
+    codec = ToyCodec.for_config(model.config)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    attributes = _model_attributes(model)
+    streams = []
+    for seed in (1, 2):
+        image = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        audio = torch.randn(40, model.config.audio.feature_dim, generator=torch.Generator().manual_seed(seed))
+        streams.append((codec.encode_image(image), audio, seed))
+
+    def run(reference, audio, seed):
+        return stream_latents(model, reference, audio, generator=torch.Generator().manual_seed(10 + seed))
+
+    alone = [[(c.video, c.struct) for c in run(*s)] for s in streams]
+    assert not torch.equal(alone[0][0][0], alone[1][0][0])
+    a, b = run(*streams[0]), run(*streams[1])
+    interleaved: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[], []]
+    for chunk_a, chunk_b in zip(a, b, strict=True):  # a chunk of A, then a chunk of B, ...
+        interleaved[0].append((chunk_a.video, chunk_a.struct))
+        interleaved[1].append((chunk_b.video, chunk_b.struct))
+    for got, want in zip(interleaved, alone, strict=True):
+        assert len(got) == len(want) == 5
+        for (gv, gs), (wv, ws) in zip(got, want, strict=True):
+            assert torch.equal(gv, wv) and torch.equal(gs, ws)
+
+    assert _model_attributes(model) == attributes  # no attribute added, replaced or rebound
+    stream_types = (torch.Tensor, KVCache, DualForceCache, AttentionCall)
+    for module in model.modules():
+        owners = [module] + ([module.processor] if hasattr(module, "processor") else [])
+        for owner in owners:
+            plain = {k: v for k, v in vars(owner).items() if k not in {"_parameters", "_buffers", "_modules"}}
+            assert not any(_holds(v, stream_types) for v in plain.values()), (type(owner), plain.keys())
+    state = model.state_dict()
+    assert state.keys() == weights.keys() and all(torch.equal(state[k], weights[k]) for k in weights)

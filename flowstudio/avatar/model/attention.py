@@ -1,13 +1,15 @@
 """Block-causal attention on top of diffusers' ``WanAttention``, through attention processors.
 
-diffusers' ``WanTransformerBlock`` calls its self-attention as ``attn1(x, None, None, rotary_emb)`` and
-its cross-attention as ``attn2(x, context, None, None)``: it never passes a mask. Instead of touching
-the block, each tower installs two processors (``attn.set_processor``) that read their mask and cache
-from a shared :class:`AttentionState` the tower fills before running its blocks:
+Each tower installs two processors (``attn.set_processor``) on diffusers' ``WanAttention``. The
+processors hold no per-call state: the tower runs its blocks through
+:func:`flowstudio.avatar.model.towers.run_wan_block`, which calls the attentions with an explicit
+``call=`` :class:`AttentionCall` (block ids, window, the caller's KV cache, whether to commit). The
+call object lives for one forward and belongs to the caller, so one model can serve several
+interleaved streams, each with its own cache:
 
 * :class:`CausalSelfAttnProcessor` - Wan's projections, RMS q/k norm and rotary embedding, then
   attention over ``[cached K/V of committed blocks, current K/V]`` under :func:`block_causal_mask`;
-  with ``state.commit`` it stages the current (post-rotary) K/V in the cache.
+  with ``call.commit`` it stages the current (post-rotary) K/V in the cache.
 * :class:`AlignedCrossAttnProcessor` - audio cross-attention where every token sees only the audio
   tokens of its own block (:func:`same_block_mask`): a chunk hears exactly its own time span.
 
@@ -96,32 +98,46 @@ def cached_attention(
     return masked_attention(query, all_k, all_v, mask)
 
 
-@dataclass
-class AttentionState:
-    """What a tower's processors need for one forward call (filled by the tower, read by processors).
+@dataclass(frozen=True)
+class AttentionCall:
+    """What a tower's processors need for one forward call, passed to them as ``call=``.
+
+    Built by the model per forward and dropped afterwards; nothing of it is stored on the model.
 
     Attributes:
         q_ids: ``(L,)`` block id of every token of the tower in this call.
         context_ids: ``(A,)`` block id of every conditioning (audio) token.
         window: rolling-window size in blocks (``None``: unbounded causal).
         keep_sink: the reference block stays visible outside the window (False: no-sink ablation).
-        cache: the tower's self-attention cache, or ``None`` for a full-sequence forward.
+        cache: the tower's self-attention cache (owned by the caller), or ``None`` for a
+            full-sequence forward.
         commit: stage current K/V in ``cache``.
     """
 
-    q_ids: torch.Tensor | None = None
-    context_ids: torch.Tensor | None = None
+    q_ids: torch.Tensor
+    context_ids: torch.Tensor
     window: int | None = None
     keep_sink: bool = True
     cache: KVCache | None = None
     commit: bool = False
 
 
-class CausalSelfAttnProcessor:
-    """Self-attention processor for ``WanAttention``: block-causal mask plus per-layer KV cache."""
+def _need_call(call: AttentionCall | None) -> AttentionCall:
+    if call is None:
+        raise RuntimeError(
+            "DualForce attention processors need call=AttentionCall(...); run the tower's blocks "
+            "through Tower.block / run_wan_block, not WanTransformerBlock.forward"
+        )
+    return call
 
-    def __init__(self, state: AttentionState, layer: int) -> None:
-        self.state = state
+
+class CausalSelfAttnProcessor:
+    """Self-attention processor for ``WanAttention``: block-causal mask plus per-layer KV cache.
+
+    Stateless apart from its layer index; the mask inputs and the cache come in ``call``.
+    """
+
+    def __init__(self, layer: int) -> None:
         self.layer = layer
 
     def __call__(
@@ -131,21 +147,21 @@ class CausalSelfAttnProcessor:
         encoder_hidden_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        call: AttentionCall | None = None,
     ) -> torch.Tensor:
-        state = self.state
+        call = _need_call(call)
         query, key, value = project_qkv(attn, hidden_states, rotary_emb=rotary_emb)
-        assert state.q_ids is not None, "the tower must fill AttentionState.q_ids before its blocks run"
         out = cached_attention(
             query,
             key,
             value,
-            q_ids=state.q_ids,
-            k_ids=state.q_ids,
-            window=state.window,
-            cache=state.cache,
+            q_ids=call.q_ids,
+            k_ids=call.q_ids,
+            window=call.window,
+            cache=call.cache,
             layer=self.layer,
-            commit=state.commit,
-            keep_sink=state.keep_sink,
+            commit=call.commit,
+            keep_sink=call.keep_sink,
         )
         out = attn.to_out[0](out.type_as(query))
         return attn.to_out[1](out)
@@ -153,10 +169,7 @@ class CausalSelfAttnProcessor:
 
 class AlignedCrossAttnProcessor:
     """Cross-attention processor for ``WanAttention``: each token attends the context (audio) tokens
-    of its own block only."""
-
-    def __init__(self, state: AttentionState) -> None:
-        self.state = state
+    of its own block only (block ids from ``call``)."""
 
     def __call__(
         self,
@@ -165,10 +178,11 @@ class AlignedCrossAttnProcessor:
         encoder_hidden_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
+        call: AttentionCall | None = None,
     ) -> torch.Tensor:
-        state = self.state
-        assert encoder_hidden_states is not None and state.q_ids is not None and state.context_ids is not None
+        call = _need_call(call)
+        assert encoder_hidden_states is not None
         query, key, value = project_qkv(attn, hidden_states, encoder_hidden_states)
-        out = masked_attention(query, key, value, same_block_mask(state.q_ids, state.context_ids))
+        out = masked_attention(query, key, value, same_block_mask(call.q_ids, call.context_ids))
         out = attn.to_out[0](out.type_as(query))
         return attn.to_out[1](out)

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from flowstudio.avatar.model.attention import AttentionCall
 from flowstudio.avatar.model.audio import AudioConditioningModule
 from flowstudio.avatar.model.bridge import Bridge
 from flowstudio.avatar.model.config import DualForceConfig
@@ -149,6 +150,9 @@ class DualForceModel(nn.Module):
 
         Without ``cache``: full-sequence forward with block-causal masks. With ``cache``: attend to the
         committed blocks plus the current tokens; ``commit=True`` stages and commits the current K/V.
+
+        The cache belongs to the caller (one per stream, from :meth:`new_cache`); the model keeps no
+        per-call or per-stream state, so one model can serve interleaved streams, each passing its own.
         """
         if commit and cache is None:
             raise ValueError("commit=True needs a cache")
@@ -168,35 +172,27 @@ class DualForceModel(nn.Module):
         emb_s, mod_s = self.struct.time(inputs.struct_sigma, other_s)
 
         audio_ids = layout.audio_ids.to(tokens_v.device)
-        for tower, ids, tower_cache in (
-            (self.video, ids_v, cache.video if cache else None),
-            (self.struct, ids_s, cache.struct if cache else None),
-        ):
-            tower.state.q_ids, tower.state.context_ids, tower.state.window = ids, audio_ids, window
-            tower.state.keep_sink = keep_sink
-            tower.state.cache, tower.state.commit = tower_cache, commit
-        try:
-            for i in range(max(len(self.video.blocks), len(self.struct.blocks))):
-                if i < len(self.video.blocks):
-                    tokens_v = self.video.block(i, tokens_v, ctx_v, mod_v, rot_v)
-                if i < len(self.struct.blocks):
-                    tokens_s = self.struct.block(i, tokens_s, ctx_s, mod_s, rot_s)
-                if i in self.bridge:
-                    tokens_v, tokens_s = self.bridge(
-                        i,
-                        tokens_v,
-                        tokens_s,
-                        video_ids=ids_v,
-                        struct_ids=ids_s,
-                        window=window,
-                        struct_cache=cache.bridge_struct if cache else None,
-                        video_cache=cache.bridge_video if cache else None,
-                        commit=commit,
-                        keep_sink=keep_sink,
-                    )
-        finally:
-            for tower in (self.video, self.struct):
-                tower.state.cache, tower.state.commit = None, False
+        # Per-call attention inputs, handed to every block: nothing is stored on the towers.
+        call_v = AttentionCall(ids_v, audio_ids, window, keep_sink, cache.video if cache else None, commit)
+        call_s = AttentionCall(ids_s, audio_ids, window, keep_sink, cache.struct if cache else None, commit)
+        for i in range(max(len(self.video.blocks), len(self.struct.blocks))):
+            if i < len(self.video.blocks):
+                tokens_v = self.video.block(i, tokens_v, ctx_v, mod_v, rot_v, call_v)
+            if i < len(self.struct.blocks):
+                tokens_s = self.struct.block(i, tokens_s, ctx_s, mod_s, rot_s, call_s)
+            if i in self.bridge:
+                tokens_v, tokens_s = self.bridge(
+                    i,
+                    tokens_v,
+                    tokens_s,
+                    video_ids=ids_v,
+                    struct_ids=ids_s,
+                    window=window,
+                    struct_cache=cache.bridge_struct if cache else None,
+                    video_cache=cache.bridge_video if cache else None,
+                    commit=commit,
+                    keep_sink=keep_sink,
+                )
         v_video = self.video.unpatchify(self.video.head(tokens_v, emb_v), grid)
         v_struct = self.struct.head(tokens_s, emb_s)
         if commit and cache is not None:

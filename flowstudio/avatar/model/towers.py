@@ -6,7 +6,9 @@ TI2V). The self-attention gets :class:`~flowstudio.avatar.model.attention.Causal
 (block-causal + KV cache) and the cross-attention, which here attends to *audio* tokens, gets
 :class:`~flowstudio.avatar.model.attention.AlignedCrossAttnProcessor`. The model runs the towers layer by
 layer in lockstep (the bridge sits between layers), so a tower exposes ``embed`` / ``block`` /
-``head`` rather than one ``forward``.
+``head`` rather than one ``forward``. ``block`` takes the per-call
+:class:`~flowstudio.avatar.model.attention.AttentionCall` (block ids, window, the caller's cache) as an
+argument; a tower stores nothing per call or per stream.
 
 Timestep modulation is :class:`DualAdaLNZero`: a tower's tokens are modulated by their own
 modality's sigma and, through a zero-initialised branch, by the other modality's sigma at the same
@@ -25,7 +27,7 @@ from torch import nn
 
 from flowstudio.avatar.model.attention import (
     AlignedCrossAttnProcessor,
-    AttentionState,
+    AttentionCall,
     CausalSelfAttnProcessor,
 )
 from flowstudio.avatar.model.config import TowerConfig
@@ -92,13 +94,45 @@ def rotary_for(
     return out[0], out[1]
 
 
+def run_wan_block(
+    block: WanTransformerBlock,
+    hidden: torch.Tensor,
+    context: torch.Tensor,
+    mod: torch.Tensor,
+    rotary: tuple[torch.Tensor, torch.Tensor],
+    call: AttentionCall,
+) -> torch.Tensor:
+    """``WanTransformerBlock.forward`` (per-token ``mod`` ``(B, L, 6, D)``, Wan2.2 TI2V layout), with
+    ``call`` handed to both attention processors.
+
+    diffusers' block calls ``attn1(x, None, None, rotary)`` and ``attn2(x, context, None, None)`` and
+    has no way to pass anything else; this is the same computation, op for op, plus ``call=call``.
+    """
+    if mod.ndim != 4:
+        raise ValueError(f"run_wan_block takes per-token modulation (B, L, 6, D), got {tuple(mod.shape)}")
+    shift_msa, scale_msa, gate_msa, c_shift_msa, c_scale_msa, c_gate_msa = (
+        part.squeeze(2) for part in (block.scale_shift_table.unsqueeze(0) + mod.float()).chunk(6, dim=2)
+    )
+
+    norm = (block.norm1(hidden.float()) * (1 + scale_msa) + shift_msa).type_as(hidden)
+    attn_output = block.attn1(norm, None, None, rotary, call=call)
+    hidden = (hidden.float() + attn_output * gate_msa).type_as(hidden)
+
+    norm = block.norm2(hidden.float()).type_as(hidden)
+    attn_output = block.attn2(norm, context, None, None, call=call)
+    hidden = hidden + attn_output
+
+    norm = (block.norm3(hidden.float()) * (1 + c_scale_msa) + c_shift_msa).type_as(hidden)
+    ff_output = block.ffn(norm)
+    return (hidden.float() + ff_output.float() * c_gate_msa).type_as(hidden)
+
+
 class Tower(nn.Module):
     """Shared part of both towers: Wan blocks with block-causal processors, DualAdaLNZero, output head."""
 
     def __init__(self, config: TowerConfig) -> None:
         super().__init__()
         self.config = config
-        self.state = AttentionState()
         self.time = DualAdaLNZero(config.dim, config.freq_dim)
         self.rope = WanRotaryPosEmbed(config.head_dim, config.patch_size, config.rope_max_positions)
         self.blocks = nn.ModuleList(
@@ -108,8 +142,8 @@ class Tower(nn.Module):
             for _ in range(config.num_layers)
         )
         for index, block in enumerate(self.blocks):
-            block.attn1.set_processor(CausalSelfAttnProcessor(self.state, index))
-            block.attn2.set_processor(AlignedCrossAttnProcessor(self.state))
+            block.attn1.set_processor(CausalSelfAttnProcessor(index))
+            block.attn2.set_processor(AlignedCrossAttnProcessor())
         self.norm_out = FP32LayerNorm(config.dim, config.eps, elementwise_affine=False)
         self.scale_shift_table = nn.Parameter(torch.randn(1, 2, config.dim) / config.dim**0.5)
         self.proj_out = nn.Linear(config.dim, config.out_channels * math.prod(config.patch_size))
@@ -121,9 +155,11 @@ class Tower(nn.Module):
         context: torch.Tensor,
         mod: torch.Tensor,
         rotary: tuple[torch.Tensor, torch.Tensor],
+        call: AttentionCall,
     ) -> torch.Tensor:
-        """Run block ``index`` (``hidden``: ``(B, L, D)``, ``context``: audio tokens ``(B, A, D)``)."""
-        return self.blocks[index](hidden, context, mod, rotary)
+        """Run block ``index`` (``hidden``: ``(B, L, D)``, ``context``: audio tokens ``(B, A, D)``)
+        with this call's mask inputs and cache ``call``."""
+        return run_wan_block(self.blocks[index], hidden, context, mod, rotary, call)
 
     def head(self, hidden: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """Modulated final norm and projection, ``(B, L, D) -> (B, L, out * prod(patch))``."""
