@@ -367,7 +367,9 @@ def _encode(
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": preset}
+        # a fixed x264 thread count: by default x264 sizes its threads by the CPUs it may use, and the
+        # bytes (and decoded pixels) then depend on the machine; 4 threads keep most of the speed
+        stream.options = {"crf": str(crf), "preset": preset, "threads": "4"}
         audio_stream = None
         if audio is not None:
             samples, sample_rate = audio

@@ -395,3 +395,25 @@ def test_tensor_to_frames_clamps_and_checks() -> None:
 def test_fraction_fps_is_accepted(tmp_path: Path) -> None:
     out = write_video(tmp_path / "f.mp4", smooth_clip(5, 32, 32), fps=Fraction(25, 2))
     assert read_video(out).fps == pytest.approx(12.5)
+
+
+def test_written_mp4_bytes_do_not_depend_on_the_cpus_available(tmp_path):
+    """x264 sizes its threads by the CPUs it may use unless told; the bytes then differ by machine
+    (seen: 1 vs 2 cores gave other files and decoded pixels). write_video fixes the thread count."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys, numpy as np\n"
+        "from flowstudio.video import write_video\n"
+        "if sys.argv[2] == 'one': os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "rng = np.random.default_rng(0)\n"
+        "write_video(sys.argv[1], (rng.random((17, 128, 128, 3)) * 255).astype(np.uint8), fps=16)\n"
+    )
+    paths = {}
+    for cpus in ("one", "all"):
+        paths[cpus] = tmp_path / f"{cpus}.mp4"
+        subprocess.run([sys.executable, "-c", code, str(paths[cpus]), cpus], check=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert paths["one"].read_bytes() == paths["all"].read_bytes()
