@@ -19,6 +19,7 @@ from flowstudio.bench.cli import bench_app
 from flowstudio.checks import markup_safe
 from flowstudio.edit.cli import edit_command, estimate_memory_command
 from flowstudio.jobs.errors import cli_errors
+from flowstudio.serve.cli import serve_command
 from flowstudio.worlds.cli import worlds_app
 
 console = Console(stderr=True)
@@ -35,6 +36,7 @@ app.add_typer(avatar_app, name="avatar")
 app.add_typer(bench_app, name="bench")
 app.command("edit")(edit_command)
 app.command("edit-memory")(estimate_memory_command)
+app.command("serve")(serve_command)
 
 MODEL_ENV = "FLOWSTUDIO_MODEL"
 

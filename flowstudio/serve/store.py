@@ -1,0 +1,255 @@
+"""The job store: one SQLAlchemy table of jobs (a SQLite file by default, any SQLAlchemy URL).
+
+Statuses: ``queued`` -> ``running`` -> ``succeeded`` / ``failed`` / ``cancelled``; a queued job can be
+cancelled at once, a running one is asked to stop (``cancel_requested``) and stops at its next step.
+``attempts`` counts the times a job was started: after a restart a job found ``running`` is
+re-queued once (:meth:`JobStore.recover`), a second time it fails with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINAL = ("succeeded", "failed", "cancelled")
+#: How many times a job may be started before a restart that finds it running fails it.
+MAX_ATTEMPTS = 2
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    request: Mapped[str] = mapped_column(Text)  # the request as JSON
+    status: Mapped[str] = mapped_column(String(16), index=True, default="queued")
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    phase: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, index=True)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)  # e.g. why it was re-queued
+    files: Mapped[str | None] = mapped_column(Text, nullable=True)  # name -> file name, JSON
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+def database_url(db: str | Path) -> str:
+    """``db`` as a SQLAlchemy URL: a URL is kept, anything else is a SQLite file path."""
+    text = str(db)
+    if "://" in text:
+        return text
+    Path(text).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{Path(text).expanduser()}"
+
+
+class JobStore:
+    """Jobs in a database; every method is one short transaction (safe from several threads)."""
+
+    def __init__(self, db: str | Path) -> None:
+        url = database_url(db)
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+            if url in ("sqlite://", "sqlite:///:memory:"):
+                kwargs["poolclass"] = StaticPool
+        self.engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+
+            @event.listens_for(self.engine, "connect")
+            def _pragmas(connection: Any, _record: Any) -> None:
+                cursor = connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.close()
+
+        Base.metadata.create_all(self.engine)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _session(self) -> Session:
+        return self.sessions()
+
+    # -- submitting and reading ------------------------------------------------------------------
+
+    def add(self, kind: str, request: dict[str, Any], idempotency_key: str | None = None) -> tuple[Job, bool]:
+        """Queue a job; returns ``(job, created)``: the job of an existing ``idempotency_key`` as is."""
+        if idempotency_key is not None:
+            existing = self.by_key(idempotency_key)
+            if existing is not None:
+                return existing, False
+        job = Job(
+            id=uuid.uuid4().hex,
+            kind=kind,
+            request=json.dumps(request, sort_keys=True),
+            status="queued",
+            step=0,
+            total=0,
+            created_at=time.time(),
+            idempotency_key=idempotency_key,
+            attempts=0,
+            cancel_requested=False,
+        )
+        try:
+            with self._session() as session, session.begin():
+                session.add(job)
+        except IntegrityError:  # the same key submitted at the same moment: that job
+            existing = self.by_key(idempotency_key) if idempotency_key is not None else None
+            if existing is None:
+                raise
+            return existing, False
+        return job, True
+
+    def get(self, job_id: str) -> Job | None:
+        with self._session() as session:
+            return session.get(Job, job_id)
+
+    def by_key(self, key: str) -> Job | None:
+        with self._session() as session:
+            return session.scalars(select(Job).where(Job.idempotency_key == key)).first()
+
+    def list(self, status: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
+        """Jobs newest first (of ``status`` if given) and how many there are in all."""
+        with self._session() as session:
+            query = select(Job)
+            count = select(func.count()).select_from(Job)
+            if status is not None:
+                query = query.where(Job.status == status)
+                count = count.where(Job.status == status)
+            jobs = session.scalars(query.order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit))
+            return list(jobs), session.scalar(count) or 0
+
+    def count(self, status: str) -> int:
+        with self._session() as session:
+            return session.scalar(select(func.count()).select_from(Job).where(Job.status == status)) or 0
+
+    def position(self, job: Job) -> int | None:
+        """1 for the next queued job to run, 2 for the one after...; ``None`` unless queued."""
+        if job.status != "queued":
+            return None
+        with self._session() as session:
+            ahead = session.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.status == "queued", Job.created_at < job.created_at)
+            )
+            return (ahead or 0) + 1
+
+    def mean_run_seconds(self, last: int = 20) -> float | None:
+        """Mean run time of the last ``last`` succeeded jobs, or ``None`` if none ran."""
+        with self._session() as session:
+            rows = session.execute(
+                select(Job.started_at, Job.finished_at)
+                .where(Job.status == "succeeded", Job.started_at.is_not(None))
+                .order_by(Job.finished_at.desc())
+                .limit(last)
+            ).all()
+        spans = [end - start for start, end in rows if end is not None and start is not None]
+        return sum(spans) / len(spans) if spans else None
+
+    # -- the worker's side -----------------------------------------------------------------------
+
+    def claim_next(self) -> Job | None:
+        """Mark the oldest queued job running (attempts + 1) and return it; ``None`` if none is queued."""
+        while True:
+            with self._session() as session, session.begin():
+                job = session.scalars(
+                    select(Job).where(Job.status == "queued").order_by(Job.created_at, Job.id).limit(1)
+                ).first()
+                if job is None:
+                    return None
+                claimed = session.execute(
+                    update(Job)
+                    .where(Job.id == job.id, Job.status == "queued")
+                    .values(
+                        status="running", started_at=time.time(), attempts=Job.attempts + 1, step=0, total=0
+                    )
+                ).rowcount
+            if claimed:
+                return self.get(job.id)
+
+    def set_progress(self, job_id: str, step: int, total: int, phase: str) -> bool:
+        """Store the progress of a running job; returns whether a cancel was asked for."""
+        with self._session() as session, session.begin():
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running")
+                .values(step=step, total=total, phase=phase)
+            )
+            return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+    def finish(
+        self, job_id: str, status: str, error: str | None = None, files: dict[str, str] | None = None
+    ) -> None:
+        with self._session() as session, session.begin():
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id)
+                .values(
+                    status=status,
+                    error=error,
+                    files=json.dumps(files) if files is not None else None,
+                    finished_at=time.time(),
+                )
+            )
+
+    def cancel(self, job_id: str) -> Job | None:
+        """Cancel a queued job at once; ask a running one to stop at its next step. ``None``: no such job."""
+        with self._session() as session, session.begin():
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == "queued")
+                .values(status="cancelled", cancel_requested=True, finished_at=time.time())
+            )
+            session.execute(
+                update(Job).where(Job.id == job_id, Job.status == "running").values(cancel_requested=True)
+            )
+        return self.get(job_id)
+
+    def recover(self) -> list[str]:
+        """After a restart: jobs found ``running`` are re-queued once, then failed; returns their ids."""
+        with self._session() as session, session.begin():
+            running = list(session.scalars(select(Job).where(Job.status == "running")))
+            for job in running:
+                if job.cancel_requested:
+                    job.status, job.finished_at = "cancelled", time.time()
+                    job.error = "cancelled; the server stopped while the job was running"
+                elif job.attempts >= MAX_ATTEMPTS:
+                    job.status, job.finished_at = "failed", time.time()
+                    job.error = (
+                        f"the server stopped while this job was running, {job.attempts} times; "
+                        "not re-queued again (submit it anew if the input is right)"
+                    )
+                else:
+                    job.status, job.step, job.total, job.phase = "queued", 0, 0, None
+                    job.note = "re-queued once: the server stopped while this job was running"
+            return [job.id for job in running]
