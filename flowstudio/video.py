@@ -362,7 +362,8 @@ def _encode(
     preset: str,
 ) -> None:
     rate = Fraction(fps).limit_denominator(1001)
-    options = {"movflags": "+faststart"}
+    # bitexact: no wall-clock creation time in the header, so the same frames give the same bytes
+    options = {"movflags": "+faststart", "fflags": "+bitexact"}
     with av.open(str(tmp), mode="w", format=container_format, options=options) as container:
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])
