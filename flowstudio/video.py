@@ -369,7 +369,7 @@ def _encode(
         stream.width, stream.height = int(frames.shape[2]), int(frames.shape[1])
         stream.pix_fmt = "yuv420p"
         # a fixed x264 thread count: by default x264 sizes its threads by the CPUs it may use, and the
-        # bytes (and decoded pixels) then depend on the machine; 4 threads keep most of the speed
+        # bytes (and decoded pixels) then depend on the machine; a fixed 4 stays parallel everywhere
         stream.options = {"crf": str(crf), "preset": preset, "threads": "4"}
         audio_stream = None
         if audio is not None:
