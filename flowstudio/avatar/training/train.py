@@ -10,7 +10,9 @@ bf16 autocast on CUDA, full precision on CPU (``mixed_precision`` overrides).
 
 Batches and noise are drawn from a generator seeded with ``(seed, step)``, so a run resumed from
 ``output_dir/checkpoints/step-N/state.pt`` (model, optimizer, RNG states, loss history) continues
-exactly where it stopped. Metrics go to ``metrics.jsonl`` and TensorBoard (``output_dir/tensorboard``).
+exactly where it stopped. A run with ``train.init_from`` starts from a previous phase's weights
+(:mod:`flowstudio.avatar.training.handoff`: phase 4 from phase 2). Metrics go to ``metrics.jsonl``
+and TensorBoard (``output_dir/tensorboard``).
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ class TrainConfig:
     dataset: str = "synthetic"  # "synthetic" (smooth signals, for tests) or "talkingshapes" (the toy world)
     dataset_size: int = 8
     dataset_seed: int = 0
+    # the previous phase's final folder (phase 4 starts from phase 2): see training/handoff.py. Only a
+    # fresh run reads it; a resumed run continues from its own checkpoint.
+    init_from: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -202,6 +207,12 @@ def train(
             logger.info("structure normalisation from the world's statistics (saved with the checkpoint)")
         dataset = make_dataset(model_config, train_config)
     model = DualForceModel(model_config)
+    store = StepFolders(out / "checkpoints")
+    if train_config.init_from and not (resume and store.latest() is not None):
+        # a fresh run only: a resumed one continues from its own checkpoint (phase 2 may be gone by then)
+        from flowstudio.avatar.training.handoff import init_from_phase
+
+        init_from_phase(model, train_config.init_from)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
     )
@@ -234,7 +245,7 @@ def train(
 
     trainer.fit(
         lambda ctx, batches: ctx.accumulate("model", batches, loss_fn, loss_key="total"),
-        _batch_fn(dataset, train_config), StepFolders(out / "checkpoints"), on_step=on_step, resume=resume,
+        _batch_fn(dataset, train_config), store, on_step=on_step, resume=resume,
     )
     trainer.accelerator.wait_for_everyone()
     if trainer.is_main_process:
