@@ -1,28 +1,41 @@
-"""The FastAPI app of ``flowstudio serve``: submit, read, list and cancel jobs, fetch their files.
+"""The FastAPI app of ``flowstudio serve``: submit, read, list and cancel jobs, follow their progress
+(server-sent events), fetch their files.
 
-Every error has one shape::
+Every error has one shape (:mod:`flowstudio.serve.errors`)::
 
     {"error": {"status": 422, "code": "invalid_request", "message": "...", "problems": [...]}}
 
 ``problems`` (422 only) names every problem of a request, one ``{"field", "message"}`` each.
+With tokens (:mod:`flowstudio.serve.auth`) every ``/v1`` route needs ``Authorization: Bearer``; a
+token sees and cancels only the jobs it submitted (another's job is 404, as one that does not exist).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
+import shutil
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flowstudio.serve.store import STATUSES, Job, JobStore
+from flowstudio.serve import events
+from flowstudio.serve.auth import Tokens
+from flowstudio.serve.errors import ApiError, error_response
+from flowstudio.serve.store import STATUSES, Job, JobStore, new_job_id
+from flowstudio.serve.uploads import PATH_FIELDS, fingerprint, read_submission
 from flowstudio.serve.worker import Worker, load_pipeline
+
+log = logging.getLogger(__name__)
 
 #: Fields the server sets itself: a request that sets them is refused.
 SERVER_FIELDS = {
@@ -30,37 +43,10 @@ SERVER_FIELDS = {
     "model": "the server's model is used",
     "checkpoint": "the server's model is used",
 }
-#: Request fields that name an input file on the server.
-PATH_FIELDS = ("source", "image", "audio", "mask", "target_image")
-
-
-class ApiError(Exception):
-    """An error answered in the one error shape."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        problems: list[dict[str, str]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.problems, self.headers = problems, headers
-
-
-def error_response(
-    status: int,
-    code: str,
-    message: str,
-    problems: list[dict[str, str]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    body: dict[str, Any] = {"status": status, "code": code, "message": message}
-    if problems is not None:
-        body["problems"] = problems
-    return JSONResponse({"error": body}, status_code=status, headers=headers)
+#: The default upload limit (``--max-upload``): a whole request body, files included.
+MAX_UPLOAD = 512 * 1024 * 1024
+#: Defined in :mod:`flowstudio.serve.errors`; kept importable from here.
+__all__ = ["ApiError", "create_app", "error_response", "job_view", "validate_submission"]
 
 
 class _One:
@@ -89,12 +75,16 @@ def request_problems(error: Any) -> list[dict[str, str]]:
     return problems
 
 
-def validate_submission(data: Any, input_root: Path | None) -> Any:
-    """The request of a ``POST /v1/jobs`` body, or :class:`ApiError` 422 naming every problem."""
+def validate_submission(data: Any, input_root: Path | None, uploaded: dict[str, Path] | None = None) -> Any:
+    """The request of a ``POST /v1/jobs`` body, or :class:`ApiError` 422 naming every problem.
+
+    ``uploaded``: request fields given as uploaded files (field -> where the file was stored).
+    """
     from pydantic import ValidationError
 
     from flowstudio.jobs import parse_request
 
+    uploaded = uploaded or {}
     if not isinstance(data, dict):
         raise ApiError(
             422,
@@ -107,12 +97,18 @@ def validate_submission(data: Any, input_root: Path | None) -> Any:
         for name, why in SERVER_FIELDS.items()
         if data.get(name) is not None
     ]
-    problems += _path_problems(data, input_root)
+    problems += [
+        {"field": name, "message": f"{name} is both uploaded and named in the request: give it once"}
+        for name in uploaded
+        if data.get(name) is not None
+    ]
+    problems += _path_problems({k: v for k, v in data.items() if k not in uploaded}, input_root)
     clean = {k: v for k, v in data.items() if k not in SERVER_FIELDS}
     if input_root is not None:
         clean = {
             k: _inside(v, input_root) if k in PATH_FIELDS and _is_path(k, v) else v for k, v in clean.items()
         }
+    clean.update({name: str(path) for name, path in uploaded.items()})
     request = None
     try:
         request = parse_request(clean)
@@ -144,8 +140,9 @@ def _path_problems(data: dict[str, Any], input_root: Path | None) -> list[dict[s
             problems.append(
                 {
                     "field": name,
-                    "message": f"{name} names a file on the server, and this server "
-                    "has no input root (start it with --input-root DIR); uploads are not served yet",
+                    "message": f"{name} names a file on the server, and this server has no input root "
+                    "(--input-root DIR): upload the file instead (multipart/form-data, a part named "
+                    f"{name!r})",
                 }
             )
             continue
@@ -160,14 +157,21 @@ def _path_problems(data: dict[str, Any], input_root: Path | None) -> list[dict[s
     return problems
 
 
-def job_view(store: JobStore, job: Job) -> dict[str, Any]:
-    """A job as the API shows it."""
+def job_view(store: JobStore, job: Job, jobs_dir: Path | None = None) -> dict[str, Any]:
+    """A job as the API shows it (uploaded inputs as ``upload:<file>``, not as server paths)."""
     files = json.loads(job.files) if job.files else {}
+    request = json.loads(job.request)
+    if jobs_dir is not None:
+        inputs = str(jobs_dir / job.id / "inputs") + "/"
+        for name in PATH_FIELDS:
+            value = request.get(name)
+            if isinstance(value, str) and value.startswith(inputs):
+                request[name] = "upload:" + value[len(inputs) :]
     return {
         "id": job.id,
         "kind": job.kind,
         "status": job.status,
-        "request": json.loads(job.request),
+        "request": request,
         "progress": {
             "step": job.step,
             "total": job.total,
@@ -186,6 +190,32 @@ def job_view(store: JobStore, job: Job) -> dict[str, Any]:
     }
 
 
+def _request_body_schema() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``POST /v1/jobs`` body for OpenAPI: JSON, or multipart (``request`` + files); and its defs."""
+    from pydantic import TypeAdapter
+
+    from flowstudio.jobs.requests import JobRequest
+
+    schema = TypeAdapter(JobRequest).json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    multipart = {
+        "type": "object",
+        "required": ["request"],
+        "properties": {
+            "request": {"type": "string", "description": "the job request as JSON (the JSON body's schema)"},
+            **{
+                name: {"type": "string", "format": "binary", "description": f"the {name} file"}
+                for name in PATH_FIELDS
+            },
+        },
+    }
+    body = {
+        "required": True,
+        "content": {"application/json": {"schema": schema}, "multipart/form-data": {"schema": multipart}},
+    }
+    return body, defs
+
+
 def create_app(
     db: str | Path = "flowstudio-jobs.sqlite",
     jobs_dir: str | Path | None = None,
@@ -195,29 +225,51 @@ def create_app(
     max_queue: int = 100,
     input_root: str | Path | None = None,
     start_worker: bool = True,
+    tokens: Tokens | None = None,
+    max_per_token: int = 20,
+    max_upload: int = MAX_UPLOAD,
+    worker_name: str = "",
+    device: str = "cpu",
+    events_interval: float = 0.25,
 ) -> FastAPI:
     """The app: a :class:`JobStore` on ``db`` and one :class:`Worker` started with the app's lifespan.
 
     Args:
-        db: a SQLite file path or any SQLAlchemy URL.
+        db: a SQLite file path or any SQLAlchemy URL (upgraded to the newest schema on opening).
         jobs_dir: the jobs' files (default: ``<db folder>/jobs``, or ``./flowstudio-jobs`` for a URL).
         model: the model folder (``None``: ``$FLOWSTUDIO_MODEL``, else the packaged toy model).
         load_model: instead of ``model``, a function returning the loaded model (called on the worker).
         max_queue: queued jobs beyond which a submission gets 429 with ``Retry-After``.
         input_root: the folder that request paths (``source``, ``image``...) are read from; ``None``:
-            requests that name an input file are refused.
+            requests that name an input file are refused (inputs are uploaded).
         start_worker: ``False`` runs no worker (jobs stay queued; for tests of the queue).
+        tokens: the bearer tokens (``None`` or empty: the server is open, and says so in its log).
+        max_per_token: queued plus running jobs one owner may have; beyond, 429 with ``Retry-After``.
+        max_upload: bytes a submission's body may have (files included); beyond, 413.
+        worker_name: this server's worker in the store; servers sharing one database need distinct
+            names (a restart re-queues only the jobs its own worker was running).
+        device: where the worker loads the model (``cpu``, ``cuda``, ``cuda:1``...).
+        events_interval: seconds between the store polls of a server-sent event stream.
     """
     if jobs_dir is None:
         jobs_dir = Path(db).expanduser().parent / "jobs" if "://" not in str(db) else Path("flowstudio-jobs")
     jobs_dir = Path(jobs_dir).resolve()
     root = Path(input_root).resolve() if input_root is not None else None
+    tokens = tokens or Tokens({})
     store = JobStore(db)
-    worker = Worker(store, jobs_dir, load_model or (lambda: load_pipeline(model)))
+    worker = Worker(
+        store, jobs_dir, load_model or (lambda: load_pipeline(model, device=device)), name=worker_name
+    )
+    bearer = HTTPBearer(auto_error=False, description="a token of the server's token file")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
-        app.state.recovered = store.recover()
+        if tokens.open:
+            log.warning("no tokens configured: this server is OPEN, anyone who reaches it can run jobs")
+        else:
+            names = sorted(set(tokens.by_token.values()))
+            log.info("%d token(s) for %s", len(tokens.by_token), ", ".join(names))
+        app.state.recovered = store.recover(worker_name)
         if start_worker:
             worker.start()
         try:
@@ -228,6 +280,7 @@ def create_app(
 
     app = FastAPI(title="flowstudio", version="1", lifespan=lifespan)
     app.state.store, app.state.worker, app.state.jobs_dir = store, worker, jobs_dir
+    app.state.tokens = tokens
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
@@ -251,71 +304,116 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def _internal_error(_request: Request, error: Exception) -> JSONResponse:
+        log.exception("internal error")
         return error_response(500, "internal_error", f"internal error: {type(error).__name__}")
 
-    def _job(job_id: str) -> Job:
+    def owner_of(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+        """The owner of the request's token; 401 without a known one (unless the server is open)."""
+        header = f"{credentials.scheme} {credentials.credentials}" if credentials else None
+        owner = tokens.owner(header)
+        if owner is None:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "a valid token is needed: Authorization: Bearer <token>"
+                if header
+                else "no token: send Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return owner
+
+    def _job(job_id: str, owner: str) -> Job:
         job = store.get(job_id)
-        if job is None:
+        if job is None or job.owner != owner:
             raise ApiError(404, "not_found", f"no job {job_id!r}")
         return job
 
-    @app.post("/v1/jobs", status_code=202)
-    async def submit(request: Request, idempotency_key: str | None = Header(None)) -> JSONResponse:
-        """Queue a job: the body is a generate, edit or avatar request (the job layer's schema)."""
-        try:
-            data = await request.json()
-        except ValueError as error:
-            raise ApiError(
-                422,
-                "invalid_request",
-                f"the body is not JSON: {error}",
-                [{"field": "request", "message": "the body is not JSON"}],
-            ) from error
-        if idempotency_key is not None:
-            existing = store.by_key(idempotency_key)
-            if existing is not None:
-                return _same_key(existing, data)
-        job_request = validate_submission(data, root)
+    def _accepted(job: Job, status: int = 202) -> JSONResponse:
+        return JSONResponse(
+            job_view(store, job, jobs_dir), status_code=status, headers={"Location": f"/v1/jobs/{job.id}"}
+        )
+
+    def _retry_after() -> str:
+        return str(max(1, math.ceil(store.mean_run_seconds() or 10.0)))
+
+    def _check_limits(owner: str) -> None:
         queued = store.count("queued")
         if queued >= max_queue:
-            mean = store.mean_run_seconds() or 10.0
-            retry = max(1, math.ceil(mean))
+            retry = _retry_after()
             raise ApiError(
                 429,
                 "queue_full",
                 f"{queued} jobs are queued (the limit is {max_queue}); retry in {retry} s",
-                headers={"Retry-After": str(retry)},
+                headers={"Retry-After": retry},
             )
-        job, created = store.add(job_request.kind, job_request.model_dump(mode="json"), idempotency_key)
-        if not created:
-            return _same_key(job, data)
-        worker.wake.set()
-        return JSONResponse(job_view(store, job), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
+        mine = store.count(("queued", "running"), owner)
+        if mine >= max_per_token:
+            retry = _retry_after()
+            raise ApiError(
+                429,
+                "token_limit",
+                f"this token has {mine} jobs queued or running (the limit is {max_per_token}); "
+                f"retry in {retry} s",
+                headers={"Retry-After": retry},
+            )
 
-    def _same_key(job: Job, data: Any) -> JSONResponse:
-        """The job of an idempotency key, if ``data`` is the request it was given with."""
+    @app.post("/v1/jobs", status_code=202, openapi_extra={"x-flowstudio-body": True})
+    async def submit(
+        request: Request,
+        idempotency_key: str | None = Header(None, max_length=255),
+        owner: str = Depends(owner_of),
+    ) -> JSONResponse:
+        """Queue a job: a generate, edit or avatar request (the job layer's schema) as the JSON body, or
+        multipart: a ``request`` field with that JSON and the input files as parts named after their
+        fields (``source``, ``image``, ``audio``, ``mask``, ``target_image``)."""
+        job_id = new_job_id()
+        folder = jobs_dir / job_id
         try:
-            same = validate_submission(data, root).model_dump(mode="json") == json.loads(job.request)
-        except ApiError:
-            same = False
+            submission = await read_submission(request, folder / "inputs", max_upload)
+            job_request = validate_submission(submission.data, root, submission.files)
+            dump = job_request.model_dump(mode="json")
+            print_ = fingerprint(dump, submission.digests)
+            if idempotency_key is not None:
+                existing = store.by_key(idempotency_key, owner)
+                if existing is not None:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    return _same_key(existing, print_, dump)
+            _check_limits(owner)
+            job, created = store.add(
+                job_request.kind, dump, idempotency_key, owner=owner, fingerprint=print_, job_id=job_id
+            )
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)  # uploads of a refused submission: none kept
+            raise
+        if not created:
+            shutil.rmtree(folder, ignore_errors=True)
+            return _same_key(job, print_, dump)
+        worker.wake.set()
+        return _accepted(job)
+
+    def _same_key(job: Job, print_: str, dump: dict[str, Any]) -> JSONResponse:
+        """The job of an idempotency key, if it was given the same request (and the same files)."""
+        same = job.fingerprint == print_ if job.fingerprint else json.loads(job.request) == dump
         if not same:
             raise ApiError(
                 409,
                 "idempotency_conflict",
                 "this Idempotency-Key was used for another request: use a new key",
             )
-        return JSONResponse(job_view(store, job), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
+        return _accepted(job)
 
     @app.get("/v1/jobs/{job_id}")
-    async def get_job(job_id: str) -> dict[str, Any]:
-        return job_view(store, _job(job_id))
+    async def get_job(job_id: str, owner: str = Depends(owner_of)) -> dict[str, Any]:
+        return job_view(store, _job(job_id, owner), jobs_dir)
 
     @app.get("/v1/jobs")
     async def list_jobs(
         status: str | None = Query(None, description=f"one of {', '.join(STATUSES)}"),
         limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0),
+        owner: str = Depends(owner_of),
     ) -> dict[str, Any]:
+        """The token's own jobs, newest first."""
         if status is not None and status not in STATUSES:
             raise ApiError(
                 422,
@@ -323,20 +421,43 @@ def create_app(
                 f"status must be one of {', '.join(STATUSES)}, got {status!r}",
                 [{"field": "status", "message": "unknown status"}],
             )
-        jobs, total = store.list(status, limit, offset)
-        return {"jobs": [job_view(store, j) for j in jobs], "total": total, "limit": limit, "offset": offset}
+        jobs, total = store.list(status, limit, offset, owner=owner)
+        return {
+            "jobs": [job_view(store, j, jobs_dir) for j in jobs],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+        }
 
     @app.post("/v1/jobs/{job_id}/cancel")
-    async def cancel(job_id: str) -> dict[str, Any]:
-        job = _job(job_id)
+    async def cancel(job_id: str, owner: str = Depends(owner_of)) -> dict[str, Any]:
+        job = _job(job_id, owner)
         if job.status in ("succeeded", "failed"):
             raise ApiError(409, "already_finished", f"job {job_id} already {job.status}: nothing to cancel")
-        return job_view(store, store.cancel(job_id) or job)
+        return job_view(store, store.cancel(job_id) or job, jobs_dir)
+
+    @app.get(
+        "/v1/jobs/{job_id}/events",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}},
+    )
+    async def job_events(job_id: str, owner: str = Depends(owner_of)) -> StreamingResponse:
+        """Server-sent events: ``status`` whenever the job's status, step or phase changes, then ``end``
+        with the final job; the stream closes after ``end``."""
+        _job(job_id, owner)
+
+        def view() -> dict[str, Any] | None:
+            job = store.get(job_id)
+            return job_view(store, job, jobs_dir) if job is not None else None
+
+        return StreamingResponse(
+            events.job_events(view, events_interval), media_type="text/event-stream", headers=events.HEADERS
+        )
 
     @app.get("/v1/jobs/{job_id}/files/{name}")
-    async def get_file(job_id: str, name: str) -> FileResponse:
+    async def get_file(job_id: str, name: str, owner: str = Depends(owner_of)) -> FileResponse:
         """A result file of the job, by its name (``out.mp4``) or its role (``video``, ``record``)."""
-        job = _job(job_id)
+        job = _job(job_id, owner)
         files = json.loads(job.files) if job.files else {}
         file = files.get(name) or (name if name in files.values() else None)
         folder = (jobs_dir / job.id).resolve()
@@ -355,10 +476,12 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
+        """Open to all (for load balancers): the worker, the model and the queue."""
         ok = worker.model_error is None and (worker.alive or not start_worker)
         body = {
             "status": "ok" if ok else "unhealthy",
             "worker": {
+                "name": worker_name,
                 "alive": worker.alive,
                 "model_loaded": worker.model is not None,
                 "model_error": worker.model_error,
@@ -367,7 +490,21 @@ def create_app(
             "queued": store.count("queued"),
             "running": store.count("running"),
             "max_queue": max_queue,
+            "open": tokens.open,
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema, with the submission body (read by hand, so FastAPI cannot see it)."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            body, defs = _request_body_schema()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs)
+            post = schema["paths"]["/v1/jobs"]["post"]
+            post.pop("x-flowstudio-body", None)
+            post["requestBody"] = body
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

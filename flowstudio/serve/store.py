@@ -4,6 +4,10 @@ Statuses: ``queued`` -> ``running`` -> ``succeeded`` / ``failed`` / ``cancelled`
 cancelled at once, a running one is asked to stop (``cancel_requested``) and stops at its next step.
 ``attempts`` counts the times a job was started: after a restart a job found ``running`` is
 re-queued once (:meth:`JobStore.recover`), a second time it fails with the reason.
+
+The schema is Alembic's (:mod:`flowstudio.serve.migrate`): a store upgrades its database to the
+newest revision when it opens it. ``owner`` is the name of the token that submitted a job (``""`` on
+an open server); idempotency keys are per owner.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     create_engine,
     event,
     func,
@@ -42,6 +47,7 @@ class Base(DeclarativeBase):
 
 class Job(Base):
     __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("owner", "idempotency_key", name="uq_jobs_owner_key"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
@@ -56,9 +62,13 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)  # e.g. why it was re-queued
     files: Mapped[str | None] = mapped_column(Text, nullable=True)  # name -> file name, JSON
-    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner: Mapped[str] = mapped_column(String(64), index=True, default="", server_default="")
+    # sha256 of the request with uploads as their digests: an idempotency key's "same request" test
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the worker running it
 
 
 def database_url(db: str | Path) -> str:
@@ -68,6 +78,10 @@ def database_url(db: str | Path) -> str:
         return text
     Path(text).expanduser().parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{Path(text).expanduser()}"
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
 
 
 class JobStore:
@@ -90,7 +104,9 @@ class JobStore:
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.close()
 
-        Base.metadata.create_all(self.engine)
+        from flowstudio.serve.migrate import upgrade
+
+        upgrade(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -101,14 +117,26 @@ class JobStore:
 
     # -- submitting and reading ------------------------------------------------------------------
 
-    def add(self, kind: str, request: dict[str, Any], idempotency_key: str | None = None) -> tuple[Job, bool]:
-        """Queue a job; returns ``(job, created)``: the job of an existing ``idempotency_key`` as is."""
+    def add(
+        self,
+        kind: str,
+        request: dict[str, Any],
+        idempotency_key: str | None = None,
+        *,
+        owner: str = "",
+        fingerprint: str | None = None,
+        job_id: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Queue a job; returns ``(job, created)``: the job of an existing ``idempotency_key`` as is.
+
+        ``job_id``: the id to give the job (the API picks it first, to store its uploads in its folder).
+        """
         if idempotency_key is not None:
-            existing = self.by_key(idempotency_key)
+            existing = self.by_key(idempotency_key, owner)
             if existing is not None:
                 return existing, False
         job = Job(
-            id=uuid.uuid4().hex,
+            id=job_id or new_job_id(),
             kind=kind,
             request=json.dumps(request, sort_keys=True),
             status="queued",
@@ -118,12 +146,14 @@ class JobStore:
             idempotency_key=idempotency_key,
             attempts=0,
             cancel_requested=False,
+            owner=owner,
+            fingerprint=fingerprint,
         )
         try:
             with self._session() as session, session.begin():
                 session.add(job)
         except IntegrityError:  # the same key submitted at the same moment: that job
-            existing = self.by_key(idempotency_key) if idempotency_key is not None else None
+            existing = self.by_key(idempotency_key, owner) if idempotency_key is not None else None
             if existing is None:
                 raise
             return existing, False
@@ -133,24 +163,34 @@ class JobStore:
         with self._session() as session:
             return session.get(Job, job_id)
 
-    def by_key(self, key: str) -> Job | None:
+    def by_key(self, key: str, owner: str = "") -> Job | None:
         with self._session() as session:
-            return session.scalars(select(Job).where(Job.idempotency_key == key)).first()
+            return session.scalars(select(Job).where(Job.idempotency_key == key, Job.owner == owner)).first()
 
-    def list(self, status: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[Job], int]:
-        """Jobs newest first (of ``status`` if given) and how many there are in all."""
+    def list(
+        self, status: str | None = None, limit: int = 50, offset: int = 0, owner: str | None = None
+    ) -> tuple[list[Job], int]:
+        """Jobs newest first (of ``status`` and ``owner`` if given) and how many there are in all."""
         with self._session() as session:
             query = select(Job)
             count = select(func.count()).select_from(Job)
             if status is not None:
                 query = query.where(Job.status == status)
                 count = count.where(Job.status == status)
+            if owner is not None:
+                query = query.where(Job.owner == owner)
+                count = count.where(Job.owner == owner)
             jobs = session.scalars(query.order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit))
             return list(jobs), session.scalar(count) or 0
 
-    def count(self, status: str) -> int:
+    def count(self, status: str | tuple[str, ...], owner: str | None = None) -> int:
+        """How many jobs have ``status`` (one or several), of ``owner`` if given."""
+        statuses = (status,) if isinstance(status, str) else status
+        query = select(func.count()).select_from(Job).where(Job.status.in_(statuses))
+        if owner is not None:
+            query = query.where(Job.owner == owner)
         with self._session() as session:
-            return session.scalar(select(func.count()).select_from(Job).where(Job.status == status)) or 0
+            return session.scalar(query) or 0
 
     def position(self, job: Job) -> int | None:
         """1 for the next queued job to run, 2 for the one after...; ``None`` unless queued."""
@@ -178,8 +218,12 @@ class JobStore:
 
     # -- the worker's side -----------------------------------------------------------------------
 
-    def claim_next(self) -> Job | None:
-        """Mark the oldest queued job running (attempts + 1) and return it; ``None`` if none is queued."""
+    def claim_next(self, worker: str = "") -> Job | None:
+        """Mark the oldest queued job running (attempts + 1) by ``worker`` and return it; ``None`` if none.
+
+        The claim is one conditional UPDATE, so several workers (threads or processes on one database)
+        never run the same job.
+        """
         while True:
             with self._session() as session, session.begin():
                 job = session.scalars(
@@ -191,7 +235,12 @@ class JobStore:
                     update(Job)
                     .where(Job.id == job.id, Job.status == "queued")
                     .values(
-                        status="running", started_at=time.time(), attempts=Job.attempts + 1, step=0, total=0
+                        status="running",
+                        started_at=time.time(),
+                        attempts=Job.attempts + 1,
+                        step=0,
+                        total=0,
+                        claimed_by=worker,
                     )
                 ).rowcount
             if claimed:
@@ -235,10 +284,15 @@ class JobStore:
             )
         return self.get(job_id)
 
-    def recover(self) -> list[str]:
-        """After a restart: jobs found ``running`` are re-queued once, then failed; returns their ids."""
+    def recover(self, worker: str = "") -> list[str]:
+        """After a restart of ``worker``: its jobs found ``running`` are re-queued once, then failed.
+
+        Only the jobs this worker claimed (or claimed by no name): another server's worker on the same
+        database is running its own. Returns the ids.
+        """
         with self._session() as session, session.begin():
-            running = list(session.scalars(select(Job).where(Job.status == "running")))
+            mine = (Job.claimed_by == worker) | Job.claimed_by.is_(None)
+            running = list(session.scalars(select(Job).where(Job.status == "running", mine)))
             for job in running:
                 if job.cancel_requested:
                     job.status, job.finished_at = "cancelled", time.time()

@@ -40,10 +40,15 @@ class Worker:
         jobs_dir: where each job's files go (``<jobs_dir>/<id>/``).
         load_model: called once on the worker thread; returns the model passed to every generate and
             edit job (avatar jobs load their own checkpoint).
+        name: this worker's name in the store (``claimed_by``); workers sharing a database need
+            distinct names, since a restart re-queues only its own worker's running jobs.
     """
 
-    def __init__(self, store: JobStore, jobs_dir: Path, load_model: Callable[[], Any]) -> None:
+    def __init__(
+        self, store: JobStore, jobs_dir: Path, load_model: Callable[[], Any], name: str = ""
+    ) -> None:
         self.store = store
+        self.name = name
         self.jobs_dir = Path(jobs_dir)
         self.load_model = load_model
         self.model: Any = None
@@ -73,7 +78,7 @@ class Worker:
             log.exception("loading the model failed")
             self.model_error = f"loading the model failed: {error}"
         while not self.stopping.is_set():
-            job = self.store.claim_next()
+            job = self.store.claim_next(self.name)
             if job is None:
                 self.wake.wait(1.0)
                 self.wake.clear()
