@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 
 _SRGB_TO_XYZ = np.array(
@@ -29,12 +30,15 @@ def _linear_lut() -> np.ndarray:
 
 
 _LINEAR = _linear_lut()
+_LINEAR3 = np.repeat(_LINEAR[:, None], 3, axis=1).reshape(256, 1, 3)  # cv2.LUT's table for 3 channels
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """uint8 sRGB ``(..., 3)`` (or floats in [0, 1]) to float32 CIELAB ``(..., 3)`` (L in [0, 100])."""
     if rgb.dtype == np.uint8:
-        channels = [_LINEAR[rgb[..., i]] for i in range(3)]
+        # One cv2.LUT pass over the interleaved channels: the same table, ~6x faster than fancy indexing.
+        linear = cv2.LUT(rgb.reshape(-1, 1, 3), _LINEAR3).reshape(rgb.shape)
+        channels = [linear[..., i] for i in range(3)]
     else:
         c = np.asarray(rgb, np.float32)
         linear = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92).astype(np.float32)
@@ -60,6 +64,20 @@ _COS6, _SIN6 = math.cos(math.radians(6.0)), math.sin(math.radians(6.0))
 _COS63, _SIN63 = math.cos(math.radians(63.0)), math.sin(math.radians(63.0))
 _H275, _INV25, _DEG30 = math.radians(275.0), 1.0 / math.radians(25.0), math.radians(30.0)
 _25_7 = 25.0**7
+# hd^2 beyond which the hue-rotation term cannot change CIEDE2000, per float type (see ciede2000)
+_FAR_HUE = {np.dtype(np.float32): 20.0, np.dtype(np.float64): 45.0}
+
+
+def _hue(b: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``arctan2(b, a) % 2 pi`` bit for bit, without numpy's float remainder (~30 ns per element).
+
+    ``arctan2`` lies in [-pi, pi], so the remainder is ``h + 2 pi`` (in the array's float type) for
+    ``h < 0`` and ``h`` otherwise, with -0.0 turned into +0.0 as the remainder does (``h + 0.0``).
+    Arithmetic on the comparison, not ``np.where`` or a masked ufunc (both several times slower).
+    """
+    h = np.arctan2(b, a)
+    h += (h < 0) * h.dtype.type(2 * np.pi)  # + 0.0 elsewhere, which also turns -0.0 into +0.0
+    return h
 
 
 def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
@@ -82,12 +100,16 @@ def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     c1p = np.sqrt(a1p * a1p + b1 * b1)
     c2p = np.sqrt(a2p * a2p + b2 * b2)
     two_pi = 2 * np.pi
-    h1p = np.arctan2(b1, a1p) % two_pi
-    h2p = np.arctan2(b2, a2p) % two_pi
+    two_pi32 = np.dtype(dtype).type(two_pi)  # what two_pi becomes in arithmetic with the arrays
+    h1p = _hue(b1, a1p)
+    h2p = _hue(b2, a2p)
     prod = c1p * c2p
     chroma0 = prod == 0
     dh = h2p - h1p
-    dh = np.where(dh > np.pi, dh - two_pi, np.where(dh < -np.pi, dh + two_pi, dh))
+    # dh - 2 pi where dh > pi, dh + 2 pi where dh < -pi: masks from dh before either step changes it;
+    # subtracting or adding 0.0 elsewhere changes nothing but the sign of a zero, which no later step
+    # can see (it only enters sin(dh / 2), then squares and products with a non-negative sum).
+    dh = dh - (dh > np.pi) * two_pi32 + (dh < -np.pi) * two_pi32
     dh[chroma0] = 0.0
     d_l = L2 - L1
     d_c = c2p - c1p
@@ -96,7 +118,8 @@ def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     c_barp = (c1p + c2p) * 0.5
     h_sum = h1p + h2p
     far = np.abs(h1p - h2p) > np.pi
-    h_bar = np.where(far, np.where(h_sum < two_pi, h_sum + two_pi, h_sum - two_pi), h_sum) * 0.5
+    below = h_sum < two_pi
+    h_bar = (h_sum + (far & below) * two_pi32 - (far & ~below) * two_pi32) * 0.5
     h_bar = np.where(chroma0, h_sum, h_bar)
     ch, sh = np.cos(h_bar), np.sin(h_bar)
     c2h = 2 * ch * ch - 1
@@ -113,7 +136,17 @@ def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
         - 0.20 * (c4h * _COS63 + s4h * _SIN63)
     )
     hd = (h_bar - _H275) * _INV25
-    d_theta = _DEG30 * np.exp(-hd * hd)
+    hd2 = hd * hd
+    # Where hd^2 > limit (hue far from 275 degrees: about half of all pixels) d_theta is set to 0.
+    # Computed, it is tiny, and exp, sin and products then run into subnormal floats, ~10x slower on
+    # x86. It changes no result. float32: |r_t| <= 2 sin(2 * 0.53 exp(-20)) < 5e-9, so the rotation
+    # term |r_t tc th| <= |r_t| (tc^2 + th^2) / 2 < 2^-25 S with S = tl^2 + tc^2 + th^2: less than half
+    # a unit in the last place of S, so S + r_t tc th rounds to S, as S + 0 does (float64: exp(-45),
+    # |r_t| < 7e-20, below 2^-54 S).
+    limit = _FAR_HUE.get(np.dtype(dtype), np.inf)
+    far_hue = hd2 > limit
+    d_theta = _DEG30 * np.exp(-np.minimum(hd2, limit))
+    d_theta[far_hue] = 0.0
     cp2 = c_barp * c_barp
     cp7 = cp2 * cp2 * cp2 * c_barp
     r_c = 2.0 * np.sqrt(cp7 / (cp7 + _25_7))
@@ -124,6 +157,9 @@ def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     r_t = -np.sin(2.0 * d_theta) * r_c
     tl, tc, th = d_l / s_l, d_c / s_c, d_h / s_h
     return np.sqrt(np.maximum(tl * tl + tc * tc + th * th + r_t * tc * th, 0.0)).astype(dtype, copy=False)
+
+
+_BLOCK = 1 << 15
 
 
 def delta_e_map(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
@@ -137,7 +173,14 @@ def delta_e_map(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) 
     if region is not None:
         todo &= region
     if todo.any():
-        out[todo] = ciede2000(rgb_to_lab(a[todo]), rgb_to_lab(b[todo]))
+        pa, pb = a[todo], b[todo]
+        values = np.empty(len(pa), np.float32)
+        # Blocks of _BLOCK pixels: the ~50 float32 temporaries of CIEDE2000 then stay in the CPU cache
+        # instead of streaming whole-clip arrays through memory (~2x faster; elementwise, so the same bits).
+        for start in range(0, len(pa), _BLOCK):
+            stop = start + _BLOCK
+            values[start:stop] = ciede2000(rgb_to_lab(pa[start:stop]), rgb_to_lab(pb[start:stop]))
+        out[todo] = values
     return out
 
 

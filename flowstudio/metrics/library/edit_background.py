@@ -10,6 +10,7 @@ import numpy as np
 
 from flowstudio.bench.metrics import color, pixel
 from flowstudio.metrics.inputs import Inputs
+from flowstudio.metrics.library._shared import ssim_maps
 from flowstudio.metrics.registry import Skip, Value, metric
 
 EDIT = ("edit",)
@@ -46,7 +47,8 @@ def bg_psnr(x: Inputs) -> Value:
     needs=NEEDS,
 )
 def bg_ssim(x: Inputs) -> Value:
-    return _or_skip(pixel.ssim(x["output"], x["source"], erode(x["kept_region"], pixel.SSIM_BORDER)))
+    maps = ssim_maps(x, "source")
+    return _or_skip(pixel.ssim_from_maps(maps, erode(x["kept_region"], pixel.SSIM_BORDER)))
 
 
 @metric(

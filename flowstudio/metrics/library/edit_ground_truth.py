@@ -7,6 +7,7 @@ from typing import Any
 
 from flowstudio.bench.metrics import color, pixel
 from flowstudio.metrics.inputs import Inputs
+from flowstudio.metrics.library._shared import ssim_maps
 from flowstudio.metrics.registry import Skip, Value, metric
 
 EDIT = ("edit",)
@@ -18,7 +19,7 @@ def _error(x: Inputs) -> Any:
 
 
 def _ssim(x: Inputs) -> Any:
-    return x.cached("gt_ssim_maps", lambda: pixel.ssim_maps(x["output"], x["truth"]))
+    return ssim_maps(x, "truth")
 
 
 def _or_skip(value: float | None, reason: str) -> Value:
