@@ -3,6 +3,7 @@
 All terms are means over the frames whose weight is 1 (sink frames have weight 0):
 
 * ``L_video  = sum_f w_f ||v_pred - v||^2 / (sum_f w_f * C H W)``             flow-matching velocity MSE
+  (optionally with per-pixel weights, e.g. on the mouth region)
 * ``L_struct = same on the structure velocity``
 * ``L_flame  = 3D keypoint / pose consistency of the *predicted clean* structure
   ``x0 = x_sigma - sigma v_pred`` against the ground truth: L2 over keypoints plus L1 over pose,
@@ -32,9 +33,20 @@ def _weighted_mean(err: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return (err * weight).sum() / weight.sum().clamp_min(1.0)
 
 
-def video_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``L_video``: velocity MSE over ``(B, C, F, H, W)`` with per-frame ``weight`` ``(B, F)``."""
-    per_frame = (pred.float() - target.float()).pow(2).mean(dim=(1, 3, 4))
+def video_loss(
+    pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, pixel_weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``L_video``: velocity MSE over ``(B, C, F, H, W)`` with per-frame ``weight`` ``(B, F)``.
+
+    ``pixel_weight`` ``(B, H, W)`` (optional) weights latent pixels within each frame (a weighted mean,
+    so the loss keeps its scale): the toy's mouth is ~0.5% of the frame, and an unweighted MSE gives
+    the model almost no reason to draw it right (``train.mouth_weight``)."""
+    err = (pred.float() - target.float()).pow(2).mean(dim=1)  # (B, F, H, W)
+    if pixel_weight is None:
+        per_frame = err.mean(dim=(2, 3))
+    else:
+        w = pixel_weight.float()[:, None]
+        per_frame = (err * w).sum(dim=(2, 3)) / w.sum(dim=(2, 3)).clamp_min(1e-8)
     return _weighted_mean(per_frame, weight)
 
 

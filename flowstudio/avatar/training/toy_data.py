@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from flowstudio.avatar.model.audio import make_extractor
@@ -37,10 +38,12 @@ class TalkingShapesDataset:
         size: int,
         seed: int = 0,
         codec: ToyCodec | None = None,
+        mouth_region: bool = False,
     ) -> None:
         if size < 1:
             raise InputError(f"dataset_size must be >= 1, got {size}")
         self.config, self.size, self.seed = config, size, seed
+        self.mouth_region = mouth_region  # items also get "mouth": where the mouth is, per latent pixel
         self.codec = codec or ToyCodec.for_config(config)
         if self.codec.channels != config.video_input.latent_channels:
             raise InputError(
@@ -103,7 +106,10 @@ class TalkingShapesDataset:
         if features.shape[0] < rows_a:  # the extractor drops a partial last hop: repeat the last row
             features = torch.cat([features, features[-1:].expand(rows_a - features.shape[0], -1)])
         audio = torch.cat([torch.zeros(sink_a, features.shape[1]), features[:rows_a].float()])
-        return {"video": video.float(), "struct": struct, "audio": audio}
+        item = {"video": video.float(), "struct": struct, "audio": audio}
+        if self.mouth_region:
+            item["mouth"] = mouth_region(clip.frames[: self.num_frames], tuple(video.shape[-2:]))
+        return item
 
     def raw_structure(self, index: int) -> torch.Tensor:
         """Ground-truth structure rows of item ``index`` (no sink), un-normalised, ``(S, C_s)``."""
@@ -131,3 +137,19 @@ def structure_statistics(
     mean = rows.mean(0)
     std = rows.std(0).clamp_min(0.01)
     return tuple(round(float(v), 6) for v in mean), tuple(round(float(v), 6) for v in std)
+
+
+def mouth_region(frames: np.ndarray, latent_size: tuple[int, int], dilate_px: int = 2) -> torch.Tensor:
+    """Latent pixels ``(h, w)`` (0/1 float) over which the clip's mouth interior shows at any frame,
+    dilated by ``dilate_px`` pixels first (the lips around it, and the head's small motion); all zeros
+    for a clip whose mouth never opens. Read from the pixels with the world's analytic mouth mask."""
+    import cv2
+
+    from flowstudio.worlds.faces import mouth_interior_mask
+
+    seen = (mouth_interior_mask(frames).max(axis=0) > 0.3).astype(np.uint8)
+    if dilate_px > 0:
+        seen = cv2.dilate(seen, np.ones((2 * dilate_px + 1, 2 * dilate_px + 1), np.uint8))
+    h, w = latent_size
+    pooled = torch.from_numpy(seen).float()[None, None]
+    return torch.nn.functional.adaptive_max_pool2d(pooled, (h, w))[0, 0]

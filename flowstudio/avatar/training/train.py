@@ -67,6 +67,9 @@ class TrainConfig:
     # the previous phase's final folder (phase 4 starts from phase 2): see training/handoff.py. Only a
     # fresh run reads it; a resumed run continues from its own checkpoint.
     init_from: str | None = None
+    # extra weight of the mouth region's latent pixels in L_video (0: off; talkingshapes only): the
+    # toy's mouth is ~0.5% of the frame, so an unweighted MSE barely asks for lip motion
+    mouth_weight: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -128,7 +131,8 @@ def make_dataset(model_config: DualForceConfig, train_config: TrainConfig):
         from flowstudio.avatar.training.toy_data import TalkingShapesDataset
 
         return TalkingShapesDataset(
-            model_config, train_config.num_chunks, train_config.dataset_size, train_config.dataset_seed
+            model_config, train_config.num_chunks, train_config.dataset_size, train_config.dataset_seed,
+            mouth_region=train_config.mouth_weight > 0,
         )
     return SyntheticTalkingDataset(
         model_config, train_config.num_chunks, train_config.dataset_size, train_config.dataset_seed
@@ -141,6 +145,7 @@ def training_step(
     layout: BlockLayout,
     generator: torch.Generator,
     config: DualForceConfig | None = None,
+    mouth_weight: float = 0.0,
 ) -> LossTerms:
     """Noise a batch frame by frame, predict velocities, and weight the loss terms.
 
@@ -160,9 +165,12 @@ def training_step(
     v_video, v_struct = model(inputs)
     struct_x0 = x0_from_velocity(noised.struct, noised.struct_sigma[:, :, None], v_struct)
     video_x0 = x0_from_velocity(noised.video, noised.video_sigma[:, None, :, None, None], v_video)
+    pixel_weight = None
+    if mouth_weight > 0 and "mouth" in batch:  # (B, h, w): 1 everywhere, 1 + mouth_weight on the mouth
+        pixel_weight = 1.0 + mouth_weight * batch["mouth"]
     return total_loss(
         cfg.loss,
-        video=video_loss(v_video, noised.video_target, noised.video_weight),
+        video=video_loss(v_video, noised.video_target, noised.video_weight, pixel_weight),
         struct=struct_loss(v_struct, noised.struct_target, noised.struct_weight),
         # the FLAME-style term measures keypoints in the world's units, not the tower's normalised scale
         flame=flame_loss(
@@ -229,7 +237,8 @@ def train(
         if trainer.accelerator.num_processes > 1:  # each process noises its own rows: its own stream
             g = torch.Generator().manual_seed(g.initial_seed() * 64 + trainer.accelerator.process_index)
         data = {k: v.to(trainer.device) for k, v in batch["data"].items()}
-        return training_step(module, data, dataset.layout, g, model_config).__dict__
+        terms = training_step(module, data, dataset.layout, g, model_config, train_config.mouth_weight)
+        return terms.__dict__
 
     records: list[dict[str, float]] = []
 
