@@ -4,9 +4,12 @@
   inputs.
 * **KV-cache consistency** - the same inputs run (a) as one full-sequence block-causal forward and (b)
   chunk by chunk against the cache (sink committed first, each chunk committed after its call, the
-  rolling window evicting old chunks) give the same velocities for every chunk, for the video tower,
-  the structure tower and therefore the bridge between them (a ``bridge=none`` run isolates the
-  towers). Tolerance 1e-4 in float32.
+  rolling window evicting old chunks and re-rotating the kept keys) give the same velocities for
+  every chunk, for the video tower, the structure tower and therefore the bridge between them (a
+  ``bridge=none`` run isolates the towers). (a) runs in the cache's window-relative layout
+  (``window_positions=True``: every block sees the sink at 0 and its window from position 1),
+  computed another way (the sink's keys rotated forward instead of the window's rotated back).
+  Tolerance 1e-4 in float32.
 * **Parameter count / memory** - models are built on the meta device (no memory, no init), counted
   per component, and memory is estimated for bf16 weights, AdamW training state and the KV cache of
   a streaming window at the config's resolution.
@@ -103,17 +106,22 @@ def check_cache_consistency(
     For every chunk: (1) a denoising call (fresh latents, another sigma, ``commit=False``) against the
     cache must equal the full forward of ``[committed past, that noisy chunk]``; (2) the clean pass
     (``commit=True``) must equal the rows of one full forward over all chunks. Old chunks are evicted
-    by the rolling window on the way.
+    by the rolling window on the way (and the kept keys re-rotated); the full forwards run in the
+    same window-relative layout (``window_positions=True``).
     """
     model = model.float().eval()
     inputs = random_inputs(model, num_chunks, generator=torch.Generator().manual_seed(seed))
-    full_v, full_s = model(inputs)
+    full_v, full_s = model(inputs, window_positions=True)
     cache = model.new_cache()
     generator = torch.Generator().manual_seed(seed + 1)
     worst_v = worst_s = 0.0
 
-    def compare(out: tuple[torch.Tensor, torch.Tensor], ref: tuple[torch.Tensor, torch.Tensor],
-                ref_inputs: DualForceInputs, block: int) -> None:
+    def compare(
+        out: tuple[torch.Tensor, torch.Tensor],
+        ref: tuple[torch.Tensor, torch.Tensor],
+        ref_inputs: DualForceInputs,
+        block: int,
+    ) -> None:
         nonlocal worst_v, worst_s
         v_rows = torch.nonzero(ref_inputs.layout.video_ids == block).squeeze(1)
         s_rows = torch.nonzero(ref_inputs.layout.struct_ids == block).squeeze(1)
@@ -125,7 +133,7 @@ def check_cache_consistency(
         if block:  # a denoising call at another noise level reads the cache and must not change it
             noisy = _renoised(part, generator)
             prefix = _replace_block(inputs.select(0, block + 1), noisy, block)
-            compare(model(noisy, cache=cache), model(prefix), prefix, block)
+            compare(model(noisy, cache=cache), model(prefix, window_positions=True), prefix, block)
         compare(model(part, cache=cache, commit=True), (full_v, full_s), inputs, block)  # clean pass commits
     window = model.config.forcing.window_chunks
     evicted = bool(window is not None and cache.video.block_ids.unique().numel() < num_chunks + 1)

@@ -10,7 +10,10 @@ own code)::
     yield the chunk                                                   # the window rolls, the sink stays
 
 Before the first chunk, the sink (clean reference latent, structure sink, null audio token) is
-committed once. Profiling goes through ``callback(info)``, never through flags in the loop.
+committed once. When a chunk leaves the window the cache re-rotates the keys it keeps to
+window-relative positions (:mod:`flowstudio.avatar.model.kv_cache`), so a stream has no length limit
+and its memory and per-chunk time stay flat. Profiling goes through ``callback(info)``, never through
+flags in the loop.
 """
 
 from __future__ import annotations
@@ -115,7 +118,8 @@ def stream_latents(
         model(_inputs(layout, x_v, 0.0, x_s, 0.0, audio_c, reference), cache=cache, commit=True)  # 4. commit
         if callback is not None:
             took = time.perf_counter() - start
-            callback({"chunk": c, "seconds": took, "cache_tokens": cache.video.num_tokens})
+            info = {"chunk": c, "seconds": took, "cache_tokens": cache.video.num_tokens}
+            callback({**info, "cache_bytes": cache.nbytes(), "position_shift": cache.video.shift})
         yield Chunk(c, x_v, x_s, float(span.seconds[1]))
 
 

@@ -9,7 +9,9 @@ interleaved streams, each with its own cache:
 
 * :class:`CausalSelfAttnProcessor` - Wan's projections, RMS q/k norm and rotary embedding, then
   attention over ``[cached K/V of committed blocks, current K/V]`` under :func:`block_causal_mask`;
-  with ``call.commit`` it stages the current (post-rotary) K/V in the cache.
+  with ``call.commit`` it stages the current (post-rotary) K/V in the cache. A full-sequence call
+  with ``call.sink_rotations`` attends in the streaming cache's window-relative layout
+  (:func:`window_relative_attention`).
 * :class:`AlignedCrossAttnProcessor` - audio cross-attention where every token sees only the audio
   tokens of its own block (:func:`same_block_mask`): a chunk hears exactly its own time span.
 
@@ -25,7 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from flowstudio.avatar.model.kv_cache import SINK_BLOCK, KVCache
-from flowstudio.wan_attention import project_qkv
+from flowstudio.wan_attention import apply_rotary, project_qkv
+
+#: ``((block, (cos, sin)), ...)``: per query block, the rotation that moves the sink's keys forward.
+SinkRotations = tuple[tuple[int, tuple[torch.Tensor, torch.Tensor]], ...]
 
 
 def block_causal_mask(
@@ -98,6 +103,39 @@ def cached_attention(
     return masked_attention(query, all_k, all_v, mask)
 
 
+def window_relative_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    *,
+    ids: torch.Tensor,
+    window: int | None,
+    keep_sink: bool,
+    sink_rotations: SinkRotations,
+) -> torch.Tensor:
+    """Full-sequence block-causal self-attention in the streaming cache's window-relative layout.
+
+    ``query`` / ``key`` / ``value``: ``(B, L, heads, hd)`` of all tokens, rotated at absolute
+    positions; ``ids``: ``(L,)`` block ids. In the streaming cache a query block whose window starts
+    at block ``b > 1`` sees its window and itself moved back by ``s`` positions while the sink stays at
+    0 (:mod:`flowstudio.avatar.model.kv_cache`). RoPE scores depend on ``p_q - p_k`` only, so that is the
+    same as leaving every non-sink token where it is and moving the sink's keys *forward* by ``s``:
+    ``sink_rotations`` holds that rotation for each such block; the other blocks attend exactly as in
+    the absolute layout. A second computation of the same attention, used as the full-recompute
+    reference of the cache (:func:`flowstudio.avatar.evaluation.verify.check_cache_consistency`).
+    Returns ``(B, L, heads * hd)``.
+    """
+    mask = block_causal_mask(ids, ids, window, keep_sink).to(query.device)
+    out = masked_attention(query, key, value, mask)
+    sink = torch.nonzero(ids == SINK_BLOCK).squeeze(1).to(key.device)
+    for block, (cos, sin) in sink_rotations:
+        rows = (ids == block).to(query.device)
+        moved = key.clone()
+        moved[:, sink] = apply_rotary(key[:, sink], cos.to(key.device), sin.to(key.device))
+        out[:, rows] = masked_attention(query[:, rows], moved, value, mask[rows])
+    return out
+
+
 @dataclass(frozen=True)
 class AttentionCall:
     """What a tower's processors need for one forward call, passed to them as ``call=``.
@@ -112,6 +150,9 @@ class AttentionCall:
         cache: the tower's self-attention cache (owned by the caller), or ``None`` for a
             full-sequence forward.
         commit: stage current K/V in ``cache``.
+        sink_rotations: for a full-sequence forward in window-relative positions (no cache), the
+            sink rotation of every query block whose window has rolled
+            (:func:`window_relative_attention`); empty: absolute positions.
     """
 
     q_ids: torch.Tensor
@@ -120,6 +161,7 @@ class AttentionCall:
     keep_sink: bool = True
     cache: KVCache | None = None
     commit: bool = False
+    sink_rotations: SinkRotations = ()
 
 
 def _need_call(call: AttentionCall | None) -> AttentionCall:
@@ -151,18 +193,31 @@ class CausalSelfAttnProcessor:
     ) -> torch.Tensor:
         call = _need_call(call)
         query, key, value = project_qkv(attn, hidden_states, rotary_emb=rotary_emb)
-        out = cached_attention(
-            query,
-            key,
-            value,
-            q_ids=call.q_ids,
-            k_ids=call.q_ids,
-            window=call.window,
-            cache=call.cache,
-            layer=self.layer,
-            commit=call.commit,
-            keep_sink=call.keep_sink,
-        )
+        if call.sink_rotations:
+            if call.cache is not None:
+                raise ValueError("sink_rotations are for full-sequence calls; a cache holds its own layout")
+            out = window_relative_attention(
+                query,
+                key,
+                value,
+                ids=call.q_ids,
+                window=call.window,
+                keep_sink=call.keep_sink,
+                sink_rotations=call.sink_rotations,
+            )
+        else:
+            out = cached_attention(
+                query,
+                key,
+                value,
+                q_ids=call.q_ids,
+                k_ids=call.q_ids,
+                window=call.window,
+                cache=call.cache,
+                layer=self.layer,
+                commit=call.commit,
+                keep_sink=call.keep_sink,
+            )
         out = attn.to_out[0](out.type_as(query))
         return attn.to_out[1](out)
 

@@ -38,7 +38,10 @@ class TowerConfig:
         patch_size: ``(t, h, w)`` patch of the video tower; ``(1, 1, 1)`` for the structure tower.
         freq_dim: sinusoidal timestep embedding width.
         eps: norm epsilon.
-        rope_max_positions: longest temporal RoPE position (frames); streaming beyond it raises.
+        rope_max_positions: rotary table length in temporal positions (frames); a position beyond it
+            raises. Streams with a window stay far below it (the cache keeps window-relative
+            positions, at most ``1 + (window + 1) x`` a chunk's frames); full-sequence calls
+            (training) use absolute positions.
     """
 
     dim: int

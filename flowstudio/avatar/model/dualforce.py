@@ -4,7 +4,9 @@
 (flow matching, ``v = noise - x0``) for training (full sequence, block-causal masks), for denoising a
 chunk against a cache (``cache``, ``commit=False``) and for the clean pass that writes the cache
 (``commit=True``). Both calls are the same code: a cached chunk call equals the rows of the
-full-sequence call (checked by :mod:`flowstudio.avatar.evaluation.verify`).
+full-sequence call in the cache's window-relative layout (``window_positions=True``; checked by
+:mod:`flowstudio.avatar.evaluation.verify`), and the rows of the plain (absolute-position, training)
+full-sequence call as long as no block has left the window.
 
 Weights are saved as ``config.json`` (the :class:`DualForceConfig`) + ``model.safetensors``; loading
 builds the model from the saved config only.
@@ -20,13 +22,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from flowstudio.avatar.model.attention import AttentionCall
+from flowstudio.avatar.model.attention import AttentionCall, SinkRotations
 from flowstudio.avatar.model.audio import AudioConditioningModule
 from flowstudio.avatar.model.bridge import Bridge
 from flowstudio.avatar.model.config import DualForceConfig
 from flowstudio.avatar.model.kv_cache import SINK_BLOCK, DualForceCache
 from flowstudio.avatar.model.rates import BlockLayout, TokenRates
-from flowstudio.avatar.model.towers import StructureTower, VideoTower
+from flowstudio.avatar.model.towers import StructureTower, Tower, VideoTower, temporal_rotation
 from flowstudio.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -143,27 +145,50 @@ class DualForceModel(nn.Module):
         struct_other = inputs.video_sigma.to(match.dtype) @ (match / match.sum(0).clamp_min(1))
         return video_other, struct_other
 
+    def _sink_rotations(self, tower: Tower, ids: torch.Tensor, modality: int) -> SinkRotations:
+        """Per query block of ``ids`` whose window has rolled, the rotation moving the sink forward by
+        that block's window shift (``modality`` 0: video positions, 1: structure positions)."""
+        window = self.config.forcing.window_chunks
+        shifts = {int(b): self.rates.window_shift(int(b), window)[modality] for b in ids.unique()}
+        return tuple((b, temporal_rotation(tower.rope, s)) for b, s in sorted(shifts.items()) if s)
+
     def forward(
-        self, inputs: DualForceInputs, cache: DualForceCache | None = None, commit: bool = False
+        self,
+        inputs: DualForceInputs,
+        cache: DualForceCache | None = None,
+        commit: bool = False,
+        *,
+        window_positions: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Velocities ``(v_video (B, C_lat, F, H, W), v_struct (B, S, C_s))``.
 
-        Without ``cache``: full-sequence forward with block-causal masks. With ``cache``: attend to the
-        committed blocks plus the current tokens; ``commit=True`` stages and commits the current K/V.
+        Without ``cache``: full-sequence forward with block-causal masks, at the layout's absolute
+        positions (training), or with ``window_positions=True`` in the streaming cache's layout (every
+        block sees the sink at 0 and its window from position 1). With ``cache``: attend to the
+        committed blocks plus the current tokens, embedded at ``absolute - cache shift`` (the cache's
+        window-relative positions, :mod:`~flowstudio.avatar.model.kv_cache`); ``commit=True`` stages and
+        commits the current K/V (re-rotating the kept keys when blocks leave the window).
 
         The cache belongs to the caller (one per stream, from :meth:`new_cache`); the model keeps no
         per-call or per-stream state, so one model can serve interleaved streams, each passing its own.
         """
         if commit and cache is None:
             raise ValueError("commit=True needs a cache")
+        if window_positions and cache is not None:
+            raise ValueError("window_positions is for full-sequence calls; a cache holds its own layout")
         window = self.config.forcing.window_chunks
         keep_sink = self.config.forcing.reference_sink
         layout = inputs.layout
-        tokens_v, grid, rot_v = self.video.embed(self._video_input(inputs), layout.video_pos)
+        # Positions of this call: a cache has moved its keys back by `shift`; the sink stays at 0.
+        pos_v, pos_s = layout.video_pos, layout.struct_pos
+        if cache is not None:
+            pos_v = torch.where(layout.video_ids == SINK_BLOCK, pos_v, pos_v - cache.video.shift)
+            pos_s = torch.where(layout.struct_ids == SINK_BLOCK, pos_s, pos_s - cache.struct.shift)
+        tokens_v, grid, rot_v = self.video.embed(self._video_input(inputs), pos_v)
         per_frame = grid[1] * grid[2]
         ids_v = layout.video_ids.repeat_interleave(per_frame).to(tokens_v.device)
         ids_s = layout.struct_ids.to(tokens_v.device)
-        tokens_s, rot_s = self.struct.embed(inputs.struct, ids_s, layout.struct_pos)
+        tokens_s, rot_s = self.struct.embed(inputs.struct, ids_s, pos_s)
         ctx_v, ctx_s = self.audio(inputs.audio, layout.audio_ids)
         other_v, other_s = self._cross_sigmas(inputs)
         emb_v, mod_v = self.video.time(
@@ -172,9 +197,15 @@ class DualForceModel(nn.Module):
         emb_s, mod_s = self.struct.time(inputs.struct_sigma, other_s)
 
         audio_ids = layout.audio_ids.to(tokens_v.device)
+        turn_v = self._sink_rotations(self.video, layout.video_ids, 0) if window_positions else ()
+        turn_s = self._sink_rotations(self.struct, layout.struct_ids, 1) if window_positions else ()
         # Per-call attention inputs, handed to every block: nothing is stored on the towers.
-        call_v = AttentionCall(ids_v, audio_ids, window, keep_sink, cache.video if cache else None, commit)
-        call_s = AttentionCall(ids_s, audio_ids, window, keep_sink, cache.struct if cache else None, commit)
+        call_v = AttentionCall(
+            ids_v, audio_ids, window, keep_sink, cache.video if cache else None, commit, turn_v
+        )
+        call_s = AttentionCall(
+            ids_s, audio_ids, window, keep_sink, cache.struct if cache else None, commit, turn_s
+        )
         for i in range(max(len(self.video.blocks), len(self.struct.blocks))):
             if i < len(self.video.blocks):
                 tokens_v = self.video.block(i, tokens_v, ctx_v, mod_v, rot_v, call_v)
@@ -196,7 +227,14 @@ class DualForceModel(nn.Module):
         v_video = self.video.unpatchify(self.video.head(tokens_v, emb_v), grid)
         v_struct = self.struct.head(tokens_s, emb_s)
         if commit and cache is not None:
-            cache.commit(ids_v.cpu(), ids_s.cpu())
+            cache.commit(
+                ids_v.cpu(),
+                ids_s.cpu(),
+                video_positions=pos_v.repeat_interleave(per_frame),
+                struct_positions=pos_s,
+                rerotate_video=self.video.rerotate,
+                rerotate_struct=self.struct.rerotate,
+            )
         return v_video, v_struct
 
     # ------------------------------------------------------------------------------------------

@@ -89,6 +89,18 @@ class TokenRates:
     def chunk_seconds(self) -> float:
         return float(self.frames_per_chunk / self.latent_rate)
 
+    def window_shift(self, block: int, window: int | None) -> tuple[int, int]:
+        """``(video, structure)`` positions by which block ``block``'s window is moved back in the
+        streaming cache's window-relative layout.
+
+        A query of block ``q`` sees blocks from ``max(1, q - window)`` on (besides the sink); they are
+        laid out from position 1, as chunk 0 is in a training sequence, so everything moves back by
+        the positions of the ``max(0, q - window - 1)`` chunks before them. ``window=None``: no shift.
+        """
+        gone = 0 if window is None else max(0, block - window - 1)
+        frames = gone * self.frames_per_chunk
+        return frames, frames * self.struct_per_latent
+
 
 @dataclass(frozen=True)
 class BlockLayout:

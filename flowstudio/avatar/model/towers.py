@@ -34,6 +34,7 @@ from flowstudio.avatar.model.config import TowerConfig
 from flowstudio.avatar.model.kv_cache import SINK_BLOCK
 from flowstudio.core.flow import NUM_TRAIN_TIMESTEPS
 from flowstudio.errors import InputError
+from flowstudio.wan_attention import apply_rotary
 
 
 class DualAdaLNZero(nn.Module):
@@ -92,6 +93,18 @@ def rotary_for(
         w_part = w_tab[:w].view(1, 1, w, -1).expand(frames, h, w, -1)
         out.append(torch.cat([t_part, h_part, w_part], dim=-1).reshape(1, frames * h * w, 1, -1).float())
     return out[0], out[1]
+
+
+def temporal_rotation(rope: WanRotaryPosEmbed, delta: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(cos, sin)``, each ``(1, 1, 1, head_dim)`` float32, that turn a key rotated at temporal
+    position ``p`` into the same key at ``p + delta`` (``delta`` may be negative); the spatial (h, w)
+    parts of the head are left as they are (angle 0: cos 1, sin 0, exact).
+
+    Rotations compose, ``R(delta) R(p) = R(p + delta)``, and ``R(-delta)`` is ``R(delta)`` with the
+    sine negated, so one table row of the tower's own rotary table serves both directions.
+    """
+    cos, sin = rotary_for(rope, torch.tensor([abs(delta)]), 1, 1)
+    return cos, (sin if delta >= 0 else -sin)
 
 
 def run_wan_block(
@@ -160,6 +173,12 @@ class Tower(nn.Module):
         """Run block ``index`` (``hidden``: ``(B, L, D)``, ``context``: audio tokens ``(B, A, D)``)
         with this call's mask inputs and cache ``call``."""
         return run_wan_block(self.blocks[index], hidden, context, mod, rotary, call)
+
+    def rerotate(self, keys: torch.Tensor, delta: int) -> torch.Tensor:
+        """Cached self-attention keys ``(B, L, heads, head_dim)`` moved back by ``delta`` temporal
+        positions (``R(p) k -> R(p - delta) k``): the KV cache's re-rotation on eviction."""
+        cos, sin = temporal_rotation(self.rope, -delta)
+        return apply_rotary(keys, cos.to(keys.device), sin.to(keys.device))
 
     def head(self, hidden: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         """Modulated final norm and projection, ``(B, L, D) -> (B, L, out * prod(patch))``."""
