@@ -10,7 +10,7 @@ STAMP := $(VENV)/.flowstudio-installed
 TORCH_CPU := torch==2.13.0
 OUT ?= outputs
 
-.PHONY: help venv demo test test-slow test-all bench lint format clean
+.PHONY: help venv chromium demo test test-slow test-all bench lint format clean
 
 help:
 	@echo "make demo       generate a video with the embedded model -> $(OUT)/demo/"
@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 	  echo "installing $(TORCH_CPU) (CPU wheel)"; \
 	  $(PY) -m pip install --quiet $(TORCH_CPU); \
 	fi
-	$(PY) -m pip install --quiet -e ".[dev,serve]"
+	$(PY) -m pip install --quiet -e ".[dev,serve,studio]"
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -41,8 +41,16 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m flowstudio.demo --out $(OUT)/demo
 
+# The studio's browser test (tests/test_studio_browser.py) drives Debian's chromium through Playwright
+# and fails without it: installed here once (apt-get, as root or with sudo); nothing when on PATH.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (apt-get) for the studio's browser test"; \
+	  if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
 # pytest exits 5 when it collected no test; that is a failure here, like any non-zero exit.
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest -q -ra; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest ran no test: failing"; fi; exit $$status
 

@@ -20,6 +20,7 @@ from flowstudio.checks import markup_safe
 from flowstudio.edit.cli import edit_command, estimate_memory_command
 from flowstudio.jobs.errors import cli_errors
 from flowstudio.serve.cli import serve_command
+from flowstudio.serve.studio_cli import studio_command
 from flowstudio.worlds.cli import worlds_app
 
 console = Console(stderr=True)
@@ -37,6 +38,7 @@ app.add_typer(bench_app, name="bench")
 app.command("edit")(edit_command)
 app.command("edit-memory")(estimate_memory_command)
 app.command("serve")(serve_command)
+app.command("studio")(studio_command)
 
 MODEL_ENV = "FLOWSTUDIO_MODEL"
 

@@ -1,0 +1,309 @@
+"""The studio's side of the job API: it submits to the same job store and worker as ``POST /v1/jobs``.
+
+The page (:mod:`flowstudio.serve.studio`) never runs a model itself. A submission is checked by the
+API's own :func:`~flowstudio.serve.app.validate_submission` (every problem named), queued in the
+:class:`~flowstudio.serve.store.JobStore` and run by the one :class:`~flowstudio.serve.worker.Worker`;
+so a studio job is listed by ``GET /v1/jobs`` like any other. Uploaded inputs are copied into
+``<jobs_dir>/uploads/<token>/``, the studio's input root, and the request names them there.
+
+Nothing here imports gradio: the request building and the checks are plain functions, tested alone.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flowstudio.serve.store import FINAL, JobStore
+from flowstudio.serve.worker import Worker, load_pipeline
+
+
+class StudioInputError(Exception):
+    """Bad input in the page: its message is shown in the page (never a traceback)."""
+
+
+@dataclass
+class Submitted:
+    """A queued job: its id and the API route that shows it."""
+
+    job_id: str
+
+    @property
+    def url(self) -> str:
+        return f"/v1/jobs/{self.job_id}"
+
+
+@dataclass
+class JobState:
+    """What the page shows of a job while it runs and when it ends."""
+
+    status: str
+    step: int
+    total: int
+    phase: str | None
+    error: str | None
+    position: int | None
+    files: dict[str, Path]
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL
+
+    def describe(self) -> str:
+        """One line for the page: status, progress or place in the queue."""
+        if self.status == "queued":
+            return f"queued (position {self.position})" if self.position else "queued"
+        if self.status == "running":
+            if not self.total:
+                return "running: loading"
+            return f"running: {self.phase or 'step'} {self.step}/{self.total}"
+        if self.status == "failed":
+            return f"failed: {self.error}"
+        if self.status == "cancelled":
+            return f"cancelled ({self.error})" if self.error else "cancelled"
+        return "succeeded"
+
+
+class StudioBackend:
+    """Submit, follow and cancel jobs of one store and worker (the serve app's, or the studio's own).
+
+    Args:
+        store: the job store.
+        worker: the worker that runs the store's jobs (woken on every submission).
+        jobs_dir: the jobs' folders; uploads go to ``<jobs_dir>/uploads``.
+        max_queue: queued jobs beyond which a submission is refused (as the API's 429).
+    """
+
+    def __init__(self, store: JobStore, worker: Worker, jobs_dir: Path, max_queue: int = 100) -> None:
+        self.store = store
+        self.worker = worker
+        self.jobs_dir = Path(jobs_dir).resolve()
+        self.uploads = self.jobs_dir / "uploads"
+        self.max_queue = max_queue
+
+    # -- inputs ----------------------------------------------------------------------------------
+
+    def upload_folder(self) -> Path:
+        """A new folder under the studio's input root for one submission's files."""
+        folder = self.uploads / uuid.uuid4().hex
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def keep_upload(self, path: str | Path, folder: Path, name: str) -> Path:
+        """Copy an uploaded file (gradio's temporary copy) into ``folder`` as ``name`` + its suffix."""
+        source = Path(path)
+        if not source.is_file():
+            raise StudioInputError(f"the uploaded {name} is gone ({source.name}); upload it again")
+        target = folder / f"{name}{source.suffix.lower()}"
+        shutil.copyfile(source, target)
+        return target
+
+    # -- submitting ------------------------------------------------------------------------------
+
+    @classmethod
+    def for_app(cls, app: Any, max_queue: int = 100) -> StudioBackend:
+        """The backend of a ``create_app`` app: its store, worker and jobs' folder."""
+        state = app.state
+        return cls(state.store, state.worker, state.jobs_dir, max_queue)
+
+    def submit(self, data: dict[str, Any], owner: str = "") -> Submitted:
+        """Check and queue a request (its JSON form); :class:`StudioInputError` names every problem.
+
+        ``owner``: the token name the page was logged in with (``""`` on an open server), so the job
+        is listed by ``GET /v1/jobs`` for that token.
+        """
+        from flowstudio.serve.app import ApiError, validate_submission
+
+        try:
+            request = validate_submission(data, self.uploads)
+        except ApiError as error:
+            raise StudioInputError(_problems_text(error.problems or [], error.message)) from error
+        if request.kind == "edit":
+            _check_edit_settings(request)
+        queued = self.store.count("queued")
+        if queued >= self.max_queue:
+            mean = self.store.mean_run_seconds() or 10.0
+            raise StudioInputError(
+                f"{queued} jobs are queued (the limit is {self.max_queue}); try again in {math.ceil(mean)} s"
+            )
+        dump = request.model_dump(mode="json")
+        # owner only when logged in: the store of an open server needs no owner
+        extra = {"owner": owner} if owner else {}
+        job, _ = self.store.add(request.kind, dump, **extra)
+        self.worker.wake.set()
+        return Submitted(job.id)
+
+    def state(self, job_id: str) -> JobState:
+        """The job's status, progress and (once succeeded) result files."""
+        import json
+
+        job = self.store.get(job_id)
+        if job is None:
+            raise StudioInputError(f"no job {job_id!r}")
+        files: dict[str, Path] = {}
+        if job.status == "succeeded" and job.files:
+            folder = self.jobs_dir / job.id
+            files = {name: folder / file for name, file in json.loads(job.files).items()}
+        return JobState(
+            status=job.status,
+            step=job.step,
+            total=job.total,
+            phase=job.phase,
+            error=job.error,
+            position=self.store.position(job),
+            files=files,
+        )
+
+    def cancel(self, job_id: str) -> JobState:
+        self.store.cancel(job_id)
+        return self.state(job_id)
+
+
+def standalone_backend(
+    db: str | Path, jobs_dir: str | Path | None = None, model: str | Path | None = None, max_queue: int = 100
+) -> StudioBackend:
+    """A store and a started worker of the studio's own (``flowstudio studio``): the same job layer
+    as ``flowstudio serve``, without the REST routes."""
+    if jobs_dir is None:
+        jobs_dir = Path(db).expanduser().parent / "jobs" if "://" not in str(db) else Path("flowstudio-jobs")
+    store = JobStore(db)
+    store.recover()
+    worker = Worker(store, Path(jobs_dir).resolve(), lambda: load_pipeline(model))
+    worker.start()
+    return StudioBackend(store, worker, Path(jobs_dir), max_queue)
+
+
+def _problems_text(problems: list[dict[str, str]], fallback: str) -> str:
+    if not problems:
+        return fallback
+    return "\n".join(f"- **{p['field']}**: {p['message']}" for p in problems)
+
+
+def _check_edit_settings(request: Any) -> None:
+    """Merge the preset and options now (no model is loaded), so an unvalidated preset or an option
+    out of range is named at once instead of as a failed job a while later."""
+    from flowstudio.errors import InputError
+    from flowstudio.jobs.merge import merge_edit_settings
+
+    try:
+        merge_edit_settings(
+            source_prompt=request.source_prompt,
+            target_prompt=request.target_prompt,
+            preset=request.preset,
+            **request.overrides(),
+        )
+    except InputError as error:
+        raise StudioInputError(str(error)) from error
+
+
+# -- turning the page's inputs into request fields ------------------------------------------------
+
+
+def parse_box(text: str | None) -> tuple[int, int, int, int] | None:
+    """``"x0, y0, x1, y1"`` (pixels of the source) -> a box; empty -> ``None``."""
+    if text is None or not text.strip():
+        return None
+    parts = [p for p in re.split(r"[,\s]+", text.strip().strip("()[]")) if p]
+    try:
+        values = tuple(int(float(p)) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise StudioInputError(
+            f"the box must be four whole numbers x0, y0, x1, y1 in pixels of the source, got {text!r}"
+        )
+    x0, y0, x1, y1 = values
+    if not (0 <= x0 < x1 and 0 <= y0 < y1):
+        raise StudioInputError(f"the box must have 0 <= x0 < x1 and 0 <= y0 < y1, got {text!r}")
+    return (x0, y0, x1, y1)
+
+
+def drawn_mask(editor_value: Any, size: tuple[int, int] | None = None) -> np.ndarray | None:
+    """The region drawn on the first frame (gradio ImageEditor value) as a uint8 ``(H, W)`` mask, 255
+    where any layer was painted; ``None`` when nothing was drawn. ``size`` (height, width): resize to
+    the source's size (the editor may hold a scaled copy of the frame)."""
+    if not isinstance(editor_value, dict):
+        return None
+    layers = [np.asarray(layer) for layer in editor_value.get("layers") or [] if layer is not None]
+    painted = None
+    for layer in layers:
+        if layer.ndim == 3 and layer.shape[-1] == 4:
+            hit = layer[..., 3] > 0  # the brush's alpha: painted pixels
+        elif layer.ndim == 3:
+            hit = layer.max(axis=-1) > 0
+        else:
+            hit = layer > 0
+        painted = hit if painted is None else painted | hit
+    if painted is None or not painted.any():
+        return None
+    mask = painted.astype(np.uint8) * 255
+    if size is not None and mask.shape != tuple(size):
+        from PIL import Image
+
+        mask = np.asarray(Image.fromarray(mask).resize((size[1], size[0]), Image.NEAREST))
+    return mask
+
+
+#: The page's choices of edit region.
+REGIONS = ("whole frame", "drawn mask", "box", "auto (from the prompts)")
+
+
+def edit_request_data(
+    *,
+    source: Path,
+    source_prompt: str,
+    target_prompt: str,
+    method: str,
+    preset: str | None,
+    steps: int,
+    source_guidance: float,
+    target_guidance: float,
+    blend_strength: float,
+    injection_strength: float,
+    seed: int,
+    region: str,
+    mask_file: Path | None = None,
+    box: tuple[int, int, int, int] | None = None,
+) -> dict[str, Any]:
+    """The JSON form of the page's edit request (what ``POST /v1/jobs`` would take).
+
+    Blending strength applies to a region only (there is nothing to keep without one); injection
+    strength 0 leaves feature injection off.
+    """
+    if region not in REGIONS:
+        raise StudioInputError(f"edit region must be one of {', '.join(REGIONS)}, got {region!r}")
+    data: dict[str, Any] = {
+        "kind": "edit",
+        "source": str(source),
+        "source_prompt": source_prompt,
+        "target_prompt": target_prompt,
+        "method": method,
+        "steps": int(steps),
+        "source_guidance": float(source_guidance),
+        "target_guidance": float(target_guidance),
+        "seed": int(seed),
+    }
+    if preset:
+        data["preset"] = preset
+    if region == "drawn mask":
+        if mask_file is None:
+            raise StudioInputError("edit region is 'drawn mask' but nothing is drawn on the first frame")
+        data["mask"] = str(mask_file)
+    elif region == "box":
+        if box is None:
+            raise StudioInputError("edit region is 'box' but no box is given (x0, y0, x1, y1)")
+        data["box"] = list(box)
+    elif region.startswith("auto"):
+        data["mask"] = "auto"
+    if region != "whole frame":
+        data["blend"] = {"strength": float(blend_strength)}
+    if injection_strength > 0:
+        data["injection"] = {"strength": float(injection_strength)}
+    return data

@@ -1,0 +1,115 @@
+"""The studio's backend without a browser: request building, the checks it shares with ``POST /v1/jobs``,
+and that its jobs land in the same store the REST API lists. No model runs (the worker is not started).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sqlalchemy")
+pytest.importorskip("fastapi")
+
+from flowstudio.serve.store import JobStore  # noqa: E402
+from flowstudio.serve.studio.backend import (  # noqa: E402
+    StudioBackend,
+    StudioInputError,
+    drawn_mask,
+    edit_request_data,
+    parse_box,
+)
+from flowstudio.serve.studio.examples import EDIT_EXAMPLES, avatar_example, edit_example  # noqa: E402
+from flowstudio.serve.worker import Worker  # noqa: E402
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> Any:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    worker = Worker(store, tmp_path / "jobs", lambda: None)  # never started: jobs stay queued
+    yield StudioBackend(store, worker, tmp_path / "jobs", max_queue=2)
+    store.close()
+
+
+def _edit(backend: StudioBackend, **changes: Any) -> dict[str, Any]:
+    folder = backend.upload_folder()
+    source, source_prompt, target_prompt = edit_example(EDIT_EXAMPLES[0].label, folder)
+    fields: dict[str, Any] = dict(
+        source=source,
+        source_prompt=source_prompt,
+        target_prompt=target_prompt,
+        method="flowedit",
+        preset=None,
+        steps=4,
+        source_guidance=1.5,
+        target_guidance=5.0,
+        blend_strength=1.0,
+        injection_strength=0.0,
+        seed=0,
+        region="whole frame",
+    )
+    return edit_request_data(**(fields | changes))
+
+
+def test_a_studio_edit_is_queued_in_the_store_the_api_lists(backend: StudioBackend) -> None:
+    submitted = backend.submit(_edit(backend, region="box", box=(10, 20, 90, 110)))
+    jobs, total = backend.store.list()
+    assert total == 1 and jobs[0].id == submitted.job_id and jobs[0].kind == "edit"
+    state = backend.state(submitted.job_id)
+    assert state.status == "queued" and state.position == 1 and state.describe() == "queued (position 1)"
+    import json
+
+    request = json.loads(jobs[0].request)
+    assert request["box"] == [10, 20, 90, 110] and request["blend"]["strength"] == 1.0
+    assert Path(request["source"]).is_relative_to(backend.uploads)
+    cancelled = backend.cancel(submitted.job_id)
+    assert cancelled.status == "cancelled" and cancelled.finished
+
+
+def test_bad_requests_are_named_before_anything_is_queued(backend: StudioBackend) -> None:
+    with pytest.raises(StudioInputError, match="target_prompt"):
+        backend.submit(_edit(backend, target_prompt=""))
+    with pytest.raises(StudioInputError, match="not validated"):  # presets merge before queueing
+        backend.submit(_edit(backend, preset="color"))
+    outside = _edit(backend) | {"source": "/etc/passwd"}
+    with pytest.raises(StudioInputError, match="outside the input root"):
+        backend.submit(outside)
+    with pytest.raises(StudioInputError, match="nothing is drawn"):
+        _edit(backend, region="drawn mask")
+    assert backend.store.list()[1] == 0
+
+
+def test_the_queue_bound_is_the_apis(backend: StudioBackend) -> None:
+    for _ in range(2):
+        backend.submit(_edit(backend))
+    with pytest.raises(StudioInputError, match="2 jobs are queued"):
+        backend.submit(_edit(backend))
+
+
+def test_box_text_and_drawn_masks() -> None:
+    assert parse_box("") is None and parse_box(" (1, 2, 30, 40) ") == (1, 2, 30, 40)
+    assert parse_box("1 2 30 40") == (1, 2, 30, 40)
+    for bad in ("1, 2, 3", "a, b, c, d", "5, 5, 5, 9"):
+        with pytest.raises(StudioInputError, match="box"):
+            parse_box(bad)
+    layer = np.zeros((64, 64, 4), np.uint8)
+    assert drawn_mask({"background": None, "layers": [layer], "composite": None}) is None
+    layer[10:20, 30:40, 3] = 255  # painted: the brush's alpha
+    mask = drawn_mask({"layers": [layer]}, size=(128, 128))
+    assert mask.shape == (128, 128) and mask.dtype == np.uint8
+    assert set(np.unique(mask)) == {0, 255} and mask[30, 70] == 255 and mask[0, 0] == 0
+
+
+def test_examples_are_rendered_by_the_worlds(tmp_path: Path) -> None:
+    from flowstudio.video import read_video
+
+    for example in EDIT_EXAMPLES:
+        path, source_prompt, target_prompt = edit_example(example.label, tmp_path)
+        assert source_prompt != target_prompt
+        assert read_video(path).frames.shape == (17, 128, 128, 3)
+    image, audio = avatar_example(tmp_path, seconds=1.0)
+    from flowstudio.avatar.model.audio import read_audio
+
+    assert image.stat().st_size > 0 and len(read_audio(audio, 16000)) == pytest.approx(16000, abs=50)
