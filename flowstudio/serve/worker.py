@@ -98,6 +98,8 @@ class Worker:
             return
         folder = self.jobs_dir / job_id
         folder.mkdir(parents=True, exist_ok=True)
+        for leftover in folder.glob(".*.partial*"):  # of an attempt killed while writing: never served
+            leftover.unlink()
 
         def progress(step: int, total: int, phase: str) -> None:
             if self.store.set_progress(job_id, step, total, phase) or self.stopping.is_set():
