@@ -1,14 +1,21 @@
-"""Benchmark of the benchmark: frames per second of each offline metric, on 2 CPU cores.
+"""Benchmark of the benchmark: frames per second of the offline editing metrics at 480x832, before and
+after the speed work of issue 16 (item 4), in one run.
 
-Each metric runs on a 17-frame ShapeWorld edit pair (source and a colour-edited clip, so every pixel
-metric has real differences to process) at 128x128 and 480x832; the best of ``--repeats`` runs is
-kept (the machine is shared: the best run is the least disturbed). ``offline tier (all)`` is one
-full :func:`flowstudio.bench.scoring.score_case` call: every offline metric of a case with ground
-truth and masks, as ``bench run`` computes them. Goal: >= 50 frames/s for the offline tier at 128x128.
+"Before" is the frozen implementation :mod:`flowstudio.bench.metrics.baseline` (the code the library ran
+until then); "after" is the library as it is. Both score the same 17-frame ShapeWorld colour edit (the
+source, its ground truth, and an output = ground truth + uniform noise in [-4, 4], so every pixel differs
+and every pixel metric has work to do) and must give the same numbers: the run stops if any differs.
+``offline tier`` is one whole case as ``bench run`` scores it (13 metrics; the "after" side is
+:func:`flowstudio.bench.scoring.score_case`, both sides read the case's masks and ground truth from disk).
+
+Timing: before and after alternate within each repeat, so both see the same load on a shared machine;
+the best of ``--repeats`` is kept, as wall-clock seconds and as CPU seconds of this process (less
+sensitive to other processes on the core). Ratios are before / after. Default: one thread for OpenCV and
+BLAS, pinned to one core (the figures are per core).
 
 Writes ``benchmarks/results/metric_speed.{json,md}``.
 
-    python benchmarks/metric_speed.py [--repeats 3] [--threads 2]
+    OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/metric_speed.py [--repeats 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import argparse
 import os
 import sys
 
-THREADS = "2"
+THREADS = "1"
 if __name__ == "__main__":  # thread pools are sized at import: set them before numpy / OpenCV load
     for _i, _arg in enumerate(sys.argv):
         if _arg == "--threads" and _i + 1 < len(sys.argv):
@@ -39,17 +46,17 @@ import numpy as np  # noqa: E402
 from flowstudio import __version__  # noqa: E402
 from flowstudio.bench.io import save_frames, save_mask  # noqa: E402
 from flowstudio.bench.manifest import Case  # noqa: E402
-from flowstudio.bench.metrics import color, pixel, temporal  # noqa: E402
-from flowstudio.bench.metrics.attributes import attribute_accuracy  # noqa: E402
-from flowstudio.bench.scoring import score_case  # noqa: E402
+from flowstudio.bench.metrics import baseline, color, pixel, temporal  # noqa: E402
+from flowstudio.bench.scoring import case_inputs, score_case  # noqa: E402
 from flowstudio.worlds.edits import edit_spec  # noqa: E402
 from flowstudio.worlds.shapes import SceneSpec, render_scene  # noqa: E402
 
 logger = logging.getLogger("metric_speed")
 RESULTS = Path(__file__).parent / "results"
-SIZES = ((128, 128), (480, 832))
+HEIGHT, WIDTH = 480, 832
 FRAMES = 17
-GOAL_FPS = 50.0
+GOAL_FPS = 25.0
+TIER = "offline tier (13 metrics, one case)"
 
 
 def workload(height: int, width: int, folder: Path) -> dict[str, object]:
@@ -95,128 +102,177 @@ def workload(height: int, width: int, folder: Path) -> dict[str, object]:
     }
 
 
-def metric_calls(w: dict[str, object]) -> dict[str, Callable[[], object]]:
+def _tier_before(w: dict[str, object]) -> dict[str, float | None]:
+    case, out, src = w["case"], w["output"], w["source"]
+    x = case_inputs(case, out, source=src)  # the same file reads as score_case
+    return baseline.score_offline(
+        out,
+        src,
+        truth=x["truth"],
+        edit_region=x.get("edit_region"),
+        kept_region=x.get("kept_region"),
+        object_mask=x.get("object_mask"),
+        attributes=case.attributes,
+    )
+
+
+def metric_pairs(w: dict[str, object]) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+    """``{name: (before, after)}``: each pair computes the same numbers."""
     src, tgt, out = w["source"], w["target"], w["output"]
     edit = w["mask"] | w["target_mask"]
     return {
-        "psnr (whole + edit region)": lambda: (pixel.psnr(out, tgt), pixel.psnr(out, tgt, edit)),
-        "ssim (whole + inside + outside)": lambda: [
-            pixel.ssim_from_maps(m, r) for m in [pixel.ssim_maps(out, tgt)] for r in (None, edit, ~edit)
-        ],
-        "ciede2000 color fidelity": lambda: color.delta_e_clip(out, tgt, edit),
-        "background preservation (psnr+ssim+dE00)": lambda: (
-            pixel.psnr(out, src, ~edit),
-            pixel.ssim(out, src, ~edit),
-            color.delta_e_clip(out, src, ~edit),
+        "ssim maps (output vs source, vs truth)": (
+            lambda: (baseline.ssim_maps(out, src), baseline.ssim_maps(out, tgt)),
+            lambda: tuple(pixel.ssim_maps_against(out, {"source": src, "truth": tgt}).values()),
         ),
-        "temporal (warp error + flicker)": lambda: temporal.warp_stats(out),
-        "motion fidelity (flow EPE)": lambda: temporal.motion_fidelity(src, out),
-        "attribute accuracy (color reader)": lambda: attribute_accuracy(
-            out, w["case"].attributes, w["target_mask"]
+        "ciede2000 (kept region vs source, edit region vs truth)": (
+            lambda: (baseline.delta_e_clip(out, src, ~edit), baseline.delta_e_clip(out, tgt, edit)),
+            lambda: (color.delta_e_clip(out, src, ~edit), color.delta_e_clip(out, tgt, edit)),
         ),
-        "offline tier (all, score_case)": lambda: score_case(w["case"], out, source=src),
+        "warp error + flicker (both flows included)": (
+            lambda: baseline.warp_stats(
+                out, baseline.optical_flow(out), baseline.optical_flow(out, backward=True)
+            ),
+            lambda: temporal.warp_stats(out),
+        ),
+        "motion fidelity (two flows + EPE)": (
+            lambda: baseline.motion_epe(baseline.optical_flow(src), baseline.optical_flow(out)),
+            lambda: temporal.motion_fidelity(src, out),
+        ),
+        TIER: (lambda: _tier_before(w), lambda: score_case(w["case"], out, source=src)["metrics"]),
     }
 
 
-def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Best wall-clock seconds and best process CPU seconds (all threads) of ``repeats`` calls."""
-    fn()  # warm-up: imports, OpenCV kernels, reader models
-    walls, cpus = [], []
+def _same(before: object, after: object) -> bool:
+    """Equal numbers (arrays element for element; a tier compares the metrics both report)."""
+    if isinstance(before, dict):
+        return {k: v for k, v in before.items() if v is not None} == after
+    if isinstance(before, tuple | list):
+        return len(before) == len(after) and all(_same(b, a) for b, a in zip(before, after, strict=True))
+    if isinstance(before, np.ndarray):
+        return np.array_equal(before, after)
+    return before == after
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def measure(before: Callable[[], object], after: Callable[[], object], repeats: int) -> dict[str, float]:
+    """Best wall and CPU seconds of each side; the sides alternate so both see the same load."""
+    if not _same(before(), after()):  # also the warm-up (imports, OpenCV kernels)
+        raise SystemExit("before and after disagree: the speed work changed a number")
+    best = {"before": [np.inf, np.inf], "after": [np.inf, np.inf]}
     for _ in range(repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return min(walls), min(cpus)
+        for side, fn in (("before", before), ("after", after)):
+            wall, cpu = _timed(fn)
+            best[side] = [min(best[side][0], wall), min(best[side][1], cpu)]
+    row: dict[str, float] = {}
+    for side in ("before", "after"):
+        row[f"{side}_seconds"] = round(best[side][0], 4)
+        row[f"{side}_cpu_seconds"] = round(best[side][1], 4)
+        row[f"{side}_frames_per_s"] = round(FRAMES / best[side][0], 2)
+        row[f"{side}_frames_per_cpu_s"] = round(FRAMES / best[side][1], 2)
+    row["ratio_wall"] = round(best["before"][0] / best["after"][0], 2)
+    row["ratio_cpu"] = round(best["before"][1] / best["after"][1], 2)
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads for OpenCV / BLAS (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for OpenCV / BLAS (default 1)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cv2.setNumThreads(args.threads)
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > args.threads:
-        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.threads])
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[-args.threads :])
+    load_at_start = os.getloadavg()
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for height, width in SIZES:
-            folder = Path(tmp) / f"{height}x{width}"
-            w = workload(height, width, folder)
-            for name, fn in metric_calls(w).items():
-                seconds, cpu_seconds = best_time(fn, args.repeats)
-                rows.append(
-                    {
-                        "metric": name,
-                        "size": f"{height}x{width}",
-                        "frames": FRAMES,
-                        "seconds": round(seconds, 4),
-                        "frames_per_s": round(FRAMES / seconds, 1),
-                        "cpu_seconds": round(cpu_seconds, 4),
-                        "frames_per_cpu_s": round(FRAMES / max(cpu_seconds, 1e-9), 1),
-                    }
-                )
-                logger.info(
-                    "%-42s %9s %8.1f frames/s wall, %8.1f frames per CPU-second",
-                    name,
-                    f"{height}x{width}",
-                    FRAMES / seconds,
-                    FRAMES / max(cpu_seconds, 1e-9),
-                )
-    tier = next(r for r in rows if r["metric"].startswith("offline tier") and r["size"] == "128x128")
+        w = workload(HEIGHT, WIDTH, Path(tmp))
+        for name, (before, after) in metric_pairs(w).items():
+            row = {"metric": name, **measure(before, after, args.repeats)}
+            rows.append(row)
+            logger.info(
+                "%-58s before %6.2f after %6.2f frames/s wall (x%.2f); per CPU-s %6.2f -> %6.2f (x%.2f)",
+                name,
+                row["before_frames_per_s"],
+                row["after_frames_per_s"],
+                row["ratio_wall"],
+                row["before_frames_per_cpu_s"],
+                row["after_frames_per_cpu_s"],
+                row["ratio_cpu"],
+            )
+    tier = next(r for r in rows if r["metric"] == TIER)
     result = {
         "benchmark": "metric_speed",
+        "command": f"OMP_NUM_THREADS={args.threads} taskset -c 1 python benchmarks/metric_speed.py "
+        f"--repeats {args.repeats} --threads {args.threads}",
         "flowstudio": __version__,
         "python": platform.python_version(),
         "numpy": np.__version__,
         "opencv": cv2.__version__,
         "platform": platform.platform(),
         "cpu_threads": args.threads,
+        "cpu_affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpus_visible": os.cpu_count(),
+        "load_average_at_start": load_at_start,
         "load_average_at_end": os.getloadavg(),
         "repeats": args.repeats,
+        "size": f"{HEIGHT}x{WIDTH}",
         "frames_per_clip": FRAMES,
-        "goal_frames_per_s_128": GOAL_FPS,
-        "offline_tier_frames_per_s_128": tier["frames_per_s"],
-        "offline_tier_frames_per_cpu_s_128": tier["frames_per_cpu_s"],
-        "goal_met": tier["frames_per_s"] >= GOAL_FPS,
+        "numbers_identical": True,  # measure() stops the run otherwise
+        "goal_frames_per_s": GOAL_FPS,
+        "offline_tier_before_frames_per_s": tier["before_frames_per_s"],
+        "offline_tier_after_frames_per_s": tier["after_frames_per_s"],
+        "offline_tier_after_frames_per_cpu_s": tier["after_frames_per_cpu_s"],
+        "offline_tier_ratio_wall": tier["ratio_wall"],
+        "offline_tier_ratio_cpu": tier["ratio_cpu"],
+        "goal_met": tier["after_frames_per_s"] >= GOAL_FPS,
         "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "metric_speed.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    (RESULTS / "metric_speed.md").write_text(markdown(result, rows, args), encoding="utf-8")
+    logger.info("wrote %s and %s", RESULTS / "metric_speed.json", RESULTS / "metric_speed.md")
+
+
+def markdown(result: dict[str, object], rows: list[dict[str, object]], args: argparse.Namespace) -> str:
+    load = tuple(round(v, 1) for v in result["load_average_at_end"])
     lines = [
-        "# Offline metric speed",
+        "# Offline metric speed, before and after (issue 16, item 4)",
         "",
-        f"{FRAMES}-frame clips, best of {args.repeats}, {args.threads} CPU threads "
-        f"(OpenCV, BLAS), load average at the end {tuple(round(v, 1) for v in os.getloadavg())} "
-        "(a shared machine). Produced by `python benchmarks/metric_speed.py`.",
+        f"{FRAMES}-frame clips at {HEIGHT}x{WIDTH}, {args.threads} CPU thread(s) for OpenCV and BLAS, pinned "
+        f"to core(s) {result['cpu_affinity']}, best of {args.repeats} with before and after alternating; "
+        f"load average {load} at the end (a shared machine: other processes ran on the same core). "
+        f"Produced by `{result['command']}`.",
         "",
-        "Two rates per size: frames per wall-clock second (what a user waits; slowed by other processes on "
-        "a shared machine) and frames per CPU-second of this process summed over its threads (not slowed "
-        "by other processes; a lower bound of the rate on one dedicated core, so also on 2).",
+        "Before: the frozen implementation `flowstudio/bench/metrics/baseline.py`; after: the library. "
+        "Both give the same numbers (checked in the run; `tests/test_metrics_fast.py` asserts `==`). "
+        "Frames per wall-clock second are what a user waits and are slowed by the other processes; frames "
+        "per CPU-second of this process are less so.",
         "",
-        "| metric | 128x128 frames/s (wall) | 128x128 frames/CPU-s | 480x832 frames/s (wall) "
-        "| 480x832 frames/CPU-s |",
-        "|---|---|---|---|---|",
+        "| metric | before frames/s | after frames/s | ratio | before frames/CPU-s | after frames/CPU-s "
+        "| ratio (CPU) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name in dict.fromkeys(r["metric"] for r in rows):
-        cells = {r["size"]: r for r in rows if r["metric"] == name}
-        small, large = cells.get("128x128", {}), cells.get("480x832", {})
+    for r in rows:
         lines.append(
-            f"| {name} | {small.get('frames_per_s')} | {small.get('frames_per_cpu_s')} | "
-            f"{large.get('frames_per_s')} | {large.get('frames_per_cpu_s')} |"
+            f"| {r['metric']} | {r['before_frames_per_s']} | {r['after_frames_per_s']} | "
+            f"x{r['ratio_wall']} | {r['before_frames_per_cpu_s']} | {r['after_frames_per_cpu_s']} | "
+            f"x{r['ratio_cpu']} |"
         )
     verdict = "met" if result["goal_met"] else "NOT met"
-    cpu_verdict = "met" if tier["frames_per_cpu_s"] >= GOAL_FPS else "NOT met"
     lines += [
         "",
-        f"Goal >= {GOAL_FPS:g} frames/s for the whole offline tier at 128x128: **{verdict}** on wall-clock "
-        f"({tier['frames_per_s']} frames/s at this load), **{cpu_verdict}** per CPU-second "
-        f"({tier['frames_per_cpu_s']} frames per CPU-second).",
+        f"Goal >= {GOAL_FPS:g} frames/s for the whole offline tier at {HEIGHT}x{WIDTH}: **{verdict}** on "
+        f"{args.threads} thread(s) ({result['offline_tier_after_frames_per_s']} frames/s wall, "
+        f"{result['offline_tier_after_frames_per_cpu_s']} per CPU-second).",
     ]
-    (RESULTS / "metric_speed.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    logger.info("wrote %s and %s", RESULTS / "metric_speed.json", RESULTS / "metric_speed.md")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

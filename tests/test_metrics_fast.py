@@ -107,3 +107,6 @@ def test_ssim_and_warp_bits_on_random_clips() -> None:
     assert np.array_equal(pixel.ssim_maps(a, c), both["c"])
     flow, back = temporal.optical_flow(b), temporal.optical_flow(b, backward=True)
     assert temporal.warp_stats(b, flow, back) == baseline.warp_stats(b, flow, back)
+    assert temporal.motion_epe(temporal.optical_flow(a), flow) == baseline.motion_epe(
+        baseline.optical_flow(a), flow
+    )

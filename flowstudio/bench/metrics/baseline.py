@@ -4,7 +4,7 @@ This is the oracle the fast implementations are tested against (``tests/test_met
 the "before" of ``benchmarks/metric_speed.py``: plain numpy over whole clips, one metric at a time,
 nothing shared between metrics except what the library cached then (the output's forward flow, the
 ground-truth SSIM maps and squared error). Do not optimise or fix this file: its job is to stay the
-old numbers. Functions that the speed work did not touch (PSNR, the attribute reader, ``motion_epe``)
+old numbers. Functions that the speed work did not touch (PSNR, region means, the attribute reader)
 are imported from their modules rather than copied.
 """
 
@@ -27,7 +27,6 @@ from flowstudio.bench.metrics.pixel import (
     region_mean,
     squared_error_map,
 )
-from flowstudio.bench.metrics.temporal import motion_epe
 
 # --- colour (flowstudio.bench.metrics.color before issue 16) ---------------------------------------
 
@@ -230,6 +229,13 @@ def warp_stats(frames: np.ndarray, flow: np.ndarray, back_flow: np.ndarray) -> d
     if not errors:
         return {"warp_error": None, "flicker": None}
     return {"warp_error": float(np.mean(errors)), "flicker": float(np.mean(flickers))}
+
+
+def motion_epe(source_flow: np.ndarray, edit_flow: np.ndarray) -> float | None:
+    if source_flow.shape[0] == 0:
+        return None
+    epe = np.sqrt(((source_flow - edit_flow) ** 2).sum(-1))
+    return float(epe.mean())
 
 
 # --- the offline tier of one edit case, metric by metric as the library computed it -----------------

@@ -172,15 +172,17 @@ def delta_e_map(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) 
     todo = (a[..., 0] != b[..., 0]) | (a[..., 1] != b[..., 1]) | (a[..., 2] != b[..., 2])  # any() is slow
     if region is not None:
         todo &= region
-    if todo.any():
-        pa, pb = a[todo], b[todo]
+    index = np.flatnonzero(todo)
+    if index.size:
+        # take() on the flat pixel index: ~5x faster than a[todo], which gathers 3-byte rows by a mask
+        pa, pb = a.reshape(-1, 3).take(index, axis=0), b.reshape(-1, 3).take(index, axis=0)
         values = np.empty(len(pa), np.float32)
         # Blocks of _BLOCK pixels: the ~50 float32 temporaries of CIEDE2000 then stay in the CPU cache
         # instead of streaming whole-clip arrays through memory (~2x faster; elementwise, so the same bits).
         for start in range(0, len(pa), _BLOCK):
             stop = start + _BLOCK
             values[start:stop] = ciede2000(rgb_to_lab(pa[start:stop]), rgb_to_lab(pb[start:stop]))
-        out[todo] = values
+        out.reshape(-1)[index] = values
     return out
 
 

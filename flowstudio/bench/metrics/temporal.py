@@ -142,7 +142,11 @@ def motion_epe(
         raise ValueError(f"flow shapes differ: {source_flow.shape} vs {edit_flow.shape}")
     if source_flow.shape[0] == 0:
         return None
-    epe = np.sqrt(((source_flow - edit_flow) ** 2).sum(-1))
+    diff = source_flow - edit_flow
+    dx, dy = diff[..., 0], diff[..., 1]
+    squared = dx * dx
+    squared += dy * dy  # (diff ** 2).sum(-1) in its order, without the slow length-2 reduction
+    epe = np.sqrt(squared)
     if region is None:
         return float(epe.mean())
     keep = region[:-1]
