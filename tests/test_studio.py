@@ -113,3 +113,27 @@ def test_examples_are_rendered_by_the_worlds(tmp_path: Path) -> None:
     from flowstudio.avatar.model.audio import read_audio
 
     assert image.stat().st_size > 0 and len(read_audio(audio, 16000)) == pytest.approx(16000, abs=50)
+
+
+def test_with_tokens_the_page_asks_for_a_token_and_its_jobs_are_the_tokens(tmp_path: Path) -> None:
+    pytest.importorskip("gradio")
+    from fastapi.testclient import TestClient
+
+    from flowstudio.serve.app import create_app
+    from flowstudio.serve.auth import Tokens
+    from flowstudio.serve.studio import mount_studio
+
+    token = "s3cret-token-0123456789"
+    app = create_app(tmp_path / "jobs.sqlite", start_worker=False, tokens=Tokens({token: "alice"}))
+    mount_studio(app)
+    with TestClient(app) as client:
+        assert client.get("/ui/config").status_code == 401  # the page needs a login
+        assert client.post("/ui/login", data={"username": "alice", "password": "wrong"}).status_code == 400
+        assert client.post("/ui/login", data={"username": "bob", "password": token}).status_code == 400
+        assert client.post("/ui/login", data={"username": "alice", "password": token}).status_code == 200
+        assert client.get("/ui/config").status_code == 200
+        # a job the page submits for the logged-in name is that token's in the REST API
+        backend = StudioBackend.for_app(app)
+        job_id = backend.submit(_edit(backend), owner="alice").job_id
+        listed = client.get("/v1/jobs", headers={"Authorization": f"Bearer {token}"}).json()
+        assert [job["id"] for job in listed["jobs"]] == [job_id]
