@@ -1,0 +1,164 @@
+"""Human-rating statistics (flowstudio.bench.ratings): Bradley-Terry with bootstrap intervals on simulated
+raters of known preference strength, Krippendorff's alpha on the textbook example, the rater flag, the
+pair sampler, rank agreement and the CSV that ``bench fit-weights`` reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flowstudio.bench import ratings as R
+from flowstudio.bench.composite import kendall_tau_b, read_ratings
+from flowstudio.errors import InputError
+
+THETA = np.linspace(-2.0, 2.0, 8)  # 8 methods, true log-strengths
+
+
+def _raters(n: int = 20) -> list[R.SimulatedRater]:
+    """Raters from weak (0.5) to strong (1.5) preference, each with 10% tie / both-bad votes."""
+    return [R.SimulatedRater(f"r{k}", s, 0.1) for k, s in enumerate(np.linspace(0.5, 1.5, n))]
+
+
+def simulate(sims: int, rounds: int, seed: int = 0) -> dict[str, float]:
+    """Kendall tau of the fitted order and coverage of the 95% intervals over ``sims`` simulations of
+    2,000 votes (shared with benchmarks/ratings_simulation.py through this test module)."""
+    rng = np.random.default_rng(seed)
+    raters = _raters()
+    truth = R.population_theta(THETA, raters)
+    taus, cover, all_cover = [], [], []
+    for sim in range(sims):
+        methods, votes = R.simulate_votes(THETA, raters, 2000, rng)
+        table = R.ratings_table(votes, methods, rounds=rounds, seed=seed * 1000 + sim)
+        taus.append(kendall_tau_b(table["theta"], THETA))
+        inside = (table["lower"] <= truth) & (truth <= table["upper"])
+        cover.append(inside.mean())
+        all_cover.append(inside.all())
+    return {
+        "simulations": sims,
+        "bootstrap_rounds": rounds,
+        "kendall_tau_mean": float(np.mean(taus)),
+        "kendall_tau_min": float(np.min(taus)),
+        "interval_coverage": float(np.mean(cover)),
+        "simulations_all_8_covered": float(np.mean(all_cover)),
+    }
+
+
+def test_bt_is_exact_on_expected_counts() -> None:
+    rater = [R.SimulatedRater("one", 1.0, 0.0)]
+    assert np.allclose(R.population_theta(THETA, rater), THETA - THETA.mean(), atol=1e-6)
+    # mixed strengths shrink the scale but keep the order
+    shrunk = R.population_theta(THETA, _raters())
+    assert np.all(np.diff(shrunk) > 0) and shrunk[-1] < THETA[-1]
+
+
+def test_simulation_recovers_order_and_covers_truth_small() -> None:
+    figures = simulate(sims=10, rounds=300)
+    assert figures["kendall_tau_min"] >= 0.9
+    assert figures["interval_coverage"] >= 0.9
+
+
+@pytest.mark.slow
+def test_simulation_recovers_order_and_covers_truth_100() -> None:
+    figures = simulate(sims=100, rounds=1000, seed=1)
+    assert figures["kendall_tau_mean"] >= 0.9
+    assert figures["interval_coverage"] >= 0.9
+
+
+def test_ties_and_both_bad_are_half_wins() -> None:
+    votes = [R.Vote("c", "a", "b", "tie"), R.Vote("c", "b", "a", "both_bad")] * 5
+    votes += [R.Vote("c", "a", "c", "left")] * 3 + [R.Vote("c", "b", "c", "left")] * 3
+    theta = R.bradley_terry(votes, ["a", "b", "c"])
+    assert theta[0] == pytest.approx(theta[1], abs=1e-9)
+    assert theta[2] < theta[0] - 1.0
+    counts = R.summary(votes, ["a", "b", "c"])
+    assert counts["a"] == {"votes": 13, "wins": 3, "losses": 0, "ties": 5, "both_bad": 5}
+
+
+def test_rank_upper_bound_counts_methods_surely_better() -> None:
+    lower, upper = np.array([2.0, 1.5, 0.0, -1.0]), np.array([3.0, 2.5, 1.0, 1.2])
+    assert R.rank_upper_bounds(lower, upper).tolist() == [1, 1, 3, 3]
+
+
+def test_krippendorff_textbook_example() -> None:
+    # Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability", section C: 4 observers, 12 units
+    nan = np.nan
+    data = np.array(
+        [
+            [1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],
+            [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],
+            [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],
+            [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan],
+        ]
+    )
+    assert R.alpha_of(data, "nominal") == pytest.approx(0.743, abs=5e-4)
+    assert R.alpha_of(data, "interval") == pytest.approx(0.849, abs=5e-4)
+
+
+def test_krippendorff_alpha_of_votes() -> None:
+    rng = np.random.default_rng(3)
+    methods, votes = R.simulate_votes(THETA, [R.SimulatedRater("x", 50.0, 0.0)], 300, rng, cases=3)
+    swap = {"left": "right", "right": "left"}
+    copies = [R.Vote(v.case_id, v.right, v.left, swap[v.vote], "y") for v in votes]
+    assert R.krippendorff_alpha(votes + copies) == pytest.approx(1.0)  # same votes, sides swapped
+    noise = [R.Vote(v.case_id, v.left, v.right, str(rng.choice(R.VOTES)), "z") for v in votes]
+    assert R.krippendorff_alpha(votes + noise) < 0.2  # chance level or below (other marginals)
+    assert R.krippendorff_alpha(votes[:5]) is None  # one rater: no unit rated twice
+
+
+def test_random_rater_is_flagged_and_good_raters_are_not() -> None:
+    rng = np.random.default_rng(5)
+    good = [R.SimulatedRater(f"good{k}", 1.5, 0.1) for k in range(6)]
+    _, votes = R.simulate_votes(THETA, good, 900, rng)
+    methods, noise = R.simulate_votes(THETA, [R.SimulatedRater("coin", 0.0, 0.1)], 150, rng)
+    flags = R.flag_raters(votes + noise, methods)
+    assert flags["coin"]["flagged"] and flags["coin"]["votes"] >= 20
+    assert not any(flags[f"good{k}"]["flagged"] for k in range(6))
+    assert all(flags[f"good{k}"]["agreement"] > 0.7 for k in range(6))
+
+
+def test_sampler_prefers_under_voted_pairs_and_never_repeats() -> None:
+    rng = np.random.default_rng(0)
+    pairs = [("c1", "a", "b"), ("c1", "a", "c"), ("c2", "a", "b")]
+    counts = {("c1", "a", "b"): 0, ("c1", "a", "c"): 9, ("c2", "a", "b"): 9}
+    draws = [R.sample_pair(pairs, counts, rng) for _ in range(3000)]
+    units = [(d[0], *sorted(d[1:])) for d in draws]
+    share = units.count(("c1", "a", "b")) / len(units)
+    assert share == pytest.approx(10 / 12, abs=0.03)  # weights 1, 0.1, 0.1
+    assert sum(d[1] == "a" for d in draws) / len(draws) == pytest.approx(0.5, abs=0.03)  # sides shuffled
+    seen = [("c1", "b", "a"), ("c2", "a", "b")]
+    assert all(R.sample_pair(pairs, counts, rng, seen=seen)[0:1] == ("c1",) for _ in range(50))
+    assert R.sample_pair(pairs, counts, rng, seen=pairs) is None
+
+
+def test_rank_agreement_with_intervals() -> None:
+    rng = np.random.default_rng(2)
+    methods, votes = R.simulate_votes(THETA, _raters(), 2000, rng)
+    same = R.rank_agreement({m: float(t) for m, t in zip(methods, THETA, strict=True)}, votes, rounds=200)
+    assert same["spearman"] == pytest.approx(1.0) and same["kendall"] == pytest.approx(1.0)
+    assert same["kendall_interval"][0] > 0.8 and same["kendall_interval"][1] == pytest.approx(1.0)
+    reverse = R.rank_agreement({m: -float(t) for m, t in zip(methods, THETA, strict=True)}, votes, rounds=200)
+    assert reverse["spearman"] == pytest.approx(-1.0)
+
+
+def test_csv_is_what_fit_weights_reads(tmp_path: Path) -> None:
+    votes = [
+        R.Vote("c1", "a", "b", "left", "r1"),
+        R.Vote("c1", "b", "c", "right", "r1"),
+        R.Vote("c2", "a", "c", "tie", "r2"),
+        R.Vote("c2", "b", "a", "both_bad", "r2"),
+    ]
+    ratings = read_ratings(R.write_pairwise_csv(votes, tmp_path / "votes.csv"))
+    assert ratings.kind == "pairwise"
+    assert [r["winner"] for r in ratings.rows] == ["a", "b", "tie", "tie"]
+    assert [r["vote"] for r in ratings.rows] == ["left", "right", "tie", "both_bad"]
+
+
+def test_bad_votes_are_refused() -> None:
+    with pytest.raises(InputError, match="vote must be one of"):
+        R.Vote("c", "a", "b", "maybe")
+    with pytest.raises(InputError, match="two different methods"):
+        R.Vote("c", "a", "a", "left")
+    with pytest.raises(InputError, match="not in"):
+        R.bradley_terry([R.Vote("c", "a", "zzz", "left")], ["a", "b"])
