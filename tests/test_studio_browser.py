@@ -223,3 +223,17 @@ def test_studio_edits_an_uploaded_clip_in_chromium(server: Any, browser_tools: A
     record = _get(f"{base}{job['files']['record']}")
     assert record["frames"] == [frames, 128, 128]
     print(f"browser part: {seconds:.1f} s")
+
+
+def test_a_missing_chromium_fails_the_browser_test_unless_skipped_on_purpose(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(SKIP_ENV, raising=False)
+    monkeypatch.delenv("FLOWSTUDIO_CHROMIUM", raising=False)
+    monkeypatch.setattr(sys.modules[__name__], "DEBIAN_CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(pytest.fail.Exception, match="chromium is not installed.*make test"):
+        _chromium()
+    monkeypatch.setenv(SKIP_ENV, "1")
+    with pytest.raises(pytest.skip.Exception, match="on purpose"):
+        _chromium()
