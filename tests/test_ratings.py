@@ -10,39 +10,11 @@ import numpy as np
 import pytest
 
 from flowstudio.bench import ratings as R
-from flowstudio.bench.composite import kendall_tau_b, read_ratings
+from flowstudio.bench.composite import read_ratings
 from flowstudio.errors import InputError
 
-THETA = np.linspace(-2.0, 2.0, 8)  # 8 methods, true log-strengths
-
-
-def _raters(n: int = 20) -> list[R.SimulatedRater]:
-    """Raters from weak (0.5) to strong (1.5) preference, each with 10% tie / both-bad votes."""
-    return [R.SimulatedRater(f"r{k}", s, 0.1) for k, s in enumerate(np.linspace(0.5, 1.5, n))]
-
-
-def simulate(sims: int, rounds: int, seed: int = 0) -> dict[str, float]:
-    """Kendall tau of the fitted order and coverage of the 95% intervals over ``sims`` simulations of
-    2,000 votes (shared with benchmarks/ratings_simulation.py through this test module)."""
-    rng = np.random.default_rng(seed)
-    raters = _raters()
-    truth = R.population_theta(THETA, raters)
-    taus, cover, all_cover = [], [], []
-    for sim in range(sims):
-        methods, votes = R.simulate_votes(THETA, raters, 2000, rng)
-        table = R.ratings_table(votes, methods, rounds=rounds, seed=seed * 1000 + sim)
-        taus.append(kendall_tau_b(table["theta"], THETA))
-        inside = (table["lower"] <= truth) & (truth <= table["upper"])
-        cover.append(inside.mean())
-        all_cover.append(inside.all())
-    return {
-        "simulations": sims,
-        "bootstrap_rounds": rounds,
-        "kendall_tau_mean": float(np.mean(taus)),
-        "kendall_tau_min": float(np.min(taus)),
-        "interval_coverage": float(np.mean(cover)),
-        "simulations_all_8_covered": float(np.mean(all_cover)),
-    }
+THETA = R.SIM_THETA
+_raters = R.simulated_raters
 
 
 def test_bt_is_exact_on_expected_counts() -> None:
@@ -54,14 +26,14 @@ def test_bt_is_exact_on_expected_counts() -> None:
 
 
 def test_simulation_recovers_order_and_covers_truth_small() -> None:
-    figures = simulate(sims=10, rounds=300)
+    figures = R.simulation_study(sims=10, rounds=300)
     assert figures["kendall_tau_min"] >= 0.9
     assert figures["interval_coverage"] >= 0.9
 
 
 @pytest.mark.slow
 def test_simulation_recovers_order_and_covers_truth_100() -> None:
-    figures = simulate(sims=100, rounds=1000, seed=1)
+    figures = R.simulation_study(sims=100, rounds=1000, seed=1)
     assert figures["kendall_tau_mean"] >= 0.9
     assert figures["interval_coverage"] >= 0.9
 
