@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/edit_speed.py
 	$(PY) benchmarks/metric_speed.py
 	$(PY) benchmarks/shapes_readers.py
+	$(PY) benchmarks/serve_load.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check flowstudio tests benchmarks
