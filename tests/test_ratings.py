@@ -48,6 +48,18 @@ def test_ties_and_both_bad_are_half_wins() -> None:
     assert counts["a"] == {"votes": 13, "wins": 3, "losses": 0, "ties": 5, "both_bad": 5}
 
 
+def test_a_method_without_votes_has_no_score() -> None:
+    votes = (
+        [R.Vote("c", "a", "b", "left")] * 4
+        + [R.Vote("c", "b", "c", "right")] * 2
+        + [R.Vote("c", "a", "c", "tie")]
+    )
+    table = R.ratings_table(votes, ["a", "b", "c", "new"], rounds=50)
+    assert np.isnan(table["theta"][3]) and np.isfinite(table["theta"][:3]).all()
+    assert np.nanmean(table["theta"]) == pytest.approx(0.0, abs=1e-9)
+    assert table["theta"][0] > table["theta"][1] and table["theta"][2] > table["theta"][1]
+
+
 def test_rank_upper_bound_counts_methods_surely_better() -> None:
     lower, upper = np.array([2.0, 1.5, 0.0, -1.0]), np.array([3.0, 2.5, 1.0, 1.2])
     assert R.rank_upper_bounds(lower, upper).tolist() == [1, 1, 3, 3]

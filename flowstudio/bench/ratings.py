@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,7 @@ def fit_bt(wins: np.ndarray, *, prior: float = PRIOR, tol: float = 1e-10, max_it
     """Bradley-Terry log-strengths (mean 0) of win matrices ``(..., n, n)`` by Hunter's MM iteration.
 
     ``prior`` virtual ties are added to every pair that was compared at least once (a pair never
-    compared stays uninformative).
+    compared stays uninformative). A method without any vote gets ``nan`` (and is left out of the mean).
     """
     wins = np.asarray(wins, float)
     games = wins + np.swapaxes(wins, -1, -2)
@@ -96,17 +97,23 @@ def fit_bt(wins: np.ndarray, *, prior: float = PRIOR, tol: float = 1e-10, max_it
     wins = wins + prior / 2 * compared
     games = games + prior * compared
     total = wins.sum(-1)
+    played = games.sum(-1) > 0  # a method without any vote keeps strength 1 while the others fit
+    count = np.maximum(played.sum(-1, keepdims=True), 1)
+
+    def centred_log(strength: np.ndarray) -> np.ndarray:
+        log = np.log(np.maximum(strength, 1e-300))
+        return log - (log * played).sum(-1, keepdims=True) / count
+
     p = np.ones(wins.shape[:-1])
     for _ in range(max_iter):
         denom = (games / (p[..., :, None] + p[..., None, :])).sum(-1)
-        new = total / np.maximum(denom, 1e-300)
-        new /= np.exp(np.log(np.maximum(new, 1e-300)).mean(-1, keepdims=True))  # geometric mean 1
+        new = np.where(played, total / np.maximum(denom, 1e-300), 1.0)
+        new = np.exp(centred_log(new))  # geometric mean 1 over the methods with votes
         if np.max(np.abs(new - p)) < tol:
             p = new
             break
         p = new
-    theta = np.log(np.maximum(p, 1e-300))
-    return theta - theta.mean(-1, keepdims=True)
+    return np.where(played, centred_log(p), np.nan)  # no vote: no score
 
 
 def bradley_terry(votes: Sequence[Vote], methods: Sequence[str]) -> np.ndarray:
@@ -136,7 +143,9 @@ def ratings_table(
     theta = fit_bt(_wins(left, right, score, n, np.ones((1, len(votes))))[0])
     weights = _resample_weights(len(votes), rounds, np.random.default_rng(seed))
     replicates = fit_bt(_wins(left, right, score, n, weights))
-    lower, upper = np.percentile(replicates, [2.5, 97.5], axis=0)
+    with warnings.catch_warnings():  # a method without votes has no score in any resample: nan bounds
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lower, upper = np.nanpercentile(replicates, [2.5, 97.5], axis=0)
     return {
         "methods": list(methods),
         "theta": theta,
