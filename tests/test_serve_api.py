@@ -333,3 +333,31 @@ def test_two_workers_on_one_store_run_every_job_once(tmp_path, fake_run):
     store.claim_next("gpu0"), store.claim_next("gpu1")
     assert store.recover("gpu0") == [a.id] and store.get(b.id).status == "running"
     store.close()
+
+
+def test_a_folder_left_by_a_crash_mid_upload_is_swept_at_start(tmp_path):
+    import os
+
+    jobs = tmp_path / "jobs"
+    store = JobStore(tmp_path / "j.sqlite")
+    queued, _ = store.add("generate", TINY)
+    store.close()
+    orphan, fresh, kept = "a" * 32, "b" * 32, queued.id
+    for name in (orphan, fresh, kept, "uploads"):
+        (jobs / name / "inputs").mkdir(parents=True)
+        (jobs / name / "inputs" / "source.mp4.part").write_bytes(b"x")
+    old = time.time() - 7200
+    for name in (orphan, kept, "uploads"):
+        for path in (jobs / name / "inputs" / "source.mp4.part", jobs / name / "inputs", jobs / name):
+            os.utime(path, (old, old))
+    app = create_app(tmp_path / "j.sqlite", start_worker=False)
+    with TestClient(app):
+        assert app.state.swept == [orphan]
+    assert sorted(p.name for p in jobs.iterdir()) == sorted([fresh, kept, "uploads"])
+
+
+def test_an_open_server_is_bounded_by_the_queue_not_the_per_token_limit(tmp_path):
+    app = create_app(tmp_path / "j.sqlite", start_worker=False, max_queue=4, max_per_token=2)
+    with TestClient(app) as client:
+        assert [client.post("/v1/jobs", json=TINY).status_code for _ in range(5)] == [202] * 4 + [429]
+        _assert_error(client.post("/v1/jobs", json=TINY), 429, "queue_full")

@@ -32,7 +32,7 @@ from flowstudio.serve import events
 from flowstudio.serve.auth import Tokens
 from flowstudio.serve.errors import ApiError, error_response
 from flowstudio.serve.store import STATUSES, Job, JobStore, new_job_id
-from flowstudio.serve.uploads import PATH_FIELDS, fingerprint, read_submission
+from flowstudio.serve.uploads import PATH_FIELDS, fingerprint, read_submission, sweep_orphans
 from flowstudio.serve.worker import Worker, load_pipeline
 
 log = logging.getLogger(__name__)
@@ -244,7 +244,8 @@ def create_app(
             requests that name an input file are refused (inputs are uploaded).
         start_worker: ``False`` runs no worker (jobs stay queued; for tests of the queue).
         tokens: the bearer tokens (``None`` or empty: the server is open, and says so in its log).
-        max_per_token: queued plus running jobs one owner may have; beyond, 429 with ``Retry-After``.
+        max_per_token: queued plus running jobs one token's owner may have; beyond, 429 with
+            ``Retry-After`` (with tokens only: on an open server ``max_queue`` is the bound).
         max_upload: bytes a submission's body may have (files included); beyond, 413.
         worker_name: this server's worker in the store; servers sharing one database need distinct
             names (a restart re-queues only the jobs its own worker was running).
@@ -270,6 +271,7 @@ def create_app(
             names = sorted(set(tokens.by_token.values()))
             log.info("%d token(s) for %s", len(tokens.by_token), ", ".join(names))
         app.state.recovered = store.recover(worker_name)
+        app.state.swept = sweep_orphans(jobs_dir, store)
         if start_worker:
             worker.start()
         try:
@@ -346,6 +348,8 @@ def create_app(
                 f"{queued} jobs are queued (the limit is {max_queue}); retry in {retry} s",
                 headers={"Retry-After": retry},
             )
+        if tokens.open:  # one shared owner: --max-queue is the bound
+            return
         mine = store.count(("queued", "running"), owner)
         if mine >= max_per_token:
             retry = _retry_after()

@@ -14,6 +14,8 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,3 +193,30 @@ def fingerprint(request: dict[str, Any], digests: dict[str, str]) -> str:
     """sha256 of a validated request with each uploaded file as its content's digest."""
     same = {**request, **{name: f"upload:sha256:{digest}" for name, digest in digests.items()}}
     return hashlib.sha256(json.dumps(same, sort_keys=True, default=str).encode()).hexdigest()
+
+
+_JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def sweep_orphans(jobs_dir: Path, store: Any, older_than: float = 3600.0) -> list[str]:
+    """Remove job folders left by submissions that died mid-upload (a crash, a kill); returns them.
+
+    A folder is an orphan if its name is a job id, no job has that id, and it holds nothing but
+    ``inputs/``, untouched for ``older_than`` seconds (so an upload in flight on another server
+    sharing the folder is left alone).
+    """
+    removed = []
+    if not jobs_dir.is_dir():
+        return removed
+    now = time.time()
+    for folder in jobs_dir.iterdir():
+        if not (folder.is_dir() and _JOB_ID.match(folder.name)):
+            continue
+        if [p.name for p in folder.iterdir()] != ["inputs"]:
+            continue
+        newest = max([folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.rglob("*")])
+        if now - newest < older_than or store.get(folder.name) is not None:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder.name)
+    return removed
