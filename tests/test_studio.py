@@ -137,3 +137,13 @@ def test_with_tokens_the_page_asks_for_a_token_and_its_jobs_are_the_tokens(tmp_p
         job_id = backend.submit(_edit(backend), owner="alice").job_id
         listed = client.get("/v1/jobs", headers={"Authorization": f"Bearer {token}"}).json()
         assert [job["id"] for job in listed["jobs"]] == [job_id]
+
+
+def test_following_a_job_with_no_worker_says_so_instead_of_waiting(backend: StudioBackend) -> None:
+    pytest.importorskip("gradio")
+    from flowstudio.serve.studio.follow import follow
+
+    job_id = backend.submit(_edit(backend)).job_id
+    shown = list(follow(backend, job_id, lambda *a, **k: None, lambda files: ("done",), ("waiting",)))
+    assert len(shown) == 1 and shown[0][1] == "waiting"
+    assert "queued (position 1)" in shown[0][0] and "worker is not running" in shown[0][0]

@@ -177,7 +177,8 @@ def edit_tab(backend: StudioBackend) -> None:
 
     inputs = [source, source_prompt, target_prompt, method, preset, steps, seed, region, first_frame, box]
     inputs += [source_guidance, target_guidance, blend_strength, injection_strength]
-    run.click(on_run, inputs, [status, shown_source, result, files, job])
+    # no limit: each visitor follows their own job; the one worker runs them one after another
+    run.click(on_run, inputs, [status, shown_source, result, files, job], concurrency_limit=None)
     stop.click(lambda job_id: cancel(backend, job_id), job, status)
 
 

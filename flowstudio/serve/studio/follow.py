@@ -55,6 +55,9 @@ def follow(
         head = f"**Job `{job_id}`** (`GET /v1/jobs/{job_id}`): {state.describe()}"
         if state.finished:
             break
+        if not backend.worker.alive:  # nothing would ever run it: say so instead of waiting forever
+            yield (f"{head}. **The server's worker is not running** (see `/healthz`).", *waiting)
+            return
         if state.total:
             progress((state.step, state.total), desc=state.phase or "step")
         yield (head, *waiting)

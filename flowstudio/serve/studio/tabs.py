@@ -98,7 +98,8 @@ def generate_tab(backend: StudioBackend) -> None:
         yield from follow(backend, job_id, progress, _video_finished(job_id), (gr.skip(), gr.skip(), job_id))
 
     inputs = [prompt, negative, image, frames, height, width, steps, guidance, seed]
-    run.click(on_run, inputs, [status, result, files, job])
+    # no limit: each visitor follows their own job; the one worker runs them one after another
+    run.click(on_run, inputs, [status, result, files, job], concurrency_limit=None)
     stop.click(lambda job_id: cancel(backend, job_id), job, status)
 
 
@@ -156,5 +157,6 @@ def avatar_tab(backend: StudioBackend) -> None:
             return
         yield from follow(backend, job_id, progress, _video_finished(job_id), (gr.skip(), gr.skip(), job_id))
 
-    run.click(on_run, [image, audio, steps, seed], [status, result, files, job])
+    # no limit: each visitor follows their own job; the one worker runs them one after another
+    run.click(on_run, [image, audio, steps, seed], [status, result, files, job], concurrency_limit=None)
     stop.click(lambda job_id: cancel(backend, job_id), job, status)
