@@ -28,7 +28,9 @@ def test_bt_is_exact_on_expected_counts() -> None:
 def test_simulation_recovers_order_and_covers_truth_small() -> None:
     figures = R.simulation_study(sims=10, rounds=300)
     assert figures["kendall_tau_min"] >= 0.9
-    assert figures["interval_coverage"] >= 0.9
+    # 80 intervals: their coverage has a standard deviation of ~0.025 around the nominal 0.95, so the
+    # bar here is 0.85 (4 sd); the 0.9 is asserted on 100 simulations in the slow test below.
+    assert figures["interval_coverage"] >= 0.85
 
 
 @pytest.mark.slow
@@ -146,3 +148,12 @@ def test_bad_votes_are_refused() -> None:
         R.Vote("c", "a", "a", "left")
     with pytest.raises(InputError, match="not in"):
         R.bradley_terry([R.Vote("c", "a", "zzz", "left")], ["a", "b"])
+
+
+def test_many_votes_are_grouped_into_kinds() -> None:
+    rng = np.random.default_rng(4)
+    methods, votes = R.simulate_votes(THETA, _raters(), 20_000, rng)
+    sides, score, counts = R._encode(votes, methods)
+    assert len(score) <= 3 * 8 * 7 and counts.sum() == 20_000  # sized by kinds, not by votes
+    table = R.ratings_table(votes, methods, rounds=200)
+    assert np.all(table["upper"] - table["lower"] < 0.2) and np.all(np.diff(table["theta"]) > 0)

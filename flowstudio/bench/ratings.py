@@ -44,7 +44,7 @@ from flowstudio.errors import InputError
 
 VOTES = ("left", "right", "tie", "both_bad")
 PRIOR = 0.1  # virtual ties per compared pair (half a win each way)
-_SCORE = {"left": 1.0, "right": 0.0, "tie": 0.5, "both_bad": 0.5}
+_OUTCOME = {"left": 0, "right": 1, "tie": 2, "both_bad": 2}  # left's score: 1, 0, 1/2
 
 
 @dataclass(frozen=True)
@@ -65,23 +65,31 @@ class Vote:
 
 
 def _encode(votes: Sequence[Vote], methods: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(left index, right index, left's score: 1 / 0 / 0.5) arrays of ``votes``."""
+    """The distinct (left index, right index, left's score 1 / 0 / 0.5) of ``votes`` and their counts.
+
+    Votes of one kind are interchangeable for BT and its bootstrap, so everything downstream is sized
+    by the number of kinds (at most 3 n^2), not by the number of votes.
+    """
     index = {m: i for i, m in enumerate(methods)}
     unknown = sorted({m for v in votes for m in (v.left, v.right)} - set(index))
     if unknown:
         raise InputError(f"votes name methods {unknown} that are not in {list(methods)}")
-    left = np.array([index[v.left] for v in votes], np.intp)
-    right = np.array([index[v.right] for v in votes], np.intp)
-    return left, right, np.array([_SCORE[v.vote] for v in votes])
+    n = len(methods)
+    codes = [(index[v.left] * n + index[v.right]) * 3 + _OUTCOME[v.vote] for v in votes]
+    kinds, counts = np.unique(np.array(codes, np.intp), return_counts=True)
+    pair, outcome = np.divmod(kinds, 3)
+    left, right = np.divmod(pair, n)
+    return np.stack([left, right]), np.array([1.0, 0.0, 0.5])[outcome], counts.astype(float)
 
 
-def _wins(left: np.ndarray, right: np.ndarray, score: np.ndarray, n: int, weight: np.ndarray) -> np.ndarray:
-    """Win matrices ``(B, n, n)``: ``W[b, i, j]`` = i's wins over j (ties half), vote weights ``(B, V)``."""
-    # One (V, n*n) matrix of each vote's contribution, so every replicate is one row of a matmul.
-    contribution = np.zeros((len(left), n * n))
-    rows = np.arange(len(left))
-    np.add.at(contribution, (rows, left * n + right), score)
-    np.add.at(contribution, (rows, right * n + left), 1 - score)
+def _wins(sides: np.ndarray, score: np.ndarray, n: int, weight: np.ndarray) -> np.ndarray:
+    """Win matrices ``(B, n, n)``: ``W[b, i, j]`` = i's wins over j (ties half), kind weights ``(B, K)``."""
+    # One (K, n*n) matrix of each kind's contribution, so every replicate is one row of a matmul.
+    left, right = sides
+    contribution = np.zeros((len(score), n * n))
+    rows = np.arange(len(score))
+    contribution[rows, left * n + right] = score
+    contribution[rows, right * n + left] = 1 - score
     return (weight @ contribution).reshape(-1, n, n)
 
 
@@ -118,13 +126,15 @@ def fit_bt(wins: np.ndarray, *, prior: float = PRIOR, tol: float = 1e-10, max_it
 
 def bradley_terry(votes: Sequence[Vote], methods: Sequence[str]) -> np.ndarray:
     """BT log-strengths of ``methods`` (mean 0), in their order."""
-    left, right, score = _encode(votes, methods)
-    return fit_bt(_wins(left, right, score, len(methods), np.ones((1, len(votes))))[0])
+    sides, score, counts = _encode(votes, methods)
+    return fit_bt(_wins(sides, score, len(methods), counts[None]))[0]
 
 
-def _resample_weights(n_votes: int, rounds: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap weights ``(rounds, n_votes)``: how often each vote is drawn (multinomial)."""
-    return rng.multinomial(n_votes, np.full(n_votes, 1.0 / n_votes), size=rounds).astype(float)
+def _resample_weights(counts: np.ndarray, rounds: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap weights ``(rounds, K)``: how many of the resampled votes fall in each kind. Drawing
+    all votes with replacement is one multinomial draw over the kinds, with their shares."""
+    total = int(counts.sum())
+    return rng.multinomial(total, counts / total, size=rounds).astype(float)
 
 
 def ratings_table(
@@ -138,11 +148,12 @@ def ratings_table(
     """
     if not votes:
         raise InputError("no votes to rate")
-    left, right, score = _encode(votes, methods)
+    sides, score, counts = _encode(votes, methods)
     n = len(methods)
-    theta = fit_bt(_wins(left, right, score, n, np.ones((1, len(votes))))[0])
-    weights = _resample_weights(len(votes), rounds, np.random.default_rng(seed))
-    replicates = fit_bt(_wins(left, right, score, n, weights))
+    theta = fit_bt(_wins(sides, score, n, counts[None]))[0]
+    replicates = fit_bt(
+        _wins(sides, score, n, _resample_weights(counts, rounds, np.random.default_rng(seed)))
+    )
     with warnings.catch_warnings():  # a method without votes has no score in any resample: nan bounds
         warnings.simplefilter("ignore", RuntimeWarning)
         lower, upper = np.nanpercentile(replicates, [2.5, 97.5], axis=0)
