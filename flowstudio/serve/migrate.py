@@ -14,6 +14,7 @@ A new revision, after changing :mod:`flowstudio.serve.store`::
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -37,6 +38,8 @@ def config(url: str | None = None) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Upgrade the database of ``engine`` to ``revision``, in one transaction."""
+    # alembic announces each of its plugins at INFO on every start; the upgrades it runs stay logged
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     with engine.begin() as connection:
         cfg = config()
         cfg.attributes["connection"] = connection
