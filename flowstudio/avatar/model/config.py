@@ -40,7 +40,7 @@ class TowerConfig:
         eps: norm epsilon.
         rope_max_positions: rotary table length in temporal positions (frames); a position beyond it
             raises. Streams with a window stay far below it (the cache keeps window-relative
-            positions, at most ``1 + (window + 1) x`` a chunk's frames); full-sequence calls
+            positions, at most ``(window + 1) x`` a chunk's frames); full-sequence calls
             (training) use absolute positions.
     """
 
