@@ -260,3 +260,46 @@ def ablate_command(
         cells = ", ".join(f"{label} {run['metrics'].get(key)}" for key, label, _ in HEADLINE[:3])
         typer.echo(f"{name}: {cells}")
     typer.echo(f"wrote {out / 'ablations.md'}, {out / 'ablations.json'}, {out / 'ablations.png'}")
+
+
+@avatar_app.command("preprocess")
+def preprocess_command(
+    in_dir: Path = typer.Argument(..., help="Folder of talking-head videos (HDTF, CelebV-HQ, any folder)."),
+    out_dir: Path = typer.Argument(..., help="Output folder (clips/, done/, manifest.jsonl, report.*)."),
+    layout: str = typer.Option("auto", help="auto, folder, hdtf, celebvhq or talkingshapes (identities)."),
+    detector: str = typer.Option(
+        "mediapipe", help="mediapipe (face extra) or talkingshapes (the toy world's TRUE face box, toy only)."
+    ),
+    structure: str = typer.Option("none", help="none, liveportrait or talkingshapes (toy truth)."),
+    liveportrait: Path | None = typer.Option(None, help="LivePortrait pretrained_weights folder."),
+    hubert: Path | None = typer.Option(None, help="HuBERT-Large folder; default: toy log-mel."),
+    syncnet: Path | None = typer.Option(None, help="SyncNet folder (checked; no network yet)."),
+    size: int = typer.Option(128, help="Output crop side (multiple of 32)."),
+    min_seconds: float = typer.Option(1.0, help="Shortest input video and kept segment."),
+    max_seconds: float = typer.Option(120.0, help="Longest input video (decoded whole into memory)."),
+    sync_min_confidence: float = typer.Option(0.5, help="Refuse segments whose sync correlation is lower."),
+    vae: str = typer.Option("toy", help="toy (the toy codec) or none."),
+    workers: int = typer.Option(1, help="1: in this process; more: local Ray with that many CPUs."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="Run the tasks on this Ray cluster."),
+) -> None:
+    """The 7 preprocessing steps over a folder of videos; resumable; report per stage and reason."""
+    from flowstudio.avatar.preprocess import PreprocessConfig, preprocess
+
+    with cli_errors():
+        config = PreprocessConfig(
+            layout=layout,
+            detector=detector,
+            structure=structure,
+            liveportrait_path=str(liveportrait) if liveportrait else None,
+            audio_features="hubert" if hubert else "logmel",
+            hubert_path=str(hubert) if hubert else None,
+            syncnet_path=str(syncnet) if syncnet else None,
+            size=size,
+            min_seconds=min_seconds,
+            max_seconds=max_seconds,
+            sync_min_confidence=sync_min_confidence,
+            vae=vae,
+        )
+        report = preprocess(in_dir, out_dir, config, workers=workers, ray_address=ray_address)
+    typer.echo((Path(out_dir) / "report.md").read_text())
+    typer.echo(f"{report['segments_kept']} segments written to {out_dir}/manifest.jsonl")
