@@ -228,7 +228,7 @@ def test_mediapipe_detector_on_toy_faces(folder: Path, tmp_path: Path) -> None:
     report = preprocess(src, tmp_path / "out", config, progress=False)
     assert report["segments_kept"] == 1
     row = _manifest(tmp_path / "out")[0]
-    assert row["sync"]["mouth_source"] == "mediapipe_face_mesh" and abs(row["sync"]["offset_frames"]) <= 1
+    assert row["sources"]["detector"] == "mediapipe" and abs(row["sync"]["offset_frames"]) <= 1
 
 
 def test_cli_runs_and_reports(folder: Path, tmp_path: Path) -> None:

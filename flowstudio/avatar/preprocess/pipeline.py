@@ -126,12 +126,9 @@ def _segment(
     # step 5: sync check on the whole face run, then trim by the measured offset
     if config.syncnet_path:
         sync.SyncNetWeights(config.syncnet_path).evaluate()  # raises: not implemented (said in the guide)
-    use_landmarks = config.detector == "mediapipe"
-    mouth = sync.mouth_signal_landmarks(crops) if use_landmarks else sync.mouth_signal_pixels(crops)
+    mouth = sync.mouth_signal_pixels(crops)
     loudness = sync.loudness_envelope(audio, config.sample_rate, config.fps, len(crops))
-    measured = sync.estimate_offset(
-        mouth, loudness, config.sync_max_offset, "mediapipe_face_mesh" if use_landmarks else "pixels"
-    )
+    measured = sync.estimate_offset(mouth, loudness, config.sync_max_offset, "pixels")
     if measured.confidence < config.sync_min_confidence:
         return _drop(
             "sync", "too_weak", span, f"confidence {measured.confidence:.3f} at offset {measured.offset}"

@@ -3,11 +3,12 @@
 **Offline proxy (what runs).** A mouth-opening signal per frame is cross-correlated with the audio's
 loudness envelope over lags of ``-N..+N`` frames:
 
-* mouth signal - from MediaPipe's face mesh when the detector is ``mediapipe`` (inner-lip gap,
-  landmarks 13/14, over face height, landmarks 10/152), else from pixels of the aligned crop: the
-  vertical edge energy of the mouth region (the lower middle of the crop), which grows as the lips
-  part. The pixel signal is a proxy: beards, teeth, hands and lighting disturb it on real faces; on
-  TalkingShapes it follows the true opening (r 0.80-0.97 on ten clips, every skin tone).
+* mouth signal - from pixels of the aligned crop, whatever the detector: the vertical edge
+  energy of the mouth region (the lower middle of the crop), which grows as the lips part. It is a
+  proxy: beards, teeth, hands and lighting disturb it on real faces; on TalkingShapes it follows
+  the true opening (r 0.80-0.97 on ten clips, every skin tone). MediaPipe's face-mesh lip gap was
+  tried and not kept: r 0.84 with the true opening on a 4 s toy clip, and on 2 s clips its sync
+  confidence fell below 0.5 on 2 of 4 clips where the pixel signal passed.
 * loudness - RMS of the 16 kHz audio in a 40 ms window centred on each frame time.
 
 Both are standardised; the correlation at lag ``L`` pairs the mouth at frame ``t`` with the sound at
@@ -65,25 +66,6 @@ def mouth_signal_pixels(crops: np.ndarray) -> np.ndarray:
     region = crops[:, int(0.58 * size) : int(0.84 * size), int(0.3 * size) : int(0.7 * size)]
     luma = region.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     return np.array([np.abs(cv2.Sobel(image, cv2.CV_32F, 0, 1)).mean() for image in luma], np.float32)
-
-
-def mouth_signal_landmarks(crops: np.ndarray) -> np.ndarray:
-    """Inner-lip gap over face height from MediaPipe's face mesh (NaN where no face is found)."""
-    import mediapipe as mp
-
-    values = np.full(len(crops), np.nan, np.float32)
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1) as mesh:
-        for t, crop in enumerate(crops):
-            found = mesh.process(np.ascontiguousarray(crop)).multi_face_landmarks
-            if found:
-                points = found[0].landmark
-                face = abs(points[152].y - points[10].y)
-                values[t] = abs(points[14].y - points[13].y) / max(face, 1e-6)
-    if np.isnan(values).all():
-        return np.zeros(len(crops), np.float32)
-    index = np.arange(len(values))
-    ok = ~np.isnan(values)
-    return np.interp(index, index[ok], values[ok]).astype(np.float32)
 
 
 def loudness_envelope(audio: np.ndarray, sample_rate: int, fps: float, num_frames: int) -> np.ndarray:
