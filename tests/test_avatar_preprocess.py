@@ -247,3 +247,37 @@ def test_cli_runs_and_reports(folder: Path, tmp_path: Path) -> None:
     assert "segments kept: 1" in result.output
     bad = CliRunner().invoke(avatar_app, ["preprocess", str(src), str(tmp_path / "o2"), "--detector", "haar"])
     assert bad.exit_code == 2 and "detector must be one of" in bad.output
+
+
+def test_hubert_tiny_checkpoint_real_layout(folder: Path, tmp_path: Path) -> None:
+    # facebook/hubert-large-ll60k's layout (config.json + model.safetensors), tiny and random
+    from transformers import HubertConfig, HubertModel
+
+    torch.manual_seed(0)
+    config = HubertConfig(
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(8,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )
+    HubertModel(config).save_pretrained(tmp_path / "hubert")
+    assert {"config.json", "model.safetensors"} <= {p.name for p in (tmp_path / "hubert").iterdir()}
+    src = tmp_path / "in"
+    src.mkdir()
+    for suffix in (".mp4", ".npz", ".json"):
+        (src / f"clip_00000{suffix}").write_bytes((folder / f"clip_00000{suffix}").read_bytes())
+    settings = PreprocessConfig(
+        detector="talkingshapes", audio_features="hubert", hubert_path=str(tmp_path / "hubert")
+    )
+    report = preprocess(src, tmp_path / "out", settings, progress=False)
+    row = _manifest(tmp_path / "out")[0]
+    assert report["segments_kept"] == 1 and row["sources"]["audio_features"] == "hubert"
+    with np.load(tmp_path / "out" / row["arrays"]) as arrays:
+        assert arrays["audio_features"].shape == (row["num_frames"] * 2, 16)  # 50 Hz, hidden size 16
+        assert "structure" not in arrays.files  # --structure none writes none
+    with pytest.raises(CheckpointError, match="config.json"):
+        bad = PreprocessConfig(detector="talkingshapes", audio_features="hubert", hubert_path=str(tmp_path))
+        preprocess(src, tmp_path / "o2", bad, progress=False)
