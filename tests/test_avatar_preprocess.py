@@ -281,3 +281,19 @@ def test_hubert_tiny_checkpoint_real_layout(folder: Path, tmp_path: Path) -> Non
     with pytest.raises(CheckpointError, match="config.json"):
         bad = PreprocessConfig(detector="talkingshapes", audio_features="hubert", hubert_path=str(tmp_path))
         preprocess(src, tmp_path / "o2", bad, progress=False)
+
+
+@pytest.mark.parametrize("lag", [-3, 0, 4])
+def test_offset_estimate_and_trim_both_directions(lag: int) -> None:
+    from flowstudio.avatar.preprocess import sync
+
+    rng = np.random.default_rng(lag + 10)
+    sound = np.convolve(rng.random(140), np.ones(3) / 3, mode="same")
+    mouth = np.roll(sound, lag)[10:130]  # mouth[t] = sound[t - lag]
+    sound = sound[10:130]
+    found = sync.estimate_offset(mouth, sound, 6, "synthetic")
+    assert found.offset == lag and found.confidence > 0.9
+    audio = np.repeat(sound, 4)  # 4 samples per frame
+    (a, b), trimmed = sync.apply_correction((0, len(mouth)), audio, found.offset, 4)
+    assert b - a == len(trimmed) // 4 == len(mouth) - abs(lag)
+    np.testing.assert_allclose(mouth[a:b], trimmed[::4])  # after the trim they line up frame by frame

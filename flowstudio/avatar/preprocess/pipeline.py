@@ -142,7 +142,9 @@ def _segment(
     crops, windows = crops[a:b], windows[a:b]
     audio = audio[: (b - a) * samples_per_frame]
     source_frames = decoded.source_indices[start + a : start + b]
-    mouth, loudness = mouth[a:b], loudness[a:b] if shift <= 0 else loudness[: b - a]
+    # the loudness of the audio as kept (after the trim), so mouth[t] and loudness[t] share a time
+    mouth = mouth[a:b]
+    loudness = sync.loudness_envelope(audio, config.sample_rate, config.fps, b - a)
     # step 6 and 7
     audio_features = features.audio_features(audio, config)
     structure = features.structure(crops, source_frames, source.path, config)
