@@ -147,3 +147,29 @@ def test_following_a_job_with_no_worker_says_so_instead_of_waiting(backend: Stud
     shown = list(follow(backend, job_id, lambda *a, **k: None, lambda files: ("done",), ("waiting",)))
     assert len(shown) == 1 and shown[0][1] == "waiting"
     assert "queued (position 1)" in shown[0][0] and "worker is not running" in shown[0][0]
+
+
+def test_concurrent_submissions_never_pass_the_queue_bound(backend: StudioBackend) -> None:
+    """Gradio submits from threads: the check and the insert are one step (``store.admission``), so
+    eight simultaneous submissions against a bound of 2 queue exactly 2 and refuse the rest."""
+    import threading
+
+    data = [_edit(backend) for _ in range(8)]
+    start = threading.Barrier(len(data))
+    outcomes: list[str] = []
+
+    def submit(item: dict[str, Any]) -> None:
+        start.wait()
+        try:
+            backend.submit(item)
+            outcomes.append("queued")
+        except StudioInputError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=submit, args=(item,)) for item in data]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["queued"] * 2 + ["refused"] * 6
+    assert backend.store.count("queued") == 2

@@ -382,10 +382,11 @@ def create_app(
                 if existing is not None:
                     shutil.rmtree(folder, ignore_errors=True)
                     return _same_key(existing, print_, dump)
-            _check_limits(owner)
-            job, created = store.add(
-                job_request.kind, dump, idempotency_key, owner=owner, fingerprint=print_, job_id=job_id
-            )
+            with store.admission:  # the check and the insert it allows, as one step in this process
+                _check_limits(owner)
+                job, created = store.add(
+                    job_request.kind, dump, idempotency_key, owner=owner, fingerprint=print_, job_id=job_id
+                )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)  # uploads of a refused submission: none kept
             raise

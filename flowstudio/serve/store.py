@@ -13,6 +13,7 @@ an open server); idempotency keys are per owner.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -108,6 +109,9 @@ class JobStore:
 
         upgrade(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # held by every submitter of this process (API handlers, studio threads) across a limit check
+        # and the insert it allows, so that concurrent submissions cannot both pass a bound of one slot
+        self.admission = threading.Lock()
 
     def close(self) -> None:
         self.engine.dispose()

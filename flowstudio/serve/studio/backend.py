@@ -127,16 +127,18 @@ class StudioBackend:
             raise StudioInputError(_problems_text(error.problems or [], error.message)) from error
         if request.kind == "edit":
             _check_edit_settings(request)
-        queued = self.store.count("queued")
-        if queued >= self.max_queue:
-            mean = self.store.mean_run_seconds() or 10.0
-            raise StudioInputError(
-                f"{queued} jobs are queued (the limit is {self.max_queue}); try again in {math.ceil(mean)} s"
-            )
         dump = request.model_dump(mode="json")
         # owner only when logged in: the store of an open server needs no owner
         extra = {"owner": owner} if owner else {}
-        job, _ = self.store.add(request.kind, dump, **extra)
+        with self.store.admission:  # gradio runs submissions in threads: check and insert as one step
+            queued = self.store.count("queued")
+            if queued >= self.max_queue:
+                mean = self.store.mean_run_seconds() or 10.0
+                raise StudioInputError(
+                    f"{queued} jobs are queued (the limit is {self.max_queue}); "
+                    f"try again in {math.ceil(mean)} s"
+                )
+            job, _ = self.store.add(request.kind, dump, **extra)
         self.worker.wake.set()
         return Submitted(job.id)
 
