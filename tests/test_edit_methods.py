@@ -47,6 +47,7 @@ def test_flowedit_edits_with_one_batched_call_per_step(pipe, clip, x_src):
         target_guidance=4.0,
         steps=4,
         flowedit=FlowEditConfig(n_max=3, n_min=1),
+        first_frame="source",
     )
     assert not torch.equal(r.latents, x_src)
     # 2 difference steps (1 batched call of 4 rows each) + 1 regular target step (2 rows).

@@ -40,8 +40,12 @@ class EditSettings:
         target_guidance: CFG of the target side (generation CFG; FlowEdit's target CFG).
         inversion_solver, generation_solver: override the method's solvers (``None``: its defaults).
         fixed_point_iters: extra fixed-point iterations of Euler inversion.
-        first_frame: target TI2V first frame: ``source`` (the source's frame 0), ``image`` (the
-            target image given), ``none`` (generated; the source is then inverted without pin).
+        first_frame: target TI2V first frame: ``none`` (default: generated; the source is then
+            inverted without a pin), ``image`` (the target image given; implied by one),
+            ``source`` (the source's frame 0, pinned). ``source`` pins the *unedited* frame 0, and the
+            model carries its look into every later frame: on the toy model no colour, product or
+            background edit happened with it (``benchmarks/results/edit_toy.md``), so it is only for
+            edits that must keep frame 0 exactly.
         flowedit: ``n_max``, ``n_min``, ``n_avg``.
         injection, attention_share, blend: controls (``None`` = off).
         reschedule: edit strength as starting noise level (partial inversion).
@@ -64,7 +68,7 @@ class EditSettings:
     inversion_solver: str | None = None
     generation_solver: str | None = None
     fixed_point_iters: int = 0
-    first_frame: FirstFrameMode = "source"
+    first_frame: FirstFrameMode = "none"
     flowedit: FlowEditConfig = field(default_factory=FlowEditConfig)
     injection: InjectionConfig | None = None
     attention_share: AttentionShareConfig | None = None
