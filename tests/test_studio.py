@@ -150,8 +150,9 @@ def test_following_a_job_with_no_worker_says_so_instead_of_waiting(backend: Stud
 
 
 def test_concurrent_submissions_never_pass_the_queue_bound(backend: StudioBackend) -> None:
-    """Gradio submits from threads: the check and the insert are one step (``store.admission``), so
-    eight simultaneous submissions against a bound of 2 queue exactly 2 and refuse the rest."""
+    """Gradio submits from threads: the check and the insert are one step (``JobStore.admit``, the
+    API's own), so eight simultaneous submissions against a bound of 2 queue exactly 2 and refuse the
+    rest."""
     import threading
 
     data = [_edit(backend) for _ in range(8)]
@@ -173,3 +174,44 @@ def test_concurrent_submissions_never_pass_the_queue_bound(backend: StudioBacken
         thread.join()
     assert sorted(outcomes) == ["queued"] * 2 + ["refused"] * 6
     assert backend.store.count("queued") == 2
+
+
+def test_a_logged_in_page_is_held_to_its_tokens_limit_like_the_api(tmp_path: Path) -> None:
+    """Mounted on a server with tokens, the page's jobs count against the logged-in name's
+    ``--max-per-token``, together with that name's API jobs; another name has its own room."""
+    from fastapi.testclient import TestClient
+
+    from flowstudio.serve.app import create_app
+    from flowstudio.serve.auth import Tokens
+
+    alice, bob = "alice-token-0123456789", "bob-token-0123456789ab"
+    app = create_app(
+        tmp_path / "jobs.sqlite",
+        start_worker=False,
+        tokens=Tokens({alice: "alice", bob: "bob"}),
+        max_queue=10,
+        max_per_token=2,
+    )
+    with TestClient(app) as client:
+        backend = StudioBackend.for_app(app)
+        assert backend.max_queue == 10 and backend.max_per_token == 2
+        tiny = {"kind": "generate", "prompt": "a red ball", "num_frames": 5, "height": 64, "width": 64}
+        headers = {"Authorization": f"Bearer {alice}"}
+        assert client.post("/v1/jobs", json=tiny, headers=headers).status_code == 202
+        backend.submit(_edit(backend), owner="alice")
+        with pytest.raises(StudioInputError, match="this token has 2 jobs queued or running"):
+            backend.submit(_edit(backend), owner="alice")
+        refused = client.post("/v1/jobs", json=tiny, headers=headers)
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "token_limit"
+        backend.submit(_edit(backend), owner="bob")  # bob's own room
+        assert backend.store.count("queued", owner="alice") == 2
+        assert backend.store.count("queued", owner="bob") == 1
+    # an open server's page (and the studio alone) has one owner: only the queue bounds it
+    open_app = create_app(tmp_path / "open.sqlite", start_worker=False, max_queue=3, max_per_token=1)
+    with TestClient(open_app):
+        open_backend = StudioBackend.for_app(open_app)
+        assert open_backend.max_per_token is None
+        for _ in range(3):
+            open_backend.submit(_edit(open_backend))
+        with pytest.raises(StudioInputError, match="3 jobs are queued"):
+            open_backend.submit(_edit(open_backend))

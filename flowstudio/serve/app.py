@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -31,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from flowstudio.serve import events
 from flowstudio.serve.auth import Tokens
 from flowstudio.serve.errors import ApiError, error_response
-from flowstudio.serve.store import STATUSES, Job, JobStore, new_job_id
+from flowstudio.serve.store import STATUSES, AdmissionRefused, Job, JobStore, new_job_id
 from flowstudio.serve.uploads import PATH_FIELDS, fingerprint, read_submission, sweep_orphans
 from flowstudio.serve.worker import Worker, load_pipeline
 
@@ -283,6 +282,9 @@ def create_app(
     app = FastAPI(title="flowstudio", version="1", lifespan=lifespan)
     app.state.store, app.state.worker, app.state.jobs_dir = store, worker, jobs_dir
     app.state.tokens = tokens
+    app.state.max_queue = max_queue
+    # what the studio mounted on this app applies to its logged-in owners (None: open, no per-owner bound)
+    app.state.max_per_token = None if tokens.open else max_per_token
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
@@ -335,31 +337,20 @@ def create_app(
             job_view(store, job, jobs_dir), status_code=status, headers={"Location": f"/v1/jobs/{job.id}"}
         )
 
-    def _retry_after() -> str:
-        return str(max(1, math.ceil(store.mean_run_seconds() or 10.0)))
-
-    def _check_limits(owner: str) -> None:
-        queued = store.count("queued")
-        if queued >= max_queue:
-            retry = _retry_after()
-            raise ApiError(
-                429,
-                "queue_full",
-                f"{queued} jobs are queued (the limit is {max_queue}); retry in {retry} s",
-                headers={"Retry-After": retry},
+    def _admit(owner: str, **fields: Any) -> tuple[Job, bool]:
+        """Queue through the store's one admission step (bounds checked and insert in one transaction)."""
+        try:
+            return store.admit(
+                max_queue=max_queue,
+                # one shared owner on an open server: --max-queue is the bound
+                max_per_owner=None if tokens.open else max_per_token,
+                owner=owner,
+                **fields,
             )
-        if tokens.open:  # one shared owner: --max-queue is the bound
-            return
-        mine = store.count(("queued", "running"), owner)
-        if mine >= max_per_token:
-            retry = _retry_after()
+        except AdmissionRefused as refused:
             raise ApiError(
-                429,
-                "token_limit",
-                f"this token has {mine} jobs queued or running (the limit is {max_per_token}); "
-                f"retry in {retry} s",
-                headers={"Retry-After": retry},
-            )
+                429, refused.code, refused.message, headers={"Retry-After": str(refused.retry_after)}
+            ) from refused
 
     @app.post("/v1/jobs", status_code=202, openapi_extra={"x-flowstudio-body": True})
     async def submit(
@@ -382,11 +373,14 @@ def create_app(
                 if existing is not None:
                     shutil.rmtree(folder, ignore_errors=True)
                     return _same_key(existing, print_, dump)
-            with store.admission:  # the check and the insert it allows, as one step in this process
-                _check_limits(owner)
-                job, created = store.add(
-                    job_request.kind, dump, idempotency_key, owner=owner, fingerprint=print_, job_id=job_id
-                )
+            job, created = _admit(
+                owner,
+                kind=job_request.kind,
+                request=dump,
+                idempotency_key=idempotency_key,
+                fingerprint=print_,
+                job_id=job_id,
+            )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)  # uploads of a refused submission: none kept
             raise

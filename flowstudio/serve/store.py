@@ -5,6 +5,11 @@ cancelled at once, a running one is asked to stop (``cancel_requested``) and sto
 ``attempts`` counts the times a job was started: after a restart a job found ``running`` is
 re-queued once (:meth:`JobStore.recover`), a second time it fails with the reason.
 
+Admission (:meth:`JobStore.admit`) is the one way a submitter (the API, the studio) queues a job:
+the idempotency-key lookup, the queue bound, the per-owner bound and the insert are one database
+transaction that holds the database's admission lock (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a
+transaction-scoped advisory lock), so several servers on one database cannot pass a bound together.
+
 The schema is Alembic's (:mod:`flowstudio.serve.migrate`): a store upgrades its database to the
 newest revision when it opens it. ``owner`` is the name of the token that submitted a job (``""`` on
 an open server); idempotency keys are per owner.
@@ -13,6 +18,7 @@ an open server); idempotency keys are per owner.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import uuid
@@ -30,6 +36,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -40,6 +47,16 @@ STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL = ("succeeded", "failed", "cancelled")
 #: How many times a job may be started before a restart that finds it running fails it.
 MAX_ATTEMPTS = 2
+#: The key of PostgreSQL's transaction-scoped advisory lock that serialises admissions ("flowstud").
+ADMISSION_LOCK_KEY = 0x666C6F7773747564
+
+
+class AdmissionRefused(Exception):
+    """A submission over a bound: ``code`` ``queue_full`` or ``token_limit``, and when to retry."""
+
+    def __init__(self, code: str, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.code, self.message, self.retry_after = code, message, retry_after
 
 
 class Base(DeclarativeBase):
@@ -109,8 +126,10 @@ class JobStore:
 
         upgrade(self.engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # held by every submitter of this process (API handlers, studio threads) across a limit check
-        # and the insert it allows, so that concurrent submissions cannot both pass a bound of one slot
+        self.dialect = self.engine.dialect.name
+        self._one_connection = kwargs.get("poolclass") is StaticPool  # in memory: this process only
+        # held by :meth:`admit` in this process (API handlers, studio threads) around its transaction;
+        # the database's own lock (``_lock_admission``) covers other processes on the same database
         self.admission = threading.Lock()
 
     def close(self) -> None:
@@ -139,7 +158,121 @@ class JobStore:
             existing = self.by_key(idempotency_key, owner)
             if existing is not None:
                 return existing, False
-        job = Job(
+        job = self._new_job(kind, request, idempotency_key, owner, fingerprint, job_id)
+        try:
+            with self._session() as session, session.begin():
+                session.add(job)
+        except IntegrityError:  # the same key submitted at the same moment: that job
+            existing = self.by_key(idempotency_key, owner) if idempotency_key is not None else None
+            if existing is None:
+                raise
+            return existing, False
+        return job, True
+
+    def admit(
+        self,
+        kind: str,
+        request: dict[str, Any],
+        *,
+        max_queue: int,
+        max_per_owner: int | None = None,
+        idempotency_key: str | None = None,
+        owner: str = "",
+        fingerprint: str | None = None,
+        job_id: str | None = None,
+    ) -> tuple[Job, bool]:
+        """Queue a job if the bounds allow it; returns ``(job, created)`` as :meth:`add`.
+
+        One transaction under the admission lock (this process's and the database's): the job of an
+        existing ``idempotency_key`` of ``owner`` is returned as is (even when the queue is full);
+        else :class:`AdmissionRefused` if ``max_queue`` jobs are queued (``queue_full``) or ``owner``
+        has ``max_per_owner`` jobs queued or running (``token_limit``; ``None``: no per-owner bound);
+        else the job is inserted. Every submitter (the API, the studio) queues through here.
+        """
+        try:
+            return self._admit(
+                kind, request, max_queue, max_per_owner, idempotency_key, owner, fingerprint, job_id
+            )
+        except IntegrityError:  # the same key at the same moment, on a database without the lock
+            existing = self.by_key(idempotency_key, owner) if idempotency_key is not None else None
+            if existing is None:
+                raise
+            return existing, False
+
+    def _admit(
+        self,
+        kind: str,
+        request: dict[str, Any],
+        max_queue: int,
+        max_per_owner: int | None,
+        idempotency_key: str | None,
+        owner: str,
+        fingerprint: str | None,
+        job_id: str | None,
+    ) -> tuple[Job, bool]:
+        with self.admission, self._session() as session, session.begin():
+            self._lock_admission(session)
+            if idempotency_key is not None:
+                existing = session.scalars(
+                    select(Job).where(Job.idempotency_key == idempotency_key, Job.owner == owner)
+                ).first()
+                if existing is not None:
+                    return existing, False
+            queued = session.scalar(select(func.count()).select_from(Job).where(Job.status == "queued")) or 0
+            if queued >= max_queue:
+                retry = self.retry_after(session)
+                raise AdmissionRefused(
+                    "queue_full",
+                    f"{queued} jobs are queued (the limit is {max_queue}); retry in {retry} s",
+                    retry,
+                )
+            if max_per_owner is not None:
+                mine = (
+                    session.scalar(
+                        select(func.count())
+                        .select_from(Job)
+                        .where(Job.status.in_(("queued", "running")), Job.owner == owner)
+                    )
+                    or 0
+                )
+                if mine >= max_per_owner:
+                    retry = self.retry_after(session)
+                    raise AdmissionRefused(
+                        "token_limit",
+                        f"this token has {mine} jobs queued or running (the limit is {max_per_owner}); "
+                        f"retry in {retry} s",
+                        retry,
+                    )
+            job = self._new_job(kind, request, idempotency_key, owner, fingerprint, job_id)
+            session.add(job)
+        return job, True
+
+    def _lock_admission(self, session: Session) -> None:
+        """Take the database's admission lock for the rest of ``session``'s transaction (its first
+        statement): SQLite ``BEGIN IMMEDIATE`` (the write lock, so other connections' admissions wait
+        on the busy timeout); PostgreSQL ``pg_advisory_xact_lock``. Other databases: none (only this
+        process's lock; several servers could pass a bound together)."""
+        connection = session.connection()
+        if self.dialect == "sqlite" and not self._one_connection:
+            # pysqlite opens its transactions itself, lazily: this one is opened here, as a writer
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif self.dialect == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADMISSION_LOCK_KEY})
+
+    def retry_after(self, session: Session | None = None) -> int:
+        """Seconds a refused submitter should wait: the mean run time of recent jobs, else 10."""
+        return max(1, math.ceil(self.mean_run_seconds(session=session) or 10.0))
+
+    @staticmethod
+    def _new_job(
+        kind: str,
+        request: dict[str, Any],
+        idempotency_key: str | None,
+        owner: str,
+        fingerprint: str | None,
+        job_id: str | None,
+    ) -> Job:
+        return Job(
             id=job_id or new_job_id(),
             kind=kind,
             request=json.dumps(request, sort_keys=True),
@@ -153,15 +286,6 @@ class JobStore:
             owner=owner,
             fingerprint=fingerprint,
         )
-        try:
-            with self._session() as session, session.begin():
-                session.add(job)
-        except IntegrityError:  # the same key submitted at the same moment: that job
-            existing = self.by_key(idempotency_key, owner) if idempotency_key is not None else None
-            if existing is None:
-                raise
-            return existing, False
-        return job, True
 
     def get(self, job_id: str) -> Job | None:
         with self._session() as session:
@@ -208,15 +332,19 @@ class JobStore:
             )
             return (ahead or 0) + 1
 
-    def mean_run_seconds(self, last: int = 20) -> float | None:
+    def mean_run_seconds(self, last: int = 20, session: Session | None = None) -> float | None:
         """Mean run time of the last ``last`` succeeded jobs, or ``None`` if none ran."""
-        with self._session() as session:
-            rows = session.execute(
-                select(Job.started_at, Job.finished_at)
-                .where(Job.status == "succeeded", Job.started_at.is_not(None))
-                .order_by(Job.finished_at.desc())
-                .limit(last)
-            ).all()
+        query = (
+            select(Job.started_at, Job.finished_at)
+            .where(Job.status == "succeeded", Job.started_at.is_not(None))
+            .order_by(Job.finished_at.desc())
+            .limit(last)
+        )
+        if session is not None:  # inside a caller's transaction
+            rows = session.execute(query).all()
+        else:
+            with self._session() as own:
+                rows = own.execute(query).all()
         spans = [end - start for start, end in rows if end is not None and start is not None]
         return sum(spans) / len(spans) if spans else None
 

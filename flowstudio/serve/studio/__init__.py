@@ -46,12 +46,13 @@ def build_studio(backend: StudioBackend) -> Any:
 
 
 def mount_studio(
-    app: Any, backend: StudioBackend | None = None, path: str = STUDIO_PATH, max_queue: int = 100
+    app: Any, backend: StudioBackend | None = None, path: str = STUDIO_PATH, max_queue: int | None = None
 ) -> Any:
     """Mount the page on the FastAPI ``app`` of :func:`~flowstudio.serve.app.create_app` at ``path``.
 
-    ``backend``: default, the app's own store, worker and jobs' folder. Of the disk, only the jobs'
-    folder (results and the studio's uploads) may be served. A server with tokens
+    ``backend``: default, the app's own store, worker, jobs' folder and bounds (``--max-queue``, and
+    ``--max-per-token`` for each logged-in token name; ``max_queue`` overrides the first). Of the
+    disk, only the jobs' folder (results and the studio's uploads) may be served. A server with tokens
     (``app.state.tokens``) asks for a login: the token's name and the token itself; the jobs are then
     that token's, listed by ``GET /v1/jobs`` with it. An open server's page is open too.
     """

@@ -11,7 +11,6 @@ Nothing here imports gradio: the request building and the checks are plain funct
 
 from __future__ import annotations
 
-import math
 import re
 import shutil
 import uuid
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from flowstudio.serve.store import FINAL, JobStore
+from flowstudio.serve.store import FINAL, AdmissionRefused, JobStore
 from flowstudio.serve.worker import Worker, load_pipeline
 
 
@@ -79,14 +78,25 @@ class StudioBackend:
         worker: the worker that runs the store's jobs (woken on every submission).
         jobs_dir: the jobs' folders; uploads go to ``<jobs_dir>/uploads``.
         max_queue: queued jobs beyond which a submission is refused (as the API's 429).
+        max_per_token: queued plus running jobs one logged-in owner may have (as the API's 429
+            ``token_limit``); ``None``: no per-owner bound (an open server, or ``flowstudio studio``
+            alone, which has no login: every visitor is the one owner ``""``, bounded by ``max_queue``).
     """
 
-    def __init__(self, store: JobStore, worker: Worker, jobs_dir: Path, max_queue: int = 100) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        worker: Worker,
+        jobs_dir: Path,
+        max_queue: int = 100,
+        max_per_token: int | None = None,
+    ) -> None:
         self.store = store
         self.worker = worker
         self.jobs_dir = Path(jobs_dir).resolve()
         self.uploads = self.jobs_dir / "uploads"
         self.max_queue = max_queue
+        self.max_per_token = max_per_token
 
     # -- inputs ----------------------------------------------------------------------------------
 
@@ -108,16 +118,20 @@ class StudioBackend:
     # -- submitting ------------------------------------------------------------------------------
 
     @classmethod
-    def for_app(cls, app: Any, max_queue: int = 100) -> StudioBackend:
-        """The backend of a ``create_app`` app: its store, worker and jobs' folder."""
+    def for_app(cls, app: Any, max_queue: int | None = None) -> StudioBackend:
+        """The backend of a ``create_app`` app: its store, worker, jobs' folder and bounds
+        (``max_queue``: default, the app's ``--max-queue``)."""
         state = app.state
-        return cls(state.store, state.worker, state.jobs_dir, max_queue)
+        queue = max_queue if max_queue is not None else getattr(state, "max_queue", 100)
+        return cls(state.store, state.worker, state.jobs_dir, queue, getattr(state, "max_per_token", None))
 
     def submit(self, data: dict[str, Any], owner: str = "") -> Submitted:
         """Check and queue a request (its JSON form); :class:`StudioInputError` names every problem.
 
         ``owner``: the token name the page was logged in with (``""`` on an open server), so the job
-        is listed by ``GET /v1/jobs`` for that token.
+        is listed by ``GET /v1/jobs`` for that token and counts against its per-token bound. Queued
+        through :meth:`JobStore.admit`, the API's own admission step (bounds and insert in one
+        transaction).
         """
         from flowstudio.serve.app import ApiError, validate_submission
 
@@ -127,18 +141,16 @@ class StudioBackend:
             raise StudioInputError(_problems_text(error.problems or [], error.message)) from error
         if request.kind == "edit":
             _check_edit_settings(request)
-        dump = request.model_dump(mode="json")
-        # owner only when logged in: the store of an open server needs no owner
-        extra = {"owner": owner} if owner else {}
-        with self.store.admission:  # gradio runs submissions in threads: check and insert as one step
-            queued = self.store.count("queued")
-            if queued >= self.max_queue:
-                mean = self.store.mean_run_seconds() or 10.0
-                raise StudioInputError(
-                    f"{queued} jobs are queued (the limit is {self.max_queue}); "
-                    f"try again in {math.ceil(mean)} s"
-                )
-            job, _ = self.store.add(request.kind, dump, **extra)
+        try:
+            job, _ = self.store.admit(
+                request.kind,
+                request.model_dump(mode="json"),
+                max_queue=self.max_queue,
+                max_per_owner=self.max_per_token if owner else None,
+                owner=owner,
+            )
+        except AdmissionRefused as refused:
+            raise StudioInputError(refused.message) from refused
         self.worker.wake.set()
         return Submitted(job.id)
 
