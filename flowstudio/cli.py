@@ -16,6 +16,7 @@ from rich.console import Console
 from flowstudio import __version__
 from flowstudio.avatar.cli import avatar_app
 from flowstudio.bench.cli import bench_app
+from flowstudio.board.cli import board_app
 from flowstudio.checks import markup_safe
 from flowstudio.edit.cli import edit_command, estimate_memory_command
 from flowstudio.jobs.errors import cli_errors
@@ -35,6 +36,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(worlds_app, name="worlds")
 app.add_typer(avatar_app, name="avatar")
 app.add_typer(bench_app, name="bench")
+app.add_typer(board_app, name="board")
 app.command("edit")(edit_command)
 app.command("edit-memory")(estimate_memory_command)
 app.command("serve")(serve_command)

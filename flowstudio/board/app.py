@@ -1,0 +1,103 @@
+"""The FastAPI app of ``flowstudio board serve``: leaderboard pages, their JSON, submissions, scoring.
+
+Errors have the job API's one shape (:mod:`flowstudio.serve.errors`)::
+
+    {"error": {"status": 422, "code": "invalid_archive", "message": "...", "problems": [...]}}
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from flowstudio.bench.manifest import TestSet
+from flowstudio.board.context import Board, Limits
+from flowstudio.board.store import BoardStore
+from flowstudio.serve.auth import Tokens
+from flowstudio.serve.errors import ApiError, error_response
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    db: str | Path,
+    testset: TestSet,
+    data_dir: str | Path,
+    *,
+    tokens: Tokens | None = None,
+    limits: Limits | None = None,
+    start_worker: bool = True,
+) -> FastAPI:
+    """The board app on database ``db`` for ``testset``; uploads and caches go under ``data_dir``.
+
+    The test set's cases are synced into the database on creation (the archive validator reads
+    their frame counts and sizes from there). ``start_worker`` ``False`` leaves submissions queued
+    (tests of the queue; a separate scorer process).
+    """
+    from flowstudio.board import api, pages, submit
+    from flowstudio.board.worker import ScoringWorker
+
+    store = BoardStore(db)
+    store.sync_cases(testset)
+    board = Board(store, testset, Path(data_dir).resolve(), tokens or Tokens({}), limits or Limits())
+    board.worker = ScoringWorker(board)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
+        if board.tokens.open:
+            log.warning("no tokens configured: anyone who reaches this board can submit")
+        app.state.recovered = store.recover()
+        app.state.requeued = board.worker.requeue_stale()
+        if start_worker:
+            board.worker.start()
+        try:
+            yield
+        finally:
+            board.worker.stop()
+            store.close()
+
+    app = FastAPI(title="flowstudio board", version="1", lifespan=lifespan)
+    app.state.board = board
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
+        return error_response(error.status, error.code, error.message, error.problems, error.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return error_response(
+            error.status_code, code, str(error.detail), headers=getattr(error, "headers", None)
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _parameter_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in error.errors()
+        ]
+        return error_response(
+            422, "invalid_parameters", "; ".join(f"{p['field']}: {p['message']}" for p in problems), problems
+        )
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, object]:
+        return {
+            "status": "ok",
+            "testset": testset.name,
+            "cases": len(testset),
+            "queued": store.count("queued"),
+            "scoring": store.count("scoring"),
+            "worker_alive": board.worker.alive,
+            "open": board.tokens.open,
+        }
+
+    app.include_router(api.router)
+    app.include_router(submit.router)
+    app.include_router(pages.router)
+    return app

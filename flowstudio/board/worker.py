@@ -1,0 +1,100 @@
+"""The scoring worker: one thread that re-scores queued submissions with the benchmark's own runner.
+
+A submission's outputs (the mp4s of an accepted archive, or a seeded run's ``outputs/``) are read by
+:class:`flowstudio.bench.FolderMethod` and scored by :func:`flowstudio.bench.run_benchmark`, exactly as
+``flowstudio bench score`` would score them; the results file it writes is what the board stores.
+Numbers a submitter sends are never read. The run folder is named after the metric versions, so a
+re-scoring after a metric change starts a fresh run instead of resuming the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import threading
+from pathlib import Path
+
+from flowstudio.board.context import Board
+from flowstudio.board.store import versions_json
+from flowstudio.metrics import versions
+
+log = logging.getLogger(__name__)
+
+
+def current_versions() -> dict[str, str]:
+    return versions("edit")
+
+
+class ScoringWorker:
+    def __init__(self, board: Board) -> None:
+        self.board = board
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.current: str | None = None
+        self.thread = threading.Thread(target=self._loop, name="flowstudio-board-scorer", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stopping.set()
+        self.wake.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def requeue_stale(self) -> list[str]:
+        """Queue every kept-output submission scored under other metric versions (called at start)."""
+        ids = self.board.store.requeue_stale(current_versions())
+        if ids:
+            log.info("re-scoring %d submission(s): the metric versions changed", len(ids))
+        return ids
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            if not self.run_once():
+                self.wake.wait(1.0)
+                self.wake.clear()
+
+    def run_once(self) -> bool:
+        """Score the oldest queued submission; ``False`` when none was queued."""
+        submission = self.board.store.claim_next()
+        if submission is None:
+            return False
+        self.current = submission.id
+        try:
+            self._score(submission.id)
+        except Exception as error:  # noqa: BLE001 - a failed scoring is stored, the worker goes on
+            log.exception("scoring %s failed", submission.id)
+            self.board.store.fail(submission.id, f"scoring failed: {type(error).__name__}: {error}")
+        finally:
+            self.current = None
+        return True
+
+    def _score(self, submission_id: str) -> None:
+        from flowstudio.bench.methods import FolderMethod
+        from flowstudio.bench.runner import run_benchmark
+
+        store = self.board.store
+        submission = store.submission(submission_id)
+        if submission is None or submission.outputs is None:
+            store.fail(submission_id, "no outputs kept to score")
+            return
+        method = store.method_by_id(submission.method_id)
+        name = method.name if method else "unknown"
+        stamp = hashlib.sha256(versions_json(current_versions()).encode()).hexdigest()[:12]
+        folder = self.board.submissions_dir / submission_id
+        run = folder / f"run-{stamp}"
+        results = run_benchmark(
+            name, FolderMethod(Path(submission.outputs), name), self.board.testset, run, progress=False
+        )
+        if store.record_results(submission_id, results):
+            for old in folder.glob("run-*"):  # runs under older metric versions: replaced
+                if old != run:
+                    shutil.rmtree(old, ignore_errors=True)
+        else:  # withdrawn while it was being scored: its files go too
+            shutil.rmtree(folder, ignore_errors=True)

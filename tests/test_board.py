@@ -1,0 +1,200 @@
+"""The leaderboard site, first slice: database + migrations, seeding from real benchmark results,
+the pages and their JSON, the filmstrips of the per-case viewer, the CLI."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("jinja2")
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from flowstudio.board.aggregate import aggregate  # noqa: E402
+from flowstudio.board.app import create_app  # noqa: E402
+from flowstudio.board.seed import seed_results  # noqa: E402
+from flowstudio.board.store import BoardStore  # noqa: E402
+from flowstudio.errors import InputError  # noqa: E402
+from flowstudio.metrics.results import read_results  # noqa: E402
+from tests.board_fixtures import bench_run, tiny_set  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A tiny set and two real benchmark runs on it (results.json as `bench run` writes it)."""
+    root = tmp_path_factory.mktemp("board")
+    testset = tiny_set(root / "set")
+    files = {m: bench_run(testset, m, root / "runs" / m) for m in ("identity", "ground-truth")}
+    return testset, files
+
+
+@pytest.fixture
+def client(runs, tmp_path):
+    testset, files = runs
+    app = create_app(tmp_path / "board.sqlite", testset, tmp_path / "data", start_worker=False)
+    store = app.state.board.store
+    for file in files.values():
+        seed_results(store, testset, file)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def _mean(values):
+    return float(np.mean(values))
+
+
+def test_migration_makes_the_board_tables_beside_the_job_store(tmp_path):
+    from flowstudio.serve.store import JobStore
+
+    db = tmp_path / "shared.sqlite"
+    JobStore(db).close()
+    BoardStore(db).close()
+    BoardStore(db).close()  # opening again is a no-op upgrade
+    with sqlite3.connect(db) as connection:
+        tables = {r[0] for r in connection.execute("select name from sqlite_master where type='table'")}
+        version = connection.execute("select version_num from board_alembic_version").fetchall()
+    assert {"jobs", "board_methods", "board_submissions", "board_scores", "board_cases"} <= tables
+    assert version == [("b0001",)]
+
+
+def test_aggregate_is_mean_and_population_std_per_scope():
+    records = [
+        {"status": "ok", "edit_type": "color", "metrics": {"m": 1.0}, "composite": {"value": 0.2}},
+        {"status": "ok", "edit_type": "color", "metrics": {"m": 3.0}, "composite": {"value": 0.4}},
+        {"status": "ok", "edit_type": "style", "metrics": {"m": 5.0, "x": float("inf")}},
+        {"status": "error", "edit_type": "style", "metrics": {"m": 100.0}},
+    ]
+    stats = aggregate(records)
+    assert stats["all"]["m"].mean == pytest.approx(3.0) and stats["all"]["m"].n == 3
+    assert stats["all"]["m"].std == pytest.approx(np.std([1.0, 3.0, 5.0]))
+    assert stats["color"]["composite"].mean == pytest.approx(0.3)
+    assert "x" not in stats["style"], "a non-finite value is no number to average"
+    assert stats["all"]["m"].ci95 == pytest.approx(1.96 * np.std([1.0, 3.0, 5.0]) / np.sqrt(3))
+
+
+def test_seeded_numbers_are_the_results_files_numbers(runs, tmp_path):
+    testset, files = runs
+    store = BoardStore(tmp_path / "b.sqlite")
+    store.sync_cases(testset)
+    for file in files.values():
+        seed_results(store, testset, file)
+    seed_results(store, testset, files["identity"])  # seeding again replaces, never duplicates
+    rows = store.leaderboard(testset.name)
+    assert [r.method.name for r in rows] == ["ground-truth", "identity"]
+    for row in rows:
+        results = read_results(files[row.method.name])
+        ok = [c for c in results["cases"] if c["status"] == "ok"]
+        assert row.stats["composite"].mean == pytest.approx(_mean([c["composite"]["value"] for c in ok]))
+        assert row.stats["composite"].mean == pytest.approx(results["composite"]["mean"])
+        for name, entry in results["summary"].items():
+            if "mean" in entry:
+                assert row.stats[name].mean == pytest.approx(entry["mean"]), name
+                assert row.stats[name].std == pytest.approx(entry["std"]), name
+    color = {r.method.name: r for r in store.leaderboard(testset.name, "color")}
+    truth = read_results(files["ground-truth"])
+    gt_color = [c["metrics"]["gt_psnr"] for c in truth["cases"] if c["edit_type"] == "color"]
+    assert color["ground-truth"].stats["gt_psnr"].mean == pytest.approx(_mean(gt_color))
+    assert color["ground-truth"].stats["gt_psnr"].n == len(gt_color)
+    store.close()
+
+
+def test_seed_refuses_a_run_on_another_build_of_the_set(runs, tmp_path):
+    testset, files = runs
+    other = tiny_set(tmp_path / "other-build")  # same name, same cases, another manifest
+    data = json.loads(other.path.read_text())
+    data["description"] = "another build"
+    other.path.write_text(json.dumps(data))
+    from flowstudio.bench.manifest import load_testset
+
+    other = load_testset(other.path)
+    store = BoardStore(tmp_path / "b.sqlite")
+    store.sync_cases(other)
+    with pytest.raises(InputError, match="another build of shapeworld-v1"):
+        seed_results(store, other, files["identity"])
+    assert store.leaderboard(other.name) == []
+    store.close()
+
+
+def test_board_page_and_json_agree(client, runs):
+    testset, files = runs
+    page = client.get("/board")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    data = client.get("/api/board").json()
+    assert [r["method"] for r in data["rows"]] == ["ground-truth", "identity"]
+    assert data["scopes"] == ["all", "background", "color", "material", "product", "style"]
+    for row in data["rows"]:
+        assert f'data-submission="{row["id"]}"' in page.text
+        assert f'data-v="{row["composite"]["mean"]}"' in page.text  # the sortable cell holds the number
+    assert 'class="sortable"' in page.text and "addEventListener" in page.text
+    shown = {m["name"] for m in data["metrics"]}
+    assert {"gt_psnr", "warp_error", "attr_acc"} <= shown
+    assert "clip_text" not in shown, "a reference metric no row has is not a column"
+
+
+def test_edit_type_tab(client):
+    data = client.get("/api/board", params={"edit_type": "style"}).json()
+    assert data["scope"] == "style" and data["cases"] == 1
+    assert all(r["composite"]["n"] == 1 for r in data["rows"])
+    assert client.get("/board", params={"edit_type": "style"}).status_code == 200
+    bad = client.get("/api/board", params={"edit_type": "nonsense"})
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_parameters"
+
+
+def test_method_card(client):
+    card = client.get("/api/methods/identity").json()
+    assert card["submitter"] == "flowstudio" and card["code"] == "flowstudio/bench/methods.py"
+    assert card["submissions"][0]["settings"]["method"] == "identity"
+    page = client.get("/methods/identity")
+    assert page.status_code == 200 and "no-edit lower bound" in page.text
+    assert client.get("/api/methods/nope").status_code == 404
+
+
+def test_case_viewer_shows_strips_and_the_case_metrics(client, runs):
+    testset, files = runs
+    case = testset.cases[1]
+    view = client.get(f"/api/cases/{case.id}").json()
+    truth = next(c for c in read_results(files["ground-truth"])["cases"] if c["id"] == case.id)
+    got = next(r for r in view["results"] if r["method"] == "ground-truth")
+    assert got["metrics"] == pytest.approx(truth["metrics"])
+    page = client.get(f"/cases/{case.id}")
+    for kind in ("source", "target", "mask"):
+        assert f"/media/cases/{case.id}/{kind}.png" in page.text
+    strip = client.get(f"/media/cases/{case.id}/source.png")
+    assert strip.status_code == 200 and strip.headers["content-type"] == "image/png"
+    from io import BytesIO
+
+    from PIL import Image
+
+    image = np.asarray(Image.open(BytesIO(strip.content)))
+    source = case.load_source()
+    assert image.shape == (64, 5 * 64 + 4 * 2, 3)
+    assert np.array_equal(image[:, :64], source[0]) and np.array_equal(image[:, -64:], source[-1])
+    assert client.get(f"/media/cases/{case.id}/bogus.png").status_code == 404
+    assert client.get("/api/cases/nope").status_code == 404
+
+
+def test_cli_seed_and_help(runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from flowstudio.cli import app
+
+    testset, files = runs
+    db = tmp_path / "cli.sqlite"
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["board", "seed", str(files["identity"]), "--testset", str(testset.path), "--db", str(db)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "5 cases" in result.output
+    store = BoardStore(db)
+    assert [r.method.name for r in store.leaderboard(testset.name)] == ["identity"]
+    store.close()
+    bad = runner.invoke(
+        app, ["board", "seed", str(tmp_path / "none.json"), "--testset", str(testset.path), "--db", str(db)]
+    )
+    assert bad.exit_code == 2 and "no results file" in bad.output
+    assert runner.invoke(app, ["board", "serve", "--help"]).exit_code == 0
