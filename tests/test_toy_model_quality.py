@@ -38,12 +38,6 @@ def test_readers_see_the_true_colour_of_every_clip(reconstructions):
     assert [read_color(clip)[0] for _, clip, _ in reconstructions] == [s.color for s, _, _ in reconstructions]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: the shipped VAE (trained on 5-frame crops) decodes frames 5-16 at ~17 dB and shifts "
-    "hues; its reconstructions read the true colour in 60% of 30 held-out clips "
-    "(benchmarks/results/toy_quality_shipped_vae.md). Remove this mark when a VAE that holds colour ships.",
-)
 def test_the_vae_keeps_the_colour_of_five_held_out_clips(reconstructions):
     read = [read_color(recon)[0] for _, _, recon in reconstructions]
     assert read == [spec.color for spec, _, _ in reconstructions], "colour read on VAE reconstructions"
