@@ -22,6 +22,18 @@ from flowstudio.board.aggregate import ALL, COMPOSITE, aggregate, case_composite
 from flowstudio.board.db import make_engine, upgrade
 from flowstudio.board.models import BoardCase, CaseResult, Method, Score, Submission
 
+#: Statuses whose last scores are shown: scored, and re-scoring ones (queued or scoring again after a
+#: metric change) until their new scores replace the old in one transaction.
+SHOWN = ("scored", "queued", "scoring")
+
+
+def _on_board() -> tuple[Any, ...]:
+    return (Submission.status.in_(SHOWN), Submission.metric_versions.is_not(None))
+
+
+def on_board(submission: Submission) -> bool:
+    return submission.status in SHOWN and submission.metric_versions is not None
+
 
 def new_id() -> str:
     return uuid.uuid4().hex
@@ -310,12 +322,13 @@ class BoardStore:
     # -- reading the board -----------------------------------------------------------------------
 
     def leaderboard(self, testset: str, scope: str = ALL) -> list[Row]:
-        """Scored submissions on ``testset`` with their stats in ``scope``, best composite first."""
+        """Submissions on ``testset`` with scores (:data:`SHOWN`), their stats in ``scope``, best composite
+        first."""
         with self._session() as session:
             pairs = session.execute(
                 select(Submission, Method)
                 .join(Method, Method.id == Submission.method_id)
-                .where(Submission.testset == testset, Submission.status == "scored")
+                .where(Submission.testset == testset, *_on_board())
             ).all()
             ids = [s.id for s, _ in pairs]
             scores = session.scalars(

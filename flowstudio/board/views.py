@@ -11,6 +11,7 @@ from typing import Any
 from flowstudio.board.aggregate import ALL, COMPOSITE
 from flowstudio.board.context import Board
 from flowstudio.board.models import Method, Score, Submission
+from flowstudio.board.store import on_board
 from flowstudio.metrics.registry import for_suite
 
 
@@ -134,7 +135,7 @@ def case_view(board: Board, case_id: str) -> dict[str, Any] | None:
     results = []
     for r in board.store.case_results(case_id=case_id):
         submission = board.store.submission(r.submission_id)
-        if submission is None or submission.status != "scored" or submission.testset != board.testset.name:
+        if submission is None or not on_board(submission) or submission.testset != board.testset.name:
             continue
         method = board.store.method_by_id(submission.method_id)
         results.append(
