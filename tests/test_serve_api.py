@@ -300,8 +300,13 @@ def test_progress_events_stream_until_the_job_ends(tmp_path, fake_run):
         assert [name for name, _ in events[:-1]] == ["status"] * (len(events) - 1)
         steps = [job["progress"]["step"] for name, job in events if job["status"] == "running"]
         assert steps == sorted(steps) and steps and steps[-1] >= 2, events
-        ids = [int(line[4:]) for line in text.splitlines() if line.startswith("id: ")]
-        assert ids == list(range(1, len(events) + 1))
+        # ids are the job's own (version-position), each newer than the one before, one per event
+        from flowstudio.serve.events import newer, parse_event_id
+
+        ids = [parse_event_id(line[4:]) for line in text.splitlines() if line.startswith("id: ")]
+        assert len(ids) == len(events) and None not in ids
+        assert all(newer(later, earlier) for earlier, later in zip(ids, ids[1:])), ids
+        assert ids[-1] == (events[-1][1]["version"], 0)
         # a finished job: one `end` event at once
         again = _events(client.get(f"/v1/jobs/{job_id}/events").text)
         assert [name for name, _ in again] == ["end"]

@@ -56,7 +56,7 @@ def test_an_empty_sqlite_database_upgraded_to_head_equals_the_models(tmp_path):
     store = JobStore(tmp_path / "jobs.sqlite")
     assert _no_diff(store.engine) == []
     with store.engine.connect() as connection:
-        assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
+        assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0003"
     store.close()
     assert _no_diff(JobStore("sqlite://").engine) == []  # in memory too
 

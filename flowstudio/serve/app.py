@@ -1,5 +1,5 @@
-"""The FastAPI app of ``flowstudio serve``: submit, read, list and cancel jobs, follow their progress
-(server-sent events), fetch their files.
+"""The FastAPI app of ``flowstudio serve``: submit, read, list, cancel and delete jobs, follow their
+progress (server-sent events, resumable with ``Last-Event-ID``), fetch their files.
 
 Every error has one shape (:mod:`flowstudio.serve.errors`)::
 
@@ -7,7 +7,8 @@ Every error has one shape (:mod:`flowstudio.serve.errors`)::
 
 ``problems`` (422 only) names every problem of a request, one ``{"field", "message"}`` each.
 With tokens (:mod:`flowstudio.serve.auth`) every ``/v1`` route needs ``Authorization: Bearer``; a
-token sees and cancels only the jobs it submitted (another's job is 404, as one that does not exist).
+token sees, cancels and deletes only the jobs it submitted (another's job is 404, as one that does
+not exist).
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ from typing import Any
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowstudio.serve import events
 from flowstudio.serve.auth import Tokens
 from flowstudio.serve.errors import ApiError, error_response
-from flowstudio.serve.store import STATUSES, AdmissionRefused, Job, JobStore, new_job_id
+from flowstudio.serve.retention import remove_job_files
+from flowstudio.serve.store import FINAL, STATUSES, AdmissionRefused, Job, JobStore, new_job_id
 from flowstudio.serve.uploads import PATH_FIELDS, fingerprint, read_submission, sweep_orphans
 from flowstudio.serve.worker import Worker, load_pipeline
 
@@ -186,6 +188,8 @@ def job_view(store: JobStore, job: Job, jobs_dir: Path | None = None) -> dict[st
         "error": job.error,
         "note": job.note,
         "files": {name: f"/v1/jobs/{job.id}/files/{file}" for name, file in files.items()},
+        "purged_at": job.purged_at,
+        "version": job.version,
     }
 
 
@@ -230,6 +234,8 @@ def create_app(
     worker_name: str = "",
     device: str = "cpu",
     events_interval: float = 0.25,
+    keep_days: float | None = None,
+    sweep_every: float = 3600.0,
 ) -> FastAPI:
     """The app: a :class:`JobStore` on ``db`` and one :class:`Worker` started with the app's lifespan.
 
@@ -250,6 +256,8 @@ def create_app(
             names (a restart re-queues only the jobs its own worker was running).
         device: where the worker loads the model (``cpu``, ``cuda``, ``cuda:1``...).
         events_interval: seconds between the store polls of a server-sent event stream.
+        keep_days: the worker removes the files of jobs finished more than this many days ago (and
+            stale studio uploads), when it starts and every ``sweep_every`` seconds (``None``: keep).
     """
     if jobs_dir is None:
         jobs_dir = Path(db).expanduser().parent / "jobs" if "://" not in str(db) else Path("flowstudio-jobs")
@@ -258,7 +266,12 @@ def create_app(
     tokens = tokens or Tokens({})
     store = JobStore(db)
     worker = Worker(
-        store, jobs_dir, load_model or (lambda: load_pipeline(model, device=device)), name=worker_name
+        store,
+        jobs_dir,
+        load_model or (lambda: load_pipeline(model, device=device)),
+        name=worker_name,
+        keep_days=keep_days,
+        sweep_every=sweep_every,
     )
     bearer = HTTPBearer(auto_error=False, description="a token of the server's token file")
 
@@ -435,22 +448,68 @@ def create_app(
             raise ApiError(409, "already_finished", f"job {job_id} already {job.status}: nothing to cancel")
         return job_view(store, store.cancel(job_id) or job, jobs_dir)
 
+    @app.delete(
+        "/v1/jobs/{job_id}",
+        status_code=204,
+        response_class=Response,
+        responses={
+            204: {"description": "deleted: the job's row and files are gone"},
+            409: {"description": "the job is running: cancel it first"},
+        },
+    )
+    async def delete_job(job_id: str, owner: str = Depends(owner_of)) -> Response:
+        """Delete a job and its files (uploads, results; a studio job's upload folder). A queued job
+        leaves the queue and never runs; a running one is refused (409 ``job_running``): cancel it,
+        then delete it once it has stopped. Afterwards the job is 404 and its idempotency key free."""
+        _job(job_id, owner)
+        removed = store.delete(job_id)
+        if removed is None:
+            current = store.get(job_id)
+            if current is not None and current.status == "running":
+                raise ApiError(
+                    409,
+                    "job_running",
+                    f"job {job_id} is running: cancel it first (POST /v1/jobs/{job_id}/cancel), then "
+                    "delete it once it has stopped",
+                )
+            raise ApiError(404, "not_found", f"no job {job_id!r}")
+        remove_job_files(jobs_dir, removed)
+        return Response(status_code=204)
+
     @app.get(
         "/v1/jobs/{job_id}/events",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}},
+        responses={
+            200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
+            204: {"description": "the job has ended and Last-Event-ID is its last event: nothing newer"},
+        },
     )
-    async def job_events(job_id: str, owner: str = Depends(owner_of)) -> StreamingResponse:
-        """Server-sent events: ``status`` whenever the job's status, step or phase changes, then ``end``
-        with the final job; the stream closes after ``end``."""
+    async def job_events(
+        job_id: str,
+        last_event_id: str | None = Header(
+            None,
+            max_length=64,
+            description="the id of the last event received: only newer events are sent",
+        ),
+        owner: str = Depends(owner_of),
+    ) -> Response:
+        """Server-sent events: ``status`` whenever the job changes (status, progress, queue position),
+        then ``end`` with the final job; the stream closes after ``end``. Event ids are the job's own
+        (``<version>-<position>``): reconnecting with ``Last-Event-ID`` resumes after that event."""
         _job(job_id, owner)
+        after = events.parse_event_id(last_event_id)
 
         def view() -> dict[str, Any] | None:
             job = store.get(job_id)
             return job_view(store, job, jobs_dir) if job is not None else None
 
+        now = view()
+        if now is not None and now["status"] in FINAL and not events.newer(events.key(now), after):
+            return Response(status_code=204)
         return StreamingResponse(
-            events.job_events(view, events_interval), media_type="text/event-stream", headers=events.HEADERS
+            events.job_events(view, events_interval, after=after),
+            media_type="text/event-stream",
+            headers=events.HEADERS,
         )
 
     @app.get("/v1/jobs/{job_id}/files/{name}")
@@ -490,6 +549,7 @@ def create_app(
             "running": store.count("running"),
             "max_queue": max_queue,
             "open": tokens.open,
+            "keep_days": keep_days,
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 

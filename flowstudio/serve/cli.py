@@ -43,9 +43,15 @@ def serve_command(
     ),
     device: str = typer.Option("cpu", "--device", help="Where the model runs: cpu, cuda, cuda:1..."),
     studio: bool = typer.Option(True, "--studio/--no-studio", help="The studio page at /ui (studio extra)."),
+    keep_days: float | None = typer.Option(
+        None,
+        "--keep-days",
+        min=0.0,
+        help="Remove files of jobs finished over N days ago (hourly sweep; rows stay). Default: keep.",
+    ),
 ) -> None:
-    """Serve the job API: submit (JSON or multipart uploads), read, list, cancel, follow (server-sent
-    events) jobs, fetch result files, /healthz, OpenAPI at /docs."""
+    """Serve the job API: submit (JSON or multipart uploads), read, list, cancel, delete, follow
+    (server-sent events) jobs, fetch result files, /healthz, OpenAPI at /docs."""
     from flowstudio.jobs.errors import cli_errors
 
     with cli_errors():
@@ -79,6 +85,7 @@ def serve_command(
             max_upload=int(max_upload_mb * 1024 * 1024),
             worker_name=worker_name,
             device=device,
+            keep_days=keep_days,
         )
         if studio:
             from flowstudio.serve.studio_cli import mount_studio_or_say

@@ -33,6 +33,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
     select,
@@ -87,6 +88,9 @@ class Job(Base):
     # sha256 of the request with uploads as their digests: an idempotency key's "same request" test
     fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the worker running it
+    # counts every change of the row (the id of its server-sent events; 0003)
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    purged_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # retention removed its files
 
 
 def database_url(db: str | Path) -> str:
@@ -285,6 +289,7 @@ class JobStore:
             cancel_requested=False,
             owner=owner,
             fingerprint=fingerprint,
+            version=0,
         )
 
     def get(self, job_id: str) -> Job | None:
@@ -373,6 +378,7 @@ class JobStore:
                         step=0,
                         total=0,
                         claimed_by=worker,
+                        version=Job.version + 1,
                     )
                 ).rowcount
             if claimed:
@@ -384,7 +390,7 @@ class JobStore:
             session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == "running")
-                .values(step=step, total=total, phase=phase)
+                .values(step=step, total=total, phase=phase, version=Job.version + 1)
             )
             return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
 
@@ -400,6 +406,7 @@ class JobStore:
                     error=error,
                     files=json.dumps(files) if files is not None else None,
                     finished_at=time.time(),
+                    version=Job.version + 1,
                 )
             )
 
@@ -409,10 +416,17 @@ class JobStore:
             session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == "queued")
-                .values(status="cancelled", cancel_requested=True, finished_at=time.time())
+                .values(
+                    status="cancelled",
+                    cancel_requested=True,
+                    finished_at=time.time(),
+                    version=Job.version + 1,
+                )
             )
             session.execute(
-                update(Job).where(Job.id == job_id, Job.status == "running").values(cancel_requested=True)
+                update(Job)
+                .where(Job.id == job_id, Job.status == "running", Job.cancel_requested.is_(False))
+                .values(cancel_requested=True, version=Job.version + 1)
             )
         return self.get(job_id)
 
@@ -426,6 +440,7 @@ class JobStore:
             mine = (Job.claimed_by == worker) | Job.claimed_by.is_(None)
             running = list(session.scalars(select(Job).where(Job.status == "running", mine)))
             for job in running:
+                job.version += 1
                 if job.cancel_requested:
                     job.status, job.finished_at = "cancelled", time.time()
                     job.error = "cancelled; the server stopped while the job was running"
@@ -439,3 +454,50 @@ class JobStore:
                     job.status, job.step, job.total, job.phase = "queued", 0, 0, None
                     job.note = "re-queued once: the server stopped while this job was running"
             return [job.id for job in running]
+
+    # -- deleting and retention ------------------------------------------------------------------
+
+    def delete(self, job_id: str) -> Job | None:
+        """Remove a job's row unless it is running (a queued one leaves the queue, never to run).
+
+        Returns the removed job (its request names its input files), or ``None``: no such job, or it
+        is running (one conditional DELETE, so a worker claiming it at the same moment wins or loses
+        whole). The caller removes the files (:func:`flowstudio.serve.retention.remove_job_files`).
+        """
+        with self._session() as session, session.begin():
+            job = session.get(Job, job_id)
+            if job is None or job.status == "running":
+                return None
+            removed = session.execute(
+                delete(Job).where(Job.id == job_id, Job.status != "running"),
+                execution_options={"synchronize_session": False},
+            ).rowcount
+            session.expunge(job)
+        return job if removed else None
+
+    def expired(self, before: float, limit: int = 500) -> list[Job]:
+        """Finished jobs (succeeded, failed, cancelled) that ended before ``before`` and still have files."""
+        with self._session() as session:
+            return list(
+                session.scalars(
+                    select(Job)
+                    .where(Job.status.in_(FINAL), Job.finished_at < before, Job.purged_at.is_(None))
+                    .order_by(Job.finished_at)
+                    .limit(limit)
+                )
+            )
+
+    def mark_purged(self, job_id: str, note: str) -> None:
+        """Record that retention removed a finished job's files (the row stays: status, timings, key)."""
+        with self._session() as session, session.begin():
+            session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.purged_at.is_(None))
+                .values(purged_at=time.time(), files=None, note=note, version=Job.version + 1)
+            )
+
+    def requests_with_files(self) -> list[dict[str, Any]]:
+        """The requests of the jobs whose files are kept (not purged): retention keeps what they name."""
+        with self._session() as session:
+            rows = session.scalars(select(Job.request).where(Job.purged_at.is_(None)))
+            return [json.loads(row) for row in rows]

@@ -27,6 +27,12 @@ def studio_command(
     max_queue: int = typer.Option(
         100, "--max-queue", min=1, help="Queued jobs beyond which a submit is refused."
     ),
+    keep_days: float | None = typer.Option(
+        None,
+        "--keep-days",
+        min=0.0,
+        help="Remove the files of jobs finished more than N days ago (hourly sweep). Default: keep.",
+    ),
 ) -> None:
     """Serve the studio page alone: edit, generate and avatar tabs over the job layer."""
     from flowstudio.jobs.errors import cli_errors
@@ -51,7 +57,7 @@ def studio_command(
                 "pass --open to serve it open on purpose, or use `flowstudio serve --tokens FILE` "
                 "(its /ui page asks for a token)"
             )
-        backend = standalone_backend(db, jobs_dir, model, max_queue)
+        backend = standalone_backend(db, jobs_dir, model, max_queue, keep_days=keep_days)
     try:
         launch_studio(backend, host=host, port=port)
     finally:

@@ -4,6 +4,9 @@ Each job runs through :func:`flowstudio.jobs.run` with ``out`` inside the job's 
 (``<jobs_dir>/<id>/out.mp4``; :meth:`JobResult.write` moves files into place, the JSON last, so no
 result file is ever half-written). The progress callback stores every step and raises
 :class:`JobCancelled` at the first step after a cancel was asked for.
+
+With ``keep_days``, the worker also runs the retention sweep (:mod:`flowstudio.serve.retention`)
+when it starts and every ``sweep_every`` seconds after, between jobs.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,10 +46,18 @@ class Worker:
             edit job (avatar jobs load their own checkpoint).
         name: this worker's name in the store (``claimed_by``); workers sharing a database need
             distinct names, since a restart re-queues only its own worker's running jobs.
+        keep_days: remove the files of jobs finished more than this many days ago (``None``: keep).
+        sweep_every: seconds between two retention sweeps.
     """
 
     def __init__(
-        self, store: JobStore, jobs_dir: Path, load_model: Callable[[], Any], name: str = ""
+        self,
+        store: JobStore,
+        jobs_dir: Path,
+        load_model: Callable[[], Any],
+        name: str = "",
+        keep_days: float | None = None,
+        sweep_every: float = 3600.0,
     ) -> None:
         self.store = store
         self.name = name
@@ -54,6 +66,9 @@ class Worker:
         self.model: Any = None
         self.model_error: str | None = None
         self.current: str | None = None
+        self.keep_days, self.sweep_every = keep_days, sweep_every
+        self.swept_at: float | None = None  # time.monotonic() of the last retention sweep
+        self.swept: Any = None  # what it removed (a retention.Swept)
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="flowstudio-worker", daemon=True)
@@ -78,6 +93,7 @@ class Worker:
             log.exception("loading the model failed")
             self.model_error = f"loading the model failed: {error}"
         while not self.stopping.is_set():
+            self._sweep_if_due()
             job = self.store.claim_next(self.name)
             if job is None:
                 self.wake.wait(1.0)
@@ -88,6 +104,19 @@ class Worker:
                 self._run(job.id, job.kind, json.loads(job.request))
             finally:
                 self.current = None
+
+    def _sweep_if_due(self) -> None:
+        if self.keep_days is None:
+            return
+        if self.swept_at is not None and time.monotonic() - self.swept_at < self.sweep_every:
+            return
+        from flowstudio.serve.retention import sweep_expired
+
+        self.swept_at = time.monotonic()
+        try:
+            self.swept = sweep_expired(self.store, self.jobs_dir, self.keep_days)
+        except Exception:  # noqa: BLE001 - a failed sweep is logged; jobs go on running
+            log.exception("the retention sweep failed")
 
     def _run(self, job_id: str, kind: str, data: dict[str, Any]) -> None:
         from flowstudio.jobs import parse_request, run

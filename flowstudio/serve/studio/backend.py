@@ -181,15 +181,20 @@ class StudioBackend:
 
 
 def standalone_backend(
-    db: str | Path, jobs_dir: str | Path | None = None, model: str | Path | None = None, max_queue: int = 100
+    db: str | Path,
+    jobs_dir: str | Path | None = None,
+    model: str | Path | None = None,
+    max_queue: int = 100,
+    keep_days: float | None = None,
 ) -> StudioBackend:
     """A store and a started worker of the studio's own (``flowstudio studio``): the same job layer
-    as ``flowstudio serve``, without the REST routes."""
+    as ``flowstudio serve``, without the REST routes. The page alone has no login: one owner, bounded
+    by ``max_queue`` (no per-token bound). ``keep_days``: the worker's retention sweep."""
     if jobs_dir is None:
         jobs_dir = Path(db).expanduser().parent / "jobs" if "://" not in str(db) else Path("flowstudio-jobs")
     store = JobStore(db)
     store.recover()
-    worker = Worker(store, Path(jobs_dir).resolve(), lambda: load_pipeline(model))
+    worker = Worker(store, Path(jobs_dir).resolve(), lambda: load_pipeline(model), keep_days=keep_days)
     worker.start()
     return StudioBackend(store, worker, Path(jobs_dir), max_queue)
 
