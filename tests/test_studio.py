@@ -4,6 +4,7 @@ and that its jobs land in the same store the REST API lists. No model runs (the 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +216,53 @@ def test_a_logged_in_page_is_held_to_its_tokens_limit_like_the_api(tmp_path: Pat
             open_backend.submit(_edit(open_backend))
         with pytest.raises(StudioInputError, match="3 jobs are queued"):
             open_backend.submit(_edit(open_backend))
+
+
+def test_the_jobs_list_shows_the_owners_recent_jobs_and_cancels_or_deletes_them(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    backend = StudioBackend(store, Worker(store, tmp_path / "jobs", lambda: None), tmp_path / "jobs", 10)
+    first = backend.submit(_edit(backend)).job_id
+    second = backend.submit(_edit(backend)).job_id
+    theirs = backend.submit(_edit(backend), owner="alice").job_id
+    rows = backend.recent()
+    assert [row[0] for row in rows] == [second, first]  # newest first, the owner's only
+    assert [row[2] for row in rows] == ["queued (position 2)", "queued (position 1)"]
+    assert len(rows[0]) == len(StudioBackend.COLUMNS) and rows[0][1] == "edit"
+    assert [row[0] for row in backend.recent("alice")] == [theirs]
+    # the first runs and succeeds: its row says so, with its run time
+    assert store.claim_next().id == first
+    with pytest.raises(StudioInputError, match="running: cancel it first"):
+        backend.delete(first)
+    store.finish(first, "succeeded", files={})
+    row = {r[0]: r for r in backend.recent()}[first]
+    assert row[2] == "succeeded" and row[4].endswith(" s")
+    # another owner's job is not there to cancel or delete
+    for act in (backend.delete, backend.cancel):
+        with pytest.raises(StudioInputError, match="no job"):
+            act(theirs, owner="")
+    assert store.get(theirs).status == "queued"
+    # deleting removes the row and the submission's upload folder
+    folder = Path(json.loads(store.get(second).request)["source"]).parent
+    assert folder.is_dir()
+    backend.delete(second)
+    assert store.get(second) is None and not folder.exists()
+    assert [row[0] for row in backend.recent()] == [first]
+    assert backend.cancel(theirs, owner="alice").status == "cancelled"
+    store.close()
+
+
+def test_the_page_has_a_jobs_tab(tmp_path: Path) -> None:
+    pytest.importorskip("gradio")
+    from fastapi.testclient import TestClient
+
+    from flowstudio.serve.app import create_app
+    from flowstudio.serve.studio import mount_studio
+
+    app = create_app(tmp_path / "jobs.sqlite", start_worker=False)
+    mount_studio(app)
+    with TestClient(app) as client:
+        config = client.get("/ui/config").json()
+    ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
+    assert {"jobs-table", "jobs-refresh", "jobs-delete", "jobs-cancel", "edit-run", "generate-run"} <= ids
+    labels = {c.get("props", {}).get("label") for c in config["components"] if c.get("type") == "tabitem"}
+    assert "Jobs" in labels

@@ -1,16 +1,17 @@
 """The studio page: a Gradio front end over the job API's store and worker (needs the ``studio`` extra).
 
 Mounted at ``/ui`` by ``flowstudio serve`` (:func:`mount_studio`), or alone with ``flowstudio studio``
-(:func:`launch_studio`, with a store and worker of its own). Three tabs: edit (a clip or a ShapeWorld
+(:func:`launch_studio`, with a store and worker of its own). Four tabs: edit (a clip or a ShapeWorld
 example, prompts, method and preset, a region painted on the first frame or a box, strengths, steps),
-generate, and avatar (image + speech -> video). Every tab submits a job request through
+generate, avatar (image + speech -> video), and jobs (the visitor's recent jobs, refreshable; cancel
+or delete one). Every tab submits a job request through
 :class:`~flowstudio.serve.studio.backend.StudioBackend`, which checks it as ``POST /v1/jobs`` does and
 queues it for the one worker: studio jobs are listed by ``GET /v1/jobs`` and no model runs in the page.
 Bad input is named in the tab's status box, never shown as a traceback.
 
 Modules: :mod:`~.backend` (submit / follow / cancel, request building; no gradio), :mod:`~.examples`
 (ShapeWorld and FaceWorld inputs), :mod:`~.follow` (a job's progress in the page), :mod:`~.edit_tab`,
-:mod:`~.tabs` (generate and avatar).
+:mod:`~.tabs` (generate, avatar, jobs).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def build_studio(backend: StudioBackend) -> Any:
     import gradio as gr
 
     from flowstudio.serve.studio.edit_tab import edit_tab
-    from flowstudio.serve.studio.tabs import avatar_tab, generate_tab
+    from flowstudio.serve.studio.tabs import avatar_tab, generate_tab, jobs_tab
 
     # analytics off: a server must not call out (and the test machines have no internet)
     with gr.Blocks(title="flowstudio studio", analytics_enabled=False) as studio:
@@ -42,6 +43,9 @@ def build_studio(backend: StudioBackend) -> Any:
             generate_tab(backend)
         with gr.Tab("Avatar", id="avatar"):
             avatar_tab(backend)
+        with gr.Tab("Jobs", id="jobs") as jobs:
+            rows, table = jobs_tab(backend)
+        jobs.select(rows, None, table)  # the list is read whenever the tab is opened
     return studio
 
 

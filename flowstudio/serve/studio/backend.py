@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,9 +176,61 @@ class StudioBackend:
             files=files,
         )
 
-    def cancel(self, job_id: str) -> JobState:
+    def cancel(self, job_id: str, owner: str | None = None) -> JobState:
+        """Cancel a job (``owner``: only if it is that owner's, as the API's cancel)."""
+        self._own(job_id, owner)
         self.store.cancel(job_id)
         return self.state(job_id)
+
+    def _own(self, job_id: str, owner: str | None) -> Any:
+        job = self.store.get(job_id)
+        if job is None or (owner is not None and job.owner != owner):
+            raise StudioInputError(f"no job {job_id!r}")
+        return job
+
+    # -- the jobs list ---------------------------------------------------------------------------
+
+    #: The columns of :meth:`recent`.
+    COLUMNS = ("job", "kind", "status", "submitted (UTC)", "run time", "note")
+
+    def recent(self, owner: str = "", limit: int = 20) -> list[list[str]]:
+        """The ``owner``'s latest jobs, newest first, one row each (:data:`COLUMNS`): the same jobs as
+        ``GET /v1/jobs`` with that owner's token (``""``: an open server's, or the studio alone)."""
+        jobs, _ = self.store.list(limit=limit, owner=owner)
+        rows = []
+        for job in jobs:
+            state = JobState(
+                status=job.status,
+                step=job.step,
+                total=job.total,
+                phase=job.phase,
+                error=job.error,
+                position=self.store.position(job),
+                files={},
+            )
+            submitted = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(job.created_at))
+            ran = (
+                f"{job.finished_at - job.started_at:.1f} s"
+                if job.started_at is not None and job.finished_at is not None
+                else ""
+            )
+            note = "files removed (retention)" if job.purged_at is not None else (job.note or "")
+            rows.append([job.id, job.kind, state.describe(), submitted, ran, note])
+        return rows
+
+    def delete(self, job_id: str, owner: str = "") -> None:
+        """Delete one of ``owner``'s jobs and its files, as ``DELETE /v1/jobs/{id}`` does (a running
+        job is refused: cancel it first)."""
+        from flowstudio.serve.retention import remove_job_files
+
+        self._own(job_id, owner)
+        removed = self.store.delete(job_id)
+        if removed is None:
+            current = self.store.get(job_id)
+            if current is not None and current.status == "running":
+                raise StudioInputError(f"job {job_id} is running: cancel it first, then delete it")
+            raise StudioInputError(f"no job {job_id!r}")
+        remove_job_files(self.jobs_dir, removed)
 
 
 def standalone_backend(

@@ -51,7 +51,11 @@ def follow(
     ``finished(files)`` if it succeeded."""
     started = time.monotonic()
     while True:
-        state = backend.state(job_id)
+        try:
+            state = backend.state(job_id)
+        except StudioInputError:  # deleted meanwhile (the jobs tab, or DELETE /v1/jobs/{id})
+            yield (f"**Job `{job_id}`** was deleted.", *waiting)
+            return
         head = f"**Job `{job_id}`** (`GET /v1/jobs/{job_id}`): {state.describe()}"
         if state.finished:
             break

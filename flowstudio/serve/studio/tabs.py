@@ -1,4 +1,5 @@
-"""The studio's generate tab (text or text+image -> video) and avatar tab (image + speech -> video)."""
+"""The studio's generate tab (text or text+image -> video), avatar tab (image + speech -> video) and
+jobs tab (the visitor's recent jobs; cancel or delete one)."""
 
 from __future__ import annotations
 
@@ -160,3 +161,56 @@ def avatar_tab(backend: StudioBackend) -> None:
     # no limit: each visitor follows their own job; the one worker runs them one after another
     run.click(on_run, [image, audio, steps, seed], [status, result, files, job], concurrency_limit=None)
     stop.click(lambda job_id: cancel(backend, job_id), job, status)
+
+
+def _owner(request: gr.Request | None) -> str:
+    """The page's logged-in token name (``""`` on an open server or the studio alone)."""
+    return getattr(request, "username", None) or ""
+
+
+def jobs_tab(backend: StudioBackend) -> Any:
+    """Lay out the jobs tab inside the current ``gr.Tab`` and wire its events; returns the function
+    that refreshes the table (for the tab's ``select`` event)."""
+    gr.Markdown(
+        "Your latest jobs, newest first (the same list as `GET /v1/jobs` with your token). "
+        "A running job must be cancelled before it can be deleted; deleting removes its files."
+    )
+    with gr.Row():
+        refresh = gr.Button("Refresh", elem_id="jobs-refresh", scale=0)
+        job_id = gr.Textbox(label="Job id", placeholder="paste a job id from the table", elem_id="jobs-id")
+        stop = gr.Button("Cancel job", elem_id="jobs-cancel", scale=0)
+        remove = gr.Button("Delete job", variant="stop", elem_id="jobs-delete", scale=0)
+    said = gr.Markdown("", elem_id="jobs-status")
+    table = gr.Dataframe(
+        headers=list(StudioBackend.COLUMNS),
+        datatype=["str"] * len(StudioBackend.COLUMNS),
+        interactive=False,
+        wrap=True,
+        elem_id="jobs-table",
+    )
+
+    def rows(request: gr.Request) -> list[list[str]]:
+        return backend.recent(_owner(request))
+
+    def on_cancel(chosen: str, request: gr.Request) -> tuple[str, list[list[str]]]:
+        chosen = (chosen or "").strip()
+        try:
+            state = backend.cancel(chosen, owner=_owner(request))
+            text = f"**Job `{chosen}`**: {state.describe()} (a running job stops at its next step)"
+        except StudioInputError as error:
+            text = str(error)
+        return text, backend.recent(_owner(request))
+
+    def on_delete(chosen: str, request: gr.Request) -> tuple[str, list[list[str]]]:
+        chosen = (chosen or "").strip()
+        try:
+            backend.delete(chosen, owner=_owner(request))
+            text = f"**Job `{chosen}`** deleted, with its files."
+        except StudioInputError as error:
+            text = str(error)
+        return text, backend.recent(_owner(request))
+
+    refresh.click(rows, None, table)
+    stop.click(on_cancel, job_id, [said, table])
+    remove.click(on_delete, job_id, [said, table])
+    return rows, table
