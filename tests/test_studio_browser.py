@@ -2,7 +2,8 @@
 ``flowstudio serve`` process (the packaged toy model) on a free loopback port.
 
 It opens ``/ui``, checks that bad input is named in the page, uploads a ShapeWorld clip, runs an edit
-and finds the result video (decoded by the browser), the three downloads, and the job in
+and finds the result video (decoded by the browser) and the three downloads; then runs a 2-step
+generate job in the generate tab and finds its video; then finds both jobs in the jobs tab and in
 ``GET /v1/jobs``. Chromium missing is a FAILURE (``make test`` installs it); set
 ``FLOWSTUDIO_SKIP_BROWSER=1`` to skip on purpose. ``FLOWSTUDIO_STUDIO_SCREENSHOT=docs/images/studio_edit.png``
 regenerates the guide's screenshot (then the edit runs the 17-frame clip at 10 steps, for a picture
@@ -204,6 +205,44 @@ def test_studio_edits_an_uploaded_clip_in_chromium(server: Any, browser_tools: A
                 page.wait_for_timeout(500)
                 Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=screenshot, full_page=True)
+            edited = time.monotonic()
+
+            # the generate tab: a text-to-video job on the same worker, its video decoded
+            page.get_by_role("tab", name="Generate").click()
+            page.wait_for_selector("#generate-run", state="visible", timeout=30_000)
+            page.fill("#generate-steps input[type=number]", "2")
+            page.press("#generate-steps input[type=number]", "Enter")
+            page.click("#generate-run")
+            page.wait_for_function(
+                "document.querySelector('#generate-status').innerText.includes('succeeded')"
+                " || document.querySelector('#generate-status').innerText.includes('failed')"
+                " || document.querySelector('#generate-status').innerText.includes('Not submitted')",
+                timeout=JOB_TIMEOUT * 1000,
+            )
+            status = page.inner_text("#generate-status")
+            print(f"generate finished: {time.monotonic() - edited:.1f} s ({status})")
+            assert "succeeded" in status, f"{status}\n{log_tail()}"
+            page.wait_for_function(
+                "(() => { const v = document.querySelector('#generate-result video');"
+                " return v && v.readyState >= 2 && v.videoWidth > 0; })()",
+                timeout=60_000,
+            )
+            size = page.evaluate(
+                "(() => { const v = document.querySelector('#generate-result video');"
+                " return [v.videoWidth, v.videoHeight]; })()"
+            )
+            assert size == [128, 128]
+            links = page.inner_text("#generate-downloads").replace("\n", "")  # names wrap at the suffix
+            assert "out.mp4" in links and "out.json" in links, links
+
+            # the jobs tab lists both, newest first, read when the tab opens
+            page.get_by_role("tab", name="Jobs").click()
+            page.wait_for_function(
+                "document.querySelector('#jobs-table').innerText.split('succeeded').length - 1 >= 2",
+                timeout=30_000,
+            )
+            table = page.inner_text("#jobs-table")
+            assert table.index("generate") < table.index("edit"), table
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
             raise
@@ -213,9 +252,10 @@ def test_studio_edits_an_uploaded_clip_in_chromium(server: Any, browser_tools: A
 
     # the same job layer: the page's job is in the REST API's list, with its request and files
     listed = _get(f"{base}/v1/jobs")
-    assert listed["total"] == 1, listed
-    job = listed["jobs"][0]
-    assert job["kind"] == "edit" and job["status"] == "succeeded"
+    assert listed["total"] == 2, listed
+    assert [j["kind"] for j in listed["jobs"]] == ["generate", "edit"]  # newest first
+    assert {j["status"] for j in listed["jobs"]} == {"succeeded"}
+    job = listed["jobs"][1]
     assert job["request"]["steps"] == steps and job["request"]["target_prompt"].startswith(
         "product shot: blue"
     )
