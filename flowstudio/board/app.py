@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowstudio.bench.manifest import TestSet
+from flowstudio.board.arena import ArenaSettings
 from flowstudio.board.context import Board, Limits
 from flowstudio.board.store import BoardStore
 from flowstudio.serve.auth import Tokens
@@ -33,19 +34,24 @@ def create_app(
     tokens: Tokens | None = None,
     limits: Limits | None = None,
     start_worker: bool = True,
+    rater_tokens: Tokens | None = None,
+    arena: ArenaSettings | None = None,
 ) -> FastAPI:
     """The board app on database ``db`` for ``testset``; uploads and caches go under ``data_dir``.
 
     The test set's cases are synced into the database on creation (the archive validator reads
     their frame counts and sizes from there). ``start_worker`` ``False`` leaves submissions queued
-    (tests of the queue; a separate scorer process).
+    (tests of the queue; a separate scorer process). ``rater_tokens``: who may vote in the arena
+    (none: the arena is closed).
     """
-    from flowstudio.board import api, pages, submit
+    from flowstudio.board import api, arena_routes, pages, submit
     from flowstudio.board.worker import ScoringWorker
 
     store = BoardStore(db)
     store.sync_cases(testset)
     board = Board(store, testset, Path(data_dir).resolve(), tokens or Tokens({}), limits or Limits())
+    board.rater_tokens = rater_tokens or Tokens({})
+    board.arena = arena or ArenaSettings()
     board.worker = ScoringWorker(board)
 
     @asynccontextmanager
@@ -99,5 +105,6 @@ def create_app(
 
     app.include_router(api.router)
     app.include_router(submit.router)
+    app.include_router(arena_routes.router)
     app.include_router(pages.router)
     return app

@@ -100,24 +100,32 @@ def seed(
     from flowstudio.jobs.errors import cli_errors
 
     with cli_errors():
-        from flowstudio.board.seed import default_files, run_and_seed, seed_results
+        from flowstudio.board.seed import check_run, default_files, run_and_seed, seed_results
         from flowstudio.board.store import BoardStore
         from flowstudio.errors import InputError
+        from flowstudio.metrics.results import read_results
 
         chosen = _testset(testset, set_seed)
         store = BoardStore(db)
         try:
             store.sync_cases(chosen)
             files = list(results or [])
-            if not files and not run:
+            found = not files and not run
+            if found:
                 files = default_files()
-                if not files:
-                    raise InputError(
-                        "no results given and none found in benchmarks/results/: pass results files"
-                    )
             for path in files:
+                if found:  # files found by looking: one for another build of the set is skipped, said why
+                    problems = check_run(read_results(path), chosen, str(path))
+                    if problems:
+                        typer.echo(f"skipped {'; '.join(problems)}")
+                        continue
                 sub = seed_results(store, chosen, path)
                 typer.echo(f"{path}: {sub.cases_scored} cases, composite {sub.composite}")
+            if found and not store.leaderboard(chosen.name):
+                raise InputError(
+                    f"no results in benchmarks/results/ are runs on this build of {chosen.name}: pass "
+                    "results files, or run methods with --run METHOD"
+                )
             for name in run:
                 out = runs_dir / name.replace(":", "_")
                 sub = run_and_seed(store, chosen, name, out, limit=limit)

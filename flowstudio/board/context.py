@@ -31,6 +31,8 @@ class Board:
     tokens: Tokens
     limits: Limits = field(default_factory=Limits)
     worker: Any = None  # flowstudio.board.worker.ScoringWorker, when started
+    rater_tokens: Tokens = field(default_factory=lambda: Tokens({}))  # the arena's raters; none: closed
+    arena: Any = None  # flowstudio.board.arena.ArenaSettings
 
     @property
     def submissions_dir(self) -> Path:

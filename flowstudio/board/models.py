@@ -13,7 +13,7 @@ Table names carry a ``board_`` prefix so that the board can share one database w
 
 from __future__ import annotations
 
-from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Submission statuses: queued -> scoring -> scored | failed; withdrawn by its owner at any time.
@@ -104,3 +104,47 @@ class BoardCase(Base):
     height: Mapped[int] = mapped_column(Integer)
     width: Mapped[int] = mapped_column(Integer)
     position: Mapped[int] = mapped_column(Integer)  # order in the manifest
+
+
+class Ballot(Base):
+    """A pair shown to a rater: two outputs on one case (or an attention check), names hidden.
+
+    The id is random and unguessable; the rater's vote names the ballot, so what was shown is known
+    to the server and never sent back by the client. ``kind`` ``check``: the case's ground truth
+    against a corrupted copy of it (``left_method``/``right_method`` are ``ground-truth`` and
+    ``corrupted``).
+    """
+
+    __tablename__ = "board_ballots"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    rater: Mapped[str] = mapped_column(String(64), index=True)
+    testset: Mapped[str] = mapped_column(String(128))
+    case_id: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(8))  # pair / check
+    left_submission: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    right_submission: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    left_method: Mapped[str] = mapped_column(String(128))
+    right_method: Mapped[str] = mapped_column(String(128))
+    issued_at: Mapped[float] = mapped_column(Float)
+
+
+class ArenaVote(Base):
+    """One vote. ``pair`` is the two methods sorted and joined by ``|`` (``check:<ballot>`` for an
+    attention check), so the unique constraint is "one vote per pair, case and rater"."""
+
+    __tablename__ = "board_votes"
+    __table_args__ = (UniqueConstraint("rater", "testset", "case_id", "pair", name="uq_board_votes_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ballot_id: Mapped[str] = mapped_column(ForeignKey("board_ballots.id"), unique=True)
+    rater: Mapped[str] = mapped_column(String(64), index=True)
+    testset: Mapped[str] = mapped_column(String(128))
+    case_id: Mapped[str] = mapped_column(String(128))
+    pair: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(8))
+    left_method: Mapped[str] = mapped_column(String(128))
+    right_method: Mapped[str] = mapped_column(String(128))
+    vote: Mapped[str] = mapped_column(String(16))  # left / right / tie / both_bad
+    passed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # checks: picked the ground truth
+    created_at: Mapped[float] = mapped_column(Float, index=True)
