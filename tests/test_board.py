@@ -57,8 +57,15 @@ def test_migration_makes_the_board_tables_beside_the_job_store(tmp_path):
     with sqlite3.connect(db) as connection:
         tables = {r[0] for r in connection.execute("select name from sqlite_master where type='table'")}
         version = connection.execute("select version_num from board_alembic_version").fetchall()
-    assert {"jobs", "board_methods", "board_submissions", "board_scores", "board_cases"} <= tables
-    assert version == [("b0001",)]
+    assert {
+        "jobs",
+        "board_methods",
+        "board_submissions",
+        "board_scores",
+        "board_cases",
+        "board_votes",
+    } <= tables
+    assert version == [("b0002",)]
 
 
 def test_aggregate_is_mean_and_population_std_per_scope():

@@ -43,6 +43,10 @@ def serve(
     open_: bool = typer.Option(
         False, "--open", help="Accept submissions without tokens on a non-loopback address."
     ),
+    rater_tokens: Path | None = typer.Option(
+        None, "--rater-tokens", help="Arena raters' token file (same format; none: the arena is closed)."
+    ),
+    daily_cap: int = typer.Option(200, "--daily-cap", min=1, help="Arena votes per rater per UTC day."),
     max_upload_mb: float = typer.Option(
         256, "--max-upload-mb", min=0.001, help="Largest archive, MiB; beyond, 413."
     ),
@@ -54,6 +58,7 @@ def serve(
         import uvicorn
 
         from flowstudio.board.app import create_app
+        from flowstudio.board.arena import ArenaSettings
         from flowstudio.board.context import Limits
         from flowstudio.errors import InputError
         from flowstudio.serve.auth import TokenFileError, check_open, load_tokens
@@ -65,6 +70,10 @@ def serve(
         refused = check_open(known, host, open_)
         if refused:
             raise InputError(refused.replace("run jobs", "submit"))
+        try:
+            raters = load_tokens(rater_tokens) if rater_tokens is not None else None
+        except TokenFileError as error:
+            raise InputError(str(error)) from error
         folder = data_dir or _default_data_dir(db)
         app = create_app(
             db,
@@ -72,6 +81,8 @@ def serve(
             folder,
             tokens=known,
             limits=Limits(max_upload=int(max_upload_mb * 2**20)),
+            rater_tokens=raters,
+            arena=ArenaSettings(daily_cap=daily_cap),
         )
     uvicorn.run(app, host=host, port=port)
 
