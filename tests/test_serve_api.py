@@ -305,7 +305,7 @@ def test_progress_events_stream_until_the_job_ends(tmp_path, fake_run):
 
         ids = [parse_event_id(line[4:]) for line in text.splitlines() if line.startswith("id: ")]
         assert len(ids) == len(events) and None not in ids
-        assert all(newer(later, earlier) for earlier, later in zip(ids, ids[1:])), ids
+        assert all(newer(later, earlier) for earlier, later in zip(ids, ids[1:], strict=False)), ids
         assert ids[-1] == (events[-1][1]["version"], 0)
         # a finished job: one `end` event at once
         again = _events(client.get(f"/v1/jobs/{job_id}/events").text)

@@ -154,7 +154,8 @@ class JobStore:
         fingerprint: str | None = None,
         job_id: str | None = None,
     ) -> tuple[Job, bool]:
-        """Queue a job; returns ``(job, created)``: the job of an existing ``idempotency_key`` as is.
+        """Queue a job with no bound (tools and tests; submitters use :meth:`admit`); returns
+        ``(job, created)``: the job of an existing ``idempotency_key`` as is.
 
         ``job_id``: the id to give the job (the API picks it first, to store its uploads in its folder).
         """
