@@ -205,3 +205,22 @@ def test_cli_seed_and_help(runs, tmp_path):
     )
     assert bad.exit_code == 2 and "no results file" in bad.output
     assert runner.invoke(app, ["board", "serve", "--help"]).exit_code == 0
+
+
+def test_a_subset_run_is_listed_unranked_after_full_runs(runs, tmp_path):
+    from flowstudio.bench.manifest import TestSet
+
+    testset, files = runs
+    subset = TestSet(testset.path, testset.name, testset.cases[:2], testset.data)
+    partial = bench_run(subset, "ground-truth", tmp_path / "partial")
+    app = create_app(tmp_path / "s.sqlite", testset, tmp_path / "data", start_worker=False)
+    seed_results(app.state.board.store, testset, partial)
+    seed_results(app.state.board.store, testset, files["identity"])
+    with TestClient(app) as client:
+        rows = client.get("/api/board").json()["rows"]
+        assert [(r["method"], r["rank"], r["complete"]) for r in rows] == [
+            ("identity", 1, True),
+            ("ground-truth", None, False),
+        ], "a better mean over 2 of 5 cases must not outrank a full run"
+        assert rows[1]["cases_scored"] == 2 and rows[1]["cases_total"] == 5
+        assert "subset" in client.get("/board").text

@@ -66,8 +66,16 @@ def submission_summary(submission: Submission, method: Method) -> dict[str, Any]
     }
 
 
+def complete(submission: Submission) -> bool:
+    """Whether the submission covers every case of the set (uploads always do; a seeded ``--limit``
+    run does not, and is listed below the ranked rows, unranked: its mean is over other cases)."""
+    return submission.cases_scored + submission.errors >= submission.cases_total
+
+
 def leaderboard(board: Board, scope: str = ALL) -> dict[str, Any]:
     rows = board.store.leaderboard(board.testset.name, scope)
+    rows = [r for r in rows if complete(r.submission)] + [r for r in rows if not complete(r.submission)]
+    ranked = sum(complete(r.submission) for r in rows)
     names = {n for r in rows for n in r.stats if n != COMPOSITE}
     return {
         "testset": board.testset.name,
@@ -77,7 +85,8 @@ def leaderboard(board: Board, scope: str = ALL) -> dict[str, Any]:
         "metrics": metric_columns(names),
         "rows": [
             {
-                "rank": i + 1,
+                "rank": i + 1 if i < ranked else None,
+                "complete": i < ranked,
                 **submission_summary(r.submission, r.method),
                 "paper": r.method.paper,
                 "code": r.method.code,
