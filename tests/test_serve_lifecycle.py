@@ -294,3 +294,20 @@ def test_the_event_stream_skips_what_the_client_has(tmp_path):
     for index, seen in enumerate(everything):
         assert stream(events.parse_event_id(seen)) == everything[index + 1 :]
     assert events.parse_event_id("7-0") == (7, 0) and events.parse_event_id("x-1") is None
+
+
+def test_serve_passes_keep_days_to_the_worker(tmp_path, monkeypatch):
+    pytest.importorskip("uvicorn")
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from flowstudio.cli import app as cli
+
+    served: list[Any] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.append(app))
+    args = ["serve", "--db", str(tmp_path / "j.sqlite"), "--no-studio", "--keep-days", "3.5"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert served[0].state.worker.keep_days == 3.5
+    result = CliRunner().invoke(cli, [*args[:-1], "-1"])
+    assert result.exit_code != 0 and "keep-days" in result.output
