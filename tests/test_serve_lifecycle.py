@@ -311,3 +311,16 @@ def test_serve_passes_keep_days_to_the_worker(tmp_path, monkeypatch):
     assert served[0].state.worker.keep_days == 3.5
     result = CliRunner().invoke(cli, [*args[:-1], "-1"])
     assert result.exit_code != 0 and "keep-days" in result.output
+
+
+def test_keep_days_zero_never_sweeps_an_upload_in_progress(tmp_path):
+    store = JobStore(tmp_path / "j.sqlite")
+    jobs_dir = tmp_path / "jobs"
+    fresh, old = jobs_dir / "uploads" / ("d" * 32), jobs_dir / "uploads" / ("e" * 32)
+    for folder in (fresh, old):
+        folder.mkdir(parents=True)
+        (folder / "source.mp4").write_bytes(b"clip")
+    _touch_old(old, 2 / 24)  # two hours
+    assert sweep_expired(store, jobs_dir, keep_days=0).upload_folders == [old.name]
+    assert fresh.is_dir() and not old.exists()
+    store.close()

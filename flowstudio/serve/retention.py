@@ -8,9 +8,9 @@ user's file, not the job's.
 The sweep removes the files of jobs that finished (succeeded, failed, cancelled) more than
 ``keep_days`` ago and records it on the row (``purged_at``, ``files`` emptied, a ``note``); rows are
 kept, so the history, the counts and the idempotency keys stay. Studio upload folders that no job
-names and untouched for ``keep_days`` (a ShapeWorld example rendered but never submitted) go too;
-a folder that a job whose files are kept names (queued, running, or finished within ``keep_days``)
-stays.
+names (e.g. a ShapeWorld example rendered but never submitted), untouched for ``keep_days`` and for
+at least an hour (a submission in progress copies its files there before its job exists), go too; a
+folder named by a job whose files are kept (queued, running, or finished within ``keep_days``) stays.
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from flowstudio.serve.store import Job, JobStore
+from flowstudio.serve.uploads import PATH_FIELDS
 
 log = logging.getLogger(__name__)
 
-#: The request fields that name input files (kept in step with :data:`flowstudio.serve.uploads.PATH_FIELDS`).
-PATH_FIELDS = ("source", "image", "audio", "mask", "target_image")
 DAY = 86400.0
+#: An upload folder younger than this is never swept, whatever ``keep_days`` (a studio submission
+#: copies its files there before its job exists).
+UPLOAD_GRACE = 3600.0
 
 
 def upload_folders(jobs_dir: Path, request: dict[str, Any]) -> list[Path]:
@@ -95,7 +97,7 @@ def sweep_expired(store: JobStore, jobs_dir: Path, keep_days: float, now: float 
             if not folder.is_dir() or folder in needed:
                 continue
             newest = max([folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.rglob("*")])
-            if newest < cutoff:
+            if newest < min(cutoff, now - UPLOAD_GRACE):
                 shutil.rmtree(folder, ignore_errors=True)
                 swept.upload_folders.append(folder.name)
     if swept.jobs or swept.upload_folders:
