@@ -125,3 +125,22 @@ def test_two_stores_on_one_postgres_database_never_pass_the_bounds_together(slow
     finally:
         for store in stores:
             store.close()
+
+
+def test_a_store_that_cannot_admit_is_503_with_retry_after(tmp_path, monkeypatch):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from sqlalchemy.exc import OperationalError
+
+    from flowstudio.serve.app import create_app
+
+    app = create_app(tmp_path / "j.sqlite", start_worker=False)
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(app.state.store, "admit", locked)
+    with TestClient(app) as client:
+        response = client.post("/v1/jobs", json=TINY)
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    assert response.json()["error"]["code"] == "store_unavailable"

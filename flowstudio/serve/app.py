@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowstudio.serve import events
@@ -364,6 +365,14 @@ def create_app(
             raise ApiError(
                 429, refused.code, refused.message, headers={"Retry-After": str(refused.retry_after)}
             ) from refused
+        except OperationalError as error:  # the lock not had within the busy timeout, or no database
+            log.warning("admission failed: %s", error)
+            raise ApiError(
+                503,
+                "store_unavailable",
+                "the job store is busy or unreachable: retry shortly",
+                headers={"Retry-After": "5"},
+            ) from error
 
     @app.post("/v1/jobs", status_code=202, openapi_extra={"x-flowstudio-body": True})
     async def submit(
