@@ -27,7 +27,7 @@ def check_scope(board: Board, scope: str) -> str:
 
 
 @router.get("/board")
-async def board_json(
+def board_json(
     edit_type: str = Query(ALL, description="'all' or an edit type of the test set"),
     board: Board = Depends(board_of),
 ) -> dict[str, Any]:
@@ -36,7 +36,7 @@ async def board_json(
 
 
 @router.get("/methods/{name:path}")
-async def method_json(name: str, board: Board = Depends(board_of)) -> dict[str, Any]:
+def method_json(name: str, board: Board = Depends(board_of)) -> dict[str, Any]:
     method = board.store.method(name)
     if method is None:
         raise ApiError(404, "not_found", f"no method {name!r}")
@@ -44,7 +44,7 @@ async def method_json(name: str, board: Board = Depends(board_of)) -> dict[str, 
 
 
 @router.get("/submissions/{submission_id}")
-async def submission_json(submission_id: str, board: Board = Depends(board_of)) -> dict[str, Any]:
+def submission_json(submission_id: str, board: Board = Depends(board_of)) -> dict[str, Any]:
     submission = board.store.submission(submission_id)
     if submission is None:
         raise ApiError(404, "not_found", f"no submission {submission_id!r}")
@@ -52,7 +52,7 @@ async def submission_json(submission_id: str, board: Board = Depends(board_of)) 
 
 
 @router.get("/cases")
-async def cases_json(board: Board = Depends(board_of)) -> dict[str, Any]:
+def cases_json(board: Board = Depends(board_of)) -> dict[str, Any]:
     cases = board.store.cases(board.testset.name)
     return {
         "testset": board.testset.name,
@@ -70,7 +70,7 @@ async def cases_json(board: Board = Depends(board_of)) -> dict[str, Any]:
 
 
 @router.get("/cases/{case_id}")
-async def case_json(case_id: str, board: Board = Depends(board_of)) -> dict[str, Any]:
+def case_json(case_id: str, board: Board = Depends(board_of)) -> dict[str, Any]:
     view = views.case_view(board, case_id)
     if view is None:
         raise ApiError(404, "not_found", f"no case {case_id!r} in {board.testset.name}")

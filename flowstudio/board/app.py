@@ -92,7 +92,7 @@ def create_app(
         )
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, object]:
+    def healthz() -> dict[str, object]:
         return {
             "status": "ok",
             "testset": testset.name,

@@ -62,13 +62,13 @@ def ballot_view(board: Board, ballot: Any) -> dict[str, Any]:
 
 
 @router.post("/api/arena/ballots")
-async def new_ballot(rater: str = Depends(rater_of), board: Board = Depends(board_of)) -> dict[str, Any]:
+def new_ballot(rater: str = Depends(rater_of), board: Board = Depends(board_of)) -> dict[str, Any]:
     """Two outputs of one case, names hidden, sides random (or an attention check)."""
     return ballot_view(board, arena.issue_ballot(board, board.arena, rater))
 
 
 @router.post("/api/arena/votes")
-async def vote(
+def vote(
     ballot: str = Body(..., embed=True),
     choice: str = Body(..., embed=True, alias="vote"),
     rater: str = Depends(rater_of),
@@ -79,7 +79,7 @@ async def vote(
 
 
 @router.get("/media/ballots/{ballot_id}/{side}.png")
-async def ballot_strip(ballot_id: str, side: str, board: Board = Depends(board_of)) -> FileResponse:
+def ballot_strip(ballot_id: str, side: str, board: Board = Depends(board_of)) -> FileResponse:
     """The picture of one side of a ballot (its URL names the ballot, never the method)."""
     from flowstudio.bench.io import load_frames
     from flowstudio.bench.methods import FolderMethod
@@ -112,12 +112,12 @@ async def ballot_strip(ballot_id: str, side: str, board: Board = Depends(board_o
 
 
 @router.get("/api/ratings")
-async def ratings_json(board: Board = Depends(board_of)) -> dict[str, Any]:
+def ratings_json(board: Board = Depends(board_of)) -> dict[str, Any]:
     return arena.ratings(board, board.arena)
 
 
 @router.get("/api/ratings.csv")
-async def ratings_csv(board: Board = Depends(board_of)) -> PlainTextResponse:
+def ratings_csv(board: Board = Depends(board_of)) -> PlainTextResponse:
     """Every pair vote as the pairwise CSV of ``flowstudio bench fit-weights``."""
     with tempfile.TemporaryDirectory() as folder:
         text = write_pairwise_csv(arena.export_votes(board), Path(folder) / "votes.csv").read_text()
@@ -125,7 +125,7 @@ async def ratings_csv(board: Board = Depends(board_of)) -> PlainTextResponse:
 
 
 @router.get("/arena", response_class=HTMLResponse, include_in_schema=False)
-async def arena_page(request: Request, board: Board = Depends(board_of)) -> HTMLResponse:
+def arena_page(request: Request, board: Board = Depends(board_of)) -> HTMLResponse:
     from flowstudio.board.pages import templates
 
     return templates.TemplateResponse(
@@ -134,7 +134,7 @@ async def arena_page(request: Request, board: Board = Depends(board_of)) -> HTML
 
 
 @router.get("/ratings", response_class=HTMLResponse, include_in_schema=False)
-async def ratings_page(request: Request, board: Board = Depends(board_of)) -> HTMLResponse:
+def ratings_page(request: Request, board: Board = Depends(board_of)) -> HTMLResponse:
     from flowstudio.board.pages import templates
 
     return templates.TemplateResponse(

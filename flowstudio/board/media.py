@@ -8,6 +8,7 @@ and served from there.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ def cached_png(cache: Path, key: str, render: object) -> Path:
     path = cache / f"{key}.png"
     if not path.is_file():
         cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # one per writer: threads share a pid
         Image.fromarray(filmstrip(render())).save(tmp, format="PNG")  # type: ignore[operator]
         os.replace(tmp, path)
     return path

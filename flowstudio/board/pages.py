@@ -48,14 +48,14 @@ async def home() -> RedirectResponse:
 
 
 @router.get("/board", response_class=HTMLResponse)
-async def board_page(
+def board_page(
     request: Request, edit_type: str = Query(ALL), board: Board = Depends(board_of)
 ) -> HTMLResponse:
     return _page(request, "board.html", view=views.leaderboard(board, check_scope(board, edit_type)))
 
 
 @router.get("/methods/{name:path}", response_class=HTMLResponse)
-async def method_page(request: Request, name: str, board: Board = Depends(board_of)) -> HTMLResponse:
+def method_page(request: Request, name: str, board: Board = Depends(board_of)) -> HTMLResponse:
     method = board.store.method(name)
     if method is None:
         raise ApiError(404, "not_found", f"no method {name!r}")
@@ -63,9 +63,7 @@ async def method_page(request: Request, name: str, board: Board = Depends(board_
 
 
 @router.get("/submissions/{submission_id}", response_class=HTMLResponse)
-async def submission_page(
-    request: Request, submission_id: str, board: Board = Depends(board_of)
-) -> HTMLResponse:
+def submission_page(request: Request, submission_id: str, board: Board = Depends(board_of)) -> HTMLResponse:
     submission = board.store.submission(submission_id)
     if submission is None:
         raise ApiError(404, "not_found", f"no submission {submission_id!r}")
@@ -73,7 +71,7 @@ async def submission_page(
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
-async def case_page(request: Request, case_id: str, board: Board = Depends(board_of)) -> HTMLResponse:
+def case_page(request: Request, case_id: str, board: Board = Depends(board_of)) -> HTMLResponse:
     view = views.case_view(board, case_id)
     if view is None:
         raise ApiError(404, "not_found", f"no case {case_id!r} in {board.testset.name}")
@@ -81,7 +79,7 @@ async def case_page(request: Request, case_id: str, board: Board = Depends(board
 
 
 @router.get("/submit", response_class=HTMLResponse)
-async def submit_page(request: Request, board: Board = Depends(board_of)) -> HTMLResponse:
+def submit_page(request: Request, board: Board = Depends(board_of)) -> HTMLResponse:
     cases = board.store.cases(board.testset.name)
     shape = (cases[0].frames, cases[0].height, cases[0].width) if cases else None
     return _page(
@@ -98,7 +96,7 @@ CASE_KINDS = ("source", "target", "mask", "target_mask")
 
 
 @router.get("/media/cases/{case_id}/{kind}.png")
-async def case_strip(case_id: str, kind: str, board: Board = Depends(board_of)) -> FileResponse:
+def case_strip(case_id: str, kind: str, board: Board = Depends(board_of)) -> FileResponse:
     """A filmstrip of a case's ``source``, ``target`` (ground truth), ``mask`` or ``target_mask``."""
     if kind not in CASE_KINDS or board.store.case(board.testset.name, case_id) is None:
         raise ApiError(404, "not_found", f"no {kind!r} picture of case {case_id!r}")
@@ -117,7 +115,7 @@ async def case_strip(case_id: str, kind: str, board: Board = Depends(board_of)) 
 
 
 @router.get("/media/submissions/{submission_id}/{case_id}.png")
-async def output_strip(submission_id: str, case_id: str, board: Board = Depends(board_of)) -> FileResponse:
+def output_strip(submission_id: str, case_id: str, board: Board = Depends(board_of)) -> FileResponse:
     """A filmstrip of a submission's output on one case (when its outputs are kept)."""
     from flowstudio.bench.io import load_frames
     from flowstudio.bench.methods import FolderMethod

@@ -21,10 +21,12 @@ from typing import Any, BinaryIO
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
 
 from flowstudio.board.archive import Shape, archive_problems, extract
 from flowstudio.board.auth import owner_of
 from flowstudio.board.context import Board, board_of
+from flowstudio.board.models import Method, Submission
 from flowstudio.board.views import submission_summary
 from flowstudio.serve.errors import ApiError, invalid
 from flowstudio.serve.uploads import _counted, _declared_too_large, too_large
@@ -165,6 +167,57 @@ def field_problems(
     return problems, settings
 
 
+def accept(
+    board: Board, staging: Path, fields: dict[str, str], has_archive: bool, owner: str
+) -> tuple[Submission, Method]:
+    """Check the fields and the staged archive (422 naming every problem), then store the outputs
+    and queue the submission. Blocking work (decoding every clip): the route runs it in a thread, so
+    that pages and votes are served meanwhile."""
+    problems, settings = field_problems(board, fields, owner)
+    members: list[str] = []
+    if not has_archive:
+        problems.append(
+            {"field": "archive", "message": "no archive: send the zip as a file part named 'archive'"}
+        )
+    else:
+        expected = {
+            c.case_id: Shape(c.frames, c.height, c.width) for c in board.store.cases(board.testset.name)
+        }
+        found, members = archive_problems(staging, expected, board.limits)
+        problems += found
+    if problems:
+        listed = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:20])
+        raise ApiError(
+            422, "invalid_archive", f"{len(problems)} problem(s), nothing was stored: {listed}", problems
+        )
+    submission_id = uuid.uuid4().hex
+    outputs = board.submissions_dir / submission_id / "outputs"
+    try:
+        extract(staging, members, outputs)
+        method = board.store.ensure_method(
+            fields["method"],
+            description=fields.get("description", ""),
+            paper=fields.get("paper") or None,
+            code=fields.get("code") or None,
+            submitter=owner,
+        )
+        submission = board.store.add_submission(
+            method,
+            board.testset,
+            origin="upload",
+            source=f"upload:{len(members)} clips",
+            owner=owner,
+            settings=settings,
+            outputs=str(outputs),
+            submission_id=submission_id,
+            cases_total=len(board.testset),
+        )
+    except BaseException:
+        shutil.rmtree(outputs.parent, ignore_errors=True)
+        raise
+    return submission, method
+
+
 @router.post("/api/submissions", status_code=202)
 async def submit(
     request: Request, owner: str = Depends(owner_of), board: Board = Depends(board_of)
@@ -174,48 +227,7 @@ async def submit(
     staging = board.staging_dir / f"{uuid.uuid4().hex}.zip"
     try:
         fields, has_archive = await read_form(request, staging, board.limits.max_upload)
-        problems, settings = field_problems(board, fields, owner)
-        members: list[str] = []
-        if not has_archive:
-            problems.append(
-                {"field": "archive", "message": "no archive: send the zip as a file part named 'archive'"}
-            )
-        else:
-            expected = {
-                c.case_id: Shape(c.frames, c.height, c.width) for c in board.store.cases(board.testset.name)
-            }
-            found, members = archive_problems(staging, expected, board.limits)
-            problems += found
-        if problems:
-            listed = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:20])
-            raise ApiError(
-                422, "invalid_archive", f"{len(problems)} problem(s), nothing was stored: {listed}", problems
-            )
-        submission_id = uuid.uuid4().hex
-        outputs = board.submissions_dir / submission_id / "outputs"
-        try:
-            extract(staging, members, outputs)
-            method = board.store.ensure_method(
-                fields["method"],
-                description=fields.get("description", ""),
-                paper=fields.get("paper") or None,
-                code=fields.get("code") or None,
-                submitter=owner,
-            )
-            submission = board.store.add_submission(
-                method,
-                board.testset,
-                origin="upload",
-                source=f"upload:{len(members)} clips",
-                owner=owner,
-                settings=settings,
-                outputs=str(outputs),
-                submission_id=submission_id,
-                cases_total=len(board.testset),
-            )
-        except BaseException:
-            shutil.rmtree(outputs.parent, ignore_errors=True)
-            raise
+        submission, method = await run_in_threadpool(accept, board, staging, fields, has_archive, owner)
     finally:
         staging.unlink(missing_ok=True)
     if board.worker is not None:
@@ -228,7 +240,7 @@ async def submit(
 
 
 @router.delete("/api/submissions/{submission_id}")
-async def withdraw(
+def withdraw(
     submission_id: str, owner: str = Depends(owner_of), board: Board = Depends(board_of)
 ) -> dict[str, Any]:
     """Withdraw your submission: off the board, its files deleted (another's is 404, as a missing one)."""
