@@ -139,6 +139,10 @@ def test_under_voted_pairs_are_counted_for_the_sampler(runs, tmp_path):
         unit = (b.case_id, *sorted((b.left_method, b.right_method)))
         assert counts == {unit: 1} and seen == []
         assert arena._vote_counts(board, "r0")[1] == [unit]
+        # an open (unvoted) ballot's pair is not offered to the same rater again meanwhile
+        pending = arena.ballot(board, _ballot(client, "r1").json()["id"])
+        open_unit = (pending.case_id, *sorted((pending.left_method, pending.right_method)))
+        assert arena._vote_counts(board, "r1")[1] == [open_unit]
 
 
 def test_daily_cap(runs, tmp_path):

@@ -40,6 +40,8 @@ from flowstudio.serve.errors import ApiError
 CHECK_MIN_FAILS = 2
 CHECK_MAX_FAIL_SHARE = 0.25
 GROUND_TRUTH, CORRUPTED = "ground-truth", "corrupted"
+#: A ballot not voted on within this many seconds is abandoned: its pair may be offered again.
+OPEN_BALLOT_SECONDS = 600.0
 
 
 @dataclass
@@ -135,7 +137,11 @@ def issue_ballot(board: Board, settings: ArenaSettings, rater: str) -> Ballot:
         counts, seen = _vote_counts(board, rater)
         picked = stats.sample_pair(pairs, counts, settings.rng, seen=seen)
     if picked is None:
-        raise ApiError(409, "all_voted", "you have voted on every pair of every case: thank you")
+        raise ApiError(
+            409,
+            "all_voted",
+            "you have voted on every pair of every case (or hold an open ballot for the rest): thank you",
+        )
     case_id, left, right = picked
     return _store_ballot(board, rater, case_id, "pair", (left, right), (shown[left].id, shown[right].id))
 
@@ -149,8 +155,19 @@ def _vote_counts(
                 ArenaVote.testset == board.testset.name, ArenaVote.kind == "pair"
             )
         ).all()
+        # this rater's ballots still open (issued lately, not voted): not offered again meanwhile,
+        # or two tabs (or a double click) would get the same pair and the second vote would be refused
+        open_ballots = session.execute(
+            select(Ballot.case_id, Ballot.left_method, Ballot.right_method).where(
+                Ballot.rater == rater,
+                Ballot.kind == "pair",
+                Ballot.testset == board.testset.name,
+                Ballot.issued_at > time.time() - OPEN_BALLOT_SECONDS,
+                Ballot.id.not_in(select(ArenaVote.ballot_id)),
+            )
+        ).all()
     counts: dict[tuple[str, str, str], int] = {}
-    seen = []
+    seen = [_unit(c, a, b) for c, a, b in open_ballots]
     for case_id, pair, who in rows:
         unit = (case_id, *pair.split("|"))
         counts[unit] = counts.get(unit, 0) + 1  # type: ignore[index]
