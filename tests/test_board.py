@@ -64,8 +64,9 @@ def test_migration_makes_the_board_tables_beside_the_job_store(tmp_path):
         "board_scores",
         "board_cases",
         "board_votes",
+        "board_likert",
     } <= tables
-    assert version == [("b0002",)]
+    assert version == [("b0003",)]
 
 
 def test_aggregate_is_mean_and_population_std_per_scope():

@@ -98,7 +98,7 @@ def test_vote_reveals_and_counts_once_per_pair_and_rater(runs, tmp_path):
         assert (revealed["left"], revealed["right"]) == (shown.left_method, shown.right_method)
         assert _vote(client, first["id"], "right").status_code == 409
         # a second ballot on the very same pair (issued by hand): the database refuses the vote
-        again = arena._store_ballot(
+        again = arena.store_ballot(
             board,
             "r0",
             shown.case_id,
@@ -219,3 +219,81 @@ def test_arena_closed_without_rater_tokens(runs, tmp_path):
         assert "closed" in client.get("/arena").text
     with _client(runs, tmp_path) as client:
         assert client.post("/api/arena/ballots").status_code == 401
+
+
+def _likert(client, rater="r0"):
+    return client.post("/api/arena/likert/ballots", headers={"Authorization": f"Bearer {TOKEN[rater]}"})
+
+
+def _rate(client, ballot_id, ratings, rater="r0"):
+    return client.post(
+        "/api/arena/likert",
+        json={"ballot": ballot_id, "ratings": ratings},
+        headers={"Authorization": f"Bearer {TOKEN[rater]}"},
+    )
+
+
+def test_likert_ratings_per_dimension(runs, tmp_path):
+    testset, _ = runs
+    good = {"ground-truth": 5, "test-halfway": 3, "identity": 1}  # overall by method
+    with _client(runs, tmp_path) as client:
+        board = client.app.state.board
+        response = _likert(client)
+        assert response.status_code == 200
+        for name in METHODS:
+            assert name not in response.text, "a rating ballot must not name its method"
+        body = response.json()
+        assert client.get(body["output"]).status_code == 200
+        bad = _rate(client, body["id"], {"edit_accuracy": 0, "preservation": "5", "overall": 6, "extra": 1})
+        assert bad.status_code == 422
+        fields = {p["field"] for p in bad.json()["error"]["problems"]}
+        assert fields == {
+            "ratings.edit_accuracy",
+            "ratings.preservation",
+            "ratings.temporal",
+            "ratings.overall",
+            "ratings.extra",
+        }
+        units = len(testset) * len(METHODS)
+        for rater in ("r0", "r1"):
+            if rater == "r1":
+                body = _likert(client, rater).json()
+            seen = set()
+            for i in range(units):
+                if i:
+                    body = _likert(client, rater).json()
+                found = arena.ballot(board, body["id"])
+                assert (found.case_id, found.left_method) not in seen, "an output offered twice to one rater"
+                seen.add((found.case_id, found.left_method))
+                score = good[found.left_method]
+                answer = _rate(
+                    client,
+                    body["id"],
+                    {"edit_accuracy": score, "preservation": 4, "temporal": 4, "overall": score},
+                    rater,
+                )
+                assert answer.status_code == 200 and answer.json()["method"] == found.left_method
+            assert (
+                _rate(
+                    client,
+                    body["id"],
+                    {d: 3 for d in ("edit_accuracy", "preservation", "temporal", "overall")},
+                    rater,
+                ).status_code
+                == 409
+            )
+            done = _likert(client, rater)
+            assert done.status_code == 409 and done.json()["error"]["code"] == "all_rated"
+        summary = client.get("/api/ratings").json()["likert"]
+        assert summary["ratings"] == 2 * units
+        assert [m["method"] for m in summary["methods"]] == list(METHODS)
+        assert {m["method"]: m["overall"]["mean"] for m in summary["methods"]} == good
+        assert summary["alpha"]["overall"] == pytest.approx(1.0), "two raters who agree exactly"
+        rows = list(csv.DictReader(io.StringIO(client.get("/api/ratings/likert.csv").text)))
+        assert len(rows) == 2 * units
+        path = tmp_path / "likert.csv"
+        path.write_text(client.get("/api/ratings/likert.csv").text)
+        from flowstudio.bench.composite import read_ratings
+
+        assert read_ratings(path).kind == "likert"
+        assert 'id="likert"' in client.get("/ratings").text and client.get("/rate").status_code == 200

@@ -155,6 +155,26 @@ def test_submit_score_show_vote_rate_in_chromium(board_server: Any, tmp_path: Pa
                 page.wait_for_function(
                     "document.getElementById('message').textContent.startsWith('recorded')", timeout=30_000
                 )
+            # one Likert rating of a single edit
+            page.goto(f"{base}/rate")
+            page.fill("#token", RATER)
+            page.click("#next")
+            page.wait_for_function(
+                "(() => { const i = document.getElementById('output');"
+                " return !document.getElementById('rating').hidden && i.complete && i.naturalWidth > 0; })()",
+                timeout=30_000,
+            )
+            for name, value in (("edit_accuracy", 4), ("preservation", 5), ("temporal", 3), ("overall", 4)):
+                page.check(f"input[name={name}][value='{value}']")
+            page.click("#rating button[type=submit]")
+            page.wait_for_function(
+                "document.getElementById('message').textContent.startsWith('recorded')", timeout=30_000
+            )
+            likert = _get(f"{base}/api/ratings")["likert"]
+            assert likert["ratings"] == 1
+            (rated,) = likert["methods"]
+            assert rated["overall"]["mean"] == 4 and rated["temporal"]["mean"] == 3
+
             page.goto(f"{base}/ratings")
             # some ballots may be attention checks (10% by default): they are counted apart
             counted = _get(f"{base}/api/ratings")

@@ -87,18 +87,24 @@ def _today() -> float:
 
 
 def votes_today(board: Board, rater: str) -> int:
+    """Pair votes and Likert ratings ``rater`` gave since UTC midnight (the daily cap counts both)."""
+    from flowstudio.board.models import LikertRating
+
+    total = 0
     with board.store.sessions() as session:
-        return (
-            session.scalar(
-                select(func.count())
-                .select_from(ArenaVote)
-                .where(ArenaVote.rater == rater, ArenaVote.created_at >= _today())
+        for table in (ArenaVote, LikertRating):
+            total += (
+                session.scalar(
+                    select(func.count())
+                    .select_from(table)
+                    .where(table.rater == rater, table.created_at >= _today())
+                )
+                or 0
             )
-            or 0
-        )
+    return total
 
 
-def _check_cap(board: Board, settings: ArenaSettings, rater: str) -> None:
+def check_cap(board: Board, settings: ArenaSettings, rater: str) -> None:
     done = votes_today(board, rater)
     if done >= settings.daily_cap:
         raise ApiError(
@@ -112,7 +118,7 @@ def _check_cap(board: Board, settings: ArenaSettings, rater: str) -> None:
 
 def issue_ballot(board: Board, settings: ArenaSettings, rater: str) -> Ballot:
     """A new ballot for ``rater``: an attention check or an under-voted pair they have not voted on."""
-    _check_cap(board, settings, rater)
+    check_cap(board, settings, rater)
     testset = board.testset.name
     cases = [c.case_id for c in board.store.cases(testset)]
     with settings.lock:  # numpy generators are not thread-safe
@@ -124,7 +130,7 @@ def issue_ballot(board: Board, settings: ArenaSettings, rater: str) -> Ballot:
                 sides = (
                     (GROUND_TRUTH, CORRUPTED) if settings.rng.random() < 0.5 else (CORRUPTED, GROUND_TRUTH)
                 )
-                return _store_ballot(board, rater, case_id, "check", sides, (None, None))
+                return store_ballot(board, rater, case_id, "check", sides, (None, None))
         shown = entrants(board)
         if len(shown) < 2:
             raise ApiError(
@@ -143,7 +149,7 @@ def issue_ballot(board: Board, settings: ArenaSettings, rater: str) -> Ballot:
             "you have voted on every pair of every case (or hold an open ballot for the rest): thank you",
         )
     case_id, left, right = picked
-    return _store_ballot(board, rater, case_id, "pair", (left, right), (shown[left].id, shown[right].id))
+    return store_ballot(board, rater, case_id, "pair", (left, right), (shown[left].id, shown[right].id))
 
 
 def _vote_counts(
@@ -176,7 +182,7 @@ def _vote_counts(
     return counts, seen  # type: ignore[return-value]
 
 
-def _store_ballot(
+def store_ballot(
     board: Board,
     rater: str,
     case_id: str,
@@ -218,7 +224,7 @@ def cast_vote(board: Board, settings: ArenaSettings, rater: str, ballot_id: str,
     found = ballot(board, ballot_id)
     if found is None or found.rater != rater:
         raise ApiError(404, "not_found", f"no ballot {ballot_id!r} of yours")
-    _check_cap(board, settings, rater)
+    check_cap(board, settings, rater)
     check = found.kind == "check"
     truth_side = "left" if found.left_method == GROUND_TRUTH else "right"
     record = ArenaVote(

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from flowstudio.bench.ratings import write_pairwise_csv
-from flowstudio.board import arena
+from flowstudio.board import arena, likert
 from flowstudio.board.auth import bearer
 from flowstudio.board.context import Board, board_of
 from flowstudio.board.media import cached_png
@@ -111,9 +111,47 @@ def ballot_strip(ballot_id: str, side: str, board: Board = Depends(board_of)) ->
     return FileResponse(path, media_type="image/png")
 
 
+@router.post("/api/arena/likert/ballots")
+def new_likert_ballot(rater: str = Depends(rater_of), board: Board = Depends(board_of)) -> dict[str, Any]:
+    """One output of one case to rate 1-5 per dimension, its method hidden."""
+    found = likert.issue(board, board.arena, rater)
+    view = ballot_view(board, found)
+    return {
+        "id": view["id"],
+        "case": view["case"],
+        "source": view["source"],
+        "output": view["left"],
+        "dimensions": list(likert.DIMENSIONS),
+        "votes_today": view["votes_today"],
+        "daily_cap": view["daily_cap"],
+    }
+
+
+@router.post("/api/arena/likert")
+def rate(
+    ballot: str = Body(..., embed=True),
+    ratings: Any = Body(..., embed=True),
+    rater: str = Depends(rater_of),
+    board: Board = Depends(board_of),
+) -> dict[str, Any]:
+    """``{"ballot": id, "ratings": {"edit_accuracy": 1-5, "preservation", "temporal", "overall"}}``;
+    the answer reveals the method."""
+    return likert.rate(board, board.arena, rater, ballot, ratings)
+
+
+def all_ratings(board: Board) -> dict[str, Any]:
+    return {**arena.ratings(board, board.arena), "likert": likert.summary(board)}
+
+
 @router.get("/api/ratings")
 def ratings_json(board: Board = Depends(board_of)) -> dict[str, Any]:
-    return arena.ratings(board, board.arena)
+    return all_ratings(board)
+
+
+@router.get("/api/ratings/likert.csv")
+def likert_csv(board: Board = Depends(board_of)) -> PlainTextResponse:
+    """Every Likert rating as the CSV of ``flowstudio bench fit-weights`` (``rating``: overall)."""
+    return PlainTextResponse(likert.csv_text(board), media_type="text/csv")
 
 
 @router.get("/api/ratings.csv")
@@ -138,5 +176,14 @@ def ratings_page(request: Request, board: Board = Depends(board_of)) -> HTMLResp
     from flowstudio.board.pages import templates
 
     return templates.TemplateResponse(
-        request, "ratings.html", {"testset": board.testset.name, "r": arena.ratings(board, board.arena)}
+        request, "ratings.html", {"testset": board.testset.name, "r": all_ratings(board)}
+    )
+
+
+@router.get("/rate", response_class=HTMLResponse, include_in_schema=False)
+def rate_page(request: Request, board: Board = Depends(board_of)) -> HTMLResponse:
+    from flowstudio.board.pages import templates
+
+    return templates.TemplateResponse(
+        request, "rate.html", {"testset": board.testset.name, "closed": board.rater_tokens.open}
     )

@@ -148,3 +148,24 @@ class ArenaVote(Base):
     vote: Mapped[str] = mapped_column(String(16))  # left / right / tie / both_bad
     passed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # checks: picked the ground truth
     created_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class LikertRating(Base):
+    """One rater's 1-5 ratings of one output (a ``likert`` ballot: one case, one hidden method).
+
+    One rating per (case, method, rater) is a unique constraint."""
+
+    __tablename__ = "board_likert"
+    __table_args__ = (UniqueConstraint("rater", "testset", "case_id", "method", name="uq_board_likert_once"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ballot_id: Mapped[str] = mapped_column(ForeignKey("board_ballots.id"), unique=True)
+    rater: Mapped[str] = mapped_column(String(64), index=True)
+    testset: Mapped[str] = mapped_column(String(128))
+    case_id: Mapped[str] = mapped_column(String(128))
+    method: Mapped[str] = mapped_column(String(128))
+    edit_accuracy: Mapped[int] = mapped_column(Integer)
+    preservation: Mapped[int] = mapped_column(Integer)
+    temporal: Mapped[int] = mapped_column(Integer)
+    overall: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float, index=True)
