@@ -318,3 +318,16 @@ def test_worker_thread_scores_a_submission(world, tmp_path):
             time.sleep(0.2)
         assert client.get(f"/api/submissions/{sid}").json()["status"] == "scored"
         assert client.get("/healthz").json()["worker_alive"] is True
+
+
+def test_pending_submissions_per_submitter_are_bounded(world, tmp_path):
+    _, good, _ = world
+    with TestClient(_app(world, tmp_path, max_pending=2)) as client:
+        assert _post(client, good).status_code == 202
+        assert _post(client, good).status_code == 202
+        third = _post(client, good)
+        assert third.status_code == 429 and third.json()["error"]["code"] == "too_many_pending"
+        assert len(client.app.state.board.store.submissions()) == 2
+        assert _post(client, good, token=BOB, method="bob-edit").status_code == 202, "another submitter"
+        client.app.state.board.worker.run_once()  # one of alice's is scored: room again
+        assert _post(client, good).status_code == 202

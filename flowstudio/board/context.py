@@ -21,6 +21,7 @@ class Limits:
     max_unpacked: int = 1024 * 1024 * 1024  # sum of the members' declared sizes
     max_ratio: float = 50.0  # a member's size / its compressed size; mp4 barely compresses (~1.0)
     max_members: int = 2000
+    max_pending: int = 3  # queued + scoring submissions one submitter may have; beyond: 429
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from flowstudio.bench.manifest import TestSet
@@ -199,6 +199,18 @@ class BoardStore:
             query = query.where(Submission.owner == owner)
         with self._session() as session:
             return list(session.scalars(query.order_by(Submission.created_at.desc())))
+
+    def pending(self, owner: str) -> int:
+        """Submissions of ``owner`` waiting for or in scoring."""
+        with self._session() as session:
+            return (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Submission)
+                    .where(Submission.owner == owner, Submission.status.in_(("queued", "scoring")))
+                )
+                or 0
+            )
 
     def count(self, status: str) -> int:
         with self._session() as session:

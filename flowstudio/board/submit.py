@@ -224,6 +224,15 @@ async def submit(
 ) -> JSONResponse:
     """Upload an archive of outputs (one ``<case id>.mp4`` per case); it is checked, then queued and
     scored on the server by the benchmark's scorer."""
+    waiting = board.store.pending(owner)
+    if waiting >= board.limits.max_pending:  # before reading the body: a refused upload costs nothing
+        raise ApiError(
+            429,
+            "too_many_pending",
+            f"you have {waiting} submissions waiting to be scored (the limit is {board.limits.max_pending}); "
+            "submit again when one is scored",
+            headers={"Retry-After": "60"},
+        )
     staging = board.staging_dir / f"{uuid.uuid4().hex}.zip"
     try:
         fields, has_archive = await read_form(request, staging, board.limits.max_upload)
