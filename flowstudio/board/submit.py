@@ -29,7 +29,7 @@ from flowstudio.board.context import Board, board_of
 from flowstudio.board.models import Method, Submission
 from flowstudio.board.views import submission_summary
 from flowstudio.serve.errors import ApiError, invalid
-from flowstudio.serve.uploads import _counted, _declared_too_large, too_large
+from flowstudio.serve.uploads import counted_stream, declared_too_large, too_large
 
 router = APIRouter()
 
@@ -106,7 +106,7 @@ class _Form:
 
 async def read_form(request: Request, staging: Path, limit: int) -> tuple[dict[str, str], bool]:
     """The text fields and whether an archive came, streaming the archive into ``staging``."""
-    if _declared_too_large(request.headers, limit):
+    if declared_too_large(request.headers, limit):
         raise too_large(limit)
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or not options.get(b"boundary"):
@@ -118,7 +118,7 @@ async def read_form(request: Request, staging: Path, limit: int) -> tuple[dict[s
     form = _Form(staging)
     parser = MultipartParser(options[b"boundary"], form.callbacks())
     try:
-        async for chunk in _counted(request.stream(), limit):
+        async for chunk in counted_stream(request.stream(), limit):
             parser.write(chunk)
         parser.finalize()
     except ApiError:

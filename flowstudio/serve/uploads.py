@@ -45,7 +45,7 @@ def too_large(limit: int) -> ApiError:
     return ApiError(413, "too_large", f"the request body is larger than this server's limit of {limit} bytes")
 
 
-async def _counted(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+async def counted_stream(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
     """The chunks of ``stream``; 413 as soon as more than ``limit`` bytes came (nothing more is read)."""
     seen = 0
     async for chunk in stream:
@@ -55,7 +55,8 @@ async def _counted(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[by
         yield chunk
 
 
-def _declared_too_large(headers: Any, limit: int) -> bool:
+def declared_too_large(headers: Any, limit: int) -> bool:
+    """True when the request says (Content-Length) it is larger than ``limit`` bytes: refuse it unread."""
     try:
         return int(headers.get("content-length", "0")) > limit
     except ValueError:
@@ -64,21 +65,21 @@ def _declared_too_large(headers: Any, limit: int) -> bool:
 
 async def read_submission(request: Any, inputs: Path, limit: int) -> Submission:
     """The body of ``request`` (a Starlette request); uploads go into the folder ``inputs``."""
-    if _declared_too_large(request.headers, limit):
+    if declared_too_large(request.headers, limit):
         raise too_large(limit)
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if content_type == b"multipart/form-data":
         boundary = options.get(b"boundary")
         if not boundary:
             raise invalid("request", "a multipart body needs a boundary in its Content-Type")
-        return await _read_multipart(_counted(request.stream(), limit), boundary, inputs)
+        return await _read_multipart(counted_stream(request.stream(), limit), boundary, inputs)
     if content_type not in (b"", b"application/json") and not content_type.endswith(b"+json"):
         raise ApiError(
             415,
             "unsupported_media_type",
             f"the body must be application/json or multipart/form-data, not {content_type.decode()!r}",
         )
-    body = b"".join([chunk async for chunk in _counted(request.stream(), limit)])
+    body = b"".join([chunk async for chunk in counted_stream(request.stream(), limit)])
     return Submission(_json(body, "the body"))
 
 
