@@ -3,15 +3,16 @@
 Every job goes through :func:`flowstudio.jobs.run` with a typed request (as the CLI does), on one
 pipeline loaded once; each output mp4 has its JSON record beside it.
 
-It edits a ShapeWorld product clip (red -> blue) with explicit FlowEdit settings (no editing preset
-is validated on the shipped toy model: ``flowstudio.edit.presets``), reads the object's colour with
-the project's readers in the source, the edit and the exact ground truth (``summary.json`` says
-whether the edit reached the target colour), and draws ``edit_frames.png`` (rows source / edit /
-ground truth). It also generates a text-to-video and an image-to-video clip (its first frame a
-ShapeWorld render, so the summary also gives the PSNR against the true continuation) with the
-packaged ShapeWorld toy model (``flowstudio/assets/toy-shapes``). A source checkout without it falls
-back to a tiny *random-weight* checkpoint with the exact Wan2.2-TI2V-5B-Diffusers layout (built on
-the fly): every stage runs for real, but the pictures are noise, and the demo says so.
+It edits a ShapeWorld product clip (red -> blue) with the ``color`` preset when a benchmark run
+validated it on the model (``flowstudio.edit.presets``; else with explicit FlowEdit settings), reads
+the object's colour with the project's readers in the source, the edit and the exact ground truth
+(``summary.json`` says whether the edit reached the target colour), and draws ``edit_frames.png``
+(rows source / edit / ground truth). It also generates a text-to-video and an image-to-video clip
+(its first frame a ShapeWorld render, so the summary also gives the PSNR against the true
+continuation) with the packaged ShapeWorld toy model (``flowstudio/assets/toy-shapes``). A source
+checkout without it falls back to a tiny *random-weight* checkpoint with the exact
+Wan2.2-TI2V-5B-Diffusers layout (built on the fly): every stage runs for real, but the pictures are
+noise, and the demo says so.
 """
 
 from __future__ import annotations
@@ -37,29 +38,31 @@ def _gradient_image(height: int, width: int) -> np.ndarray:
     return np.stack([xx * 255 // width, yy * 255 // height, np.full_like(xx, 128)], axis=-1).astype(np.uint8)
 
 
-#: The demo's edit settings: the configuration the earlier rule chose for every preset (FlowEdit at
-#: 10 steps editing over the last 7, CFG 1.5 / 5, K/V sharing in the first half, blending with the
-#: automatic mask and the source's pixels composited back). It keeps the source well; on the toy model
-#: it rarely reaches the target attribute (``benchmarks/results/edit_toy.md``).
-DEMO_EDIT_STEPS = 10
-PRESET_NOTE = (
-    "explicit FlowEdit settings: no editing preset is validated on this model "
-    "(benchmarks/results/edit_toy.md: no configuration edits significantly more than doing nothing)"
+#: The demo's explicit edit settings, used only where the ``color`` preset is not validated (a tiny
+#: random checkpoint, or a model no benchmark run chose it on): plain FlowEdit, CFG 1.5 / 5.
+DEMO_EDIT_STEPS = 20
+NO_PRESET_NOTE = (
+    "explicit FlowEdit settings: the 'color' preset is not validated "
+    "(benchmarks/results/edit_toy.md: no configuration edits colour significantly more than doing nothing)"
 )
 
 
 def _demo_edit_options(steps: int) -> dict[str, Any]:
-    """:class:`~flowstudio.jobs.EditRequest` fields of the demo's edit."""
-    return {
-        "method": "flowedit",
-        "steps": steps,
-        "source_guidance": 1.5,
-        "target_guidance": 5.0,
-        "flowedit": {"n_max": max(1, round(0.7 * steps)), "n_min": 0, "n_avg": 1},
-        "attention_share": {"mode": "concat", "start": 0.0, "end": 0.5},
-        "blend": {"pixel_composite": True},
-        "mask": "auto",
-    }
+    """:class:`~flowstudio.jobs.EditRequest` fields of the demo's edit without a preset."""
+    return {"method": "flowedit", "steps": steps, "source_guidance": 1.5, "target_guidance": 5.0}
+
+
+def _demo_edit_choice(steps: int, trained: bool) -> tuple[dict[str, Any], str]:
+    """``(request fields, note)``: the validated ``color`` preset on the toy model, else explicit options."""
+    from flowstudio.edit.presets import PRESETS
+
+    preset = PRESETS["color"]
+    if trained and preset.available:
+        note = f"preset 'color' ({preset.evidence}; {preset.results})"
+        if preset.below_bar:
+            note += f"; below its bar: {preset.below_bar}"
+        return {"preset": "color"}, note
+    return _demo_edit_options(steps), NO_PRESET_NOTE
 
 
 def _read_color(clip: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
@@ -101,7 +104,7 @@ def edit_frames_figure(
     return path
 
 
-def _edit_demo(pipe: WanVideoPipeline, out: Path, *, steps: int, seed: int) -> dict[str, Any]:
+def _edit_demo(pipe: WanVideoPipeline, out: Path, *, steps: int, seed: int, trained: bool) -> dict[str, Any]:
     """The main job: edit a rendered product clip's colour, with the exact ground truth beside it, and
     what the colour reader sees in each."""
     from flowstudio.jobs import EditRequest, run
@@ -114,13 +117,14 @@ def _edit_demo(pipe: WanVideoPipeline, out: Path, *, steps: int, seed: int) -> d
     source_clip, truth = render_clip(source), render_clip(target)
     source_path = write_video(out / "edit_source.mp4", source_clip, fps=16)
     write_video(out / "edit_ground_truth.mp4", truth, fps=16)
+    options, note = _demo_edit_choice(steps, trained)
     request = EditRequest(
         source=source_path,
         source_prompt=source_prompt,
         target_prompt=target_prompt,
         seed=seed,
         out=out / "edit.mp4",
-        **_demo_edit_options(steps),
+        **options,
     )
     start = time.perf_counter()
     result = run(request, model=pipe)
@@ -152,7 +156,7 @@ def _edit_demo(pipe: WanVideoPipeline, out: Path, *, steps: int, seed: int) -> d
         "source_prompt": source_prompt,
         "target_prompt": target_prompt,
         "settings": result.settings,
-        "preset": PRESET_NOTE,
+        "preset": note,
         "source_color": source.color,
         "target_color": target.color,
         "colour_read": read,
@@ -189,7 +193,9 @@ def run(out: Path, *, steps: int | None = None, seed: int = 0) -> dict:
     steps = steps or (30 if trained else 12)
     pipe = WanVideoPipeline.from_pretrained(model, device="cpu")
     summary = {"model": str(model), "model_kind": kind, "trained": trained, "outputs": {}}
-    summary["outputs"]["edit"] = _edit_demo(pipe, out, steps=DEMO_EDIT_STEPS if trained else steps, seed=seed)
+    summary["outputs"]["edit"] = _edit_demo(
+        pipe, out, steps=DEMO_EDIT_STEPS if trained else steps, seed=seed, trained=trained
+    )
     scene = SceneSpec(shape="vase", color="green", material="matte", background="plain", seed=seed + 1)
     truth = render_clip(scene)
     prompt = caption(scene, np.random.default_rng(seed))

@@ -118,14 +118,26 @@ def validated(monkeypatch):
     return values
 
 
-def test_presets_carry_their_evidence_and_none_is_validated_on_the_toy_model():
+def test_presets_carry_their_evidence_and_only_colour_is_validated_on_the_toy_model():
     assert set(PRESETS) == {"product-replace", "background", "style", "color", "material"}
     for name, preset in PRESETS.items():
-        assert preset.name == name and not preset.available and "toy-shapes" in preset.model
+        assert preset.name == name and "toy-shapes" in preset.model
         assert preset.results == "benchmarks/results/edit_toy.md" and "pairs" in preset.evidence
+        assert preset.available == (name == "color"), name
+    # validated, but below the bar: it says so
+    assert "bar 0.8" in PRESETS["color"].below_bar and "bar 30 dB" in PRESETS["color"].below_bar
 
 
-@pytest.mark.parametrize("name", ["color", "product-replace", "material", "style", "background"])
+def test_a_preset_below_its_bar_warns_when_used(caplog):
+    from flowstudio.edit.presets import preset_values
+
+    with caplog.at_level("WARNING", logger="flowstudio.edit.presets"):
+        values = preset_values("color")
+    assert values["method"] == "flowedit" and values["preset"] == "color"
+    assert "below its quality bar" in caplog.text and "keep PSNR 20.8 dB" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["product-replace", "material", "style", "background"])
 def test_an_unvalidated_preset_refuses_with_one_actionable_line(pipe, name):
     with pytest.raises(InputError) as err:
         edit(gradient_clip(), source_prompt="a", target_prompt="b", model=pipe, preset=name)
@@ -189,8 +201,8 @@ def test_cli_edit(app, tiny_checkpoint, source_mp4, tmp_path):
         (["--source-prompt", "a red ball"], "--target-prompt is missing"),
         (["--source-prompt", "a", "--target-prompt", "b", "--preset", "sepia"], "unknown preset 'sepia'"),
         (
-            ["--source-prompt", "a", "--target-prompt", "b", "--preset", "color"],
-            "preset 'color' is not validated on this model",
+            ["--source-prompt", "a", "--target-prompt", "b", "--preset", "background"],
+            "preset 'background' is not validated on this model",
         ),
         (["--source-prompt", "a", "--target-prompt", "b", "--box", "1,2,3"], "--box must be four integers"),
         (["--source-prompt", "a", "--target-prompt", "b", "--method", "sdedit"], "unknown method 'sdedit'"),

@@ -48,9 +48,15 @@ def test_engine_method_defaults_to_the_packaged_toy_model(monkeypatch):
     assert bench_method("inversion").model_path == TOY_MODEL
 
 
-def test_the_preset_method_refuses_while_no_preset_is_validated(tiny_checkpoint):
-    from flowstudio.edit.bench_adapter import EngineMethod
+def test_the_preset_method_refuses_while_no_preset_is_validated(tiny_checkpoint, monkeypatch):
+    from dataclasses import replace
 
+    from flowstudio.edit.bench_adapter import EngineMethod
+    from flowstudio.edit.presets import PRESETS
+
+    assert EngineMethod("preset", tiny_checkpoint).method == "preset"  # the colour preset is validated
+    for name in list(PRESETS):
+        monkeypatch.setitem(PRESETS, name, replace(PRESETS[name], values=None))
     with pytest.raises(InputError, match="no editing preset is validated on this model"):
         EngineMethod("preset", tiny_checkpoint)
 

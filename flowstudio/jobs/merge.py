@@ -23,7 +23,7 @@ from flowstudio.edit.attention_share import AttentionShareConfig
 from flowstudio.edit.blending import BlendConfig
 from flowstudio.edit.flowedit import FlowEditConfig
 from flowstudio.edit.injection import InjectionConfig
-from flowstudio.edit.presets import PRESETS, Preset, preset_values
+from flowstudio.edit.presets import PRESETS, Preset, preset_values, values_of
 from flowstudio.edit.reschedule import RescheduleConfig
 from flowstudio.edit.settings import EditSettings
 from flowstudio.errors import InputError
@@ -100,9 +100,7 @@ def _preset_values(preset: str | Preset | None) -> dict[str, Any]:
     if preset is None:
         return {}
     if isinstance(preset, Preset):
-        if preset.values is None:
-            raise InputError(preset.unavailable_message())
-        return dict(preset.values) | {"preset": preset.name}
+        return values_of(preset)
     if not isinstance(preset, str):
         raise InputError(f"preset must be a preset name ({', '.join(PRESETS)}), got {preset!r}")
     return preset_values(preset)
