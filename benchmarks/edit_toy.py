@@ -259,6 +259,9 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "seconds",
         ):
             entry[key] = _mean([r[key] for r in sub])
+        # timed since 2026-12-01: a mean over only some rows would not be comparable with "seconds"
+        timed = [r.get("transformer_seconds") for r in sub]
+        entry["transformer_seconds"] = _mean(timed) if None not in timed else None
         entry["attr_pairs"] = _read([r["attr_acc"] for r in sub])
         entry["peak_memory_mb"] = max(r["peak_memory_mb"] for r in sub)
         entry["by_type"] = {}
@@ -534,6 +537,12 @@ def verdicts(summary: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _share(entry: dict[str, Any]) -> str:
+    """The transformer's share of the edit's wall time ("-" for rows made before it was timed)."""
+    spent, total = entry.get("transformer_seconds"), entry.get("seconds")
+    return "-" if spent is None or not total else f"{spent / total:.0%}"
+
+
 def write_results(
     out: Path, settings: dict[str, Any], rows: list[dict[str, Any]], random_model: bool
 ) -> None:
@@ -561,8 +570,8 @@ def write_results(
         f"Settings: `{json.dumps(settings)}`",
         "",
         "| configuration | pairs | PSNR vs truth | keep PSNR | attribute acc. | warp err. | model calls "
-        "| rows | s/edit |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| rows | s/edit | transformer share |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def fmt(v: Any) -> str:
@@ -573,7 +582,7 @@ def write_results(
             f"| {e['config']} | {e['pairs']} | {fmt(e['psnr'])} | {fmt(e['keep_psnr'])} | "
             f"{fmt(e['attr_acc'])} | "
             f"{fmt(e['warp_error'])} | {fmt(e['model_calls'])} | {fmt(e['row_evaluations'])} | "
-            f"{fmt(e['seconds'])} |"
+            f"{fmt(e['seconds'])} | {_share(e)} |"
         )
     types = list(dict.fromkeys(t for e in summary for t in e["by_type"]))
     lines += [
@@ -760,6 +769,43 @@ def rechoose(results: Path, out: Path | None = None) -> Path:
     return out
 
 
+class TransformerClock:
+    """Wall time spent inside the transformer's forward calls while the context is open.
+
+    Why: at toy scale the VAE, text encoder and Python take a fixed share of an edit, so the
+    transformer's share says how far a row ratio carries over to a real model, where it dominates.
+    """
+
+    def __init__(self, transformer: torch.nn.Module, device: str) -> None:
+        self.transformer, self.cuda = transformer, device.startswith("cuda")
+        self.seconds = 0.0
+        self._started = 0.0
+        self._handles: list[Any] = []
+
+    def _sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def _pre(self, *_: Any) -> None:
+        self._sync()
+        self._started = time.perf_counter()
+
+    def _post(self, *_: Any) -> None:
+        self._sync()
+        self.seconds += time.perf_counter() - self._started
+
+    def __enter__(self) -> TransformerClock:
+        self._handles = [
+            self.transformer.register_forward_pre_hook(self._pre),
+            self.transformer.register_forward_hook(self._post),
+        ]
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
 def edit_pair(
     pipe: WanVideoPipeline, pair: dict[str, Any], options: dict[str, Any], *, seed: int, device: str
 ) -> tuple[Any, dict[str, Any]]:
@@ -774,17 +820,18 @@ def edit_pair(
         mask = (pair["source_mask"] | pair["target_mask"]).astype(np.uint8) * 255
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    result = edit(
-        pair["source"],
-        source_prompt=pair["source_prompt"],
-        target_prompt=pair["target_prompt"],
-        model=pipe,
-        mask=mask,
-        seed=seed,
-        **options,
-    )
-    seconds = time.perf_counter() - start
+    with TransformerClock(pipe.components.transformer, device) as clock:
+        start = time.perf_counter()
+        result = edit(
+            pair["source"],
+            source_prompt=pair["source_prompt"],
+            target_prompt=pair["target_prompt"],
+            model=pipe,
+            mask=mask,
+            seed=seed,
+            **options,
+        )
+        seconds = time.perf_counter() - start
     if result.frames.shape != pair["source"].shape:  # scores compare frame by frame with the pair's clips
         sys.exit(
             f"the model edited at {result.frames.shape[1:3]} frames of {pair['source'].shape[1:3]}; "
@@ -795,6 +842,7 @@ def edit_pair(
         "model_calls": result.model_calls,
         "row_evaluations": result.row_evaluations,
         "seconds": round(seconds, 3),
+        "transformer_seconds": round(clock.seconds, 3),
         "peak_memory_mb": round(_peak_memory_mb(device), 1),
     }
 

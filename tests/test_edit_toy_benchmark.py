@@ -138,3 +138,25 @@ def test_rechoose_adds_identity_rows_and_rederives_the_choices(tmp_path):
     assert all(r["attr_expected"] is not None for r in data["rows"])
     assert all(c["config"] is None for c in data["chosen_per_type"].values())
     assert "no configuration edits significantly more than identity" in (out / "edit_toy.md").read_text()
+
+
+def test_the_transformer_clock_counts_only_forward_calls_and_unhooks():
+    import time
+
+    import torch
+
+    class Slow(torch.nn.Module):
+        def forward(self, x):
+            time.sleep(0.05)
+            return x
+
+    module = Slow()
+    with edit_toy.TransformerClock(module, "cpu") as clock:
+        module(torch.zeros(1))
+        module(torch.zeros(1))
+        time.sleep(0.1)  # outside the forward: not counted
+    assert 0.1 <= clock.seconds < 0.2
+    module(torch.zeros(1))  # hooks removed: no longer counted
+    assert clock.seconds < 0.2 and not module._forward_hooks and not module._forward_pre_hooks
+    assert edit_toy._share({"transformer_seconds": 1.0, "seconds": 4.0}) == "25%"
+    assert edit_toy._share({"transformer_seconds": None, "seconds": 4.0}) == "-"
