@@ -83,25 +83,37 @@ class _Moments:
     """Local mean and variance of one uint8 frame ``(H, W, 3)`` under the Gaussian window (float32).
 
     Computed once per frame and shared by every comparison of that frame (the output against the
-    source and against the ground truth).
+    source and against the ground truth). ``x`` (the frame as float32) is dropped by :meth:`compact`
+    when the moments are kept for later outputs (:func:`reference_moments`): it is re-made from the
+    uint8 frame, the same bits, instead of holding 4 bytes a sample.
     """
 
     def __init__(self, frame: np.ndarray) -> None:
-        self.x = frame.astype(np.float32)
+        self.x: np.ndarray | None = frame.astype(np.float32)
         self.mean = _blur(self.x)
         self.mean_sq = self.mean * self.mean
         self.var = _blur(self.x * self.x)
         self.var -= self.mean_sq
 
+    def compact(self) -> _Moments:
+        self.x = None
+        return self
 
-def _ssim_from_moments(p: _Moments, q: _Moments) -> np.ndarray:
+
+def reference_moments(clip: np.ndarray) -> list[_Moments]:
+    """The SSIM moments of every frame of a reference clip (source or ground truth), without ``x``."""
+    return [_Moments(frame).compact() for frame in clip]
+
+
+def _ssim_from_moments(p: _Moments, q: _Moments, q_frame: np.ndarray | None = None) -> np.ndarray:
     """SSIM map averaged over channels, float32 ``(H, W)``: the arithmetic of Wang et al. in place.
 
     Every float32 operation and its order are those of the textbook expression
     ``(2 mx my + C1)(2 sxy + C2) / ((mx^2 + my^2 + C1)(sxx + syy + C2))`` (so the same bits), written
     with ``out=`` buffers: a fresh 5 MB temporary per operation at 480x832 costs more than the math.
     """
-    cov = _blur(p.x * q.x)
+    qx = q.x if q.x is not None else q_frame.astype(np.float32)
+    cov = _blur(p.x * qx)
     cov -= p.mean * q.mean  # sxy
     num = p.mean * 2  # 2 mx (multiplication commutes exactly)
     num *= q.mean
@@ -131,16 +143,24 @@ def ssim_maps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return ssim_maps_against(a, {"b": b})["b"]
 
 
-def ssim_maps_against(a: np.ndarray, references: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def ssim_maps_against(
+    a: np.ndarray,
+    references: dict[str, np.ndarray],
+    moments: dict[str, list[_Moments]] | None = None,
+) -> dict[str, np.ndarray]:
     """SSIM maps of clip ``a`` against each clip of ``references`` (same shape), by name.
 
     One pass over the frames; the moments of ``a``'s frame are computed once for all references.
+    ``moments`` may give a reference's per-frame moments already computed (:func:`reference_moments`
+    of that same clip): the same numbers, without recomputing them.
     """
+    moments = moments or {}
     maps = {name: np.empty(a.shape[:3], np.float32) for name in references}
     for t, frame in enumerate(a):
         mine = _Moments(frame)
         for name, clip in references.items():
-            maps[name][t] = _ssim_from_moments(mine, _Moments(clip[t]))
+            theirs = moments[name][t] if name in moments else _Moments(clip[t])
+            maps[name][t] = _ssim_from_moments(mine, theirs, clip[t])
     return maps
 
 

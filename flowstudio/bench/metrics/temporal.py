@@ -39,9 +39,10 @@ def optical_flow(frames: np.ndarray, *, backward: bool = False) -> np.ndarray:
     grey = _grey(frames)
     dis = _dis()
     pairs = [(grey[t + 1], grey[t]) if backward else (grey[t], grey[t + 1]) for t in range(len(grey) - 1)]
-    if not pairs:
-        return np.zeros((0, *frames.shape[1:3], 2), np.float32)
-    return np.stack([dis.calc(a, b, None) for a, b in pairs])
+    out = np.empty((len(pairs), *frames.shape[1:3], 2), np.float32)
+    for t, (a, b) in enumerate(pairs):  # straight into one array: np.stack would copy every field again
+        out[t] = dis.calc(a, b, None)
+    return out
 
 
 def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:

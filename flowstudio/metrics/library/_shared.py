@@ -3,13 +3,18 @@
 SSIM: ``bg_ssim`` compares the output with the source and the ``gt_ssim*`` metrics with the ground
 truth; one pass over the output's frames serves both (:func:`~flowstudio.bench.metrics.pixel.
 ssim_maps_against`: the output's local moments are computed once per frame, not once per reference).
+
+Across outputs: the source's and the ground truth's SSIM moments and the source's optical flow do not
+depend on the output, so they are kept in :mod:`flowstudio.bench.metrics.content_cache` under a hash of
+the clip's content and reused by every method scored on the same case (the same numbers: they are the
+arrays the computation would make again).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from flowstudio.bench.metrics import pixel
+from flowstudio.bench.metrics import color, content_cache, pixel, temporal
 from flowstudio.metrics.inputs import Inputs
 
 
@@ -18,7 +23,13 @@ def ssim_maps(x: Inputs, reference: str) -> np.ndarray:
 
     def compute() -> dict[str, np.ndarray]:
         wanted = [name for name in ("source", "truth") if _wants(x, name)]
-        return pixel.ssim_maps_against(x["output"], {name: x[name] for name in wanted})
+        moments = {
+            name: content_cache.CACHE.get(
+                "ssim_moments", _key(x, name), lambda name=name: pixel.reference_moments(x[name])
+            )
+            for name in wanted
+        }
+        return pixel.ssim_maps_against(x["output"], {name: x[name] for name in wanted}, moments)
 
     maps = x.cached("ssim_maps", compute)
     if reference not in maps:  # not foreseen by _wants: compute it alone (same numbers)
@@ -31,3 +42,21 @@ def _wants(x: Inputs, reference: str) -> bool:
     if reference == "source":
         return x.has("source") and x.has("kept_region")  # bg_ssim
     return x.has(reference)
+
+
+def _key(x: Inputs, name: str) -> str:
+    """Content hash of input ``name`` (a clip or a region), once per case."""
+    return x.cached(f"content_key:{name}", lambda: content_cache.content_key(x[name]))
+
+
+def source_flow(x: Inputs) -> np.ndarray:
+    """Forward optical flow of the source clip, shared across the outputs scored on the same source."""
+    return content_cache.CACHE.get("flow", _key(x, "source"), lambda: temporal.optical_flow(x["source"]))
+
+
+def delta_e(x: Inputs, reference: str, region: str) -> float | None:
+    """Mean CIEDE2000 of the output to ``reference`` over ``region``; the reference's CIELAB over the
+    region is shared across the outputs scored on the same clip and region."""
+    key = _key(x, reference) + _key(x, region)
+    lab = content_cache.CACHE.get("lab", key, lambda: color.region_lab(x[reference], x[region]))
+    return color.delta_e_clip(x["output"], x[reference], x[region], lab)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from flowstudio.bench.metrics import color, pixel
+from flowstudio.bench.metrics import pixel
 from flowstudio.metrics.inputs import Inputs
-from flowstudio.metrics.library._shared import ssim_maps
+from flowstudio.metrics.library._shared import delta_e, ssim_maps
 from flowstudio.metrics.registry import Skip, Value, metric
 
 EDIT = ("edit",)
@@ -62,7 +62,7 @@ def bg_ssim(x: Inputs) -> Value:
     needs=NEEDS,
 )
 def bg_ciede2000(x: Inputs) -> Value:
-    return _or_skip(color.delta_e_clip(x["output"], x["source"], x["kept_region"]))
+    return _or_skip(delta_e(x, "source", "kept_region"))
 
 
 def erode(region: np.ndarray, radius: int) -> np.ndarray:

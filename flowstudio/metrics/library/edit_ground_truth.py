@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowstudio.bench.metrics import color, pixel
+from flowstudio.bench.metrics import pixel
 from flowstudio.metrics.inputs import Inputs
-from flowstudio.metrics.library._shared import ssim_maps
+from flowstudio.metrics.library._shared import delta_e, ssim_maps
 from flowstudio.metrics.registry import Skip, Value, metric
 
 EDIT = ("edit",)
@@ -107,4 +107,4 @@ def gt_ssim_outside(x: Inputs) -> Value:
     needs=("output", "truth", "edit_region"),
 )
 def color_fidelity(x: Inputs) -> Value:
-    return _or_skip(color.delta_e_clip(x["output"], x["truth"], x["edit_region"]), EMPTY)
+    return _or_skip(delta_e(x, "truth", "edit_region"), EMPTY)

@@ -8,6 +8,7 @@ from typing import Any
 
 from flowstudio.bench.metrics import temporal
 from flowstudio.metrics.inputs import Inputs
+from flowstudio.metrics.library._shared import source_flow
 from flowstudio.metrics.registry import Skip, Value, metric
 
 BOTH = ("edit", "avatar")
@@ -75,5 +76,5 @@ def flicker(x: Inputs) -> Value:
 def motion_epe(x: Inputs) -> Value:
     if x["output"].shape[0] < 2:
         return Skip(ONE_FRAME)
-    value = temporal.motion_epe(temporal.optical_flow(x["source"]), _flow(x))
+    value = temporal.motion_epe(source_flow(x), _flow(x))
     return Skip(ONE_FRAME) if value is None else float(value)
