@@ -114,23 +114,33 @@ def _ssim_from_moments(p: _Moments, q: _Moments, q_frame: np.ndarray | None = No
     """
     qx = q.x if q.x is not None else q_frame.astype(np.float32)
     cov = _blur(p.x * qx)
-    cov -= p.mean * q.mean  # sxy
-    num = p.mean * 2  # 2 mx (multiplication commutes exactly)
-    num *= q.mean
-    num += _C1
-    cov *= 2
-    cov += _C2
-    num *= cov
-    den = p.mean_sq + q.mean_sq
-    den += _C1
-    spread = p.var + q.var
-    spread += _C2
-    den *= spread
-    num /= den
-    out = num[..., 0] + num[..., 1]
-    out += num[..., 2]
-    out *= np.float32(1.0 / 3.0)
+    out = np.empty(cov.shape[:2], np.float32)
+    # Strips of _ROWS rows: the temporaries stay in the CPU cache (elementwise, so the same bits; ~12%).
+    for start in range(0, cov.shape[0], _ROWS):
+        rows = slice(start, start + _ROWS)
+        pm, qm = p.mean[rows], q.mean[rows]
+        sxy = cov[rows]
+        sxy -= pm * qm
+        num = pm * 2  # 2 mx (multiplication commutes exactly)
+        num *= qm
+        num += _C1
+        sxy *= 2
+        sxy += _C2
+        num *= sxy
+        den = p.mean_sq[rows] + q.mean_sq[rows]
+        den += _C1
+        spread = p.var[rows] + q.var[rows]
+        spread += _C2
+        den *= spread
+        num /= den
+        part = out[rows]
+        np.add(num[..., 0], num[..., 1], out=part)
+        part += num[..., 2]
+        part *= np.float32(1.0 / 3.0)
     return out
+
+
+_ROWS = 16
 
 
 def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:

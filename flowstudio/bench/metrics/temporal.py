@@ -143,11 +143,13 @@ def motion_epe(
         raise ValueError(f"flow shapes differ: {source_flow.shape} vs {edit_flow.shape}")
     if source_flow.shape[0] == 0:
         return None
-    diff = source_flow - edit_flow
-    dx, dy = diff[..., 0], diff[..., 1]
-    squared = dx * dx
-    squared += dy * dy  # (diff ** 2).sum(-1) in its order, without the slow length-2 reduction
-    epe = np.sqrt(squared)
+    epe = np.empty(source_flow.shape[:3], np.result_type(source_flow, edit_flow))
+    for t in range(source_flow.shape[0]):  # frame by frame: the temporaries stay in the CPU cache
+        diff = source_flow[t] - edit_flow[t]
+        dx, dy = diff[..., 0], diff[..., 1]
+        squared = dx * dx
+        squared += dy * dy  # (diff ** 2).sum(-1) in its order, without the slow length-2 reduction
+        np.sqrt(squared, out=epe[t])
     if region is None:
         return float(epe.mean())
     keep = region[:-1]
