@@ -10,7 +10,7 @@ import pytest
 
 from flowstudio.bench.io import save_frames, save_mask
 from flowstudio.bench.manifest import DEFAULT_PRESERVE, Case
-from flowstudio.bench.metrics import baseline, color, pixel, temporal
+from flowstudio.bench.metrics import baseline, color, content_cache, pixel, temporal
 from flowstudio.bench.scoring import case_inputs, score_case
 from flowstudio.worlds.edits import edit_spec
 from flowstudio.worlds.shapes import SceneSpec, render_scene
@@ -110,3 +110,91 @@ def test_ssim_and_warp_bits_on_random_clips() -> None:
     assert temporal.motion_epe(temporal.optical_flow(a), flow) == baseline.motion_epe(
         baseline.optical_flow(a), flow
     )
+
+
+# --- the content-hash cache of reference intermediates (source flow, SSIM moments, CIELAB) -------------
+
+
+def _old(case: Case, output: np.ndarray, source: np.ndarray, target: np.ndarray) -> dict:
+    x = case_inputs(case, output, source=source)
+    old = baseline.score_offline(
+        output,
+        source,
+        truth=target,
+        edit_region=x.get("edit_region"),
+        kept_region=x.get("kept_region"),
+        object_mask=x.get("object_mask"),
+        attributes=case.attributes,
+    )
+    return {k: v for k, v in old.items() if v is not None}
+
+
+@pytest.mark.parametrize("edit_type", ["color", "background"])
+def test_warm_cache_gives_the_frozen_numbers_for_every_output(tmp_path: Path, edit_type: str) -> None:
+    """Several outputs of one case (as several methods): the first fills the cache, the rest reuse it;
+    every score equals the frozen implementation's, cold and warm."""
+    w = _edit_case(tmp_path / edit_type, edit_type)
+    case, source, target = w["case"], w["source"], w["target"]
+    outputs = _outputs(target, source)
+    content_cache.clear()
+    for name, output in outputs.items():
+        assert score_case(case, output, source=source)["metrics"] == _old(case, output, source, target), name
+    assert content_cache.CACHE.hits > 0 and len(content_cache.CACHE) >= 4  # flow, 2 moments, 2 Lab
+    hits = content_cache.CACHE.hits
+    for name, output in outputs.items():  # fully warm: the same numbers again
+        assert score_case(case, output, source=source)["metrics"] == _old(case, output, source, target), name
+    assert content_cache.CACHE.hits > hits
+
+
+def test_cache_is_keyed_by_content(tmp_path: Path) -> None:
+    """A different source under the same case id is not served the first source's intermediates."""
+    a = _edit_case(tmp_path / "a", "color")
+    content_cache.clear()
+    out = _outputs(a["target"], a["source"])["noisy"]
+    score_case(a["case"], out, source=a["source"])
+    other = np.ascontiguousarray(a["source"][:, :, ::-1])  # mirrored: same shape, other content
+    assert content_cache.content_key(other) != content_cache.content_key(a["source"])
+    warm = score_case(a["case"], out, source=other)["metrics"]
+    assert warm == _old(a["case"], out, other, a["target"])
+    content_cache.clear()
+    assert score_case(a["case"], out, source=other)["metrics"] == warm
+
+
+def test_cache_bound_and_off() -> None:
+    cache = content_cache.ContentCache(max_bytes=3000)
+    calls: list[str] = []
+
+    def make(name: str, size: int) -> np.ndarray:
+        calls.append(name)
+        return np.zeros(size, np.uint8)
+
+    cache.get("k", "a", lambda: make("a", 1000))
+    cache.get("k", "b", lambda: make("b", 1000))
+    cache.get("k", "a", lambda: make("a", 1000))  # hit, and a becomes the most recent
+    cache.get("k", "c", lambda: make("c", 1500))  # evicts b (least recently used)
+    assert calls == ["a", "b", "c"] and cache.bytes == 2500 and len(cache) == 2
+    cache.get("k", "b", lambda: make("b", 1000))
+    assert calls[-1] == "b"
+    cache.get("k", "huge", lambda: make("huge", 5000))  # larger than the bound: computed, not kept
+    assert cache.bytes <= 3000 and ("k", "huge") not in cache._items
+    off = content_cache.ContentCache(max_bytes=0)
+    off.get("k", "a", lambda: make("a", 10))
+    off.get("k", "a", lambda: make("a", 10))
+    assert calls[-2:] == ["a", "a"] and len(off) == 0
+
+
+def test_precomputed_reference_intermediates_give_the_same_bits() -> None:
+    a = RNG.integers(0, 256, (3, 40, 56, 3), dtype=np.uint8)
+    b = np.clip(a.astype(np.int16) + RNG.integers(-9, 10, a.shape), 0, 255).astype(np.uint8)
+    region = RNG.random(a.shape[:3]) < 0.6
+    lab = color.region_lab(b, region)
+    assert np.array_equal(color.delta_e_map(a, b, region, lab), baseline.delta_e_map(a, b, region))
+    assert color.delta_e_clip(a, b, region, color.region_lab(b)) == baseline.delta_e_clip(a, b, region)
+    maps = pixel.ssim_maps_against(a, {"b": b}, {"b": pixel.reference_moments(b)})["b"]
+    assert np.array_equal(maps, baseline.ssim_maps(a, b))
+    flow32 = temporal.optical_flow(a)
+    assert temporal.motion_epe(flow32, temporal.optical_flow(b)) == baseline.motion_epe(
+        baseline.optical_flow(a), baseline.optical_flow(b)
+    )
+    flow64 = flow32.astype(np.float64)
+    assert temporal.motion_epe(flow64, flow32) == baseline.motion_epe(flow64, flow32)
