@@ -90,6 +90,7 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
     kv = AttentionShareConfig(mode="concat", end=0.5)
     inject = InjectionConfig(end=0.3, strength=0.8)
     half = max(steps // 2, 1)
+    change = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="change")
     return {
         "baseline": {"method": "inversion", **cfg},
         "flowedit": fe,
@@ -135,6 +136,9 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
             "mask": "auto",
         },
         "flowedit+oracle-mask": {**fe, "blend": BlendConfig(), "mask": "oracle"},
+        # keep the source's pixels wherever the decoded edit did not change them (no mask needed)
+        "flowedit+change-composite": {**fe, "blend": change},
+        "fireflow-half-steps+change-composite": {"method": "fireflow", **cfg, "steps": half, "blend": change},
         "baseline-partial-0.8": {
             "method": "inversion",
             **cfg,

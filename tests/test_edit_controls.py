@@ -330,3 +330,29 @@ def test_a_run_with_controls_leaves_the_model_as_it_found_it(pipe, clip):
     _assert_model_clean(pipe.denoiser.transformer)
     after = _edit(pipe, clip, **plain)
     assert torch.equal(before.latents, after.latents) and np.array_equal(before.frames, after.frames)
+
+
+def test_change_mask_finds_a_recoloured_region_and_ignores_texture_noise():
+    from flowstudio.edit.blending import change_mask
+
+    rng = np.random.default_rng(0)
+    source = np.full((3, 64, 64, 3), 120, np.uint8)
+    edited = np.clip(source.astype(int) + rng.integers(-12, 13, source.shape), 0, 255).astype(np.uint8)
+    edited[:, 20:40, 24:44] = (30, 40, 220)  # the recoloured object
+    mask = change_mask(edited, source, threshold=0.2, blur=5, grow=3)
+    assert mask.shape == (3, 64, 64) and set(np.unique(mask)) <= {0.0, 1.0}
+    assert mask[:, 20:40, 24:44].all()  # the whole object
+    assert not mask[:, :10].any() and not mask[:, 50:].any()  # noise alone is not a change
+    assert mask[:, 18, 30].all() and not mask[:, 10, 30].any()  # grown by a few pixels, no more
+
+
+def test_a_change_composite_keeps_the_source_exactly_where_nothing_changed(pipe, clip):
+    config = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="change", change_threshold=0.5)
+    r = _edit(pipe, clip, blend=config)
+    unchanged = r.frames == r.source_frames
+    assert 0.0 <= r.info["changed_fraction"] <= 1.0
+    assert unchanged.all(axis=-1).mean() >= 1.0 - r.info["changed_fraction"] - 1e-3  # rounded
+    with pytest.raises(InputError, match="composite_mask must be 'blend' or 'change'"):
+        BlendConfig(composite_mask="diff")
+    with pytest.raises(InputError, match="change_threshold"):
+        BlendConfig(change_threshold=0.0)

@@ -31,7 +31,7 @@ from flowstudio.core.solvers import make_solver
 from flowstudio.core.ti2v import first_frame_mask
 from flowstudio.denoiser import Conditioning
 from flowstudio.edit.attention_share import AttentionShare
-from flowstudio.edit.blending import BlendConfig, composite, pixel_mask_from_latent
+from flowstudio.edit.blending import BlendConfig, change_mask, composite, pixel_mask_from_latent
 from flowstudio.edit.context import EditContext, FeatureStore
 from flowstudio.edit.controls import SourceFeatureControl, choose_source_mode, feature_bytes_per_step
 from flowstudio.edit.flowedit import run_flowedit
@@ -375,7 +375,9 @@ def edit(
     if s.blend is None and (pixel_mask is not None or mask is not None):
         s = s.replace(blend=BlendConfig())  # a mask was given: blend with the default settings
     blend_mask = None
-    if s.blend is not None:
+    # a change-mask composite without latent blending needs no blending mask (and its model calls)
+    composite_only = s.blend is not None and s.blend.composite_mask == "change" and s.blend.strength == 0
+    if s.blend is not None and not composite_only:
         blend_mask = _blend_mask(s.blend, pixel_mask, pipe, denoiser, x_src, source, target, generator, info)
     job = EditJob(
         denoiser=denoiser,
@@ -402,7 +404,12 @@ def edit(
 
     # 6. decode and write
     edited = pipe.decode_latents(latents)
-    if s.blend is not None and s.blend.pixel_composite and blend_mask is not None:
+    if s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "change":
+        b = s.blend
+        region = change_mask(edited, frames, b.change_threshold, b.change_blur, b.change_grow)
+        info["changed_fraction"] = round(float(region.mean()), 4)
+        edited = composite(edited, frames, region)
+    elif s.blend is not None and s.blend.pixel_composite and blend_mask is not None:
         strength_mask = 1.0 - s.blend.strength * (1.0 - blend_mask)
         edited = composite(
             edited,

@@ -39,6 +39,15 @@ class BlendConfig:
         pixel_composite: after decoding, paste the source's pixels outside the region
             (``m * edit + (1 - m) * source`` with the latent mask upsampled to pixels): pixels
             outside the region are then the source's exactly, not the VAE's reconstruction of it.
+        composite_mask: the region of the pixel composite: ``"blend"`` (the blending mask above) or
+            ``"change"`` (:func:`change_mask`: where the decoded edit differs from the source by more
+            than ``change_threshold`` after a ``change_blur`` box blur, grown by ``change_grow``
+            pixels). ``"change"`` needs no mask and follows whatever the edit changed (an object, or
+            the whole background); use it with ``strength=0`` to composite without latent blending.
+        change_threshold: per-pixel colour difference (max over RGB, 0..1) that counts as changed.
+        change_blur: box-blur size (pixels) before differencing, so that regenerated texture
+            noise does not count as a change, only region-level colour change.
+        change_grow: pixels the changed region is grown by (covers soft edges of the edit).
     """
 
     strength: float = 1.0
@@ -47,8 +56,21 @@ class BlendConfig:
     feather: int = 1
     auto_threshold: float = 0.5
     pixel_composite: bool = False
+    composite_mask: str = "blend"
+    change_threshold: float = 0.2
+    change_blur: int = 5
+    change_grow: int = 3
 
     def __post_init__(self) -> None:
+        if self.composite_mask not in ("blend", "change"):
+            raise InputError(f"blend composite_mask must be 'blend' or 'change', got {self.composite_mask!r}")
+        if not 0.0 < self.change_threshold < 1.0:
+            raise InputError(f"blend change_threshold must be in (0, 1), got {self.change_threshold}")
+        if self.change_blur < 1 or self.change_grow < 0:
+            raise InputError(
+                f"blend change_blur must be >= 1 and change_grow >= 0 pixels, got {self.change_blur}, "
+                f"{self.change_grow}"
+            )
         if not 0.0 <= self.strength <= 1.0:
             raise InputError(f"blend strength must be in [0, 1], got {self.strength}")
         check_window(self.start, self.end, "blend")
@@ -82,6 +104,29 @@ def composite(edited: np.ndarray, source: np.ndarray, mask: np.ndarray) -> np.nd
     out = np.clip(mixed, 0, 255).astype(np.uint8)
     out[mask <= 0.0] = source[mask <= 0.0]
     out[mask >= 1.0] = edited[mask >= 1.0]
+    return out
+
+
+def change_mask(
+    edited: np.ndarray, source: np.ndarray, threshold: float = 0.2, blur: int = 5, grow: int = 3
+) -> np.ndarray:
+    """Float ``(T, H, W)`` mask, 1 where the edit changed the source: max-over-RGB difference of the
+    box-blurred frames (0..1) above ``threshold``, grown by ``grow`` pixels.
+
+    Why blurred: a model regenerates fine texture a little differently everywhere; an edit changes a
+    region's colour. On the toy model's red -> blue demo edit, the blurred difference is 0.22+ on 90%
+    of the object's pixels and under 0.13 on 90% of the background's.
+    """
+    import cv2
+
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)) if grow else None
+    out = np.empty(edited.shape[:3], np.float32)
+    for t, (a, b) in enumerate(zip(edited, source, strict=True)):
+        low_a = cv2.blur(a.astype(np.float32) / 255.0, (blur, blur))
+        low_b = cv2.blur(b.astype(np.float32) / 255.0, (blur, blur))
+        diff = np.abs(low_a - low_b).max(axis=-1)
+        changed = (diff > threshold).astype(np.uint8)
+        out[t] = cv2.dilate(changed, kernel) if kernel is not None else changed
     return out
 
 
