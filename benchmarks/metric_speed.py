@@ -6,7 +6,11 @@ until then); "after" is the library as it is. Both score the same 17-frame Shape
 source, its ground truth, and an output = ground truth + uniform noise in [-4, 4], so every pixel differs
 and every pixel metric has work to do) and must give the same numbers: the run stops if any differs.
 ``offline tier`` is one whole case as ``bench run`` scores it (13 metrics; the "after" side is
-:func:`flowstudio.bench.scoring.score_case`, both sides read the case's masks and ground truth from disk).
+:func:`flowstudio.bench.scoring.score_case`, both sides read the case's masks and ground truth from disk),
+twice: **cold** (the content cache of :mod:`flowstudio.bench.metrics.content_cache` emptied before every
+call: the first method scored on a case) and **warm** (the source's optical flow and the source's and
+ground truth's SSIM moments and CIELAB already cached by an earlier call on the same case: every further
+method on that case). The single-metric rows are cold (they do not use the cache).
 
 Timing: before and after alternate within each repeat, so both see the same load on a shared machine;
 the best of ``--repeats`` is kept, as wall-clock seconds and as CPU seconds of this process (less
@@ -46,7 +50,7 @@ import numpy as np  # noqa: E402
 from flowstudio import __version__  # noqa: E402
 from flowstudio.bench.io import save_frames, save_mask  # noqa: E402
 from flowstudio.bench.manifest import Case  # noqa: E402
-from flowstudio.bench.metrics import baseline, color, pixel, temporal  # noqa: E402
+from flowstudio.bench.metrics import baseline, color, content_cache, pixel, temporal  # noqa: E402
 from flowstudio.bench.scoring import case_inputs, score_case  # noqa: E402
 from flowstudio.worlds.edits import edit_spec  # noqa: E402
 from flowstudio.worlds.shapes import SceneSpec, render_scene  # noqa: E402
@@ -56,7 +60,8 @@ RESULTS = Path(__file__).parent / "results"
 HEIGHT, WIDTH = 480, 832
 FRAMES = 17
 GOAL_FPS = 25.0
-TIER = "offline tier (13 metrics, one case)"
+TIER = "offline tier (13 metrics, one case), cold"
+TIER_WARM = "offline tier (13 metrics, one case), warm"
 
 
 def workload(height: int, width: int, folder: Path) -> dict[str, object]:
@@ -116,6 +121,12 @@ def _tier_before(w: dict[str, object]) -> dict[str, float | None]:
     )
 
 
+def _tier_after(w: dict[str, object], *, cold: bool) -> dict[str, float]:
+    if cold:
+        content_cache.clear()
+    return score_case(w["case"], w["output"], source=w["source"])["metrics"]
+
+
 def metric_pairs(w: dict[str, object]) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
     """``{name: (before, after)}``: each pair computes the same numbers."""
     src, tgt, out = w["source"], w["target"], w["output"]
@@ -139,7 +150,8 @@ def metric_pairs(w: dict[str, object]) -> dict[str, tuple[Callable[[], object], 
             lambda: baseline.motion_epe(baseline.optical_flow(src), baseline.optical_flow(out)),
             lambda: temporal.motion_fidelity(src, out),
         ),
-        TIER: (lambda: _tier_before(w), lambda: score_case(w["case"], out, source=src)["metrics"]),
+        TIER: (lambda: _tier_before(w), lambda: _tier_after(w, cold=True)),
+        TIER_WARM: (lambda: _tier_before(w), lambda: _tier_after(w, cold=False)),
     }
 
 
@@ -207,6 +219,7 @@ def main() -> None:
                 row["ratio_cpu"],
             )
     tier = next(r for r in rows if r["metric"] == TIER)
+    warm = next(r for r in rows if r["metric"] == TIER_WARM)
     result = {
         "benchmark": "metric_speed",
         "command": f"OMP_NUM_THREADS={args.threads} taskset -c 1 python benchmarks/metric_speed.py "
@@ -231,7 +244,12 @@ def main() -> None:
         "offline_tier_after_frames_per_cpu_s": tier["after_frames_per_cpu_s"],
         "offline_tier_ratio_wall": tier["ratio_wall"],
         "offline_tier_ratio_cpu": tier["ratio_cpu"],
+        "offline_tier_warm_after_frames_per_s": warm["after_frames_per_s"],
+        "offline_tier_warm_after_frames_per_cpu_s": warm["after_frames_per_cpu_s"],
+        "content_cache_mb": content_cache.CACHE.max_bytes / 2**20,
         "goal_met": tier["after_frames_per_s"] >= GOAL_FPS,
+        "goal_note": "goal judged on the cold tier, per wall-clock second, on the threads used; the goal "
+        "names 2 cores, which this run does not measure",
         "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -268,9 +286,16 @@ def markdown(result: dict[str, object], rows: list[dict[str, object]], args: arg
     verdict = "met" if result["goal_met"] else "NOT met"
     lines += [
         "",
+        "Cold: the content cache emptied before every call (the first method scored on a case); warm: the "
+        "source's flow and the source's and ground truth's SSIM moments and CIELAB cached by an earlier "
+        f"call on the same case (every further method; cache bound {result['content_cache_mb']:g} MB).",
+        "",
         f"Goal >= {GOAL_FPS:g} frames/s for the whole offline tier at {HEIGHT}x{WIDTH}: **{verdict}** on "
-        f"{args.threads} thread(s) ({result['offline_tier_after_frames_per_s']} frames/s wall, "
-        f"{result['offline_tier_after_frames_per_cpu_s']} per CPU-second).",
+        f"{args.threads} thread(s) (cold {result['offline_tier_after_frames_per_s']} frames/s wall, "
+        f"{result['offline_tier_after_frames_per_cpu_s']} per CPU-second; warm "
+        f"{result['offline_tier_warm_after_frames_per_s']} wall, "
+        f"{result['offline_tier_warm_after_frames_per_cpu_s']} per CPU-second). The goal names 2 cores; "
+        "only one core was measured here (the other ran a training job), so the 2-core figure is unmeasured.",
     ]
     return "\n".join(lines) + "\n"
 
