@@ -198,3 +198,20 @@ def test_precomputed_reference_intermediates_give_the_same_bits() -> None:
     )
     flow64 = flow32.astype(np.float64)
     assert temporal.motion_epe(flow64, flow32) == baseline.motion_epe(flow64, flow32)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_frame_parallel_scoring_gives_the_frozen_numbers(tmp_path: Path, workers: int) -> None:
+    """score_case(workers=N): per-frame work in N processes over frame chunks, the same numbers, cold
+    (source flow computed in the workers) and warm (source flow from the cache)."""
+    from flowstudio.bench.metrics import parallel
+
+    assert parallel._bounds(5, 3) == [(0, 2), (2, 3), (3, 5)] and parallel._bounds(2, 3) == [(0, 1), (1, 2)]
+    for edit_type in ("color", "background", "style"):
+        w = _edit_case(tmp_path / edit_type, edit_type, frames=9)
+        case, source, target = w["case"], w["source"], w["target"]
+        content_cache.clear()
+        for name, output in _outputs(target, source).items():
+            fast = score_case(case, output, source=source, workers=workers)
+            assert fast["metrics"] == _old(case, output, source, target), (edit_type, name)
+            assert fast["metrics"] == score_case(case, output, source=source)["metrics"]

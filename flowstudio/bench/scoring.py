@@ -130,7 +130,12 @@ def case_inputs(
 
 
 def score_case(
-    case: Case, output: np.ndarray, *, reference: Any | None = None, source: np.ndarray | None = None
+    case: Case,
+    output: np.ndarray,
+    *,
+    reference: Any | None = None,
+    source: np.ndarray | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Every metric of the editing suite on one case (:func:`flowstudio.metrics.score_case`).
 
@@ -140,10 +145,17 @@ def score_case(
         reference: a :class:`~flowstudio.bench.metrics.reference.ReferenceScorer`, or ``None`` for the
             offline tier only (reference metrics are then skipped, "not requested").
         source: the source clip when already loaded.
+        workers: processes for the per-frame work of the offline tier
+            (:func:`flowstudio.bench.metrics.parallel.prefill`; the same numbers); 1 = this process.
 
     Returns:
         ``{"metrics": {name: number}, "skipped": {name: reason}, "details": {...}}``.
     """
     source = case.load_source() if source is None else source
     output = check_output(output, source, case.id)
-    return metrics.score_case("edit", case_inputs(case, output, source=source, reference=reference))
+    inputs = case_inputs(case, output, source=source, reference=reference)
+    if workers > 1:
+        from flowstudio.bench.metrics import parallel
+
+        parallel.prefill(inputs, workers)
+    return metrics.score_case("edit", inputs)

@@ -97,6 +97,17 @@ def warp_stats(
         return {"warp_error": None, "flicker": None}
     flow = optical_flow(frames) if flow is None else flow
     back_flow = optical_flow(frames, backward=True) if back_flow is None else back_flow
+    return warp_summary(*warp_pairs(frames, flow, back_flow))
+
+
+def warp_pairs(
+    frames: np.ndarray, flow: np.ndarray, back_flow: np.ndarray
+) -> tuple[list[float], list[float]]:
+    """Warp error and flicker of every frame pair ``(t, t + 1)`` of ``frames`` with a consistent pixel.
+
+    ``flow`` / ``back_flow`` hold the pairs' flows (``len(frames) - 1`` of each). Pairs are independent:
+    the lists of consecutive chunks of a clip (overlapping by one frame) concatenate to the clip's.
+    """
     gx, gy = _grid(*frames.shape[1:3])
     errors: list[float] = []
     flickers: list[float] = []
@@ -117,6 +128,11 @@ def warp_stats(
         errors.append(float((diff * weight).sum(dtype=np.float64)) / (3 * count))
         luma = cv2.cvtColor(warped, cv2.COLOR_RGB2GRAY) - cv2.cvtColor(current, cv2.COLOR_RGB2GRAY)
         flickers.append(abs(float((luma * weight).sum(dtype=np.float64)) / count))
+    return errors, flickers
+
+
+def warp_summary(errors: list[float], flickers: list[float]) -> dict[str, float | None]:
+    """Means of :func:`warp_pairs`' lists (``None`` when no pair had a consistent pixel)."""
     if not errors:
         return {"warp_error": None, "flicker": None}
     return {"warp_error": float(np.mean(errors)), "flicker": float(np.mean(flickers))}

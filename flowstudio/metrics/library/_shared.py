@@ -57,6 +57,16 @@ def source_flow(x: Inputs) -> np.ndarray:
 def delta_e(x: Inputs, reference: str, region: str) -> float | None:
     """Mean CIEDE2000 of the output to ``reference`` over ``region``; the reference's CIELAB over the
     region is shared across the outputs scored on the same clip and region."""
-    key = _key(x, reference) + _key(x, region)
-    lab = content_cache.CACHE.get("lab", key, lambda: color.region_lab(x[reference], x[region]))
-    return color.delta_e_clip(x["output"], x[reference], x[region], lab)
+
+    def compute() -> np.ndarray:
+        key = _key(x, reference) + _key(x, region)
+        lab = content_cache.CACHE.get("lab", key, lambda: color.region_lab(x[reference], x[region]))
+        return color.delta_e_map(x["output"], x[reference], x[region], lab)
+
+    # the map may already be there (computed frame-parallel: flowstudio.bench.metrics.parallel)
+    return pixel.region_mean(x.cached(delta_e_key(reference, region), compute), x[region])
+
+
+def delta_e_key(reference: str, region: str) -> str:
+    """The per-case cache key of the CIEDE2000 map of the output to ``reference`` over ``region``."""
+    return f"delta_e_map:{reference}:{region}"
