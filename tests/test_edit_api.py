@@ -195,6 +195,20 @@ def test_cli_edit(app, tiny_checkpoint, source_mp4, tmp_path):
     assert _frames(tmp_path / "cli_side_by_side.mp4") == 5
 
 
+def test_cli_edit_keep_unchanged(app, tiny_checkpoint, source_mp4, tmp_path):
+    out = tmp_path / "keep.mp4"
+    args = ["edit", source_mp4, "--model", str(tiny_checkpoint), "--source-prompt", "a red ball",
+            "--target-prompt", "a blue ball", "--steps", "2", "--keep-unchanged", "--change-threshold", "0.3",
+            "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.with_suffix(".json").read_text())
+    blend = record["settings"]["blend"]
+    assert blend["composite_mask"] == "change" and blend["strength"] == 0.0
+    assert blend["change_threshold"] == 0.3
+    assert 0.0 <= record["info"]["changed_fraction"] <= 1.0 and "auto_mask_fraction" not in record["info"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

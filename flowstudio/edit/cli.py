@@ -125,6 +125,15 @@ def edit_command(
     pixel_composite: bool | None = typer.Option(
         None, "--pixel-composite/--no-pixel-composite", help="Paste source pixels back outside the mask."
     ),
+    keep_unchanged: bool = typer.Option(
+        False,
+        "--keep-unchanged",
+        help="Paste source pixels back wherever the edit did not change them (change-mask composite; "
+        "no mask needed, no latent blending).",
+    ),
+    change_threshold: float | None = typer.Option(
+        None, "--change-threshold", help="With --keep-unchanged: colour difference 0..1 that counts (0.2)."
+    ),
     strength: float | None = typer.Option(
         None, "--strength", help="Edit strength = starting noise level 0..1."
     ),
@@ -186,7 +195,14 @@ def edit_command(
             flowedit=_given(n_max=n_max, n_min=n_min, n_avg=n_avg),
             injection=_given(strength=inject, blocks=_parse_blocks(inject_blocks), end=inject_end),
             attention_share=_given(mode=share_kv, blocks=_parse_blocks(share_blocks), end=share_end),
-            blend=_given(strength=blend, feather=feather, pixel_composite=pixel_composite),
+            blend=_given(strength=blend, feather=feather, pixel_composite=pixel_composite)
+            if not keep_unchanged
+            else {
+                "strength": 0.0 if blend is None else blend,
+                "pixel_composite": True,
+                "composite_mask": "change",
+                **(_given(feather=feather, change_threshold=change_threshold) or {}),
+            },
             reschedule=_given(strength=strength, mode="noise" if renoise else None),
             source_features=source_features,
             memory_budget_gb=memory_budget,

@@ -80,6 +80,10 @@ class BlendOptions(_Options):
     feather: whole(0, "; latent cells") | None = None
     auto_threshold: number(minimum=0.0, maximum=1.0) | None = None
     pixel_composite: bool | None = None
+    composite_mask: Literal["blend", "change"] | None = None
+    change_threshold: number(minimum=0.0, maximum=1.0, what="; colour difference 0..1") | None = None
+    change_blur: whole(1, "; pixels") | None = None
+    change_grow: whole(0, "; pixels") | None = None
 
 
 class RescheduleOptions(_Options):
