@@ -14,6 +14,7 @@ Chunks overlap by one frame for the flows (pair ``t`` needs frames ``t`` and ``t
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -40,9 +41,14 @@ def _init_worker() -> None:
 
 
 def pool(workers: int) -> ProcessPoolExecutor:
-    """A process pool of ``workers`` single-threaded workers, kept for later calls."""
+    """A process pool of ``workers`` single-threaded workers, kept for later calls.
+
+    Workers start from a fork server, not by forking this process: a fork of a process whose OpenMP or
+    OpenCV thread pools are running (torch loaded, a model on the CPU) can deadlock in the child.
+    """
     if workers not in _POOLS:
-        _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker)
+        context = multiprocessing.get_context("forkserver")
+        _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
     return _POOLS[workers]
 
 
