@@ -255,21 +255,40 @@ class DualForceModel(nn.Module):
         cls, folder: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
     ) -> DualForceModel:
         """Build from the folder's own ``config.json`` and load ``model.safetensors`` (strict)."""
-        from safetensors.torch import load_file
-
         root = Path(folder)
-        for name in (CONFIG_NAME, WEIGHTS_NAME):
-            if not (root / name).is_file():
-                raise CheckpointError(
-                    f"DualForce checkpoint {str(root)!r} has no {name}; train one with "
-                    "`flowstudio avatar train` or convert MOVA with `flowstudio avatar convert-mova`"
-                )
-        config = DualForceConfig.from_dict(json.loads((root / CONFIG_NAME).read_text()))
+        raw_config, weights = read_checkpoint_folder(
+            root,
+            what="DualForce checkpoint",
+            fix="train one with `flowstudio avatar train` or convert MOVA with "
+            "`flowstudio avatar convert-mova`",
+        )
+        config = DualForceConfig.from_dict(raw_config)
         model = cls(config)
-        missing, unexpected = model.load_state_dict(load_file(str(root / WEIGHTS_NAME)), strict=False)
+        missing, unexpected = model.load_state_dict(weights, strict=False)
         if missing or unexpected:
             raise CheckpointError(
                 f"{root / WEIGHTS_NAME}: weights do not match its config.json "
                 f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
             )
         return model.to(device=device, dtype=dtype).eval()
+
+
+def read_checkpoint_folder(
+    folder: str | Path, *, what: str, fix: str
+) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``(config dict, tensors)`` of a ``save_pretrained`` folder (``config.json`` + ``model.safetensors``).
+
+    Raises:
+        CheckpointError: a file is missing, or corrupt / truncated; the message names ``what`` the
+            folder was for and ends with ``fix`` (what to do).
+    """
+    from safetensors.torch import load_file
+
+    root = Path(folder)
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (root / name).is_file():
+            raise CheckpointError(f"{what} {str(root)!r} has no {name}: {fix}")
+    try:
+        return json.loads((root / CONFIG_NAME).read_text()), load_file(str(root / WEIGHTS_NAME))
+    except Exception as err:  # a corrupt or truncated file: say which and what to do
+        raise CheckpointError(f"{what} {str(root)!r} could not be read ({err}): {fix}") from err

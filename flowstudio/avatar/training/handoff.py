@@ -23,14 +23,13 @@ two configs do not describe the same video tower.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from flowstudio.avatar.model.dualforce import CONFIG_NAME, WEIGHTS_NAME, DualForceModel
+from flowstudio.avatar.model.dualforce import DualForceModel, read_checkpoint_folder
 from flowstudio.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -55,24 +54,15 @@ class HandOff:
 
 
 def read_phase_weights(folder: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a ``save_pretrained`` folder (``config.json`` + ``model.safetensors``)."""
-    from safetensors.torch import load_file
-
-    root = Path(folder)
-    for name in (CONFIG_NAME, WEIGHTS_NAME):
-        if not (root / name).is_file():
-            raise CheckpointError(
-                f"train.init_from {str(root)!r} has no {name}: point it at the previous phase's final "
-                "folder (`<output_dir>/final`, written when a `flowstudio avatar train` run finishes)"
-            )
-    try:
-        json.loads((root / CONFIG_NAME).read_text())
-        return load_file(str(root / WEIGHTS_NAME))
-    except Exception as err:  # a corrupt or truncated file: say which and what to do
-        raise CheckpointError(
-            f"train.init_from {str(root)!r} could not be read ({err}); re-export the "
-            "previous phase (its last checkpoint is under `<output_dir>/checkpoints/`)"
-        ) from err
+    """The tensors of a previous phase's ``save_pretrained`` folder (config.json + model.safetensors)."""
+    _, weights = read_checkpoint_folder(
+        folder,
+        what="train.init_from",
+        fix="point it at the previous phase's final folder (`<output_dir>/final`, written when a "
+        "`flowstudio avatar train` run finishes), or re-export it from its last checkpoint under "
+        "`<output_dir>/checkpoints/`",
+    )
+    return weights
 
 
 def init_from_phase(model: DualForceModel, folder: str | Path) -> HandOff:
