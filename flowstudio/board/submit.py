@@ -29,7 +29,7 @@ from flowstudio.board.context import Board, board_of
 from flowstudio.board.models import Method, Submission
 from flowstudio.board.views import submission_summary
 from flowstudio.serve.errors import ApiError, invalid
-from flowstudio.serve.uploads import counted_stream, declared_too_large, too_large
+from flowstudio.serve.uploads import MultipartCallbacks, counted_stream, declared_too_large, too_large
 
 router = APIRouter()
 
@@ -38,39 +38,18 @@ MAX_TEXT = 64 * 1024
 METHOD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}\Z")
 
 
-class _Form:
+class _Form(MultipartCallbacks):
     """python-multipart callbacks: text fields kept (bounded), the ``archive`` part written to ``file``."""
 
     def __init__(self, file: Path) -> None:
+        super().__init__()
         self.file = file
         self.fields: dict[str, bytearray] = {}
         self.archive_done = False
-        self._header, self._value, self._disposition = b"", b"", b""
-        self._name: str | None = None
         self._out: BinaryIO | None = None
 
-    def callbacks(self) -> dict[str, Any]:
-        return {
-            "on_part_begin": self._begin,
-            "on_header_field": lambda d, s, e: setattr(self, "_header", self._header + d[s:e]),
-            "on_header_value": lambda d, s, e: setattr(self, "_value", self._value + d[s:e]),
-            "on_header_end": self._header_end,
-            "on_headers_finished": self._headers_finished,
-            "on_part_data": self._data,
-            "on_part_end": self._end,
-        }
-
-    def _begin(self) -> None:
-        self._disposition, self._name = b"", None
-
-    def _header_end(self) -> None:
-        if self._header.lower() == b"content-disposition":
-            self._disposition = self._value
-        self._header, self._value = b"", b""
-
     def _headers_finished(self) -> None:
-        _, options = parse_options_header(self._disposition)
-        name = options.get(b"name", b"").decode("utf-8", "replace")
+        name, _ = self._part_name()
         if name in self.fields or (name == "archive" and (self._out is not None or self.archive_done)):
             raise invalid(name, f"the form field {name!r} is given twice")
         self._name = name

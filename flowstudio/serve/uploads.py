@@ -90,21 +90,16 @@ def _json(raw: bytes, what: str) -> Any:
         raise invalid("request", f"{what} is not JSON: {error}") from error
 
 
-class _Parts:
-    """python-multipart's callbacks: text fields kept, file parts written as they arrive."""
+class MultipartCallbacks:
+    """python-multipart's header bookkeeping, shared by the form readers (the job API's and the board's).
 
-    def __init__(self, inputs: Path) -> None:
-        self.inputs = inputs
-        self.fields: dict[str, bytearray] = {}
-        self.files: dict[str, Path] = {}
-        self.digests: dict[str, str] = {}
-        self.problems: list[dict[str, str]] = []
-        self._header, self._value = b"", b""
-        self._disposition = b""
+    Subclasses implement ``_headers_finished`` (the part's name from :meth:`_part_name`), ``_data``
+    and ``_end``; ``callbacks()`` is what ``MultipartParser`` takes.
+    """
+
+    def __init__(self) -> None:
+        self._header, self._value, self._disposition = b"", b"", b""
         self._name: str | None = None
-        self._file: BinaryIO | None = None
-        self._partial: Path | None = None
-        self._hash: Any = None
 
     def callbacks(self) -> dict[str, Any]:
         return {
@@ -125,9 +120,37 @@ class _Parts:
             self._disposition = self._value
         self._header, self._value = b"", b""
 
-    def _headers_finished(self) -> None:
+    def _part_name(self) -> tuple[str, dict[bytes, bytes]]:
+        """The current part's form-field name and its Content-Disposition options."""
         _, options = parse_options_header(self._disposition)
-        name = options.get(b"name", b"").decode("utf-8", "replace")
+        return options.get(b"name", b"").decode("utf-8", "replace"), options
+
+    def _headers_finished(self) -> None:
+        raise NotImplementedError
+
+    def _data(self, data: bytes, start: int, end: int) -> None:
+        raise NotImplementedError
+
+    def _end(self) -> None:
+        raise NotImplementedError
+
+
+class _Parts(MultipartCallbacks):
+    """python-multipart's callbacks: text fields kept, file parts written as they arrive."""
+
+    def __init__(self, inputs: Path) -> None:
+        super().__init__()
+        self.inputs = inputs
+        self.fields: dict[str, bytearray] = {}
+        self.files: dict[str, Path] = {}
+        self.digests: dict[str, str] = {}
+        self.problems: list[dict[str, str]] = []
+        self._file: BinaryIO | None = None
+        self._partial: Path | None = None
+        self._hash: Any = None
+
+    def _headers_finished(self) -> None:
+        name, options = self._part_name()
         if name in self.fields or name in self.files:
             raise invalid(name, f"the form field {name!r} is given twice")
         self._name = name
