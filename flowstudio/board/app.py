@@ -11,17 +11,14 @@ import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import FastAPI
 
 from flowstudio.bench.manifest import TestSet
 from flowstudio.board.arena import ArenaSettings
 from flowstudio.board.context import Board, Limits
 from flowstudio.board.store import BoardStore
 from flowstudio.serve.auth import Tokens
-from flowstudio.serve.errors import ApiError, error_response
+from flowstudio.serve.errors import install_error_handlers
 
 log = logging.getLogger(__name__)
 
@@ -71,25 +68,7 @@ def create_app(
     app = FastAPI(title="flowstudio board", version="1", lifespan=lifespan)
     app.state.board = board
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
-        return error_response(error.status, error.code, error.message, error.problems, error.headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        return error_response(
-            error.status_code, code, str(error.detail), headers=getattr(error, "headers", None)
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _parameter_error(_request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in error.errors()
-        ]
-        return error_response(
-            422, "invalid_parameters", "; ".join(f"{p['field']}: {p['message']}" for p in problems), problems
-        )
+    install_error_handlers(app)  # every error in the one error shape
 
     @app.get("/healthz")
     def healthz() -> dict[str, object]:

@@ -22,16 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import OperationalError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flowstudio.serve import events
 from flowstudio.serve.auth import Tokens
-from flowstudio.serve.errors import ApiError, error_response
+from flowstudio.serve.errors import ApiError, error_response, install_error_handlers
 from flowstudio.serve.retention import remove_job_files
 from flowstudio.serve.store import FINAL, STATUSES, AdmissionRefused, Job, JobStore, new_job_id
 from flowstudio.serve.uploads import PATH_FIELDS, fingerprint, read_submission, sweep_orphans
@@ -300,25 +298,7 @@ def create_app(
     # what the studio mounted on this app applies to its logged-in owners (None: open, no per-owner bound)
     app.state.max_per_token = None if tokens.open else max_per_token
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
-        return error_response(error.status, error.code, error.message, error.problems, error.headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        return error_response(
-            error.status_code, code, str(error.detail), headers=getattr(error, "headers", None)
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def _parameter_error(_request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in error.errors()
-        ]
-        return error_response(
-            422, "invalid_parameters", "; ".join(f"{p['field']}: {p['message']}" for p in problems), problems
-        )
+    install_error_handlers(app)  # every error in the one error shape
 
     @app.exception_handler(Exception)
     async def _internal_error(_request: Request, error: Exception) -> JSONResponse:
