@@ -33,11 +33,17 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=40)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--tag", default="toy_sampling")
+    parser.add_argument(
+        "--settings",
+        default=",".join(f"{g:g}:{s:g}" for g, s in SETTINGS),
+        help="comma-separated guidance:shift pairs to compare, the model's default first",
+    )
     args = parser.parse_args()
+    settings_list = [tuple(float(v) for v in item.split(":")) for item in args.settings.split(",")]
     torch.set_grad_enabled(False)
     pipe = WanVideoPipeline.from_pretrained(args.model, device="cpu")
     rows = []
-    for guidance, shift in SETTINGS:
+    for guidance, shift in settings_list:
         hits, start = dict.fromkeys(READERS, 0), time.perf_counter()
         for i in range(args.prompts):
             spec, text = held_out(100_000 + i)  # the prompts of toy_quality.py's T2V measurement
