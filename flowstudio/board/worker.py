@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
-import threading
 from pathlib import Path
 
 from flowstudio.board.context import Board
 from flowstudio.board.store import versions_json
 from flowstudio.metrics import versions
+from flowstudio.serve.background import BackgroundLoop
 
 log = logging.getLogger(__name__)
 
@@ -26,26 +26,13 @@ def current_versions() -> dict[str, str]:
     return versions("edit")
 
 
-class ScoringWorker:
+class ScoringWorker(BackgroundLoop):
+    """Re-scores queued submissions, oldest first, on one background thread."""
+
     def __init__(self, board: Board) -> None:
+        super().__init__("flowstudio-board-scorer")
         self.board = board
-        self.wake = threading.Event()
-        self.stopping = threading.Event()
         self.current: str | None = None
-        self.thread = threading.Thread(target=self._loop, name="flowstudio-board-scorer", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self.stopping.set()
-        self.wake.set()
-        if self.thread.is_alive():
-            self.thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive()
 
     def requeue_stale(self) -> list[str]:
         """Queue every kept-output submission scored under other metric versions (called at start)."""
@@ -54,11 +41,8 @@ class ScoringWorker:
             log.info("re-scoring %d submission(s): the metric versions changed", len(ids))
         return ids
 
-    def _loop(self) -> None:
-        while not self.stopping.is_set():
-            if not self.run_once():
-                self.wake.wait(1.0)
-                self.wake.clear()
+    def step(self) -> bool:
+        return self.run_once()
 
     def run_once(self) -> bool:
         """Score the oldest queued submission; ``False`` when none was queued."""

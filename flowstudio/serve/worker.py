@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from flowstudio.serve.background import BackgroundLoop
 from flowstudio.serve.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def load_pipeline(model: str | Path | None, device: str = "cpu") -> Any:
     return WanVideoPipeline.from_pretrained(resolve_model(model), device=device)
 
 
-class Worker:
+class Worker(BackgroundLoop):
     """Runs the store's queued jobs, oldest first, on one thread with one model.
 
     Args:
@@ -59,6 +59,7 @@ class Worker:
         keep_days: float | None = None,
         sweep_every: float = 3600.0,
     ) -> None:
+        super().__init__("flowstudio-worker")
         self.store = store
         self.name = name
         self.jobs_dir = Path(jobs_dir)
@@ -69,41 +70,27 @@ class Worker:
         self.keep_days, self.sweep_every = keep_days, sweep_every
         self.swept_at: float | None = None  # time.monotonic() of the last retention sweep
         self.swept: Any = None  # what it removed (a retention.Swept)
-        self.wake = threading.Event()
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name="flowstudio-worker", daemon=True)
 
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self.stopping.set()
-        self.wake.set()
-        if self.thread.is_alive():
-            self.thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive()
-
-    def _loop(self) -> None:
+    def setup(self) -> None:
+        """Load the model on the worker's thread (a failure is kept and fails every job)."""
         try:
             self.model = self.load_model()
         except Exception as error:  # noqa: BLE001 - reported by /healthz and on every job
             log.exception("loading the model failed")
             self.model_error = f"loading the model failed: {error}"
-        while not self.stopping.is_set():
-            self._sweep_if_due()
-            job = self.store.claim_next(self.name)
-            if job is None:
-                self.wake.wait(1.0)
-                self.wake.clear()
-                continue
-            self.current = job.id
-            try:
-                self._run(job.id, job.kind, json.loads(job.request))
-            finally:
-                self.current = None
+
+    def step(self) -> bool:
+        """Sweep if due, then run the oldest queued job; ``False`` when none was queued."""
+        self._sweep_if_due()
+        job = self.store.claim_next(self.name)
+        if job is None:
+            return False
+        self.current = job.id
+        try:
+            self._run(job.id, job.kind, json.loads(job.request))
+        finally:
+            self.current = None
+        return True
 
     def _sweep_if_due(self) -> None:
         if self.keep_days is None:
