@@ -1,6 +1,6 @@
 """Simulated human raters of known preference strength (issue 16, item 5): does the Bradley-Terry fit of
-2,000 pairwise votes over 8 methods recover the true order (Kendall tau >= 0.9), and do its bootstrap 95%
-intervals cover the truth (>= 90%)? 100 simulations, 1,000 bootstrap rounds each
+2,000 pairwise votes over 8 methods recover the true order (Kendall tau >= 0.9), and do its Bayesian
+bootstrap 95% intervals cover the truth (>= 90%)? 100 simulations, 1,000 bootstrap rounds each
 (:func:`flowstudio.bench.ratings.simulation_study`; the same check as the slow test in
 tests/test_ratings.py).
 
@@ -16,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from flowstudio.bench.ratings import PRIOR, SIM_THETA, simulated_raters, simulation_study
+from flowstudio.bench.ratings import GUARD, PRIOR, SIM_THETA, simulated_raters, simulation_study
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -35,7 +35,9 @@ def main() -> None:
         f"--sims {args.sims} --rounds {args.rounds} --seed {args.seed}",
         "true_theta": [round(float(t), 4) for t in SIM_THETA],
         "raters": [{"strength": r.strength, "tie_or_both_bad": r.no_pick} for r in simulated_raters()],
-        "prior_virtual_ties_per_pair": PRIOR,
+        "prior_virtual_games_per_pair": PRIOR,
+        "guard_virtual_ties_per_pair": GUARD,
+        "intervals": "Bayesian bootstrap (Dirichlet weights over the votes and the prior's half-wins)",
         "truth_for_coverage": "population BT scores of the simulated raters (ratings.population_theta)",
         **figures,
         "goal_kendall_tau": 0.9,

@@ -210,6 +210,23 @@ def test_ratings_follow_the_votes_and_export_for_fit_weights(runs, tmp_path):
         assert read_ratings(path).kind == "pairwise"
 
 
+def test_methods_with_too_few_votes_are_listed_unranked(runs, tmp_path):
+    """Three votes: every method is under MIN_VOTES, so no rank is shown, and the intervals are wide."""
+    with _client(runs, tmp_path) as client:
+        board = client.app.state.board
+        for _ in range(3):
+            b = arena.ballot(board, _ballot(client).json()["id"])
+            assert _vote(client, b.id, "left").status_code == 200
+        data = client.get("/api/ratings").json()
+        assert data["min_votes"] == 10 and len(data["methods"]) >= 2
+        for m in data["methods"]:
+            assert m["votes"] < data["min_votes"]
+            assert m["rank"] is None and m["rank_upper_bound"] is None
+            assert m["upper"] - m["lower"] > 1.0, f"{m['method']}: 3 votes must not give a narrow interval"
+        page = client.get("/ratings").text
+        assert page.count("too few votes</td>") == len(data["methods"])
+
+
 def test_arena_closed_without_rater_tokens(runs, tmp_path):
     testset, _ = runs
     app = create_app(tmp_path / "c.sqlite", testset, tmp_path / "d", start_worker=False)

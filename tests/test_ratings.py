@@ -157,3 +157,34 @@ def test_many_votes_are_grouped_into_kinds() -> None:
     assert len(score) <= 3 * 8 * 7 and counts.sum() == 20_000  # sized by kinds, not by votes
     table = R.ratings_table(votes, methods, rounds=200)
     assert np.all(table["upper"] - table["lower"] < 0.2) and np.all(np.diff(table["theta"]) > 0)
+
+
+def test_few_one_sided_votes_give_a_wide_interval_not_a_certain_one() -> None:
+    # The plain bootstrap resampled 3 identical votes into 3 identical votes: every round fitted the
+    # same scores and the interval had zero width. The prior's virtual half-wins (PRIOR) and the
+    # Bayesian bootstrap keep the question open: 3 of 3 votes (sign test p = 1/8) do not exclude "no
+    # difference" at 95%.
+    votes = [R.Vote("c", "a", "b", "left")] * 3
+    table = R.ratings_table(votes, ["a", "b"], rounds=1000)
+    width = table["upper"] - table["lower"]
+    assert np.all(width > 1.5), f"interval widths {width}: 3 one-sided votes must not look certain"
+    assert table["lower"][0] < 0 < table["upper"][0], "3 of 3 votes do not separate a from b at 95%"
+    # the score is finite and shrunk: the fit of 3 + 0.55 wins against 0.55 (PRIOR + GUARD, halved)
+    half = (R.PRIOR + R.GUARD) / 2
+    assert table["theta"][0] - table["theta"][1] == pytest.approx(np.log((3 + half) / half), abs=1e-6)
+    assert np.all((table["lower"] <= table["theta"]) & (table["theta"] <= table["upper"]))
+    # more votes the same way: the interval moves off zero (12 of 12: sign test p = 1/4096)
+    many = R.ratings_table([R.Vote("c", "a", "b", "left")] * 12, ["a", "b"], rounds=1000)
+    assert many["lower"][0] > 0.3 and many["lower"][0] > table["lower"][0] + 0.5
+
+
+def test_methods_below_min_votes_are_not_ranked_and_do_not_shift_the_others() -> None:
+    votes = [R.Vote("c", "a", "b", "left")] * 14 + [R.Vote("c", "a", "b", "right")] * 6
+    votes += [R.Vote("c", "new", "a", "left")] * 2  # "new" wins both of its 2 votes: top score
+    table = R.ratings_table(votes, ["a", "b", "new"], rounds=300, min_votes=10)
+    assert table["ranked"].tolist() == [True, True, False]
+    assert np.argmax(table["theta"]) == 2, "new has the highest point score..."
+    assert table["rank"].tolist() == [1, 2, 0], "...but no rank; a is first among the ranked"
+    assert table["rank_upper_bound"][2] == 0 and table["rank_upper_bound"][0] == 1
+    everyone = R.ratings_table(votes, ["a", "b", "new"], rounds=300)  # default: ranked from 1 vote
+    assert everyone["ranked"].all() and everyone["rank"].tolist() == [2, 3, 1]

@@ -7,11 +7,20 @@ good) or ``both_bad`` (neither is acceptable). Math (docs/guide_benchmark.md, "H
   theta_j)), fitted by maximum likelihood with Hunter's (2004) MM iteration on the win-count matrix.
   ``tie`` and ``both_bad`` both count as half a win for each side (as Chatbot Arena's BT fit counts a
   tie): neither says which method is better. ``both_bad`` is also counted per method
-  (:func:`summary`), so a board can show it, but it does not move the ranking. A weak prior of
-  :data:`PRIOR` virtual ties per compared pair keeps the scores finite when a method wins every vote.
-* **Bootstrap 95% intervals**: votes resampled with replacement, BT refitted, 2.5 / 97.5 percentiles.
-  **Rank upper bound** (Chatbot Arena's "rank (UB)"): 1 + the number of methods whose interval lies
-  entirely above this one's.
+  (:func:`summary`), so a board can show it, but it does not move the ranking.
+* **Prior**: every compared pair gets :data:`PRIOR` = 1 virtual game, half a win each way (a Jeffreys
+  Beta(1/2, 1/2) prior on the pair's win share), plus a :data:`GUARD` of 0.1 virtual tie that keeps
+  every fit finite and its iteration short. A method that won all of 3 votes gets a finite score
+  (log 7 ~ 1.9 apart), not one that grows without bound; with hundreds of votes per pair the prior is
+  negligible.
+* **Bayesian bootstrap 95% intervals** (Rubin 1981): each round weighs the distinct votes and the
+  prior's virtual half-wins by Dirichlet(count) weights, BT is refitted, and the 2.5 / 97.5
+  percentiles are reported. The plain bootstrap resamples only what was seen, so a few one-sided
+  votes gave every round the same fit and an interval of zero width; the prior's virtual wins of the
+  other side make that interval as wide as the votes leave the question open. For many votes it
+  matches the plain bootstrap (same variance to first order). **Rank upper bound** (Chatbot Arena's
+  "rank (UB)"): 1 + the number of methods whose interval lies entirely above this one's. A method in
+  fewer than ``min_votes`` votes (the board: :data:`MIN_VOTES`) is not ranked at all: "too few votes".
 * **Krippendorff's alpha** (nominal) over the (case, pair) units rated by two or more raters, from the
   ``krippendorff`` package (tested here against Krippendorff's textbook example).
 * **Rater flag**: a rater's decisive votes on pairs the others' consensus (BT without that rater)
@@ -43,7 +52,9 @@ from flowstudio.bench.composite import kendall_tau_b, spearman
 from flowstudio.errors import InputError
 
 VOTES = ("left", "right", "tie", "both_bad")
-PRIOR = 0.1  # virtual ties per compared pair (half a win each way)
+PRIOR = 1.0  # virtual games per compared pair, half a win each way (Jeffreys), resampled as votes are
+GUARD = 0.1  # virtual tie per compared pair in every fit: keeps a bootstrap round's fit finite and fast
+MIN_VOTES = 10  # fewer votes than this: the board shows "too few votes", not a rank
 _OUTCOME = {"left": 0, "right": 1, "tie": 2, "both_bad": 2}  # left's score: 1, 0, 1/2
 
 
@@ -93,11 +104,14 @@ def _wins(sides: np.ndarray, score: np.ndarray, n: int, weight: np.ndarray) -> n
     return (weight @ contribution).reshape(-1, n, n)
 
 
-def fit_bt(wins: np.ndarray, *, prior: float = PRIOR, tol: float = 1e-10, max_iter: int = 5000) -> np.ndarray:
+def fit_bt(
+    wins: np.ndarray, *, prior: float = PRIOR + GUARD, tol: float = 1e-10, max_iter: int = 5000
+) -> np.ndarray:
     """Bradley-Terry log-strengths (mean 0) of win matrices ``(..., n, n)`` by Hunter's MM iteration.
 
-    ``prior`` virtual ties are added to every pair that was compared at least once (a pair never
-    compared stays uninformative). A method without any vote gets ``nan`` (and is left out of the mean).
+    ``prior`` virtual games, half a win each way, are added to every pair that was compared at least
+    once (a pair never compared stays uninformative). A method without any vote gets ``nan`` (and is
+    left out of the mean).
     """
     wins = np.asarray(wins, float)
     games = wins + np.swapaxes(wins, -1, -2)
@@ -130,40 +144,72 @@ def bradley_terry(votes: Sequence[Vote], methods: Sequence[str]) -> np.ndarray:
     return fit_bt(_wins(sides, score, len(methods), counts[None]))[0]
 
 
-def _resample_weights(counts: np.ndarray, rounds: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap weights ``(rounds, K)``: how many of the resampled votes fall in each kind. Drawing
-    all votes with replacement is one multinomial draw over the kinds, with their shares."""
-    total = int(counts.sum())
-    return rng.multinomial(total, counts / total, size=rounds).astype(float)
+def _with_prior(
+    sides: np.ndarray, score: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The vote kinds of :func:`_encode` followed by the prior's: for every compared pair (i < j), a
+    kind "i wins" and a kind "j wins" of weight ``PRIOR / 2`` each."""
+    pairs = np.unique(np.sort(sides, axis=0), axis=1)  # (2, P): each compared pair once, i < j
+    both = np.concatenate([pairs, pairs], axis=1)
+    won = np.concatenate([np.ones(pairs.shape[1]), np.zeros(pairs.shape[1])])
+    return (
+        np.concatenate([sides, both], axis=1),
+        np.concatenate([score, won]),
+        np.concatenate([counts, np.full(2 * pairs.shape[1], PRIOR / 2)]),
+    )
+
+
+def _bayesian_bootstrap_weights(counts: np.ndarray, rounds: int, rng: np.random.Generator) -> np.ndarray:
+    """Weights ``(rounds, K)`` of the kinds: Dirichlet(counts), scaled to the total count. A kind seen
+    ``c`` times weighs as ``c`` unit-Dirichlet votes (Rubin's Bayesian bootstrap); fractional counts
+    (the prior's) are weighed the same way, so unseen outcomes get weight too."""
+    return rng.dirichlet(counts, size=rounds) * counts.sum()
 
 
 def ratings_table(
-    votes: Sequence[Vote], methods: Sequence[str], *, rounds: int = 1000, seed: int = 0
+    votes: Sequence[Vote],
+    methods: Sequence[str],
+    *,
+    rounds: int = 1000,
+    seed: int = 0,
+    min_votes: int = 1,
 ) -> dict[str, Any]:
-    """BT scores with bootstrap 95% intervals and rank upper bounds.
+    """BT scores with Bayesian-bootstrap 95% intervals and rank upper bounds.
+
+    A method in fewer than ``min_votes`` votes keeps its score and interval but gets rank 0 (not
+    ranked); the ranks and rank upper bounds of the others count only ranked methods.
 
     Returns:
-        ``{"methods", "theta", "lower", "upper", "rank", "rank_upper_bound", "votes", "rounds",
-        "replicates"}``; arrays in the order of ``methods`` (``replicates``: ``(rounds, n)``).
+        ``{"methods", "theta", "lower", "upper", "rank", "rank_upper_bound", "ranked", "votes",
+        "rounds", "replicates"}``; arrays in the order of ``methods`` (``replicates``: ``(rounds, n)``).
     """
     if not votes:
         raise InputError("no votes to rate")
     sides, score, counts = _encode(votes, methods)
     n = len(methods)
+    per_method = np.bincount(sides.ravel(), np.concatenate([counts, counts]), minlength=n)
+    # fit_bt's default prior (PRIOR + GUARD) makes this the replicates' fit at the Dirichlet's mean
     theta = fit_bt(_wins(sides, score, n, counts[None]))[0]
+    sides, score, weights = _with_prior(sides, score, counts)
+    rng = np.random.default_rng(seed)
     replicates = fit_bt(
-        _wins(sides, score, n, _resample_weights(counts, rounds, np.random.default_rng(seed)))
+        _wins(sides, score, n, _bayesian_bootstrap_weights(weights, rounds, rng)), prior=GUARD
     )
     with warnings.catch_warnings():  # a method without votes has no score in any resample: nan bounds
         warnings.simplefilter("ignore", RuntimeWarning)
         lower, upper = np.nanpercentile(replicates, [2.5, 97.5], axis=0)
+    ranked = per_method >= max(min_votes, 1)
+    order = np.where(ranked, -theta, np.inf)
+    rank = np.where(ranked, 1 + np.argsort(np.argsort(order)), 0)
+    bound = rank_upper_bounds(np.where(ranked, lower, -np.inf), np.where(ranked, upper, np.inf))
     return {
         "methods": list(methods),
         "theta": theta,
         "lower": lower,
         "upper": upper,
-        "rank": 1 + np.argsort(np.argsort(-theta)),
-        "rank_upper_bound": rank_upper_bounds(lower, upper),
+        "rank": rank,
+        "rank_upper_bound": np.where(ranked, bound, 0),
+        "ranked": ranked,
         "votes": len(votes),
         "rounds": rounds,
         "replicates": replicates,
@@ -314,7 +360,8 @@ def rank_agreement(
     composite: dict[str, float], votes: Sequence[Vote], *, rounds: int = 1000, seed: int = 0
 ) -> dict[str, Any]:
     """Spearman and Kendall tau-b of the composite score against the BT score of the methods, with
-    bootstrap 95% intervals (votes resampled; the composite is fixed). Methods: those in ``composite``."""
+    Bayesian-bootstrap 95% intervals (the rounds of :func:`ratings_table`; the composite is fixed).
+    Methods: those in ``composite``."""
     methods = sorted(composite)
     if len(methods) < 3:
         raise InputError(f"rank correlation needs at least 3 methods, got {methods}")

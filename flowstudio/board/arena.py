@@ -8,11 +8,13 @@ against a corrupted copy (frames reversed, heavy noise, washed out). The vote na
 the methods; the answer reveals them. One vote per (case, pair, rater) is a unique constraint in
 the database; ``daily_cap`` votes per rater per UTC day.
 
-Ratings (:func:`ratings`) use :mod:`flowstudio.bench.ratings`: Bradley-Terry scores with bootstrap
-95% intervals and rank upper bounds, Krippendorff's alpha, per-rater consensus agreement, and the
-rank agreement of the composite with people. Raters flagged by attention checks (at least
-``CHECK_MIN_FAILS`` failed and more than ``CHECK_MAX_FAIL_SHARE`` of their checks) or by the consensus
-test are left out of the ratings, and listed.
+Ratings (:func:`ratings`) use :mod:`flowstudio.bench.ratings`: Bradley-Terry scores (weak prior: one
+virtual game per compared pair, half a win each way) with Bayesian-bootstrap 95% intervals and rank
+upper bounds (a method in fewer than ``MIN_VOTES`` votes is listed as "too few votes", unranked),
+Krippendorff's alpha, per-rater consensus agreement, and the rank agreement of the composite with
+people. Raters flagged by attention checks (at least ``CHECK_MIN_FAILS`` failed and more than
+``CHECK_MAX_FAIL_SHARE`` of their checks) or by the consensus test are left out of the ratings, and
+listed.
 """
 
 from __future__ import annotations
@@ -324,13 +326,14 @@ def ratings(board: Board, settings: ArenaSettings) -> dict[str, Any]:
         "methods": [],
         "alpha": stats.krippendorff_alpha(kept) if kept else None,
         "rounds": settings.rounds,
+        "min_votes": stats.MIN_VOTES,
         "agreement": None,
         "agreement_skipped": None,
     }
     if not kept:
         out["agreement_skipped"] = "no votes yet"
         return _plain(out)
-    table = stats.ratings_table(kept, kept_methods, rounds=settings.rounds, seed=0)
+    table = stats.ratings_table(kept, kept_methods, rounds=settings.rounds, seed=0, min_votes=stats.MIN_VOTES)
     counts = stats.summary(kept, kept_methods)
     shown = entrants(board)
     for i in np.argsort(-table["theta"]):
@@ -342,8 +345,9 @@ def ratings(board: Board, settings: ArenaSettings) -> dict[str, Any]:
                 "elo": float(stats.elo(table["theta"][i])),
                 "lower": _f(table["lower"][i]),
                 "upper": _f(table["upper"][i]),
-                "rank": int(table["rank"][i]),
-                "rank_upper_bound": int(table["rank_upper_bound"][i]),
+                # too few votes: no rank (the page says so) rather than a rank the votes cannot back
+                "rank": int(table["rank"][i]) if table["ranked"][i] else None,
+                "rank_upper_bound": int(table["rank_upper_bound"][i]) if table["ranked"][i] else None,
                 **counts[name],
                 "composite": shown[name].composite if name in shown else None,
             }
