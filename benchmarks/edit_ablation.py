@@ -19,20 +19,26 @@ on (``all-kv``, ...), plus ``base`` and ``all``: 16 configurations. Removing ``b
 removes the two controls that need it as well (``all-blend`` is "no mask-based control at all").
 Every configuration edits the same pairs (``edit_toy``'s held-out pairs and scoring: PSNR vs the true
 edit, keep PSNR outside the edit, attribute accuracy by the readers, warp error, time) once per seed
-(``--seeds``: the edit's seed, which draws the automatic mask's and any noise; a deterministic
-configuration has zero spread, and that is reported, not hidden). Results: mean +- std over seeds of
-the per-seed means over pairs, and each control's effect (on minus off, per seed, then mean +- std),
-as ``edit_ablation.{json,md,png}``. The do-nothing ``identity`` row's accuracy is reported beside the
-table: an effect on accuracy means little while no row edits more than identity.
+(``--seeds``: the edit's seed, which draws the automatic mask's noise). A configuration that draws no
+noise (:func:`seed_dependent`, from ``flowstudio.edit.depends_on_seed``: here every one without
+``auto-mask``) gives the same edit at every seed, bit for bit, so it is run once per pair, at seed 0;
+its spread is 0 by construction and the tables say so ("deterministic: run once") rather than show
+three seeds that were not run. Results: mean +- std over seeds of the per-seed means over pairs, and
+each control's effect (on minus off, per seed, then mean +- std; a run-once side enters every seed
+with its one value), as ``edit_ablation.{json,md,png}``. The do-nothing ``identity`` row's accuracy is
+reported beside the table: an effect on accuracy means little while no row edits more than identity.
 
     python benchmarks/edit_ablation.py --model flowstudio/assets/toy-shapes      # 100 pairs x 3 seeds
 
-**The full run (100 pairs x 3 seeds x 16 configurations, about 4800 edits) is for a session with a
-model that edits** (see issue 13: on the shipped toy model no configuration edits more than doing
-nothing, so the accuracy effects would be noise; keep PSNR effects would still be real). It has not
+**The full run (100 pairs x (7 seed-dependent configurations x 3 seeds + 9 deterministic ones run
+once), 3000 edits) is for a session with a model that edits** (see issue 13: on the shipped toy model
+no configuration edits more than doing nothing, so the accuracy effects would be noise; keep PSNR
+effects would still be real). It has not
 been run; nothing in ``benchmarks/results/`` comes from this script yet. Rows are appended as they are
-made (``edit_ablation_progress.jsonl``), so an interrupted run resumes; ``--shard K/N`` and ``--merge``
-work as in ``edit_toy.py``. A smoke run (it only proves the script works; never publish it):
+made (``edit_ablation_progress.jsonl``), so an interrupted run resumes (a file written before
+deterministic configurations were run once holds their seed-1/2 repeats: they are left out of every
+mean, after a check that they equal seed 0's); ``--shard K/N`` and ``--merge`` work as in
+``edit_toy.py``. A smoke run (it only proves the script works; never publish it):
 
     python benchmarks/edit_ablation.py --model flowstudio/assets/toy-shapes --pairs 2 --seeds 1 \\
         --steps 4 --frames 5 --size 64 --out /tmp/ablation_smoke
@@ -74,6 +80,8 @@ from flowstudio.edit import (
     BlendConfig,
     InjectionConfig,
     RescheduleConfig,
+    depends_on_seed,
+    resolve_settings,
 )
 
 logger = logging.getLogger("benchmarks.edit_ablation")
@@ -81,6 +89,7 @@ CONTROLS = ("kv", "inject", "blend", "auto-mask", "composite", "reschedule", "so
 NEEDS = {"auto-mask": "blend", "composite": "blend"}  # controls that act on blending's mask
 METRICS = ("psnr", "keep_psnr", "attr_acc", "warp_error", "seconds")
 EFFECT_METRICS = ("keep_psnr", "attr_acc", "psnr", "seconds")
+ONCE = "deterministic: run once"  # how the tables mark a configuration run at seed 0 only
 
 
 def options_for(controls: set[str], steps: int) -> dict[str, Any]:
@@ -124,6 +133,55 @@ def configurations() -> dict[str, set[str]]:
     return configs
 
 
+def seed_dependent(controls: set[str]) -> bool:
+    """Whether the seed can change this configuration's edits (:func:`flowstudio.edit.depends_on_seed`).
+
+    Of the controls here only the automatic mask draws noise (the base editor inverts; partial
+    inversion, not SDEdit, is the reschedule): the configurations without it give the same edit for
+    every seed, bit for bit, and are run once per pair.
+    """
+    options = options_for(controls, steps=1)
+    mask = options.pop("mask", None)  # "oracle" stands for the true masks: a given mask, not "auto"
+    settings = resolve_settings(source_prompt="source", target_prompt="target", **options)
+    return depends_on_seed(settings, mask=mask)
+
+
+def seeds_for(controls: set[str], seeds: int) -> list[int]:
+    """The edit seeds a configuration is run with: ``0 .. seeds - 1``, or only 0 when it is deterministic."""
+    return list(range(seeds)) if seed_dependent(controls) else [0]
+
+
+def run_once(names: Any) -> set[str]:
+    """The names among ``names`` of configurations that are deterministic (run once, at seed 0)."""
+    configs = configurations()
+    return {n for n in names if n in configs and not seed_dependent(configs[n])}
+
+
+def drop_repeats(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` without a deterministic configuration's rows at seeds other than 0.
+
+    Runs made before deterministic configurations were run once hold such rows; they repeat seed 0's
+    edit, and counting them would show three seeds where one edit was made. A repeat whose scores
+    differ from seed 0's is logged as a warning: the seed-dependence rule would then be wrong.
+    """
+    once = run_once({r["config"] for r in rows})
+    first = {(r["pair"], r["config"]): r for r in rows if r["config"] in once and r.get("seed") == 0}
+    kept = []
+    for r in rows:
+        if r["config"] not in once or r.get("seed") == 0:
+            kept.append(r)
+            continue
+        ref = first.get((r["pair"], r["config"]))
+        if ref is not None and any(ref[m] != r[m] for m in ("psnr", "keep_psnr", "attr_acc", "warp_error")):
+            logger.warning(
+                "%s on pair %s: seed %s scores differ from seed 0's, yet the configuration draws no noise",
+                r["config"],
+                r["pair"],
+                r["seed"],
+            )
+    return kept
+
+
 def _mean(values: list[float | None]) -> float | None:
     kept = [v for v in values if v is not None]
     return statistics.fmean(kept) if kept else None
@@ -139,7 +197,8 @@ def _spread(values: list[float | None]) -> dict[str, Any]:
 
 
 def per_seed_means(rows: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, float | None]]]:
-    """Config -> seed -> metric -> mean over that seed's pairs."""
+    """Config -> seed -> metric -> mean over that seed's pairs (deterministic configurations: seed 0 only)."""
+    rows = drop_repeats(rows)
     out: dict[str, dict[int, dict[str, float | None]]] = {}
     for config in dict.fromkeys(r["config"] for r in rows):
         out[config] = {}
@@ -150,11 +209,19 @@ def per_seed_means(rows: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, 
 
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Config -> metric -> mean +- std over seeds of the per-seed means over pairs (and pairs per seed)."""
+    """Config -> metric -> mean +- std over seeds of the per-seed means over pairs (and pairs per seed).
+
+    ``runs`` says how the spread was made: ``"per seed"``, or ``"once: deterministic"`` for a
+    configuration that draws no noise (one edit per pair; its spread over seeds is 0 by construction).
+    """
     seeds = per_seed_means(rows)
+    once = run_once(seeds)
     return {
         config: {m: _spread([v[m] for v in by_seed.values()]) for m in METRICS}
-        | {"pairs": min(v["pairs"] for v in by_seed.values())}
+        | {
+            "pairs": min(v["pairs"] for v in by_seed.values()),
+            "runs": "once: deterministic" if config in once else "per seed",
+        }
         for config, by_seed in seeds.items()
     }
 
@@ -164,9 +231,13 @@ def effects(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
 
     Contexts: ``"added to base"`` (``+X`` minus ``base``; for a control that needs blending, minus
     ``+blend``) and ``"removed from all"`` (``all`` minus ``all-X``). Only seeds present in both rows
-    count; a missing row gives no entry.
+    count; a missing row gives no entry. A deterministic side (run once) enters every seed of the
+    other side with its one value; with both sides deterministic the effect is one difference
+    (std 0). ``runs`` says which: ``"per seed"``, ``"off run once"``, ``"on run once"`` or
+    ``"once: deterministic"``.
     """
     seeds = per_seed_means(rows)
+    once = run_once(seeds)
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for control in CONTROLS:
         added_off = f"+{NEEDS[control]}" if control in NEEDS else "base"
@@ -174,16 +245,31 @@ def effects(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
         for context, (on, off) in pairs.items():
             if on not in seeds or off not in seeds:
                 continue
-            common = sorted(set(seeds[on]) & set(seeds[off]))
-            entry = {}
+            # a deterministic side's one edit (seed 0) is its result at every seed of the other side
+            on_seeds = {0} if on in once else set(seeds[on])
+            off_seeds = {0} if off in once else set(seeds[off])
+            if on in once and off in once:
+                common, runs = [0], "once: deterministic"
+            elif on in once:
+                common, runs = sorted(off_seeds), "on run once"
+            elif off in once:
+                common, runs = sorted(on_seeds), "off run once"
+            else:
+                common, runs = sorted(on_seeds & off_seeds), "per seed"
+            if not (on_seeds <= set(seeds[on]) and off_seeds <= set(seeds[off])):
+                continue  # a deterministic side without its seed-0 row
+
+            def at(name: str, seed: int, metric: str) -> float | None:
+                return seeds[name][0 if name in once else seed][metric]
+
+            entry: dict[str, Any] = {}
             for m in EFFECT_METRICS:
                 diffs = [
-                    None
-                    if seeds[on][s][m] is None or seeds[off][s][m] is None
-                    else seeds[on][s][m] - seeds[off][s][m]
+                    None if at(on, s, m) is None or at(off, s, m) is None else at(on, s, m) - at(off, s, m)
                     for s in common
                 ]
                 entry[m] = _spread(diffs)
+            entry["runs"] = runs
             out.setdefault(control, {})[context] = entry
     return out
 
@@ -196,28 +282,39 @@ def _pm(cell: dict[str, Any], digits: int = 3, signed: bool = False) -> str:
 
 
 def table(agg: dict[str, dict[str, Any]], eff: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
-    """Markdown lines: the configurations (mean ± std over seeds) and the controls' effects."""
+    """Markdown lines: the configurations (mean ± std over seeds) and the controls' effects.
+
+    The ``seeds`` columns say what a ``± 0`` means: a deterministic configuration was run once, and its
+    spread is 0 by construction, not measured.
+    """
     lines = [
-        "| configuration | pairs | PSNR vs truth | keep PSNR | attribute acc. | warp err. | s/edit |",
-        "|---|---|---|---|---|---|---|",
+        "| configuration | seeds | pairs | PSNR vs truth | keep PSNR | attribute acc. | warp err. | s/edit |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for config, a in agg.items():
+        seeds = ONCE if a.get("runs", "per seed") != "per seed" else str(a["psnr"]["seeds"])
         lines.append(
-            f"| {config} | {a['pairs']} | {_pm(a['psnr'], 2)} | {_pm(a['keep_psnr'], 2)} | "
+            f"| {config} | {seeds} | {a['pairs']} | {_pm(a['psnr'], 2)} | {_pm(a['keep_psnr'], 2)} | "
             f"{_pm(a['attr_acc'])} | {_pm(a['warp_error'], 2)} | {_pm(a['seconds'], 2)} |"
         )
     lines += [
         "",
         "## Effect of each control (on minus off; mean ± std over seeds)",
         "",
-        "| control | context | keep PSNR | attribute acc. | PSNR vs truth | s/edit |",
-        "|---|---|---|---|---|---|",
+        "| control | context | seeds | keep PSNR | attribute acc. | PSNR vs truth | s/edit |",
+        "|---|---|---|---|---|---|---|",
     ]
     for control, contexts in eff.items():
         for context, e in contexts.items():
+            runs = e.get("runs", "per seed")
+            seeds = {
+                "per seed": str(e["psnr"]["seeds"]),
+                "on run once": f"{e['psnr']['seeds']} (on: {ONCE})",
+                "off run once": f"{e['psnr']['seeds']} (off: {ONCE})",
+            }.get(runs, f"both {ONCE}")
             lines.append(
-                f"| {control} | {context} | {_pm(e['keep_psnr'], 2, True)} | {_pm(e['attr_acc'], 3, True)} | "
-                f"{_pm(e['psnr'], 2, True)} | {_pm(e['seconds'], 2, True)} |"
+                f"| {control} | {context} | {seeds} | {_pm(e['keep_psnr'], 2, True)} | "
+                f"{_pm(e['attr_acc'], 3, True)} | {_pm(e['psnr'], 2, True)} | {_pm(e['seconds'], 2, True)} |"
             )
     return lines
 
@@ -257,8 +354,9 @@ def write_results(
 ) -> None:
     """``edit_ablation.{json,md,png}`` from the rows (identity rows, config ``identity``, kept apart)."""
     ident = [r for r in rows if r["config"] == "identity"]
-    rows = [r for r in rows if r["config"] != "identity"]
+    rows = drop_repeats([r for r in rows if r["config"] != "identity"])
     agg, eff = aggregate(rows), effects(rows)
+    once = sorted(run_once(agg), key=list(agg).index)
     identity_acc = _mean([r["attr_acc"] for r in ident])
     out.mkdir(parents=True, exist_ok=True)
     (out / "edit_ablation.json").write_text(
@@ -289,6 +387,12 @@ def write_results(
         "Mean ± std over seeds of the per-seed means over pairs. Do-nothing `identity` accuracy: "
         + ("-" if identity_acc is None else f"{identity_acc:.3f}")
         + " (an accuracy effect means little while the rows do not edit more than that).",
+        "",
+        f"Configurations that draw no noise give the same edit at every seed, bit for bit, so they are run "
+        f"once per pair (seed 0) and their spread is 0 by construction (`{ONCE}`): "
+        + (", ".join(once) or "none")
+        + ". Only the automatic mask draws noise here (`flowstudio.edit.depends_on_seed`); an effect "
+        "against a run-once row uses its one value at every seed of the other row.",
         "",
         *table(agg, eff),
         "",
@@ -358,10 +462,11 @@ def main() -> None:
             rows.append(row)
             with progress.open("a") as f:
                 f.write(json.dumps(row, default=str) + "\n")
+        seeds_of = {name: seeds_for(controls, args.seeds) for name, controls in configs.items()}
         for pair in pairs:
             for seed in range(args.seeds):
                 for name, controls in configs.items():
-                    if (pair["index"], name, seed) in done:
+                    if seed not in seeds_of[name] or (pair["index"], name, seed) in done:
                         continue
                     options = options_for(controls, args.steps)
                     _, measured = edit_pair(pipe, pair, options, seed=seed, device=args.device)
@@ -388,6 +493,7 @@ def main() -> None:
         "pairs": args.pairs,
         "eval_seed": EVAL_SEED,
         "seeds": list(range(args.seeds)),
+        "run_once": sorted(run_once(configs)),  # deterministic: edited at seed 0 only
         "frames": args.frames,
         "size": args.size,
         "steps": args.steps,

@@ -1,11 +1,13 @@
-"""The ablation benchmark's pure parts: configurations, mean ± std over seeds, effects and the table."""
+"""The ablation benchmark: configurations, which run once, mean ± std over seeds, effects and the table."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
@@ -16,18 +18,32 @@ spec.loader.exec_module(edit_ablation)
 
 
 def _row(config, seed, pair, keep, acc, psnr=15.0, seconds=2.0):
-    return {"config": config, "seed": seed, "pair": pair, "type": "color", "psnr": psnr,
-            "keep_psnr": keep, "attr_acc": acc, "warp_error": 1.0, "seconds": seconds}
+    return {
+        "config": config,
+        "seed": seed,
+        "pair": pair,
+        "type": "color",
+        "psnr": psnr,
+        "keep_psnr": keep,
+        "attr_acc": acc,
+        "warp_error": 1.0,
+        "seconds": seconds,
+    }
 
 
-# base keeps 20/22 dB (seed 0/1); +kv adds 1 then 3 dB; all vs all-kv differ by 2 dB on both seeds
+# seed-dependent rows (they use the automatic mask): all keeps 20/22 dB (seed 0/1); all-kv keeps 1 then
+# 3 dB less; all-composite 2 dB less on both seeds
 ROWS = [
-    _row("base", 0, 0, 20.0, 0.0), _row("base", 0, 1, 20.0, 1.0),
-    _row("base", 1, 0, 22.0, 0.0), _row("base", 1, 1, 22.0, 0.0),
-    _row("+kv", 0, 0, 21.0, 1.0), _row("+kv", 0, 1, 21.0, 1.0),
-    _row("+kv", 1, 0, 25.0, 0.0), _row("+kv", 1, 1, 25.0, None),
-    _row("all", 0, 0, 40.0, 0.0), _row("all", 1, 0, 40.0, 0.0),
-    _row("all-kv", 0, 0, 38.0, 0.0), _row("all-kv", 1, 0, 38.0, 0.0),
+    _row("all", 0, 0, 20.0, 0.0),
+    _row("all", 0, 1, 20.0, 1.0),
+    _row("all", 1, 0, 22.0, 0.0),
+    _row("all", 1, 1, 22.0, 0.0),
+    _row("all-kv", 0, 0, 19.0, 1.0),
+    _row("all-kv", 0, 1, 19.0, 1.0),
+    _row("all-kv", 1, 0, 19.0, 0.0),
+    _row("all-kv", 1, 1, 19.0, None),
+    _row("all-composite", 0, 0, 18.0, 0.0),
+    _row("all-composite", 1, 0, 20.0, 0.0),
 ]
 
 
@@ -49,35 +65,186 @@ def test_configurations_turn_each_control_on_and_off():
         edit_ablation.options_for({"composite"}, 10)
 
 
+def test_only_the_configurations_that_draw_noise_run_per_seed():
+    configs = edit_ablation.configurations()
+    per_seed = {
+        name for name, controls in configs.items() if edit_ablation.seeds_for(controls, 3) == [0, 1, 2]
+    }
+    # the automatic mask is the only control here that draws from the seed
+    assert per_seed == {name for name, controls in configs.items() if "auto-mask" in controls}
+    assert per_seed == {
+        "+auto-mask",
+        "all",
+        "all-kv",
+        "all-inject",
+        "all-composite",
+        "all-reschedule",
+        "all-solver",
+    }
+    assert edit_ablation.seeds_for(configs["base"], 3) == [0]
+    assert edit_ablation.seeds_for(configs["all-auto-mask"], 3) == [0]  # true masks: nothing random
+    assert edit_ablation.run_once(["base", "+blend", "all", "not-a-config"]) == {"base", "+blend"}
+
+
+def test_the_seed_dependence_rule_follows_every_random_draw_of_edit():
+    from flowstudio.edit import BlendConfig, RescheduleConfig, depends_on_seed, resolve_settings
+
+    def settings(**options):
+        return resolve_settings(source_prompt="a red ball", target_prompt="a blue ball", **options)
+
+    assert not depends_on_seed(settings(method="inversion"))
+    assert not depends_on_seed(settings(method="fireflow", reschedule=RescheduleConfig(strength=0.8)))
+    assert depends_on_seed(settings(method="flowedit"))  # fresh noise every step
+    assert depends_on_seed(settings(reschedule=RescheduleConfig(strength=0.8, mode="noise")))  # SDEdit
+    assert depends_on_seed(settings(blend=BlendConfig()))  # blending without a mask: the auto mask
+    assert depends_on_seed(settings(), mask="auto")  # mask="auto" turns blending on
+    assert not depends_on_seed(settings(blend=BlendConfig()), mask="mask.png")
+    assert not depends_on_seed(settings(), box=(0, 0, 8, 8))
+    change = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="change")
+    assert not depends_on_seed(settings(blend=change))  # a change composite needs no blending mask
+
+
 def test_mean_and_std_are_over_seeds_of_per_seed_means():
     agg = edit_ablation.aggregate(ROWS)
-    assert agg["base"]["keep_psnr"] == {"mean": 21.0, "std": pytest.approx(1.4142, abs=1e-4), "seeds": 2}
+    assert agg["all"]["keep_psnr"] == {"mean": 21.0, "std": pytest.approx(1.4142, abs=1e-4), "seeds": 2}
     # accuracy: seed 0 reads 1 of 2, seed 1 none; a None (unread) row is left out of its seed's mean
-    assert agg["base"]["attr_acc"]["mean"] == 0.25 and agg["+kv"]["attr_acc"]["mean"] == 0.5
-    assert agg["base"]["pairs"] == 2 and agg["all"]["pairs"] == 1
+    assert agg["all"]["attr_acc"]["mean"] == 0.25 and agg["all-kv"]["attr_acc"]["mean"] == 0.5
+    assert agg["all"]["pairs"] == 2 and agg["all-composite"]["pairs"] == 1
+    assert agg["all"]["runs"] == "per seed"
 
 
 def test_effects_are_on_minus_off_per_seed():
     eff = edit_ablation.effects(ROWS)
-    added = eff["kv"]["added to base"]["keep_psnr"]
-    assert added["mean"] == 2.0 and added["std"] == pytest.approx(1.4142, abs=1e-4)  # +1 and +3 dB
     removed = eff["kv"]["removed from all"]["keep_psnr"]
-    assert removed == {"mean": 2.0, "std": 0.0, "seeds": 2}
+    assert removed["mean"] == 2.0 and removed["std"] == pytest.approx(1.4142, abs=1e-4)  # +1 and +3 dB
+    assert eff["composite"]["removed from all"]["keep_psnr"] == {"mean": 2.0, "std": 0.0, "seeds": 2}
+    assert eff["kv"]["removed from all"]["runs"] == "per seed"
     assert "inject" not in eff  # no rows for it: no entry rather than a made-up zero
-    # a control that needs blending is compared with blending alone when added
-    extra = [_row("+blend", 0, 0, 24.0, 0.0), _row("+composite", 0, 0, 30.0, 0.0)]
-    assert edit_ablation.effects(extra)["composite"]["added to base"]["keep_psnr"]["mean"] == 6.0
+
+
+# deterministic rows (no automatic mask), as a resumed run holds them: base at seeds 0-2 (repeats of one
+# edit, made before such configurations ran once), +blend and +kv at seed 0 only
+ONCE_ROWS = [
+    *(_row("base", s, p, 20.0 + p, 0.0) for s in range(3) for p in range(2)),
+    _row("+kv", 0, 0, 23.0, 0.0),
+    _row("+kv", 0, 1, 23.0, 0.0),
+    _row("+blend", 0, 0, 24.0, 0.0),
+    _row("+blend", 0, 1, 24.0, 0.0),
+    _row("+auto-mask", 0, 0, 25.0, 0.0),
+    _row("+auto-mask", 0, 1, 25.0, 0.0),
+    _row("+auto-mask", 1, 0, 27.0, 0.0),
+    _row("+auto-mask", 1, 1, 27.0, 0.0),
+]
+
+
+def test_a_deterministic_configuration_counts_once_and_says_so():
+    agg = edit_ablation.aggregate(ONCE_ROWS)
+    # base's seed-1/2 rows repeat seed 0's edit: one value per pair, spread 0 by construction
+    assert agg["base"]["keep_psnr"] == {"mean": 20.5, "std": 0.0, "seeds": 1}
+    assert agg["base"]["runs"] == "once: deterministic" and agg["base"]["pairs"] == 2
+    assert agg["+auto-mask"]["keep_psnr"] == {
+        "mean": 26.0,
+        "std": pytest.approx(1.4142, abs=1e-4),
+        "seeds": 2,
+    }
+    assert [r["seed"] for r in edit_ablation.drop_repeats(ONCE_ROWS) if r["config"] == "base"] == [0, 0]
+    eff = edit_ablation.effects(ONCE_ROWS)
+    # both sides run once: one difference, no spread
+    both = eff["kv"]["added to base"]
+    assert (
+        both["keep_psnr"] == {"mean": 2.5, "std": 0.0, "seeds": 1} and both["runs"] == "once: deterministic"
+    )
+    # the off side (+blend) run once: its one value enters each of the on side's seeds (+1, +3 dB)
+    auto = eff["auto-mask"]["added to base"]
+    assert auto["runs"] == "off run once"
+    assert auto["keep_psnr"] == {"mean": 2.0, "std": pytest.approx(1.4142, abs=1e-4), "seeds": 2}
+
+
+def test_a_repeat_that_differs_from_seed_0_is_warned_about(caplog):
+    rows = [_row("base", 0, 0, 20.0, 0.0), _row("base", 1, 0, 21.0, 0.0)]
+    with caplog.at_level("WARNING"):
+        kept = edit_ablation.drop_repeats(rows)
+    assert kept == rows[:1] and "seed 1 scores differ from seed 0's" in caplog.text
 
 
 def test_the_table_shows_mean_plus_minus_std(tmp_path):
     lines = edit_ablation.table(edit_ablation.aggregate(ROWS), edit_ablation.effects(ROWS))
     text = "\n".join(lines)
-    assert "| base | 2 | 15.00 ± 0.00 | 21.00 ± 1.41 | 0.250 ± 0.354 |" in text
-    assert "| kv | added to base | +2.00 ± 1.41 |" in text
-    assert "| kv | removed from all | +2.00 ± 0.00 |" in text
+    assert "| all | 2 | 2 | 15.00 ± 0.00 | 21.00 ± 1.41 | 0.250 ± 0.354 |" in text
+    assert "| kv | removed from all | 2 | +2.00 ± 1.41 |" in text
+    assert "| composite | removed from all | 2 | +2.00 ± 0.00 |" in text
+    once = "\n".join(
+        edit_ablation.table(edit_ablation.aggregate(ONCE_ROWS), edit_ablation.effects(ONCE_ROWS))
+    )
+    assert "| base | deterministic: run once | 2 | 15.00 ± 0.00 | 20.50 ± 0.00 |" in once
+    assert "| kv | added to base | both deterministic: run once | +2.50 ± 0.00 |" in once
+    assert "| auto-mask | added to base | 2 (off: deterministic: run once) | +2.00 ± 1.41 |" in once
     identity = [{**_row("identity", 0, 0, 100.0, 0.0), "seed": None}]
     settings = {"model": "fake", "pairs": 2}
     edit_ablation.write_results(tmp_path, settings, ROWS + identity, random_model=True)
     md = (tmp_path / "edit_ablation.md").read_text()
     assert "RANDOM WEIGHTS" in md and "identity` accuracy: 0.000" in md
     assert (tmp_path / "edit_ablation.png").stat().st_size > 1000
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe(tiny_checkpoint):
+    import torch
+
+    from flowstudio.pipeline import WanVideoPipeline
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the tiny model is latency-bound; a shared machine's threads only wait
+    yield WanVideoPipeline.from_pretrained(tiny_checkpoint, device="cpu")
+    torch.set_num_threads(before)
+
+
+def test_a_configuration_called_deterministic_gives_one_edit_for_two_seeds(tiny_pipe):
+    import torch
+
+    pair = edit_ablation.make_pairs(1, 5, 32)[0]
+    configs = edit_ablation.configurations()
+    once = edit_ablation.run_once(configs)
+    assert once  # the rule leaves something to check
+    for name in sorted(once):
+        options = edit_ablation.options_for(configs[name], 2)
+        first, _ = edit_ablation.edit_pair(tiny_pipe, pair, options, seed=0, device="cpu")
+        other, _ = edit_ablation.edit_pair(tiny_pipe, pair, options, seed=7, device="cpu")
+        assert torch.equal(first.latents, other.latents), f"{name}: seeds 0 and 7 gave different latents"
+        assert np.array_equal(first.frames, other.frames), f"{name}: seeds 0 and 7 gave different frames"
+
+
+def test_the_run_edits_a_seed_dependent_configuration_per_seed_and_a_deterministic_one_once(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    out = tmp_path / "ablation"
+    argv = [
+        "edit_ablation.py",
+        "--model",
+        str(tiny_checkpoint),
+        "--pairs",
+        "1",
+        "--seeds",
+        "2",
+        "--steps",
+        "2",
+        "--frames",
+        "5",
+        "--size",
+        "32",
+        "--configs",
+        "base",
+        "+auto-mask",
+        "--out",
+        str(out),
+    ]
+    monkeypatch.setattr(sys, "argv", argv)
+    edit_ablation.main()
+    lines = (out / "edit_ablation_progress.jsonl").read_text().splitlines()[1:]
+    made = sorted((r["config"], r["seed"]) for r in map(json.loads, lines) if r["config"] != "identity")
+    assert made == [("+auto-mask", 0), ("+auto-mask", 1), ("base", 0)]
+    result = json.loads((out / "edit_ablation.json").read_text())
+    assert result["settings"]["run_once"] == ["base"]
+    assert result["aggregate"]["base"]["runs"] == "once: deterministic"
+    assert result["aggregate"]["+auto-mask"]["psnr"]["seeds"] == 2
+    assert "| base | deterministic: run once |" in (out / "edit_ablation.md").read_text()

@@ -23,6 +23,7 @@ from typing import Any
 _EXPORTS = {
     "EditResult": "api",
     "edit": "api",
+    "depends_on_seed": "api",
     "resolve_settings": "api",
     "write_outputs": "api",
     "AttentionShareConfig": "attention_share",
@@ -58,6 +59,7 @@ __all__ = [
     "InjectionConfig",
     "MemoryEstimate",
     "RescheduleConfig",
+    "depends_on_seed",
     "edit",
     "estimate_memory",
     "resolve_settings",

@@ -249,6 +249,32 @@ def _feature_controls(
     return controls, {"source_features": mode, "feature_cache_estimate_bytes": cache_bytes}
 
 
+def _change_composite_only(blend: BlendConfig) -> bool:
+    """A change-mask composite without latent blending: it needs no blending mask (nor its model call)."""
+    return blend.composite_mask == "change" and blend.strength == 0
+
+
+def depends_on_seed(settings: EditSettings, mask: MaskInput = None, box: Any = None) -> bool:
+    """Whether :func:`edit` with these settings and this ``mask`` / ``box`` draws random numbers, so
+    that its ``seed`` can change the result.
+
+    Three things draw from the seed's generator: FlowEdit's fresh noise at every step, the SDEdit start
+    (``reschedule.mode == "noise"``), and the automatic blending mask (it noises the source before its
+    probe call; used when blending is on, by ``blend`` or ``mask="auto"``, and neither a mask nor a box
+    is given, unless the blend is only a change-mask composite). Everything else (the inversion
+    editors, K/V sharing, feature injection, blending with a given mask, pixel composites) is
+    deterministic: two seeds give the same edit bit for bit. Errs on the safe side (FlowEdit with
+    ``n_max=0`` draws nothing but counts as seed-dependent).
+    """
+    region = box is not None or (mask is not None and not (isinstance(mask, str) and mask == "auto"))
+    blend = settings.blend
+    if blend is None and (mask is not None or box is not None):
+        blend = BlendConfig()  # as edit() does: a mask or box turns blending on with its defaults
+    auto_mask_used = blend is not None and not _change_composite_only(blend) and not region
+    sdedit = settings.reschedule.mode == "noise" and settings.reschedule.strength > 0
+    return settings.method == "flowedit" or sdedit or auto_mask_used
+
+
 def _mask_description(mask: MaskInput, box: Any) -> str | None:
     if box is not None:
         return f"box {tuple(int(v) for v in box)}"
@@ -375,9 +401,7 @@ def edit(
     if s.blend is None and (pixel_mask is not None or mask is not None):
         s = s.replace(blend=BlendConfig())  # a mask was given: blend with the default settings
     blend_mask = None
-    # a change-mask composite without latent blending needs no blending mask (and its model calls)
-    composite_only = s.blend is not None and s.blend.composite_mask == "change" and s.blend.strength == 0
-    if s.blend is not None and not composite_only:
+    if s.blend is not None and not _change_composite_only(s.blend):
         blend_mask = _blend_mask(s.blend, pixel_mask, pipe, denoiser, x_src, source, target, generator, info)
     job = EditJob(
         denoiser=denoiser,
