@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 
 import numpy as np
 import pytest
@@ -67,6 +68,76 @@ def test_migration_makes_the_board_tables_beside_the_job_store(tmp_path):
         "board_likert",
     } <= tables
     assert version == [("b0003",)]
+
+
+def _method_rows(db, name):
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            "select id, description from board_methods where name = ?", (name,)
+        ).fetchall()
+
+
+def test_two_first_submissions_of_one_new_method_make_one_row_and_no_error(tmp_path):
+    """Two stores (two servers, or two requests) on one SQLite file create the same new method at once.
+
+    A barrier holds each one right after its "does it exist?" check until both have seen "no", so
+    both go on to insert: the order that used to end in an IntegrityError (a 500 on upload)."""
+    db = tmp_path / "board.sqlite"
+    stores = [BoardStore(db), BoardStore(db)]
+    both_checked = threading.Barrier(2, timeout=10)
+    for store in stores:
+        check = store.method
+
+        def held_check(name, check=check, store=store):
+            found = check(name)
+            if not getattr(store, "_checked", False):  # only the first look (the check), not a re-read
+                store._checked = True
+                both_checked.wait()
+            return found
+
+        store.method = held_check
+    results, errors = [None, None], []
+
+    def create(i):
+        try:
+            results[i] = stores[i].ensure_method("fresh-method", description=f"card {i}", submitter=f"u{i}")
+        except Exception as error:  # noqa: BLE001 - collected, asserted empty below
+            errors.append(error)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == [], f"a concurrent first submission raised {errors!r}"
+    rows = _method_rows(db, "fresh-method")
+    assert len(rows) == 1, f"one method row, got {rows}"
+    assert results[0].id == results[1].id == rows[0][0], "both callers get the one row"
+    assert results[0].description == results[1].description == rows[0][1], "the first card is kept"
+    for store in stores:
+        store.close()
+
+
+def test_a_method_created_between_check_and_insert_is_returned(tmp_path):
+    """The same race made deterministic: the row appears after this store's check said "no"."""
+    db = tmp_path / "board.sqlite"
+    mine, other = BoardStore(db), BoardStore(db)
+    first = other.ensure_method("raced", description="the other server's card")
+    real_check, looks = mine.method, []
+
+    def stale_check(name):
+        looks.append(name)
+        return None if len(looks) == 1 else real_check(name)  # the check ran before the other insert
+
+    mine.method = stale_check
+    got = mine.ensure_method("raced", description="my card")
+    assert looks == ["raced", "raced"], "checked, then re-read after the refused insert"
+    assert got.id == first.id and got.description == "the other server's card"
+    assert _method_rows(db, "raced") == [(first.id, "the other server's card")]
+    # a fresh name still inserts on the first try
+    assert mine.ensure_method("brand-new").id != first.id and len(looks) == 3
+    mine.close()
+    other.close()
 
 
 def test_aggregate_is_mean_and_population_std_per_scope():

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from flowstudio.bench.manifest import TestSet
@@ -124,7 +125,13 @@ class BoardStore:
         code: str | None = None,
         submitter: str = "",
     ) -> Method:
-        """The method ``name``, created with this card if new (an existing card is kept as it is)."""
+        """The method ``name``, created with this card if new (an existing card is kept as it is).
+
+        Safe against a concurrent first submission of the same name (another request, or another
+        server on the same database): the name is unique in the database, so the slower insert fails
+        with an ``IntegrityError``, rolls back, and returns the row the faster one made instead of
+        answering 500.
+        """
         existing = self.method(name)
         if existing is not None:
             return existing
@@ -136,8 +143,14 @@ class BoardStore:
             submitter=submitter,
             created_at=time.time(),
         )
-        with self._session() as session, session.begin():
-            session.add(method)
+        try:
+            with self._session() as session, session.begin():
+                session.add(method)
+        except IntegrityError:  # created between our check and our insert: the first card is kept
+            winner = self.method(name)
+            if winner is None:  # not a duplicate name after all: a real error
+                raise
+            return winner
         return method
 
     def add_submission(
