@@ -1,22 +1,30 @@
 """Editing ablations with spread: each control on and off, on the same ShapeWorld pairs, over seeds.
 
 The base editor is the baseline inversion editor (DPM-Solver++ inversion + UniPC, CFG 1 / 5), the one
-method every control applies to. The seven controls:
+method every control applies to. The seven controls, and one extra:
 
-==============  ==========================================================================
-``kv``          attention K/V sharing (concat) over the first half of the steps
-``inject``      feature injection (strength 0.8) over the first 30% of the steps
-``blend``       masked latent blending, with the *true* object masks unless ``auto-mask``
-``auto-mask``   the automatic cross-attention mask instead of the true one (needs ``blend``)
-``composite``   the source's pixels composited back outside the mask (needs ``blend``)
-``reschedule``  partial inversion: start from noise level 0.8 instead of 1
-``solver``      FireFlow as the inversion solver instead of DPM-Solver++
-==============  ==========================================================================
+====================  ====================================================================
+``kv``                attention K/V sharing (concat) over the first half of the steps
+``inject``            feature injection (strength 0.8) over the first 30% of the steps
+``blend``             masked latent blending, with the *true* object masks unless ``auto-mask``
+``auto-mask``         the automatic cross-attention mask instead of the true one (needs
+                      ``blend``)
+``composite``         the source's pixels composited back outside the mask (needs ``blend``)
+``reschedule``        partial inversion: start from noise level 0.8 instead of 1
+``solver``            FireFlow as the inversion solver instead of DPM-Solver++
+``change-composite``  *extra*: the source's pixels pasted back wherever the decoded edit did
+                      not change them (``BlendConfig(strength=0, pixel_composite=True,
+                      composite_mask="change")``: max-RGB difference of 5x5 box-blurred frames
+                      > 0.2, grown 3 px; ``edit_toy``'s ``*+change-composite`` setting); needs no
+                      mask and no latent blending
+====================  ====================================================================
 
-Each is measured both ways: added alone to the base (``+kv``, ...; ``+auto-mask`` and ``+composite``
-come with blending and are compared with ``+blend``) and removed from the editor with every control
-on (``all-kv``, ...), plus ``base`` and ``all``: 16 configurations. Removing ``blend`` from ``all``
-removes the two controls that need it as well (``all-blend`` is "no mask-based control at all").
+Each control is measured both ways: added alone to the base (``+kv``, ...; ``+auto-mask`` and
+``+composite`` come with blending and are compared with ``+blend``) and removed from the editor with
+every control on (``all-kv``, ...), plus ``base`` and ``all``. The extra is only added to the base
+(``+change-composite``, compared with ``base``): it is not part of ``all``, so the ``all`` and
+``all-X`` rows stay as they were. 17 configurations. Removing ``blend`` from ``all`` removes the two
+controls that need it as well (``all-blend`` is "no mask-based control at all").
 Every configuration edits the same pairs (``edit_toy``'s held-out pairs and scoring: PSNR vs the true
 edit, keep PSNR outside the edit, attribute accuracy by the readers, warp error, time) once per seed
 (``--seeds``: the edit's seed, which draws the automatic mask's noise). A configuration that draws no
@@ -30,15 +38,14 @@ reported beside the table: an effect on accuracy means little while no row edits
 
     python benchmarks/edit_ablation.py --model flowstudio/assets/toy-shapes      # 100 pairs x 3 seeds
 
-**The full run (100 pairs x (7 seed-dependent configurations x 3 seeds + 9 deterministic ones run
-once), 3000 edits) is for a session with a model that edits** (see issue 13: on the shipped toy model
+**The full run (100 pairs x (7 seed-dependent configurations x 3 seeds + 10 deterministic ones run
+once), 3100 edits) is for a session with a model that edits** (see issue 13: on the shipped toy model
 no configuration edits more than doing nothing, so the accuracy effects would be noise; keep PSNR
-effects would still be real). It has not
-been run; nothing in ``benchmarks/results/`` comes from this script yet. Rows are appended as they are
-made (``edit_ablation_progress.jsonl``), so an interrupted run resumes (a file written before
-deterministic configurations were run once holds their seed-1/2 repeats: they are left out of every
-mean, after a check that they equal seed 0's); ``--shard K/N`` and ``--merge`` work as in
-``edit_toy.py``. A smoke run (it only proves the script works; never publish it):
+effects would still be real). It has not been run; nothing in ``benchmarks/results/`` comes from this
+script yet. Rows are appended as they are made (``edit_ablation_progress.jsonl``), so an interrupted
+run resumes (a file written before deterministic configurations were run once holds their seed-1/2
+repeats: they are left out of every mean, after a check that they equal seed 0's); ``--shard K/N``
+and ``--merge`` work as in ``edit_toy.py``. A smoke run (it only proves the script works; never publish it):
 
     python benchmarks/edit_ablation.py --model flowstudio/assets/toy-shapes --pairs 2 --seeds 1 \\
         --steps 4 --frames 5 --size 64 --out /tmp/ablation_smoke
@@ -62,6 +69,7 @@ from typing import Any
 import numpy as np
 import torch
 from edit_toy import (  # the editing benchmark's pairs, scoring, identity row and resumable rows
+    CHANGE_COMPOSITE,
     EVAL_SEED,
     RESULTS,
     ROOT,
@@ -86,6 +94,7 @@ from flowstudio.edit import (
 
 logger = logging.getLogger("benchmarks.edit_ablation")
 CONTROLS = ("kv", "inject", "blend", "auto-mask", "composite", "reschedule", "solver")
+EXTRAS = ("change-composite",)  # measured added to the base only: not part of `all`
 NEEDS = {"auto-mask": "blend", "composite": "blend"}  # controls that act on blending's mask
 METRICS = ("psnr", "keep_psnr", "attr_acc", "warp_error", "seconds")
 EFFECT_METRICS = ("keep_psnr", "attr_acc", "psnr", "seconds")
@@ -96,14 +105,17 @@ def options_for(controls: set[str], steps: int) -> dict[str, Any]:
     """``edit()`` options of the base editor with ``controls`` on; ``mask`` is ``"auto"``/``"oracle"``.
 
     Raises:
-        ValueError: an unknown control name, or ``auto-mask`` / ``composite`` without ``blend``.
+        ValueError: an unknown control name, ``auto-mask`` / ``composite`` without ``blend``, or
+            ``change-composite`` with ``blend`` (both set the blending settings).
     """
-    unknown = sorted(controls - set(CONTROLS))
+    unknown = sorted(controls - set(CONTROLS) - set(EXTRAS))
     if unknown:
-        raise ValueError(f"unknown control(s) {unknown}; choose from {', '.join(CONTROLS)}")
+        raise ValueError(f"unknown control(s) {unknown}; choose from {', '.join(CONTROLS + EXTRAS)}")
     orphans = sorted(c for c in controls if c in NEEDS and NEEDS[c] not in controls)
     if orphans:
         raise ValueError(f"control(s) {orphans} act on blending's mask: turn 'blend' on with them")
+    if "change-composite" in controls and "blend" in controls:
+        raise ValueError("'change-composite' is a blend setting of its own: measure it without 'blend'")
     options: dict[str, Any] = {
         "method": "inversion",
         "steps": steps,
@@ -121,13 +133,20 @@ def options_for(controls: set[str], steps: int) -> dict[str, Any]:
         options["reschedule"] = RescheduleConfig(strength=0.8)
     if "solver" in controls:
         options["inversion_solver"] = "fireflow"
+    if "change-composite" in controls:
+        options["blend"] = CHANGE_COMPOSITE  # as edit_toy's *+change-composite rows: no mask needed
     return options
 
 
 def configurations() -> dict[str, set[str]]:
-    """Name -> controls on: ``base``, ``+X`` for each control, ``all``, ``all-X`` for each control."""
+    """Name -> controls on: ``base``, ``+X`` for each control and extra, ``all``, ``all-X`` for each control.
+
+    The extras (``+change-composite``) are measured added to the base only; ``all`` holds the seven
+    controls, so its rows stay comparable with runs made before an extra was added.
+    """
     configs: dict[str, set[str]] = {"base": set()}
     configs |= {f"+{c}": {c, NEEDS[c]} if c in NEEDS else {c} for c in CONTROLS}
+    configs |= {f"+{c}": {c} for c in EXTRAS}
     configs["all"] = set(CONTROLS)
     configs |= {f"all-{c}": set(CONTROLS) - {c} - {d for d, n in NEEDS.items() if n == c} for c in CONTROLS}
     return configs
@@ -230,16 +249,16 @@ def effects(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """Control -> context -> metric -> effect of turning it on (on minus off), mean +- std over seeds.
 
     Contexts: ``"added to base"`` (``+X`` minus ``base``; for a control that needs blending, minus
-    ``+blend``) and ``"removed from all"`` (``all`` minus ``all-X``). Only seeds present in both rows
-    count; a missing row gives no entry. A deterministic side (run once) enters every seed of the
-    other side with its one value; with both sides deterministic the effect is one difference
-    (std 0). ``runs`` says which: ``"per seed"``, ``"off run once"``, ``"on run once"`` or
+    ``+blend``) and ``"removed from all"`` (``all`` minus ``all-X``; not for the extras). Only seeds
+    present in both rows count; a missing row gives no entry. A deterministic side (run once) enters
+    every seed of the other side with its one value; with both sides deterministic the effect is one
+    difference (std 0). ``runs`` says which: ``"per seed"``, ``"off run once"``, ``"on run once"`` or
     ``"once: deterministic"``.
     """
     seeds = per_seed_means(rows)
     once = run_once(seeds)
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for control in CONTROLS:
+    for control in CONTROLS + EXTRAS:
         added_off = f"+{NEEDS[control]}" if control in NEEDS else "base"
         pairs = {"added to base": (f"+{control}", added_off), "removed from all": ("all", f"all-{control}")}
         for context, (on, off) in pairs.items():

@@ -81,6 +81,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 EVAL_SEED = 20261125  # evaluation pairs; must differ from any seed the toy model was trained on
 IDENTITY = "identity"  # the do-nothing edit: the source clip, scored against the target
 ALPHA = 0.05  # one-sided significance level of "edits more than identity"
+# keep the source's pixels wherever the decoded edit did not change them (no mask, no latent blending);
+# edit_ablation measures the same composite added to its base editor
+CHANGE_COMPOSITE = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="change")
 
 
 def configurations(steps: int) -> dict[str, dict[str, Any]]:
@@ -90,7 +93,7 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
     kv = AttentionShareConfig(mode="concat", end=0.5)
     inject = InjectionConfig(end=0.3, strength=0.8)
     half = max(steps // 2, 1)
-    change = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="change")
+    change = CHANGE_COMPOSITE
     return {
         "baseline": {"method": "inversion", **cfg},
         "flowedit": fe,

@@ -49,7 +49,7 @@ ROWS = [
 
 def test_configurations_turn_each_control_on_and_off():
     configs = edit_ablation.configurations()
-    assert len(configs) == 2 + 2 * len(edit_ablation.CONTROLS)
+    assert len(configs) == 2 + 2 * len(edit_ablation.CONTROLS) + len(edit_ablation.EXTRAS) == 17
     assert configs["base"] == set() and configs["+solver"] == {"solver"}
     # removing blending removes the controls that act on its mask; adding them brings blending along
     assert configs["all-blend"] == set(edit_ablation.CONTROLS) - {"blend", "auto-mask", "composite"}
@@ -63,6 +63,32 @@ def test_configurations_turn_each_control_on_and_off():
         edit_ablation.options_for({"lora"}, 10)
     with pytest.raises(ValueError, match="turn 'blend' on"):
         edit_ablation.options_for({"composite"}, 10)
+
+
+def test_the_change_composite_is_added_to_the_base_only():
+    from flowstudio.edit import BlendConfig
+
+    configs = edit_ablation.configurations()
+    assert configs["+change-composite"] == {"change-composite"}
+    assert "change-composite" not in configs["all"] and "all-change-composite" not in configs
+    options = edit_ablation.options_for(configs["+change-composite"], 10)
+    # the base editor plus edit_toy's change composite: no mask, no latent blending
+    base = edit_ablation.options_for(configs["base"], 10)
+    assert {k: v for k, v in options.items() if k != "blend"} == base and "mask" not in options
+    assert options["blend"] == BlendConfig(
+        strength=0.0,
+        pixel_composite=True,
+        composite_mask="change",
+        change_threshold=0.2,
+        change_blur=5,
+        change_grow=3,
+    )
+    assert options["blend"] == edit_ablation.CHANGE_COMPOSITE  # the same setting as edit_toy's rows
+    with pytest.raises(ValueError, match="without 'blend'"):
+        edit_ablation.options_for({"change-composite", "blend"}, 10)
+    rows = [_row("base", 0, 0, 20.0, 0.0), _row("+change-composite", 0, 0, 26.0, 0.0)]
+    eff = edit_ablation.effects(rows)["change-composite"]
+    assert list(eff) == ["added to base"] and eff["added to base"]["keep_psnr"]["mean"] == 6.0
 
 
 def test_only_the_configurations_that_draw_noise_run_per_seed():
@@ -83,6 +109,7 @@ def test_only_the_configurations_that_draw_noise_run_per_seed():
     }
     assert edit_ablation.seeds_for(configs["base"], 3) == [0]
     assert edit_ablation.seeds_for(configs["all-auto-mask"], 3) == [0]  # true masks: nothing random
+    assert edit_ablation.seeds_for(configs["+change-composite"], 3) == [0]  # no mask needed
     assert edit_ablation.run_once(["base", "+blend", "all", "not-a-config"]) == {"base", "+blend"}
 
 
