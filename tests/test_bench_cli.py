@@ -308,3 +308,53 @@ def test_run_refuses_bad_engine_options_before_anything_runs(testset, tmp_path, 
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not out.exists()
+
+
+class _Halfway:
+    """The mean of the source and the ground truth: an output every metric scores off its bound."""
+
+    settings = {"model": None, "steps": 0}
+
+    def __call__(self, case, out_dir, seed):
+        return ((case.load_source().astype(np.uint16) + case.load_target()) // 2).astype(np.uint8)
+
+
+def test_run_and_score_with_workers_give_the_same_numbers(testset, tmp_path, monkeypatch):
+    """--workers N reaches score_case(workers=N) (the frame-parallel scorer) and changes no number."""
+    from flowstudio.bench.metrics import content_cache, parallel
+
+    register_method("test-halfway-workers", _Halfway(), overwrite=True)
+    calls: list[int] = []
+    original = parallel.prefill
+
+    def spy(inputs, workers):
+        calls.append(workers)
+        return original(inputs, workers)
+
+    monkeypatch.setattr(parallel, "prefill", spy)
+    records = {}
+    for workers in (1, 2):
+        content_cache.clear()  # both cold: the source flows are computed, not read from the cache
+        out = tmp_path / f"w{workers}"
+        args = ["run", "--method", "test-halfway-workers", "--testset", str(testset), "--limit", "2"]
+        result = runner.invoke(bench_app, [*args, "--out", str(out), "--workers", str(workers)])
+        assert result.exit_code == 0, result.output
+        records[workers] = json.loads((out / "results.json").read_text())
+    assert calls == [2, 2], "workers=1 scores in this process; workers=2 prefills each of the 2 cases"
+    one, two = ([(c["id"], c["metrics"]) for c in records[w]["cases"]] for w in (1, 2))
+    assert len(one) == 2 and all(metrics for _, metrics in one)
+    assert one == two, "the frame-parallel scorer must give exactly the one-process numbers"
+    assert "workers" not in records[2]["settings"], "a run may be resumed with another worker count"
+    # bench score: the outputs of the workers=2 run scored again, in 2 processes: the same numbers
+    calls.clear()
+    content_cache.clear()
+    scored = runner.invoke(
+        bench_app,
+        ["score", str(tmp_path / "w2" / "outputs"), "--testset", str(testset), "--limit", "2"]
+        + ["--out", str(tmp_path / "rescored"), "--workers", "2"],
+    )
+    assert scored.exit_code == 0, scored.output
+    again = json.loads((tmp_path / "rescored" / "results.json").read_text())
+    assert [(c["id"], c["metrics"]) for c in again["cases"]] == one and calls == [2, 2]
+    refused = runner.invoke(bench_app, [*args, "--out", str(tmp_path / "w0"), "--workers", "0"])
+    assert refused.exit_code != 0 and not (tmp_path / "w0").exists()

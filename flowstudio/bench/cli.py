@@ -132,6 +132,12 @@ def run(
         help="Engine setting key=value, repeatable (steps=10, target_guidance=7, flowedit.n_avg=2, ...); "
         "used for every case and recorded in results.json.",
     ),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        help="Processes for the per-frame scoring of each case (offline tier; the same numbers). "
+        "1 = this process.",
+    ),
 ) -> None:
     """Edit every case with METHOD and score it; per-case errors are recorded, the run goes on."""
     from flowstudio.bench.methods import configure_method, get_method
@@ -152,6 +158,7 @@ def run(
             seed=seed,
             reference=_reference(reference, weights, device),
             extra_settings={"limit": limit, "reference_tier": reference},
+            workers=workers,
         )
     except FlowstudioError as err:
         _fail(err)
@@ -174,6 +181,12 @@ def score(
     reference: bool = typer.Option(False, "--reference", help="Also compute the reference tier."),
     weights: Path | None = typer.Option(None, help="Weights config for the reference tier."),
     device: str = typer.Option("cpu", help="Torch device of the reference-tier models."),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        help="Processes for the per-frame scoring of each case (offline tier; the same numbers). "
+        "1 = this process.",
+    ),
 ) -> None:
     """Score outputs made by any tool; a missing output is recorded as that case's error."""
     from flowstudio.bench.methods import FolderMethod
@@ -192,6 +205,7 @@ def score(
             out,
             reference=_reference(reference, weights, device),
             extra_settings={"limit": limit, "reference_tier": reference},
+            workers=workers,
         )
     except FlowstudioError as err:
         _fail(err)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import numbers
 import os
 import platform
 import time
@@ -80,6 +81,7 @@ def run_benchmark(
     progress: bool = True,
     extra_settings: dict[str, Any] | None = None,
     on_case: Callable[[str, dict[str, Any]], None] | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Run ``method`` on every case of ``testset`` into ``out``, score each output, write ``results.json``.
 
@@ -94,12 +96,17 @@ def run_benchmark(
         progress: show a tqdm bar.
         extra_settings: recorded in the settings (e.g. ``limit``).
         on_case: called with ``(case_id, record)`` after each case.
+        workers: processes for the per-frame work of each case's offline-tier scoring
+            (``score_case(workers=N)``; the same numbers, so not part of the run's settings: a run
+            may be resumed with another count); 1 = this process.
 
     Returns:
         The results dict written to ``out/results.json``.
     """
     from tqdm import tqdm
 
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 1:
+        raise InputError(f"workers must be a whole number >= 1 (1 = no worker processes); got {workers!r}")
     out = check_writable_folder(out, "out")
     settings = run_settings(method_name, method, testset, seed, extra_settings)
     run_file = out / "run.json"
@@ -120,7 +127,7 @@ def run_benchmark(
         if record_file.is_file():
             records[case.id] = json.loads(record_file.read_text(encoding="utf-8"))
             continue
-        record = _run_case(case, method, out, seed, reference)
+        record = _run_case(case, method, out, seed, reference, workers)
         _write_json(record_file, record)
         records[case.id] = record
         if record["status"] == "error":
@@ -145,7 +152,9 @@ def _now() -> str:
     return now()
 
 
-def _run_case(case: Any, method: EditMethod, out: Path, seed: int, reference: Any | None) -> dict[str, Any]:
+def _run_case(
+    case: Any, method: EditMethod, out: Path, seed: int, reference: Any | None, workers: int = 1
+) -> dict[str, Any]:
     record: dict[str, Any] = {"id": case.id, "edit_type": case.edit_type, "tags": list(case.tags)}
     start = time.perf_counter()
     stage = "edit"
@@ -160,7 +169,9 @@ def _run_case(case: Any, method: EditMethod, out: Path, seed: int, reference: An
             record["method_info"] = dict(info)
         save_frames(out / "outputs" / f"{case.id}.npz", frames)
         stage = "score"
-        record.update(status="ok", **score_case(case, frames, reference=reference, source=source))
+        record.update(
+            status="ok", **score_case(case, frames, reference=reference, source=source, workers=workers)
+        )
     except Exception as err:  # noqa: BLE001 - a failed case is recorded, the run goes on
         record.update(
             status="error",
