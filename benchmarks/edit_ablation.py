@@ -25,16 +25,17 @@ every control on (``all-kv``, ...), plus ``base`` and ``all``. The extra is only
 (``+change-composite``, compared with ``base``): it is not part of ``all``, so the ``all`` and
 ``all-X`` rows stay as they were. 17 configurations. Removing ``blend`` from ``all`` removes the two
 controls that need it as well (``all-blend`` is "no mask-based control at all").
-Every configuration edits the same pairs (``edit_toy``'s held-out pairs and scoring: PSNR vs the true
-edit, keep PSNR outside the edit, attribute accuracy by the readers, warp error, time) once per seed
-(``--seeds``: the edit's seed, which draws the automatic mask's noise). A configuration that draws no
-noise (:func:`seed_dependent`, from ``flowstudio.edit.depends_on_seed``: here every one without
-``auto-mask``) gives the same edit at every seed, bit for bit, so it is run once per pair, at seed 0;
-its spread is 0 by construction and the tables say so ("deterministic: run once") rather than show
-three seeds that were not run. Results: mean +- std over seeds of the per-seed means over pairs, and
-each control's effect (on minus off, per seed, then mean +- std; a run-once side enters every seed
-with its one value), as ``edit_ablation.{json,md,png}``. The do-nothing ``identity`` row's accuracy is
-reported beside the table: an effect on accuracy means little while no row edits more than identity.
+Every configuration edits the same pairs (``edit_toy``'s held-out pairs, scoring and VAE cache: PSNR vs
+the true edit, keep PSNR outside the edit, attribute accuracy by the readers, warp error, time as if
+uncached) once per seed (``--seeds``: the edit's seed, which draws the automatic mask's noise). A
+configuration that draws no noise (:func:`seed_dependent`, from ``flowstudio.edit.depends_on_seed``:
+here every one without ``auto-mask``) gives the same edit at every seed, bit for bit, so it is run once
+per pair, at seed 0; its spread is 0 by construction and the tables say so ("deterministic: run once")
+rather than show three seeds that were not run. Results: mean +- std over seeds of the per-seed means
+over pairs, and each control's effect (on minus off, per seed, then mean +- std; a run-once side enters
+every seed with its one value), as ``edit_ablation.{json,md,png}``. The do-nothing ``identity`` row's
+accuracy is reported beside the table: an effect on accuracy means little while no row edits more than
+identity.
 
     python benchmarks/edit_ablation.py --model flowstudio/assets/toy-shapes      # 100 pairs x 3 seeds
 

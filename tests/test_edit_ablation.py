@@ -275,3 +275,24 @@ def test_the_run_edits_a_seed_dependent_configuration_per_seed_and_a_determinist
     assert result["aggregate"]["base"]["runs"] == "once: deterministic"
     assert result["aggregate"]["+auto-mask"]["psnr"]["seeds"] == 2
     assert "| base | deterministic: run once |" in (out / "edit_ablation.md").read_text()
+
+
+def test_the_vae_cache_changes_no_result_and_rows_keep_the_cost_of_an_edit_alone(tiny_pipe):
+    from flowstudio.pipeline import WanVideoPipeline
+
+    pair = edit_ablation.make_pairs(1, 5, 32)[0]
+    configs = edit_ablation.configurations()
+    cached = WanVideoPipeline(tiny_pipe.components, device="cpu", vae_cache_bytes=2**24)
+    _, blend = edit_ablation.edit_pair(
+        cached, pair, edit_ablation.options_for(configs["+blend"], 2), seed=0, device="cpu"
+    )
+    assert blend["vae_cached_seconds"] == 0.0  # the first edit of the pair computes everything
+    composite = edit_ablation.options_for(configs["+composite"], 2)
+    result, row = edit_ablation.edit_pair(cached, pair, composite, seed=0, device="cpu")
+    expected, plain = edit_ablation.edit_pair(tiny_pipe, pair, composite, seed=0, device="cpu")
+    assert np.array_equal(result.frames, expected.frames)
+    assert all(row[m] == plain[m] for m in ("psnr", "keep_psnr", "attr_read", "warp_error"))
+    # the source's encoding and +blend's decoding (the same latents: the composite acts on pixels) were
+    # served from the cache; their compute time is in the row's seconds
+    assert cached.vae_cache.hits == 2 and row["vae_cached_seconds"] > 0.0
+    assert row["seconds"] >= row["vae_cached_seconds"]

@@ -217,3 +217,44 @@ def test_the_prompt_cache_is_bounded_and_keeps_recent_prompts(tiny_checkpoint):
     assert list(pipe._prompt_cache) == ["a red ball", "a green cup"]
     again = pipe.encode_prompt("a blue box")
     assert len(pipe._prompt_cache) == 2 and torch.equal(again, pipe.encode_prompt("a blue box"))
+
+
+def test_the_vae_cache_serves_exact_copies_and_counts_the_time_saved(pipe):
+    """Same input bytes -> the result computed before, bit for bit, as a copy; off by default."""
+    from flowstudio.pipeline import WanVideoPipeline
+
+    clip = np.stack([_image(32, 64, seed) for seed in range(5)])
+    assert pipe.vae_cache.max_bytes == 0  # off unless asked for
+    plain = pipe.encode_video(clip)
+    cached = WanVideoPipeline(pipe.components, device="cpu", vae_cache_bytes=2**20)
+    first = cached.encode_video(clip)
+    again = cached.encode_video(clip.copy())  # another array with the same content
+    assert torch.equal(first, plain) and torch.equal(again, plain)
+    assert cached.vae_cache.hits == 1 and cached.vae_cache.saved_seconds > 0.0
+    again.add_(1.0)  # a caller changing its result in place does not change the cache
+    assert torch.equal(cached.encode_video(clip), plain)
+    other = clip.copy()
+    other[0, 0, 0, 0] ^= 1  # one bit differs: a miss, computed afresh
+    assert torch.equal(cached.encode_video(other), pipe.encode_video(other)) and cached.vae_cache.hits == 2
+    frames = cached.decode_latents(plain)
+    assert np.array_equal(frames, pipe.decode_latents(plain))
+    assert np.array_equal(cached.decode_latents(plain.clone()), frames) and cached.vae_cache.hits == 3
+
+
+def test_the_vae_cache_keeps_to_its_byte_budget_least_recent_out(pipe):
+    from flowstudio.pipeline import VaeCache
+
+    cache = VaeCache(max_bytes=3 * 400)  # three 400-byte entries
+    arrays = [np.full((10, 10), i, dtype=np.float32) for i in range(4)]  # 400 bytes each
+    keys = [VaeCache.key("decode", a) for a in arrays]
+    for key, a in zip(keys[:3], arrays[:3], strict=True):
+        cache.put(key, a, 0.5)
+    assert cache.get(keys[0]) is not None  # now the most recent
+    cache.put(keys[3], arrays[3], 0.5)  # evicts keys[1], the least recently used
+    assert cache.get(keys[1]) is None and cache.get(keys[2]) is not None and cache.get(keys[3]) is not None
+    assert cache.hits == 3 and cache.saved_seconds == 1.5
+    cache.put(VaeCache.key("decode", np.zeros(1000, np.float32)), np.zeros(1000, np.float32), 1.0)
+    assert len(cache._items) == 3  # larger than the whole budget: not kept, nothing evicted for it
+    assert VaeCache.key("encode", arrays[0]) != keys[0]  # the kind is part of the key
+    bf16 = torch.ones(2, 3, dtype=torch.bfloat16)  # any tensor dtype hashes (numpy has no bfloat16)
+    assert VaeCache.key("decode", bf16) != VaeCache.key("decode", bf16.float())
