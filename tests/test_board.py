@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,6 +278,36 @@ def test_cli_seed_and_help(runs, tmp_path):
     )
     assert bad.exit_code == 2 and "no results file" in bad.output
     assert runner.invoke(app, ["board", "serve", "--help"]).exit_code == 0
+
+
+def test_seed_without_files_lists_a_run_committed_twice_once(runs, tmp_path, monkeypatch):
+    """Found results files with the same method, set build and numbers (a benchmark anchor and the
+    board's seed of one run) give one row; the second is skipped with its twin named."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from flowstudio.board import seed
+    from flowstudio.cli import app
+
+    testset, files = runs
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = Path(shutil.copy(files["identity"], tmp_path / "a" / "anchor_identity.json"))
+    second = Path(shutil.copy(files["identity"], tmp_path / "b" / "seed_identity.json"))
+    found = [first, second, files["ground-truth"]]
+    monkeypatch.setattr(seed, "default_files", lambda: found)
+    db = tmp_path / "twice.sqlite"
+    result = CliRunner().invoke(app, ["board", "seed", "--testset", str(testset.path), "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert f"skipped {second}: the same run as {first}" in result.output
+    store = BoardStore(db)
+    names = [r.method.name for r in store.leaderboard(testset.name)]
+    store.close()
+    assert sorted(names) == ["ground-truth", "identity"], names
+    identity = read_results(files["identity"])
+    assert seed.run_fingerprint(identity) == seed.run_fingerprint(read_results(second))
+    assert seed.run_fingerprint(identity) != seed.run_fingerprint(read_results(files["ground-truth"]))
 
 
 def test_a_subset_run_is_listed_unranked_after_full_runs(runs, tmp_path):

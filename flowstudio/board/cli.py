@@ -111,7 +111,13 @@ def seed(
     from flowstudio.jobs.errors import cli_errors
 
     with cli_errors():
-        from flowstudio.board.seed import check_run, default_files, run_and_seed, seed_results
+        from flowstudio.board.seed import (
+            check_run,
+            default_files,
+            run_and_seed,
+            run_fingerprint,
+            seed_results,
+        )
         from flowstudio.board.store import BoardStore
         from flowstudio.errors import InputError
         from flowstudio.metrics.results import read_results
@@ -124,11 +130,20 @@ def seed(
             found = not files and not run
             if found:
                 files = default_files()
+            seeded: dict[str, Path] = {}
             for path in files:
                 if found:  # files found by looking: one for another build of the set is skipped, said why
-                    problems = check_run(read_results(path), chosen, str(path))
+                    results_found = read_results(path)
+                    problems = check_run(results_found, chosen, str(path))
                     if problems:
                         typer.echo(f"skipped {'; '.join(problems)}")
+                        continue
+                    # the same run committed twice (a benchmark's anchor and the board's seed): one row
+                    twin = seeded.setdefault(run_fingerprint(results_found), path)
+                    if twin != path:
+                        typer.echo(
+                            f"skipped {path}: the same run as {twin} (method, set build, every number)"
+                        )
                         continue
                 sub = seed_results(store, chosen, path)
                 typer.echo(f"{path}: {sub.cases_scored} cases, composite {sub.composite}")

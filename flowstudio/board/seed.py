@@ -9,6 +9,8 @@ the same :meth:`BoardStore.record_results` the worker uses. :func:`run_and_seed`
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,20 @@ def seed_results(store: BoardStore, testset: TestSet, path: str | Path) -> Submi
     store.record_results(submission.id, results, from_status=("seeding", "scored", "queued"))
     log.info("seeded %s from %s (%d cases)", name, file, len(results["cases"]))
     return store.submission(submission.id) or submission
+
+
+def run_fingerprint(results: dict[str, Any]) -> str:
+    """What makes two results files one run for the board: the method, the build of the set, and every
+    case's id and numbers. ``board seed`` without files skips a file whose fingerprint it has already
+    seeded (e.g. ``bench_sanity_identity.json`` and ``board_seed_identity.json``), so the board does
+    not list one run twice."""
+    settings = results.get("settings") or {}
+    key = {
+        "method": settings.get("method"),
+        "manifest_sha256": (settings.get("testset") or {}).get("manifest_sha256"),
+        "cases": [[c.get("id"), c.get("metrics")] for c in results.get("cases", [])],
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def default_files(folder: Path = DEFAULT_RESULTS) -> list[Path]:
