@@ -3,7 +3,8 @@ another clip's audio and silence.
 
 On held-out TalkingShapes items (seed 4242, 6 chunks) the video flow-matching loss is computed on the
 mouth region only (``mouth_weight`` huge: the weighted mean is the mouth's), with fixed noise draws,
-three times: with each item's own audio, with the audio of the next item (shuffled) and with zeros.
+three times: with each item's own audio, with the audio of the next item (shuffled) and with silence
+(``silent_features``: zeros, the same condition as audio guidance's negative branch and audio dropout).
 ``reliance = 1 - right / shuffled``: 0 when the model ignores the audio. A cheap training-time
 diagnostic beside lip-sync (``avatar eval``), which needs whole generated clips.
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 
 from flowstudio import __version__
+from flowstudio.avatar.model.audio import silent_features
 from flowstudio.avatar.model.dualforce import DualForceModel
 from flowstudio.avatar.training.toy_data import TalkingShapesDataset
 from flowstudio.avatar.training.train import training_step
@@ -35,7 +37,7 @@ def reliance(checkpoint: Path, items: int = 32, draws: int = 4, seed: int = 4242
     variants = {
         "right": batch,
         "shuffled": {**batch, "audio": batch["audio"][torch.roll(torch.arange(items), 1)]},
-        "silent": {**batch, "audio": torch.zeros_like(batch["audio"])},
+        "silent": {**batch, "audio": silent_features(batch["audio"])},
     }
     out = {}
     for name, b in variants.items():

@@ -38,6 +38,9 @@ def generate_command(
     steps: int | None = typer.Option(None, help="Denoising steps per chunk, >= 1 (default: config)."),
     seed: int = typer.Option(0, help="Noise seed."),
     device: str = typer.Option("cpu", help="torch device."),
+    audio_guidance: float = typer.Option(
+        1.0, help="Classifier-free guidance on the audio against silence; 1 = off, > 1 costs 2x compute."
+    ),
 ) -> None:
     """Stream a talking-head video chunk by chunk; write it with the audio, and a JSON record beside it."""
     from flowstudio.jobs import AvatarRequest, run
@@ -45,7 +48,14 @@ def generate_command(
 
     with cli_errors():
         request = AvatarRequest(
-            image=image, audio=audio, out=out, checkpoint=checkpoint, steps=steps, seed=seed, device=device
+            image=image,
+            audio=audio,
+            out=out,
+            checkpoint=checkpoint,
+            steps=steps,
+            seed=seed,
+            device=device,
+            audio_guidance=audio_guidance,
         )
         with console_progress() as progress:
             report = run(request, progress=progress).engine
@@ -155,6 +165,9 @@ def eval_command(
     seed: int = typer.Option(0, help="Noise seed when generating."),
     device: str = typer.Option("cpu", help="torch device."),
     max_offset: int = typer.Option(5, help="Lip-sync: largest audio-video lag searched, frames."),
+    audio_guidance: float = typer.Option(
+        1.0, help="When generating: guidance on the audio against silence; 1 = off, > 1 costs 2x compute."
+    ),
 ) -> None:
     """Score talking heads on the TalkingShapes world: lip-sync, structure, identity, flicker, FVD-style."""
     from rich.console import Console
@@ -186,6 +199,7 @@ def eval_command(
                 features=features,
                 save_dir=save,
                 max_offset=max_offset,
+                audio_guidance=audio_guidance,
             )
     except FlowstudioError as error:
         _fail(error)

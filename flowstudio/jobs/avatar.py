@@ -28,6 +28,7 @@ def run_avatar(request: AvatarRequest, model: Any = None, progress: ProgressFn |
         seed=request.seed,
         device=request.device,
         progress=progress,
+        audio_guidance=request.audio_guidance,
     )
     done = time.perf_counter()
     report = made.report
@@ -37,7 +38,12 @@ def run_avatar(request: AvatarRequest, model: Any = None, progress: ProgressFn |
         videos={"video": made.video},
         fps=made.fps,
         request=request.model_dump(mode="json"),
-        settings={"steps": report.steps, "seed": request.seed, "reference_image": report.reference_image},
+        settings={
+            "steps": report.steps,
+            "seed": request.seed,
+            "reference_image": report.reference_image,
+            "audio_guidance": request.audio_guidance,
+        },
         seed=request.seed,
         model_calls=made.model_calls,
         timings={"load": made.load_seconds, "run": report.wall_seconds, "total": done - start},

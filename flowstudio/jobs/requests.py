@@ -197,6 +197,8 @@ class AvatarRequest(_Strict):
     steps: whole(1, "; denoising steps per chunk, or None for the config's") | None = None
     seed: whole() = 0
     device: Device = "cpu"
+    # classifier-free guidance on the audio against silence (flowstudio.avatar.inference.streaming)
+    audio_guidance: number(minimum=0.0, what="; 1 disables audio guidance (2x compute above)") = 1.0
 
 
 #: Any request, told apart by ``kind`` (what a REST endpoint or a JSON record holds).

@@ -464,6 +464,7 @@ def generate_clip(
     *,
     steps: int | None = None,
     seed: int = 0,
+    audio_guidance: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stream a clip from ``image`` and ``waveform``: frames uint8 ``(T, H, W, 3)`` and the structure
     latent ``(T, C_s)`` the structure tower generated alongside (raw scale: denormalised with the
@@ -486,7 +487,10 @@ def generate_clip(
     reference = codec.encode_image(image).to(param.device, param.dtype)
     generator = torch.Generator(device=param.device).manual_seed(seed)
     frames, rows = [], []
-    for chunk in stream_latents(model, reference, features, steps=steps, generator=generator):
+    chunks = stream_latents(
+        model, reference, features, steps=steps, generator=generator, audio_guidance=audio_guidance
+    )
+    for chunk in chunks:
         frames.append(codec.decode(chunk.video))
         struct = chunk.struct[0].float()
         denormalize = getattr(cfg.structure, "denormalize", None)
@@ -506,6 +510,7 @@ def evaluate_model(
     save_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     on_clip: Callable[[str, float], None] | None = None,
+    audio_guidance: float = 1.0,
     **options: Any,
 ) -> dict[str, Any]:
     """Generate each dataset clip from its first frame and its audio, then score (module docstring).
@@ -516,6 +521,8 @@ def evaluate_model(
             initialised toy model (the report says so) - as ``avatar generate`` does.
         clips: the first ``clips`` clips of the manifest (``None``: all).
         steps, seed, device: generation settings.
+        audio_guidance: classifier-free guidance on the audio against silence when generating (1: off;
+            :func:`~flowstudio.avatar.inference.streaming.stream_latents`).
         features: toy feature extractor folder for ``fvd_toy``.
         save_dir: also write each generated clip there (``clip_XXXXX.mp4`` with audio and
             ``clip_XXXXX.npz`` with its structure), so it can be scored again with ``--generated``.
@@ -558,7 +565,9 @@ def evaluate_model(
         reference = _fit_size(truth.frames[0], height, width, f"dataset clip {_stem(record)}")
         start = time.perf_counter()
         try:
-            frames, structure = generate_clip(model, reference, wave, rate, steps=steps, seed=seed)
+            frames, structure = generate_clip(
+                model, reference, wave, rate, steps=steps, seed=seed, audio_guidance=audio_guidance
+            )
         except FlowstudioError as err:
             raise type(err)(f"dataset clip {_stem(record)}: {err}") from err
         took = time.perf_counter() - start
@@ -598,6 +607,7 @@ def evaluate_model(
         image_size=[height, width],
         steps=steps or cfg.forcing.inference_steps,
         seed=seed,
+        audio_guidance=float(audio_guidance),
         device=str(device),
         clips=len(items),
         generation_seconds=round(wall, 2),

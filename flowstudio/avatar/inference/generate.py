@@ -48,6 +48,7 @@ class GenerateReport:
     first_chunk_seconds: float
     steps: int
     reference_image: str = ""
+    audio_guidance: float = 1.0
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -100,10 +101,13 @@ def synthesize(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int, str], None] | None = None,
+    audio_guidance: float = 1.0,
 ) -> Synthesis:
     """Stream a talking head from a reference image and an audio file (nothing written).
 
     ``model``: an already loaded model (``checkpoint`` then only names it in the report).
+    ``audio_guidance``: classifier-free guidance on the audio against silence, 1 = off
+    (:func:`~flowstudio.avatar.inference.streaming.stream_latents`); each forward then carries 2 rows.
     ``progress(chunk, chunks, "chunk")`` is called after each chunk.
     """
     if steps is not None:
@@ -133,7 +137,17 @@ def synthesize(
     calls = [0]
     hook = model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
     try:
-        frames = list(stream_frames(model, picture, features, steps=steps, seed=seed, callback=on_chunk))
+        frames = list(
+            stream_frames(
+                model,
+                picture,
+                features,
+                steps=steps,
+                seed=seed,
+                callback=on_chunk,
+                audio_guidance=audio_guidance,
+            )
+        )
     finally:
         hook.remove()
     wall = time.perf_counter() - start
@@ -151,6 +165,7 @@ def synthesize(
         first_chunk_seconds=timings[0] if timings else wall,
         steps=steps or cfg.forcing.inference_steps,
         reference_image=reference_note,
+        audio_guidance=float(audio_guidance),
     )
     span = waveform[: int(round(seconds * rate))]  # 4. the audio of the generated span
     return Synthesis(video, span, rate, fps, report, load_seconds, calls[0])
@@ -165,9 +180,11 @@ def generate(
     steps: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    audio_guidance: float = 1.0,
 ) -> GenerateReport:
     """Generate a talking-head mp4 (audio muxed) and its JSON record from a reference image and audio.
 
+    ``audio_guidance``: classifier-free guidance on the audio against silence (1 = off).
     ``steps`` (denoising steps per chunk, ``None``: the config's) must be a whole number >= 1; a
     reference image of another size than the model's is fitted by :data:`REFERENCE_POLICY`. Runs
     :func:`flowstudio.jobs.run` on an :class:`~flowstudio.jobs.AvatarRequest`.
@@ -175,7 +192,14 @@ def generate(
     from flowstudio.jobs import AvatarRequest, run
 
     request = AvatarRequest(
-        image=image, audio=audio, out=out, checkpoint=checkpoint, steps=steps, seed=seed, device=str(device)
+        image=image,
+        audio=audio,
+        out=out,
+        checkpoint=checkpoint,
+        steps=steps,
+        seed=seed,
+        device=str(device),
+        audio_guidance=audio_guidance,
     )
     return run(request).engine
 

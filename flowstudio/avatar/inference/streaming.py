@@ -14,6 +14,17 @@ committed once. When a chunk leaves the window the cache re-rotates the keys it 
 window-relative positions (:mod:`flowstudio.avatar.model.kv_cache`), so a stream has no length limit
 and its memory and per-chunk time stay flat. Profiling goes through ``callback(info)``, never through
 flags in the loop.
+
+**Audio guidance** (``audio_guidance`` s, default 1 = off): classifier-free guidance on the audio,
+``v = v(silence) + s (v(audio) - v(silence))`` = ``v(audio) + (s - 1) (v(audio) - v(silence))`` for
+both the video and the structure velocity, with silence as
+:func:`~flowstudio.avatar.model.audio.silent_features`. The two branches run as the two rows of one
+batch through every call, the sink and the clean commit pass included, so the cache holds one row per
+branch: the silent branch's context keys are those of *the same chosen (guided) chunk* seen with
+silence, i.e. the silent branch is exactly the model's prediction for a silent stream with this video
+history (a full-sequence call with silent audio throughout, as audio dropout trains it; tested against
+that). Cost: every forward carries two rows (about twice the compute). ``s = 1`` takes the one-row path
+and is bit-identical to the sampler without guidance.
 """
 
 from __future__ import annotations
@@ -26,10 +37,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from flowstudio.avatar.model.audio import silent_features
 from flowstudio.avatar.model.codec import ToyCodec
 from flowstudio.avatar.model.diffusion_forcing import chunk_schedule
 from flowstudio.avatar.model.dualforce import DualForceInputs, DualForceModel
 from flowstudio.avatar.model.rates import BlockLayout
+from flowstudio.checks import check_number
+from flowstudio.core.flow import classifier_free_guidance
 from flowstudio.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -54,12 +68,13 @@ def _inputs(
     audio: torch.Tensor,
     reference: torch.Tensor,
 ) -> DualForceInputs:
-    """Chunk inputs with one sigma per modality for all its frames."""
+    """Chunk inputs with one sigma per modality for all its frames (and all batch rows)."""
+    rows = video.shape[0]
     return DualForceInputs(
         video=video,
-        video_sigma=torch.full((1, video.shape[2]), float(video_sigma), device=video.device),
+        video_sigma=torch.full((rows, video.shape[2]), float(video_sigma), device=video.device),
         struct=struct,
-        struct_sigma=torch.full((1, struct.shape[1]), float(struct_sigma), device=video.device),
+        struct_sigma=torch.full((rows, struct.shape[1]), float(struct_sigma), device=video.device),
         audio=audio,
         layout=layout,
         reference=reference,
@@ -67,10 +82,24 @@ def _inputs(
 
 
 def _sink_inputs(model: DualForceModel, reference: torch.Tensor, audio_dim: int) -> DualForceInputs:
-    """Block 0: the clean reference latent, the structure sink token and the null audio token."""
+    """Block 0: the clean reference latent, the structure sink token and the null audio token
+    (one row per row of ``reference``)."""
     layout = BlockLayout.build(model.rates, 0, 0, sink=True)
-    struct = reference.new_zeros(1, 1, model.config.struct.in_channels)
-    return _inputs(layout, reference, 0.0, struct, 0.0, reference.new_zeros(1, 1, audio_dim), reference)
+    rows = reference.shape[0]
+    struct = reference.new_zeros(rows, 1, model.config.struct.in_channels)
+    return _inputs(layout, reference, 0.0, struct, 0.0, reference.new_zeros(rows, 1, audio_dim), reference)
+
+
+def _rows(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """``x`` (one row) repeated as ``rows`` batch rows; unchanged for one row (the unguided path)."""
+    return x if rows == 1 else x.expand(rows, *x.shape[1:])
+
+
+def _guide(velocity: torch.Tensor, scale: float) -> torch.Tensor:
+    """Row 0 (audio) guided away from row 1 (silence) by ``scale``; one row is returned as it is."""
+    if velocity.shape[0] == 1:
+        return velocity
+    return classifier_free_guidance(velocity[:1], velocity[1:], scale)
 
 
 @torch.no_grad()
@@ -82,6 +111,7 @@ def stream_latents(
     steps: int | None = None,
     generator: torch.Generator | None = None,
     callback: Callable[[dict[str, float]], None] | None = None,
+    audio_guidance: float = 1.0,
 ) -> Iterator[Chunk]:
     """Yield chunks of latents as they are generated.
 
@@ -89,7 +119,11 @@ def stream_latents(
         reference: clean reference latent ``(1, C, 1, h, w)``.
         audio: 50 Hz features ``(A, C_a)``; ``A // (8 * frames_per_chunk)`` chunks are generated.
         steps: denoising steps per chunk (default ``forcing.inference_steps``).
+        audio_guidance: classifier-free guidance scale on the audio against silence (module
+            docstring); 1 (default) is off, > 1 pushes the chunk further from what silence would give,
+            at twice the compute.
     """
+    check_number("audio_guidance", audio_guidance, minimum=0.0, what="; 1 is off")
     cfg, rates = model.config, model.rates
     chunks = rates.num_chunks(audio.shape[0])
     if chunks < 1:
@@ -101,21 +135,28 @@ def stream_latents(
     dev, dtype = reference.device, reference.dtype
     sig_v, sig_s = chunk_schedule(cfg.forcing, steps)
     audio = audio.to(dev, dtype)[None]
+    rows = 1
+    if audio_guidance != 1.0:  # row 0 hears the audio, row 1 silence; the cache keeps a row per branch
+        audio, rows = torch.cat([audio, silent_features(audio)]), 2
+        reference = _rows(reference, rows)
     cache = model.new_cache()
     model(_sink_inputs(model, reference, audio.shape[2]), cache=cache, commit=True)  # 1. commit the sink
     for c in range(chunks):
         start = time.perf_counter()
         layout, span = BlockLayout.build(rates, c, c + 1, sink=False), rates.span(c)
         audio_c = audio[:, span.audio[0] : span.audio[1]]
-        shape_v = (1, reference.shape[1], rates.frames_per_chunk, *reference.shape[3:])
+        shape_v = (1, reference.shape[1], rates.frames_per_chunk, *reference.shape[3:])  # one sample
         x_v = torch.randn(shape_v, generator=generator, device=dev, dtype=dtype)  # 2. start from noise
         shape_s = (1, len(layout.struct_ids), cfg.struct.in_channels)
         x_s = sig_s[0] * torch.randn(shape_s, generator=generator, device=dev, dtype=dtype)
         for i in range(len(sig_v) - 1):  # 3. few-step Euler against the read-only cache
-            v_v, v_s = model(_inputs(layout, x_v, sig_v[i], x_s, sig_s[i], audio_c, reference), cache=cache)
-            x_v = x_v + (sig_v[i + 1] - sig_v[i]) * v_v
-            x_s = x_s + (sig_s[i + 1] - sig_s[i]) * v_s
-        model(_inputs(layout, x_v, 0.0, x_s, 0.0, audio_c, reference), cache=cache, commit=True)  # 4. commit
+            step = _inputs(layout, _rows(x_v, rows), sig_v[i], _rows(x_s, rows), sig_s[i], audio_c, reference)
+            v_v, v_s = model(step, cache=cache)
+            x_v = x_v + (sig_v[i + 1] - sig_v[i]) * _guide(v_v, audio_guidance)
+            x_s = x_s + (sig_s[i + 1] - sig_s[i]) * _guide(v_s, audio_guidance)
+        # 4. the clean pass commits the chosen sample in every branch (each with its own audio)
+        clean = _inputs(layout, _rows(x_v, rows), 0.0, _rows(x_s, rows), 0.0, audio_c, reference)
+        model(clean, cache=cache, commit=True)
         if callback is not None:
             took = time.perf_counter() - start
             info = {"chunk": c, "seconds": took, "cache_tokens": cache.video.num_tokens}
@@ -143,14 +184,22 @@ def stream_frames(
     steps: int | None = None,
     seed: int = 0,
     callback: Callable[[dict[str, float]], None] | None = None,
+    audio_guidance: float = 1.0,
 ) -> Iterator[np.ndarray]:
-    """Yield uint8 ``(H, W, 3)`` frames at 25 fps as soon as each chunk is decoded."""
+    """Yield uint8 ``(H, W, 3)`` frames at 25 fps as soon as each chunk is decoded
+    (``audio_guidance``: see :func:`stream_latents`)."""
     check_image(image, model.config.image_size)
     codec = codec or ToyCodec.for_config(model.config)
     param = next(model.parameters())
     reference = codec.encode_image(image).to(param.device, param.dtype)
     generator = torch.Generator(device=param.device).manual_seed(seed)
     for chunk in stream_latents(
-        model, reference, features, steps=steps, generator=generator, callback=callback
+        model,
+        reference,
+        features,
+        steps=steps,
+        generator=generator,
+        callback=callback,
+        audio_guidance=audio_guidance,
     ):
         yield from codec.decode(chunk.video)

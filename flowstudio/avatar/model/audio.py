@@ -160,6 +160,21 @@ class HubertExtractor:
         return out[:frames]
 
 
+def silent_features(features: torch.Tensor) -> torch.Tensor:
+    """The "no audio" condition for ``features`` ``(..., C_a)``: zeros of the same shape.
+
+    One definition for audio guidance's negative branch
+    (:func:`flowstudio.avatar.inference.streaming.stream_latents`), training's audio dropout
+    (``train.audio_dropout``) and ``benchmarks/avatar_audio_reliance.py``'s silence. Zeros rather than the
+    extractor's output for a silent waveform because, for the toy's log-mel, that output is a constant
+    row (``log 1e-5`` in every bin) and :class:`AudioConditioningModule` starts with a LayerNorm, which
+    maps every constant row to the same point as zeros: the two are the same condition to the model
+    (tested). For HuBERT a silent waveform is not constant; zeros are then a fixed null input, which is
+    what audio dropout teaches as the unconditional branch.
+    """
+    return torch.zeros_like(features)
+
+
 def make_extractor(config: AudioConfig, *, device: str | torch.device = "cpu") -> AudioFeatureExtractor:
     """The extractor a config names (HuBERT needs ``hubert_path``)."""
     if config.feature == "logmel":

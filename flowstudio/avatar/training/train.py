@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from flowstudio.avatar.model.audio import silent_features
 from flowstudio.avatar.model.config import DualForceConfig, load_config
 from flowstudio.avatar.model.diffusion_forcing import noise_batch
 from flowstudio.avatar.model.dualforce import DualForceInputs, DualForceModel
@@ -70,6 +71,9 @@ class TrainConfig:
     # extra weight of the mouth region's latent pixels in L_video (0: off; talkingshapes only): the
     # toy's mouth is ~0.5% of the frame, so an unweighted MSE barely asks for lip motion
     mouth_weight: float = 0.0
+    # probability per sample that its audio is replaced by silence (model.audio.silent_features), so
+    # the model also learns an unconditional branch for audio guidance (0: off, the batch unchanged)
+    audio_dropout: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -79,6 +83,9 @@ class TrainConfig:
             raise InputError(f"train: unknown field(s) {unknown}; known: {sorted(known)}")
         if data.get("dataset", "synthetic") not in DATASETS:
             raise InputError(f"train.dataset must be one of {list(DATASETS)}, got {data['dataset']!r}")
+        dropout = data.get("audio_dropout", 0.0)
+        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout <= 1.0:
+            raise InputError(f"train.audio_dropout must be a probability in [0, 1], got {dropout!r}")
         return cls(**data)
 
 
@@ -131,7 +138,10 @@ def make_dataset(model_config: DualForceConfig, train_config: TrainConfig):
         from flowstudio.avatar.training.toy_data import TalkingShapesDataset
 
         return TalkingShapesDataset(
-            model_config, train_config.num_chunks, train_config.dataset_size, train_config.dataset_seed,
+            model_config,
+            train_config.num_chunks,
+            train_config.dataset_size,
+            train_config.dataset_seed,
             mouth_region=train_config.mouth_weight > 0,
         )
     return SyntheticTalkingDataset(
@@ -146,19 +156,28 @@ def training_step(
     generator: torch.Generator,
     config: DualForceConfig | None = None,
     mouth_weight: float = 0.0,
+    audio_dropout: float = 0.0,
 ) -> LossTerms:
     """Noise a batch frame by frame, predict velocities, and weight the loss terms.
 
     ``model`` is what is called: in training the trainer's prepared module (a DDP/FSDP wrapper, which
-    has no ``config``: pass the model's ``config``); elsewhere a plain :class:`DualForceModel`."""
+    has no ``config``: pass the model's ``config``); elsewhere a plain :class:`DualForceModel`.
+    ``audio_dropout``: each sample's whole audio is replaced by silence
+    (:func:`~flowstudio.avatar.model.audio.silent_features`) with this probability, drawn from
+    ``generator`` after the noise (so the noise is the same as without dropout); 0 draws nothing."""
     cfg = config if config is not None else model.config
     noised = noise_batch(batch["video"], batch["struct"], layout, cfg.forcing, generator=generator)
+    audio = batch["audio"]
+    if audio_dropout > 0:
+        # whole samples, as guidance's silent branch sees a silent stream (not silent chunks)
+        drop = torch.rand(audio.shape[0], generator=generator) < audio_dropout
+        audio = torch.where(drop.to(audio.device)[:, None, None], silent_features(audio), audio)
     inputs = DualForceInputs(
         video=noised.video,
         video_sigma=noised.video_sigma,
         struct=noised.struct,
         struct_sigma=noised.struct_sigma,
-        audio=batch["audio"],
+        audio=audio,
         layout=layout,
         reference=batch["video"][:, :, :1],
     )
@@ -179,6 +198,7 @@ def training_step(
             noised.struct_weight,
             cfg.structure,
         ),
+        # the true audio: a plugged-in scorer judges the frames against the speech of the clip
         lip_sync=lip_sync_loss(None, video_x0, batch["audio"]),
     )
 
@@ -225,9 +245,14 @@ def train(
         model.parameters(), lr=train_config.lr, weight_decay=train_config.weight_decay
     )
     settings = TrainerConfig(
-        name="dualforce", steps=train_config.steps, grad_accum=train_config.grad_accum,
-        grad_clip=train_config.grad_clip or None, mixed_precision=train_config.mixed_precision,
-        checkpoint_every=train_config.save_every, log_every=train_config.log_every, progress=True,
+        name="dualforce",
+        steps=train_config.steps,
+        grad_accum=train_config.grad_accum,
+        grad_clip=train_config.grad_clip or None,
+        mixed_precision=train_config.mixed_precision,
+        checkpoint_every=train_config.save_every,
+        log_every=train_config.log_every,
+        progress=True,
         logdir=out / "tensorboard",
     )
     trainer = Trainer(settings, {"model": Part(model, optimizer, lr=constant(train_config.lr))})
@@ -237,7 +262,15 @@ def train(
         if trainer.accelerator.num_processes > 1:  # each process noises its own rows: its own stream
             g = torch.Generator().manual_seed(g.initial_seed() * 64 + trainer.accelerator.process_index)
         data = {k: v.to(trainer.device) for k, v in batch["data"].items()}
-        terms = training_step(module, data, dataset.layout, g, model_config, train_config.mouth_weight)
+        terms = training_step(
+            module,
+            data,
+            dataset.layout,
+            g,
+            model_config,
+            mouth_weight=train_config.mouth_weight,
+            audio_dropout=train_config.audio_dropout,
+        )
         return terms.__dict__
 
     records: list[dict[str, float]] = []
@@ -249,12 +282,21 @@ def train(
         with (out / "metrics.jsonl").open("a") as fh:
             fh.write(json.dumps(record) + "\n")
         if step % train_config.log_every == 0 or step == 1:
-            logger.info("step %d loss %.4f (video %.4f struct %.4f flame %.4f)", step, record["total"],
-                        record["video"], record["struct"], record["flame"])
+            logger.info(
+                "step %d loss %.4f (video %.4f struct %.4f flame %.4f)",
+                step,
+                record["total"],
+                record["video"],
+                record["struct"],
+                record["flame"],
+            )
 
     trainer.fit(
         lambda ctx, batches: ctx.accumulate("model", batches, loss_fn, loss_key="total"),
-        _batch_fn(dataset, train_config), store, on_step=on_step, resume=resume,
+        _batch_fn(dataset, train_config),
+        store,
+        on_step=on_step,
+        resume=resume,
     )
     trainer.accelerator.wait_for_everyone()
     if trainer.is_main_process:
