@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,3 +44,35 @@ def outputs_zip(testset: TestSet, folder: Path, pick: str = "target", **members:
             if data != b"":
                 archive.writestr(name, data)
     return buffer.getvalue()
+
+
+def wipe_board_tables(url: str, *, with_jobs: bool = False) -> None:
+    """Drop the board's tables and version table (and the job store's with ``with_jobs``) from the
+    database at ``url``, so that a test starts from an empty schema. Only tables are touched."""
+    from sqlalchemy import MetaData, create_engine
+
+    engine = create_engine(url)
+    meta = MetaData()
+    meta.reflect(engine)
+    ours = [
+        t
+        for t in meta.sorted_tables
+        if t.name.startswith("board_") or (with_jobs and t.name in ("jobs", "alembic_version"))
+    ]
+    meta.drop_all(engine, tables=ours)
+    engine.dispose()
+
+
+def db_rows(db: str | Path, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    """Rows of a plain SQL query on the board's database (a SQLite path or a URL), read on a fresh
+    connection of its own: what another process would see, not what a store has cached."""
+    from sqlalchemy import create_engine, text
+
+    from flowstudio.board.db import database_url
+
+    engine = create_engine(database_url(db))
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql), params)]
+    finally:
+        engine.dispose()

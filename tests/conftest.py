@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,3 +19,24 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from flowstudio.testing import build_tiny_checkpoint
 
     return build_tiny_checkpoint(tmp_path_factory.mktemp("checkpoints") / "tiny-wan2.2-ti2v", seed=0)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def board_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
+    """The board's database, once per backend: a SQLite file, and PostgreSQL at
+    ``FLOWSTUDIO_TEST_POSTGRES_URL`` (a throwaway database: the board's tables are dropped before and
+    after each test), skipped when that is not set. Yields what ``BoardStore``/``create_app`` take."""
+    if request.param == "sqlite":
+        yield tmp_path / "board.sqlite"
+        return
+    import os
+
+    url = os.environ.get("FLOWSTUDIO_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("FLOWSTUDIO_TEST_POSTGRES_URL is not set")
+    pytest.importorskip("psycopg")
+    from tests.board_fixtures import wipe_board_tables
+
+    wipe_board_tables(url)
+    yield url
+    wipe_board_tables(url)

@@ -4,7 +4,6 @@ the pages and their JSON, the filmstrips of the per-case viewer, the CLI."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from flowstudio.board.seed import seed_results  # noqa: E402
 from flowstudio.board.store import BoardStore  # noqa: E402
 from flowstudio.errors import InputError  # noqa: E402
 from flowstudio.metrics.results import read_results  # noqa: E402
-from tests.board_fixtures import bench_run, tiny_set  # noqa: E402
+from tests.board_fixtures import bench_run, db_rows, tiny_set, wipe_board_tables  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +48,18 @@ def _mean(values):
     return float(np.mean(values))
 
 
-def test_migration_makes_the_board_tables_beside_the_job_store(tmp_path):
+def test_migration_makes_the_board_tables_beside_the_job_store(board_db):
+    from sqlalchemy import inspect
+
     from flowstudio.serve.store import JobStore
 
-    db = tmp_path / "shared.sqlite"
-    JobStore(db).close()
-    BoardStore(db).close()
-    BoardStore(db).close()  # opening again is a no-op upgrade
-    with sqlite3.connect(db) as connection:
-        tables = {r[0] for r in connection.execute("select name from sqlite_master where type='table'")}
-        version = connection.execute("select version_num from board_alembic_version").fetchall()
+    if isinstance(board_db, str):  # PostgreSQL: the job store's tables go too (a throwaway database)
+        wipe_board_tables(board_db, with_jobs=True)
+    JobStore(board_db).close()
+    BoardStore(board_db).close()
+    store = BoardStore(board_db)  # opening again is a no-op upgrade
+    tables = set(inspect(store.engine).get_table_names())
+    store.close()
     assert {
         "jobs",
         "board_methods",
@@ -68,22 +69,78 @@ def test_migration_makes_the_board_tables_beside_the_job_store(tmp_path):
         "board_votes",
         "board_likert",
     } <= tables
-    assert version == [("b0003",)]
+    assert db_rows(board_db, "select version_num from board_alembic_version") == [("b0003",)]
+    if isinstance(board_db, str):
+        wipe_board_tables(board_db, with_jobs=True)
+
+
+def test_a_fresh_database_upgraded_one_revision_at_a_time_equals_the_models(board_db):
+    """b0001, then b0002, then the store's own upgrade to head: the schema the revisions build is the
+    models' (no autogenerate difference, types compared), on each backend."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from flowstudio.board.db import make_engine, upgrade
+    from flowstudio.board.models import Base
+
+    engine = make_engine(board_db)
+    upgrade(engine, "b0001")
+    upgrade(engine, "b0002")
+    engine.dispose()
+    store = BoardStore(board_db)
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "version_table": "board_alembic_version"}
+        )
+        diff = [d for d in compare_metadata(context, Base.metadata) if not _foreign_table(d)]
+    store.close()
+    assert diff == []
+    assert db_rows(board_db, "select version_num from board_alembic_version") == [("b0003",)]
+
+
+def _foreign_table(diff) -> bool:
+    """A difference about a table that is not the board's (the job store's, in a shared database)."""
+    table = diff[1] if diff[0] in ("remove_table", "add_table") else None
+    return table is not None and not table.name.startswith("board_")
+
+
+def _open_store(db, start, errors) -> None:  # in a forked process: one server starting
+    start.wait(30)
+    try:
+        BoardStore(db).close()
+    except Exception as error:  # noqa: BLE001 - reported to the parent, asserted empty there
+        errors.put(repr(error))
+
+
+def test_several_servers_opening_one_fresh_database_at_once_all_start(board_db):
+    """Three processes open one empty database at the same moment (three servers starting): each
+    upgrade waits for the database's lock, so none fails on a table another has just created (before
+    the lock, two of three failed: "table board_alembic_version already exists" on SQLite, a
+    ``pg_type`` unique violation on PostgreSQL)."""
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")  # this process's imports, without re-importing them
+    start, errors = fork.Barrier(3), fork.Queue()
+    workers = [fork.Process(target=_open_store, args=(board_db, start, errors)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    found = [errors.get(timeout=1) for _ in range(errors.qsize())] if not errors.empty() else []
+    assert found == [] and [w.exitcode for w in workers] == [0, 0, 0]
+    assert db_rows(board_db, "select version_num from board_alembic_version") == [("b0003",)]
 
 
 def _method_rows(db, name):
-    with sqlite3.connect(db) as connection:
-        return connection.execute(
-            "select id, description from board_methods where name = ?", (name,)
-        ).fetchall()
+    return db_rows(db, "select id, description from board_methods where name = :name", name=name)
 
 
-def test_two_first_submissions_of_one_new_method_make_one_row_and_no_error(tmp_path):
+def test_two_first_submissions_of_one_new_method_make_one_row_and_no_error(board_db):
     """Two stores (two servers, or two requests) on one SQLite file create the same new method at once.
 
     A barrier holds each one right after its "does it exist?" check until both have seen "no", so
     both go on to insert: the order that used to end in an IntegrityError (a 500 on upload)."""
-    db = tmp_path / "board.sqlite"
+    db = board_db
     stores = [BoardStore(db), BoardStore(db)]
     both_checked = threading.Barrier(2, timeout=10)
     for store in stores:
@@ -119,9 +176,9 @@ def test_two_first_submissions_of_one_new_method_make_one_row_and_no_error(tmp_p
         store.close()
 
 
-def test_a_method_created_between_check_and_insert_is_returned(tmp_path):
+def test_a_method_created_between_check_and_insert_is_returned(board_db):
     """The same race made deterministic: the row appears after this store's check said "no"."""
-    db = tmp_path / "board.sqlite"
+    db = board_db
     mine, other = BoardStore(db), BoardStore(db)
     first = other.ensure_method("raced", description="the other server's card")
     real_check, looks = mine.method, []
@@ -156,9 +213,9 @@ def test_aggregate_is_mean_and_population_std_per_scope():
     assert stats["all"]["m"].ci95 == pytest.approx(1.96 * np.std([1.0, 3.0, 5.0]) / np.sqrt(3))
 
 
-def test_seeded_numbers_are_the_results_files_numbers(runs, tmp_path):
+def test_seeded_numbers_are_the_results_files_numbers(runs, board_db):
     testset, files = runs
-    store = BoardStore(tmp_path / "b.sqlite")
+    store = BoardStore(board_db)
     store.sync_cases(testset)
     for file in files.values():
         seed_results(store, testset, file)

@@ -46,10 +46,10 @@ def runs(tmp_path_factory):
     return testset, {m: bench_run(testset, m, root / "runs" / m) for m in METHODS}
 
 
-def _client(runs, tmp_path, **settings):
+def _client(runs, tmp_path, db=None, **settings):
     testset, files = runs
     app = create_app(
-        tmp_path / "b.sqlite",
+        db or tmp_path / "b.sqlite",
         testset,
         tmp_path / "data",
         start_worker=False,
@@ -89,8 +89,8 @@ def test_ballots_hide_methods_and_randomise_sides(runs, tmp_path):
         assert any((b, a) in sides for a, b in sides), f"sides never swapped in 12 ballots: {sides}"
 
 
-def test_vote_reveals_and_counts_once_per_pair_and_rater(runs, tmp_path):
-    with _client(runs, tmp_path) as client:
+def test_vote_reveals_and_counts_once_per_pair_and_rater(runs, tmp_path, board_db):
+    with _client(runs, tmp_path, board_db) as client:
         board = client.app.state.board
         first = _ballot(client).json()
         revealed = _vote(client, first["id"], "left").json()
@@ -145,8 +145,8 @@ def test_under_voted_pairs_are_counted_for_the_sampler(runs, tmp_path):
         assert arena._vote_counts(board, "r1")[1] == [open_unit]
 
 
-def test_daily_cap(runs, tmp_path):
-    with _client(runs, tmp_path, daily_cap=2) as client:
+def test_daily_cap(runs, tmp_path, board_db):
+    with _client(runs, tmp_path, board_db, daily_cap=2) as client:
         for _ in range(2):
             assert _vote(client, _ballot(client).json()["id"], "left").status_code == 200
         capped = _ballot(client)
@@ -174,11 +174,11 @@ def test_attention_checks_flag_a_careless_rater(runs, tmp_path):
         assert raters["r1"]["failed"] == 3 and raters["r1"]["flagged_by_checks"]
 
 
-def test_ratings_follow_the_votes_and_export_for_fit_weights(runs, tmp_path):
+def test_ratings_follow_the_votes_and_export_for_fit_weights(runs, tmp_path, board_db):
     """Raters who prefer the better-composite method most of the time: BT recovers the order."""
     rng = np.random.default_rng(1)
     rank = {m: i for i, m in enumerate(METHODS)}  # 0 = best
-    with _client(runs, tmp_path) as client:
+    with _client(runs, tmp_path, board_db) as client:
         board = client.app.state.board
         cast = 0
         for rater in ("r0", "r1", "r2"):
@@ -250,10 +250,10 @@ def _rate(client, ballot_id, ratings, rater="r0"):
     )
 
 
-def test_likert_ratings_per_dimension(runs, tmp_path):
+def test_likert_ratings_per_dimension(runs, tmp_path, board_db):
     testset, _ = runs
     good = {"ground-truth": 5, "test-halfway": 3, "identity": 1}  # overall by method
-    with _client(runs, tmp_path) as client:
+    with _client(runs, tmp_path, board_db) as client:
         board = client.app.state.board
         response = _likert(client)
         assert response.status_code == 200

@@ -34,10 +34,10 @@ def world(tmp_path_factory):
     return testset, good, root
 
 
-def _app(world, tmp_path, **limits):
+def _app(world, tmp_path, db=None, **limits):
     testset, _, _ = world
     return create_app(
-        tmp_path / "board.sqlite",
+        db or tmp_path / "board.sqlite",
         testset,
         tmp_path / "data",
         tokens=TOKENS,
@@ -49,6 +49,13 @@ def _app(world, tmp_path, **limits):
 @pytest.fixture
 def client(world, tmp_path):
     with TestClient(_app(world, tmp_path)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def db_client(world, tmp_path, board_db):
+    """``client`` once per database backend (SQLite, and PostgreSQL when configured)."""
+    with TestClient(_app(world, tmp_path, board_db)) as test_client:
         yield test_client
 
 
@@ -235,15 +242,15 @@ def _run_results(client, submission_id: str) -> dict:
     return json.loads((run / "results.json").read_text())
 
 
-def test_good_archive_is_rescored_on_the_server_and_shown(client, world):
+def test_good_archive_is_rescored_on_the_server_and_shown(db_client, world):
     testset, good, _ = world
     claimed = json.dumps({"steps": 20, "composite": 1.0, "gt_psnr": 99.0})  # never read as numbers
-    response = _post(client, good, method="alice-edit", paper="arXiv:0000.00000", settings=claimed)
+    response = _post(db_client, good, method="alice-edit", paper="arXiv:0000.00000", settings=claimed)
     assert response.status_code == 202, response.text
     accepted = response.json()
     assert accepted["status"] == "queued" and response.headers["location"].endswith(accepted["id"])
-    view = _scored(client, accepted["id"])
-    results = _run_results(client, accepted["id"])
+    view = _scored(db_client, accepted["id"])
+    results = _run_results(db_client, accepted["id"])
     composites = [c["composite"]["value"] for c in results["cases"] if c["status"] == "ok"]
     assert len(composites) == len(testset)
     assert view["composite"] == pytest.approx(float(np.mean(composites)))
@@ -251,23 +258,23 @@ def test_good_archive_is_rescored_on_the_server_and_shown(client, world):
     psnr = [c["metrics"]["gt_psnr"] for c in results["cases"]]
     assert view["scores"]["all"]["gt_psnr"]["mean"] == pytest.approx(float(np.mean(psnr)))
     assert 25.0 < view["scores"]["all"]["gt_psnr"]["mean"] < 99.0, "H.264 ground truth: high but finite PSNR"
-    board = client.get("/api/board").json()
+    board = db_client.get("/api/board").json()
     (row,) = [r for r in board["rows"] if r["id"] == accepted["id"]]
     assert (
         row["method"] == "alice-edit" and row["submitter"] == "alice" and row["paper"] == "arXiv:0000.00000"
     )
     assert row["settings"] == json.loads(claimed)  # shown as the submitter's description, not as scores
-    page = client.get(f"/cases/{testset.cases[0].id}")
+    page = db_client.get(f"/cases/{testset.cases[0].id}")
     assert f"/media/submissions/{accepted['id']}/{testset.cases[0].id}.png" in page.text
-    strip = client.get(f"/media/submissions/{accepted['id']}/{testset.cases[0].id}.png")
+    strip = db_client.get(f"/media/submissions/{accepted['id']}/{testset.cases[0].id}.png")
     assert strip.status_code == 200 and strip.headers["content-type"] == "image/png"
 
 
-def test_rescored_when_metric_versions_change(client, world, monkeypatch):
+def test_rescored_when_metric_versions_change(db_client, world, monkeypatch):
     _, good, _ = world
-    sid = _post(client, good).json()["id"]
-    first = _scored(client, sid)
-    board = client.app.state.board
+    sid = _post(db_client, good).json()["id"]
+    first = _scored(db_client, sid)
+    board = db_client.app.state.board
     assert board.worker.requeue_stale() == [], "same versions: nothing to re-score"
 
     import flowstudio.bench.runner as runner
@@ -278,25 +285,25 @@ def test_rescored_when_metric_versions_change(client, world, monkeypatch):
     monkeypatch.setattr(runner, "versions", bumped)
     monkeypatch.setattr(worker, "versions", bumped)
     assert board.worker.requeue_stale() == [sid]
-    during = client.get("/api/board").json()["rows"]
+    during = db_client.get("/api/board").json()["rows"]
     assert [r["status"] for r in during if r["id"] == sid] == ["queued"], "old scores stay shown meanwhile"
-    second = _scored(client, sid)
+    second = _scored(db_client, sid)
     assert second["metric_versions"]["gt_psnr"] == "999" and first["metric_versions"]["gt_psnr"] != "999"
     runs = list((board.submissions_dir / sid).glob("run-*"))
     assert len(runs) == 1, "the run under the old versions is replaced"
 
 
-def test_withdraw_by_owner_only(client, world):
+def test_withdraw_by_owner_only(db_client, world):
     _, good, _ = world
-    sid = _post(client, good).json()["id"]
-    _scored(client, sid)
+    sid = _post(db_client, good).json()["id"]
+    _scored(db_client, sid)
     headers = {"Authorization": f"Bearer {BOB}"}
-    assert client.delete(f"/api/submissions/{sid}", headers=headers).status_code == 404
-    response = client.delete(f"/api/submissions/{sid}", headers={"Authorization": f"Bearer {ALICE}"})
+    assert db_client.delete(f"/api/submissions/{sid}", headers=headers).status_code == 404
+    response = db_client.delete(f"/api/submissions/{sid}", headers={"Authorization": f"Bearer {ALICE}"})
     assert response.status_code == 200 and response.json()["status"] == "withdrawn"
-    assert all(r["id"] != sid for r in client.get("/api/board").json()["rows"])
-    assert not (client.app.state.board.submissions_dir / sid).exists()
-    assert client.get(f"/media/submissions/{sid}/x.png").status_code == 404
+    assert all(r["id"] != sid for r in db_client.get("/api/board").json()["rows"])
+    assert not (db_client.app.state.board.submissions_dir / sid).exists()
+    assert db_client.get(f"/media/submissions/{sid}/x.png").status_code == 404
 
 
 def test_method_name_of_another_submitter_is_refused(client, world):
