@@ -338,3 +338,61 @@ def test_pending_submissions_per_submitter_are_bounded(world, tmp_path):
         assert _post(client, good, token=BOB, method="bob-edit").status_code == 202, "another submitter"
         client.app.state.board.worker.run_once()  # one of alice's is scored: room again
         assert _post(client, good).status_code == 202
+
+
+def test_score_workers_reach_the_scorer_with_the_numbers_of_one(world, tmp_path, monkeypatch):
+    """``score_workers=N`` is the ``workers`` of every ``score_case`` call the board's worker makes, and
+    the stored numbers are exactly those of one process (the same archive scored both ways)."""
+    import flowstudio.bench.runner as runner
+    from flowstudio.bench.metrics import parallel
+
+    testset, good, _ = world
+    seen: list[int | None] = []
+    real = runner.score_case
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("workers"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "score_case", spy)
+    scored = {}
+    for count in (1, 2):
+        seen.clear()
+        app = create_app(
+            tmp_path / f"w{count}.sqlite",
+            testset,
+            tmp_path / f"data{count}",
+            tokens=TOKENS,
+            start_worker=False,
+            score_workers=count,
+        )
+        with TestClient(app) as client:
+            assert client.get("/healthz").json()["score_workers"] == count
+            sid = _post(client, good).json()["id"]
+            scored[count] = (_scored(client, sid), _run_results(client, sid))
+        assert seen == [count] * len(testset), f"score_case got workers={seen}"
+    assert 2 in parallel._POOLS, "two workers: the frame-parallel pool was used"
+    (view1, results1), (view2, results2) = scored[1], scored[2]
+    assert [c["metrics"] for c in results2["cases"]] == [c["metrics"] for c in results1["cases"]]
+    assert view2["scores"] == view1["scores"] and view2["composite"] == view1["composite"]
+
+
+def test_score_workers_are_checked_at_start(world, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import flowstudio.board.app as board_app
+    from flowstudio.cli import app as cli
+    from flowstudio.errors import InputError
+
+    testset, _, _ = world
+    with pytest.raises(InputError, match="score workers"):
+        create_app(tmp_path / "z.sqlite", testset, tmp_path / "z", start_worker=False, score_workers=0)
+    made = {}
+    monkeypatch.setattr(board_app, "create_app", lambda *a, **kw: made.update(kw) or "app")
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: made.update(served=app))
+    args = ["board", "serve", "--testset", str(testset.path), "--db", str(tmp_path / "c.sqlite")]
+    result = CliRunner().invoke(cli, [*args, "--score-workers", "3"])
+    assert result.exit_code == 0, result.output
+    assert made["score_workers"] == 3 and made["served"] == "app"
+    assert CliRunner().invoke(cli, args).exit_code == 0 and made["score_workers"] == 1, "default: 1"
+    assert CliRunner().invoke(cli, [*args, "--score-workers", "0"]).exit_code == 2

@@ -33,13 +33,15 @@ def create_app(
     start_worker: bool = True,
     rater_tokens: Tokens | None = None,
     arena: ArenaSettings | None = None,
+    score_workers: int = 1,
 ) -> FastAPI:
     """The board app on database ``db`` for ``testset``; uploads and caches go under ``data_dir``.
 
     The test set's cases are synced into the database on creation (the archive validator reads
     their frame counts and sizes from there). ``start_worker`` ``False`` leaves submissions queued
     (tests of the queue; a separate scorer process). ``rater_tokens``: who may vote in the arena
-    (none: the arena is closed).
+    (none: the arena is closed). ``score_workers``: processes for each case's per-frame scoring
+    (``score_case(workers=N)``; the same numbers as 1).
     """
     from flowstudio.board import api, arena_routes, pages, submit
     from flowstudio.board.worker import ScoringWorker
@@ -49,7 +51,7 @@ def create_app(
     board = Board(store, testset, Path(data_dir).resolve(), tokens or Tokens({}), limits or Limits())
     board.rater_tokens = rater_tokens or Tokens({})
     board.arena = arena or ArenaSettings()
-    board.worker = ScoringWorker(board)
+    board.worker = ScoringWorker(board, workers=score_workers)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]
@@ -79,6 +81,7 @@ def create_app(
             "queued": store.count("queued"),
             "scoring": store.count("scoring"),
             "worker_alive": board.worker.alive,
+            "score_workers": board.worker.workers,
             "open": board.tokens.open,
         }
 

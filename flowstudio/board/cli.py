@@ -50,6 +50,13 @@ def serve(
     max_upload_mb: float = typer.Option(
         256, "--max-upload-mb", min=0.001, help="Largest archive, MiB; beyond, 413."
     ),
+    score_workers: int = typer.Option(
+        1,
+        "--score-workers",
+        min=1,
+        help="Processes for the per-frame scoring of each case of a submission (offline tier; the same "
+        "numbers). 1 = the scoring thread itself.",
+    ),
 ) -> None:
     """Serve the leaderboard: pages at /board, JSON at /api, submissions at POST /api/submissions."""
     from flowstudio.jobs.errors import cli_errors
@@ -83,6 +90,7 @@ def serve(
             limits=Limits(max_upload=int(max_upload_mb * 2**20)),
             rater_tokens=raters,
             arena=ArenaSettings(daily_cap=daily_cap),
+            score_workers=score_workers,
         )
     uvicorn.run(app, host=host, port=port)
 

@@ -5,6 +5,9 @@ A submission's outputs (the mp4s of an accepted archive, or a seeded run's ``out
 ``flowstudio bench score`` would score them; the results file it writes is what the board stores.
 Numbers a submitter sends are never read. The run folder is named after the metric versions, so a
 re-scoring after a metric change starts a fresh run instead of resuming the old one.
+
+``workers`` (``board serve --score-workers N``) is passed to the runner as ``score_case(workers=N)``:
+each case's per-frame work is split over N single-threaded processes, with the same numbers as one.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 from flowstudio.board.context import Board
 from flowstudio.board.store import versions_json
+from flowstudio.errors import InputError
 from flowstudio.metrics import versions
 from flowstudio.serve.background import BackgroundLoop
 
@@ -29,9 +33,13 @@ def current_versions() -> dict[str, str]:
 class ScoringWorker(BackgroundLoop):
     """Re-scores queued submissions, oldest first, on one background thread."""
 
-    def __init__(self, board: Board) -> None:
+    def __init__(self, board: Board, workers: int = 1) -> None:
         super().__init__("flowstudio-board-scorer")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            # refused at start, not at the first submission (where it would fail every scoring)
+            raise InputError(f"score workers must be a whole number >= 1; got {workers!r}")
         self.board = board
+        self.workers = workers
         self.current: str | None = None
 
     def requeue_stale(self) -> list[str]:
@@ -74,7 +82,12 @@ class ScoringWorker(BackgroundLoop):
         folder = self.board.submissions_dir / submission_id
         run = folder / f"run-{stamp}"
         results = run_benchmark(
-            name, FolderMethod(Path(submission.outputs), name), self.board.testset, run, progress=False
+            name,
+            FolderMethod(Path(submission.outputs), name),
+            self.board.testset,
+            run,
+            progress=False,
+            workers=self.workers,
         )
         if store.record_results(submission_id, results):
             for old in folder.glob("run-*"):  # runs under older metric versions: replaced
