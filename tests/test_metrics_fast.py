@@ -98,6 +98,25 @@ def test_delta_e_and_lab_bits_on_random_pixels() -> None:
     assert color.delta_e_clip(a, b, region) == baseline.delta_e_clip(a, b, region)
 
 
+def test_squared_error_map_bits() -> None:
+    """The table-and-transform squared error equals the int32 formula it replaced, bit for bit (the
+    frozen implementation imports this function from the library, so it is checked here)."""
+    a = RNG.integers(0, 256, (3, 40, 70, 3), dtype=np.uint8)
+    b = RNG.integers(0, 256, a.shape, dtype=np.uint8)
+    a[0, 0, 0], b[0, 0, 0] = 255, 0  # the largest error, 3 * 255^2 / 3
+    b[1] = a[1]  # a frame without error
+    for x, y in ((a, b), (a[:, ::2], b[:, 1::2])):  # contiguous, and strided views
+        sq = (x.astype(np.int32) - y) ** 2
+        want = (sq[..., 0] + sq[..., 1] + sq[..., 2]).astype(np.float32) * np.float32(1.0 / 3.0)
+        got = pixel.squared_error_map(x, y)
+        assert got.dtype == np.float32 and got.shape == x.shape[:3]
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert (
+        pixel.squared_error_map(a, b)[0, 0, 0] == np.float32(65025.0)
+        and not pixel.squared_error_map(a, b)[1].any()
+    )
+
+
 def test_ssim_and_warp_bits_on_random_clips() -> None:
     a = RNG.integers(0, 256, (4, 40, 56, 3), dtype=np.uint8)
     b, c = np.roll(a, 2, axis=2), RNG.integers(0, 256, a.shape, dtype=np.uint8)
