@@ -120,3 +120,39 @@ def test_postgres_migrations_store_and_api(tmp_path, monkeypatch):
         assert {j["id"] for j in jobs["jobs"]} == {*ids, same}
         assert client.get(f"/v1/jobs/{ids[0]}/files/video").content[4:8] == b"ftyp"
     _wipe(POSTGRES)
+
+
+def _open_job_store(db: Any, start: Any, errors: Any) -> None:  # in a forked process: one server starting
+    start.wait(30)
+    try:
+        JobStore(db).close()
+    except Exception as error:  # noqa: BLE001 - reported to the parent, asserted empty there
+        errors.put(repr(error))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_servers_opening_one_fresh_database_at_once_all_start(tmp_path, backend):
+    """Three processes open one empty database at the same moment: the upgrade holds the database's
+    lock, so none fails on a table another has just made (before: two of three failed on both)."""
+    import multiprocessing
+
+    if backend == "postgresql":
+        if not POSTGRES:
+            pytest.skip("FLOWSTUDIO_TEST_POSTGRES_URL is not set")
+        _wipe(POSTGRES)
+    db = POSTGRES if backend == "postgresql" else tmp_path / "jobs.sqlite"
+    fork = multiprocessing.get_context("fork")  # this process's imports, without re-importing them
+    start, errors = fork.Barrier(3), fork.Queue()
+    workers = [fork.Process(target=_open_job_store, args=(db, start, errors)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    found = [errors.get(timeout=1) for _ in range(errors.qsize())] if not errors.empty() else []
+    assert found == [] and [w.exitcode for w in workers] == [0, 0, 0]
+    store = JobStore(db)
+    with store.engine.connect() as connection:
+        assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0003"
+    store.close()
+    if backend == "postgresql":
+        _wipe(POSTGRES)

@@ -5,24 +5,21 @@ upgraded by the board's own Alembic revisions (``flowstudio/board/migrations``) 
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 
+from flowstudio.serve.migrate import ALEMBIC_LOCK, lock_database
 from flowstudio.serve.store import database_url
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: PostgreSQL advisory-lock key that serialises board upgrades across processes ("fsbrdmig").
 UPGRADE_LOCK_KEY = int.from_bytes(b"fsbrdmig", "big")
-#: Alembic's ``context``/``op`` are process-wide proxies: two upgrades in one process must not
-#: interleave (they deadlock against each other's database locks), whatever the database.
-_UPGRADE_THREADS = threading.Lock()
 
 __all__ = ["database_url", "make_engine", "upgrade"]
 
@@ -66,12 +63,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     instead of failing on a ``CREATE TABLE`` of a table the first has just made.
     """
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    with _UPGRADE_THREADS, engine.begin() as connection:
-        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-            # pysqlite opens its transactions itself, lazily: this one is opened here, as a writer
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-        elif engine.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": UPGRADE_LOCK_KEY})
+    with ALEMBIC_LOCK, engine.begin() as connection:  # one Alembic run at a time in this process
+        lock_database(engine, connection, UPGRADE_LOCK_KEY)
         cfg = config()
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)

@@ -15,16 +15,33 @@ A new revision, after changing :mod:`flowstudio.serve.store`::
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import inspect
-from sqlalchemy.engine import Engine
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Connection, Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: The revision of the first slice's schema (the table ``create_all`` made before Alembic).
 FIRST_SLICE = "0001"
+#: PostgreSQL advisory-lock key that serialises job-store upgrades across processes ("fsjobmig").
+UPGRADE_LOCK_KEY = int.from_bytes(b"fsjobmig", "big")
+#: Alembic's ``context``/``op`` are process-wide proxies: two upgrades in one process (the job store's
+#: and the board's included) must not interleave; they deadlock against each other's database locks.
+ALEMBIC_LOCK = threading.Lock()
+
+
+def lock_database(engine: Engine, connection: Connection, key: int) -> None:
+    """Hold the database's write lock for the rest of ``connection``'s transaction (its first statement):
+    SQLite ``BEGIN IMMEDIATE`` (a file; pysqlite opens transactions lazily, so this one opens it as a
+    writer), PostgreSQL ``pg_advisory_xact_lock(key)``. Several servers opening one fresh database at
+    once then upgrade one after the other instead of failing on a table another has just created."""
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    elif engine.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def config(url: str | None = None) -> Config:
@@ -37,10 +54,12 @@ def config(url: str | None = None) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Upgrade the database of ``engine`` to ``revision``, in one transaction."""
+    """Upgrade the database of ``engine`` to ``revision``, in one transaction that holds the database's
+    lock (:func:`lock_database`), so that servers starting together on one database do not race."""
     # alembic announces each of its plugins at INFO on every start; the upgrades it runs stay logged
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
-    with engine.begin() as connection:
+    with ALEMBIC_LOCK, engine.begin() as connection:
+        lock_database(engine, connection, UPGRADE_LOCK_KEY)  # before reading what is there
         cfg = config()
         cfg.attributes["connection"] = connection
         tables = set(inspect(connection).get_table_names())
