@@ -22,6 +22,7 @@ from flowstudio.board.store import BoardStore  # noqa: E402
 from flowstudio.errors import InputError  # noqa: E402
 from flowstudio.metrics.results import read_results  # noqa: E402
 from tests.board_fixtures import bench_run, db_rows, tiny_set, wipe_board_tables  # noqa: E402
+from tests.fork_fixtures import open_at_once  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -104,30 +105,13 @@ def _foreign_table(diff) -> bool:
     return table is not None and not table.name.startswith("board_")
 
 
-def _open_store(db, start, errors) -> None:  # in a forked process: one server starting
-    start.wait(30)
-    try:
-        BoardStore(db).close()
-    except Exception as error:  # noqa: BLE001 - reported to the parent, asserted empty there
-        errors.put(repr(error))
-
-
 def test_several_servers_opening_one_fresh_database_at_once_all_start(board_db):
     """Three processes open one empty database at the same moment (three servers starting): each
     upgrade waits for the database's lock, so none fails on a table another has just created (before
     the lock, two of three failed: "table board_alembic_version already exists" on SQLite, a
     ``pg_type`` unique violation on PostgreSQL)."""
-    import multiprocessing
-
-    fork = multiprocessing.get_context("fork")  # this process's imports, without re-importing them
-    start, errors = fork.Barrier(3), fork.Queue()
-    workers = [fork.Process(target=_open_store, args=(board_db, start, errors)) for _ in range(3)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
-    found = [errors.get(timeout=1) for _ in range(errors.qsize())] if not errors.empty() else []
-    assert found == [] and [w.exitcode for w in workers] == [0, 0, 0]
+    found, exit_codes = open_at_once(BoardStore, board_db)
+    assert found == [] and exit_codes == [0, 0, 0]
     assert db_rows(board_db, "select version_num from board_alembic_version") == [("b0003",)]
 
 

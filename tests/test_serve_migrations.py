@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, inspect, text  # noqa: E402
 
 from flowstudio.serve.migrate import upgrade  # noqa: E402
 from flowstudio.serve.store import Base, JobStore  # noqa: E402
+from tests.fork_fixtures import open_at_once  # noqa: E402
 
 TINY = {"kind": "generate", "prompt": "a red ball", "num_frames": 5, "height": 64, "width": 64, "steps": 2}
 POSTGRES = os.environ.get("FLOWSTUDIO_TEST_POSTGRES_URL")
@@ -122,34 +123,18 @@ def test_postgres_migrations_store_and_api(tmp_path, monkeypatch):
     _wipe(POSTGRES)
 
 
-def _open_job_store(db: Any, start: Any, errors: Any) -> None:  # in a forked process: one server starting
-    start.wait(30)
-    try:
-        JobStore(db).close()
-    except Exception as error:  # noqa: BLE001 - reported to the parent, asserted empty there
-        errors.put(repr(error))
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_servers_opening_one_fresh_database_at_once_all_start(tmp_path, backend):
     """Three processes open one empty database at the same moment: the upgrade holds the database's
     lock, so none fails on a table another has just made (before: two of three failed on both)."""
-    import multiprocessing
 
     if backend == "postgresql":
         if not POSTGRES:
             pytest.skip("FLOWSTUDIO_TEST_POSTGRES_URL is not set")
         _wipe(POSTGRES)
     db = POSTGRES if backend == "postgresql" else tmp_path / "jobs.sqlite"
-    fork = multiprocessing.get_context("fork")  # this process's imports, without re-importing them
-    start, errors = fork.Barrier(3), fork.Queue()
-    workers = [fork.Process(target=_open_job_store, args=(db, start, errors)) for _ in range(3)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
-    found = [errors.get(timeout=1) for _ in range(errors.qsize())] if not errors.empty() else []
-    assert found == [] and [w.exitcode for w in workers] == [0, 0, 0]
+    found, exit_codes = open_at_once(JobStore, db)
+    assert found == [] and exit_codes == [0, 0, 0]
     store = JobStore(db)
     with store.engine.connect() as connection:
         assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0003"
