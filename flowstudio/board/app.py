@@ -81,6 +81,8 @@ def create_app(
             "queued": store.count("queued"),
             "scoring": store.count("scoring"),
             "worker_alive": board.worker.alive,
+            "worker_failures_in_a_row": board.worker.failures,
+            "worker_last_error": board.worker.last_error,
             "score_workers": board.worker.workers,
             "open": board.tokens.open,
         }

@@ -530,6 +530,8 @@ def create_app(
             "worker": {
                 "name": worker_name,
                 "alive": worker.alive,
+                "failures_in_a_row": worker.failures,
+                "last_error": worker.last_error,
                 "model_loaded": worker.model is not None,
                 "model_error": worker.model_error,
                 "current_job": worker.current,
