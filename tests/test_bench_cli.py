@@ -358,3 +358,18 @@ def test_run_and_score_with_workers_give_the_same_numbers(testset, tmp_path, mon
     assert [(c["id"], c["metrics"]) for c in again["cases"]] == one and calls == [2, 2]
     refused = runner.invoke(bench_app, [*args, "--out", str(tmp_path / "w0"), "--workers", "0"])
     assert refused.exit_code != 0 and not (tmp_path / "w0").exists()
+
+
+def test_edit_type_runs_only_those_cases_and_records_it(testset, tmp_path):
+    out = tmp_path / "two-types"
+    args = ["run", "-m", "identity", "-t", str(testset), "-o", str(out)]
+    result = runner.invoke(bench_app, [*args, "--edit-type", "style", "--edit-type", "color"])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert sorted(c["edit_type"] for c in results["cases"]) == ["color", "style"]
+    assert results["settings"]["edit_types"] == ["style", "color"]
+
+    bad = runner.invoke(bench_app, [*args[:-1], str(tmp_path / "bad"), "--edit-type", "colour"])
+    assert bad.exit_code == 2
+    assert "'colour' not in test set" in bad.output and "it holds: background, color" in bad.output
+    assert not (tmp_path / "bad" / "results.json").exists(), "nothing is run for a refused filter"

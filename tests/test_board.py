@@ -368,3 +368,35 @@ def test_a_subset_run_is_listed_unranked_after_full_runs(runs, tmp_path):
         ], "a better mean over 2 of 5 cases must not outrank a full run"
         assert rows[1]["cases_scored"] == 2 and rows[1]["cases_total"] == 5
         assert "subset" in client.get("/board").text
+
+
+def test_a_one_type_run_is_ranked_in_its_type_tab_and_unranked_in_all(runs, tmp_path):
+    from flowstudio.board.seed import run_and_seed
+
+    testset, files = runs
+    app = create_app(tmp_path / "t.sqlite", testset, tmp_path / "data", start_worker=False)
+    store = app.state.board.store
+    seed_results(store, testset, files["identity"])
+    sub = run_and_seed(store, testset, "ground-truth", tmp_path / "color-only", edit_types=["color"])
+    assert sub.cases_scored == 1, "the 5-case set holds one colour case"
+    settings = json.loads(sub.settings)
+    assert settings["edit_types"] == ["color"], "the run records its filter"
+    with TestClient(app) as client:
+        everything = client.get("/api/board").json()["rows"]
+        assert [(r["method"], r["rank"]) for r in everything] == [("identity", 1), ("ground-truth", None)]
+        color = client.get("/api/board", params={"edit_type": "color"}).json()["rows"]
+        assert [(r["method"], r["rank"], r["complete"]) for r in color] == [
+            ("ground-truth", 1, True),
+            ("identity", 2, True),
+        ], "the colour-only run covers every colour case: ranked there, above doing nothing"
+        style = client.get("/api/board", params={"edit_type": "style"}).json()["rows"]
+        assert [r["method"] for r in style] == ["identity"], "no style row for a colour-only run"
+
+
+def test_an_edit_type_the_set_does_not_hold_is_refused_naming_the_held_ones(runs):
+    from flowstudio.bench.sets import only_edit_types
+
+    testset, _ = runs
+    with pytest.raises(InputError, match=r"'colour' not in test set .* it holds: background, color"):
+        only_edit_types(testset, ["colour"])
+    assert [c.edit_type for c in only_edit_types(testset, ["style", "product"]).cases] == ["product", "style"]

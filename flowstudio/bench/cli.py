@@ -114,6 +114,12 @@ def run(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder (resumed when it holds the same run)."),
     seed: int = typer.Option(0, help="Seed passed to the method for every case."),
     limit: int | None = typer.Option(None, min=1, help="Only the first N cases (a quick subset)."),
+    edit_type: list[str] = typer.Option(
+        [],
+        "--edit-type",
+        help="Only the cases of this edit type (repeatable; applied before --limit), e.g. the "
+        "cases a one-type method such as a preset is made for.",
+    ),
     set_seed: int = typer.Option(0, help="Seed of a generated built-in test set."),
     reference: bool = typer.Option(
         False, "--reference", help="Also compute the reference tier (local weights)."
@@ -149,7 +155,7 @@ def run(
         check_writable_folder(out, "--out", create=False)
         check_device(device, "--device")
         chosen = configure_method(get_method(method), method, option, device=device, dtype=dtype)
-        cases = resolve_testset(testset, seed=set_seed, limit=limit)
+        cases = resolve_testset(testset, seed=set_seed, limit=limit, edit_types=edit_type)
         results = run_benchmark(
             method,
             chosen,
@@ -157,7 +163,7 @@ def run(
             out,
             seed=seed,
             reference=_reference(reference, weights, device),
-            extra_settings={"limit": limit, "reference_tier": reference},
+            extra_settings={"limit": limit, "edit_types": edit_type or None, "reference_tier": reference},
             workers=workers,
         )
     except FlowstudioError as err:
@@ -177,6 +183,9 @@ def score(
     ),
     label: str | None = typer.Option(None, help="Method name to record (default: external:<folder name>)."),
     limit: int | None = typer.Option(None, min=1, help="Only the first N cases."),
+    edit_type: list[str] = typer.Option(
+        [], "--edit-type", help="Only the cases of this edit type (repeatable; applied before --limit)."
+    ),
     set_seed: int = typer.Option(0, help="Seed of a generated built-in test set."),
     reference: bool = typer.Option(False, "--reference", help="Also compute the reference tier."),
     weights: Path | None = typer.Option(None, help="Weights config for the reference tier."),
@@ -196,7 +205,7 @@ def score(
     try:
         method = FolderMethod(outputs)
         name = label or f"external:{outputs.resolve().name}"
-        cases = resolve_testset(testset, seed=set_seed, limit=limit)
+        cases = resolve_testset(testset, seed=set_seed, limit=limit, edit_types=edit_type)
         out = out or outputs.resolve().parent / f"{outputs.resolve().name}-scores"
         results = run_benchmark(
             name,
@@ -204,7 +213,7 @@ def score(
             cases,
             out,
             reference=_reference(reference, weights, device),
-            extra_settings={"limit": limit, "reference_tier": reference},
+            extra_settings={"limit": limit, "edit_types": edit_type or None, "reference_tier": reference},
             workers=workers,
         )
     except FlowstudioError as err:

@@ -215,11 +215,20 @@ def make_ecommerce_template(out: str | os.PathLike[str]) -> Path:
 
 
 def resolve_testset(
-    name_or_path: str | os.PathLike[str], *, seed: int = 0, limit: int | None = None
+    name_or_path: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    limit: int | None = None,
+    edit_types: list[str] | tuple[str, ...] | None = None,
 ) -> TestSet:
     """A test set by built-in name (``shapeworld-v1``, generated into :func:`cache_dir` once) or path.
 
-    ``limit`` keeps the first ``limit`` cases (a quick subset; the results record it).
+    ``edit_types`` keeps the cases of those edit types (a method made for one type, such as a preset,
+    runs on its own cases); ``limit`` then keeps the first ``limit`` cases (a quick subset). The
+    results record both.
+
+    Raises:
+        InputError: an edit type the set does not hold (naming the ones it does), or a limit below 1.
     """
     text = str(name_or_path)
     if text == "shapeworld-v1":
@@ -231,6 +240,8 @@ def resolve_testset(
         )
     else:
         testset = load_testset(text)
+    if edit_types:
+        testset = only_edit_types(testset, edit_types)
     if limit is not None:
         if limit < 1:
             raise InputError(f"limit must be a positive number of cases, got {limit}")
@@ -238,3 +249,25 @@ def resolve_testset(
             path=testset.path, name=testset.name, cases=testset.cases[:limit], data=testset.data
         )
     return testset
+
+
+def only_edit_types(testset: TestSet, edit_types: list[str] | tuple[str, ...]) -> TestSet:
+    """``testset`` with only the cases of ``edit_types`` (in the set's order).
+
+    Raises:
+        InputError: a type with no case in the set, naming the types it holds.
+    """
+    held = sorted({case.edit_type for case in testset.cases})
+    unknown = sorted(set(edit_types) - set(held))
+    if unknown:
+        raise InputError(
+            f"edit type(s) {', '.join(map(repr, unknown))} not in test set {testset.name!r}; "
+            f"it holds: {', '.join(held)}"
+        )
+    wanted = set(edit_types)
+    return TestSet(
+        path=testset.path,
+        name=testset.name,
+        cases=[case for case in testset.cases if case.edit_type in wanted],
+        data=testset.data,
+    )

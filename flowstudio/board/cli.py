@@ -114,6 +114,12 @@ def seed(
         Path("board-runs"), "--runs-dir", help="Where --run writes its run folders."
     ),
     limit: int | None = typer.Option(None, min=1, help="--run: only the first N cases."),
+    edit_type: list[str] = typer.Option(
+        [],
+        "--edit-type",
+        help="--run: only the cases of this edit type (repeatable; before --limit). A run that covers "
+        "every case of a type is ranked in that type's tab.",
+    ),
 ) -> None:
     """Put benchmark runs on the board: results files as `bench run` wrote them (nothing typed in)."""
     from flowstudio.jobs.errors import cli_errors
@@ -162,7 +168,7 @@ def seed(
                 )
             for name in run:
                 out = runs_dir / name.replace(":", "_")
-                sub = run_and_seed(store, chosen, name, out, limit=limit)
+                sub = run_and_seed(store, chosen, name, out, limit=limit, edit_types=edit_type)
                 typer.echo(f"{name} ({out}): {sub.cases_scored} cases, composite {sub.composite}")
         finally:
             store.close()

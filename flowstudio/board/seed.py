@@ -114,21 +114,33 @@ def default_files(folder: Path = DEFAULT_RESULTS) -> list[Path]:
 
 
 def run_and_seed(
-    store: BoardStore, testset: TestSet, method_name: str, out: Path, *, limit: int | None = None
+    store: BoardStore,
+    testset: TestSet,
+    method_name: str,
+    out: Path,
+    *,
+    limit: int | None = None,
+    edit_types: list[str] | tuple[str, ...] | None = None,
 ) -> Submission:
     """Run ``method_name`` with the benchmark runner into ``out`` (resumable), then seed its results.
 
-    ``limit`` runs the first cases only; the board then shows the row with its case count, which is
-    less than the set's.
+    ``edit_types`` runs the cases of those types only (a method made for one type, such as a preset);
+    ``limit`` then the first cases only. The board shows such a row with its case count, which is less
+    than the set's: unranked in the all-types tab, ranked in a type's tab that it covers whole.
     """
     from flowstudio.bench.manifest import TestSet as _TestSet
     from flowstudio.bench.methods import get_method
     from flowstudio.bench.runner import run_benchmark
+    from flowstudio.bench.sets import only_edit_types
 
-    subset = (
-        testset
-        if limit is None
-        else _TestSet(testset.path, testset.name, testset.cases[:limit], testset.data)
+    subset = only_edit_types(testset, edit_types) if edit_types else testset
+    if limit is not None:
+        subset = _TestSet(subset.path, subset.name, subset.cases[:limit], subset.data)
+    run_benchmark(
+        method_name,
+        get_method(method_name),
+        subset,
+        out,
+        extra_settings={"limit": limit, "edit_types": list(edit_types) if edit_types else None},
     )
-    run_benchmark(method_name, get_method(method_name), subset, out, extra_settings={"limit": limit})
     return seed_results(store, testset, out / "results.json")

@@ -72,16 +72,39 @@ def complete(submission: Submission) -> bool:
     return submission.cases_scored + submission.errors >= submission.cases_total
 
 
+def _done_cases(board: Board, submission: Submission) -> set[str]:
+    """The cases ``submission`` has a result for (scored or failed)."""
+    return {r.case_id for r in board.store.case_results(submission_id=submission.id)}
+
+
 def leaderboard(board: Board, scope: str = ALL) -> dict[str, Any]:
     rows = board.store.leaderboard(board.testset.name, scope)
-    rows = [r for r in rows if complete(r.submission)] + [r for r in rows if not complete(r.submission)]
-    ranked = sum(complete(r.submission) for r in rows)
+    scope_cases = board.store.cases(board.testset.name, None if scope == ALL else scope)
+    if scope == ALL:
+        is_complete = {r.submission.id: complete(r.submission) for r in rows}
+    else:
+        # a run of some edit types only (``board seed --run ... --edit-type color``) is complete, and
+        # ranked, in the tab of a type it covers whole, and absent from the tabs of types it never ran
+        ids = {c.case_id for c in scope_cases}
+        done = {r.submission.id: _done_cases(board, r.submission) for r in rows if not complete(r.submission)}
+        rows = [
+            r
+            for r in rows
+            if r.submission.id not in done or done[r.submission.id] & ids or not done[r.submission.id]
+        ]
+        is_complete = {
+            r.submission.id: r.submission.id not in done or ids <= done[r.submission.id] for r in rows
+        }
+    rows = [r for r in rows if is_complete[r.submission.id]] + [
+        r for r in rows if not is_complete[r.submission.id]
+    ]
+    ranked = sum(is_complete.values())
     names = {n for r in rows for n in r.stats if n != COMPOSITE}
     return {
         "testset": board.testset.name,
         "scope": scope,
         "scopes": scopes(board),
-        "cases": len(board.store.cases(board.testset.name, None if scope == ALL else scope)),
+        "cases": len(scope_cases),
         "metrics": metric_columns(names),
         "rows": [
             {
