@@ -11,24 +11,44 @@ before in this process. Each worker runs OpenCV and BLAS on one thread.
 
 Chunks overlap by one frame for the flows (pair ``t`` needs frames ``t`` and ``t + 1``).
 
+No large array goes through a pipe: the inputs and the maps live in one shared-memory file (an
+:class:`_Arena` under ``/dev/shm``), which this process fills with the inputs and each worker maps and
+writes its frames of the results into; this process then reads the maps where they lie (no copy).
+Pickling them (~240 MB per 17-frame 480x832 case) cost ~0.5 s, as much as a core's share of the work.
+
+Chunk ``i`` always goes to worker ``i`` (one single-process pool per worker), so a worker sees the same
+frames of a case again when the next method is scored on it: like the one-process path, it keeps what
+does not depend on the output (its frames' SSIM moments of the source and ground truth, their CIELAB
+over the regions, the source's flow) in its own :mod:`~flowstudio.bench.metrics.content_cache`, keyed by
+the content hash this process computed for the whole clip and the chunk's frame range.
+:func:`clear_workers` empties those caches (a cold start).
+
 Workers start from a fork server: a script that scores with ``workers > 1`` needs the usual
-``if __name__ == "__main__":`` guard. Measured on one core only (2 workers sharing it: ~0.5 s more than
-one process on a 17-frame 480x832 case, the cost of moving ~240 MB of frames and maps through pipes);
-the speed-up on several cores is unmeasured.
+``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import math
+import mmap
 import multiprocessing
 import os
+import sys
+import tempfile
+import threading
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from flowstudio.metrics.inputs import Inputs
 
-_POOLS: dict[int, ProcessPoolExecutor] = {}
+_POOLS: dict[int, list[ProcessPoolExecutor]] = {}
+_ALIGN = 4096  # arrays start on page boundaries
+Layout = dict[str, tuple[int, tuple[int, ...], str]]  # name -> (byte offset, shape, dtype)
 
 
 def _init_worker() -> None:
@@ -45,42 +65,174 @@ def _init_worker() -> None:
         pass
 
 
-def pool(workers: int) -> ProcessPoolExecutor:
-    """A process pool of ``workers`` single-threaded workers, kept for later calls.
+def pool(workers: int) -> list[ProcessPoolExecutor]:
+    """``workers`` single-process pools of single-threaded workers, kept for later calls.
 
-    Workers start from a fork server, not by forking this process: a fork of a process whose OpenMP or
-    OpenCV thread pools are running (torch loaded, a model on the CPU) can deadlock in the child.
+    One pool per worker (not one pool of ``workers``) so that chunk ``i`` always runs in the same
+    process, whose cache then holds that chunk's reference intermediates. Workers start from a fork
+    server, not by forking this process: a fork of a process whose OpenMP or OpenCV thread pools are
+    running (torch loaded, a model on the CPU) can deadlock in the child.
     """
     if workers not in _POOLS:
         context = multiprocessing.get_context("forkserver")
-        _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+        _POOLS[workers] = [
+            ProcessPoolExecutor(1, mp_context=context, initializer=_init_worker) for _ in range(workers)
+        ]
     return _POOLS[workers]
 
 
-def _chunk(job: dict[str, Any]) -> dict[str, Any]:
-    """The intermediates of frames ``[0, n)`` of a chunk (flows: the pairs that start there)."""
-    from flowstudio.bench.metrics import color, pixel, temporal
+def _clear_cache() -> None:
+    from flowstudio.bench.metrics import content_cache
 
-    n = job["n"]
-    out = job["output"]
-    mine = out[:n]
-    result: dict[str, Any] = {}
-    refs = {name: job[name][:n] for name in job["ssim"]}
-    if refs:
-        result["ssim_maps"] = pixel.ssim_maps_against(mine, refs)
-    if "truth" in job:
-        result["gt_error"] = pixel.squared_error_map(mine, job["truth"][:n])
-    result["delta_e"] = {
-        (ref, region): color.delta_e_map(mine, job[ref][:n], job[region][:n])
-        for ref, region in job["delta_e"]
-    }
-    if job["flow"]:  # a one-frame chunk gives no pair: empty flows and lists
+    content_cache.clear()
+
+
+def clear_workers() -> None:
+    """Empty the content caches of every started worker (a cold start for the next :func:`prefill`)."""
+    for pools in _POOLS.values():
+        for executor in [p.submit(_clear_cache) for p in pools]:
+            executor.result()
+
+
+def _shared_dir() -> str:
+    """``/dev/shm`` (memory) where there is one, else the temporary folder."""
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else tempfile.gettempdir()
+
+
+class _Arena:
+    """One memory-mapped file shared by this process and the workers, holding named arrays.
+
+    Arenas are kept and reused, mapped in every process: a fresh page of shared memory costs ~2 us to
+    fault in (~0.2 s for the ~300 MB of a 17-frame 480x832 case, in the workers and here), a page
+    already mapped nothing. An arena is reused only when no array view of it is left (the maps of the
+    case that used it are gone).
+    """
+
+    def __init__(self, path: str, size: int, buffer: mmap.mmap) -> None:
+        self.path, self.size, self._buffer = path, size, buffer
+
+    @classmethod
+    def create(cls, size: int) -> _Arena:
+        fd, path = tempfile.mkstemp(prefix="flowstudio-arena-", dir=_shared_dir())
+        try:
+            os.ftruncate(fd, size)
+            buffer = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        return cls(path, size, buffer)
+
+    @classmethod
+    def attach(cls, path: str, size: int) -> _Arena:
+        with open(path, "r+b") as file:
+            return cls(path, size, mmap.mmap(file.fileno(), size))
+
+    def view(self, layout: Layout, name: str) -> np.ndarray:
+        """Array ``name`` of ``layout`` (the view keeps the mapping alive as long as it lives)."""
+        offset, shape, dtype = layout[name]
+        return np.frombuffer(self._buffer, dtype, math.prod(shape), offset).reshape(shape)
+
+    def in_use(self) -> bool:
+        # every array made by view() holds a reference to the buffer (its views hold that array);
+        # the two others are this object's and getrefcount's argument
+        return sys.getrefcount(self._buffer) > 2
+
+    def drop(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)  # the memory goes when the last mapping (here, in a worker) does
+
+
+_ARENAS: list[_Arena] = []  # this process's arenas, kept for reuse
+_KEEP_BYTES = 2**30  # arenas beyond this total are dropped once free (a 17-frame 480x832 case: ~0.3 GB)
+_ATTACHED: dict[str, _Arena] = {}  # in a worker: the arenas it has mapped, by path
+_LOCK = threading.Lock()
+
+
+def _arena(size: int) -> _Arena:
+    """A free arena of at least ``size`` bytes (a new one when none is free); drops free ones beyond
+    :data:`_KEEP_BYTES`."""
+    free = [a for a in _ARENAS if not a.in_use()]
+    fits = [a for a in free if a.size >= size]
+    arena = min(fits, key=lambda a: a.size) if fits else _Arena.create(-(-size // _ALIGN) * _ALIGN)
+    if arena not in _ARENAS:
+        _ARENAS.append(arena)
+    for other in sorted(free, key=lambda a: a.size):
+        if sum(a.size for a in _ARENAS) <= _KEEP_BYTES:
+            break
+        if other is not arena:
+            other.drop()
+            _ARENAS.remove(other)
+    return arena
+
+
+@atexit.register
+def _drop_arenas() -> None:
+    for arena in _ARENAS:
+        arena.drop()
+
+
+def _layout(specs: dict[str, tuple[tuple[int, ...], Any]]) -> tuple[Layout, int]:
+    """Byte offsets of the arrays ``{name: (shape, dtype)}``, page-aligned, and the bytes they need."""
+    layout: Layout = {}
+    size = 0
+    for name, (shape, dtype) in specs.items():
+        layout[name] = (size, tuple(shape), np.dtype(dtype).str)
+        size += -(-math.prod(shape) * np.dtype(dtype).itemsize // _ALIGN) * _ALIGN
+    return layout, max(size, _ALIGN)
+
+
+def _attach(path: str, size: int, live: list[str]) -> _Arena:
+    """In a worker: the arena at ``path``, mapped once; arenas no longer ``live`` in the parent are let go."""
+    for gone in [p for p in _ATTACHED if p not in live]:
+        del _ATTACHED[gone]
+    if path not in _ATTACHED or _ATTACHED[path].size != size:
+        _ATTACHED[path] = _Arena.attach(path, size)
+    return _ATTACHED[path]
+
+
+def _chunk(job: dict[str, Any]) -> dict[str, Any]:
+    """Frames ``[start, stop)`` of the maps (flows: the pairs that start there) into the arena."""
+    from flowstudio.bench.metrics import color, content_cache, pixel, temporal
+
+    path, size, live, layout = job["arena"]
+    arena = _attach(path, size, live)
+    start, stop, end = job["start"], job["stop"], job["end"]
+    frames = slice(start, stop)
+
+    def array(name: str) -> np.ndarray:
+        return arena.view(layout, name)
+
+    def cached(kind: str, names: list[str], compute: Any) -> Any:
+        # the parent's content hash of each whole input and this chunk's frames name the content
+        key = "+".join(job["keys"][n] for n in names) + f"@{start}:{stop}:{end}"
+        return content_cache.CACHE.get(kind, key, compute)
+
+    out = array("output")[start:end]
+    mine = out[: stop - start]
+    if job["ssim"]:
+        refs = {name: array(name)[frames] for name in job["ssim"]}
+        moments = {
+            name: cached("ssim_moments", [name], lambda ref=ref: pixel.reference_moments(ref))
+            for name, ref in refs.items()
+        }
+        for name, maps in pixel.ssim_maps_against(mine, refs, moments).items():
+            array(f"ssim:{name}")[frames] = maps
+    if "gt_error" in layout:
+        array("gt_error")[frames] = pixel.squared_error_map(mine, array("truth")[frames])
+    for ref, region in job["delta_e"]:
+        clip, inside = array(ref)[frames], array(region)[frames]
+        lab = cached("lab", [ref, region], lambda clip=clip, inside=inside: color.region_lab(clip, inside))
+        array(f"delta_e:{ref}:{region}")[frames] = color.delta_e_map(mine, clip, inside, lab)
+    result: dict[str, Any] = {"warp": ([], [])}
+    if end - start >= 2:  # a one-frame chunk (the clip's last) has no pair
         flow = temporal.optical_flow(out)
-        back = temporal.optical_flow(out, backward=True)
-        result["flow"] = flow
-        result["warp"] = temporal.warp_pairs(out, flow, back)
-    if job["source_flow"]:
-        result["source_flow"] = temporal.optical_flow(job["source"])
+        array("flow")[start : end - 1] = flow
+        result["warp"] = temporal.warp_pairs(out, flow, temporal.optical_flow(out, backward=True))
+        if job["source_flow"]:
+            source = array("source")[start:end]
+            array("source_flow")[start : end - 1] = cached(
+                "flow", ["source"], lambda: temporal.optical_flow(source)
+            )
     return result
 
 
@@ -90,14 +242,43 @@ def _bounds(frames: int, workers: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
+def _specs(
+    x: Inputs, ssim: list[str], delta_e: list[tuple[str, str]], source_flow: bool
+) -> tuple[dict[str, tuple[tuple[int, ...], Any]], list[str]]:
+    """The arena's arrays ``{name: (shape, dtype)}``: the inputs the workers read (their names also
+    returned), then the maps they write."""
+    output = x["output"]
+    frames, height, width = output.shape[:3]
+    inputs = {"output", *ssim, *(n for pair in delta_e for n in pair)}
+    if x.has("truth"):
+        inputs.add("truth")
+    if source_flow:
+        inputs.add("source")
+    specs = {name: (x[name].shape, x[name].dtype) for name in sorted(inputs)}
+    maps = (frames, height, width)
+    specs.update({f"ssim:{name}": (maps, np.float32) for name in ssim})
+    if x.has("truth"):
+        specs["gt_error"] = (maps, np.float32)
+    specs.update({f"delta_e:{ref}:{region}": (maps, np.float32) for ref, region in delta_e})
+    if frames >= 2:
+        specs["flow"] = ((frames - 1, height, width, 2), np.float32)
+        if source_flow:
+            specs["source_flow"] = ((frames - 1, height, width, 2), np.float32)
+    return specs, sorted(inputs)
+
+
 def prefill(x: Inputs, workers: int) -> None:
     """Compute the per-frame intermediates of the offline tier of case ``x`` in ``workers`` processes."""
+    with _LOCK:  # one case at a time: the workers are shared, and an arena must not be handed out twice
+        _prefill(x, workers)
+
+
+def _prefill(x: Inputs, workers: int) -> None:
     from flowstudio.bench.metrics import content_cache, temporal
     from flowstudio.metrics.library import _shared
 
     output = x["output"]
     frames = output.shape[0]
-    names = {"source", "truth"}
     ssim = [name for name in ("source", "truth") if _shared._wants(x, name)]
     delta_e = [
         (ref, region)
@@ -108,38 +289,44 @@ def prefill(x: Inputs, workers: int) -> None:
     need_source_flow = (
         x.has("source") and frames >= 2 and ("flow", source_key) not in content_cache.CACHE._items
     )
-    jobs = []
-    for start, stop in _bounds(frames, workers):
-        end = min(stop + 1, frames)  # one frame more: the last pair of the chunk
-        job: dict[str, Any] = {
-            "n": stop - start,
-            "output": output[start:end],
+    specs, inputs = _specs(x, ssim, delta_e, need_source_flow)
+    layout, size = _layout(specs)
+    arena = _arena(size)
+
+    def array(name: str) -> np.ndarray:
+        return arena.view(layout, name)
+
+    for name in inputs:
+        array(name)[...] = x[name]
+    keys = {name: _shared._key(x, name) for name in inputs if name != "output"}
+    live = [a.path for a in _ARENAS]
+    jobs = [
+        {
+            "arena": (arena.path, arena.size, live, layout),
+            "start": start,
+            "stop": stop,
+            "end": min(stop + 1, frames),  # one frame more: the last pair of the chunk
             "ssim": ssim,
             "delta_e": delta_e,
+            "source_flow": need_source_flow,
+            "keys": keys,
         }
-        job["flow"] = True
-        job["source_flow"] = need_source_flow
-        for name in names:
-            if x.has(name):
-                job[name] = x[name][start:end]
-        for _, region in delta_e:
-            job[region] = x[region][start:end]
-        jobs.append(job)
-    parts = list(pool(workers).map(_chunk, jobs))
+        for start, stop in _bounds(frames, workers)
+    ]
+    executors = pool(workers)
+    parts = [f.result() for f in [executors[i].submit(_chunk, job) for i, job in enumerate(jobs)]]
     if ssim:
-        x.cached("ssim_maps", lambda: {n: np.concatenate([p["ssim_maps"][n] for p in parts]) for n in ssim})
+        x.cached("ssim_maps", lambda: {name: array(f"ssim:{name}") for name in ssim})
     if x.has("truth"):
-        x.cached("gt_error", lambda: np.concatenate([p["gt_error"] for p in parts]))
+        x.cached("gt_error", lambda: array("gt_error"))
     for ref, region in delta_e:
-        key = _shared.delta_e_key(ref, region)
-        x.cached(
-            key, lambda ref=ref, region=region: np.concatenate([p["delta_e"][ref, region] for p in parts])
-        )
+        x.cached(_shared.delta_e_key(ref, region), lambda key=f"delta_e:{ref}:{region}": array(key))
     if frames >= 2:
-        x.cached("flow", lambda: np.concatenate([p["flow"] for p in parts]))
+        x.cached("flow", lambda: array("flow"))
         errors = [e for p in parts for e in p["warp"][0]]
         flickers = [f for p in parts for f in p["warp"][1]]
         x.cached("warp_stats", lambda: temporal.warp_summary(errors, flickers))
         if need_source_flow:
-            flow = np.concatenate([p["source_flow"] for p in parts])
+            # a copy: a view would keep the arena from being reused for as long as the cache keeps the flow
+            flow = array("source_flow").copy()
             content_cache.CACHE.get("flow", source_key, lambda: flow)
