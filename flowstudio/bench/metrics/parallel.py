@@ -48,7 +48,7 @@ from flowstudio.metrics.inputs import Inputs
 
 _POOLS: dict[int, list[ProcessPoolExecutor]] = {}
 _ALIGN = 4096  # arrays start on page boundaries
-Layout = dict[str, tuple[int, tuple[int, ...], str]]  # name -> (byte offset, shape, dtype)
+Layout = dict[str, tuple[int, int, tuple[int, ...], str]]  # name -> (arena index, byte offset, shape, dtype)
 
 
 def _init_worker() -> None:
@@ -127,9 +127,8 @@ class _Arena:
         with open(path, "r+b") as file:
             return cls(path, size, mmap.mmap(file.fileno(), size))
 
-    def view(self, layout: Layout, name: str) -> np.ndarray:
-        """Array ``name`` of ``layout`` (the view keeps the mapping alive as long as it lives)."""
-        offset, shape, dtype = layout[name]
+    def view(self, offset: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+        """The array at ``offset`` (the view keeps the mapping alive as long as it lives)."""
         return np.frombuffer(self._buffer, dtype, math.prod(shape), offset).reshape(shape)
 
     def in_use(self) -> bool:
@@ -148,10 +147,10 @@ _ATTACHED: dict[str, _Arena] = {}  # in a worker: the arenas it has mapped, by p
 _LOCK = threading.Lock()
 
 
-def _arena(size: int) -> _Arena:
-    """A free arena of at least ``size`` bytes (a new one when none is free); drops free ones beyond
-    :data:`_KEEP_BYTES`."""
-    free = [a for a in _ARENAS if not a.in_use()]
+def _arena(size: int, taken: list[_Arena]) -> _Arena:
+    """A free arena of at least ``size`` bytes, not one of ``taken`` (a new one when none is free); drops
+    free ones beyond :data:`_KEEP_BYTES`."""
+    free = [a for a in _ARENAS if not a.in_use() and all(a is not t for t in taken)]
     fits = [a for a in free if a.size >= size]
     arena = min(fits, key=lambda a: a.size) if fits else _Arena.create(-(-size // _ALIGN) * _ALIGN)
     if arena not in _ARENAS:
@@ -171,14 +170,18 @@ def _drop_arenas() -> None:
         arena.drop()
 
 
-def _layout(specs: dict[str, tuple[tuple[int, ...], Any]]) -> tuple[Layout, int]:
-    """Byte offsets of the arrays ``{name: (shape, dtype)}``, page-aligned, and the bytes they need."""
+def _layout(groups: list[dict[str, tuple[tuple[int, ...], Any]]]) -> tuple[Layout, list[int]]:
+    """Where the arrays of each group ``{name: (shape, dtype)}`` lie in arena ``i`` of the group (page-
+    aligned), and the bytes each arena needs."""
     layout: Layout = {}
-    size = 0
-    for name, (shape, dtype) in specs.items():
-        layout[name] = (size, tuple(shape), np.dtype(dtype).str)
-        size += -(-math.prod(shape) * np.dtype(dtype).itemsize // _ALIGN) * _ALIGN
-    return layout, max(size, _ALIGN)
+    sizes = []
+    for index, specs in enumerate(groups):
+        size = 0
+        for name, (shape, dtype) in specs.items():
+            layout[name] = (index, size, tuple(shape), np.dtype(dtype).str)
+            size += -(-math.prod(shape) * np.dtype(dtype).itemsize // _ALIGN) * _ALIGN
+        sizes.append(max(size, _ALIGN))
+    return layout, sizes
 
 
 def _attach(path: str, size: int, live: list[str]) -> _Arena:
@@ -190,17 +193,23 @@ def _attach(path: str, size: int, live: list[str]) -> _Arena:
     return _ATTACHED[path]
 
 
+def _viewer(arenas: list[_Arena], layout: Layout) -> Any:
+    """``array(name)``: the named array of ``layout`` in its arena."""
+
+    def array(name: str) -> np.ndarray:
+        index, offset, shape, dtype = layout[name]
+        return arenas[index].view(offset, shape, dtype)
+
+    return array
+
+
 def _chunk(job: dict[str, Any]) -> dict[str, Any]:
     """Frames ``[start, stop)`` of the maps (flows: the pairs that start there) into the arena."""
     from flowstudio.bench.metrics import color, content_cache, pixel, temporal
 
-    path, size, live, layout = job["arena"]
-    arena = _attach(path, size, live)
+    array = _viewer([_attach(path, size, job["live"]) for path, size in job["arenas"]], job["layout"])
     start, stop, end = job["start"], job["stop"], job["end"]
     frames = slice(start, stop)
-
-    def array(name: str) -> np.ndarray:
-        return arena.view(layout, name)
 
     def cached(kind: str, names: list[str], compute: Any) -> Any:
         # the parent's content hash of each whole input and this chunk's frames name the content
@@ -217,8 +226,9 @@ def _chunk(job: dict[str, Any]) -> dict[str, Any]:
         }
         for name, maps in pixel.ssim_maps_against(mine, refs, moments).items():
             array(f"ssim:{name}")[frames] = maps
-    if "gt_error" in layout:
-        array("gt_error")[frames] = pixel.squared_error_map(mine, array("truth")[frames])
+    for name, ref in (("gt_error", "truth"), ("bg_error", "source")):
+        if name in job["layout"]:
+            array(name)[frames] = pixel.squared_error_map(mine, array(ref)[frames])
     for ref, region in job["delta_e"]:
         clip, inside = array(ref)[frames], array(region)[frames]
         lab = cached("lab", [ref, region], lambda clip=clip, inside=inside: color.region_lab(clip, inside))
@@ -243,28 +253,31 @@ def _bounds(frames: int, workers: int) -> list[tuple[int, int]]:
 
 
 def _specs(
-    x: Inputs, ssim: list[str], delta_e: list[tuple[str, str]], source_flow: bool
-) -> tuple[dict[str, tuple[tuple[int, ...], Any]], list[str]]:
-    """The arena's arrays ``{name: (shape, dtype)}``: the inputs the workers read (their names also
-    returned), then the maps they write."""
+    x: Inputs, ssim: list[str], delta_e: list[tuple[str, str]], errors: list[str], source_flow: bool
+) -> tuple[list[dict[str, tuple[tuple[int, ...], Any]]], list[str]]:
+    """The arrays ``{name: (shape, dtype)}`` of each arena, and the names of the inputs among them.
+
+    The first arena holds the inputs the workers read, then the maps they write; the second, when the
+    source's flow is computed, that flow alone: it goes to the content cache as it is (no copy), and
+    only keeps that arena from being reused while the cache holds it.
+    """
     output = x["output"]
     frames, height, width = output.shape[:3]
     inputs = {"output", *ssim, *(n for pair in delta_e for n in pair)}
-    if x.has("truth"):
-        inputs.add("truth")
+    inputs.update({"gt_error": "truth", "bg_error": "source"}[name] for name in errors)
     if source_flow:
         inputs.add("source")
     specs = {name: (x[name].shape, x[name].dtype) for name in sorted(inputs)}
     maps = (frames, height, width)
     specs.update({f"ssim:{name}": (maps, np.float32) for name in ssim})
-    if x.has("truth"):
-        specs["gt_error"] = (maps, np.float32)
+    specs.update({name: (maps, np.float32) for name in errors})
     specs.update({f"delta_e:{ref}:{region}": (maps, np.float32) for ref, region in delta_e})
+    groups = [specs]
     if frames >= 2:
         specs["flow"] = ((frames - 1, height, width, 2), np.float32)
         if source_flow:
-            specs["source_flow"] = ((frames - 1, height, width, 2), np.float32)
-    return specs, sorted(inputs)
+            groups.append({"source_flow": ((frames - 1, height, width, 2), np.float32)})
+    return groups, sorted(inputs)
 
 
 def prefill(x: Inputs, workers: int) -> None:
@@ -289,20 +302,23 @@ def _prefill(x: Inputs, workers: int) -> None:
     need_source_flow = (
         x.has("source") and frames >= 2 and ("flow", source_key) not in content_cache.CACHE._items
     )
-    specs, inputs = _specs(x, ssim, delta_e, need_source_flow)
-    layout, size = _layout(specs)
-    arena = _arena(size)
-
-    def array(name: str) -> np.ndarray:
-        return arena.view(layout, name)
-
+    errors = [name for name, ref in (("gt_error", "truth"), ("bg_error", "source")) if x.has(ref)]
+    if not x.has("kept_region"):
+        errors = [name for name in errors if name != "bg_error"]  # only bg_psnr needs it
+    groups, inputs = _specs(x, ssim, delta_e, errors, need_source_flow)
+    layout, sizes = _layout(groups)
+    arenas: list[_Arena] = []
+    for size in sizes:
+        arenas.append(_arena(size, arenas))
+    array = _viewer(arenas, layout)
     for name in inputs:
         array(name)[...] = x[name]
     keys = {name: _shared._key(x, name) for name in inputs if name != "output"}
-    live = [a.path for a in _ARENAS]
     jobs = [
         {
-            "arena": (arena.path, arena.size, live, layout),
+            "arenas": [(arena.path, arena.size) for arena in arenas],
+            "live": [arena.path for arena in _ARENAS],
+            "layout": layout,
             "start": start,
             "stop": stop,
             "end": min(stop + 1, frames),  # one frame more: the last pair of the chunk
@@ -317,8 +333,8 @@ def _prefill(x: Inputs, workers: int) -> None:
     parts = [f.result() for f in [executors[i].submit(_chunk, job) for i, job in enumerate(jobs)]]
     if ssim:
         x.cached("ssim_maps", lambda: {name: array(f"ssim:{name}") for name in ssim})
-    if x.has("truth"):
-        x.cached("gt_error", lambda: array("gt_error"))
+    for name in errors:
+        x.cached(name, lambda name=name: array(name))
     for ref, region in delta_e:
         x.cached(_shared.delta_e_key(ref, region), lambda key=f"delta_e:{ref}:{region}": array(key))
     if frames >= 2:
@@ -327,6 +343,4 @@ def _prefill(x: Inputs, workers: int) -> None:
         flickers = [f for p in parts for f in p["warp"][1]]
         x.cached("warp_stats", lambda: temporal.warp_summary(errors, flickers))
         if need_source_flow:
-            # a copy: a view would keep the arena from being reused for as long as the cache keeps the flow
-            flow = array("source_flow").copy()
-            content_cache.CACHE.get("flow", source_key, lambda: flow)
+            content_cache.CACHE.get("flow", source_key, lambda: array("source_flow"))

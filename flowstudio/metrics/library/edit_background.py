@@ -33,7 +33,9 @@ def _or_skip(value: float | None) -> Value:
     needs=NEEDS,
 )
 def bg_psnr(x: Inputs) -> Value:
-    return _or_skip(pixel.psnr(x["output"], x["source"], x["kept_region"]))
+    # pixel.psnr's own two steps; the error map may already be there (flowstudio.bench.metrics.parallel)
+    error = x.cached("bg_error", lambda: pixel.squared_error_map(x["output"], x["source"]))
+    return _or_skip(pixel.psnr_from_error(error, x["kept_region"]))
 
 
 @metric(
