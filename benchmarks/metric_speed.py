@@ -349,9 +349,13 @@ def markdown(result: dict[str, object], rows: list[dict[str, object]], args: arg
     verdict_warm = "met" if result["goal_met_warm"] else "NOT met"
     lines += [
         "",
-        "Cold: the content cache emptied before every call (the first method scored on a case); warm: the "
-        "source's flow and the source's and ground truth's SSIM moments and CIELAB cached by an earlier "
-        f"call on the same case (every further method; cache bound {result['content_cache_mb']:g} MB).",
+        "Cold: the content cache emptied before every call (the first method scored on a case; with worker "
+        "processes, their caches too); warm: the source's flow and the source's and ground truth's SSIM "
+        "moments and CIELAB (and the decoded ground-truth and mask files) cached by an earlier call on the "
+        f"same case (every further method; cache bound {result['content_cache_mb']:g} MB per process). "
+        "Both sides read the case's files through `case_inputs`, which keeps decoded files in that cache: "
+        'in a cold row, "before" may find them kept by the "after" call just before it, which can only '
+        'favour "before".',
         "",
         f"One process, {args.threads} thread(s): cold {result['offline_tier_after_frames_per_s']} frames/s "
         f"wall, {result['offline_tier_after_frames_per_cpu_s']} per CPU-second; warm "

@@ -222,7 +222,7 @@ def test_precomputed_reference_intermediates_give_the_same_bits() -> None:
 @pytest.mark.parametrize("workers", [2, 3])
 def test_frame_parallel_scoring_gives_the_frozen_numbers(tmp_path: Path, workers: int) -> None:
     """score_case(workers=N): per-frame work in N processes over frame chunks, the same numbers, cold
-    (source flow computed in the workers) and warm (source flow from the cache)."""
+    (source flow and the workers' reference intermediates computed) and warm (from the caches)."""
     from flowstudio.bench.metrics import parallel
 
     assert parallel._bounds(5, 3) == [(0, 2), (2, 3), (3, 5)] and parallel._bounds(2, 3) == [(0, 1), (1, 2)]
@@ -230,7 +230,93 @@ def test_frame_parallel_scoring_gives_the_frozen_numbers(tmp_path: Path, workers
         w = _edit_case(tmp_path / edit_type, edit_type, frames=9)
         case, source, target = w["case"], w["source"], w["target"]
         content_cache.clear()
+        parallel.clear_workers()
         for name, output in _outputs(target, source).items():
             fast = score_case(case, output, source=source, workers=workers)
             assert fast["metrics"] == _old(case, output, source, target), (edit_type, name)
             assert fast["metrics"] == score_case(case, output, source=source)["metrics"]
+
+
+def test_a_shared_memory_arena_is_reused_only_once_no_view_of_it_is_left() -> None:
+    """The frame-parallel path hands its maps out as views of a reused arena: a case's maps must never
+    be overwritten by the next case while something still holds them."""
+    from flowstudio.bench.metrics import parallel
+
+    saved = parallel._ARENAS[:]
+    parallel._ARENAS.clear()
+    try:
+        layout, sizes = parallel._layout([{"maps": ((2, 3), np.float32)}])
+        first = parallel._arena(sizes[0], [])
+        maps = parallel._viewer([first], layout)("maps")[1:]  # a view of a view
+        maps[...] = 7
+        assert first.in_use()
+        second = parallel._arena(sizes[0], [])
+        assert second is not first, "an arena with a live view was handed out again"
+        parallel._viewer([second], layout)("maps")[...] = 0
+        assert (maps == 7).all()
+        del maps
+        assert not first.in_use() and parallel._arena(sizes[0], [second]) is first
+    finally:
+        for arena in parallel._ARENAS:
+            arena.drop()
+        parallel._ARENAS[:] = saved
+
+
+def test_with_workers_this_process_only_averages_the_per_frame_values(tmp_path: Path, monkeypatch) -> None:
+    """The workers reduce the maps frame by frame under the names the metrics read: none is reduced
+    again here (the serial part of a frame-parallel score stays small)."""
+    w = _edit_case(tmp_path, "color")
+    reduced: list[str] = []
+    for name in ("frame_means", "frame_psnrs"):
+        original = getattr(pixel, name)
+        monkeypatch.setattr(
+            pixel, name, lambda *a, _f=original, _n=name, **k: reduced.append(_n) or _f(*a, **k)
+        )
+    output = _outputs(w["target"], w["source"])["noisy"]
+    fast = score_case(w["case"], output, source=w["source"], workers=2)["metrics"]
+    assert not reduced and {"bg_psnr", "bg_ssim", "gt_ssim_outside", "color_fidelity"} <= set(fast)
+    assert fast == score_case(w["case"], output, source=w["source"])["metrics"] and reduced
+
+
+def _region_mean_before(values: np.ndarray, region: np.ndarray | None, border: int) -> float | None:
+    """pixel.region_mean as it was before its per-frame split (the frozen baseline imports it)."""
+    if region is None:
+        inner = (
+            values[:, border : values.shape[1] - border, border : values.shape[2] - border]
+            if border
+            else values
+        )
+        return float(inner.reshape(inner.shape[0], -1).mean(axis=1, dtype=np.float64).mean())
+    per_frame = [float(v[m].mean(dtype=np.float64)) for v, m in zip(values, region, strict=True) if m.any()]
+    return float(np.mean(per_frame)) if per_frame else None
+
+
+def _psnr_before(error: np.ndarray, region: np.ndarray | None) -> float | None:
+    values = []
+    for i in range(error.shape[0]):
+        if region is not None and not region[i].any():
+            continue
+        mse = float(
+            error[i].mean(dtype=np.float64) if region is None else error[i][region[i]].mean(dtype=np.float64)
+        )
+        values.append(
+            pixel.PSNR_CAP
+            if mse <= 255.0**2 * 10 ** (-pixel.PSNR_CAP / 10)
+            else float(10 * np.log10(255.0**2 / mse))
+        )
+    return float(np.mean(values)) if values else None
+
+
+@pytest.mark.parametrize("shape", [(1, 12, 13), (9, 48, 83), (3, 480, 832)])
+def test_region_means_and_psnr_from_per_frame_values_keep_their_bits(shape: tuple[int, int, int]) -> None:
+    """region_mean and psnr_from_error are now averages of frame_means / frame_psnrs (which the
+    frame-parallel workers compute per chunk); the frozen baseline imports them, so they are checked
+    here against their former code."""
+    for scale in (1e-3, 1.0, 300.0):
+        values = (RNG.random(shape, dtype=np.float32) * scale).astype(np.float32)
+        region = RNG.random(shape) < 0.3
+        region[0] = False  # a frame with an empty region
+        for r in (None, region, ~region, np.zeros(shape, bool)):
+            for border in (0, 5):
+                assert pixel.region_mean(values, r, border=border) == _region_mean_before(values, r, border)
+            assert pixel.psnr_from_error(values * 100, r) == _psnr_before(values * 100, r)

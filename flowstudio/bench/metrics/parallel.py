@@ -38,7 +38,7 @@ import os
 import sys
 import tempfile
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +145,9 @@ _ARENAS: list[_Arena] = []  # this process's arenas, kept for reuse
 _KEEP_BYTES = 2**30  # arenas beyond this total are dropped once free (a 17-frame 480x832 case: ~0.3 GB)
 _ATTACHED: dict[str, _Arena] = {}  # in a worker: the arenas it has mapped, by path
 _LOCK = threading.Lock()
+#: Submit the flows before reading the ground truth and masks (so the workers start while this process
+#: reads, checks and hashes them); False fills every input first.
+_FLOWS_FIRST = True
 
 
 def _arena(size: int, taken: list[_Arena]) -> _Arena:
@@ -203,21 +206,93 @@ def _viewer(arenas: list[_Arena], layout: Layout) -> Any:
     return array
 
 
-def _chunk(job: dict[str, Any]) -> dict[str, Any]:
-    """Frames ``[start, stop)`` of the maps (flows: the pairs that start there) into the arena."""
-    from flowstudio.bench.metrics import color, content_cache, pixel, temporal
+def _job_arrays(job: dict[str, Any]) -> tuple[Any, Any]:
+    """In a worker: ``array(name)`` over the job's arenas, and ``cached(kind, names, compute)`` in this
+    worker's content cache, keyed by the parent's content hash of each named whole input and the
+    chunk's frames."""
+    from flowstudio.bench.metrics import content_cache
 
     array = _viewer([_attach(path, size, job["live"]) for path, size in job["arenas"]], job["layout"])
-    start, stop, end = job["start"], job["stop"], job["end"]
-    frames = slice(start, stop)
+    span = f"@{job['start']}:{job['stop']}:{job['end']}"
 
     def cached(kind: str, names: list[str], compute: Any) -> Any:
-        # the parent's content hash of each whole input and this chunk's frames name the content
-        key = "+".join(job["keys"][n] for n in names) + f"@{start}:{stop}:{end}"
-        return content_cache.CACHE.get(kind, key, compute)
+        return content_cache.CACHE.get(kind, "+".join(job["keys"][n] for n in names) + span, compute)
 
+    return array, cached
+
+
+def _flows(job: dict[str, Any]) -> tuple[list[float], list[float]]:
+    """The flows of the pairs that start in frames ``[start, stop)`` into the arena (and the source's,
+    when asked); returns the pairs' warp errors and flickers."""
+    from flowstudio.bench.metrics import temporal
+
+    array, cached = _job_arrays(job)
+    start, end = job["start"], job["end"]
+    if end - start < 2:  # a one-frame chunk (the clip's last) has no pair
+        return [], []
     out = array("output")[start:end]
-    mine = out[: stop - start]
+    flow = temporal.optical_flow(out)
+    array("flow")[start : end - 1] = flow
+    if job["source_flow"]:
+        source = array("source")[start:end]
+        array("source_flow")[start : end - 1] = cached(
+            "flow", ["source"], lambda: temporal.optical_flow(source)
+        )
+    return temporal.warp_pairs(out, flow, temporal.optical_flow(out, backward=True))
+
+
+#: The per-frame values the offline metrics average, reduced in the workers from the maps:
+#: ``{name: (kind, map, region)}`` (names as :func:`flowstudio.metrics.library._shared.frames` keys them;
+#: region ``None``: the whole frame, ``border``: its interior, ``~r``: outside r, ``eroded:r``: r eroded
+#: by the SSIM window radius, as ``bg_ssim`` takes it). The CIEDE2000 ones are named by ``delta_e_key``.
+_REDUCTIONS = {
+    "bg_psnr": ("psnr", "bg_error", "kept_region"),
+    "bg_ssim": ("mean", "ssim:source", "eroded:kept_region"),
+    "delta_e_map:source:kept_region": ("mean", "delta_e:source:kept_region", "kept_region"),
+    "gt_psnr": ("psnr", "gt_error", None),
+    "gt_ssim": ("mean", "ssim:truth", "border"),
+    "gt_psnr_edit": ("psnr", "gt_error", "edit_region"),
+    "gt_ssim_edit": ("mean", "ssim:truth", "edit_region"),
+    "gt_ssim_outside": ("mean", "ssim:truth", "~edit_region"),
+    "delta_e_map:truth:edit_region": ("mean", "delta_e:truth:edit_region", "edit_region"),
+}
+
+
+def _reductions(layout: Layout) -> list[str]:
+    """The reductions whose map and region the arena holds."""
+    return [
+        name
+        for name, (_, maps, region) in _REDUCTIONS.items()
+        if maps in layout and (region in (None, "border") or region.split(":")[-1].lstrip("~") in layout)
+    ]
+
+
+def _reduce(array: Any, frames: slice, name: str) -> list[float | None]:
+    """Reduction ``name`` of :data:`_REDUCTIONS` over ``frames``: the metric's own per-frame values."""
+    from flowstudio.bench.metrics import pixel
+    from flowstudio.metrics.library.edit_background import erode
+
+    kind, maps, region = _REDUCTIONS[name]
+    values = array(maps)[frames]
+    if kind == "psnr":
+        return pixel.frame_psnrs(values, None if region is None else array(region)[frames])
+    if region == "border":
+        return pixel.frame_means(values, None, border=pixel.SSIM_BORDER)
+    if region.startswith("~"):
+        return pixel.frame_means(values, ~array(region[1:])[frames])
+    if region.startswith("eroded:"):
+        return pixel.frame_means(values, erode(array(region.split(":")[1])[frames], pixel.SSIM_BORDER))
+    return pixel.frame_means(values, array(region)[frames])
+
+
+def _maps(job: dict[str, Any]) -> dict[str, list[float | None]]:
+    """Frames ``[start, stop)`` of the SSIM, squared-error and CIEDE2000 maps into the arena; returns
+    their per-frame reductions (:data:`_REDUCTIONS`), so that this process only averages them."""
+    from flowstudio.bench.metrics import color, pixel
+
+    array, cached = _job_arrays(job)
+    frames = slice(job["start"], job["stop"])
+    mine = array("output")[frames]
     if job["ssim"]:
         refs = {name: array(name)[frames] for name in job["ssim"]}
         moments = {
@@ -233,17 +308,7 @@ def _chunk(job: dict[str, Any]) -> dict[str, Any]:
         clip, inside = array(ref)[frames], array(region)[frames]
         lab = cached("lab", [ref, region], lambda clip=clip, inside=inside: color.region_lab(clip, inside))
         array(f"delta_e:{ref}:{region}")[frames] = color.delta_e_map(mine, clip, inside, lab)
-    result: dict[str, Any] = {"warp": ([], [])}
-    if end - start >= 2:  # a one-frame chunk (the clip's last) has no pair
-        flow = temporal.optical_flow(out)
-        array("flow")[start : end - 1] = flow
-        result["warp"] = temporal.warp_pairs(out, flow, temporal.optical_flow(out, backward=True))
-        if job["source_flow"]:
-            source = array("source")[start:end]
-            array("source_flow")[start : end - 1] = cached(
-                "flow", ["source"], lambda: temporal.optical_flow(source)
-            )
-    return result
+    return {name: _reduce(array, frames, name) for name in _reductions(job["layout"])}
 
 
 def _bounds(frames: int, workers: int) -> list[tuple[int, int]]:
@@ -263,12 +328,16 @@ def _specs(
     """
     output = x["output"]
     frames, height, width = output.shape[:3]
+    maps = (frames, height, width)
     inputs = {"output", *ssim, *(n for pair in delta_e for n in pair)}
     inputs.update({"gt_error": "truth", "bg_error": "source"}[name] for name in errors)
     if source_flow:
         inputs.add("source")
-    specs = {name: (x[name].shape, x[name].dtype) for name in sorted(inputs)}
-    maps = (frames, height, width)
+    # shapes known without reading the files (the clips are the output's shape, the regions its frames')
+    specs = {
+        name: (maps, bool) if name.endswith("_region") else (output.shape, np.uint8)
+        for name in sorted(inputs)
+    }
     specs.update({f"ssim:{name}": (maps, np.float32) for name in ssim})
     specs.update({name: (maps, np.float32) for name in errors})
     specs.update({f"delta_e:{ref}:{region}": (maps, np.float32) for ref, region in delta_e})
@@ -278,6 +347,15 @@ def _specs(
         if source_flow:
             groups.append({"source_flow": ((frames - 1, height, width, 2), np.float32)})
     return groups, sorted(inputs)
+
+
+def _fill(array: Any, x: Inputs, names: list[str]) -> None:
+    """Copy inputs ``names`` of ``x`` into the arena (after checking their shapes)."""
+    for name in names:
+        value, target = x[name], array(name)
+        if value.shape != target.shape:
+            raise ValueError(f"{name} is {value.shape}, the output {target.shape}: they must match")
+        target[...] = value
 
 
 def prefill(x: Inputs, workers: int) -> None:
@@ -311,26 +389,42 @@ def _prefill(x: Inputs, workers: int) -> None:
     for size in sizes:
         arenas.append(_arena(size, arenas))
     array = _viewer(arenas, layout)
-    for name in inputs:
-        array(name)[...] = x[name]
-    keys = {name: _shared._key(x, name) for name in inputs if name != "output"}
-    jobs = [
-        {
-            "arenas": [(arena.path, arena.size) for arena in arenas],
-            "live": [arena.path for arena in _ARENAS],
-            "layout": layout,
-            "start": start,
-            "stop": stop,
-            "end": min(stop + 1, frames),  # one frame more: the last pair of the chunk
-            "ssim": ssim,
-            "delta_e": delta_e,
-            "source_flow": need_source_flow,
-            "keys": keys,
-        }
-        for start, stop in _bounds(frames, workers)
+    common = {
+        "arenas": [(arena.path, arena.size) for arena in arenas],
+        "live": [arena.path for arena in _ARENAS],
+        "layout": layout,
+    }
+    # one frame more than the chunk for the flows: its last pair
+    chunks = [
+        {**common, "start": a, "stop": b, "end": min(b + 1, frames)} for a, b in _bounds(frames, workers)
     ]
     executors = pool(workers)
-    parts = [f.result() for f in [executors[i].submit(_chunk, job) for i, job in enumerate(jobs)]]
+    submitted: list[Future] = []
+    try:
+        # The flows need only the output (and the source): they start first, and the workers compute
+        # them while this process reads, checks and hashes the ground truth and the masks for the maps.
+        first = ["output", "source"] if need_source_flow else ["output"]
+        _fill(array, x, first)
+        if not _FLOWS_FIRST:
+            _fill(array, x, [name for name in inputs if name not in first])
+        if frames >= 2:
+            flow_job = {"source_flow": need_source_flow, "keys": {"source": source_key}}
+            submitted += [executors[i].submit(_flows, {**job, **flow_job}) for i, job in enumerate(chunks)]
+        if _FLOWS_FIRST:
+            _fill(array, x, [name for name in inputs if name not in first])
+        map_job = {
+            "ssim": ssim,
+            "delta_e": delta_e,
+            "keys": {n: _shared._key(x, n) for n in inputs if n != "output"},
+        }
+        submitted += [executors[i].submit(_maps, {**job, **map_job}) for i, job in enumerate(chunks)]
+        results = [future.result() for future in submitted]
+    finally:
+        wait(submitted)  # on an error too: no worker may still write into an arena handed out again
+    parts = results[: len(chunks)] if frames >= 2 else []
+    for name in _reductions(layout):  # the per-frame values, in frame order
+        per_frame = [v for reduced in results[-len(chunks) :] for v in reduced[name]]
+        _shared.frames(x, name, lambda per_frame=per_frame: per_frame)
     if ssim:
         x.cached("ssim_maps", lambda: {name: array(f"ssim:{name}") for name in ssim})
     for name in errors:
@@ -339,8 +433,8 @@ def _prefill(x: Inputs, workers: int) -> None:
         x.cached(_shared.delta_e_key(ref, region), lambda key=f"delta_e:{ref}:{region}": array(key))
     if frames >= 2:
         x.cached("flow", lambda: array("flow"))
-        errors = [e for p in parts for e in p["warp"][0]]
-        flickers = [f for p in parts for f in p["warp"][1]]
-        x.cached("warp_stats", lambda: temporal.warp_summary(errors, flickers))
+        warp_errors = [e for p in parts for e in p[0]]
+        flickers = [f for p in parts for f in p[1]]
+        x.cached("warp_stats", lambda: temporal.warp_summary(warp_errors, flickers))
         if need_source_flow:
             content_cache.CACHE.get("flow", source_key, lambda: array("source_flow"))

@@ -36,15 +36,33 @@ def region_mean(values: np.ndarray, region: np.ndarray | None = None, *, border:
     Frames whose region is empty are left out; ``None`` when every frame's region is empty. Without a
     region the mean runs over the interior ``border`` pixels away from the frame edge.
     """
+    return mean_of_frames(frame_means(values, region, border=border))
+
+
+def frame_means(
+    values: np.ndarray, region: np.ndarray | None = None, *, border: int = 0
+) -> list[float | None]:
+    """The per-frame means :func:`region_mean` averages (``None`` for a frame whose region is empty).
+
+    Each frame's mean depends on that frame alone, so the lists of consecutive chunks of a clip
+    concatenate to the clip's (:mod:`~flowstudio.bench.metrics.parallel` reduces in its workers).
+    """
     if region is None:
         inner = (
             values[:, border : values.shape[1] - border, border : values.shape[2] - border]
             if border
             else values
         )
-        return float(inner.reshape(inner.shape[0], -1).mean(axis=1, dtype=np.float64).mean())
-    per_frame = [float(v[m].mean(dtype=np.float64)) for v, m in zip(values, region, strict=True) if m.any()]
-    return float(np.mean(per_frame)) if per_frame else None
+        return [float(v) for v in inner.reshape(inner.shape[0], -1).mean(axis=1, dtype=np.float64)]
+    return [
+        float(v[m].mean(dtype=np.float64)) if m.any() else None for v, m in zip(values, region, strict=True)
+    ]
+
+
+def mean_of_frames(per_frame: list[float | None]) -> float | None:
+    """Mean of the frames' values that are not ``None`` (``None`` when none is left)."""
+    kept = [v for v in per_frame if v is not None]
+    return float(np.mean(kept)) if kept else None
 
 
 def squared_error_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -73,9 +91,15 @@ def squared_error_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def psnr_from_error(error: np.ndarray, region: np.ndarray | None = None) -> float | None:
     """Mean over frames of the per-frame PSNR from a :func:`squared_error_map`, capped at :data:`PSNR_CAP`."""
-    values: list[float] = []
+    return mean_of_frames(frame_psnrs(error, region))
+
+
+def frame_psnrs(error: np.ndarray, region: np.ndarray | None = None) -> list[float | None]:
+    """The per-frame PSNRs :func:`psnr_from_error` averages (``None`` for a frame whose region is empty)."""
+    values: list[float | None] = []
     for i in range(error.shape[0]):
         if region is not None and not region[i].any():
+            values.append(None)
             continue
         mse = float(
             error[i].mean(dtype=np.float64) if region is None else error[i][region[i]].mean(dtype=np.float64)
@@ -83,7 +107,7 @@ def psnr_from_error(error: np.ndarray, region: np.ndarray | None = None) -> floa
         values.append(
             PSNR_CAP if mse <= 255.0**2 * 10 ** (-PSNR_CAP / 10) else float(10 * np.log10(255.0**2 / mse))
         )
-    return float(np.mean(values)) if values else None
+    return values
 
 
 def psnr(a: np.ndarray, b: np.ndarray, region: np.ndarray | None = None) -> float | None:

@@ -12,6 +12,8 @@ arrays the computation would make again).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from flowstudio.bench.metrics import color, content_cache, pixel, temporal
@@ -63,8 +65,18 @@ def delta_e(x: Inputs, reference: str, region: str) -> float | None:
         lab = content_cache.CACHE.get("lab", key, lambda: color.region_lab(x[reference], x[region]))
         return color.delta_e_map(x["output"], x[reference], x[region], lab)
 
-    # the map may already be there (computed frame-parallel: flowstudio.bench.metrics.parallel)
-    return pixel.region_mean(x.cached(delta_e_key(reference, region), compute), x[region])
+    def per_frame() -> list[float | None]:
+        # the map may already be there (computed frame-parallel: flowstudio.bench.metrics.parallel)
+        return pixel.frame_means(x.cached(delta_e_key(reference, region), compute), x[region])
+
+    return pixel.mean_of_frames(frames(x, delta_e_key(reference, region), per_frame))
+
+
+def frames(x: Inputs, name: str, compute: Callable[[], list[float | None]]) -> list[float | None]:
+    """The per-frame values (:func:`~flowstudio.bench.metrics.pixel.frame_means`, ``frame_psnrs``) that
+    metric or map ``name`` averages, once per case; the frame-parallel path
+    (:mod:`flowstudio.bench.metrics.parallel`) puts them there, reduced in its workers."""
+    return x.cached(f"frames:{name}", compute)
 
 
 def delta_e_key(reference: str, region: str) -> str:

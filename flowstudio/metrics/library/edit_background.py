@@ -10,7 +10,7 @@ import numpy as np
 
 from flowstudio.bench.metrics import pixel
 from flowstudio.metrics.inputs import Inputs
-from flowstudio.metrics.library._shared import delta_e, ssim_maps
+from flowstudio.metrics.library._shared import delta_e, frames, ssim_maps
 from flowstudio.metrics.registry import Skip, Value, metric
 
 EDIT = ("edit",)
@@ -33,9 +33,12 @@ def _or_skip(value: float | None) -> Value:
     needs=NEEDS,
 )
 def bg_psnr(x: Inputs) -> Value:
-    # pixel.psnr's own two steps; the error map may already be there (flowstudio.bench.metrics.parallel)
-    error = x.cached("bg_error", lambda: pixel.squared_error_map(x["output"], x["source"]))
-    return _or_skip(pixel.psnr_from_error(error, x["kept_region"]))
+    def per_frame() -> list[float | None]:
+        # pixel.psnr's own steps; the map may already be there (flowstudio.bench.metrics.parallel)
+        error = x.cached("bg_error", lambda: pixel.squared_error_map(x["output"], x["source"]))
+        return pixel.frame_psnrs(error, x["kept_region"])
+
+    return _or_skip(pixel.mean_of_frames(frames(x, "bg_psnr", per_frame)))
 
 
 @metric(
@@ -49,8 +52,10 @@ def bg_psnr(x: Inputs) -> Value:
     needs=NEEDS,
 )
 def bg_ssim(x: Inputs) -> Value:
-    maps = ssim_maps(x, "source")
-    return _or_skip(pixel.ssim_from_maps(maps, erode(x["kept_region"], pixel.SSIM_BORDER)))
+    def per_frame() -> list[float | None]:  # pixel.ssim_from_maps over the eroded region, frame by frame
+        return pixel.frame_means(ssim_maps(x, "source"), erode(x["kept_region"], pixel.SSIM_BORDER))
+
+    return _or_skip(pixel.mean_of_frames(frames(x, "bg_ssim", per_frame)))
 
 
 @metric(

@@ -7,7 +7,7 @@ from typing import Any
 
 from flowstudio.bench.metrics import pixel
 from flowstudio.metrics.inputs import Inputs
-from flowstudio.metrics.library._shared import delta_e, ssim_maps
+from flowstudio.metrics.library._shared import delta_e, frames, ssim_maps
 from flowstudio.metrics.registry import Skip, Value, metric
 
 EDIT = ("edit",)
@@ -26,6 +26,23 @@ def _or_skip(value: float | None, reason: str) -> Value:
     return Skip(reason) if value is None else float(value)
 
 
+def _psnr(x: Inputs, name: str, region: str | None = None) -> float | None:
+    """PSNR to the ground truth (over ``region``): pixel.psnr_from_error, from per-frame values that
+    the frame-parallel path may already have reduced."""
+    per_frame = frames(x, name, lambda: pixel.frame_psnrs(_error(x), None if region is None else x[region]))
+    return pixel.mean_of_frames(per_frame)
+
+
+def _ssim_mean(x: Inputs, name: str, region: Any) -> float | None:
+    """SSIM to the ground truth over ``region()`` (``None``: the interior, as pixel.ssim_from_maps)."""
+
+    def per_frame() -> list[float | None]:
+        inside = region()
+        return pixel.frame_means(_ssim(x), inside, border=pixel.SSIM_BORDER if inside is None else 0)
+
+    return pixel.mean_of_frames(frames(x, name, per_frame))
+
+
 @metric(
     "gt_psnr",
     suites=EDIT,
@@ -37,7 +54,7 @@ def _or_skip(value: float | None, reason: str) -> Value:
     needs=("output", "truth"),
 )
 def gt_psnr(x: Inputs) -> Value:
-    return _or_skip(pixel.psnr_from_error(_error(x)), "no pixel to compare")
+    return _or_skip(_psnr(x, "gt_psnr"), "no pixel to compare")
 
 
 @metric(
@@ -51,7 +68,7 @@ def gt_psnr(x: Inputs) -> Value:
     needs=("output", "truth"),
 )
 def gt_ssim(x: Inputs) -> Value:
-    return _or_skip(pixel.ssim_from_maps(_ssim(x)), "no pixel to compare")
+    return _or_skip(_ssim_mean(x, "gt_ssim", lambda: None), "no pixel to compare")
 
 
 @metric(
@@ -65,7 +82,7 @@ def gt_ssim(x: Inputs) -> Value:
     needs=("output", "truth", "edit_region"),
 )
 def gt_psnr_edit(x: Inputs) -> Value:
-    return _or_skip(pixel.psnr_from_error(_error(x), x["edit_region"]), EMPTY)
+    return _or_skip(_psnr(x, "gt_psnr_edit", "edit_region"), EMPTY)
 
 
 @metric(
@@ -79,7 +96,7 @@ def gt_psnr_edit(x: Inputs) -> Value:
     needs=("output", "truth", "edit_region"),
 )
 def gt_ssim_edit(x: Inputs) -> Value:
-    return _or_skip(pixel.ssim_from_maps(_ssim(x), x["edit_region"]), EMPTY)
+    return _or_skip(_ssim_mean(x, "gt_ssim_edit", lambda: x["edit_region"]), EMPTY)
 
 
 @metric(
@@ -93,7 +110,8 @@ def gt_ssim_edit(x: Inputs) -> Value:
     needs=("output", "truth", "edit_region"),
 )
 def gt_ssim_outside(x: Inputs) -> Value:
-    return _or_skip(pixel.ssim_from_maps(_ssim(x), ~x["edit_region"]), "the edit region covers every pixel")
+    outside = _ssim_mean(x, "gt_ssim_outside", lambda: ~x["edit_region"])
+    return _or_skip(outside, "the edit region covers every pixel")
 
 
 @metric(
