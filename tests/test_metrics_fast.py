@@ -320,3 +320,17 @@ def test_region_means_and_psnr_from_per_frame_values_keep_their_bits(shape: tupl
             for border in (0, 5):
                 assert pixel.region_mean(values, r, border=border) == _region_mean_before(values, r, border)
             assert pixel.psnr_from_error(values * 100, r) == _psnr_before(values * 100, r)
+
+
+def test_scoring_keeps_freed_memory_for_reuse(monkeypatch) -> None:
+    """score_case sets glibc's malloc to keep freed blocks (no change to any number, see above);
+    FLOWSTUDIO_KEEP_FREED_MEMORY=0 leaves the allocator alone."""
+    import sys
+
+    from flowstudio.bench.metrics import memory
+
+    if sys.platform.startswith("linux"):
+        assert memory.keep_freed_memory() in (True, False)  # musl has no mallopt
+        assert memory.keep_freed_memory() is memory._DONE[0], "applied once per process"
+    monkeypatch.setenv("FLOWSTUDIO_KEEP_FREED_MEMORY", "0")
+    assert memory._apply() is False

@@ -172,9 +172,16 @@ def score_case(
         workers: processes for the per-frame work of the offline tier
             (:func:`flowstudio.bench.metrics.parallel.prefill`; the same numbers); 1 = this process.
 
+    The first call sets this process's C allocator to keep freed memory for reuse
+    (:func:`flowstudio.bench.metrics.memory.keep_freed_memory`; ``FLOWSTUDIO_KEEP_FREED_MEMORY=0`` turns
+    that off): scoring frees and reallocates the same large arrays case after case.
+
     Returns:
         ``{"metrics": {name: number}, "skipped": {name: reason}, "details": {...}}``.
     """
+    from flowstudio.bench.metrics.memory import keep_freed_memory
+
+    keep_freed_memory()
     source = case.load_source() if source is None else source
     output = check_output(output, source, case.id)
     inputs = case_inputs(case, output, source=source, reference=reference)

@@ -5,9 +5,11 @@ Every method edited from the same case is compared with the same source and grou
 optical flow and the local SSIM moments of the source and truth frames are the same for every method.
 They are computed once and kept here, keyed by a hash of the clip's content (SHA-256 of its bytes,
 shape and dtype; a bool region's bits packed first), so a second output of the same case reuses them; a
-different clip (another case, or the same case re-rendered differently) has another key. Nothing but
-genuinely computed intermediates is stored: the metric values themselves are always computed from the
-output.
+different clip (another case, or the same case re-rendered differently) has another key. The case's
+decoded files (ground truth, masks) are kept too, keyed by path, size, modification time and inode
+(:func:`flowstudio.bench.scoring.case_inputs`; every read gets its own copy). Nothing but genuinely
+computed intermediates and decoded inputs is stored: the metric values themselves are always computed
+from the output.
 
 Bounded: least recently used entries are dropped beyond ``FLOWSTUDIO_METRIC_CACHE_MB`` (default 1024 MB;
 0 turns the cache off); an entry larger than the bound is computed and not kept.

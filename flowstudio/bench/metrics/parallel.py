@@ -1,13 +1,17 @@
 """Frame-parallel scoring: the per-frame work of the offline tier split over processes, same numbers.
 
 :func:`prefill` computes, in ``workers`` processes over chunks of consecutive frames, the per-frame
-intermediates the offline metrics then only reduce: the SSIM maps of the output against the source and
-the ground truth, the squared error to the ground truth, the CIEDE2000 maps over the kept and edit
+intermediates of the offline metrics: the SSIM maps of the output against the source and the ground
+truth, the squared error to the ground truth and to the source, the CIEDE2000 maps over the kept and edit
 regions, the output's forward flow and the per-pair warp error and flicker (backward flow included), and
 the source's flow. Each is the concatenation of per-frame (or per-frame-pair) results that do not depend
 on the other frames, so it is the same array the one-process path makes; it is put in the case's cache
-under the keys the metrics read, and the metrics' reductions (means over frames and regions) run as
-before in this process. Each worker runs OpenCV and BLAS on one thread.
+under the keys the metrics read. The workers also reduce the maps to the per-frame values the metrics
+average (:data:`_REDUCTIONS`: :func:`~flowstudio.bench.metrics.pixel.frame_means` and ``frame_psnrs``
+over the same regions), so this process only averages lists; the motion end-point error (one mean over
+every pixel of every pair) is still taken here from the flows. Each worker runs OpenCV and BLAS on one
+thread. The flows are submitted first: the workers compute them while this process reads, checks and
+hashes the ground truth and the masks that the maps need.
 
 Chunks overlap by one frame for the flows (pair ``t`` needs frames ``t`` and ``t + 1``).
 
@@ -15,6 +19,9 @@ No large array goes through a pipe: the inputs and the maps live in one shared-m
 :class:`_Arena` under ``/dev/shm``), which this process fills with the inputs and each worker maps and
 writes its frames of the results into; this process then reads the maps where they lie (no copy).
 Pickling them (~240 MB per 17-frame 480x832 case) cost ~0.5 s, as much as a core's share of the work.
+Arenas are kept for the next case (fresh shared memory costs ~2 us a page to fault in) and reused only
+once no view of them is left; the source's flow gets an arena of its own, which the content cache then
+holds. They are ``/dev/shm/flowstudio-arena-*`` files, removed at exit (a killed process leaves them).
 
 Chunk ``i`` always goes to worker ``i`` (one single-process pool per worker), so a worker sees the same
 frames of a case again when the next method is scored on it: like the one-process path, it keeps what
@@ -57,6 +64,9 @@ def _init_worker() -> None:
     import cv2
 
     cv2.setNumThreads(1)
+    from flowstudio.bench.metrics.memory import keep_freed_memory
+
+    keep_freed_memory()  # a worker allocates and frees the same arrays case after case
     try:
         import torch
 
