@@ -24,6 +24,8 @@ Timing: before and after alternate within each repeat, so both see the same load
 the best of ``--repeats`` is kept, as wall-clock seconds and as CPU seconds of this process (less
 sensitive to other processes on the core). Ratios are before / after. Default: one thread for OpenCV and
 BLAS, pinned to one core (the figures are per core); "before" always runs in one process on one thread.
+The process keeps freed memory for reuse (:func:`flowstudio.bench.metrics.memory.keep_freed_memory`,
+which ``score_case`` applies on its first call) from the start, so both sides run with it in every row.
 
 Writes ``benchmarks/results/metric_speed.{json,md}``.
 
@@ -59,7 +61,7 @@ import numpy as np  # noqa: E402
 from flowstudio import __version__  # noqa: E402
 from flowstudio.bench.io import save_frames, save_mask  # noqa: E402
 from flowstudio.bench.manifest import Case  # noqa: E402
-from flowstudio.bench.metrics import baseline, color, content_cache, parallel, pixel, temporal  # noqa: E402
+from flowstudio.bench.metrics import baseline, color, content_cache, memory, parallel, pixel, temporal  # noqa: E402
 from flowstudio.bench.scoring import case_inputs, score_case  # noqa: E402
 from flowstudio.worlds.edits import edit_spec  # noqa: E402
 from flowstudio.worlds.shapes import SceneSpec, render_scene  # noqa: E402
@@ -253,6 +255,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cv2.setNumThreads(args.threads)
+    kept = memory.keep_freed_memory()  # what score_case sets on its first call: every row, both sides
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     worker_cores = allowed[-args.workers :] if args.workers > 1 else []
     if len(allowed) > args.threads:
@@ -286,6 +289,7 @@ def main() -> None:
         "opencv": cv2.__version__,
         "platform": platform.platform(),
         "cpu_threads": args.threads,
+        "keep_freed_memory": kept,
         "cpu_affinity": allowed[-args.threads :] if allowed else None,
         "workers": args.workers,
         "worker_cpu_affinity": worker_cores or None,
@@ -319,6 +323,10 @@ def main() -> None:
     logger.info("wrote %s and %s", RESULTS / "metric_speed.json", RESULTS / "metric_speed.md")
 
 
+def kept_text(result: dict[str, object]) -> str:
+    return "yes" if result["keep_freed_memory"] else "no, not glibc or turned off"
+
+
 def markdown(result: dict[str, object], rows: list[dict[str, object]], args: argparse.Namespace) -> str:
     load = tuple(round(v, 1) for v in result["load_average_at_end"])
     lines = [
@@ -332,7 +340,8 @@ def markdown(result: dict[str, object], rows: list[dict[str, object]], args: arg
         "Before: the frozen implementation `flowstudio/bench/metrics/baseline.py`; after: the library. "
         "Both give the same numbers (checked in the run; `tests/test_metrics_fast.py` asserts `==`). "
         "Frames per wall-clock second are what a user waits and are slowed by the other processes; frames "
-        "per CPU-second of this process are less so.",
+        "per CPU-second of this process are less so. Both sides run with the C allocator keeping freed "
+        f"memory for reuse (as `score_case` sets it; applied: {kept_text(result)}).",
         "",
         "| metric | before frames/s | after frames/s | ratio | before frames/CPU-s | after frames/CPU-s "
         "| ratio (CPU) |",
