@@ -121,6 +121,7 @@ class _Arena:
 
     def __init__(self, path: str, size: int, buffer: mmap.mmap) -> None:
         self.path, self.size, self._buffer = path, size, buffer
+        self.owner = os.getpid()  # a forked child inherits the list, not the file: it must not remove it
 
     @classmethod
     def create(cls, size: int) -> _Arena:
@@ -163,13 +164,14 @@ _FLOWS_FIRST = True
 def _arena(size: int, taken: list[_Arena]) -> _Arena:
     """A free arena of at least ``size`` bytes, not one of ``taken`` (a new one when none is free); drops
     free ones beyond :data:`_KEEP_BYTES`."""
-    free = [a for a in _ARENAS if not a.in_use() and all(a is not t for t in taken)]
+    mine = [a for a in _ARENAS if a.owner == os.getpid()]  # a forked child shares its parent's mappings
+    free = [a for a in mine if not a.in_use() and all(a is not t for t in taken)]
     fits = [a for a in free if a.size >= size]
     arena = min(fits, key=lambda a: a.size) if fits else _Arena.create(-(-size // _ALIGN) * _ALIGN)
     if arena not in _ARENAS:
         _ARENAS.append(arena)
     for other in sorted(free, key=lambda a: a.size):
-        if sum(a.size for a in _ARENAS) <= _KEEP_BYTES:
+        if sum(a.size for a in _ARENAS if a.owner == os.getpid()) <= _KEEP_BYTES:
             break
         if other is not arena:
             other.drop()
@@ -180,7 +182,8 @@ def _arena(size: int, taken: list[_Arena]) -> _Arena:
 @atexit.register
 def _drop_arenas() -> None:
     for arena in _ARENAS:
-        arena.drop()
+        if arena.owner == os.getpid():
+            arena.drop()
 
 
 def _layout(groups: list[dict[str, tuple[tuple[int, ...], Any]]]) -> tuple[Layout, list[int]]:
