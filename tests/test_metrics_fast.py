@@ -226,6 +226,9 @@ def test_frame_parallel_scoring_gives_the_frozen_numbers(tmp_path: Path, workers
     from flowstudio.bench.metrics import parallel
 
     assert parallel._bounds(5, 3) == [(0, 2), (2, 3), (3, 5)] and parallel._bounds(2, 3) == [(0, 1), (1, 2)]
+    # the worker with a frame more of maps gets fewer flow pairs; every pair once, in order
+    assert parallel._pair_bounds(17, parallel._bounds(17, 2)) == [(0, 9), (9, 16)]
+    assert parallel._pair_bounds(5, parallel._bounds(5, 5)) == [(0, 1), (1, 2), (2, 2), (2, 3), (3, 4)]
     for edit_type in ("color", "background", "style"):
         w = _edit_case(tmp_path / edit_type, edit_type, frames=9)
         case, source, target = w["case"], w["source"], w["target"]
