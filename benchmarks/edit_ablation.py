@@ -39,12 +39,14 @@ identity.
 
     python benchmarks/edit_ablation.py --model flowstudio/assets/toy-shapes      # 100 pairs x 3 seeds
 
-**The full run (100 pairs x (7 seed-dependent configurations x 3 seeds + 10 deterministic ones run
-once), 3100 edits) is for a session with a model that edits** (see issue 13: on the shipped toy model
-no configuration edits more than doing nothing, so the accuracy effects would be noise; keep PSNR
-effects would still be real). It has not been run; nothing in ``benchmarks/results/`` comes from this
-script yet. Rows are appended as they are made (``edit_ablation_progress.jsonl``), so an interrupted
-run resumes (a file written before deterministic configurations were run once holds their seed-1/2
+**The full run** (100 pairs x (7 seed-dependent configurations x 3 seeds + 10 deterministic ones run
+once), 3100 edits) was run on 2026-12-01 on the shipped v3 toy model, as two shards of 50 pairs (about
+50 min each, one pinned thread per core), merged into ``benchmarks/results/edit_ablation.{json,md,png}``
+(the JSON holds every row); ``docs/guide_edit.md`` reads it. Besides the spread over seeds, the effects
+get a 95% paired-bootstrap interval over pairs (:func:`pair_intervals`), the uncertainty of which
+pairs were drawn, which the seeds' ± does not show.
+
+Rows are appended as they are made (``edit_ablation_progress.jsonl``), so an interrupted run resumes (a file written before deterministic configurations were run once holds their seed-1/2
 repeats: they are left out of every mean, after a check that they equal seed 0's); ``--shard K/N``
 and ``--merge`` work as in ``edit_toy.py``. A smoke run (it only proves the script works; never publish it):
 
@@ -294,6 +296,88 @@ def effects(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     return out
 
 
+def _effect_pairs() -> list[tuple[str, str, str, str]]:
+    """``(control, context, on, off)`` for every effect the tables show."""
+    out = []
+    for control in CONTROLS + EXTRAS:
+        added_off = f"+{NEEDS[control]}" if control in NEEDS else "base"
+        out.append((control, "added to base", f"+{control}", added_off))
+        if control not in EXTRAS:
+            out.append((control, "removed from all", "all", f"all-{control}"))
+    return out
+
+
+def pair_intervals(
+    rows: list[dict[str, Any]], resamples: int = 2000, seed: int = 0
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Control -> context -> metric -> 95% paired-bootstrap interval of the effect over pairs.
+
+    The ± of :func:`effects` is the spread over seeds, which is 0 for a deterministic configuration and
+    says nothing about which pairs were drawn. This is the other uncertainty: each pair's effect (its
+    on-row minus its off-row, each averaged over the seeds it was run at), resampled over pairs with
+    replacement. An interval that holds 0 is an effect these 100 pairs cannot tell from none. Pairs
+    without a value on both sides (e.g. no reader for the attribute) are left out (``n``).
+    """
+    rows = drop_repeats(rows)
+    by: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        by.setdefault((r["config"], r["pair"]), []).append(r)
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for control, context, on, off in _effect_pairs():
+        entry: dict[str, Any] = {}
+        for m in ("keep_psnr", "attr_acc"):
+            diffs = []
+            for pair in sorted({p for c, p in by if c == on} & {p for c, p in by if c == off}):
+                a = _mean([r[m] for r in by[(on, pair)]])
+                b = _mean([r[m] for r in by[(off, pair)]])
+                if a is not None and b is not None:
+                    diffs.append(a - b)
+            if len(diffs) < 2:
+                continue
+            values = np.asarray(diffs)
+            means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
+            low, high = np.percentile(means, [2.5, 97.5])
+            entry[m] = {
+                "mean": round(float(values.mean()), 4),
+                "low": round(float(low), 4),
+                "high": round(float(high), 4),
+                "n": len(diffs),
+            }
+        if entry:
+            out.setdefault(control, {})[context] = entry
+    return out
+
+
+def interval_table(intervals: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """Markdown lines: each effect with its 95% interval over pairs; ``*`` where 0 is outside it."""
+
+    def cell(c: dict[str, Any] | None, digits: int) -> str:
+        if c is None:
+            return "-"
+        star = " *" if c["low"] > 0 or c["high"] < 0 else ""
+        return f"{c['mean']:+.{digits}f} [{c['low']:+.{digits}f}, {c['high']:+.{digits}f}]{star}"
+
+    lines = [
+        "## The same effects with the pairs' uncertainty (95% paired bootstrap over pairs)",
+        "",
+        "Each pair's effect (on minus off, each side averaged over its seeds), resampled over pairs "
+        "(2000 resamples). `*`: the interval excludes 0. Accuracy is over the pairs with a reader "
+        "(material has none).",
+        "",
+        "| control | context | keep PSNR (dB) | attribute acc. | pairs (acc.) |",
+        "|---|---|---|---|---|",
+    ]
+    for control, contexts in intervals.items():
+        for context, e in contexts.items():
+            acc = e.get("attr_acc")
+            lines.append(
+                f"| {control} | {context} | {cell(e.get('keep_psnr'), 2)} | {cell(acc, 3)} | "
+                f"{acc['n'] if acc else '-'} |"
+            )
+    return lines
+
+
 def _pm(cell: dict[str, Any], digits: int = 3, signed: bool = False) -> str:
     if cell["mean"] is None:
         return "-"
@@ -375,7 +459,7 @@ def write_results(
     """``edit_ablation.{json,md,png}`` from the rows (identity rows, config ``identity``, kept apart)."""
     ident = [r for r in rows if r["config"] == "identity"]
     rows = drop_repeats([r for r in rows if r["config"] != "identity"])
-    agg, eff = aggregate(rows), effects(rows)
+    agg, eff, intervals = aggregate(rows), effects(rows), pair_intervals(rows)
     once = sorted(run_once(agg), key=list(agg).index)
     identity_acc = _mean([r["attr_acc"] for r in ident])
     out.mkdir(parents=True, exist_ok=True)
@@ -386,6 +470,7 @@ def write_results(
                 "identity_attr_acc": identity_acc,
                 "aggregate": agg,
                 "effects": eff,
+                "effect_intervals_over_pairs": intervals,
                 "rows": rows,
                 "identity_rows": ident,
             },
@@ -415,6 +500,8 @@ def write_results(
         "against a run-once row uses its one value at every seed of the other row.",
         "",
         *table(agg, eff),
+        "",
+        *interval_table(intervals),
         "",
         "![effects](edit_ablation.png)",
     ]

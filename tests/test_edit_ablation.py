@@ -187,6 +187,26 @@ def test_a_deterministic_configuration_counts_once_and_says_so():
     assert auto["keep_psnr"] == {"mean": 2.0, "std": pytest.approx(1.4142, abs=1e-4), "seeds": 2}
 
 
+def test_pair_intervals_resample_pairs_of_seed_averaged_effects():
+    # 40 pairs: +kv keeps exactly 2 dB more than base on every pair (a sure effect), and reads the
+    # target on the same pairs as base except one (an effect of +1 pair in 40: the interval holds 0)
+    rows = [_row("base", 0, p, 20.0, 1.0 if p < 10 else 0.0) for p in range(40)]
+    rows += [_row("+kv", 0, p, 22.0, 1.0 if p < 11 else 0.0) for p in range(40)]
+    # the automatic mask draws noise: two seeds averaged per pair (+1 and +3 dB over +blend -> +2)
+    rows += [_row("+blend", 0, p, 20.0, None) for p in range(40)]
+    rows += [_row("+auto-mask", s, p, 21.0 + 2 * s, None) for s in (0, 1) for p in range(40)]
+    intervals = edit_ablation.pair_intervals(rows)
+    keep = intervals["kv"]["added to base"]["keep_psnr"]
+    assert keep == {"mean": 2.0, "low": 2.0, "high": 2.0, "n": 40}
+    acc = intervals["kv"]["added to base"]["attr_acc"]
+    assert acc["mean"] == 0.025 and acc["low"] == 0.0 and acc["high"] > 0.0 and acc["n"] == 40
+    auto = intervals["auto-mask"]["added to base"]
+    assert auto["keep_psnr"]["mean"] == 2.0 and "attr_acc" not in auto, "no reader: no accuracy interval"
+    text = "\n".join(edit_ablation.interval_table(intervals))
+    assert "| kv | added to base | +2.00 [+2.00, +2.00] * | +0.025 [+0.000, " in text
+    assert "| auto-mask | added to base | +2.00 [+2.00, +2.00] * | - | - |" in text
+
+
 def test_a_repeat_that_differs_from_seed_0_is_warned_about(caplog):
     rows = [_row("base", 0, 0, 20.0, 0.0), _row("base", 1, 0, 21.0, 0.0)]
     with caplog.at_level("WARNING"):
