@@ -46,9 +46,10 @@ once), 3100 edits) was run on 2026-12-01 on the shipped v3 toy model, as two sha
 get a 95% paired-bootstrap interval over pairs (:func:`pair_intervals`), the uncertainty of which
 pairs were drawn, which the seeds' ± does not show.
 
-Rows are appended as they are made (``edit_ablation_progress.jsonl``), so an interrupted run resumes (a file written before deterministic configurations were run once holds their seed-1/2
-repeats: they are left out of every mean, after a check that they equal seed 0's); ``--shard K/N``
-and ``--merge`` work as in ``edit_toy.py``. A smoke run (it only proves the script works; never publish it):
+Rows are appended as they are made (``edit_ablation_progress.jsonl``), so an interrupted run resumes
+(a file written before deterministic configurations were run once holds their seed-1/2 repeats: they
+are left out of every mean, after a check that they equal seed 0's); ``--shard K/N`` and ``--merge``
+work as in ``edit_toy.py``. A smoke run (it only proves the script works; never publish it):
 
     python benchmarks/edit_ablation.py --model flowstudio/assets/toy-shapes --pairs 2 --seeds 1 \\
         --steps 4 --frames 5 --size 64 --out /tmp/ablation_smoke
