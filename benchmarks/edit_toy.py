@@ -158,11 +158,17 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
 
 def pair_specs(count: int, shard: tuple[int, int] = (0, 1)) -> list[tuple[int, str, Any, Any]]:
     """``(index, edit type, source spec, target spec)`` of the pairs :func:`make_pairs` renders."""
+    return specs_at(range(shard[0], count, shard[1]))
+
+
+def specs_at(indices: Any) -> list[tuple[int, str, Any, Any]]:
+    """:func:`pair_specs` of the pairs with these indices (pair ``i`` is the same in every list; its
+    edit type is the ``i % 5``-th of product, color, material, background, style)."""
     from flowstudio.worlds import EDIT_TYPES, edit_spec
     from flowstudio.worlds.dataset import clip_spec
 
     out = []
-    for i in range(shard[0], count, shard[1]):
+    for i in indices:
         kind = EDIT_TYPES[i % len(EDIT_TYPES)]
         source = clip_spec(EVAL_SEED, i)
         out.append((i, kind, source, edit_spec(source, kind, np.random.default_rng([EVAL_SEED, i, 1]))))
@@ -174,13 +180,19 @@ def make_pairs(count: int, frames: int, size: int, shard: tuple[int, int] = (0, 
 
     ``shard = (K, N)`` keeps the pairs whose index is K modulo N (pair i is the same in every shard).
     """
+    return pairs_at(range(shard[0], count, shard[1]), frames, size)
+
+
+def pairs_at(indices: Any, frames: int, size: int) -> list[dict[str, Any]]:
+    """The pairs of :func:`make_pairs` with these indices (other benchmarks draw fresh pairs of one
+    edit type from the same stream, e.g. indices 1000 + 5k + 1 are colour pairs no run of 100 saw)."""
     try:
         from flowstudio.worlds import edit_masks, edit_prompt_pair
         from flowstudio.worlds.shapes import render_clip
     except ImportError as err:  # pragma: no cover - the worlds package ships with flowstudio
         sys.exit(f"flowstudio.worlds is not available ({err}); the benchmark needs the ShapeWorld renderer")
     pairs = []
-    for i, kind, source, target in pair_specs(count, shard):
+    for i, kind, source, target in specs_at(indices):
         src_prompt, tgt_prompt = edit_prompt_pair(source, target, np.random.default_rng([EVAL_SEED, i, 2]))
         src_mask, tgt_mask = edit_masks(source, target, frames, size, size)
         pairs.append(
