@@ -1,0 +1,46 @@
+"""The preset sweep's pure parts: fresh pairs of one type, the Wilson interval, and the composite it
+applies after the edit (the same functions the engine calls)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))  # the script imports edit_toy's helpers as its neighbour
+spec = importlib.util.spec_from_file_location("preset_sweep", BENCH / "preset_sweep.py")
+preset_sweep = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(preset_sweep)
+import edit_toy  # noqa: E402
+
+
+def test_tuning_and_validation_pairs_are_of_the_type_and_disjoint_from_each_other_and_edit_toy():
+    tune = preset_sweep.indices_of("color", preset_sweep.TUNE_START, 40)
+    validate = preset_sweep.indices_of("color", preset_sweep.VALIDATE_START, 40)
+    assert not set(tune) & set(validate) and min(tune) >= 100, "no pair of a 100-pair edit_toy run"
+    assert {kind for _, kind, _, _ in edit_toy.specs_at(tune[:5] + validate[:5])} == {"color"}
+    assert [i for i, *_ in edit_toy.specs_at(range(3))] == [i for i, *_ in edit_toy.pair_specs(3)]
+
+
+def test_wilson_interval():
+    low, high = preset_sweep.wilson(0, 20)
+    assert low == 0.0 and high == pytest.approx(0.161, abs=1e-3)
+    low, high = preset_sweep.wilson(30, 40)
+    assert (low, high) == (pytest.approx(0.598, abs=1e-3), pytest.approx(0.858, abs=1e-3))
+
+
+def test_the_composite_keeps_the_source_where_nothing_changed_and_the_edit_where_it_did():
+    source = np.full((3, 32, 32, 3), 100, np.uint8)
+    edited = source.copy()
+    edited[:, 8:24, 8:24] = (200, 40, 40)  # a region the edit recoloured
+    edited[:, :4] += 10  # regeneration noise below the threshold
+    out = preset_sweep.apply({"threshold": 0.2, "grow": 1}, edited, source)
+    assert (out[:, :4] == source[:, :4]).all(), "a small change is reverted to the source"
+    assert (out[:, 12:20, 12:20] == edited[:, 12:20, 12:20]).all(), "the recoloured region is kept"
+    assert preset_sweep.apply(None, edited, source) is edited
+    settings = preset_sweep.composite_settings([0.1, 0.2], [1, 3])
+    assert settings[0] is None and len(settings) == 5
