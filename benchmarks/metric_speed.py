@@ -252,6 +252,7 @@ def main() -> None:
         default=2,
         help="worker processes of the workers rows (default 2; 0: no such rows)",
     )
+    parser.add_argument("--note", default="", help="a sentence on the run's conditions, added to the page")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cv2.setNumThreads(args.threads)
@@ -313,6 +314,7 @@ def main() -> None:
         "content_cache_mb": content_cache.CACHE.max_bytes / 2**20,
         "goal_met": bool(two_cores and tier_w["after_frames_per_s"] >= GOAL_FPS),
         "goal_met_warm": bool(two_cores and warm_w["after_frames_per_s"] >= GOAL_FPS),
+        "conditions_note": args.note or None,
         "goal_note": "goal judged on the cold offline tier with the worker processes on 2 cores, per "
         "wall-clock second (goal_met_warm: the warm tier); not met when no 2-core row was measured",
         "rows": rows,
@@ -391,6 +393,8 @@ def markdown(result: dict[str, object], rows: list[dict[str, object]], args: arg
                 else f" (the workers shared {len(cores)} core: not the 2 cores the goal names)."
             )
         )
+    if result["conditions_note"]:
+        lines += ["", f"Conditions: {result['conditions_note']}"]
     return "\n".join(lines) + "\n"
 
 
