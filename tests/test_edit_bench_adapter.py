@@ -147,3 +147,34 @@ def test_configured_engine_runs_and_records_its_options(tiny_checkpoint, tmp_pat
         base.configure(["steps=2"], dtype="fp8")
     with pytest.raises(InputError, match="--device must be a torch device"):
         base.configure(["steps=2"], device="gpu")
+
+
+class MaskedCase(FakeCase):
+    """A case with an object mask (the left half) and what its edit type must preserve."""
+
+    def __init__(self, preserve: str) -> None:
+        self.preserve = preserve
+
+    def load_mask(self) -> np.ndarray:
+        mask = np.zeros((5, 32, 32), bool)
+        mask[:, :, :16] = True
+        return mask
+
+
+@pytest.mark.parametrize(
+    ("preserve", "edited"),
+    [("outside_mask", "object"), ("inside_mask", "background"), ("none", None)],
+)
+def test_the_engine_edits_the_region_the_case_does_not_preserve(preserve, edited):
+    from flowstudio.edit.bench_adapter import edit_region
+
+    region = edit_region(MaskedCase(preserve))
+    if edited is None:
+        assert region is None, "style: no mask, the whole frame may change"
+        return
+    assert region.dtype == bool and region.shape == (5, 32, 32)
+    left_is_edited = bool(region[:, :, :16].all() and not region[:, :, 16:].any())
+    right_is_edited = bool(region[:, :, 16:].all() and not region[:, :, :16].any())
+    # background: the product (the object mask) is what is kept, so the edit region is the rest
+    assert (left_is_edited, right_is_edited) == ((True, False) if edited == "object" else (False, True))
+    assert edit_region(FakeCase()) is None, "no object mask: no region"

@@ -40,6 +40,22 @@ BENCH_OWNED = ("source_prompt", "target_prompt", "method", "seed", "preset")
 _TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
 
 
+def edit_region(case: Any) -> np.ndarray | None:
+    """The region the engine may change in ``case``: its object mask read through ``preserve``.
+
+    A case's ``mask`` is the source's *object*; what the edit must keep is ``case.preserve``. The
+    engine's mask is the region to *edit* (blending keeps everything outside it), so: the object for
+    ``outside_mask`` (product, colour, material), everything but the object for ``inside_mask``
+    (background: the product is kept), and no mask for ``none`` (style: the whole frame changes).
+    Passing the object mask for a background edit would keep the very background the prompt changes.
+    """
+    mask = case.load_mask() if hasattr(case, "load_mask") else None
+    preserve = getattr(case, "preserve", "outside_mask")
+    if mask is None or preserve == "none":
+        return None
+    return ~mask if preserve == "inside_mask" else mask
+
+
 def option_types() -> dict[str, Any]:
     """``--option`` keys and their types: every settable EditSettings field, nested ones dotted.
 
@@ -275,7 +291,7 @@ class EngineMethod:
 
         preset = PRESET_FOR_EDIT_TYPE.get(case.edit_type) if self.method == "preset" else None
         method = {} if self.method == "preset" else {"method": self.method}
-        mask = case.load_mask() if hasattr(case, "load_mask") else None
+        mask = edit_region(case)
         request = EditRequest(
             source=case.load_source(),
             source_prompt=case.source_prompt,
