@@ -24,8 +24,8 @@ readers err, so "accuracy" is never zero by itself, and a configuration that edi
 doing nothing has not edited. Choice rule (:func:`choose_per_type`): a configuration whose attribute
 accuracy on a type is not significantly above identity's (one-sided Fisher exact test at 5%,
 :func:`edits_more_than_identity`) is never chosen; a type with no such configuration gets **none**.
-``*+oracle-mask`` rows blend with the true object masks: an upper bound for blending, not a
-deployable setting (the ``auto`` rows find the mask from cross-attention).
+``*+oracle-mask`` rows blend with the true edit region (:func:`oracle_region`): an upper bound for
+blending, not a deployable setting (the ``auto`` rows find the mask from cross-attention).
 
 Results: ``benchmarks/results/edit_toy.{json,md}`` -- but ONLY for a trained model given with
 ``--model``. Without ``--model`` the script builds the tiny *random-weight* checkpoint and writes to
@@ -830,10 +830,28 @@ class TransformerClock:
             handle.remove()
 
 
+def oracle_region(pair: dict[str, Any]) -> np.ndarray:
+    """The true edit region of a pair, bool ``(T, H, W)``: the region its edit type changes.
+
+    The union of the source and target objects for an object edit (product, colour, material); the
+    rest of the frame for a background edit (the object is what it keeps: blending with the object's
+    mask would put back the very background the prompt changes); the whole frame for a style edit. As
+    the benchmark's regions (``preserve``: outside_mask / inside_mask / none). Until 2026-12-01 the
+    union was used for every type, which made every blended row keep background and style pairs'
+    backgrounds.
+    """
+    union = pair["source_mask"] | pair["target_mask"]
+    if pair["type"] == "background":
+        return ~union
+    if pair["type"] == "style":
+        return np.ones_like(union)
+    return union
+
+
 def edit_pair(
     pipe: WanVideoPipeline, pair: dict[str, Any], options: dict[str, Any], *, seed: int, device: str
 ) -> tuple[Any, dict[str, Any]]:
-    """Edit one pair with ``options`` (``mask="oracle"``: the union of the true masks) and measure it.
+    """Edit one pair with ``options`` (``mask="oracle"``: :func:`oracle_region`) and measure it.
 
     Returns the edit result and a row's measured fields: the scores, model calls, rows evaluated, the
     edit's wall time (scoring excluded) and its peak device memory.
@@ -846,7 +864,7 @@ def edit_pair(
     options = dict(options)
     mask = options.pop("mask", None)
     if mask == "oracle":
-        mask = (pair["source_mask"] | pair["target_mask"]).astype(np.uint8) * 255
+        mask = oracle_region(pair).astype(np.uint8) * 255
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     saved_before = pipe.vae_cache.saved_seconds

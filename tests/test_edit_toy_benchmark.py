@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "edit_toy.py"
@@ -15,11 +16,20 @@ spec.loader.exec_module(edit_toy)
 
 
 def _entry(name, acc, keep, psnr, seconds, rows, style_psnr=None):
-    by_type = {"color": {"psnr": psnr, "keep_psnr": keep, "attr_acc": acc},
-               "style": {"psnr": style_psnr if style_psnr is not None else psnr, "keep_psnr": None,
-                         "attr_acc": acc}}
-    return {"config": name, "pairs": 100, "psnr": psnr, "keep_psnr": keep, "attr_acc": acc,
-            "seconds": seconds, "row_evaluations": rows, "by_type": by_type}
+    by_type = {
+        "color": {"psnr": psnr, "keep_psnr": keep, "attr_acc": acc},
+        "style": {"psnr": style_psnr if style_psnr is not None else psnr, "keep_psnr": None, "attr_acc": acc},
+    }
+    return {
+        "config": name,
+        "pairs": 100,
+        "psnr": psnr,
+        "keep_psnr": keep,
+        "attr_acc": acc,
+        "seconds": seconds,
+        "row_evaluations": rows,
+        "by_type": by_type,
+    }
 
 
 SUMMARY = [
@@ -126,8 +136,17 @@ def test_one_label_accuracy_is_the_most_common_target_share():
 
 def test_rechoose_adds_identity_rows_and_rederives_the_choices(tmp_path):
     settings = {"model": "m", "pairs": 2, "frames": 5, "size": 32, "steps": 2, "shard": "0/1"}
-    row = {"psnr": 15.0, "keep_psnr": 20.0, "attr_acc": 0.0, "attr_read": "x", "warp_error": 1.0,
-           "model_calls": 4, "row_evaluations": 8, "seconds": 1.0, "peak_memory_mb": 1.0}
+    row = {
+        "psnr": 15.0,
+        "keep_psnr": 20.0,
+        "attr_acc": 0.0,
+        "attr_read": "x",
+        "warp_error": 1.0,
+        "model_calls": 4,
+        "row_evaluations": 8,
+        "seconds": 1.0,
+        "peak_memory_mb": 1.0,
+    }
     rows = [{"config": "x", "pair": i, "type": kind, **row} for i, kind in ((0, "product"), (1, "color"))]
     (tmp_path / "edit_toy.json").write_text(json.dumps({"settings": settings, "rows": rows}))
     out = edit_toy.rechoose(tmp_path / "edit_toy.json", tmp_path / "out")
@@ -160,3 +179,19 @@ def test_the_transformer_clock_counts_only_forward_calls_and_unhooks():
     assert clock.seconds < 0.2 and not module._forward_hooks and not module._forward_pre_hooks
     assert edit_toy._share({"transformer_seconds": 1.0, "seconds": 4.0}) == "25%"
     assert edit_toy._share({"transformer_seconds": None, "seconds": 4.0}) == "-"
+
+
+def test_the_oracle_region_is_what_each_edit_type_changes():
+    source = np.zeros((2, 8, 8), bool)
+    source[:, 2:4, 2:4] = True
+    target = np.zeros((2, 8, 8), bool)
+    target[:, 3:6, 3:6] = True
+    union = source | target
+    for kind in ("product", "color", "material"):
+        assert (
+            edit_toy.oracle_region({"type": kind, "source_mask": source, "target_mask": target}) == union
+        ).all()
+    background = edit_toy.oracle_region({"type": "background", "source_mask": source, "target_mask": target})
+    assert (background == ~union).all(), "a background edit changes everything but the object"
+    style = edit_toy.oracle_region({"type": "style", "source_mask": source, "target_mask": target})
+    assert style.all(), "a style edit changes the whole frame"
