@@ -74,8 +74,8 @@ def test_the_cli_request_merges_the_same_way(monkeypatch, tiny_checkpoint, tmp_p
 
 
 def test_unvalidated_presets_still_refuse_in_the_merge():
-    with pytest.raises(InputError, match="preset 'background' is not validated on this model"):
-        merge_edit_settings(**PROMPTS, preset="background")
+    with pytest.raises(InputError, match="preset 'style' is not validated on this model"):
+        merge_edit_settings(**PROMPTS, preset="style")
     with pytest.raises(InputError, match="unknown edit option"):
         merge_edit_settings(**PROMPTS, colour="blue")
 

@@ -73,7 +73,7 @@ def test_bad_requests_are_named_before_anything_is_queued(backend: StudioBackend
     with pytest.raises(StudioInputError, match="target_prompt"):
         backend.submit(_edit(backend, target_prompt=""))
     with pytest.raises(StudioInputError, match="not validated"):  # presets merge before queueing
-        backend.submit(_edit(backend, preset="background"))
+        backend.submit(_edit(backend, preset="style"))
     outside = _edit(backend) | {"source": "/etc/passwd"}
     with pytest.raises(StudioInputError, match="outside the input root"):
         backend.submit(outside)
