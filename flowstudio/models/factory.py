@@ -92,6 +92,7 @@ def build_tiny_checkpoint(
     text_dim: int = 32,
     ffn_dim: int = 64,
     freq_dim: int = 32,
+    patch_size: int = 2,
     vae_base_dim: int = 8,
     vae_decoder_base_dim: int = 12,
     vae_num_res_blocks: int = 1,
@@ -118,6 +119,8 @@ def build_tiny_checkpoint(
         seed: seeds every weight; one seed gives identical files. The caller's global torch RNG
             state is left untouched.
         num_layers, num_attention_heads, attention_head_dim, ffn_dim, freq_dim: transformer sizes.
+        patch_size: the transformer's spatial patch, ``(1, p, p)``; 2 as the real checkpoint. A toy
+            model at 128 px may use 1: a 2x2 patch of the 16x VAE's latent covers 32x32 pixels.
         text_dim: UMT5 ``d_model`` and transformer ``text_dim`` (they must match).
         vae_base_dim, vae_decoder_base_dim, vae_num_res_blocks: VAE widths and depth.
         text_encoder_layers, text_encoder_heads: UMT5 depth and heads (``d_kv = text_dim // heads``).
@@ -134,6 +137,8 @@ def build_tiny_checkpoint(
     from transformers import T5Tokenizer, UMT5Config, UMT5EncoderModel
     from transformers.utils import logging as hf_logging
 
+    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+        raise InputError(f"patch_size must be a whole number >= 1, got {patch_size!r}")
     root = Path(path)
     if root.exists() and any(root.iterdir()):
         if not overwrite:
@@ -161,6 +166,7 @@ def build_tiny_checkpoint(
             "text_dim": text_dim,
             "ffn_dim": ffn_dim,
             "freq_dim": freq_dim,
+            "patch_size": [1, patch_size, patch_size],
         }
         tr_config = {k: v for k, v in ref["transformer"].items() if not k.startswith("_")} | sizes
         transformer = WanTransformer3DModel(**tr_config)

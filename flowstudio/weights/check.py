@@ -663,21 +663,34 @@ def _check_transformer(c: _Checker) -> None:
     )
     sizes_ok = all([bad(k, _is_int(cfg[k]), "must be a positive integer") for k in sizes.split() if k in cfg])
     patch = cfg.get("patch_size")
+    patches = ([1, 2, 2], [1, 1, 1])  # the real one; the toy variant with 4x the tokens (toy_model.md)
     if "patch_size" in cfg:
-        bad("patch_size", patch == [1, 2, 2], "Wan2.2 TI2V patchifies latents by [1, 2, 2]")
+        bad("patch_size", patch in patches, "Wan2.2 TI2V patchifies latents by [1, 2, 2]")
+        if patch == [1, 1, 1]:
+            c.add(
+                name,
+                "bad_value",
+                f"{spec.config_file}: 'patch_size' is [1, 1, 1]: a toy variant (flowstudio's ShapeWorld "
+                "models may use it); a real Wan2.2 TI2V checkpoint has [1, 2, 2]",
+                "",
+                severity="warning",
+            )
     for key in ("in_channels", "out_channels"):
         if _is_int(cfg.get(key)):
             bad(key, cfg[key] == LATENT_CHANNELS, f"TI2V latents have {LATENT_CHANNELS} channels")
     for key in ("image_dim", "added_kv_proj_dim"):
         if cfg.get(key) is not None:
             bad(key, False, "must be null: TI2V has no CLIP image branch (that is the I2V-14B form)")
-    if not (sizes_ok and patch == [1, 2, 2] and all(k in cfg for k in sizes.split())):
+    if not (sizes_ok and patch in patches and all(k in cfg for k in sizes.split())):
         return
+    volume = patch[0] * patch[1] * patch[2]
     inner = cfg["num_attention_heads"] * cfg["attention_head_dim"]
     c.expect_tensor(
         name, "patch_embedding.weight", [inner, cfg["in_channels"], *patch], "inner dim, in_channels"
     )
-    c.expect_tensor(name, "proj_out.weight", [cfg["out_channels"] * 4, inner], "out_channels x patch volume")
+    c.expect_tensor(
+        name, "proj_out.weight", [cfg["out_channels"] * volume, inner], "out_channels x patch volume"
+    )
     c.expect_tensor(
         name, "condition_embedder.text_embedder.linear_1.weight", [inner, cfg["text_dim"]], "text_dim"
     )

@@ -73,6 +73,9 @@ class ShapesTrainConfig:
     ffn_dim: int = 512
     freq_dim: int = 64
     text_dim: int = 64
+    # the transformer's spatial patch (1, p, p): 2 as Wan2.2; 1 gives 8x8 tokens per latent frame at
+    # 128 px instead of 4x4 of 32x32 pixels each (docs/toy_model.md: the lead for shape), ~4.5x a step
+    dit_patch_size: int = 2
     text_encoder_layers: int = 2
     text_encoder_heads: int = 4
     vae_base_dim: int = 16
@@ -145,6 +148,8 @@ class ShapesTrainConfig:
             raise InputError(f"vae_autocast must be 'float32' or 'bfloat16', got {self.vae_autocast!r}")
         if self.mixed_precision not in ("auto", "no", "bf16"):
             raise InputError(f"mixed_precision must be 'auto', 'no' or 'bf16', got {self.mixed_precision!r}")
+        if self.dit_patch_size not in (1, 2):
+            raise InputError(f"dit_patch_size must be 1 or 2, got {self.dit_patch_size}")
         if self.grad_accum < 1:
             raise InputError(f"grad_accum must be >= 1, got {self.grad_accum}")
 
@@ -216,16 +221,28 @@ def _run_stage(
     state as ``evals`` (``[step, value]`` pairs) and returned in the :class:`StageRun`.
     """
     settings = TrainerConfig(
-        name=name, steps=steps, grad_accum=config.grad_accum, grad_clip=1.0,
-        mixed_precision=config.mixed_precision, checkpoint_every=config.checkpoint_every,
-        log_every=config.log_every, eval_every=config.eval_every, eval_name="psnr_db",
-        sample_every=config.sample_every, data_workers=workers, progress=progress,
+        name=name,
+        steps=steps,
+        grad_accum=config.grad_accum,
+        grad_clip=1.0,
+        mixed_precision=config.mixed_precision,
+        checkpoint_every=config.checkpoint_every,
+        log_every=config.log_every,
+        eval_every=config.eval_every,
+        eval_name="psnr_db",
+        sample_every=config.sample_every,
+        data_workers=workers,
+        progress=progress,
         logdir=state_dir.parent / "tensorboard" / name,
     )
     trainer = Trainer(settings, {name: part}, cpu=device.type == "cpu")
     run = trainer.fit(
-        loss_step(loss_fn, name), make_batch, LatestFile(state_dir / f"{name}.pt"), budget=budget,
-        evaluate=evaluate, sample=sample,
+        loss_step(loss_fn, name),
+        make_batch,
+        LatestFile(state_dir / f"{name}.pt"),
+        budget=budget,
+        evaluate=evaluate,
+        sample=sample,
     )
     return StageRun(run.history.get("loss", []), run.finished, run.evals)
 
@@ -267,8 +284,11 @@ def vae_batch(config: ShapesTrainConfig, step: int) -> tuple[torch.Tensor, torch
         t0 = int(rng.integers(0, config.num_frames - frames + 1))
         y0 = int(rng.integers(0, config.height - config.vae_crop_size + 1))
         x0 = int(rng.integers(0, config.width - config.vae_crop_size + 1))
-        window = (slice(t0, t0 + frames), slice(y0, y0 + config.vae_crop_size),
-                  slice(x0, x0 + config.vae_crop_size))
+        window = (
+            slice(t0, t0 + frames),
+            slice(y0, y0 + config.vae_crop_size),
+            slice(x0, x0 + config.vae_crop_size),
+        )
         crops.append(frames_to_tensor(clip[window]))
         masks.append(torch.from_numpy(mask[window].astype(np.float32)))
     return torch.cat(crops), torch.stack(masks)[:, None], torch.tensor(int(rng.integers(2**31)))
@@ -293,8 +313,9 @@ def train_vae(
 
     objective = VAEObjective(vae, config)
     clips = max(config.eval_clips if config.eval_every else 0, 1 if config.sample_every else 0)
-    held_out = [frames_to_tensor(_render(_generator(config.seed, "vae-eval", i), config)[0])
-                for i in range(clips)]
+    held_out = [
+        frames_to_tensor(_render(_generator(config.seed, "vae-eval", i), config)[0]) for i in range(clips)
+    ]
 
     def loss_fn(module: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         return module(batch[0].to(device), batch[1].to(device), batch[2])
@@ -318,9 +339,19 @@ def train_vae(
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
     part = Part(vae, optimizer, lr=_schedule(config.vae_lr, config.vae_steps, config), forward=objective)
     return _run_stage(
-        "vae", part, config.vae_steps, state_dir, config, functools.partial(vae_batch, config), loss_fn,
-        progress, budget, device, workers=config.data_workers,
-        evaluate=evaluate if config.eval_every else None, sample=sample if config.sample_every else None,
+        "vae",
+        part,
+        config.vae_steps,
+        state_dir,
+        config,
+        functools.partial(vae_batch, config),
+        loss_fn,
+        progress,
+        budget,
+        device,
+        workers=config.data_workers,
+        evaluate=evaluate if config.eval_every else None,
+        sample=sample if config.sample_every else None,
     )
 
 
@@ -377,9 +408,7 @@ def _frames_grid(videos: list[torch.Tensor], max_frames: int = 8) -> np.ndarray:
 
 
 @torch.no_grad()
-def set_latent_statistics(
-    vae: torch.nn.Module, config: ShapesTrainConfig, device: torch.device
-) -> None:
+def set_latent_statistics(vae: torch.nn.Module, config: ShapesTrainConfig, device: torch.device) -> None:
     """Per-channel mean/std of raw latents over held-out clips, stored in the VAE config (as Wan2.2)."""
     latents = []
     for i in range(config.stats_clips):
@@ -500,7 +529,16 @@ def train_transformer(
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=config.dit_lr, weight_decay=0.0)
     part = Part(transformer, optimizer, lr=_schedule(config.dit_lr, config.dit_steps, config))
     return _run_stage(
-        "dit", part, config.dit_steps, state_dir, config, make_batch, loss_fn, progress, budget, device,
+        "dit",
+        part,
+        config.dit_steps,
+        state_dir,
+        config,
+        make_batch,
+        loss_fn,
+        progress,
+        budget,
+        device,
         sample=sample if config.sample_every else None,
     )
 
@@ -567,6 +605,7 @@ def train_shapes(
             text_dim=config.text_dim,
             ffn_dim=config.ffn_dim,
             freq_dim=config.freq_dim,
+            patch_size=config.dit_patch_size,
             vae_base_dim=config.vae_base_dim,
             vae_decoder_base_dim=config.vae_decoder_base_dim,
             vae_num_res_blocks=config.vae_num_res_blocks,
@@ -628,8 +667,22 @@ def train_shapes(
 
 #: Fields that only concern the transformer stage: a run may differ from the one it reuses here.
 TRANSFORMER_FIELDS = frozenset(
-    {"num_layers", "num_attention_heads", "attention_head_dim", "ffn_dim", "freq_dim", "dit_steps",
-     "dit_batch", "dit_lr", "i2v_prob", "text_dropout", "train_shift", "checkpoint_every", "log_every"}
+    {
+        "num_layers",
+        "num_attention_heads",
+        "attention_head_dim",
+        "ffn_dim",
+        "freq_dim",
+        "dit_patch_size",
+        "dit_steps",
+        "dit_batch",
+        "dit_lr",
+        "i2v_prob",
+        "text_dropout",
+        "train_shift",
+        "checkpoint_every",
+        "log_every",
+    }
 )
 #: Fields that change how a run is executed, never its result: a run may resume with other values.
 RUNTIME_FIELDS = frozenset(
@@ -652,16 +705,21 @@ def reuse_stages(
     import shutil
 
     stored_file = source / "config.json"
-    needed = [stored_file, source / "init" / "model_index.json", source / "state" / "vae.pt",
-              source / "state" / "latents.pt"]
+    needed = [
+        stored_file,
+        source / "init" / "model_index.json",
+        source / "state" / "vae.pt",
+        source / "state" / "latents.pt",
+    ]
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
         raise InputError(f"cannot reuse stages from {source}: missing {missing}; give a finished run folder")
     # fields added since the earlier run was made held their defaults there
     stored = {**dataclasses.asdict(ShapesTrainConfig()), **json.loads(stored_file.read_text())}
     mine = dataclasses.asdict(config)
-    differing = sorted(k for k, v in mine.items()
-                       if k not in TRANSFORMER_FIELDS | RUNTIME_FIELDS and stored.get(k) != v)
+    differing = sorted(
+        k for k, v in mine.items() if k not in TRANSFORMER_FIELDS | RUNTIME_FIELDS and stored.get(k) != v
+    )
     if differing:
         raise InputError(
             f"cannot reuse stages from {source}: its configuration differs outside the transformer in "
@@ -670,8 +728,10 @@ def reuse_stages(
         )
     vae_state = torch.load(source / "state" / "vae.pt", map_location="cpu", weights_only=False)
     if vae_state["step"] < config.vae_steps:
-        raise InputError(f"cannot reuse stages from {source}: its VAE stage is unfinished "
-                         f"({vae_state['step']} of {config.vae_steps} steps); finish that run first")
+        raise InputError(
+            f"cannot reuse stages from {source}: its VAE stage is unfinished "
+            f"({vae_state['step']} of {config.vae_steps} steps); finish that run first"
+        )
     if replace_init:
         for name in ("vae", "text_encoder", "tokenizer"):
             shutil.rmtree(init_dir / name)
@@ -683,8 +743,9 @@ def reuse_stages(
 
 
 @torch.no_grad()
-def check_latent_cache(components, cache: dict[str, Any], config: ShapesTrainConfig, device: torch.device,
-                       clips: int = 2) -> None:
+def check_latent_cache(
+    components, cache: dict[str, Any], config: ShapesTrainConfig, device: torch.device, clips: int = 2
+) -> None:
     """Re-encode the first ``clips`` cached clips; refuse a cache this VAE or text encoder did not make."""
     for i in range(min(clips, len(cache["latents"]))):
         latent, embeds, text = _encode_clip(components, config, i, device)
@@ -702,8 +763,11 @@ def _same_run(stored: dict[str, Any], config: ShapesTrainConfig) -> bool:
     """A stored run matches when every field but the runtime ones agrees; fields added since then must
     hold their defaults."""
     defaults = ShapesTrainConfig()
-    return all(stored[k] == v if k in stored else v == getattr(defaults, k)
-               for k, v in dataclasses.asdict(config).items() if k not in RUNTIME_FIELDS)
+    return all(
+        stored[k] == v if k in stored else v == getattr(defaults, k)
+        for k, v in dataclasses.asdict(config).items()
+        if k not in RUNTIME_FIELDS
+    )
 
 
 def _tail(losses: list[float], n: int = 50) -> float | None:
