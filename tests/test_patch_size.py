@@ -60,3 +60,17 @@ def test_the_training_config_selects_the_patch_and_refuses_others():
         ShapesTrainConfig(dit_patch_size=3)
     with pytest.raises(InputError, match="patch_size must be a whole number"):
         build_tiny_checkpoint("/tmp/never-written", patch_size=0)
+
+
+def test_a_tiny_training_run_with_a_patch_1_transformer_exports_it(tmp_path):
+    from dataclasses import replace
+
+    from flowstudio.worlds.train_shapes import train_shapes
+    from tests.test_train_shapes import TINY
+
+    result = train_shapes(tmp_path / "run", replace(TINY, dit_patch_size=1), device="cpu", progress=False)
+    assert result.finished and result.model_dir == tmp_path / "run" / "model"
+    config = json.loads((result.model_dir / "transformer" / "config.json").read_text())
+    assert config["patch_size"] == [1, 1, 1]
+    pipe = WanVideoPipeline.from_pretrained(result.model_dir, device="cpu")
+    assert tuple(pipe.components.transformer.config.patch_size) == (1, 1, 1)
