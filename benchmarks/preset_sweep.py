@@ -253,25 +253,23 @@ def main() -> None:
         logger.info("chosen on tuning pairs: %s (preset: %s)", chosen, preset_name)
 
         val_pairs = pairs_at(indices_of(args.type, VALIDATE_START, args.validate), args.frames, args.size)
-        val_rows: dict[str, list[dict[str, Any]]] = {preset_name: [], chosen: []}
+        # the preset and the choice (one entry when the choice is the preset itself)
+        confirmed = {
+            preset_name: (options["target_guidance"], preset_setting),
+            chosen: (chosen_guidance, chosen_setting),
+        }
+        val_rows: dict[str, list[dict[str, Any]]] = {name: [] for name in confirmed}
         shown = []
         for k, pair in enumerate(val_pairs):
-            outs = {}
-            for name, (g, s) in {
-                preset_name: (options["target_guidance"], preset_setting),
-                chosen: (chosen_guidance, chosen_setting),
-            }.items():
-                if g not in outs:
-                    outs[g] = edit_without_composite(pipe, pair, options, g)[:2]
-                edited, source = outs[g]
-                frames = apply(s, edited, source)
-                val_rows[name].append({"pair": pair["index"], **score(pair, frames)})
-                if name == chosen:
-                    chosen_frames = frames
-                else:
-                    preset_frames = frames
+            edits: dict[float, tuple[np.ndarray, np.ndarray]] = {}  # one edit per guidance
+            outputs = {}
+            for name, (g, s) in confirmed.items():
+                if g not in edits:
+                    edits[g] = edit_without_composite(pipe, pair, options, g)[:2]
+                outputs[name] = apply(s, *edits[g])
+                val_rows[name].append({"pair": pair["index"], **score(pair, outputs[name])})
             if k < 4:
-                shown.append((pair, preset_frames, chosen_frames))
+                shown.append((pair, outputs[preset_name], outputs[chosen]))
             logger.info("validation: pair %d of %d", k + 1, len(val_pairs))
         validation = {name: summarise(r) for name, r in val_rows.items()}
 
