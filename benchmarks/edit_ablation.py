@@ -249,6 +249,17 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     }
 
 
+def _effect_pairs() -> list[tuple[str, str, str, str]]:
+    """``(control, context, on, off)`` for every effect the tables show."""
+    out = []
+    for control in CONTROLS + EXTRAS:
+        added_off = f"+{NEEDS[control]}" if control in NEEDS else "base"
+        out.append((control, "added to base", f"+{control}", added_off))
+        if control not in EXTRAS:
+            out.append((control, "removed from all", "all", f"all-{control}"))
+    return out
+
+
 def effects(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """Control -> context -> metric -> effect of turning it on (on minus off), mean +- std over seeds.
 
@@ -262,49 +273,35 @@ def effects(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     seeds = per_seed_means(rows)
     once = run_once(seeds)
     out: dict[str, dict[str, dict[str, Any]]] = {}
-    for control in CONTROLS + EXTRAS:
-        added_off = f"+{NEEDS[control]}" if control in NEEDS else "base"
-        pairs = {"added to base": (f"+{control}", added_off), "removed from all": ("all", f"all-{control}")}
-        for context, (on, off) in pairs.items():
-            if on not in seeds or off not in seeds:
-                continue
-            # a deterministic side's one edit (seed 0) is its result at every seed of the other side
-            on_seeds = {0} if on in once else set(seeds[on])
-            off_seeds = {0} if off in once else set(seeds[off])
-            if on in once and off in once:
-                common, runs = [0], "once: deterministic"
-            elif on in once:
-                common, runs = sorted(off_seeds), "on run once"
-            elif off in once:
-                common, runs = sorted(on_seeds), "off run once"
-            else:
-                common, runs = sorted(on_seeds & off_seeds), "per seed"
-            if not (on_seeds <= set(seeds[on]) and off_seeds <= set(seeds[off])):
-                continue  # a deterministic side without its seed-0 row
+    for control, context, on, off in _effect_pairs():
+        if on not in seeds or off not in seeds:
+            continue
+        # a deterministic side's one edit (seed 0) is its result at every seed of the other side
+        on_seeds = {0} if on in once else set(seeds[on])
+        off_seeds = {0} if off in once else set(seeds[off])
+        if on in once and off in once:
+            common, runs = [0], "once: deterministic"
+        elif on in once:
+            common, runs = sorted(off_seeds), "on run once"
+        elif off in once:
+            common, runs = sorted(on_seeds), "off run once"
+        else:
+            common, runs = sorted(on_seeds & off_seeds), "per seed"
+        if not (on_seeds <= set(seeds[on]) and off_seeds <= set(seeds[off])):
+            continue  # a deterministic side without its seed-0 row
 
-            def at(name: str, seed: int, metric: str) -> float | None:
-                return seeds[name][0 if name in once else seed][metric]
+        def at(name: str, seed: int, metric: str) -> float | None:
+            return seeds[name][0 if name in once else seed][metric]
 
-            entry: dict[str, Any] = {}
-            for m in EFFECT_METRICS:
-                diffs = [
-                    None if at(on, s, m) is None or at(off, s, m) is None else at(on, s, m) - at(off, s, m)
-                    for s in common
-                ]
-                entry[m] = _spread(diffs)
-            entry["runs"] = runs
-            out.setdefault(control, {})[context] = entry
-    return out
-
-
-def _effect_pairs() -> list[tuple[str, str, str, str]]:
-    """``(control, context, on, off)`` for every effect the tables show."""
-    out = []
-    for control in CONTROLS + EXTRAS:
-        added_off = f"+{NEEDS[control]}" if control in NEEDS else "base"
-        out.append((control, "added to base", f"+{control}", added_off))
-        if control not in EXTRAS:
-            out.append((control, "removed from all", "all", f"all-{control}"))
+        entry: dict[str, Any] = {}
+        for m in EFFECT_METRICS:
+            diffs = [
+                None if at(on, s, m) is None or at(off, s, m) is None else at(on, s, m) - at(off, s, m)
+                for s in common
+            ]
+            entry[m] = _spread(diffs)
+        entry["runs"] = runs
+        out.setdefault(control, {})[context] = entry
     return out
 
 
