@@ -86,15 +86,17 @@ def leaderboard(board: Board, scope: str = ALL) -> dict[str, Any]:
         # a run of some edit types only (``board seed --run ... --edit-type color``) is complete, and
         # ranked, in the tab of a type it covers whole, and absent from the tabs of types it never ran
         ids = {c.case_id for c in scope_cases}
-        done = {r.submission.id: _done_cases(board, r.submission) for r in rows if not complete(r.submission)}
-        rows = [
-            r
-            for r in rows
-            if r.submission.id not in done or done[r.submission.id] & ids or not done[r.submission.id]
-        ]
-        is_complete = {
-            r.submission.id: r.submission.id not in done or ids <= done[r.submission.id] for r in rows
-        }
+        is_complete, kept = {}, []
+        for r in rows:
+            if complete(r.submission):
+                is_complete[r.submission.id] = True
+            else:
+                done = _done_cases(board, r.submission)
+                if done and not done & ids:
+                    continue  # results, none of this type: another type's run
+                is_complete[r.submission.id] = ids <= done
+            kept.append(r)
+        rows = kept
     rows = [r for r in rows if is_complete[r.submission.id]] + [
         r for r in rows if not is_complete[r.submission.id]
     ]
