@@ -831,21 +831,23 @@ class TransformerClock:
 
 
 def oracle_region(pair: dict[str, Any]) -> np.ndarray:
-    """The true edit region of a pair, bool ``(T, H, W)``: the region its edit type changes.
+    """The true edit region of a pair, bool ``(T, H, W)``: the benchmark's own edit region
+    (:func:`flowstudio.bench.scoring.regions` under the type's default ``preserve``).
 
     The union of the source and target objects for an object edit (product, colour, material); the
     rest of the frame for a background edit (the object is what it keeps: blending with the object's
-    mask would put back the very background the prompt changes); the whole frame for a style edit. As
-    the benchmark's regions (``preserve``: outside_mask / inside_mask / none). Until 2026-12-01 the
-    union was used for every type, which made every blended row keep background and style pairs'
-    backgrounds.
+    mask would put back the very background the prompt changes); the whole frame for a style edit.
+    Until 2026-12-01 the union was used for every type, which made every blended row keep background
+    and style pairs' backgrounds.
     """
-    union = pair["source_mask"] | pair["target_mask"]
-    if pair["type"] == "background":
-        return ~union
-    if pair["type"] == "style":
-        return np.ones_like(union)
-    return union
+    from types import SimpleNamespace
+
+    from flowstudio.bench.manifest import DEFAULT_PRESERVE
+    from flowstudio.bench.scoring import regions
+
+    source, target = pair["source_mask"], pair["target_mask"]
+    case = SimpleNamespace(preserve=DEFAULT_PRESERVE.get(pair["type"], "outside_mask"))
+    return regions(case, source, target, source.shape)[0]
 
 
 def edit_pair(

@@ -49,11 +49,16 @@ def edit_region(case: Any) -> np.ndarray | None:
     (background: the product is kept), and no mask for ``none`` (style: the whole frame changes).
     Passing the object mask for a background edit would keep the very background the prompt changes.
     """
+    from types import SimpleNamespace
+
+    from flowstudio.bench.scoring import regions
+
     mask = case.load_mask() if hasattr(case, "load_mask") else None
     preserve = getattr(case, "preserve", "outside_mask")
     if mask is None or preserve == "none":
         return None
-    return ~mask if preserve == "inside_mask" else mask
+    # the scorer's own edit region, from the source's object alone (a method never sees the target's)
+    return regions(SimpleNamespace(preserve=preserve), mask, None, mask.shape)[0]
 
 
 def option_types() -> dict[str, Any]:
