@@ -99,6 +99,16 @@ _RUN_200 = (
     "RF-Solver and FireFlow at 10 steps)"
 )
 
+#: edit_toy's ``flowedit`` configuration (20 steps, CFG 1.5 / 5, frame 0 generated): both validated
+#: presets start from it.
+_FLOWEDIT: dict[str, Any] = {
+    "method": "flowedit",
+    "steps": 20,
+    "source_guidance": 1.5,
+    "target_guidance": 5.0,
+    "first_frame": "none",
+}
+
 #: Preset name -> :class:`Preset` (its evidence; ``values`` None = not validated, unavailable).
 PRESETS: dict[str, Preset] = {
     "product-replace": Preset(
@@ -114,11 +124,7 @@ PRESETS: dict[str, Preset] = {
         name="color",
         edit_type="color",
         values={
-            "method": "flowedit",
-            "steps": 20,
-            "source_guidance": 1.5,
-            "target_guidance": 5.0,
-            "first_frame": "none",
+            **_FLOWEDIT,
             "blend": BlendConfig(strength=0.0, pixel_composite=True, composite_mask="change"),
         },
         model=_TOY,
@@ -142,13 +148,7 @@ PRESETS: dict[str, Preset] = {
     "background": Preset(
         name="background",
         edit_type="background",
-        values={
-            "method": "flowedit",
-            "steps": 20,
-            "source_guidance": 1.5,
-            "target_guidance": 5.0,
-            "first_frame": "none",
-        },
+        values=dict(_FLOWEDIT),
         model=_TOY,
         results=RESULTS_200,
         evidence=f"{_RUN_200}: FlowEdit reads the target background in 21/40 pairs (0.525) vs identity 0.00 "
