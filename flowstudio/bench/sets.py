@@ -240,6 +240,17 @@ def resolve_testset(
         )
     else:
         testset = load_testset(text)
+    return subset(testset, edit_types=edit_types, limit=limit)
+
+
+def subset(
+    testset: TestSet, *, edit_types: list[str] | tuple[str, ...] | None = None, limit: int | None = None
+) -> TestSet:
+    """The cases of ``edit_types`` (all when empty or ``None``), then the first ``limit`` of them.
+
+    Raises:
+        InputError: an edit type the set does not hold, or a limit below 1.
+    """
     if edit_types:
         testset = only_edit_types(testset, edit_types)
     if limit is not None:
@@ -268,6 +279,6 @@ def only_edit_types(testset: TestSet, edit_types: list[str] | tuple[str, ...]) -
     return TestSet(
         path=testset.path,
         name=testset.name,
-        cases=[case for case in testset.cases if case.edit_type in wanted],
+        cases=tuple(case for case in testset.cases if case.edit_type in wanted),
         data=testset.data,
     )

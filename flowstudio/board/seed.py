@@ -128,18 +128,14 @@ def run_and_seed(
     ``limit`` then the first cases only. The board shows such a row with its case count, which is less
     than the set's: unranked in the all-types tab, ranked in a type's tab that it covers whole.
     """
-    from flowstudio.bench.manifest import TestSet as _TestSet
     from flowstudio.bench.methods import get_method
     from flowstudio.bench.runner import run_benchmark
-    from flowstudio.bench.sets import only_edit_types
+    from flowstudio.bench.sets import subset
 
-    subset = only_edit_types(testset, edit_types) if edit_types else testset
-    if limit is not None:
-        subset = _TestSet(subset.path, subset.name, subset.cases[:limit], subset.data)
     run_benchmark(
         method_name,
         get_method(method_name),
-        subset,
+        subset(testset, edit_types=edit_types, limit=limit),
         out,
         extra_settings={"limit": limit, "edit_types": list(edit_types) if edit_types else None},
     )
