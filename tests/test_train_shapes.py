@@ -82,6 +82,51 @@ def test_a_wider_transformer_reuses_the_vae_and_latent_cache_of_a_finished_run(s
         assert torch.equal(a, b), "the text encoder made the cached caption states: it must be reused"
 
 
+def test_a_transformer_starts_from_a_model_folders_vae(straight_run, tmp_path):
+    """``vae_from``: a shipped model folder's VAE is the finished VAE stage; the cache is re-encoded."""
+    source, first = straight_run
+    wider = ShapesTrainConfig(**{**TINY.__dict__, "num_attention_heads": 4})
+    result = train_shapes(
+        tmp_path / "from-model", wider, device="cpu", progress=False, vae_from=first.model_dir
+    )
+    assert result.finished
+    old, new = (load_components(r.model_dir, device="cpu") for r in (first, result))
+    assert new.transformer.config.num_attention_heads == 4
+    for a, b in zip(old.vae.state_dict().values(), new.vae.state_dict().values(), strict=True):
+        assert torch.equal(a, b), "the VAE must be the model folder's"
+    old_text, new_text = old.text_encoder.state_dict(), new.text_encoder.state_dict()
+    for a, b in zip(old_text.values(), new_text.values(), strict=True):
+        assert torch.equal(a, b), "the text encoder must be the model folder's"
+    cached = torch.load(tmp_path / "from-model" / "state" / "latents.pt", weights_only=False)
+    reference = torch.load(source / "state" / "latents.pt", weights_only=False)
+    assert cached["captions"] == reference["captions"]
+    for ours, theirs in zip(cached["latents"], reference["latents"], strict=True):
+        assert torch.allclose(ours.float(), theirs.float(), atol=1e-3)
+    assert json.loads((result.model_dir / "training_summary.json").read_text())["finished"]
+
+
+def test_a_model_folder_of_another_world_or_layout_is_refused(straight_run, tmp_path):
+    import shutil
+
+    _, first = straight_run
+    other_data = ShapesTrainConfig(**{**TINY.__dict__, "num_clips": 4})
+    with pytest.raises(InputError, match="num_clips"):
+        train_shapes(tmp_path / "a", other_data, device="cpu", progress=False, vae_from=first.model_dir)
+    with pytest.raises(InputError, match="missing"):
+        train_shapes(tmp_path / "b", TINY, device="cpu", progress=False, vae_from=tmp_path / "none")
+    forged = tmp_path / "forged"
+    shutil.copytree(first.model_dir, forged)
+    config_file = forged / "vae" / "config.json"
+    vae_config = json.loads(config_file.read_text())
+    vae_config["latents_mean"] = [m + 0.5 for m in vae_config["latents_mean"]]
+    config_file.write_text(json.dumps(vae_config))
+    with pytest.raises(InputError, match="does not reproduce"):
+        train_shapes(tmp_path / "c", TINY, device="cpu", progress=False, vae_from=forged)
+    with pytest.raises(InputError, match="not both"):
+        train_shapes(tmp_path / "d", TINY, device="cpu", progress=False, vae_from=forged,
+                     reuse_stages_from=straight_run[0])
+
+
 def test_reusing_stages_of_a_run_with_another_vae_or_data_is_refused(straight_run, tmp_path):
     source, _ = straight_run
     other_data = ShapesTrainConfig(**{**TINY.__dict__, "num_clips": 4})

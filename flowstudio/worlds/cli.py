@@ -81,13 +81,17 @@ def train_shapes_command(
     max_steps: int | None = typer.Option(None, help="Stop after this many optimisation steps (state saved)."),
     reuse_stages_from: Path | None = typer.Option(
         None, help="A finished run folder: take over its VAE and latent cache, train only the transformer."),
+    vae_from: Path | None = typer.Option(
+        None, help="A trained model folder (e.g. flowstudio/assets/toy-shapes): take its VAE as finished, "
+                   "re-encode the latent cache, train only the transformer."),
 ) -> None:
     """Train the ShapeWorld toy Wan2.2 model (VAE, latent cache, transformer); resumes from OUT/state."""
     from flowstudio.worlds.train_shapes import Budget, ShapesTrainConfig, train_shapes
 
     settings = ShapesTrainConfig.from_yaml(config) if config else ShapesTrainConfig()
     budget = Budget(max_steps=max_steps, seconds=max_minutes * 60 if max_minutes else None)
-    result = train_shapes(out, settings, device=device, budget=budget, reuse_stages_from=reuse_stages_from)
+    result = train_shapes(out, settings, device=device, budget=budget, reuse_stages_from=reuse_stages_from,
+                          vae_from=vae_from)
     if result.finished:
         typer.echo(f"trained model: {result.model_dir} (curves: {out / 'losses.png'})")
     else:

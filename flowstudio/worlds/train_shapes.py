@@ -569,6 +569,7 @@ def train_shapes(
     budget: Budget | None = None,
     progress: bool = True,
     reuse_stages_from: str | Path | None = None,
+    vae_from: str | Path | None = None,
 ) -> TrainResult:
     """Run or resume every stage into ``out``; exports ``out/model`` once all stages are complete.
 
@@ -577,7 +578,14 @@ def train_shapes(
 
     ``reuse_stages_from``: a finished earlier run whose VAE and latent cache this run takes over, so
     that only the transformer is trained (e.g. a wider one). See :func:`reuse_stages`.
+
+    ``vae_from``: a trained model folder (e.g. the shipped ``flowstudio/assets/toy-shapes``) whose VAE
+    this run takes as its finished VAE stage; the latent cache is re-encoded. See :func:`take_vae_from`.
     """
+    if reuse_stages_from is not None and vae_from is not None:
+        raise InputError(
+            "give either reuse_stages_from (a run folder) or vae_from (a model folder), not both"
+        )
     config = config or ShapesTrainConfig()
     budget = budget or Budget()
     out = Path(out)
@@ -617,6 +625,8 @@ def train_shapes(
         )
     if reuse_stages_from is not None:
         reuse_stages(Path(reuse_stages_from), config, init_dir, state_dir, replace_init=fresh_init)
+    if vae_from is not None:
+        take_vae_from(Path(vae_from), config, init_dir, state_dir, replace_init=fresh_init)
     components = load_components(init_dir, device=device_, dtype=torch.float32)
     components.text_encoder.requires_grad_(False)
     summary: dict[str, Any] = {"config": dataclasses.asdict(config), "device": str(device_), "seconds": {}}
@@ -633,6 +643,10 @@ def train_shapes(
             }
         )
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        if model_dir is not None:  # the model folder records how it was trained (its size, --vae-from)
+            from flowstudio.models import TRAINING_SUMMARY
+
+            (model_dir / TRAINING_SUMMARY).write_text(json.dumps(summary, indent=2))
         _plot_losses(curves, out / "losses.png", summary["held_out"])
         return TrainResult(done, model_dir, summary)
 
@@ -646,6 +660,8 @@ def train_shapes(
         return finish(False, None)
     components.vae.requires_grad_(False)
     set_latent_statistics(components.vae, config, device_)
+    if vae_from is not None:
+        check_latent_statistics(components.vae, Path(vae_from))
     # 2. latent cache
     start = time.perf_counter()
     cache = build_latent_cache(components, config, state_dir / "latents.pt", device_, progress)
@@ -714,18 +730,7 @@ def reuse_stages(
     missing = [str(p) for p in needed if not p.exists()]
     if missing:
         raise InputError(f"cannot reuse stages from {source}: missing {missing}; give a finished run folder")
-    # fields added since the earlier run was made held their defaults there
-    stored = {**dataclasses.asdict(ShapesTrainConfig()), **json.loads(stored_file.read_text())}
-    mine = dataclasses.asdict(config)
-    differing = sorted(
-        k for k, v in mine.items() if k not in TRANSFORMER_FIELDS | RUNTIME_FIELDS and stored.get(k) != v
-    )
-    if differing:
-        raise InputError(
-            f"cannot reuse stages from {source}: its configuration differs outside the transformer in "
-            f"{ {k: (stored.get(k), mine[k]) for k in differing} } (earlier run, this run); "
-            "use the earlier run's values for these keys"
-        )
+    _check_same_outside_transformer(json.loads(stored_file.read_text()), config, source)
     vae_state = torch.load(source / "state" / "vae.pt", map_location="cpu", weights_only=False)
     if vae_state["step"] < config.vae_steps:
         raise InputError(
@@ -740,6 +745,90 @@ def reuse_stages(
         if not (state_dir / name).exists():
             shutil.copy2(source / "state" / name, state_dir / name)
     logger.info("reusing the VAE stage and latent cache of %s", source)
+
+
+def _check_same_outside_transformer(stored: dict[str, Any], config: ShapesTrainConfig, source: Path) -> None:
+    """Refuse to take stages from ``source`` when its configuration ``stored`` differs from ``config``
+    outside :data:`TRANSFORMER_FIELDS` (and the runtime-only keys)."""
+    # fields added since the earlier run was made held their defaults there
+    stored = {**dataclasses.asdict(ShapesTrainConfig()), **stored}
+    mine = dataclasses.asdict(config)
+    differing = sorted(
+        k for k, v in mine.items() if k not in TRANSFORMER_FIELDS | RUNTIME_FIELDS and stored.get(k) != v
+    )
+    if differing:
+        raise InputError(
+            f"cannot reuse stages from {source}: its configuration differs outside the transformer in "
+            f"{ {k: (stored.get(k), mine[k]) for k in differing} } (earlier run, this run); "
+            "use the earlier run's values for these keys"
+        )
+
+
+def take_vae_from(
+    model_dir: Path, config: ShapesTrainConfig, init_dir: Path, state_dir: Path, *, replace_init: bool = True
+) -> None:
+    """Start a run from a trained model folder's VAE: its VAE stage counts as finished, the latent cache
+    is re-encoded, and only the transformer trains.
+
+    Why: a run folder's ``state/`` is not shipped (and was lost once with a wiped runs folder), while
+    the model folder is; this is :func:`reuse_stages` for a model folder. Its ``training_summary.json``
+    (written with the exported model) must hold a configuration equal to ``config`` outside the transformer
+    stage. The model's VAE, text encoder and tokenizer replace this run's initial ones (the text
+    encoder is frozen during training, so the shipped one is the one that made the captions'
+    states), and ``state/vae.pt`` is written as a finished stage holding the model's VAE weights.
+    """
+    import shutil
+
+    from flowstudio.train import checkpoint as ckpt
+
+    needed = [model_dir / "model_index.json", model_dir / "training_summary.json",
+              *(model_dir / name for name in ("vae", "text_encoder", "tokenizer"))]
+    missing = [str(p) for p in needed if not p.exists()]
+    if missing:
+        raise InputError(
+            f"cannot take the VAE of {model_dir}: missing {missing}; give a model folder exported by "
+            "`flowstudio worlds train shapes` (e.g. flowstudio/assets/toy-shapes)"
+        )
+    summary = json.loads((model_dir / "training_summary.json").read_text())
+    _check_same_outside_transformer(summary.get("config", {}), config, model_dir)
+    if replace_init:
+        for name in ("vae", "text_encoder", "tokenizer"):
+            shutil.rmtree(init_dir / name)
+            shutil.copytree(model_dir / name, init_dir / name)
+    vae_file = state_dir / "vae.pt"
+    if vae_file.exists():
+        return
+    from diffusers import AutoencoderKLWan
+
+    vae = AutoencoderKLWan.from_pretrained(model_dir / "vae", torch_dtype=torch.float32)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr)  # never stepped: the stage is done
+    ckpt.atomic_save(
+        {
+            "format": ckpt.FORMAT,
+            "step": config.vae_steps,
+            "models": {"vae": vae.state_dict()},
+            "optimizers": {"vae": optimizer.state_dict()},
+            "rng": None,
+            "history": {},
+            "evals": [],
+            "vae_from": str(model_dir),
+        },
+        vae_file,
+    )
+    logger.info("taking the VAE of %s as this run's finished VAE stage", model_dir)
+
+
+def check_latent_statistics(vae: torch.nn.Module, model_dir: Path, tolerance: float = 1e-3) -> None:
+    """The per-channel latent mean/std just measured must equal those the model folder ships: a VAE
+    that does not reproduce them was trained on another world or changed since."""
+    shipped = json.loads((model_dir / "vae" / "config.json").read_text())
+    for key in ("latents_mean", "latents_std"):
+        ours, theirs = np.asarray(vae.config[key]), np.asarray(shipped.get(key, []))
+        if ours.shape != theirs.shape or np.abs(ours - theirs).max() > tolerance:
+            raise InputError(
+                f"the VAE taken from {model_dir} does not reproduce its shipped {key} on this run's "
+                "world (another seed or world settings?); use that model's training configuration"
+            )
 
 
 @torch.no_grad()
