@@ -32,6 +32,7 @@ from flowstudio.avatar.model.diffusion_forcing import noise_batch
 from flowstudio.avatar.model.dualforce import DualForceInputs, DualForceModel
 from flowstudio.avatar.model.rates import BlockLayout, TokenRates
 from flowstudio.avatar.training.losses import (
+    LipSyncScorer,
     LossTerms,
     flame_loss,
     lip_sync_loss,
@@ -39,6 +40,7 @@ from flowstudio.avatar.training.losses import (
     total_loss,
     video_loss,
 )
+from flowstudio.avatar.training.mouth_sync import SCORERS, MouthReaderSync
 from flowstudio.core.flow import x0_from_velocity
 from flowstudio.errors import InputError
 from flowstudio.train import Part, StepFolders, Trainer, TrainerConfig, constant
@@ -74,6 +76,11 @@ class TrainConfig:
     # probability per sample that its audio is replaced by silence (model.audio.silent_features), so
     # the model also learns an unconditional branch for audio guidance (0: off, the batch unchanged)
     audio_dropout: float = 0.0
+    # a scorer for model.loss.lip_sync (None: off, the lip-sync term is 0). "mouth_reader" (talkingshapes
+    # only): the analytic mouth reader in torch on the decoded predicted x0 against the true clip
+    # (training/mouth_sync.py), on frames whose noise level is at most lip_sync_max_sigma
+    lip_sync_scorer: str | None = None
+    lip_sync_max_sigma: float = 0.75
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -86,6 +93,9 @@ class TrainConfig:
         dropout = data.get("audio_dropout", 0.0)
         if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout <= 1.0:
             raise InputError(f"train.audio_dropout must be a probability in [0, 1], got {dropout!r}")
+        scorer = data.get("lip_sync_scorer")
+        if scorer is not None and scorer not in SCORERS:
+            raise InputError(f"train.lip_sync_scorer must be one of {list(SCORERS)} or null, got {scorer!r}")
         return cls(**data)
 
 
@@ -157,6 +167,8 @@ def training_step(
     config: DualForceConfig | None = None,
     mouth_weight: float = 0.0,
     audio_dropout: float = 0.0,
+    lip_sync_scorer: str | None = None,
+    lip_sync_max_sigma: float = 0.75,
 ) -> LossTerms:
     """Noise a batch frame by frame, predict velocities, and weight the loss terms.
 
@@ -164,7 +176,10 @@ def training_step(
     has no ``config``: pass the model's ``config``); elsewhere a plain :class:`DualForceModel`.
     ``audio_dropout``: each sample's whole audio is replaced by silence
     (:func:`~flowstudio.avatar.model.audio.silent_features`) with this probability, drawn from
-    ``generator`` after the noise (so the noise is the same as without dropout); 0 draws nothing."""
+    ``generator`` after the noise (so the noise is the same as without dropout); 0 draws nothing.
+    ``lip_sync_scorer``: ``"mouth_reader"`` plugs :class:`~flowstudio.avatar.training.mouth_sync.
+    MouthReaderSync` (built from the batch's true video, frame weights and noise levels) into
+    ``lip_sync_loss``; ``None`` leaves the term at 0."""
     cfg = config if config is not None else model.config
     noised = noise_batch(batch["video"], batch["struct"], layout, cfg.forcing, generator=generator)
     audio = batch["audio"]
@@ -184,6 +199,13 @@ def training_step(
     v_video, v_struct = model(inputs)
     struct_x0 = x0_from_velocity(noised.struct, noised.struct_sigma[:, :, None], v_struct)
     video_x0 = x0_from_velocity(noised.video, noised.video_sigma[:, None, :, None, None], v_video)
+    scorer: LipSyncScorer | None = None
+    if lip_sync_scorer == "mouth_reader":
+        scorer = MouthReaderSync(
+            batch["video"], noised.video_weight, noised.video_sigma, max_sigma=lip_sync_max_sigma
+        )
+    elif lip_sync_scorer is not None:
+        raise InputError(f"unknown lip-sync scorer {lip_sync_scorer!r}; known: {list(SCORERS)}")
     pixel_weight = None
     if mouth_weight > 0 and "mouth" in batch:  # (B, h, w): 1 everywhere, 1 + mouth_weight on the mouth
         pixel_weight = 1.0 + mouth_weight * batch["mouth"]
@@ -199,7 +221,7 @@ def training_step(
             cfg.structure,
         ),
         # the true audio: a plugged-in scorer judges the frames against the speech of the clip
-        lip_sync=lip_sync_loss(None, video_x0, batch["audio"]),
+        lip_sync=lip_sync_loss(scorer, video_x0, batch["audio"]),
     )
 
 
@@ -225,6 +247,11 @@ def train(
     from accelerate.utils import set_seed
 
     out = Path(train_config.output_dir)
+    if train_config.lip_sync_scorer is not None and model_config.loss.lip_sync <= 0:
+        raise InputError(
+            f"train.lip_sync_scorer {train_config.lip_sync_scorer!r} needs model.loss.lip_sync > 0 "
+            "(the term's weight); with weight 0 it would cost time and change nothing"
+        )
     set_seed(train_config.seed)
     if dataset is None:
         if train_config.dataset == "talkingshapes" and model_config.structure.mean is None:
@@ -270,6 +297,8 @@ def train(
             model_config,
             mouth_weight=train_config.mouth_weight,
             audio_dropout=train_config.audio_dropout,
+            lip_sync_scorer=train_config.lip_sync_scorer,
+            lip_sync_max_sigma=train_config.lip_sync_max_sigma,
         )
         return terms.__dict__
 
@@ -283,12 +312,13 @@ def train(
             fh.write(json.dumps(record) + "\n")
         if step % train_config.log_every == 0 or step == 1:
             logger.info(
-                "step %d loss %.4f (video %.4f struct %.4f flame %.4f)",
+                "step %d loss %.4f (video %.4f struct %.4f flame %.4f lip_sync %.4f)",
                 step,
                 record["total"],
                 record["video"],
                 record["struct"],
                 record["flame"],
+                record["lip_sync"],
             )
 
     trainer.fit(
