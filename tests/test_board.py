@@ -223,6 +223,22 @@ def test_seeded_numbers_are_the_results_files_numbers(runs, board_db):
     store.close()
 
 
+def test_a_run_folder_seeds_with_its_outputs_like_its_results_file(runs, tmp_path):
+    """``board seed RUN_FOLDER`` keeps the folder's outputs for the case viewer, as its results.json
+    does, and is the same submission (seeding the other path replaces it)."""
+    testset, files = runs
+    folder = files["identity"].parent
+    assert (folder / "outputs").is_dir()
+    store = BoardStore(tmp_path / "b.sqlite")
+    store.sync_cases(testset)
+    by_folder = seed_results(store, testset, folder)
+    assert by_folder.outputs == str((folder / "outputs").resolve())
+    by_file = seed_results(store, testset, files["identity"])
+    assert by_file.id == by_folder.id and by_file.outputs == by_folder.outputs
+    assert [r.method.name for r in store.leaderboard(testset.name)] == ["identity"]
+    store.close()
+
+
 def test_seed_refuses_a_run_on_another_build_of_the_set(runs, tmp_path):
     testset, files = runs
     other = tiny_set(tmp_path / "other-build")  # same name, same cases, another manifest

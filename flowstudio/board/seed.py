@@ -59,6 +59,8 @@ def check_run(results: dict[str, Any], testset: TestSet, where: str) -> list[str
 def seed_results(store: BoardStore, testset: TestSet, path: str | Path) -> Submission:
     """Put the run of results file ``path`` on the board (again: its scores are replaced)."""
     file = Path(path).resolve()
+    if file.is_dir():  # a run folder: its results.json, so that its outputs/ are kept as with --run
+        file = file / "results.json"
     results = read_results(file)
     problems = check_run(results, testset, str(path))
     if problems:
