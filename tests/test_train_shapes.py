@@ -59,6 +59,30 @@ def test_interrupted_then_resumed_run_equals_the_straight_run(straight_run, tmp_
         assert torch.equal(straight[name], resumed[name]), f"{name} differs after resume"
 
 
+def test_a_snapshot_of_a_run_in_progress_is_a_loadable_model_of_its_latest_step(straight_run, tmp_path):
+    """``export_snapshot``: a run stopped inside the transformer stage exports its latest checkpoint
+    (same VAE and latent statistics as the finished run); a run without one is refused."""
+    from flowstudio.worlds.train_shapes import export_snapshot
+
+    out = tmp_path / "partial"
+    with pytest.raises(InputError, match="missing"):
+        export_snapshot(out, tmp_path / "none")
+    train_shapes(out, TINY, device="cpu", budget=Budget(max_steps=4), progress=False)  # VAE 2 + DiT 2
+    summary = export_snapshot(out, tmp_path / "snapshot")
+    assert summary["snapshot_step"] == 2 and summary["dit_steps"] == TINY.dit_steps
+    assert not summary["finished"]
+    assert check_checkpoint(tmp_path / "snapshot").ok
+    saved = torch.load(out / "state" / "dit.pt", weights_only=False)["models"]["dit"]
+    exported = _weights(tmp_path / "snapshot")
+    for name, value in saved.items():
+        assert torch.equal(exported[name], value.half()), name
+    finished = load_components(straight_run[1].model_dir, device="cpu").vae.config
+    snapshot = load_components(tmp_path / "snapshot", device="cpu").vae.config
+    assert snapshot.latents_mean == pytest.approx(finished.latents_mean, abs=1e-6)
+    recorded = json.loads((tmp_path / "snapshot" / "training_summary.json").read_text())
+    assert recorded["snapshot_step"] == 2
+
+
 def test_resume_with_another_configuration_is_refused(straight_run):
     out, _ = straight_run
     other = ShapesTrainConfig(**{**TINY.__dict__, "dit_lr": 1e-3})

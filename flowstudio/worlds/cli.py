@@ -71,6 +71,21 @@ def make_faces(
     typer.echo(f"wrote {clips} TalkingShapes clips to {path}")
 
 
+@train_app.command("snapshot")
+def train_snapshot_command(
+    run: Path = typer.Argument(..., help="A run folder of `worlds train shapes` (training may go on)."),
+    out: Path = typer.Argument(..., help="Model folder to write (diffusers layout)."),
+) -> None:
+    """Export a run's latest transformer checkpoint with its VAE as a model, to measure it mid-run."""
+    from flowstudio.worlds.train_shapes import export_snapshot
+
+    try:
+        summary = export_snapshot(run, out)
+    except FlowstudioError as error:
+        _fail(error)
+    typer.echo(f"wrote {out}: transformer at step {summary['snapshot_step']} of {summary['dit_steps']}")
+
+
 @train_app.command("shapes")
 def train_shapes_command(
     out: Path = typer.Option(Path("outputs/toy-shapes"), help="Run folder (state, curves, model/)."),

@@ -893,6 +893,54 @@ def export_model(components, init_dir: Path, model_dir: Path) -> None:
     logger.info("exported the toy model to %s", model_dir)
 
 
+def export_snapshot(run_dir: str | Path, model_dir: str | Path) -> dict[str, Any]:
+    """Export the transformer of a run *in progress* (its latest ``state/dit.pt``) with the run's VAE
+    into a diffusers-format model folder, to measure it (``toy_quality.py``) while training goes on.
+
+    The model folder's ``training_summary.json`` says it is a snapshot (``snapshot_step`` of
+    ``dit_steps``), so that it is never mistaken for a finished run. Reads only: the run may be
+    training meanwhile (checkpoints are written atomically).
+    """
+    from flowstudio.models import TRAINING_SUMMARY
+
+    run_dir, model_dir = Path(run_dir), Path(model_dir)
+    needed = [run_dir / "config.json", run_dir / "init" / "model_index.json",
+              run_dir / "state" / "vae.pt", run_dir / "state" / "dit.pt"]
+    missing = [str(p) for p in needed if not p.exists()]
+    if missing:
+        raise InputError(
+            f"cannot export a snapshot of {run_dir}: missing {missing}; give a run folder whose "
+            "transformer stage has saved a checkpoint"
+        )
+    stored = json.loads((run_dir / "config.json").read_text())
+    known = {f.name for f in dataclasses.fields(ShapesTrainConfig)}
+    config = ShapesTrainConfig(**{k: v for k, v in stored.items() if k in known})
+    components = load_components(run_dir / "init", device="cpu", dtype=torch.float32)
+    states = {}
+    for name in ("vae", "dit"):
+        saved = torch.load(run_dir / "state" / f"{name}.pt", map_location="cpu", weights_only=False)
+        models = saved["models"] if "format" in saved else {name: saved["model"]}
+        states[name] = (models[name], int(saved["step"]))
+    if states["vae"][1] < config.vae_steps:
+        raise InputError(
+            f"{run_dir}: its VAE stage is unfinished ({states['vae'][1]} of {config.vae_steps} steps)"
+        )
+    components.vae.load_state_dict(states["vae"][0])
+    components.transformer.load_state_dict(states["dit"][0])
+    set_latent_statistics(components.vae, config, torch.device("cpu"))  # as the run measured them
+    export_model(components, run_dir / "init", model_dir)
+    summary = {
+        "config": dataclasses.asdict(config),
+        "finished": False,
+        "snapshot_step": states["dit"][1],
+        "dit_steps": config.dit_steps,
+        "run": str(run_dir.resolve()),
+        "note": "a snapshot of a transformer stage in progress (export_snapshot), not a finished model",
+    }
+    (model_dir / TRAINING_SUMMARY).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
 def _plot_losses(
     curves: dict[str, list[float]], path: Path, held_out: dict[str, list[list[float]]] | None = None
 ) -> None:
