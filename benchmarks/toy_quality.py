@@ -10,7 +10,9 @@
 - generation time per clip on this machine.
 
 Held-out clips come from a seed stream the training never draws from. Writes
-``benchmarks/results/<tag>.{json,md}`` and ``<tag>_vae_frames.png`` (PSNR per frame).
+``benchmarks/results/<tag>.{json,md}`` (with every prompt's asked and read values and the most common
+misreadings), ``<tag>_vae_frames.png`` (PSNR per frame) and ``<tag>_t2v_samples.png`` (the first
+generations, titled with what was asked and read).
 
     python benchmarks/toy_quality.py --model PATH [--prompts 200] [--steps 30]
     python benchmarks/toy_quality.py --vae-state RUN --prompts 0 --i2v-clips 0   # a run's VAE stage
@@ -138,22 +140,86 @@ def run_state_roundtrip(run: Path) -> Callable[[np.ndarray], np.ndarray]:
     return roundtrip
 
 
-def t2v_quality(pipe, prompts: int, steps: int, guidance: float) -> tuple[dict, list[float]]:
+SAMPLES = 12  # T2V generations shown in <tag>_t2v_samples.png
+
+
+def t2v_quality(
+    pipe, prompts: int, steps: int, guidance: float
+) -> tuple[dict, list[float], list[dict], list[np.ndarray]]:
+    """Accuracies per attribute, seconds per clip, one record per prompt (what was asked, what the
+    readers saw: the misreadings say *how* a model fails) and the middle frame of the first
+    :data:`SAMPLES` generations."""
     from flowstudio.pipeline import GenerationSettings
 
     hits = dict.fromkeys(READERS, 0)
-    seconds = []
+    seconds, items, samples = [], [], []
     for i in range(prompts):
         spec, text = held_out(100_000 + i)
         settings = GenerationSettings(prompt=text, steps=steps, guidance_scale=guidance, seed=i)
         start = time.perf_counter()
         frames = pipe.generate(settings, progress=False).frames
         seconds.append(time.perf_counter() - start)
+        item = {"prompt": text}
         for name, reader in READERS.items():
-            hits[name] += reader(frames)[0] == getattr(spec, name)
+            expected, read = getattr(spec, name), reader(frames)[0]
+            hits[name] += read == expected
+            item[name] = {"expected": expected, "read": read}
+        items.append(item)
+        if i < SAMPLES:
+            samples.append(frames[len(frames) // 2])
         if (i + 1) % 20 == 0:
             print(f"T2V {i + 1}/{prompts}: " + ", ".join(f"{k} {v / (i + 1):.0%}" for k, v in hits.items()))
-    return {name: _proportion(h, prompts) for name, h in hits.items()}, seconds
+    return {name: _proportion(h, prompts) for name, h in hits.items()}, seconds, items, samples
+
+
+def misreadings(items: list[dict], top: int = 5) -> dict[str, dict]:
+    """Per attribute: accuracy per expected value, and the most common (expected -> read) errors."""
+    from collections import Counter
+
+    out = {}
+    for name in READERS:
+        per_value: dict[str, list[int]] = {}
+        errors: Counter[tuple[str, str]] = Counter()
+        reads: Counter[str] = Counter()
+        for item in items:
+            expected, read = item[name]["expected"], item[name]["read"]
+            per_value.setdefault(expected, [0, 0])
+            per_value[expected][0] += read == expected
+            per_value[expected][1] += 1
+            reads[read] += 1
+            if read != expected:
+                errors[(expected, read)] += 1
+        out[name] = {
+            "accuracy_by_value": {k: [h, n] for k, (h, n) in sorted(per_value.items())},
+            "most_read": reads.most_common(3),
+            "top_errors": [[e, r, c] for (e, r), c in errors.most_common(top)],
+        }
+    return out
+
+
+def plot_samples(samples: list[np.ndarray], items: list[dict], path: Path) -> None:
+    """The middle frame of the first generations, titled with what was asked and what was read."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 6
+    rows = -(-len(samples) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, frame, item in zip(axes.flat, samples, items, strict=False):
+        ax.imshow(frame)
+        asked = " ".join(item[n]["expected"] for n in ("color", "shape"))
+        read = " ".join(item[n]["read"] for n in ("color", "shape"))
+        ok = all(item[n]["read"] == item[n]["expected"] for n in READERS)
+        ax.set_title(f"{asked} / {item['background']['expected']}\nread: {read} / "
+                     f"{item['background']['read']}", fontsize=7, color="black" if ok else "firebrick")
+    fig.suptitle("T2V samples (middle frame): asked / read by the readers; red: a misreading", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def i2v_quality(pipe, clips: int, steps: int, guidance: float) -> float:
@@ -261,6 +327,15 @@ def table(result: dict, tag: str) -> str:
     lines += [
         f"| {n} | {v} | {b} | {'-' if ok is None else ('yes' if ok else 'no')} |" for n, v, b, ok in rows
     ]
+    if result.get("t2v_misreadings"):
+        lines += ["", "## T2V misreadings", "", "| attribute | accuracy per asked value (hits/n) "
+                  "| most read | most common errors (asked -> read: count) |", "|---|---|---|---|"]
+        for name, m in result["t2v_misreadings"].items():
+            by_value = ", ".join(f"{k} {h}/{n}" for k, (h, n) in m["accuracy_by_value"].items())
+            most = ", ".join(f"{k} {c}" for k, c in m["most_read"])
+            errors = ", ".join(f"{e} -> {r}: {c}" for e, r, c in m["top_errors"])
+            lines.append(f"| {name} | {by_value} | {most} | {errors} |")
+        lines += ["", f"Samples: `{tag}_t2v_samples.png`."]
     return "\n".join(lines) + "\n"
 
 
@@ -316,10 +391,10 @@ def main() -> None:
     print(
         f"VAE PSNR {vae['psnr_db']:.2f} dB over {args.vae_clips} clips; per frame {vae['psnr_db_per_frame']}"
     )
-    t2v, seconds = (
+    t2v, seconds, items, samples = (
         t2v_quality(pipe, args.prompts, args.steps, args.guidance)
         if pipe
-        else ({name: _proportion(0, 0) for name in READERS}, [])
+        else ({name: _proportion(0, 0) for name in READERS}, [], [], [])
     )
     i2v = i2v_quality(pipe, args.i2v_clips, args.steps, args.guidance) if pipe else math.nan
 
@@ -342,6 +417,8 @@ def main() -> None:
         "vae": vae,
         "vae_psnr_db": vae["psnr_db"],
         "t2v_accuracy": t2v,
+        "t2v_misreadings": misreadings(items) if items else None,
+        "t2v_items": items,
         "i2v_psnr_db": i2v,
         "seconds_per_clip": float(np.median(seconds)) if seconds else None,
         "bars": BARS,
@@ -350,6 +427,8 @@ def main() -> None:
     (RESULTS / f"{args.tag}.json").write_text(json.dumps(result, indent=2))
     if vae["clips"]:
         plot_frames(result, RESULTS / f"{args.tag}_vae_frames.png")
+    if samples:
+        plot_samples(samples, items, RESULTS / f"{args.tag}_t2v_samples.png")
     text = table(result, args.tag)
     (RESULTS / f"{args.tag}.md").write_text(text)
     print(text)

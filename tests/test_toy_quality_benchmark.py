@@ -1,0 +1,58 @@
+"""``benchmarks/toy_quality.py``'s T2V records: every prompt's asked and read values, the misreading
+summary, and the samples picture, on the packaged toy model at a few steps."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "toy_quality.py"
+spec = importlib.util.spec_from_file_location("toy_quality", SCRIPT)
+toy_quality = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(toy_quality)
+MODEL = Path(__file__).resolve().parent.parent / "flowstudio" / "assets" / "toy-shapes"
+
+
+def _item(color, read_color, shape="ball", read_shape="ball"):
+    return {
+        "prompt": "p",
+        "color": {"expected": color, "read": read_color},
+        "shape": {"expected": shape, "read": read_shape},
+        "background": {"expected": "plain", "read": "plain"},
+    }
+
+
+def test_misreadings_count_accuracy_per_value_and_the_common_errors():
+    items = [_item("red", "orange"), _item("red", "orange"), _item("red", "red"), _item("blue", "blue")]
+    summary = toy_quality.misreadings(items)
+    assert summary["color"]["accuracy_by_value"] == {"blue": [1, 1], "red": [1, 3]}
+    assert summary["color"]["top_errors"] == [["red", "orange", 2]]
+    assert summary["color"]["most_read"][0] == ("orange", 2)
+    assert summary["shape"]["top_errors"] == []
+
+
+@pytest.mark.skipif(not (MODEL / "model_index.json").exists(), reason="packaged toy model missing")
+def test_t2v_records_what_was_asked_and_read_and_draws_the_samples(tmp_path):
+    from flowstudio.pipeline import WanVideoPipeline
+
+    torch.set_grad_enabled(False)
+    try:
+        pipe = WanVideoPipeline.from_pretrained(MODEL, device="cpu")
+        accuracy, seconds, items, samples = toy_quality.t2v_quality(pipe, prompts=2, steps=2, guidance=5.0)
+    finally:
+        torch.set_grad_enabled(True)
+    assert len(items) == len(seconds) == len(samples) == 2
+    for name in toy_quality.READERS:
+        hits = sum(item[name]["read"] == item[name]["expected"] for item in items)
+        assert accuracy[name]["hits"] == hits and accuracy[name]["n"] == 2
+    expected_spec, expected_text = toy_quality.held_out(100_000)
+    assert items[0]["prompt"] == expected_text and items[0]["color"]["expected"] == expected_spec.color
+    assert samples[0].ndim == 3 and samples[0].shape[-1] == 3
+    toy_quality.plot_samples(samples, items, tmp_path / "samples.png")
+    assert (tmp_path / "samples.png").stat().st_size > 0
+    result = {"settings": {}, "vae": {"clips": 0}, "t2v_accuracy": accuracy, "i2v_psnr_db": float("nan"),
+              "seconds_per_clip": None, "t2v_misreadings": toy_quality.misreadings(items)}
+    assert "## T2V misreadings" in toy_quality.table(result, "t")
