@@ -90,6 +90,12 @@ def test_loss_is_zero_at_the_truth_and_positive_for_a_closed_mouth(toy):
     # frames at high noise or with weight 0 are not scored
     assert torch.equal(MouthReaderSync(video, weight, torch.ones_like(sigma))(closed, None), torch.zeros(2))
     assert torch.equal(MouthReaderSync(video, torch.zeros_like(weight), sigma)(closed, None), torch.zeros(2))
+    # the per-pixel form: 0 at the truth, > 0 closed, and also > 0 for the right area in the wrong place
+    per_pixel = MouthReaderSync(video, weight, sigma, per_pixel=True)
+    assert torch.equal(per_pixel(video, None), torch.zeros(2))
+    assert (per_pixel(closed, None) > 0).all()
+    moved = torch.roll(video, shifts=3, dims=-1)  # the whole picture 3 latent pixels to the right
+    assert (per_pixel(moved, None) > 0).all() and (scorer(moved, None) < 1e-3).all()
     # the surrogate gradient points towards opening the closed mouth (its area goes up)
     closed.requires_grad_(True)
     lip_sync_loss(scorer, closed, torch.zeros(2, 1, 1)).backward()
@@ -128,3 +134,4 @@ def test_config_switch_is_validated():
     assert TrainConfig.from_dict({"lip_sync_scorer": "mouth_reader"}).lip_sync_scorer == "mouth_reader"
     with pytest.raises(InputError):
         TrainConfig.from_dict({"lip_sync_scorer": "syncnet"})
+    assert TrainConfig.from_dict({"lip_sync_scorer": "mouth_mask"}).lip_sync_scorer == "mouth_mask"

@@ -91,7 +91,13 @@ class MouthReaderSync:
     the mean squared difference of the per-frame mouth-interior area (percent of the frame) between the
     predicted clean video and the truth ``true_video`` ``(B, C, F, h, w)`` (toy codec latents, the
     same layout), over the latent frames with ``frame_weight`` 1 and ``sigma <= max_sigma``; 0 for a
-    sample with no such frame. ``audio`` is not read: the true clip carries what the audio says."""
+    sample with no such frame. ``audio`` is not read: the true clip carries what the audio says.
+
+    ``per_pixel=True`` (scorer ``mouth_mask``) compares the masks pixel by pixel instead of their areas:
+    per frame the summed squared mask difference in percent of the frame. The area alone is not
+    localised: a frame whose predicted area is too small pushes every pixel the surrogate gradient
+    reaches towards the interior colour, wherever it is; the per-pixel form asks for the interior
+    where the truth shows it and nowhere else."""
 
     def __init__(
         self,
@@ -100,19 +106,30 @@ class MouthReaderSync:
         sigma: torch.Tensor,
         max_sigma: float = 0.75,
         smooth: float | None = 2.0,
+        per_pixel: bool = False,
     ) -> None:
+        self.per_pixel = per_pixel
         with torch.no_grad():
-            self.target = mouth_area_torch(true_video.detach(), None)  # (B, 4F)
+            truth = true_video.detach()
+            self.target = (
+                mouth_interior_mask_torch(decode_toy_latents(truth), None)  # (B, 4F, h, w)
+                if per_pixel
+                else mouth_area_torch(truth, None)  # (B, 4F)
+            )
         keep = (frame_weight > 0.5) & (sigma <= max_sigma)  # (B, F)
         self.frames_per_latent = self.target.shape[1] // keep.shape[1]
         self.keep = keep.float().repeat_interleave(self.frames_per_latent, dim=1)  # (B, 4F)
         self.smooth = smooth
 
     def __call__(self, video_x0: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
-        area = mouth_area_torch(video_x0, self.smooth)
-        err = (area - self.target.to(area.device)).pow(2)
-        keep = self.keep.to(area.device)
+        if self.per_pixel:
+            mask = mouth_interior_mask_torch(decode_toy_latents(video_x0), self.smooth)
+            err = (mask - self.target.to(mask.device)).pow(2).mean(dim=(-2, -1)) * 100.0
+        else:
+            area = mouth_area_torch(video_x0, self.smooth)
+            err = (area - self.target.to(area.device)).pow(2)
+        keep = self.keep.to(err.device)
         return (err * keep).sum(1) / keep.sum(1).clamp_min(1.0)
 
 
-SCORERS = ("mouth_reader",)
+SCORERS = ("mouth_reader", "mouth_mask")

@@ -77,8 +77,9 @@ class TrainConfig:
     # the model also learns an unconditional branch for audio guidance (0: off, the batch unchanged)
     audio_dropout: float = 0.0
     # a scorer for model.loss.lip_sync (None: off, the lip-sync term is 0). "mouth_reader" (talkingshapes
-    # only): the analytic mouth reader in torch on the decoded predicted x0 against the true clip
-    # (training/mouth_sync.py), on frames whose noise level is at most lip_sync_max_sigma
+    # only): the analytic mouth reader in torch on the decoded predicted x0 against the true clip, the
+    # per-frame mouth-interior area; "mouth_mask": the same mask compared pixel by pixel
+    # (training/mouth_sync.py); on frames whose noise level is at most lip_sync_max_sigma
     lip_sync_scorer: str | None = None
     lip_sync_max_sigma: float = 0.75
 
@@ -177,9 +178,9 @@ def training_step(
     ``audio_dropout``: each sample's whole audio is replaced by silence
     (:func:`~flowstudio.avatar.model.audio.silent_features`) with this probability, drawn from
     ``generator`` after the noise (so the noise is the same as without dropout); 0 draws nothing.
-    ``lip_sync_scorer``: ``"mouth_reader"`` plugs :class:`~flowstudio.avatar.training.mouth_sync.
-    MouthReaderSync` (built from the batch's true video, frame weights and noise levels) into
-    ``lip_sync_loss``; ``None`` leaves the term at 0."""
+    ``lip_sync_scorer``: ``"mouth_reader"`` (``"mouth_mask"``: ``per_pixel``) plugs
+    :class:`~flowstudio.avatar.training.mouth_sync.MouthReaderSync` (built from the batch's true video,
+    frame weights and noise levels) into ``lip_sync_loss``; ``None`` leaves the term at 0."""
     cfg = config if config is not None else model.config
     noised = noise_batch(batch["video"], batch["struct"], layout, cfg.forcing, generator=generator)
     audio = batch["audio"]
@@ -200,9 +201,13 @@ def training_step(
     struct_x0 = x0_from_velocity(noised.struct, noised.struct_sigma[:, :, None], v_struct)
     video_x0 = x0_from_velocity(noised.video, noised.video_sigma[:, None, :, None, None], v_video)
     scorer: LipSyncScorer | None = None
-    if lip_sync_scorer == "mouth_reader":
+    if lip_sync_scorer in ("mouth_reader", "mouth_mask"):
         scorer = MouthReaderSync(
-            batch["video"], noised.video_weight, noised.video_sigma, max_sigma=lip_sync_max_sigma
+            batch["video"],
+            noised.video_weight,
+            noised.video_sigma,
+            max_sigma=lip_sync_max_sigma,
+            per_pixel=lip_sync_scorer == "mouth_mask",
         )
     elif lip_sync_scorer is not None:
         raise InputError(f"unknown lip-sync scorer {lip_sync_scorer!r}; known: {list(SCORERS)}")
