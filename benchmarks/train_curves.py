@@ -20,7 +20,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from flowstudio.train import checkpoint
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -30,8 +31,7 @@ def load_losses(run: Path, stage: str) -> list[float]:
     file = run / "state" / f"{stage}.pt"
     if not file.exists():
         raise SystemExit(f"{file}: no checkpoint of stage {stage!r} in {run}")
-    saved = torch.load(file, map_location="cpu", weights_only=False)
-    losses = saved.get("history", {}).get("loss") if "format" in saved else saved.get("losses")
+    losses = checkpoint.read(file, [stage]).get("history", {}).get("loss")
     if not losses:
         raise SystemExit(f"{file}: no loss history")
     return [float(v) for v in losses]

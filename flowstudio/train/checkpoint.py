@@ -135,6 +135,22 @@ def save(
     accelerator.wait_for_everyone()
 
 
+def read(path: Path, names: list[str]) -> dict[str, Any]:
+    """A checkpoint file's contents in format 2's keys, without restoring anything (CPU tensors).
+
+    ``names``: the models of the run reading it. A format-1 file holds one model and optimizer, filed
+    under the one name (a run of several models cannot take it)."""
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    if "format" in saved:
+        return saved
+    if len(names) != 1:  # format 1: the toy trainer's one-model stage file
+        raise ValueError(f"{path} holds one model; this run trains {sorted(names)}")
+    (name,) = names
+    return {"step": saved["step"], "models": {name: saved["model"]},
+            "optimizers": {name: saved["optimizer"]}, "rng": None,
+            "history": {"loss": list(saved["losses"])}, "evals": saved.get("evals", [])}
+
+
 def load(
     path: Path,
     accelerator,
@@ -147,14 +163,7 @@ def load(
         accelerator.load_state(str(path))
         step = int(re.fullmatch(r"step-(\d+)", path.name).group(1))
         return {"step": step, "history": {}, "evals": []}
-    saved = torch.load(path, map_location="cpu", weights_only=False)
-    if "format" not in saved:  # format 1: the toy trainer's one-model stage file
-        if len(models) != 1:
-            raise ValueError(f"{path} holds one model; this run trains {sorted(models)}")
-        (name,) = models
-        saved = {"step": saved["step"], "models": {name: saved["model"]},
-                 "optimizers": {name: saved["optimizer"]}, "rng": None,
-                 "history": {"loss": list(saved["losses"])}, "evals": saved.get("evals", [])}
+    saved = read(path, list(models))
     if saved["models"] is None:
         accelerator.load_state(str(path.with_name(path.name + ".fsdp")))
     else:

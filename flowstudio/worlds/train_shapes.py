@@ -727,9 +727,7 @@ def reuse_stages(
         source / "state" / "vae.pt",
         source / "state" / "latents.pt",
     ]
-    missing = [str(p) for p in needed if not p.exists()]
-    if missing:
-        raise InputError(f"cannot reuse stages from {source}: missing {missing}; give a finished run folder")
+    _require(needed, f"cannot reuse stages from {source}", "give a finished run folder")
     _check_same_outside_transformer(json.loads(stored_file.read_text()), config, source)
     vae_state = torch.load(source / "state" / "vae.pt", map_location="cpu", weights_only=False)
     if vae_state["step"] < config.vae_steps:
@@ -745,6 +743,13 @@ def reuse_stages(
         if not (state_dir / name).exists():
             shutil.copy2(source / "state" / name, state_dir / name)
     logger.info("reusing the VAE stage and latent cache of %s", source)
+
+
+def _require(paths: list[Path], what: str, hint: str) -> None:
+    """Refuse with ``what: missing [...]; hint`` when any of ``paths`` does not exist."""
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise InputError(f"{what}: missing {missing}; {hint}")
 
 
 def _check_same_outside_transformer(stored: dict[str, Any], config: ShapesTrainConfig, source: Path) -> None:
@@ -783,12 +788,8 @@ def take_vae_from(
 
     needed = [model_dir / "model_index.json", model_dir / "training_summary.json",
               *(model_dir / name for name in ("vae", "text_encoder", "tokenizer"))]
-    missing = [str(p) for p in needed if not p.exists()]
-    if missing:
-        raise InputError(
-            f"cannot take the VAE of {model_dir}: missing {missing}; give a model folder exported by "
-            "`flowstudio worlds train shapes` (e.g. flowstudio/assets/toy-shapes)"
-        )
+    _require(needed, f"cannot take the VAE of {model_dir}", "give a model folder exported by "
+             "`flowstudio worlds train shapes` (e.g. flowstudio/assets/toy-shapes)")
     summary = json.loads((model_dir / "training_summary.json").read_text())
     _check_same_outside_transformer(summary.get("config", {}), config, model_dir)
     if replace_init:
@@ -902,25 +903,21 @@ def export_snapshot(run_dir: str | Path, model_dir: str | Path) -> dict[str, Any
     training meanwhile (checkpoints are written atomically).
     """
     from flowstudio.models import TRAINING_SUMMARY
+    from flowstudio.train import checkpoint as ckpt
 
     run_dir, model_dir = Path(run_dir), Path(model_dir)
     needed = [run_dir / "config.json", run_dir / "init" / "model_index.json",
               run_dir / "state" / "vae.pt", run_dir / "state" / "dit.pt"]
-    missing = [str(p) for p in needed if not p.exists()]
-    if missing:
-        raise InputError(
-            f"cannot export a snapshot of {run_dir}: missing {missing}; give a run folder whose "
-            "transformer stage has saved a checkpoint"
-        )
+    _require(needed, f"cannot export a snapshot of {run_dir}",
+             "give a run folder whose transformer stage has saved a checkpoint")
     stored = json.loads((run_dir / "config.json").read_text())
     known = {f.name for f in dataclasses.fields(ShapesTrainConfig)}
     config = ShapesTrainConfig(**{k: v for k, v in stored.items() if k in known})
     components = load_components(run_dir / "init", device="cpu", dtype=torch.float32)
     states = {}
     for name in ("vae", "dit"):
-        saved = torch.load(run_dir / "state" / f"{name}.pt", map_location="cpu", weights_only=False)
-        models = saved["models"] if "format" in saved else {name: saved["model"]}
-        states[name] = (models[name], int(saved["step"]))
+        saved = ckpt.read(run_dir / "state" / f"{name}.pt", [name])
+        states[name] = (saved["models"][name], int(saved["step"]))
     if states["vae"][1] < config.vae_steps:
         raise InputError(
             f"{run_dir}: its VAE stage is unfinished ({states['vae'][1]} of {config.vae_steps} steps)"
