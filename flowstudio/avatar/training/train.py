@@ -201,7 +201,7 @@ def training_step(
     struct_x0 = x0_from_velocity(noised.struct, noised.struct_sigma[:, :, None], v_struct)
     video_x0 = x0_from_velocity(noised.video, noised.video_sigma[:, None, :, None, None], v_video)
     scorer: LipSyncScorer | None = None
-    if lip_sync_scorer in ("mouth_reader", "mouth_mask"):
+    if lip_sync_scorer in SCORERS:
         scorer = MouthReaderSync(
             batch["video"],
             noised.video_weight,
