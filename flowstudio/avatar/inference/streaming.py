@@ -6,8 +6,12 @@ own code)::
     x_video ~ N(0, I), x_struct ~ struct_max * N(0, I)
     for i in steps:      v = model(chunk at sigma_i, cache)          # read-only cache
                          x <- x + (sigma_{i+1} - sigma_i) v          # Euler on the flow ODE
-    model(clean chunk at sigma 0, cache, commit=True)                 # clean pass writes the cache
+    model(chunk re-noised to context_sigma, cache, commit=True)       # commit pass writes the cache
     yield the chunk                                                   # the window rolls, the sink stays
+
+``forcing.context_sigma`` is 0 by default (the clean commit); above 0 the committed chunk carries
+fresh noise at that level (:class:`~flowstudio.avatar.model.config.ForcingConfig` says why). The
+yielded chunk is always the clean sample.
 
 Before the first chunk, the sink (clean reference latent, structure sink, null audio token) is
 committed once. When a chunk leaves the window the cache re-rotates the keys it keeps to
@@ -39,11 +43,12 @@ import torch
 
 from flowstudio.avatar.model.audio import silent_features
 from flowstudio.avatar.model.codec import ToyCodec
+from flowstudio.avatar.model.config import ForcingConfig
 from flowstudio.avatar.model.diffusion_forcing import chunk_schedule
 from flowstudio.avatar.model.dualforce import DualForceInputs, DualForceModel
 from flowstudio.avatar.model.rates import BlockLayout
 from flowstudio.checks import check_number
-from flowstudio.core.flow import classifier_free_guidance
+from flowstudio.core.flow import add_noise, classifier_free_guidance
 from flowstudio.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -102,6 +107,21 @@ def _guide(velocity: torch.Tensor, scale: float) -> torch.Tensor:
     return classifier_free_guidance(velocity[:1], velocity[1:], scale)
 
 
+def _context(
+    x_v: torch.Tensor, x_s: torch.Tensor, forcing: ForcingConfig, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    """The chunk as committed: ``(video, struct, video_sigma, struct_sigma)``; the clean sample at
+    sigma 0 unless ``forcing.context_sigma`` > 0 (then fresh noise at that level, the structure's
+    scaled into its range as the sampler's grid is)."""
+    sigma_v = float(forcing.context_sigma)
+    if sigma_v == 0.0:
+        return x_v, x_s, 0.0, 0.0
+    sigma_s = sigma_v * forcing.struct_range[1]
+    noise_v = torch.randn(x_v.shape, generator=generator, device=x_v.device, dtype=x_v.dtype)
+    noise_s = torch.randn(x_s.shape, generator=generator, device=x_s.device, dtype=x_s.dtype)
+    return add_noise(x_v, noise_v, sigma_v), add_noise(x_s, noise_s, sigma_s), sigma_v, sigma_s
+
+
 @torch.no_grad()
 def stream_latents(
     model: DualForceModel,
@@ -154,9 +174,10 @@ def stream_latents(
             v_v, v_s = model(step, cache=cache)
             x_v = x_v + (sig_v[i + 1] - sig_v[i]) * _guide(v_v, audio_guidance)
             x_s = x_s + (sig_s[i + 1] - sig_s[i]) * _guide(v_s, audio_guidance)
-        # 4. the clean pass commits the chosen sample in every branch (each with its own audio)
-        clean = _inputs(layout, _rows(x_v, rows), 0.0, _rows(x_s, rows), 0.0, audio_c, reference)
-        model(clean, cache=cache, commit=True)
+        # 4. the commit pass writes the chosen sample in every branch (each with its own audio)
+        ctx_v, ctx_s, c_v, c_s = _context(x_v, x_s, cfg.forcing, generator)
+        commit = _inputs(layout, _rows(ctx_v, rows), c_v, _rows(ctx_s, rows), c_s, audio_c, reference)
+        model(commit, cache=cache, commit=True)
         if callback is not None:
             took = time.perf_counter() - start
             info = {"chunk": c, "seconds": took, "cache_tokens": cache.video.num_tokens}
