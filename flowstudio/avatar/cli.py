@@ -41,6 +41,9 @@ def generate_command(
     audio_guidance: float = typer.Option(
         1.0, help="Classifier-free guidance on the audio against silence; 1 = off, > 1 costs 2x compute."
     ),
+    context_sigma: float | None = typer.Option(
+        None, help="Noise level generated chunks are committed at, 0 <= s < 1 (default: the model's config)."
+    ),
 ) -> None:
     """Stream a talking-head video chunk by chunk; write it with the audio, and a JSON record beside it."""
     from flowstudio.jobs import AvatarRequest, run
@@ -56,6 +59,7 @@ def generate_command(
             seed=seed,
             device=device,
             audio_guidance=audio_guidance,
+            context_sigma=context_sigma,
         )
         with console_progress() as progress:
             report = run(request, progress=progress).engine
@@ -168,6 +172,9 @@ def eval_command(
     audio_guidance: float = typer.Option(
         1.0, help="When generating: guidance on the audio against silence; 1 = off, > 1 costs 2x compute."
     ),
+    context_sigma: float | None = typer.Option(
+        None, help="When generating: noise level chunks are committed at (default: the model's config)."
+    ),
 ) -> None:
     """Score talking heads on the TalkingShapes world: lip-sync, structure, identity, flicker, FVD-style."""
     from rich.console import Console
@@ -200,6 +207,7 @@ def eval_command(
                 save_dir=save,
                 max_offset=max_offset,
                 audio_guidance=audio_guidance,
+                context_sigma=context_sigma,
             )
     except FlowstudioError as error:
         _fail(error)

@@ -29,6 +29,7 @@ def run_avatar(request: AvatarRequest, model: Any = None, progress: ProgressFn |
         device=request.device,
         progress=progress,
         audio_guidance=request.audio_guidance,
+        context_sigma=request.context_sigma,
     )
     done = time.perf_counter()
     report = made.report
@@ -43,6 +44,7 @@ def run_avatar(request: AvatarRequest, model: Any = None, progress: ProgressFn |
             "seed": request.seed,
             "reference_image": report.reference_image,
             "audio_guidance": request.audio_guidance,
+            "context_sigma": report.context_sigma,
         },
         seed=request.seed,
         model_calls=made.model_calls,

@@ -465,6 +465,7 @@ def generate_clip(
     steps: int | None = None,
     seed: int = 0,
     audio_guidance: float = 1.0,
+    context_sigma: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stream a clip from ``image`` and ``waveform``: frames uint8 ``(T, H, W, 3)`` and the structure
     latent ``(T, C_s)`` the structure tower generated alongside (raw scale: denormalised with the
@@ -488,7 +489,13 @@ def generate_clip(
     generator = torch.Generator(device=param.device).manual_seed(seed)
     frames, rows = [], []
     chunks = stream_latents(
-        model, reference, features, steps=steps, generator=generator, audio_guidance=audio_guidance
+        model,
+        reference,
+        features,
+        steps=steps,
+        generator=generator,
+        audio_guidance=audio_guidance,
+        context_sigma=context_sigma,
     )
     for chunk in chunks:
         frames.append(codec.decode(chunk.video))
@@ -511,6 +518,7 @@ def evaluate_model(
     progress: bool = True,
     on_clip: Callable[[str, float], None] | None = None,
     audio_guidance: float = 1.0,
+    context_sigma: float | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Generate each dataset clip from its first frame and its audio, then score (module docstring).
@@ -523,6 +531,7 @@ def evaluate_model(
         steps, seed, device: generation settings.
         audio_guidance: classifier-free guidance on the audio against silence when generating (1: off;
             :func:`~flowstudio.avatar.inference.streaming.stream_latents`).
+        context_sigma: the level generated chunks are committed at (``None``: the model config's).
         features: toy feature extractor folder for ``fvd_toy``.
         save_dir: also write each generated clip there (``clip_XXXXX.mp4`` with audio and
             ``clip_XXXXX.npz`` with its structure), so it can be scored again with ``--generated``.
@@ -566,7 +575,14 @@ def evaluate_model(
         start = time.perf_counter()
         try:
             frames, structure = generate_clip(
-                model, reference, wave, rate, steps=steps, seed=seed, audio_guidance=audio_guidance
+                model,
+                reference,
+                wave,
+                rate,
+                steps=steps,
+                seed=seed,
+                audio_guidance=audio_guidance,
+                context_sigma=context_sigma,
             )
         except FlowstudioError as err:
             raise type(err)(f"dataset clip {_stem(record)}: {err}") from err
@@ -608,6 +624,7 @@ def evaluate_model(
         steps=steps or cfg.forcing.inference_steps,
         seed=seed,
         audio_guidance=float(audio_guidance),
+        context_sigma=float(cfg.forcing.context_sigma if context_sigma is None else context_sigma),
         device=str(device),
         clips=len(items),
         generation_seconds=round(wall, 2),

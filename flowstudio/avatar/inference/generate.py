@@ -49,6 +49,7 @@ class GenerateReport:
     steps: int
     reference_image: str = ""
     audio_guidance: float = 1.0
+    context_sigma: float = 0.0
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -102,12 +103,14 @@ def synthesize(
     device: str | torch.device = "cpu",
     progress: Callable[[int, int, str], None] | None = None,
     audio_guidance: float = 1.0,
+    context_sigma: float | None = None,
 ) -> Synthesis:
     """Stream a talking head from a reference image and an audio file (nothing written).
 
     ``model``: an already loaded model (``checkpoint`` then only names it in the report).
     ``audio_guidance``: classifier-free guidance on the audio against silence, 1 = off
     (:func:`~flowstudio.avatar.inference.streaming.stream_latents`); each forward then carries 2 rows.
+    ``context_sigma``: the level generated chunks are committed at (``None``: the model config's).
     ``progress(chunk, chunks, "chunk")`` is called after each chunk.
     """
     if steps is not None:
@@ -146,6 +149,7 @@ def synthesize(
                 seed=seed,
                 callback=on_chunk,
                 audio_guidance=audio_guidance,
+                context_sigma=context_sigma,
             )
         )
     finally:
@@ -166,6 +170,7 @@ def synthesize(
         steps=steps or cfg.forcing.inference_steps,
         reference_image=reference_note,
         audio_guidance=float(audio_guidance),
+        context_sigma=float(cfg.forcing.context_sigma if context_sigma is None else context_sigma),
     )
     span = waveform[: int(round(seconds * rate))]  # 4. the audio of the generated span
     return Synthesis(video, span, rate, fps, report, load_seconds, calls[0])
@@ -181,10 +186,12 @@ def generate(
     seed: int = 0,
     device: str | torch.device = "cpu",
     audio_guidance: float = 1.0,
+    context_sigma: float | None = None,
 ) -> GenerateReport:
     """Generate a talking-head mp4 (audio muxed) and its JSON record from a reference image and audio.
 
     ``audio_guidance``: classifier-free guidance on the audio against silence (1 = off).
+    ``context_sigma``: the level generated chunks are committed at (``None``: the model config's).
     ``steps`` (denoising steps per chunk, ``None``: the config's) must be a whole number >= 1; a
     reference image of another size than the model's is fitted by :data:`REFERENCE_POLICY`. Runs
     :func:`flowstudio.jobs.run` on an :class:`~flowstudio.jobs.AvatarRequest`.
@@ -200,6 +207,7 @@ def generate(
         seed=seed,
         device=str(device),
         audio_guidance=audio_guidance,
+        context_sigma=context_sigma,
     )
     return run(request).engine
 

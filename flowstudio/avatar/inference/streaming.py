@@ -33,6 +33,7 @@ and is bit-identical to the sampler without guidance.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -132,6 +133,7 @@ def stream_latents(
     generator: torch.Generator | None = None,
     callback: Callable[[dict[str, float]], None] | None = None,
     audio_guidance: float = 1.0,
+    context_sigma: float | None = None,
 ) -> Iterator[Chunk]:
     """Yield chunks of latents as they are generated.
 
@@ -142,9 +144,17 @@ def stream_latents(
         audio_guidance: classifier-free guidance scale on the audio against silence (module
             docstring); 1 (default) is off, > 1 pushes the chunk further from what silence would give,
             at twice the compute.
+        context_sigma: the level the generated chunks are committed at (``None``: the config's
+            ``forcing.context_sigma``; 0 is the clean commit).
     """
     check_number("audio_guidance", audio_guidance, minimum=0.0, what="; 1 is off")
     cfg, rates = model.config, model.rates
+    forcing = cfg.forcing
+    if context_sigma is not None:
+        check_number("context_sigma", context_sigma, minimum=0.0, what="; 0 is the clean commit")
+        if context_sigma >= 1.0:
+            raise InputError(f"context_sigma must be below 1 (1 commits pure noise), got {context_sigma}")
+        forcing = dataclasses.replace(forcing, context_sigma=float(context_sigma))
     chunks = rates.num_chunks(audio.shape[0])
     if chunks < 1:
         need = rates.chunk_seconds()
@@ -175,7 +185,7 @@ def stream_latents(
             x_v = x_v + (sig_v[i + 1] - sig_v[i]) * _guide(v_v, audio_guidance)
             x_s = x_s + (sig_s[i + 1] - sig_s[i]) * _guide(v_s, audio_guidance)
         # 4. the commit pass writes the chosen sample in every branch (each with its own audio)
-        ctx_v, ctx_s, c_v, c_s = _context(x_v, x_s, cfg.forcing, generator)
+        ctx_v, ctx_s, c_v, c_s = _context(x_v, x_s, forcing, generator)
         commit = _inputs(layout, _rows(ctx_v, rows), c_v, _rows(ctx_s, rows), c_s, audio_c, reference)
         model(commit, cache=cache, commit=True)
         if callback is not None:
@@ -206,9 +216,10 @@ def stream_frames(
     seed: int = 0,
     callback: Callable[[dict[str, float]], None] | None = None,
     audio_guidance: float = 1.0,
+    context_sigma: float | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield uint8 ``(H, W, 3)`` frames at 25 fps as soon as each chunk is decoded
-    (``audio_guidance``: see :func:`stream_latents`)."""
+    (``audio_guidance``, ``context_sigma``: see :func:`stream_latents`)."""
     check_image(image, model.config.image_size)
     codec = codec or ToyCodec.for_config(model.config)
     param = next(model.parameters())
@@ -222,5 +233,6 @@ def stream_frames(
         generator=generator,
         callback=callback,
         audio_guidance=audio_guidance,
+        context_sigma=context_sigma,
     ):
         yield from codec.decode(chunk.video)
