@@ -1,0 +1,188 @@
+"""Context noise x audio guidance on held-out TalkingShapes clips: one `avatar eval` per setting, in one run.
+
+    python benchmarks/avatar_context_noise.py --data HELDOUT --features FEATURES \
+        --model NAME=CHECKPOINT [--model ...] --settings 0:1 0.5:1 0.5:4 0.5:8 \
+        --clips 6 --tag avatar_context_noise
+
+A setting ``C:S`` generates with ``context_sigma`` C (the level each generated chunk is committed at,
+:mod:`flowstudio.avatar.inference.streaming`) and audio guidance S, noise seed ``--seed``, exactly as
+``flowstudio avatar eval --context-sigma C --audio-guidance S`` does. Writes
+``benchmarks/results/<tag>.json`` (every report's summary and per-clip lags, with the settings),
+``<tag>.md`` (the table) and ``<tag>.png`` (truth and every setting's frames of clip ``--picture-clip``
+at 0, 60, 120, ... so that artefacts growing over the rollout show).
+
+The bar columns follow issue 18 item 1: lip-sync r against 0.6 x the truth's r on the same clips
+(``--truth-r``: the truth scored by the same evaluation, e.g. from ``avatar_codec_reference.py``), the
+best lag within +-1 frame, the identity ratio at 30 s (<= 1) and fvd_toy (<= 1.5 x the codec's own
+reconstruction's, ``--codec-fvd``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+KEYS = ("lip_sync_corr", "lip_sync_conf", "identity_ratio_30s", "fvd_toy", "warp_error", "flicker")
+
+
+def _value(summary: dict, key: str) -> float | None:
+    entry = summary.get(key)
+    if isinstance(entry, dict):
+        return entry.get("mean", entry.get("value"))
+    return None
+
+
+def _row(report: dict) -> dict:
+    summary = report["summary"]
+    lags = [case["metrics"].get("lip_sync_offset") for case in report["cases"]]
+    row = {key: _value(summary, key) for key in KEYS}
+    row["lags"] = lags
+    row["within_1"] = sum(1 for lag in lags if lag is not None and abs(lag) <= 1)
+    row["generation_seconds"] = report["settings"]["generation_seconds"]
+    return row
+
+
+def _flags(values: dict) -> list[str]:
+    """The command line that reproduces ``values`` (argparse's namespace)."""
+    flags = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        if key == "model":  # a repeated option
+            flags += [f"--model {spec}" for spec in value]
+        else:
+            text = " ".join(value) if isinstance(value, list) else str(value)
+            flags.append(f"--{key.replace('_', '-')} {text}")
+    return flags
+
+
+def _frames(path: Path) -> np.ndarray:
+    from flowstudio.video import read_video
+
+    return read_video(path).frames
+
+
+def _picture(rows: dict[str, np.ndarray], out: Path, every: int = 60, scale: int = 2) -> None:
+    import cv2
+
+    length = min(len(v) for v in rows.values())
+    picks = list(range(0, length, every))
+    tiles = []
+    for name, video in rows.items():
+        padded = [np.pad(video[i], ((1, 1), (1, 1), (0, 0)), constant_values=255) for i in picks]
+        strip = np.concatenate(padded, 1)
+        strip = cv2.resize(strip, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        label = np.full((18, strip.shape[1], 3), 255, np.uint8)
+        cv2.putText(label, name, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        tiles.append(np.concatenate([label, strip], 0))
+    header = np.full((18, tiles[0].shape[1], 3), 255, np.uint8)
+    text = f"frames {picks[0]}, {picks[1]}, ... {picks[-1]} (every {every}, 25 fps)"
+    cv2.putText(header, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.imwrite(str(out), np.concatenate([header, *tiles], 0)[..., ::-1])
+
+
+def main() -> None:
+    from flowstudio.avatar.evaluation.evaluate import evaluate_model, read_manifest
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, type=Path)
+    parser.add_argument("--features", type=Path)
+    parser.add_argument("--model", action="append", required=True, help="NAME=CHECKPOINT")
+    parser.add_argument("--settings", nargs="+", default=["0:1", "0.5:1", "0.5:4", "0.5:8"], help="C:S")
+    parser.add_argument("--clips", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--picture-clip", type=int, default=0)
+    parser.add_argument("--truth-r", type=float, help="the truth's lip_sync_corr on the same clips")
+    parser.add_argument("--codec-fvd", type=float, help="fvd_toy of the codec's own reconstructions")
+    parser.add_argument("--tag", default="avatar_context_noise")
+    args = parser.parse_args()
+
+    clip_name = Path(read_manifest(args.data)[args.picture_clip]["video"]).stem
+    results, pictures = [], {"truth": _frames(args.data / f"{clip_name}.mp4")}
+    with tempfile.TemporaryDirectory() as scratch:
+        for spec in args.model:
+            name, _, checkpoint = spec.partition("=")
+            for setting in args.settings:
+                context, _, guidance = setting.partition(":")
+                label = f"{name} C={float(context):g} S={float(guidance or 1):g}"
+                save = Path(scratch) / label.replace(" ", "_")
+                start = time.perf_counter()
+                report = evaluate_model(
+                    args.data,
+                    checkpoint=checkpoint,
+                    clips=args.clips,
+                    seed=args.seed,
+                    features=args.features,
+                    save_dir=save,
+                    progress=False,
+                    audio_guidance=float(guidance or 1),
+                    context_sigma=float(context),
+                )
+                row = {"model": name, "checkpoint": checkpoint, "context_sigma": float(context)}
+                row |= {"audio_guidance": float(guidance or 1), **_row(report)}
+                results.append(row)
+                pictures[label] = _frames(save / f"{clip_name}.mp4")
+                took = time.perf_counter() - start
+                print(f"{label}: r {row['lip_sync_corr']:.3f}, {took:.0f} s", flush=True)
+        RESULTS.mkdir(exist_ok=True)
+        _picture(pictures, RESULTS / f"{args.tag}.png")
+
+    bar_r = 0.6 * args.truth_r if args.truth_r is not None else None
+    bar_fvd = 1.5 * args.codec_fvd if args.codec_fvd is not None else None
+    settings = {
+        "data": str(args.data),
+        "clips": args.clips,
+        "seed": args.seed,
+        "features": str(args.features) if args.features else None,
+        "bars": {"lip_sync_corr": bar_r, "within_1": "5 of 6", "identity_ratio_30s": 1.0, "fvd_toy": bar_fvd},
+        "machine": platform.platform(),
+        "command": "python benchmarks/avatar_context_noise.py " + " ".join(_flags(vars(args))),
+    }
+    (RESULTS / f"{args.tag}.json").write_text(json.dumps({"settings": settings, "rows": results}, indent=1))
+
+    def fmt(value: float | None, bar: float | None = None, below: bool = False) -> str:
+        if value is None:
+            return "-"
+        text = f"{value:.3f}"
+        if bar is not None and ((value <= bar) if below else (value >= bar)):
+            text = f"**{text}**"
+        return text
+
+    lines = [
+        f"# {args.tag}",
+        "",
+        f"`{settings['command']}`; {args.clips} held-out clips, noise seed {args.seed}. "
+        "Bold: meets issue 18's bar (lip-sync r >= "
+        + (f"{bar_r:.3f}" if bar_r is not None else "0.6 x truth")
+        + ", identity ratio <= 1, fvd_toy <= "
+        + (f"{bar_fvd:.2f}" if bar_fvd is not None else "1.5 x codec")
+        + ").",
+        "",
+        "| model | context sigma | audio guidance | lip_sync_corr | lip_sync_conf | best lag per clip "
+        "| within +-1 | identity ratio 30 s | fvd_toy | warp error | flicker | generation s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results:
+        lags = " ".join(f"{lag:+d}" for lag in row["lags"] if lag is not None)
+        lines.append(
+            f"| {row['model']} | {row['context_sigma']:g} | {row['audio_guidance']:g} "
+            f"| {fmt(row['lip_sync_corr'], bar_r)} | {fmt(row['lip_sync_conf'])} | {lags} "
+            f"| {row['within_1']}/{len(row['lags'])} | {fmt(row['identity_ratio_30s'], 1.0, below=True)} "
+            f"| {fmt(row['fvd_toy'], bar_fvd, below=True)} "
+            f"| {fmt(row['warp_error'])} | {fmt(row['flicker'])} "
+            f"| {row['generation_seconds']:.1f} |"
+        )
+    lines += ["", f"![frames over the rollout]({args.tag}.png)", ""]
+    (RESULTS / f"{args.tag}.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
