@@ -95,7 +95,8 @@ def test_call_override_equals_the_config_value_and_is_refused_out_of_range():
     reference, audio = _inputs(plain)
     g = torch.Generator().manual_seed(7)
     overridden = [c.video for c in stream_latents(plain, reference, audio, generator=g, context_sigma=0.5)]
-    assert all(torch.equal(a, b) for a, b in zip(overridden, _stream(in_config, reference, audio), strict=True))
+    configured = _stream(in_config, reference, audio)
+    assert all(torch.equal(a, b) for a, b in zip(overridden, configured, strict=True))
     g = torch.Generator().manual_seed(7)  # and 0 on a 0.5 model is the clean commit
     cleaned = [c.video for c in stream_latents(in_config, reference, audio, generator=g, context_sigma=0.0)]
     assert all(torch.equal(a, b) for a, b in zip(cleaned, _stream(plain, reference, audio), strict=True))
@@ -149,3 +150,20 @@ def test_cli_and_request_thread_context_sigma(tmp_path, monkeypatch):
 
     with pytest.raises(ValidationError, match="context_sigma"):
         AvatarRequest(image=tmp_path / "ref.png", audio=tmp_path / "speech.wav", context_sigma=1.0)
+
+
+def test_audio_guidance_defaults_to_the_config_value():
+    cfg = toy_config()
+    guided = dataclasses.replace(cfg, forcing=dataclasses.replace(cfg.forcing, audio_guidance=3.0))
+    torch.manual_seed(0)
+    model = DualForceModel(guided).eval()
+    reference, audio = _inputs(model)
+    by_config = _stream(model, reference, audio)
+    g = torch.Generator().manual_seed(7)
+    explicit = [c.video for c in stream_latents(model, reference, audio, generator=g, audio_guidance=3.0)]
+    assert all(torch.equal(a, b) for a, b in zip(by_config, explicit, strict=True))
+    g = torch.Generator().manual_seed(7)
+    off = [c.video for c in stream_latents(model, reference, audio, generator=g, audio_guidance=1.0)]
+    assert float((off[-1] - by_config[-1]).abs().max()) > 1e-3
+    with pytest.raises(ValueError, match="audio_guidance"):
+        ForcingConfig(audio_guidance=-1.0)

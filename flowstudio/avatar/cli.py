@@ -38,8 +38,10 @@ def generate_command(
     steps: int | None = typer.Option(None, help="Denoising steps per chunk, >= 1 (default: config)."),
     seed: int = typer.Option(0, help="Noise seed."),
     device: str = typer.Option("cpu", help="torch device."),
-    audio_guidance: float = typer.Option(
-        1.0, help="Classifier-free guidance on the audio against silence; 1 = off, > 1 costs 2x compute."
+    audio_guidance: float | None = typer.Option(
+        None,
+        help="Classifier-free guidance on the audio against silence; 1 = off, > 1 costs 2x compute "
+        "(default: the model's config).",
     ),
     context_sigma: float | None = typer.Option(
         None, help="Noise level generated chunks are committed at, 0 <= s < 1 (default: the model's config)."
@@ -169,8 +171,10 @@ def eval_command(
     seed: int = typer.Option(0, help="Noise seed when generating."),
     device: str = typer.Option("cpu", help="torch device."),
     max_offset: int = typer.Option(5, help="Lip-sync: largest audio-video lag searched, frames."),
-    audio_guidance: float = typer.Option(
-        1.0, help="When generating: guidance on the audio against silence; 1 = off, > 1 costs 2x compute."
+    audio_guidance: float | None = typer.Option(
+        None,
+        help="When generating: guidance on the audio against silence; 1 = off, > 1 costs 2x compute "
+        "(default: the model's config).",
     ),
     context_sigma: float | None = typer.Option(
         None, help="When generating: noise level chunks are committed at (default: the model's config)."

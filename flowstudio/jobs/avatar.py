@@ -43,7 +43,7 @@ def run_avatar(request: AvatarRequest, model: Any = None, progress: ProgressFn |
             "steps": report.steps,
             "seed": request.seed,
             "reference_image": report.reference_image,
-            "audio_guidance": request.audio_guidance,
+            "audio_guidance": report.audio_guidance,
             "context_sigma": report.context_sigma,
         },
         seed=request.seed,

@@ -198,7 +198,8 @@ class AvatarRequest(_Strict):
     seed: whole() = 0
     device: Device = "cpu"
     # classifier-free guidance on the audio against silence (flowstudio.avatar.inference.streaming)
-    audio_guidance: number(minimum=0.0, what="; 1 disables audio guidance (2x compute above)") = 1.0
+    # None: the model config's forcing.audio_guidance (1 = off unless the checkpoint says otherwise)
+    audio_guidance: number(minimum=0.0, what="; 1 disables audio guidance (2x compute above)") | None = None
     # the noise level generated chunks are committed at; None: the model config's forcing.context_sigma
     context_sigma: number(minimum=0.0, maximum=0.99, what="; 0 is the clean commit") | None = None
 

@@ -464,7 +464,7 @@ def generate_clip(
     *,
     steps: int | None = None,
     seed: int = 0,
-    audio_guidance: float = 1.0,
+    audio_guidance: float | None = None,
     context_sigma: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stream a clip from ``image`` and ``waveform``: frames uint8 ``(T, H, W, 3)`` and the structure
@@ -517,7 +517,7 @@ def evaluate_model(
     save_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     on_clip: Callable[[str, float], None] | None = None,
-    audio_guidance: float = 1.0,
+    audio_guidance: float | None = None,
     context_sigma: float | None = None,
     **options: Any,
 ) -> dict[str, Any]:
@@ -531,7 +531,8 @@ def evaluate_model(
         steps, seed, device: generation settings.
         audio_guidance: classifier-free guidance on the audio against silence when generating (1: off;
             :func:`~flowstudio.avatar.inference.streaming.stream_latents`).
-        context_sigma: the level generated chunks are committed at (``None``: the model config's).
+        context_sigma: the level generated chunks are committed at. ``None`` (both): the model config's
+            ``forcing.audio_guidance`` / ``forcing.context_sigma``; the report's settings say what was used.
         features: toy feature extractor folder for ``fvd_toy``.
         save_dir: also write each generated clip there (``clip_XXXXX.mp4`` with audio and
             ``clip_XXXXX.npz`` with its structure), so it can be scored again with ``--generated``.
@@ -542,12 +543,14 @@ def evaluate_model(
         InputError: bad dataset, frame sizes that cannot be matched, fps differing from the model's.
     """
     from flowstudio.avatar.inference.generate import load_model
+    from flowstudio.avatar.inference.streaming import sampling
     from flowstudio.video import write_video
 
     folder = Path(data_dir)
     records = _limit(read_manifest(folder), clips)
     model, random_weights = load_model(checkpoint, seed=seed, device=device)
     cfg = model.config
+    used = sampling(cfg.forcing, audio_guidance, context_sigma)  # checked before any generation
     height, width = cfg.image_size
     fps = float(cfg.rates.video_fps)
     items: list[EvalClip] = []
@@ -623,8 +626,8 @@ def evaluate_model(
         image_size=[height, width],
         steps=steps or cfg.forcing.inference_steps,
         seed=seed,
-        audio_guidance=float(audio_guidance),
-        context_sigma=float(cfg.forcing.context_sigma if context_sigma is None else context_sigma),
+        audio_guidance=used.audio_guidance,
+        context_sigma=used.context_sigma,
         device=str(device),
         clips=len(items),
         generation_seconds=round(wall, 2),

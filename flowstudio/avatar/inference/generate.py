@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flowstudio.avatar.inference.streaming import check_image, stream_frames
+from flowstudio.avatar.inference.streaming import check_image, sampling, stream_frames
 from flowstudio.avatar.model.audio import make_extractor, read_audio
 from flowstudio.avatar.model.config import preset
 from flowstudio.avatar.model.dualforce import DualForceModel
@@ -102,7 +102,7 @@ def synthesize(
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int, str], None] | None = None,
-    audio_guidance: float = 1.0,
+    audio_guidance: float | None = None,
     context_sigma: float | None = None,
 ) -> Synthesis:
     """Stream a talking head from a reference image and an audio file (nothing written).
@@ -110,7 +110,8 @@ def synthesize(
     ``model``: an already loaded model (``checkpoint`` then only names it in the report).
     ``audio_guidance``: classifier-free guidance on the audio against silence, 1 = off
     (:func:`~flowstudio.avatar.inference.streaming.stream_latents`); each forward then carries 2 rows.
-    ``context_sigma``: the level generated chunks are committed at (``None``: the model config's).
+    ``context_sigma``: the level generated chunks are committed at. ``None``: the model config's
+    (``forcing.audio_guidance``, ``forcing.context_sigma``); the report records what was used.
     ``progress(chunk, chunks, "chunk")`` is called after each chunk.
     """
     if steps is not None:
@@ -122,6 +123,7 @@ def synthesize(
         random_weights = False
     load_seconds = time.perf_counter() - loading
     cfg = model.config
+    used = sampling(cfg.forcing, audio_guidance, context_sigma)  # checked before any work
     picture, reference_note = fit_reference_image(read_image(image), cfg.image_size)
     check_image(picture, cfg.image_size)
     rate = 16000  # both feature extractors work at 16 kHz; the mp4 gets the same waveform
@@ -169,8 +171,8 @@ def synthesize(
         first_chunk_seconds=timings[0] if timings else wall,
         steps=steps or cfg.forcing.inference_steps,
         reference_image=reference_note,
-        audio_guidance=float(audio_guidance),
-        context_sigma=float(cfg.forcing.context_sigma if context_sigma is None else context_sigma),
+        audio_guidance=used.audio_guidance,
+        context_sigma=used.context_sigma,
     )
     span = waveform[: int(round(seconds * rate))]  # 4. the audio of the generated span
     return Synthesis(video, span, rate, fps, report, load_seconds, calls[0])
@@ -185,13 +187,13 @@ def generate(
     steps: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
-    audio_guidance: float = 1.0,
+    audio_guidance: float | None = None,
     context_sigma: float | None = None,
 ) -> GenerateReport:
     """Generate a talking-head mp4 (audio muxed) and its JSON record from a reference image and audio.
 
     ``audio_guidance``: classifier-free guidance on the audio against silence (1 = off).
-    ``context_sigma``: the level generated chunks are committed at (``None``: the model config's).
+    ``context_sigma``: the level generated chunks are committed at. ``None``: the model config's.
     ``steps`` (denoising steps per chunk, ``None``: the config's) must be a whole number >= 1; a
     reference image of another size than the model's is fitted by :data:`REFERENCE_POLICY`. Runs
     :func:`flowstudio.jobs.run` on an :class:`~flowstudio.jobs.AvatarRequest`.

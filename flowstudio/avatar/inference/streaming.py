@@ -19,9 +19,9 @@ window-relative positions (:mod:`flowstudio.avatar.model.kv_cache`), so a stream
 and its memory and per-chunk time stay flat. Profiling goes through ``callback(info)``, never through
 flags in the loop.
 
-**Audio guidance** (``audio_guidance`` s, default 1 = off): classifier-free guidance on the audio,
-``v = v(silence) + s (v(audio) - v(silence))`` = ``v(audio) + (s - 1) (v(audio) - v(silence))`` for
-both the video and the structure velocity, with silence as
+**Audio guidance** (``audio_guidance`` s; default the config's ``forcing.audio_guidance``, 1 = off):
+classifier-free guidance on the audio, ``v = v(silence) + s (v(audio) - v(silence))`` =
+``v(audio) + (s - 1) (v(audio) - v(silence))`` for both the video and the structure velocity, with silence as
 :func:`~flowstudio.avatar.model.audio.silent_features`. The two branches run as the two rows of one
 batch through every call, the sink and the clean commit pass included, so the cache holds one row per
 branch: the silent branch's context keys are those of *the same chosen (guided) chunk* seen with
@@ -108,6 +108,22 @@ def _guide(velocity: torch.Tensor, scale: float) -> torch.Tensor:
     return classifier_free_guidance(velocity[:1], velocity[1:], scale)
 
 
+def sampling(
+    forcing: ForcingConfig, audio_guidance: float | None = None, context_sigma: float | None = None
+) -> ForcingConfig:
+    """``forcing`` with a call's sampler overrides (``None`` keeps the config's value), checked: what
+    :func:`stream_latents` samples with and what reports record."""
+    if audio_guidance is not None:
+        check_number("audio_guidance", audio_guidance, minimum=0.0, what="; 1 is off")
+        forcing = dataclasses.replace(forcing, audio_guidance=float(audio_guidance))
+    if context_sigma is not None:
+        check_number("context_sigma", context_sigma, minimum=0.0, what="; 0 is the clean commit")
+        if context_sigma >= 1.0:
+            raise InputError(f"context_sigma must be below 1 (1 commits pure noise), got {context_sigma}")
+        forcing = dataclasses.replace(forcing, context_sigma=float(context_sigma))
+    return forcing
+
+
 def _context(
     x_v: torch.Tensor, x_s: torch.Tensor, forcing: ForcingConfig, generator: torch.Generator | None
 ) -> tuple[torch.Tensor, torch.Tensor, float, float]:
@@ -132,7 +148,7 @@ def stream_latents(
     steps: int | None = None,
     generator: torch.Generator | None = None,
     callback: Callable[[dict[str, float]], None] | None = None,
-    audio_guidance: float = 1.0,
+    audio_guidance: float | None = None,
     context_sigma: float | None = None,
 ) -> Iterator[Chunk]:
     """Yield chunks of latents as they are generated.
@@ -142,19 +158,14 @@ def stream_latents(
         audio: 50 Hz features ``(A, C_a)``; ``A // (8 * frames_per_chunk)`` chunks are generated.
         steps: denoising steps per chunk (default ``forcing.inference_steps``).
         audio_guidance: classifier-free guidance scale on the audio against silence (module
-            docstring); 1 (default) is off, > 1 pushes the chunk further from what silence would give,
-            at twice the compute.
+            docstring); 1 is off, > 1 pushes the chunk further from what silence would give, at twice
+            the compute. ``None``: the config's ``forcing.audio_guidance`` (1 unless the checkpoint says).
         context_sigma: the level the generated chunks are committed at (``None``: the config's
             ``forcing.context_sigma``; 0 is the clean commit).
     """
-    check_number("audio_guidance", audio_guidance, minimum=0.0, what="; 1 is off")
     cfg, rates = model.config, model.rates
-    forcing = cfg.forcing
-    if context_sigma is not None:
-        check_number("context_sigma", context_sigma, minimum=0.0, what="; 0 is the clean commit")
-        if context_sigma >= 1.0:
-            raise InputError(f"context_sigma must be below 1 (1 commits pure noise), got {context_sigma}")
-        forcing = dataclasses.replace(forcing, context_sigma=float(context_sigma))
+    forcing = sampling(cfg.forcing, audio_guidance, context_sigma)
+    audio_guidance = forcing.audio_guidance
     chunks = rates.num_chunks(audio.shape[0])
     if chunks < 1:
         need = rates.chunk_seconds()
@@ -215,7 +226,7 @@ def stream_frames(
     steps: int | None = None,
     seed: int = 0,
     callback: Callable[[dict[str, float]], None] | None = None,
-    audio_guidance: float = 1.0,
+    audio_guidance: float | None = None,
     context_sigma: float | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield uint8 ``(H, W, 3)`` frames at 25 fps as soon as each chunk is decoded

@@ -162,6 +162,11 @@ class ForcingConfig:
     Why: training noises every context frame independently, so a context that is clean throughout is
     a condition it almost never shows (with ``train_shift`` 3, a frame's level is under 0.05 only 1.7%
     of the time), and the model's own small errors in clean context are never seen at all.
+
+    ``audio_guidance`` (inference only, default 1 = off) is the sampler's default classifier-free
+    guidance scale on the audio against silence, for a model trained with ``train.audio_dropout``.
+    Both are the defaults of :func:`~flowstudio.avatar.inference.streaming.stream_latents`, which a
+    call can override; a checkpoint carries the values its model was measured best with.
     """
 
     video_range: tuple[float, float] = (0.0, 1.0)
@@ -173,12 +178,15 @@ class ForcingConfig:
     reference_sink: bool = True
     train_shift: float = 1.0
     context_sigma: float = 0.0
+    audio_guidance: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.context_sigma < 1.0:
             raise ValueError(
                 f"forcing.context_sigma must be in [0, 1) (0: clean commit), got {self.context_sigma}"
             )
+        if not self.audio_guidance >= 0.0:
+            raise ValueError(f"forcing.audio_guidance must be >= 0 (1: off), got {self.audio_guidance}")
 
 
 @dataclass(frozen=True)
