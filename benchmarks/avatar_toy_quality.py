@@ -44,6 +44,10 @@ def main() -> None:
     parser.add_argument("--ablations", type=Path, default=None)
     parser.add_argument("--features", type=Path, default=None)
     parser.add_argument("--clips", type=int, default=6)
+    parser.add_argument(
+        "--truth-r", type=float, help="the truth's lip_sync_corr on the same clips (issue 18)"
+    )
+    parser.add_argument("--codec-fvd", type=float, help="fvd_toy of the codec's reconstructions (issue 18)")
     args = parser.parse_args()
 
     if args.report is not None:
@@ -65,7 +69,9 @@ def main() -> None:
         sanity = json.loads(sanity_file.read_text())
         truth_corr = sanity.get("results", {}).get("ground truth", {}).get("lip_sync_corr")
         truth_corr = truth_corr.get("mean") if isinstance(truth_corr, dict) else truth_corr
-    video_seconds = sum(c.get("details", {}).get("seconds", 0) for c in report.get("clips", [])) or None
+    # per-clip entries are the report's "cases" (older reports called them "clips")
+    cases = report.get("cases") or report.get("clips", [])
+    video_seconds = sum(c.get("details", {}).get("seconds", 0) for c in cases) or None
     rtf = (
         (video_seconds / settings["generation_seconds"])
         if video_seconds and settings.get("generation_seconds")
@@ -86,6 +92,25 @@ def main() -> None:
         ("identity drift at 30 s / world variation", ratio, "<= 1", ratio is not None and ratio <= 1),
         ("streaming speed (video s / wall s, CPU)", rtf, "> 1", rtf is not None and rtf > 1),
     ]
+    # issue 18's bars, relative to references scored by the same evaluation on the same clips
+    clips_within = sum(1 for c in cases if abs(c.get("metrics", {}).get("lip_sync_offset", 99)) <= 1)
+    rows.append(("clips whose best lag is within +-1", clips_within, ">= 5 of 6", clips_within >= 5))
+    if args.truth_r is not None:
+        bar = 0.6 * args.truth_r
+        rows.append(
+            (
+                "lip-sync r vs the truth's on these clips",
+                corr,
+                f">= 0.6 x {args.truth_r:g} = {bar:.3f}",
+                corr is not None and corr >= bar,
+            )
+        )
+    fvd = _value(summary, "fvd_toy")
+    if args.codec_fvd is not None:
+        bar = 1.5 * args.codec_fvd
+        rows.append(
+            ("toy FVD", fvd, f"<= 1.5 x codec {args.codec_fvd:g} = {bar:.2f}", fvd is not None and fvd <= bar)
+        )
     ablation_rows = []
     if args.ablations is not None and args.ablations.is_file():
         table = json.loads(args.ablations.read_text())["runs"]
