@@ -6,6 +6,8 @@ with the per-frame shape reads.
 
 Prompt ``i`` is ``toy_quality.py``'s held-out prompt ``i`` with noise seed ``i`` (30 steps, guidance 5), so
 the clips are exactly those its report scored. Rows: frames 0, 4, ... 16, then their masks.
+``--roundtrip`` shows instead the model's VAE reconstruction of each prompt's true render (what the
+VAE does to the same scene from true latents).
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ def main() -> None:
 
     from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
     from flowstudio.worlds.readers import estimate_mask, read_background, read_shape
+    from flowstudio.worlds.shapes import render_clip
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--prompts", type=int, nargs="+", default=[8, 4, 7])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--roundtrip", action="store_true", help="VAE reconstructions of the true renders")
     args = parser.parse_args()
     spec_file = Path(__file__).resolve().parent / "toy_quality.py"
     loader = importlib.util.spec_from_file_location("toy_quality", spec_file)
@@ -36,8 +40,11 @@ def main() -> None:
     rows = []
     for i in args.prompts:
         spec, text = toy_quality.held_out(100_000 + i)
-        settings = GenerationSettings(prompt=text, steps=30, guidance_scale=5.0, seed=i)
-        frames = pipe.generate(settings, progress=False).frames
+        if args.roundtrip:
+            frames = toy_quality.pipeline_roundtrip(pipe)(render_clip(spec))
+        else:
+            settings = GenerationSettings(prompt=text, steps=30, guidance_scale=5.0, seed=i)
+            frames = pipe.generate(settings, progress=False).frames
         mask = estimate_mask(frames)
         per_frame = [read_shape(frames[t : t + 1])[0] for t in range(0, len(frames), 4)]
         print(
