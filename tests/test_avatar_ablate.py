@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from flowstudio.avatar.cli import avatar_app
@@ -18,12 +17,7 @@ from flowstudio.worlds.faces_dataset import make_faces_dataset
 CONFIGS = Path(__file__).parents[1] / "configs" / "dualforce"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

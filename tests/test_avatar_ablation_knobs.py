@@ -21,12 +21,7 @@ CONFIGS = Path(__file__).parents[1] / "configs" / "dualforce"
 ABLATIONS = sorted((CONFIGS / "ablations").glob("*.yaml"))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_seven_ablation_configs_each_change_one_thing_of_the_base():

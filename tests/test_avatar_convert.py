@@ -60,12 +60,7 @@ BRIDGE = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _synthetic_mova(root: Path) -> dict[str, dict[str, torch.Tensor]]:

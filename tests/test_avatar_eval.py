@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from flowstudio.avatar.cli import avatar_app
@@ -49,12 +48,7 @@ from flowstudio.worlds.faces_dataset import clip_identity_speech, make_faces_dat
 HELD_OUT = 1000  # a TalkingShapes seed no training uses
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)

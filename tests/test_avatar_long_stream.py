@@ -24,12 +24,7 @@ from flowstudio.wan_attention import apply_rotary
 TOLERANCE = 5e-6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(overrides: dict | None = None, seed: int = 0) -> DualForceModel:

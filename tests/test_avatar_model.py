@@ -15,13 +15,7 @@ from flowstudio.avatar.model.config import toy_config
 from flowstudio.avatar.model.dualforce import DualForceModel
 from flowstudio.avatar.model.kv_cache import KVCache
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the test machine's cores are shared; tiny models run fastest on one thread
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(**overrides: object) -> DualForceModel:

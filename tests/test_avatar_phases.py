@@ -26,12 +26,7 @@ from flowstudio.errors import CheckpointError
 CONFIGS = Path(__file__).parents[1] / "configs" / "dualforce"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _phase(name: str, out: Path, steps: int, **overrides):

@@ -19,13 +19,7 @@ from flowstudio.avatar.model.config import toy_config
 from flowstudio.avatar.model.dualforce import DualForceModel
 from flowstudio.errors import InputError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _speech(seconds: float, rate: int = 16000) -> np.ndarray:

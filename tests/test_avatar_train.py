@@ -11,13 +11,7 @@ from flowstudio.avatar.model.config import load_config, toy_config
 from flowstudio.avatar.model.dualforce import DualForceModel
 from flowstudio.avatar.training.train import SyntheticTalkingDataset, TrainConfig, train, training_step
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _eval_loss(model: DualForceModel, dataset: SyntheticTalkingDataset) -> float:

@@ -20,12 +20,7 @@ from flowstudio.train import Budget, LatestFile, Part, Trainer, TrainerConfig, r
 ROOT = Path(__file__).parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _weights(trainer: Trainer, name: str = "model") -> dict[str, torch.Tensor]:
