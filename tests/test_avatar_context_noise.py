@@ -12,13 +12,7 @@ from flowstudio.avatar.inference.streaming import stream_latents
 from flowstudio.avatar.model.config import DualForceConfig, ForcingConfig, toy_config
 from flowstudio.avatar.model.dualforce import DualForceModel
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(context_sigma: float) -> DualForceModel:
@@ -105,51 +99,15 @@ def test_call_override_equals_the_config_value_and_is_refused_out_of_range():
             next(stream_latents(plain, reference, audio, context_sigma=bad))
 
 
-def test_cli_and_request_thread_context_sigma(tmp_path, monkeypatch):
-    import json
-    import wave
-
-    import numpy as np
-    from PIL import Image
+def test_request_refuses_context_sigma_of_one():
+    """The CLI threading is tested with audio guidance's in test_avatar_guidance.py (SAMPLER_OPTIONS)."""
     from pydantic import ValidationError
-    from typer.testing import CliRunner
 
-    from flowstudio.avatar.cli import avatar_app
     from flowstudio.jobs import AvatarRequest
 
-    _model(0.0).save_pretrained(tmp_path / "model")
-    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / "ref.png")
-    with wave.open(str(tmp_path / "speech.wav"), "wb") as fh:
-        fh.setnchannels(1)
-        fh.setsampwidth(2)
-        fh.setframerate(16000)
-        t = np.arange(16000) / 16000
-        fh.writeframes((0.3 * np.sin(2 * np.pi * 220 * t) * 32767).astype(np.int16).tobytes())
-    args = ["generate", "--image", str(tmp_path / "ref.png"), "--audio", str(tmp_path / "speech.wav")]
-    args += ["--checkpoint", str(tmp_path / "model"), "--out", str(tmp_path / "g.mp4")]
-    result = CliRunner().invoke(avatar_app, [*args, "--context-sigma", "0.3"])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.output.strip().splitlines()[-1])["context_sigma"] == 0.3
-    record = json.loads((tmp_path / "g.json").read_text())
-    assert record["request"]["context_sigma"] == 0.3 and record["settings"]["context_sigma"] == 0.3
-    result = CliRunner().invoke(avatar_app, args)  # no option: the model config's value, recorded
-    assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "g.json").read_text())["settings"]["context_sigma"] == 0.0
-
-    seen: dict = {}
-
-    def fake_evaluate_model(data, **kwargs):
-        seen.update(kwargs)
-        return {"metrics": {}, "summary": {}, "cases": [], "notes": [], "settings": {}}
-
-    monkeypatch.setattr("flowstudio.avatar.evaluation.evaluate.evaluate_model", fake_evaluate_model)
-    monkeypatch.setattr("flowstudio.avatar.evaluation.evaluate.report_table", lambda report: "table")
-    result = CliRunner().invoke(avatar_app, ["eval", "--data", str(tmp_path), "--context-sigma", "0.5"])
-    assert result.exit_code == 0, result.output
-    assert seen["context_sigma"] == 0.5
-
     with pytest.raises(ValidationError, match="context_sigma"):
-        AvatarRequest(image=tmp_path / "ref.png", audio=tmp_path / "speech.wav", context_sigma=1.0)
+        AvatarRequest(image=__file__, audio=__file__, context_sigma=1.0)
+    assert AvatarRequest(image=__file__, audio=__file__).context_sigma is None  # the model config's
 
 
 def test_audio_guidance_defaults_to_the_config_value():

@@ -23,13 +23,7 @@ from flowstudio.avatar.training.train import SyntheticTalkingDataset, TrainConfi
 from flowstudio.core.flow import classifier_free_guidance
 from flowstudio.errors import InputError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _setup(seed: int = 0, chunks: int = 5) -> tuple[DualForceModel, torch.Tensor, torch.Tensor]:
@@ -260,7 +254,17 @@ def _write_wav(path: Path, seconds: float = 0.32, rate: int = 16000) -> Path:
     return path
 
 
-def test_cli_generate_threads_audio_guidance(tmp_path: Path):
+#: the sampler options of ``avatar generate`` / ``avatar eval``: (flag, report key, a value, the toy config's)
+SAMPLER_OPTIONS = [
+    ("--audio-guidance", "audio_guidance", 2.5, 1.0),
+    ("--context-sigma", "context_sigma", 0.3, 0.0),
+]
+
+
+@pytest.mark.parametrize(("flag", "key", "value", "default"), SAMPLER_OPTIONS)
+def test_cli_generate_threads_sampler_options(
+    tmp_path: Path, flag: str, key: str, value: float, default: float
+):
     from PIL import Image
 
     torch.manual_seed(1)
@@ -268,17 +272,21 @@ def test_cli_generate_threads_audio_guidance(tmp_path: Path):
     Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / "ref.png")
     audio = _write_wav(tmp_path / "speech.wav")
     args = ["generate", "--image", str(tmp_path / "ref.png"), "--audio", str(audio)]
-    args += ["--checkpoint", str(tmp_path / "model")]
-    result = CliRunner().invoke(
-        avatar_app, [*args, "--out", str(tmp_path / "g.mp4"), "--audio-guidance", "2.5"]
-    )
+    args += ["--checkpoint", str(tmp_path / "model"), "--out", str(tmp_path / "g.mp4")]
+    result = CliRunner().invoke(avatar_app, [*args, flag, str(value)])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output.strip().splitlines()[-1])["audio_guidance"] == 2.5
+    assert json.loads(result.output.strip().splitlines()[-1])[key] == value
     record = json.loads((tmp_path / "g.json").read_text())  # the JobResult record beside the mp4
-    assert record["request"]["audio_guidance"] == 2.5 and record["settings"]["audio_guidance"] == 2.5
+    assert record["request"][key] == value and record["settings"][key] == value
+    result = CliRunner().invoke(avatar_app, args)  # no option: the model config's value, recorded
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "g.json").read_text())["settings"][key] == default
 
 
-def test_cli_eval_threads_audio_guidance(tmp_path: Path, monkeypatch):
+@pytest.mark.parametrize(("flag", "key", "value", "default"), SAMPLER_OPTIONS)
+def test_cli_eval_threads_sampler_options(
+    tmp_path: Path, monkeypatch, flag: str, key: str, value: float, default: float
+):
     seen: dict = {}
 
     def fake_evaluate_model(data, **kwargs):
@@ -287,6 +295,6 @@ def test_cli_eval_threads_audio_guidance(tmp_path: Path, monkeypatch):
 
     monkeypatch.setattr("flowstudio.avatar.evaluation.evaluate.evaluate_model", fake_evaluate_model)
     monkeypatch.setattr("flowstudio.avatar.evaluation.evaluate.report_table", lambda report: "table")
-    result = CliRunner().invoke(avatar_app, ["eval", "--data", str(tmp_path), "--audio-guidance", "4"])
+    result = CliRunner().invoke(avatar_app, ["eval", "--data", str(tmp_path), flag, str(value)])
     assert result.exit_code == 0, result.output
-    assert seen["audio_guidance"] == 4.0
+    assert seen[key] == value
