@@ -4,10 +4,10 @@ with the per-frame shape reads.
 
     python benchmarks/reader_mask_probe.py --model MODEL --prompts 8 4 7 --out benchmarks/results/NAME.png
 
-Prompt ``i`` is ``toy_quality.py``'s held-out prompt ``i`` with noise seed ``i`` (30 steps, guidance 5), so
-the clips are exactly those its report scored. Rows: frames 0, 4, ... 16, then their masks.
-``--roundtrip`` shows instead the model's VAE reconstruction of each prompt's true render (what the
-VAE does to the same scene from true latents).
+Prompt ``i`` is ``toy_quality.py``'s held-out prompt ``i`` with noise seed ``i`` (30 steps, guidance 5
+unless ``--steps`` / ``--guidance`` say otherwise), so the clips are exactly those its report scored.
+Rows: frames 0, 4, ... 16, then their masks. ``--roundtrip`` shows instead the model's VAE reconstruction
+of each prompt's true render (what the VAE does to the same scene from true latents).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, nargs="+", default=[8, 4, 7])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--roundtrip", action="store_true", help="VAE reconstructions of the true renders")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--guidance", type=float, default=5.0)
     args = parser.parse_args()
     spec_file = Path(__file__).resolve().parent / "toy_quality.py"
     loader = importlib.util.spec_from_file_location("toy_quality", spec_file)
@@ -43,7 +45,7 @@ def main() -> None:
         if args.roundtrip:
             frames = toy_quality.pipeline_roundtrip(pipe)(render_clip(spec))
         else:
-            settings = GenerationSettings(prompt=text, steps=30, guidance_scale=5.0, seed=i)
+            settings = GenerationSettings(prompt=text, steps=args.steps, guidance_scale=args.guidance, seed=i)
             frames = pipe.generate(settings, progress=False).frames
         mask = estimate_mask(frames)
         per_frame = [read_shape(frames[t : t + 1])[0] for t in range(0, len(frames), 4)]
