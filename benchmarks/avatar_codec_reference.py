@@ -55,8 +55,12 @@ def main() -> None:
             )
         )
     report = evaluate_set(items, features=args.features)
-    report["settings"] = {"data": str(args.data), "clips": len(items), "codec_stride": args.stride,
-                          "features": str(args.features) if args.features else None}
+    report["settings"] = {
+        "data": str(args.data),
+        "clips": len(items),
+        "codec_stride": args.stride,
+        "features": str(args.features) if args.features else None,
+    }
     summary = {k: v.get("mean", v.get("value")) for k, v in report["summary"].items() if isinstance(v, dict)}
     print(json.dumps(summary, indent=1, default=str))
     if args.out:

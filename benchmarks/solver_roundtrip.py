@@ -62,8 +62,6 @@ def shapeworld_clips(count: int, frames: int = 17, size: int = 128) -> list[tupl
     return [(render_clip(spec, frames, size, size), caption(spec)) for spec in specs]
 
 
-
-
 def main(name: str = "solver_roundtrip", description: str | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=description or __doc__, formatter_class=argparse.RawDescriptionHelpFormatter

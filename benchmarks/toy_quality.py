@@ -214,8 +214,11 @@ def plot_samples(samples: list[np.ndarray], items: list[dict], path: Path) -> No
         asked = " ".join(item[n]["expected"] for n in ("color", "shape"))
         read = " ".join(item[n]["read"] for n in ("color", "shape"))
         ok = all(item[n]["read"] == item[n]["expected"] for n in READERS)
-        ax.set_title(f"{asked} / {item['background']['expected']}\nread: {read} / "
-                     f"{item['background']['read']}", fontsize=7, color="black" if ok else "firebrick")
+        ax.set_title(
+            f"{asked} / {item['background']['expected']}\nread: {read} / {item['background']['read']}",
+            fontsize=7,
+            color="black" if ok else "firebrick",
+        )
     fig.suptitle("T2V samples (middle frame): asked / read by the readers; red: a misreading", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -328,8 +331,14 @@ def table(result: dict, tag: str) -> str:
         f"| {n} | {v} | {b} | {'-' if ok is None else ('yes' if ok else 'no')} |" for n, v, b, ok in rows
     ]
     if result.get("t2v_misreadings"):
-        lines += ["", "## T2V misreadings", "", "| attribute | accuracy per asked value (hits/n) "
-                  "| most read | most common errors (asked -> read: count) |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "## T2V misreadings",
+            "",
+            "| attribute | accuracy per asked value (hits/n) "
+            "| most read | most common errors (asked -> read: count) |",
+            "|---|---|---|---|",
+        ]
         for name, m in result["t2v_misreadings"].items():
             by_value = ", ".join(f"{k} {h}/{n}" for k, (h, n) in m["accuracy_by_value"].items())
             most = ", ".join(f"{k} {c}" for k, c in m["most_read"])

@@ -86,8 +86,12 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name, curve in result["curves"].items():
         ax.plot([s for s, _ in curve], [v for _, v in curve], marker=".", label=name)
-    ax.set(xlabel="step", ylabel=f"training loss (mean over {args.window} steps)", yscale="log",
-           title=f"{args.stage} stage, first {result['steps_compared']} steps")
+    ax.set(
+        xlabel="step",
+        ylabel=f"training loss (mean over {args.window} steps)",
+        yscale="log",
+        title=f"{args.stage} stage, first {result['steps_compared']} steps",
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(RESULTS / f"{args.tag}.png", dpi=90)

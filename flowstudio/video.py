@@ -120,19 +120,20 @@ def read_video(
         InputError: ``fps`` or ``max_frames`` is not a positive number.
     """
     path = Path(path)
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, numbers.Real)
-                            or not (math.isfinite(fps) and fps > 0)):
+    if fps is not None and (
+        isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not (math.isfinite(fps) and fps > 0)
+    ):
         raise InputError(f"fps must be a positive number, got {fps!r}")
-    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int)
-                                   or max_frames < 1):
+    if max_frames is not None and (
+        isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1
+    ):
         raise InputError(f"max_frames must be a positive integer or None, got {max_frames!r}")
     if not path.exists():
         raise VideoError(f"{path}: no such file or folder; check the path (cwd is {Path.cwd()})")
     if path.is_dir():
         if with_audio:
             logger.info("%s is an image folder: it has no audio", path)
-        return _read_image_folder(path, fps=DEFAULT_FOLDER_FPS if fps is None else fps,
-                                  max_frames=max_frames)
+        return _read_image_folder(path, fps=DEFAULT_FOLDER_FPS if fps is None else fps, max_frames=max_frames)
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise VideoError(
@@ -140,8 +141,9 @@ def read_video(
             f"{', '.join(VIDEO_SUFFIXES)} files or a folder of {'/'.join(IMAGE_SUFFIXES)} images"
         )
     if path.stat().st_size == 0:
-        raise VideoError(f"{path}: file is empty (0 bytes); the write that made it probably failed, "
-                         "produce the file again")
+        raise VideoError(
+            f"{path}: file is empty (0 bytes); the write that made it probably failed, produce the file again"
+        )
     frames, stream_fps = _decode_video(path, max_frames=max_frames, autorotate=autorotate)
     clip = VideoClip(frames=frames, fps=stream_fps if fps is None else float(fps), path=path)
     if with_audio:
@@ -151,8 +153,9 @@ def read_video(
             if max_frames is not None:
                 samples = samples[:, : round(clip.duration * rate)]
             clip.audio, clip.audio_rate = samples, rate
-    logger.debug("read %s: %d frames %dx%d at %.3f fps", path, clip.num_frames, clip.height,
-                 clip.width, clip.fps)
+    logger.debug(
+        "read %s: %d frames %dx%d at %.3f fps", path, clip.num_frames, clip.height, clip.width, clip.fps
+    )
     return clip
 
 
@@ -187,11 +190,14 @@ def _decode_video(path: Path, *, max_frames: int | None, autorotate: bool) -> tu
             ) from err
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     if not frames:
-        raise VideoError(f"{path}: video stream holds zero decodable frames (empty or truncated file); "
-                         f"produce it again or {_REENCODE_HINT}")
+        raise VideoError(
+            f"{path}: video stream holds zero decodable frames (empty or truncated file); "
+            f"produce it again or {_REENCODE_HINT}"
+        )
     if len({f.shape for f in frames}) > 1:
-        raise VideoError(f"{path}: frame size changes mid-stream ({frames[0].shape} then others); "
-                         f"{_REENCODE_HINT}")
+        raise VideoError(
+            f"{path}: frame size changes mid-stream ({frames[0].shape} then others); {_REENCODE_HINT}"
+        )
     if not rate:
         logger.warning("%s reports no frame rate; assuming %g fps", path, DEFAULT_FOLDER_FPS)
     return np.stack(frames), float(rate) if rate else DEFAULT_FOLDER_FPS
@@ -210,8 +216,9 @@ def _decode_audio(path: Path) -> tuple[np.ndarray, int] | None:
                 chunks.extend(out.to_ndarray() for out in resampler.resample(frame))
             chunks.extend(out.to_ndarray() for out in resampler.resample(None))
         except av.FFmpegError as err:
-            raise VideoError(f"{path}: audio decoding failed ({err}); read it with with_audio=False "
-                             f"or {_REENCODE_HINT}") from err
+            raise VideoError(
+                f"{path}: audio decoding failed ({err}); read it with with_audio=False or {_REENCODE_HINT}"
+            ) from err
         rate = int(stream.rate)
     if not chunks:
         return None
@@ -227,13 +234,18 @@ def _read_image_folder(folder: Path, *, fps: float, max_frames: int | None) -> V
     from PIL import Image, UnidentifiedImageError
 
     files = sorted(
-        (p for p in folder.iterdir()
-         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")),
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        ),
         key=lambda p: _natural_key(p.name),
     )
     if not files:
-        raise VideoError(f"{folder}: folder holds no images ({'/'.join(IMAGE_SUFFIXES)}); put the frames "
-                         "there as frame_0001.png, frame_0002.png, ... or pass a video file")
+        raise VideoError(
+            f"{folder}: folder holds no images ({'/'.join(IMAGE_SUFFIXES)}); put the frames "
+            "there as frame_0001.png, frame_0002.png, ... or pass a video file"
+        )
     files = files[:max_frames] if max_frames is not None else files
     frames: list[np.ndarray] = []
     for file in files:
@@ -314,8 +326,10 @@ def write_video(
     path = Path(path)
     container_format = WRITE_SUFFIXES.get(path.suffix.lower())
     if container_format is None:
-        raise InputError(f"write_video writes H.264 {'/'.join(WRITE_SUFFIXES)} files; got path "
-                         f"{str(path)!r}, change its extension to .mp4")
+        raise InputError(
+            f"write_video writes H.264 {'/'.join(WRITE_SUFFIXES)} files; got path "
+            f"{str(path)!r}, change its extension to .mp4"
+        )
     _check_frames(frames, "frames")
     if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not (math.isfinite(fps) and fps > 0):
         raise InputError(f"fps must be a positive number, got {fps!r}")
@@ -332,15 +346,24 @@ def write_video(
         _encode(tmp, container_format, frames, fps, audio_data, crf=crf, preset=preset)
         os.replace(tmp, path)
     except av.FFmpegError as err:
-        raise VideoError(f"{path}: encoding failed ({err}); nothing was written, existing file kept. "
-                         "Check that the folder is writable and has free space") from err
+        raise VideoError(
+            f"{path}: encoding failed ({err}); nothing was written, existing file kept. "
+            "Check that the folder is writable and has free space"
+        ) from err
     except OSError as err:
-        raise VideoError(f"{path}: writing failed ({err}); nothing was written, existing file kept. "
-                         "Check that the folder is writable and has free space") from err
+        raise VideoError(
+            f"{path}: writing failed ({err}); nothing was written, existing file kept. "
+            "Check that the folder is writable and has free space"
+        ) from err
     finally:
         tmp.unlink(missing_ok=True)
-    logger.debug("wrote %s: %d frames %dx%d at %g fps%s", path, *frames.shape[:3], float(fps),
-                 "" if audio_data is None else " with audio")
+    logger.debug(
+        "wrote %s: %d frames %dx%d at %g fps%s",
+        path,
+        *frames.shape[:3],
+        float(fps),
+        "" if audio_data is None else " with audio",
+    )
     return path
 
 
@@ -403,11 +426,15 @@ def _check_frames(frames: object, name: str) -> None:
     if not isinstance(frames, np.ndarray):
         is_tensor = type(frames).__name__ == "Tensor"
         hint = " (a torch tensor? convert it with tensor_to_frames)" if is_tensor else ""
-        raise InputError(f"{name} must be a numpy uint8 array (frames, height, width, 3), got "
-                         f"{type(frames).__name__}{hint}")
+        raise InputError(
+            f"{name} must be a numpy uint8 array (frames, height, width, 3), got "
+            f"{type(frames).__name__}{hint}"
+        )
     if frames.ndim != 4 or frames.shape[3] != 3 or min(frames.shape[:3]) < 1:
-        raise InputError(f"{name} must be shaped (frames, height, width, 3) RGB with at least one frame, "
-                         f"got shape {frames.shape}")
+        raise InputError(
+            f"{name} must be shaped (frames, height, width, 3) RGB with at least one frame, "
+            f"got shape {frames.shape}"
+        )
     if frames.dtype != np.uint8:
         hint = " (floats in [-1, 1] from a model? use tensor_to_frames)" if frames.dtype.kind == "f" else ""
         raise InputError(f"{name} must have dtype uint8 (0..255), got {frames.dtype}{hint}")
@@ -421,16 +448,23 @@ def _even_size(frames: np.ndarray, odd_size: str) -> np.ndarray:
     if height % 2 == 0 and width % 2 == 0:
         return frames
     if odd_size == "error":
-        raise InputError(f"H.264 yuv420p needs even height and width, got {height}x{width} (HxW); pass "
-                         "odd_size='pad' or 'crop', or normalize_clip the frames first")
+        raise InputError(
+            f"H.264 yuv420p needs even height and width, got {height}x{width} (HxW); pass "
+            "odd_size='pad' or 'crop', or normalize_clip the frames first"
+        )
     if odd_size == "crop" and min(height, width) < 2:
         raise InputError(f"cannot crop a {height}x{width} (HxW) clip to even size; use odd_size='pad'")
     if odd_size == "pad":
         frames = np.pad(frames, ((0, 0), (0, height % 2), (0, width % 2), (0, 0)), mode="edge")
     else:
         frames = frames[:, : height - height % 2, : width - width % 2]
-    logger.warning("odd size %dx%d (HxW) made even for yuv420p by %s: now %dx%d", height, width,
-                   "padding" if odd_size == "pad" else "cropping", *frames.shape[1:3])
+    logger.warning(
+        "odd size %dx%d (HxW) made even for yuv420p by %s: now %dx%d",
+        height,
+        width,
+        "padding" if odd_size == "pad" else "cropping",
+        *frames.shape[1:3],
+    )
     return frames
 
 
@@ -438,15 +472,20 @@ def _check_audio(audio: object, audio_rate: int | None) -> tuple[np.ndarray, int
     """Validate audio and return it as float32 ``(channels, samples)`` at an AAC sample rate."""
     if not isinstance(audio, np.ndarray) or audio.dtype.kind != "f":
         dtype = getattr(audio, "dtype", type(audio).__name__)
-        raise InputError(f"audio must be a float numpy array in [-1, 1], shaped (samples,) or (channels, "
-                         f"samples), got {dtype}; convert int16 PCM with `pcm / 32768.0`")
+        raise InputError(
+            f"audio must be a float numpy array in [-1, 1], shaped (samples,) or (channels, "
+            f"samples), got {dtype}; convert int16 PCM with `pcm / 32768.0`"
+        )
     if isinstance(audio_rate, bool) or not isinstance(audio_rate, int | np.integer) or audio_rate <= 0:
-        raise InputError(f"audio_rate must be the sample rate of audio in Hz (a positive int), "
-                         f"got {audio_rate!r}")
+        raise InputError(
+            f"audio_rate must be the sample rate of audio in Hz (a positive int), got {audio_rate!r}"
+        )
     samples = audio[None] if audio.ndim == 1 else audio
     if samples.ndim != 2 or samples.shape[1] == 0:
-        raise InputError(f"audio must be shaped (samples,) or (channels, samples) with samples > 0, "
-                         f"got shape {audio.shape}")
+        raise InputError(
+            f"audio must be shaped (samples,) or (channels, samples) with samples > 0, "
+            f"got shape {audio.shape}"
+        )
     if samples.shape[0] not in (1, 2):
         hint = "; it looks like (samples, channels): pass audio.T" if samples.shape[1] in (1, 2) else ""
         raise InputError(f"audio must have 1 (mono) or 2 (stereo) channels, got shape {audio.shape}{hint}")
@@ -572,8 +611,9 @@ class NormalizeReport:
 
 
 def _sides(amounts: tuple[int, int, int, int]) -> str:
-    return ", ".join(f"{name} {value}" for name, value in zip(("top", "bottom", "left", "right"), amounts,
-                                                              strict=True))
+    return ", ".join(
+        f"{name} {value}" for name, value in zip(("top", "bottom", "left", "right"), amounts, strict=True)
+    )
 
 
 def normalize_clip(
@@ -623,8 +663,12 @@ def normalize_clip(
         # Trimming 2..frame_multiple frames would keep only the first one: pad up instead.
         new_t = nearest_valid_frame_count(t0, "up", frame_multiple)
         frame_policy = "pad"
-        logger.info("a %d-frame clip is padded to %d frames (repeating the last one) instead of trimmed "
-                    "to 1, which would drop all its motion", t0, new_t)
+        logger.info(
+            "a %d-frame clip is padded to %d frames (repeating the last one) instead of trimmed "
+            "to 1, which would drop all its motion",
+            t0,
+            new_t,
+        )
     indices = _frame_indices(t0, new_t, frame_policy)
     if indices != tuple(range(t0)):
         frames = frames[np.asarray(indices)]
@@ -635,7 +679,7 @@ def normalize_clip(
     if (new_h, new_w) != (h0, w0):
         if size_policy == "crop":
             crop = _split(h0 - new_h) + _split(w0 - new_w)
-            frames = frames[:, crop[0]: crop[0] + new_h, crop[2]: crop[2] + new_w]
+            frames = frames[:, crop[0] : crop[0] + new_h, crop[2] : crop[2] + new_w]
         elif size_policy == "pad":
             pad = _split(new_h - h0) + _split(new_w - w0)
             widths = [(0, 0), pad[:2], pad[2:]] + [(0, 0)] * (frames.ndim - 3)
@@ -647,9 +691,14 @@ def normalize_clip(
             frames = _resize(frames, new_h, new_w)
 
     report = NormalizeReport(
-        original_shape=(t0, h0, w0), shape=(int(frames.shape[0]), new_h, new_w),
-        frame_policy=frame_policy, size_policy=size_policy, frame_indices=indices,
-        pad=pad, crop=crop, pad_mode=pad_mode,
+        original_shape=(t0, h0, w0),
+        shape=(int(frames.shape[0]), new_h, new_w),
+        frame_policy=frame_policy,
+        size_policy=size_policy,
+        frame_indices=indices,
+        pad=pad,
+        crop=crop,
+        pad_mode=pad_mode,
     )
     if report.changed:
         logger.info("normalized clip: %s", report.describe())
@@ -668,28 +717,37 @@ def undo_padding(frames: np.ndarray, report: NormalizeReport, *, trim_frames: bo
         report: the report ``normalize_clip`` returned.
     """
     if not isinstance(frames, np.ndarray) or frames.ndim not in (3, 4):
-        raise InputError(f"frames must be a numpy array (frames, height, width[, channels]), got "
-                         f"{getattr(frames, 'shape', type(frames).__name__)}")
+        raise InputError(
+            f"frames must be a numpy array (frames, height, width[, channels]), got "
+            f"{getattr(frames, 'shape', type(frames).__name__)}"
+        )
     if tuple(frames.shape[1:3]) != report.shape[1:]:
-        raise InputError(f"frames are {frames.shape[1]}x{frames.shape[2]} (HxW) but the report is for "
-                         f"{report.shape[1]}x{report.shape[2]}; pass the report of the clip these frames "
-                         "came from")
+        raise InputError(
+            f"frames are {frames.shape[1]}x{frames.shape[2]} (HxW) but the report is for "
+            f"{report.shape[1]}x{report.shape[2]}; pass the report of the clip these frames "
+            "came from"
+        )
     top, bottom, left, right = report.pad
     height, width = frames.shape[1:3]
-    frames = frames[:, top: height - bottom, left: width - right]
+    frames = frames[:, top : height - bottom, left : width - right]
     if trim_frames and report.frame_policy == "pad" and report.frames_changed:
         if frames.shape[0] != report.shape[0]:
-            raise InputError(f"frames hold {frames.shape[0]} frames but the padded clip had "
-                             f"{report.shape[0]}; pass trim_frames=False to keep the frame count")
+            raise InputError(
+                f"frames hold {frames.shape[0]} frames but the padded clip had "
+                f"{report.shape[0]}; pass trim_frames=False to keep the frame count"
+            )
         frames = frames[: report.original_shape[0]]
     return np.ascontiguousarray(frames)
 
 
-def _check_normalize_args(frames: object, frame_policy: str, size_policy: str, multiple: int,
-                          frame_multiple: int, pad_mode: str) -> None:
+def _check_normalize_args(
+    frames: object, frame_policy: str, size_policy: str, multiple: int, frame_multiple: int, pad_mode: str
+) -> None:
     if not isinstance(frames, np.ndarray) or frames.ndim not in (3, 4) or min(frames.shape[:3]) < 1:
-        raise InputError(f"frames must be a non-empty numpy array (frames, height, width[, channels]), got "
-                         f"{getattr(frames, 'shape', type(frames).__name__)}")
+        raise InputError(
+            f"frames must be a non-empty numpy array (frames, height, width[, channels]), got "
+            f"{getattr(frames, 'shape', type(frames).__name__)}"
+        )
     if frame_policy not in ("trim", "pad", "resample"):
         raise InputError(f"frame_policy must be 'trim', 'pad' or 'resample', got {frame_policy!r}")
     if size_policy not in ("crop", "pad", "resize"):
@@ -708,15 +766,20 @@ def _target_frame_count(n: int, policy: str, frame_multiple: int, target: int | 
         return nearest_valid_frame_count(n, _FRAME_ROUNDING[policy], frame_multiple)
     is_int = isinstance(target, int) and not isinstance(target, bool)
     if not (is_int and is_valid_frame_count(target, frame_multiple)):
-        example = nearest_valid_frame_count(target, "nearest", frame_multiple) if (
-            is_int and target >= 1) else 1 + frame_multiple * 4
+        example = (
+            nearest_valid_frame_count(target, "nearest", frame_multiple)
+            if (is_int and target >= 1)
+            else 1 + frame_multiple * 4
+        )
         raise InputError(f"target_frames must be {frame_multiple}k+1 (e.g. {example}), got {target!r}")
     if policy == "trim" and target > n:
-        raise InputError(f"frame_policy='trim' cannot grow {n} frames to target_frames={target}; "
-                         "use 'pad' or 'resample'")
+        raise InputError(
+            f"frame_policy='trim' cannot grow {n} frames to target_frames={target}; use 'pad' or 'resample'"
+        )
     if policy == "pad" and target < n:
-        raise InputError(f"frame_policy='pad' cannot shrink {n} frames to target_frames={target}; "
-                         "use 'trim' or 'resample'")
+        raise InputError(
+            f"frame_policy='pad' cannot shrink {n} frames to target_frames={target}; use 'trim' or 'resample'"
+        )
     return target
 
 
@@ -730,30 +793,41 @@ def _frame_indices(n: int, new_n: int, policy: str) -> tuple[int, ...]:
     return tuple(min(i, n - 1) for i in range(new_n))  # trim: prefix; pad: repeat the last frame
 
 
-def _target_size(height: int, width: int, policy: str, multiple: int,
-                 target: tuple[int, int] | None) -> tuple[int, int]:
+def _target_size(
+    height: int, width: int, policy: str, multiple: int, target: tuple[int, int] | None
+) -> tuple[int, int]:
     if target is None:
         if policy == "crop":
             if min(height, width) < multiple:
-                raise InputError(f"size_policy='crop' cannot crop a {height}x{width} (HxW) clip to a "
-                                 f"multiple of {multiple}: a side is smaller than {multiple}; "
-                                 "use 'pad' or 'resize'")
+                raise InputError(
+                    f"size_policy='crop' cannot crop a {height}x{width} (HxW) clip to a "
+                    f"multiple of {multiple}: a side is smaller than {multiple}; "
+                    "use 'pad' or 'resize'"
+                )
             return height // multiple * multiple, width // multiple * multiple
         if policy == "pad":
             return -(-height // multiple) * multiple, -(-width // multiple) * multiple
-        return (max(multiple, math.floor(height / multiple + 0.5) * multiple),
-                max(multiple, math.floor(width / multiple + 0.5) * multiple))
-    if (len(target) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < multiple or s % multiple
-                                for s in target)):
-        raise InputError(f"target_size must be (height, width), positive multiples of {multiple}, "
-                         f"got {target!r}")
+        return (
+            max(multiple, math.floor(height / multiple + 0.5) * multiple),
+            max(multiple, math.floor(width / multiple + 0.5) * multiple),
+        )
+    if len(target) != 2 or any(
+        isinstance(s, bool) or not isinstance(s, int) or s < multiple or s % multiple for s in target
+    ):
+        raise InputError(
+            f"target_size must be (height, width), positive multiples of {multiple}, got {target!r}"
+        )
     new_h, new_w = target
     if policy == "crop" and (new_h > height or new_w > width):
-        raise InputError(f"size_policy='crop' cannot grow {height}x{width} to target_size "
-                         f"{new_h}x{new_w} (HxW); use 'pad' or 'resize'")
+        raise InputError(
+            f"size_policy='crop' cannot grow {height}x{width} to target_size "
+            f"{new_h}x{new_w} (HxW); use 'pad' or 'resize'"
+        )
     if policy == "pad" and (new_h < height or new_w < width):
-        raise InputError(f"size_policy='pad' cannot shrink {height}x{width} to target_size "
-                         f"{new_h}x{new_w} (HxW); use 'crop' or 'resize'")
+        raise InputError(
+            f"size_policy='pad' cannot shrink {height}x{width} to target_size "
+            f"{new_h}x{new_w} (HxW); use 'crop' or 'resize'"
+        )
     return new_h, new_w
 
 
@@ -804,17 +878,22 @@ def tensor_to_frames(tensor: torch.Tensor) -> np.ndarray:
         raise InputError(f"tensor must be a torch.Tensor, got {type(tensor).__name__}")
     if tensor.ndim == 5:
         if tensor.shape[0] != 1:
-            raise InputError(f"tensor holds a batch of {tensor.shape[0]} videos {tuple(tensor.shape)}; "
-                             "convert one at a time, e.g. tensor_to_frames(tensor[i])")
+            raise InputError(
+                f"tensor holds a batch of {tensor.shape[0]} videos {tuple(tensor.shape)}; "
+                "convert one at a time, e.g. tensor_to_frames(tensor[i])"
+            )
         tensor = tensor[0]
     if tensor.ndim != 4 or tensor.shape[0] != 3:
-        raise InputError("tensor must be shaped (1, 3, frames, height, width) or (3, frames, height, "
-                         f"width), got {tuple(tensor.shape)}")
+        raise InputError(
+            "tensor must be shaped (1, 3, frames, height, width) or (3, frames, height, "
+            f"width), got {tuple(tensor.shape)}"
+        )
     if not tensor.is_floating_point():
         raise InputError(f"tensor must be floating point in [-1, 1], got {tensor.dtype}")
     values = tensor.detach().to(device="cpu", dtype=torch.float32)
     if torch.isnan(values).any():
-        raise InputError(f"tensor holds {int(torch.isnan(values).sum())} NaN values; "
-                         "the model output is broken")
+        raise InputError(
+            f"tensor holds {int(torch.isnan(values).sum())} NaN values; the model output is broken"
+        )
     values = ((values + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
     return values.permute(1, 2, 3, 0).contiguous().numpy()

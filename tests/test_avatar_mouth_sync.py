@@ -57,8 +57,12 @@ def test_torch_reader_equals_numpy_reader_on_decoded_frames(toy, stride):
     assert np.allclose(area, mouth_interior_mask(codec.decode(latents)).mean(axis=(1, 2)) * 100, atol=0.02)
     # the decoding is the codec's, up to its rounding
     decoded = decode_toy_latents(latents)[0].permute(0, 2, 3, 1)
-    assert np.abs(decoded.repeat_interleave(stride, 1).repeat_interleave(stride, 2).numpy()
-                  - codec.decode(latents)).max() <= 0.5 + 1e-4
+    assert (
+        np.abs(
+            decoded.repeat_interleave(stride, 1).repeat_interleave(stride, 2).numpy() - codec.decode(latents)
+        ).max()
+        <= 0.5 + 1e-4
+    )
 
 
 def _noised_everywhere_low(video):
@@ -110,8 +114,13 @@ def test_gradients_reach_the_model_and_the_term_is_off_by_default(toy):
     model = DualForceModel(cfg)
     batch = data.batch([0, 6])
     terms = training_step(
-        model, batch, data.layout, torch.Generator().manual_seed(0), cfg,
-        lip_sync_scorer="mouth_reader", lip_sync_max_sigma=1.0,
+        model,
+        batch,
+        data.layout,
+        torch.Generator().manual_seed(0),
+        cfg,
+        lip_sync_scorer="mouth_reader",
+        lip_sync_max_sigma=1.0,
     )
     assert float(terms.lip_sync.detach()) > 0
     terms.lip_sync.backward()
@@ -124,8 +133,9 @@ def test_gradients_reach_the_model_and_the_term_is_off_by_default(toy):
     pred = torch.zeros_like(truth, requires_grad=True)
     MouthReaderSync(truth, weight, sigma)(pred, None).sum().backward()
     assert truth.grad is None and pred.grad is not None
-    off = training_step(model, {k: v.detach() for k, v in batch.items()}, data.layout,
-                        torch.Generator().manual_seed(0), cfg)
+    off = training_step(
+        model, {k: v.detach() for k, v in batch.items()}, data.layout, torch.Generator().manual_seed(0), cfg
+    )
     assert float(off.lip_sync) == 0.0
 
 

@@ -202,9 +202,23 @@ def test_cli_edit(app, tiny_checkpoint, source_mp4, tmp_path):
 
 def test_cli_edit_keep_unchanged(app, tiny_checkpoint, source_mp4, tmp_path):
     out = tmp_path / "keep.mp4"
-    args = ["edit", source_mp4, "--model", str(tiny_checkpoint), "--source-prompt", "a red ball",
-            "--target-prompt", "a blue ball", "--steps", "2", "--keep-unchanged", "--change-threshold", "0.3",
-            "--out", str(out)]
+    args = [
+        "edit",
+        source_mp4,
+        "--model",
+        str(tiny_checkpoint),
+        "--source-prompt",
+        "a red ball",
+        "--target-prompt",
+        "a blue ball",
+        "--steps",
+        "2",
+        "--keep-unchanged",
+        "--change-threshold",
+        "0.3",
+        "--out",
+        str(out),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     record = json.loads(out.with_suffix(".json").read_text())

@@ -199,9 +199,19 @@ def test_the_oracle_region_is_what_each_edit_type_changes():
 
 def test_the_summary_reports_the_keep_psnr_median_beside_the_capped_mean():
     """One untouched pair (100 dB cap) lifts the mean by ~27 dB; the median stays with the others."""
-    base = {"psnr": 15.0, "attr_acc": 1.0, "attr_expected": "red", "warp_error": 1.0, "model_calls": 4,
-            "row_evaluations": 8, "seconds": 1.0, "peak_memory_mb": 1.0}
-    rows = [{"config": "x", "pair": i, "type": "color", **base, "keep_psnr": keep}
-            for i, keep in enumerate((20.0, 21.0, 100.0))]
+    base = {
+        "psnr": 15.0,
+        "attr_acc": 1.0,
+        "attr_expected": "red",
+        "warp_error": 1.0,
+        "model_calls": 4,
+        "row_evaluations": 8,
+        "seconds": 1.0,
+        "peak_memory_mb": 1.0,
+    }
+    rows = [
+        {"config": "x", "pair": i, "type": "color", **base, "keep_psnr": keep}
+        for i, keep in enumerate((20.0, 21.0, 100.0))
+    ]
     (entry,) = edit_toy.summarise(rows)
     assert entry["keep_psnr"] == 47.0 and entry["keep_psnr_median"] == 21.0

@@ -83,7 +83,7 @@ def test_structure_layout_round_trip() -> None:
     small = structure_array(latent, toy_config().structure)
     assert small.shape == (25, toy_config().structure.channels) == (25, 22)
     upper = KEYPOINT_NAMES.index("upper_lip")
-    np.testing.assert_array_equal(small[:, 7 + 3: 7 + 6], latent.keypoints[:, upper])
+    np.testing.assert_array_equal(small[:, 7 + 3 : 7 + 6], latent.keypoints[:, upper])
     assert StructureLatent.from_array(small).names[:3] == ("nose_tip", "upper_lip", "lower_lip")
     assert structure_array(latent, mova_lite_config().structure).shape == (25, 70)
     with pytest.raises(InputError, match="7 \\+ 3K"):
@@ -94,8 +94,9 @@ def test_structure_layout_round_trip() -> None:
 
 def test_mouth_follows_loudness_with_the_latency() -> None:
     for latency, expected_lag in ((0.04, 1), (0.0, 0), (0.12, 3)):
-        clip = render_talking_clip(FaceIdentity(seed=1), SpeechSpec(seed=9), seconds=6.0, height=32, width=32,
-                                   mouth_latency=latency)
+        clip = render_talking_clip(
+            FaceIdentity(seed=1), SpeechSpec(seed=9), seconds=6.0, height=32, width=32, mouth_latency=latency
+        )
         speech = np.flatnonzero(clip.loudness > 0.05)
         span = slice(int(speech.min()), int(speech.max()) + 1)
         mouth, loudness = clip.mouth_opening[span], clip.loudness[span]
@@ -138,8 +139,13 @@ def test_head_pose_moves_keypoints_consistently_with_the_projection() -> None:
     # the projection of the posed keypoints is what is drawn: the open mouth sits between the lips
     rng = np.random.default_rng(0)
     motion = FaceMotion.still(
-        6, identity, yaw=rng.uniform(-0.4, 0.4, 6), pitch=rng.uniform(-0.25, 0.25, 6),
-        roll=rng.uniform(-0.2, 0.2, 6), tx=rng.uniform(-0.1, 0.1, 6), scale=rng.uniform(0.9, 1.1, 6),
+        6,
+        identity,
+        yaw=rng.uniform(-0.4, 0.4, 6),
+        pitch=rng.uniform(-0.25, 0.25, 6),
+        roll=rng.uniform(-0.2, 0.2, 6),
+        tx=rng.uniform(-0.1, 0.1, 6),
+        scale=rng.uniform(0.9, 1.1, 6),
         mouth=0.9,
     )
     frames = render_frames(identity, motion, 128, 128)
@@ -178,8 +184,9 @@ def test_speech_is_deterministic_and_has_pauses() -> None:
 
 @pytest.mark.skipif(not espeak_available(), reason="espeak-ng binary not installed (optional TTS engine)")
 def test_espeak_engine() -> None:
-    clip = render_talking_clip(FaceIdentity(), SpeechSpec(engine="espeak", text="hello world"), seconds=2.0,
-                               height=64, width=64)
+    clip = render_talking_clip(
+        FaceIdentity(), SpeechSpec(engine="espeak", text="hello world"), seconds=2.0, height=64, width=64
+    )
     assert clip.audio.shape == (32000,) and clip.mouth_opening.max() > 0.2
 
 
@@ -236,8 +243,22 @@ def test_make_faces_command(tmp_path) -> None:  # noqa: ANN001
     from flowstudio.worlds.cli import worlds_app
 
     result = CliRunner().invoke(
-        worlds_app, ["make", "faces", str(tmp_path), "--clips", "1", "--seconds", "0.5", "--height", "64",
-                     "--width", "64", "--workers", "1"],
+        worlds_app,
+        [
+            "make",
+            "faces",
+            str(tmp_path),
+            "--clips",
+            "1",
+            "--seconds",
+            "0.5",
+            "--height",
+            "64",
+            "--width",
+            "64",
+            "--workers",
+            "1",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "clip_00000.mp4").exists() and (tmp_path / "manifest.jsonl").exists()

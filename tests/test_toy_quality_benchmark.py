@@ -53,6 +53,12 @@ def test_t2v_records_what_was_asked_and_read_and_draws_the_samples(tmp_path):
     assert samples[0].ndim == 3 and samples[0].shape[-1] == 3
     toy_quality.plot_samples(samples, items, tmp_path / "samples.png")
     assert (tmp_path / "samples.png").stat().st_size > 0
-    result = {"settings": {}, "vae": {"clips": 0}, "t2v_accuracy": accuracy, "i2v_psnr_db": float("nan"),
-              "seconds_per_clip": None, "t2v_misreadings": toy_quality.misreadings(items)}
+    result = {
+        "settings": {},
+        "vae": {"clips": 0},
+        "t2v_accuracy": accuracy,
+        "i2v_psnr_db": float("nan"),
+        "seconds_per_clip": None,
+        "t2v_misreadings": toy_quality.misreadings(items),
+    }
     assert "## T2V misreadings" in toy_quality.table(result, "t")

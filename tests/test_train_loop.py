@@ -69,9 +69,21 @@ def test_two_processes_train_as_one_process_with_twice_the_batch(tmp_path):
     """Two CPU processes (torchrun, gloo), 2 rows each, give one process's losses and weights with the
     same 4 rows: the batch is split by rows and DDP averages the gradients (the loss is a row mean)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-               str(ROOT / "tests" / "train_toy_task.py"), str(tmp_path / "two"), "--rows", "4"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        str(ROOT / "tests" / "train_toy_task.py"),
+        str(tmp_path / "two"),
+        "--rows",
+        "4",
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     two = torch.load(tmp_path / "two" / "result.pt", weights_only=False)
@@ -85,10 +97,13 @@ def test_two_processes_train_as_one_process_with_twice_the_batch(tmp_path):
 def _dmd_shaped(tmp_path: Path, steps: int, critic_grads_from_generator: bool, budget: Budget | None = None):
     """Generator + critic, 3 critic updates per generator update (the shape of DMD, not DMD)."""
     generator, critic = make_model(), make_model()
-    parts = {"generator": Part(generator, torch.optim.AdamW(generator.parameters(), lr=0.01)),
-             "critic": Part(critic, torch.optim.AdamW(critic.parameters(), lr=0.02))}
-    trainer = Trainer(TrainerConfig(name="dmd-shaped", steps=steps, checkpoint_every=1, progress=False),
-                      parts, cpu=True)
+    parts = {
+        "generator": Part(generator, torch.optim.AdamW(generator.parameters(), lr=0.01)),
+        "critic": Part(critic, torch.optim.AdamW(critic.parameters(), lr=0.02)),
+    }
+    trainer = Trainer(
+        TrainerConfig(name="dmd-shaped", steps=steps, checkpoint_every=1, progress=False), parts, cpu=True
+    )
 
     def critic_loss(module, batch):
         return (module(batch["x"]) - batch["y"]).pow(2).mean()
@@ -112,8 +127,10 @@ def test_a_step_may_update_several_parts_several_times(tmp_path):
     """3 critic updates and 1 generator update per step; gradients the generator's loss leaves on the
     critic never reach a critic update; both parts resume bit-identical."""
     trainer, result = _dmd_shaped(tmp_path / "a", 4, critic_grads_from_generator=True)
-    steps = {name: int(next(iter(opt.state_dict()["state"].values()))["step"])
-             for name, opt in trainer.optimizers.items()}
+    steps = {
+        name: int(next(iter(opt.state_dict()["state"].values()))["step"])
+        for name, opt in trainer.optimizers.items()
+    }
     assert steps == {"generator": 4, "critic": 12}
     assert set(result.history) == {"critic", "generator"} and len(result.history["critic"]) == 4
     clean, _ = _dmd_shaped(tmp_path / "b", 4, critic_grads_from_generator=False)
@@ -131,8 +148,15 @@ def test_tensorboard_gets_losses_lr_evaluations_and_sample_grids(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     image = np.zeros((8, 12, 3), np.uint8)
-    _, result = run(tmp_path / "run", steps=4, logdir=tmp_path / "tb", eval_every=2, sample_every=2,
-                    evaluate=lambda: 1.5, sample=lambda step: image + step)
+    _, result = run(
+        tmp_path / "run",
+        steps=4,
+        logdir=tmp_path / "tb",
+        eval_every=2,
+        sample_every=2,
+        evaluate=lambda: 1.5,
+        sample=lambda step: image + step,
+    )
     events = EventAccumulator(str(tmp_path / "tb")).Reload()
     tags = events.Tags()
     assert {"train/loss", "lr/model", "eval/held_out"} <= set(tags["scalars"]) and "samples" in tags["images"]
@@ -142,7 +166,9 @@ def test_tensorboard_gets_losses_lr_evaluations_and_sample_grids(tmp_path):
     assert [e.step for e in events.Images("samples")] == [2, 4]
     assert result.evals == [[2, 1.5], [4, 1.5]]
     assert sorted(p.name for p in (tmp_path / "tb" / "samples").glob("*.png")) == [
-        "samples-0000002.png", "samples-0000004.png"]
+        "samples-0000002.png",
+        "samples-0000004.png",
+    ]
 
 
 def test_mixed_precision_follows_the_device(monkeypatch):

@@ -14,10 +14,29 @@ from flowstudio.weights import check_checkpoint, load_components
 from flowstudio.worlds.train_shapes import Budget, ShapesTrainConfig, train_shapes
 
 TINY = ShapesTrainConfig(
-    num_layers=1, num_attention_heads=2, attention_head_dim=8, ffn_dim=32, freq_dim=16, text_dim=16,
-    text_encoder_layers=1, text_encoder_heads=2, vae_base_dim=8, vae_decoder_base_dim=8,
-    num_frames=5, height=32, width=32, vae_steps=2, vae_batch=1, vae_crop_frames=5, vae_crop_size=32,
-    num_clips=3, stats_clips=2, dit_steps=3, dit_batch=2, checkpoint_every=1, log_every=1,
+    num_layers=1,
+    num_attention_heads=2,
+    attention_head_dim=8,
+    ffn_dim=32,
+    freq_dim=16,
+    text_dim=16,
+    text_encoder_layers=1,
+    text_encoder_heads=2,
+    vae_base_dim=8,
+    vae_decoder_base_dim=8,
+    num_frames=5,
+    height=32,
+    width=32,
+    vae_steps=2,
+    vae_batch=1,
+    vae_crop_frames=5,
+    vae_crop_size=32,
+    num_clips=3,
+    stats_clips=2,
+    dit_steps=3,
+    dit_batch=2,
+    checkpoint_every=1,
+    log_every=1,
 )
 
 
@@ -147,8 +166,14 @@ def test_a_model_folder_of_another_world_or_layout_is_refused(straight_run, tmp_
     with pytest.raises(InputError, match="does not reproduce"):
         train_shapes(tmp_path / "c", TINY, device="cpu", progress=False, vae_from=forged)
     with pytest.raises(InputError, match="not both"):
-        train_shapes(tmp_path / "d", TINY, device="cpu", progress=False, vae_from=forged,
-                     reuse_stages_from=straight_run[0])
+        train_shapes(
+            tmp_path / "d",
+            TINY,
+            device="cpu",
+            progress=False,
+            vae_from=forged,
+            reuse_stages_from=straight_run[0],
+        )
 
 
 def test_reusing_stages_of_a_run_with_another_vae_or_data_is_refused(straight_run, tmp_path):
@@ -226,8 +251,9 @@ def test_the_last_vae_steps_train_on_whole_clips():
     """Short crops first, then all ``num_frames`` frames: every chunk recurrence of the VAE cache."""
     from flowstudio.worlds.train_shapes import vae_crop_at
 
-    config = ShapesTrainConfig(vae_steps=10, vae_crop_frames=9, vae_batch=2, vae_full_clip_steps=3,
-                               vae_full_clip_batch=1)
+    config = ShapesTrainConfig(
+        vae_steps=10, vae_crop_frames=9, vae_batch=2, vae_full_clip_steps=3, vae_full_clip_batch=1
+    )
     assert [vae_crop_at(config, k) for k in (0, 6, 7, 9)] == [(9, 2), (9, 2), (17, 1), (17, 1)]
     assert vae_crop_at(ShapesTrainConfig(vae_steps=10), 9) == (5, 4), "default: crops only, as before"
 
@@ -244,10 +270,20 @@ def test_the_vae_stage_trains_under_bfloat16_autocast(tmp_path):
 def test_object_pixels_weigh_more_in_the_vae_loss_when_asked(straight_run, tmp_path):
     """vae_object_weight > 1 changes the VAE stage (weighted L1 + MSE over the exact object masks); 1.0
     leaves it exactly as before (the straight run's VAE loss curve)."""
-    same = train_shapes(tmp_path / "one", ShapesTrainConfig(**{**TINY.__dict__, "vae_object_weight": 1.0}),
-                        device="cpu", progress=False, budget=Budget(max_steps=2))
-    heavy = train_shapes(tmp_path / "four", ShapesTrainConfig(**{**TINY.__dict__, "vae_object_weight": 4.0}),
-                         device="cpu", progress=False, budget=Budget(max_steps=2))
+    same = train_shapes(
+        tmp_path / "one",
+        ShapesTrainConfig(**{**TINY.__dict__, "vae_object_weight": 1.0}),
+        device="cpu",
+        progress=False,
+        budget=Budget(max_steps=2),
+    )
+    heavy = train_shapes(
+        tmp_path / "four",
+        ShapesTrainConfig(**{**TINY.__dict__, "vae_object_weight": 4.0}),
+        device="cpu",
+        progress=False,
+        budget=Budget(max_steps=2),
+    )
     straight = json.loads((straight_run[0] / "summary.json").read_text())
     assert same.summary["final_vae_loss"] == straight["final_vae_loss"]
     assert heavy.summary["final_vae_loss"] != straight["final_vae_loss"]
@@ -262,8 +298,16 @@ def test_a_state_file_from_before_the_trainer_resumes_to_the_same_weights(straig
     assert saved["step"] == 1
     ((name, model),), ((_, optimizer),) = saved["models"].items(), saved["optimizers"].items()
     assert name == "vae"
-    torch.save({"model": model, "optimizer": optimizer, "step": saved["step"],
-                "losses": saved["history"]["loss"], "evals": saved["evals"]}, out / "state" / "vae.pt")
+    torch.save(
+        {
+            "model": model,
+            "optimizer": optimizer,
+            "step": saved["step"],
+            "losses": saved["history"]["loss"],
+            "evals": saved["evals"],
+        },
+        out / "state" / "vae.pt",
+    )
     result = train_shapes(out, TINY, device="cpu", progress=False)
     assert result.finished
     straight, resumed = _weights(straight_run[1].model_dir), _weights(result.model_dir)
@@ -286,6 +330,10 @@ def test_stages_write_tensorboard_curves_and_sample_grids(tmp_path):
         grid = next((tmp_path / "tb" / "tensorboard" / stage / "samples").glob("*.png"))
         assert grid.stat().st_size > 0
     assert result.summary["held_out"]["vae"][0][0] == 2
-    plain = train_shapes(tmp_path / "plain", ShapesTrainConfig(**{**config.__dict__, "sample_every": 0}),
-                         device="cpu", progress=False)
+    plain = train_shapes(
+        tmp_path / "plain",
+        ShapesTrainConfig(**{**config.__dict__, "sample_every": 0}),
+        device="cpu",
+        progress=False,
+    )
     assert plain.summary["final_dit_loss"] == result.summary["final_dit_loss"]

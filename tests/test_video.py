@@ -40,8 +40,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255.0**2 / max(mse, 1e-12)))
 
 
-def encode_with_pyav(path: Path, codec: str, frames: np.ndarray, fps: int, pix_fmt: str,
-                     rotation: int = 0) -> None:
+def encode_with_pyav(
+    path: Path, codec: str, frames: np.ndarray, fps: int, pix_fmt: str, rotation: int = 0
+) -> None:
     with av.open(str(path), "w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = frames.shape[1:3]
@@ -88,8 +89,9 @@ def test_fractional_fps_and_max_frames(tmp_path: Path) -> None:
 def test_mp4_with_audio_is_muxed_with_right_duration(tmp_path: Path) -> None:
     rate, seconds = 44100, 1.0
     tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(int(rate * seconds)) / rate).astype(np.float32)
-    out = write_video(tmp_path / "av.mp4", smooth_clip(12, 32, 32), fps=12,
-                      audio=np.stack([tone, tone]), audio_rate=rate)
+    out = write_video(
+        tmp_path / "av.mp4", smooth_clip(12, 32, 32), fps=12, audio=np.stack([tone, tone]), audio_rate=rate
+    )
     with av.open(str(out)) as container:
         assert len(container.streams.audio) == 1
         stream = container.streams.audio[0]
@@ -266,9 +268,10 @@ def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 # ------------------------------------------------------------------------------------------ normalise
 
 
-@pytest.mark.parametrize(("n", "down", "up", "nearest"),
-                         [(1, 1, 1, 1), (2, 1, 5, 1), (3, 1, 5, 5), (17, 17, 17, 17), (18, 17, 21, 17),
-                          (20, 17, 21, 21)])
+@pytest.mark.parametrize(
+    ("n", "down", "up", "nearest"),
+    [(1, 1, 1, 1), (2, 1, 5, 1), (3, 1, 5, 5), (17, 17, 17, 17), (18, 17, 21, 17), (20, 17, 21, 21)],
+)
 def test_frame_count_rounding(n: int, down: int, up: int, nearest: int) -> None:
     assert is_valid_frame_count(n) == (n == down)
     assert nearest_valid_frame_count(n, "down") == down
@@ -278,10 +281,12 @@ def test_frame_count_rounding(n: int, down: int, up: int, nearest: int) -> None:
 
 
 @pytest.mark.parametrize(("frame_policy", "frames_out"), [("trim", 17), ("pad", 21), ("resample", 17)])
-@pytest.mark.parametrize(("size_policy", "size_out"), [("crop", (128, 224)), ("pad", (160, 256)),
-                                                       ("resize", (128, 256))])
-def test_each_policy_gives_valid_shape_and_report(frame_policy: str, frames_out: int, size_policy: str,
-                                                  size_out: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("size_policy", "size_out"), [("crop", (128, 224)), ("pad", (160, 256)), ("resize", (128, 256))]
+)
+def test_each_policy_gives_valid_shape_and_report(
+    frame_policy: str, frames_out: int, size_policy: str, size_out: tuple[int, int]
+) -> None:
     frames = np.random.default_rng(1).integers(0, 256, (18, 130, 250, 3), dtype=np.uint8)
     out, report = normalize_clip(frames, frame_policy=frame_policy, size_policy=size_policy)
     assert out.shape == (frames_out, *size_out, 3) and out.dtype == np.uint8
@@ -293,7 +298,7 @@ def test_each_policy_gives_valid_shape_and_report(frame_policy: str, frames_out:
     # each output frame is the recorded source frame (checked where pixels are untouched)
     if size_policy == "crop":
         top, _, left, _ = report.crop
-        expected = frames[list(report.frame_indices), top: top + size_out[0], left: left + size_out[1]]
+        expected = frames[list(report.frame_indices), top : top + size_out[0], left : left + size_out[1]]
         np.testing.assert_array_equal(out, expected)
 
 
@@ -317,8 +322,9 @@ def test_resample_keeps_first_and_last_and_duration() -> None:
 @pytest.mark.parametrize("pad_mode", ["edge", "reflect", "constant"])
 def test_pad_then_undo_padding_is_bit_exact(pad_mode: str) -> None:
     frames = np.random.default_rng(2).integers(0, 256, (6, 45, 70, 3), dtype=np.uint8)
-    padded, report = normalize_clip(frames, frame_policy="pad", size_policy="pad", pad_mode=pad_mode,
-                                    pad_value=7)
+    padded, report = normalize_clip(
+        frames, frame_policy="pad", size_policy="pad", pad_mode=pad_mode, pad_value=7
+    )
     assert padded.shape == (9, 64, 96, 3) and report.pad == (9, 10, 13, 13)
     assert "pad: repeat last frame 3 times" in report.describe()
     if pad_mode == "constant":
@@ -340,11 +346,13 @@ def test_valid_clip_is_unchanged() -> None:
 
 def test_targets_are_exact_and_checked() -> None:
     frames = smooth_clip(20, 100, 140)
-    out, report = normalize_clip(frames, frame_policy="resample", size_policy="resize",
-                                 target_frames=9, target_size=(64, 128))
+    out, report = normalize_clip(
+        frames, frame_policy="resample", size_policy="resize", target_frames=9, target_size=(64, 128)
+    )
     assert out.shape == (9, 64, 128, 3) and report.shape == (9, 64, 128)
-    out, _ = normalize_clip(frames, frame_policy="trim", size_policy="crop", target_frames=13,
-                            target_size=(96, 96))
+    out, _ = normalize_clip(
+        frames, frame_policy="trim", size_policy="crop", target_frames=13, target_size=(96, 96)
+    )
     np.testing.assert_array_equal(out, frames[:13, 2:98, 22:118])
     with pytest.raises(InputError, match="4k\\+1"):
         normalize_clip(frames, frame_policy="trim", size_policy="crop", target_frames=10)
@@ -414,6 +422,9 @@ def test_written_mp4_bytes_do_not_depend_on_the_cpus_available(tmp_path):
     paths = {}
     for cpus in ("one", "all"):
         paths[cpus] = tmp_path / f"{cpus}.mp4"
-        subprocess.run([sys.executable, "-c", code, str(paths[cpus]), cpus], check=True,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+        subprocess.run(
+            [sys.executable, "-c", code, str(paths[cpus]), cpus],
+            check=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
     assert paths["one"].read_bytes() == paths["all"].read_bytes()

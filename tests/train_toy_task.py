@@ -37,20 +37,46 @@ def mse(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return (model(batch["x"]) - batch["y"]).pow(2).mean()
 
 
-def run(out: Path, *, rows: int = 4, steps: int = 6, grad_accum: int = 1, dropout: float = 0.0,
-        budget: Budget | None = None, logdir: Path | None = None, evaluate=None, sample=None,
-        sample_every: int = 0, eval_every: int = 0, batch_fn=None):
+def run(
+    out: Path,
+    *,
+    rows: int = 4,
+    steps: int = 6,
+    grad_accum: int = 1,
+    dropout: float = 0.0,
+    budget: Budget | None = None,
+    logdir: Path | None = None,
+    evaluate=None,
+    sample=None,
+    sample_every: int = 0,
+    eval_every: int = 0,
+    batch_fn=None,
+):
     """Train the task into ``out`` (checkpoint ``out/state.pt``); returns the trainer and its result."""
     model = make_model(dropout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.05)
     settings = TrainerConfig(
-        name="toy", steps=steps, grad_accum=grad_accum, grad_clip=0.5, checkpoint_every=2, log_every=1,
-        eval_every=eval_every, sample_every=sample_every, progress=False, logdir=logdir,
+        name="toy",
+        steps=steps,
+        grad_accum=grad_accum,
+        grad_clip=0.5,
+        checkpoint_every=2,
+        log_every=1,
+        eval_every=eval_every,
+        sample_every=sample_every,
+        progress=False,
+        logdir=logdir,
     )
     trainer = Trainer(settings, {"model": Part(model, optimizer, lr=lambda k: 0.05 / (1 + k))}, cpu=True)
     batch_fn = batch_fn or (lambda i: make_batch(i, rows))
-    result = trainer.fit(loss_step(mse), batch_fn, LatestFile(out / "state.pt"),
-                         budget=budget, evaluate=evaluate, sample=sample)
+    result = trainer.fit(
+        loss_step(mse),
+        batch_fn,
+        LatestFile(out / "state.pt"),
+        budget=budget,
+        evaluate=evaluate,
+        sample=sample,
+    )
     return trainer, result
 
 
@@ -63,10 +89,17 @@ def main() -> None:
     torch.set_num_threads(1)
     trainer, result = run(args.out, rows=args.rows, steps=args.steps)
     if trainer.is_main_process:
-        torch.save({"history": result.history, "weights": trainer.parts["model"].model.state_dict(),
-                    "processes": trainer.accelerator.num_processes,
-                    "backend": str(torch.distributed.get_backend()) if torch.distributed.is_initialized()
-                    else None}, args.out / "result.pt")
+        torch.save(
+            {
+                "history": result.history,
+                "weights": trainer.parts["model"].model.state_dict(),
+                "processes": trainer.accelerator.num_processes,
+                "backend": str(torch.distributed.get_backend())
+                if torch.distributed.is_initialized()
+                else None,
+            },
+            args.out / "result.pt",
+        )
 
 
 if __name__ == "__main__":

@@ -160,9 +160,7 @@ def case_file_problem(file: Path, manifest: Path, root: str | os.PathLike[str] |
         )
     if resolved.is_dir():
         if manifest.resolve().parent.is_relative_to(resolved):
-            return (
-                f"{file} is a folder holding the manifest itself; give a video file or a folder of frames"
-            )
+            return f"{file} is a folder holding the manifest itself; give a video file or a folder of frames"
         try:
             frames = any(p.suffix.lower() in IMAGE_SUFFIXES for p in resolved.iterdir())
         except OSError as err:

@@ -24,7 +24,20 @@ from flowstudio.train.loop import (
 from flowstudio.train.tracking import RunLog, image_grid
 
 __all__ = [
-    "Budget", "FitResult", "LatestFile", "Part", "RunLog", "StepContext", "StepFolders", "Trainer",
-    "TrainerConfig", "atomic_save", "batch_stream", "constant", "image_grid", "loss_step",
-    "resolve_mixed_precision", "shard_batch",
+    "Budget",
+    "FitResult",
+    "LatestFile",
+    "Part",
+    "RunLog",
+    "StepContext",
+    "StepFolders",
+    "Trainer",
+    "TrainerConfig",
+    "atomic_save",
+    "batch_stream",
+    "constant",
+    "image_grid",
+    "loss_step",
+    "resolve_mixed_precision",
+    "shard_batch",
 ]

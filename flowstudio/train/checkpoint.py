@@ -75,8 +75,11 @@ class StepFolders:
         return self.folder / f"step-{step}" / "state.pt"
 
     def latest(self) -> Path | None:
-        found = [(int(m.group(1)), p) for p in self.folder.glob("step-*")
-                 if (m := re.fullmatch(r"step-(\d+)", p.name)) and p.is_dir()]
+        found = [
+            (int(m.group(1)), p)
+            for p in self.folder.glob("step-*")
+            if (m := re.fullmatch(r"step-(\d+)", p.name)) and p.is_dir()
+        ]
         if not found:
             return None
         folder = max(found)[1]
@@ -146,9 +149,14 @@ def read(path: Path, names: list[str]) -> dict[str, Any]:
     if len(names) != 1:  # format 1: the toy trainer's one-model stage file
         raise ValueError(f"{path} holds one model; this run trains {sorted(names)}")
     (name,) = names
-    return {"step": saved["step"], "models": {name: saved["model"]},
-            "optimizers": {name: saved["optimizer"]}, "rng": None,
-            "history": {"loss": list(saved["losses"])}, "evals": saved.get("evals", [])}
+    return {
+        "step": saved["step"],
+        "models": {name: saved["model"]},
+        "optimizers": {name: saved["optimizer"]},
+        "rng": None,
+        "history": {"loss": list(saved["losses"])},
+        "evals": saved.get("evals", []),
+    }
 
 
 def load(
@@ -178,8 +186,12 @@ def load(
     if rngs and len(rngs) == accelerator.num_processes:
         set_rng_state(rngs[accelerator.process_index])
     elif rngs:
-        logger.warning("%s was saved by %d processes, this run has %d: random states not restored",
-                       path, len(rngs), accelerator.num_processes)
+        logger.warning(
+            "%s was saved by %d processes, this run has %d: random states not restored",
+            path,
+            len(rngs),
+            accelerator.num_processes,
+        )
     rest = {k: v for k, v in saved.items() if k not in ("format", "models", "optimizers", "rng")}
     rest.setdefault("history", {})
     rest.setdefault("evals", [])

@@ -48,8 +48,13 @@ def batch_stream(make_batch: BatchFn, start: int, stop: int, workers: int = 0) -
     if workers <= 0 or stop <= start:
         return (make_batch(i) for i in range(start, stop))
     loader = torch.utils.data.DataLoader(
-        _IndexedBatches(make_batch, start, stop), batch_size=None, shuffle=False, num_workers=workers,
-        prefetch_factor=4, worker_init_fn=_worker_init, multiprocessing_context="spawn",
+        _IndexedBatches(make_batch, start, stop),
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        prefetch_factor=4,
+        worker_init_fn=_worker_init,
+        multiprocessing_context="spawn",
     )
     return iter(loader)
 

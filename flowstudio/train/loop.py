@@ -264,12 +264,16 @@ class Trainer:
         mean = self.accelerator.reduce(stacked, reduction="mean")
         return dict(zip(metrics, mean.tolist(), strict=True))
 
-    def save(self, store: ckpt.CheckpointStore, step: int, history: dict[str, list[float]],
-             evals: list[list[Any]]) -> Path:
+    def save(
+        self, store: ckpt.CheckpointStore, step: int, history: dict[str, list[float]], evals: list[list[Any]]
+    ) -> Path:
         path = store.path(step)
         ckpt.save(
-            path, self.accelerator, step,
-            {n: p.model for n, p in self.parts.items()}, {n: p.optimizer for n, p in self.parts.items()},
+            path,
+            self.accelerator,
+            step,
+            {n: p.model for n, p in self.parts.items()},
+            {n: p.optimizer for n, p in self.parts.items()},
             {"history": history, "evals": evals},
         )
         return path
@@ -296,15 +300,23 @@ class Trainer:
         start, history, evals = 0, {}, []
         latest = store.latest() if resume else None
         if latest is not None:
-            restored = ckpt.load(latest, acc, {n: p.model for n, p in self.parts.items()},
-                                 {n: p.optimizer for n, p in self.parts.items()})
+            restored = ckpt.load(
+                latest,
+                acc,
+                {n: p.model for n, p in self.parts.items()},
+                {n: p.optimizer for n, p in self.parts.items()},
+            )
             start, history, evals = restored["step"], restored["history"], restored["evals"]
             logger.info("%s: resuming at step %d of %d from %s", cfg.name, start, cfg.steps, latest)
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         log = RunLog(cfg.logdir, enabled=acc.is_main_process)
-        bar = tqdm(total=cfg.steps, initial=start, desc=cfg.name,
-                   disable=not (cfg.progress and acc.is_local_main_process))
+        bar = tqdm(
+            total=cfg.steps,
+            initial=start,
+            desc=cfg.name,
+            disable=not (cfg.progress and acc.is_local_main_process),
+        )
         accum = cfg.grad_accum
         stream = batch_stream(make_batch, start * accum, cfg.steps * accum, cfg.data_workers)
         self._train_mode(True)
@@ -312,26 +324,37 @@ class Trainer:
             for step in range(start, cfg.steps):
                 if self._stop(budget):
                     self.save(store, step, history, evals)
-                    logger.info("%s: budget exhausted at step %d of %d; state saved, run again to resume",
-                                cfg.name, step, cfg.steps)
+                    logger.info(
+                        "%s: budget exhausted at step %d of %d; state saved, run again to resume",
+                        cfg.name,
+                        step,
+                        cfg.steps,
+                    )
                     return FitResult(history, evals, False, start, step)
                 if budget is not None:
                     budget.steps_done += 1
                 rates = self._set_lr(step)
-                batches = [shard_batch(next(stream), acc.process_index, acc.num_processes)
-                           for _ in range(cfg.grad_accum)]
+                batches = [
+                    shard_batch(next(stream), acc.process_index, acc.num_processes)
+                    for _ in range(cfg.grad_accum)
+                ]
                 metrics = self._reduce(step_fn(StepContext(self, step), batches))
                 for key, value in metrics.items():
                     history.setdefault(key, []).append(value)
                 done = step + 1
-                log.scalars(done, {**{f"train/{k}": v for k, v in metrics.items()},
-                                   **{f"lr/{k}": v for k, v in rates.items()}})
+                log.scalars(
+                    done,
+                    {
+                        **{f"train/{k}": v for k, v in metrics.items()},
+                        **{f"lr/{k}": v for k, v in rates.items()},
+                    },
+                )
                 if on_step is not None and acc.is_main_process:
                     on_step(done, metrics)
                 bar.update(1)
                 if done % cfg.log_every == 0 and metrics:
                     key = next(iter(metrics))
-                    bar.set_postfix({key: f"{np.mean(history[key][-cfg.log_every:]):.4f}"})
+                    bar.set_postfix({key: f"{np.mean(history[key][-cfg.log_every :]):.4f}"})
                 last = done == cfg.steps
                 if evaluate is not None and cfg.eval_every and (done % cfg.eval_every == 0 or last):
                     value = self._evaluate(evaluate)

@@ -9,8 +9,9 @@ import typer
 from flowstudio.checks import check_writable_folder
 from flowstudio.errors import FlowstudioError
 
-worlds_app = typer.Typer(help="Procedural toy worlds: datasets with ground truth, toy-model training.",
-                         no_args_is_help=True)
+worlds_app = typer.Typer(
+    help="Procedural toy worlds: datasets with ground truth, toy-model training.", no_args_is_help=True
+)
 make_app = typer.Typer(help="Write a toy-world dataset.", no_args_is_help=True)
 train_app = typer.Typer(help="Train a toy model.", no_args_is_help=True)
 worlds_app.add_typer(make_app, name="make")
@@ -40,8 +41,17 @@ def make_shapes(
 
     try:
         check_writable_folder(out, "OUT")
-        path = make_shapes_dataset(out, clips, seed=seed, num_frames=frames, height=height, width=width,
-                                   with_edits=edits, workers=workers, resume=resume)
+        path = make_shapes_dataset(
+            out,
+            clips,
+            seed=seed,
+            num_frames=frames,
+            height=height,
+            width=width,
+            with_edits=edits,
+            workers=workers,
+            resume=resume,
+        )
     except FlowstudioError as error:
         _fail(error)
     typer.echo(f"wrote {clips} ShapeWorld clips to {path}")
@@ -64,8 +74,17 @@ def make_faces(
 
     try:
         check_writable_folder(out, "OUT")
-        path = make_faces_dataset(out, clips, seed=seed, seconds=seconds, height=height, width=width,
-                                  workers=workers, resume=resume, engine=engine)
+        path = make_faces_dataset(
+            out,
+            clips,
+            seed=seed,
+            seconds=seconds,
+            height=height,
+            width=width,
+            workers=workers,
+            resume=resume,
+            engine=engine,
+        )
     except FlowstudioError as error:
         _fail(error)
     typer.echo(f"wrote {clips} TalkingShapes clips to {path}")
@@ -89,24 +108,29 @@ def train_snapshot_command(
 @train_app.command("shapes")
 def train_shapes_command(
     out: Path = typer.Option(Path("outputs/toy-shapes"), help="Run folder (state, curves, model/)."),
-    config: Path | None = typer.Option(None, help="YAML overriding ShapesTrainConfig fields "
-                                                  "(configs/toy/shapes.yaml is the full run)."),
+    config: Path | None = typer.Option(
+        None, help="YAML overriding ShapesTrainConfig fields (configs/toy/shapes.yaml is the full run)."
+    ),
     device: str | None = typer.Option(None, help="torch device (default: cuda when visible, else cpu)."),
     max_minutes: float | None = typer.Option(None, help="Stop after this many minutes (state saved)."),
     max_steps: int | None = typer.Option(None, help="Stop after this many optimisation steps (state saved)."),
     reuse_stages_from: Path | None = typer.Option(
-        None, help="A finished run folder: take over its VAE and latent cache, train only the transformer."),
+        None, help="A finished run folder: take over its VAE and latent cache, train only the transformer."
+    ),
     vae_from: Path | None = typer.Option(
-        None, help="A trained model folder (e.g. flowstudio/assets/toy-shapes): take its VAE as finished, "
-                   "re-encode the latent cache, train only the transformer."),
+        None,
+        help="A trained model folder (e.g. flowstudio/assets/toy-shapes): take its VAE as finished, "
+        "re-encode the latent cache, train only the transformer.",
+    ),
 ) -> None:
     """Train the ShapeWorld toy Wan2.2 model (VAE, latent cache, transformer); resumes from OUT/state."""
     from flowstudio.worlds.train_shapes import Budget, ShapesTrainConfig, train_shapes
 
     settings = ShapesTrainConfig.from_yaml(config) if config else ShapesTrainConfig()
     budget = Budget(max_steps=max_steps, seconds=max_minutes * 60 if max_minutes else None)
-    result = train_shapes(out, settings, device=device, budget=budget, reuse_stages_from=reuse_stages_from,
-                          vae_from=vae_from)
+    result = train_shapes(
+        out, settings, device=device, budget=budget, reuse_stages_from=reuse_stages_from, vae_from=vae_from
+    )
     if result.finished:
         typer.echo(f"trained model: {result.model_dir} (curves: {out / 'losses.png'})")
     else:

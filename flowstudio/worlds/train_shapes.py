@@ -786,10 +786,17 @@ def take_vae_from(
 
     from flowstudio.train import checkpoint as ckpt
 
-    needed = [model_dir / "model_index.json", model_dir / "training_summary.json",
-              *(model_dir / name for name in ("vae", "text_encoder", "tokenizer"))]
-    _require(needed, f"cannot take the VAE of {model_dir}", "give a model folder exported by "
-             "`flowstudio worlds train shapes` (e.g. flowstudio/assets/toy-shapes)")
+    needed = [
+        model_dir / "model_index.json",
+        model_dir / "training_summary.json",
+        *(model_dir / name for name in ("vae", "text_encoder", "tokenizer")),
+    ]
+    _require(
+        needed,
+        f"cannot take the VAE of {model_dir}",
+        "give a model folder exported by "
+        "`flowstudio worlds train shapes` (e.g. flowstudio/assets/toy-shapes)",
+    )
     summary = json.loads((model_dir / "training_summary.json").read_text())
     _check_same_outside_transformer(summary.get("config", {}), config, model_dir)
     if replace_init:
@@ -906,10 +913,17 @@ def export_snapshot(run_dir: str | Path, model_dir: str | Path) -> dict[str, Any
     from flowstudio.train import checkpoint as ckpt
 
     run_dir, model_dir = Path(run_dir), Path(model_dir)
-    needed = [run_dir / "config.json", run_dir / "init" / "model_index.json",
-              run_dir / "state" / "vae.pt", run_dir / "state" / "dit.pt"]
-    _require(needed, f"cannot export a snapshot of {run_dir}",
-             "give a run folder whose transformer stage has saved a checkpoint")
+    needed = [
+        run_dir / "config.json",
+        run_dir / "init" / "model_index.json",
+        run_dir / "state" / "vae.pt",
+        run_dir / "state" / "dit.pt",
+    ]
+    _require(
+        needed,
+        f"cannot export a snapshot of {run_dir}",
+        "give a run folder whose transformer stage has saved a checkpoint",
+    )
     stored = json.loads((run_dir / "config.json").read_text())
     known = {f.name for f in dataclasses.fields(ShapesTrainConfig)}
     config = ShapesTrainConfig(**{k: v for k, v in stored.items() if k in known})
