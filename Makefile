@@ -17,7 +17,7 @@ help:
 	@echo "make test       run the test suite (CPU, < 20 min on 2 cores)"
 	@echo "make test-slow  run the heavier tests marked slow"
 	@echo "make bench      run the benchmarks -> benchmarks/results/"
-	@echo "make lint       ruff"
+	@echo "make lint       ruff check and ruff format --check"
 
 $(STAMP): pyproject.toml
 	@if [ ! -x $(PY) ]; then \
@@ -69,6 +69,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check flowstudio tests benchmarks
+	$(PY) -m ruff format --check flowstudio tests benchmarks
 
 format: $(STAMP)
 	$(PY) -m ruff format flowstudio tests benchmarks
