@@ -267,6 +267,20 @@ def test_the_vae_stage_trains_under_bfloat16_autocast(tmp_path):
         ShapesTrainConfig(**{**TINY.__dict__, "vae_autocast": "fp8"})
 
 
+def test_the_transformer_stage_trains_under_bfloat16_autocast_on_reused_stages(straight_run, tmp_path):
+    """dit_autocast='bfloat16' (a transformer-only key: the finished run's VAE and cache are reused) runs the
+    transformer forward in bf16: the loss moves off the float32 run's (autocast engaged) but stays close."""
+    source, _ = straight_run
+    bf16 = ShapesTrainConfig(**{**TINY.__dict__, "dit_autocast": "bfloat16"})
+    result = train_shapes(tmp_path / "bf16", bf16, device="cpu", progress=False, reuse_stages_from=source)
+    assert result.finished
+    fp32 = json.loads((source / "summary.json").read_text())["final_dit_loss"]
+    loss = result.summary["final_dit_loss"]
+    assert loss != fp32 and loss == pytest.approx(fp32, rel=0.05)
+    with pytest.raises(InputError, match="dit_autocast"):
+        ShapesTrainConfig(**{**TINY.__dict__, "dit_autocast": "float16"})
+
+
 def test_object_pixels_weigh_more_in_the_vae_loss_when_asked(straight_run, tmp_path):
     """vae_object_weight > 1 changes the VAE stage (weighted L1 + MSE over the exact object masks); 1.0
     leaves it exactly as before (the straight run's VAE loss curve)."""
