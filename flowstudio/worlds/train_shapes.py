@@ -121,11 +121,11 @@ class ShapesTrainConfig:
     # so resumed runs stay bit-identical, and a constant-rate prefix can be extended.
     lr_decay_fraction: float = 0.0
     # "bfloat16": the VAE stage's forward under torch.autocast (1.4x faster VAE steps on a CPU with
-    # AMX/AVX512-BF16, measured at 9 x 64 x 64; no gain for the toy transformer's small matmuls there,
-    # so only the VAE uses it); "float32": off
+    # AMX/AVX512-BF16, measured at 9 x 64 x 64); "float32": off
     vae_autocast: str = "float32"
     # the same switch for the transformer stage's forward: "bfloat16" is 1.5-1.6x faster per step on this
-    # project's AVX512-BF16 CPU at batch 16 (4.9 M and 20 M parameters, measured 2026-12-01); "float32": off
+    # project's AVX512-BF16 CPU at batch 16 (4.9 M and 20 M parameters, one thread, measured 2026-12-01;
+    # an earlier single-step timing had seen no gain); "float32": off
     dit_autocast: str = "float32"
     # the trainer's mixed precision (flowstudio.train): "auto" is bf16 autocast on a CUDA device that
     # supports it and full precision on CPU (where vae_autocast is the VAE's own switch); "no", "bf16"
