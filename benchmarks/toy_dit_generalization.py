@@ -26,10 +26,34 @@ RESULTS = Path(__file__).resolve().parent / "results"
 UNSEEN_OFFSET = 10**6
 
 
+def run_config(model: Path):
+    """The ``ShapesTrainConfig`` of the run that made the toy model folder ``model``."""
+    from flowstudio.worlds.train_shapes import ShapesTrainConfig
+
+    summary = json.loads((model / "training_summary.json").read_text())
+    fields = set(ShapesTrainConfig.__dataclass_fields__)
+    return ShapesTrainConfig(**{k: v for k, v in summary["config"].items() if k in fields})
+
+
 @torch.no_grad()
-def losses(components, config, indices: list[int], sigmas: list[float]) -> np.ndarray:
-    """Flow-matching MSE per (clip, sigma), as the trainer computes it for a T2V row."""
+def flow_matching_losses(
+    denoiser, x0: torch.Tensor, states: torch.Tensor, index: int, sigmas: list[float]
+) -> list[float]:
+    """Flow-matching MSE of one clip's normalised latent ``x0`` with caption states ``states`` at each
+    level, as the trainer computes it for a T2V row; the noise is seeded by (clip ``index``, level)."""
     from flowstudio.core.flow import add_noise
+
+    out = []
+    for col, sigma in enumerate(sigmas):
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(index * 100 + col))
+        x_t = add_noise(x0, noise, sigma)
+        v = denoiser.forward_rows(x_t, denoiser.row_timesteps(torch.full((1,), sigma)), states, {})
+        out.append(float((v - (noise - x0)).pow(2).mean()))
+    return out
+
+
+def losses(components, config, indices: list[int], sigmas: list[float]) -> np.ndarray:
+    """Flow-matching MSE per (clip, sigma) of the run's clips ``indices`` with their own captions."""
     from flowstudio.denoiser import WanDenoiser
     from flowstudio.worlds.train_shapes import _encode_clip
 
@@ -37,20 +61,12 @@ def losses(components, config, indices: list[int], sigmas: list[float]) -> np.nd
     out = np.zeros((len(indices), len(sigmas)))
     for row, index in enumerate(indices):
         x0, embeds, _ = _encode_clip(components, config, index, torch.device("cpu"))
-        text = embeds[None].float()
-        for col, sigma in enumerate(sigmas):
-            gen = torch.Generator().manual_seed(index * 100 + col)
-            noise = torch.randn(x0.shape, generator=gen)
-            s = torch.full((1,), sigma)
-            x_t = add_noise(x0, noise, sigma)
-            v = denoiser.forward_rows(x_t, denoiser.row_timesteps(s), text, {})
-            out[row, col] = float((v - (noise - x0)).pow(2).mean())
+        out[row] = flow_matching_losses(denoiser, x0, embeds[None].float(), index, sigmas)
     return out
 
 
 def main() -> None:
     from flowstudio.weights import load_components
-    from flowstudio.worlds.train_shapes import ShapesTrainConfig
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="toy model folder (training_summary.json)")
@@ -59,9 +75,7 @@ def main() -> None:
     parser.add_argument("--tag", default="toy_dit_generalization")
     args = parser.parse_args()
     torch.manual_seed(0)
-    summary = json.loads((args.model / "training_summary.json").read_text())
-    fields = {f for f in ShapesTrainConfig.__dataclass_fields__}
-    config = ShapesTrainConfig(**{k: v for k, v in summary["config"].items() if k in fields})
+    config = run_config(args.model)
     if args.clips > config.num_clips:
         raise SystemExit(f"--clips {args.clips} exceeds the {config.num_clips} clips the model trained on")
     components = load_components(args.model, device="cpu", dtype=torch.float32)

@@ -14,6 +14,7 @@ Writes ``benchmarks/results/<tag>.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import re
@@ -23,7 +24,16 @@ import numpy as np
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
-UNSEEN_OFFSET = 10**6
+
+
+def _generalization_module():
+    """``toy_dit_generalization.py`` (its run config, unseen-clip stream and loss), loaded by path."""
+    spec = importlib.util.spec_from_file_location(
+        "toy_dit_generalization", Path(__file__).resolve().parent / "toy_dit_generalization.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def swap_word(text: str, word: str, choices: tuple[str, ...], rng: np.random.Generator) -> str | None:
@@ -36,12 +46,12 @@ def swap_word(text: str, word: str, choices: tuple[str, ...], rng: np.random.Gen
 
 
 def main() -> None:
-    from flowstudio.core.flow import add_noise
     from flowstudio.denoiser import WanDenoiser
-    from flowstudio.video import frames_to_tensor
     from flowstudio.weights import encode_prompts, load_components
     from flowstudio.worlds.shapes import COLORS, SHAPES, random_spec
-    from flowstudio.worlds.train_shapes import ShapesTrainConfig, _generator, _render
+    from flowstudio.worlds.train_shapes import _encode_clip, _generator
+
+    general = _generalization_module()
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="toy model folder (training_summary.json)")
@@ -49,23 +59,17 @@ def main() -> None:
     parser.add_argument("--sigmas", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9])
     parser.add_argument("--tag", default="toy_text_sensitivity")
     args = parser.parse_args()
-    summary = json.loads((args.model / "training_summary.json").read_text())
-    fields = set(ShapesTrainConfig.__dataclass_fields__)
-    config = ShapesTrainConfig(**{k: v for k, v in summary["config"].items() if k in fields})
+    config = general.run_config(args.model)
     components = load_components(args.model, device="cpu", dtype=torch.float32)
-    vae = components.vae
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
     denoiser = WanDenoiser(components.transformer)
     attributes = {"colour": tuple(COLORS), "shape": tuple(SHAPES)}
     rises: dict[str, list[list[float]]] = {name: [] for name in attributes}
     base_losses = []
     with torch.no_grad():
         for i in range(args.clips):
-            index = UNSEEN_OFFSET + i
+            index = general.UNSEEN_OFFSET + i
             spec = random_spec(_generator(config.seed, "clip", index))
-            clip, text = _render(_generator(config.seed, "clip", index), config)
-            x0 = (vae.encode(frames_to_tensor(clip)).latent_dist.mode() - mean) / std
+            x0, _, text = _encode_clip(components, config, index, torch.device("cpu"))
             rng = np.random.default_rng([i, 7])
             captions = {"true": text}
             for name, values in attributes.items():
@@ -77,14 +81,7 @@ def main() -> None:
             def loss(prompt: str, x0: torch.Tensor = x0, index: int = index) -> list[float]:
                 embeds, mask = encode_prompts(components, [prompt])
                 states = embeds[:, : int(mask.sum())].float()
-                out = []
-                for col, sigma in enumerate(args.sigmas):
-                    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(index * 100 + col))
-                    x_t = add_noise(x0, noise, sigma)
-                    t = denoiser.row_timesteps(torch.full((1,), sigma))
-                    v = denoiser.forward_rows(x_t, t, states, {})
-                    out.append(float((v - (noise - x0)).pow(2).mean()))
-                return out
+                return general.flow_matching_losses(denoiser, x0, states, index, args.sigmas)
 
             true = loss(text)
             base_losses.append(true)
