@@ -124,7 +124,7 @@ def sampling(
     return forcing
 
 
-def _context(
+def context_sample(
     x_v: torch.Tensor, x_s: torch.Tensor, forcing: ForcingConfig, generator: torch.Generator | None
 ) -> tuple[torch.Tensor, torch.Tensor, float, float]:
     """The chunk as committed: ``(video, struct, video_sigma, struct_sigma)``; the clean sample at
@@ -196,7 +196,7 @@ def stream_latents(
             x_v = x_v + (sig_v[i + 1] - sig_v[i]) * _guide(v_v, audio_guidance)
             x_s = x_s + (sig_s[i + 1] - sig_s[i]) * _guide(v_s, audio_guidance)
         # 4. the commit pass writes the chosen sample in every branch (each with its own audio)
-        ctx_v, ctx_s, c_v, c_s = _context(x_v, x_s, forcing, generator)
+        ctx_v, ctx_s, c_v, c_s = context_sample(x_v, x_s, forcing, generator)
         commit = _inputs(layout, _rows(ctx_v, rows), c_v, _rows(ctx_s, rows), c_s, audio_c, reference)
         model(commit, cache=cache, commit=True)
         if callback is not None:

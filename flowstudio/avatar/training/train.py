@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import torch
 
 from flowstudio.avatar.model.audio import silent_features
 from flowstudio.avatar.model.config import DualForceConfig, load_config
-from flowstudio.avatar.model.diffusion_forcing import noise_batch
+from flowstudio.avatar.model.diffusion_forcing import NoisedBatch, noise_batch
 from flowstudio.avatar.model.dualforce import DualForceInputs, DualForceModel
 from flowstudio.avatar.model.rates import BlockLayout, TokenRates
 from flowstudio.avatar.training.losses import (
@@ -82,6 +83,10 @@ class TrainConfig:
     # (training/mouth_sync.py); on frames whose noise level is at most lip_sync_max_sigma
     lip_sync_scorer: str | None = None
     lip_sync_max_sigma: float = 0.75
+    # probability per step that the batch is trained on the model's own rollout (training/self_rollout.py):
+    # chunks 0..k-1 streamed by the sampler, the loss on the true chunk k (0: off, plain diffusion forcing)
+    rollout_prob: float = 0.0
+    rollout_steps: int | None = None  # the rollout's steps per chunk (None: forcing.inference_steps)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -94,6 +99,11 @@ class TrainConfig:
         dropout = data.get("audio_dropout", 0.0)
         if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout <= 1.0:
             raise InputError(f"train.audio_dropout must be a probability in [0, 1], got {dropout!r}")
+        rollout = data.get("rollout_prob", 0.0)
+        if isinstance(rollout, bool) or not isinstance(rollout, int | float) or not 0.0 <= rollout <= 1.0:
+            raise InputError(f"train.rollout_prob must be a probability in [0, 1], got {rollout!r}")
+        if rollout > 0 and data.get("num_chunks", cls.num_chunks) < 2:
+            raise InputError("train.rollout_prob > 0 needs train.num_chunks >= 2 (a context and a target)")
         scorer = data.get("lip_sync_scorer")
         if scorer is not None and scorer not in SCORERS:
             raise InputError(f"train.lip_sync_scorer must be one of {list(SCORERS)} or null, got {scorer!r}")
@@ -170,6 +180,7 @@ def training_step(
     audio_dropout: float = 0.0,
     lip_sync_scorer: str | None = None,
     lip_sync_max_sigma: float = 0.75,
+    noised: NoisedBatch | None = None,
 ) -> LossTerms:
     """Noise a batch frame by frame, predict velocities, and weight the loss terms.
 
@@ -180,9 +191,12 @@ def training_step(
     ``generator`` after the noise (so the noise is the same as without dropout); 0 draws nothing.
     ``lip_sync_scorer``: ``"mouth_reader"`` (``"mouth_mask"``: ``per_pixel``) plugs
     :class:`~flowstudio.avatar.training.mouth_sync.MouthReaderSync` (built from the batch's true video,
-    frame weights and noise levels) into ``lip_sync_loss``; ``None`` leaves the term at 0."""
+    frame weights and noise levels) into ``lip_sync_loss``; ``None`` leaves the term at 0.
+    ``noised``: inputs noised already (a rollout batch of :mod:`~flowstudio.avatar.training.self_rollout`);
+    ``None`` draws diffusion forcing's per-frame noise from ``generator``."""
     cfg = config if config is not None else model.config
-    noised = noise_batch(batch["video"], batch["struct"], layout, cfg.forcing, generator=generator)
+    if noised is None:
+        noised = noise_batch(batch["video"], batch["struct"], layout, cfg.forcing, generator=generator)
     audio = batch["audio"]
     if audio_dropout > 0:
         # whole samples, as guidance's silent branch sees a silent stream (not silent chunks)
@@ -258,6 +272,11 @@ def train(
             "(the term's weight); with weight 0 it would cost time and change nothing"
         )
     set_seed(train_config.seed)
+    if train_config.rollout_prob > 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InputError(
+            "train.rollout_prob > 0 runs the streaming sampler on the unsharded model: single process "
+            "only for now (set it to 0 for `accelerate launch` / FSDP runs)"
+        )
     if dataset is None:
         if train_config.dataset == "talkingshapes" and model_config.structure.mean is None:
             from flowstudio.avatar.training.toy_data import structure_statistics
@@ -294,16 +313,30 @@ def train(
         if trainer.accelerator.num_processes > 1:  # each process noises its own rows: its own stream
             g = torch.Generator().manual_seed(g.initial_seed() * 64 + trainer.accelerator.process_index)
         data = {k: v.to(trainer.device) for k, v in batch["data"].items()}
+        layout, noised = dataset.layout, None
+        # drawn only when rollouts are on, so runs without them keep their exact noise stream
+        if train_config.rollout_prob > 0 and float(torch.rand((), generator=g)) < train_config.rollout_prob:
+            from flowstudio.avatar.training.self_rollout import rollout_batch
+
+            data, noised, layout = rollout_batch(
+                trainer.accelerator.unwrap_model(module),
+                data,
+                model_config,
+                train_config.num_chunks,
+                g,
+                steps=train_config.rollout_steps,
+            )
         terms = training_step(
             module,
             data,
-            dataset.layout,
+            layout,
             g,
             model_config,
             mouth_weight=train_config.mouth_weight,
             audio_dropout=train_config.audio_dropout,
             lip_sync_scorer=train_config.lip_sync_scorer,
             lip_sync_max_sigma=train_config.lip_sync_max_sigma,
+            noised=noised,
         )
         return terms.__dict__
 
