@@ -99,3 +99,11 @@ def test_training_calls_the_prepared_wrapper_not_the_bare_model(tmp_path: Path, 
     monkeypatch.setattr(accelerate.Accelerator, "prepare", wrapping_prepare)
     records = train(toy_config(), _config(tmp_path / "run", 2), resume=False)
     assert len(records) == 2 and len(calls) == 2
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, True])
+def test_bad_lr_decay_fraction_is_refused(bad):
+    from flowstudio.errors import InputError
+
+    with pytest.raises(InputError, match="lr_decay_fraction"):
+        TrainConfig.from_dict({"lr_decay_fraction": bad})

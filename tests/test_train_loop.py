@@ -198,3 +198,17 @@ def test_fsdp_accelerate_configs_are_accepted(path):
 
     for name in config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"].split(","):
         assert hasattr(wan, name) or hasattr(bridge, name), f"{path}: no layer class {name}"
+
+
+def test_cosine_tail_is_constant_then_falls_to_its_floor():
+    from flowstudio.train import cosine_tail
+
+    lr = cosine_tail(1e-3, 100, 0.3)
+    assert [lr(s) for s in (0, 50, 70)] == [1e-3, 1e-3, 1e-3]
+    tail = [lr(s) for s in range(70, 101)]
+    assert all(a >= b for a, b in zip(tail, tail[1:], strict=False))  # monotone down
+    assert lr(85) == pytest.approx(0.55e-3)  # half way: the mean of base and floor
+    assert lr(100) == pytest.approx(1e-4)
+    assert [cosine_tail(2e-4, 10, 0.0)(s) for s in range(11)] == [2e-4] * 11
+    with pytest.raises(ValueError, match="decay_fraction"):
+        cosine_tail(1e-3, 100, 1.5)

@@ -18,6 +18,7 @@ from flowstudio.train.loop import (
     Trainer,
     TrainerConfig,
     constant,
+    cosine_tail,
     loss_step,
     resolve_mixed_precision,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "atomic_save",
     "batch_stream",
     "constant",
+    "cosine_tail",
     "image_grid",
     "loss_step",
     "resolve_mixed_precision",

@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -94,6 +95,24 @@ class Part:
 def constant(lr: float) -> Callable[[int], float]:
     """A constant learning-rate schedule."""
     return lambda step: lr
+
+
+def cosine_tail(base: float, steps: int, decay_fraction: float, floor: float = 0.1) -> Callable[[int], float]:
+    """Constant ``base``, then a cosine down to ``floor * base`` over the last ``decay_fraction`` of
+    ``steps`` (0: constant throughout). A pure function of the step, so a resumed run stays bit-identical,
+    and a constant-rate prefix can be extended by a later run with the tail."""
+    if not 0.0 <= decay_fraction <= 1.0:
+        raise ValueError(f"decay_fraction must be in [0, 1], got {decay_fraction}")
+    decay_steps = int(round(steps * decay_fraction))
+    start = steps - decay_steps
+
+    def lr(step: int) -> float:
+        if decay_steps <= 0 or step < start:
+            return base
+        progress = (step - start) / decay_steps
+        return base * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    return lr
 
 
 @dataclass(frozen=True)

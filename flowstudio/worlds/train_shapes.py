@@ -52,6 +52,7 @@ from flowstudio.train import (
     Trainer,
     TrainerConfig,
     atomic_save,
+    cosine_tail,
     image_grid,
     loss_step,
 )
@@ -252,16 +253,6 @@ def _run_stage(
     return StageRun(run.history.get("loss", []), run.finished, run.evals)
 
 
-def learning_rate(base: float, step: int, steps: int, decay_fraction: float) -> float:
-    """Constant ``base``, then a cosine to ``base / 10`` over the last ``decay_fraction`` of ``steps``."""
-    decay_steps = int(round(steps * decay_fraction))
-    start = steps - decay_steps
-    if decay_steps <= 0 or step < start:
-        return base
-    progress = (step - start) / decay_steps
-    return base * (0.1 + 0.9 * 0.5 * (1.0 + float(np.cos(np.pi * progress))))
-
-
 # -- stages -------------------------------------------------------------------------------------
 
 
@@ -400,7 +391,7 @@ class VAEObjective(torch.nn.Module):
 
 
 def _schedule(base: float, steps: int, config: ShapesTrainConfig) -> Callable[[int], float]:
-    return functools.partial(learning_rate, base, steps=steps, decay_fraction=config.lr_decay_fraction)
+    return cosine_tail(base, steps, config.lr_decay_fraction)
 
 
 def _frames_grid(videos: list[torch.Tensor], max_frames: int = 8) -> np.ndarray:

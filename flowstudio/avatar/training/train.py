@@ -44,7 +44,7 @@ from flowstudio.avatar.training.losses import (
 from flowstudio.avatar.training.mouth_sync import SCORERS, MouthReaderSync
 from flowstudio.core.flow import x0_from_velocity
 from flowstudio.errors import InputError
-from flowstudio.train import Part, StepFolders, Trainer, TrainerConfig, constant
+from flowstudio.train import Part, StepFolders, Trainer, TrainerConfig, cosine_tail
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ class TrainConfig:
     batch_size: int = 2
     num_chunks: int = 3
     lr: float = 1e-3
+    # the rate is constant, then falls along a cosine to a tenth of itself over this final fraction of
+    # the steps (0: constant throughout, the runs before 2026-12-01; train.cosine_tail)
+    lr_decay_fraction: float = 0.0
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     grad_accum: int = 1  # micro-batches per optimiser step (each of batch_size rows)
@@ -99,6 +102,9 @@ class TrainConfig:
         dropout = data.get("audio_dropout", 0.0)
         if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout <= 1.0:
             raise InputError(f"train.audio_dropout must be a probability in [0, 1], got {dropout!r}")
+        decay = data.get("lr_decay_fraction", 0.0)
+        if isinstance(decay, bool) or not isinstance(decay, int | float) or not 0.0 <= decay <= 1.0:
+            raise InputError(f"train.lr_decay_fraction must be a fraction in [0, 1], got {decay!r}")
         rollout = data.get("rollout_prob", 0.0)
         if isinstance(rollout, bool) or not isinstance(rollout, int | float) or not 0.0 <= rollout <= 1.0:
             raise InputError(f"train.rollout_prob must be a probability in [0, 1], got {rollout!r}")
@@ -306,7 +312,8 @@ def train(
         progress=True,
         logdir=out / "tensorboard",
     )
-    trainer = Trainer(settings, {"model": Part(model, optimizer, lr=constant(train_config.lr))})
+    schedule = cosine_tail(train_config.lr, train_config.steps, train_config.lr_decay_fraction)
+    trainer = Trainer(settings, {"model": Part(model, optimizer, lr=schedule)})
 
     def loss_fn(module: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         g = batch["generator"]
