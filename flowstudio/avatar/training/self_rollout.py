@@ -68,7 +68,7 @@ def rollout_batch(
 
     context_v, context_s = _rollout_context(model, cut, rates, target, generator, steps)
     forcing = config.forcing
-    frames, structs = 1 + rates.span(target).latent[0], 1 + rates.span(target).struct[0]
+    frames, structs = 1 + end.latent[0], 1 + end.struct[0]  # the sink and chunks 0..k-1
     video, struct = noised.video.clone(), noised.struct.clone()
     video_sigma, struct_sigma = noised.video_sigma.clone(), noised.struct_sigma.clone()
     video_weight, struct_weight = noised.video_weight.clone(), noised.struct_weight.clone()

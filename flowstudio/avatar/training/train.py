@@ -99,16 +99,15 @@ class TrainConfig:
             raise InputError(f"train: unknown field(s) {unknown}; known: {sorted(known)}")
         if data.get("dataset", "synthetic") not in DATASETS:
             raise InputError(f"train.dataset must be one of {list(DATASETS)}, got {data['dataset']!r}")
-        dropout = data.get("audio_dropout", 0.0)
-        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0.0 <= dropout <= 1.0:
-            raise InputError(f"train.audio_dropout must be a probability in [0, 1], got {dropout!r}")
-        decay = data.get("lr_decay_fraction", 0.0)
-        if isinstance(decay, bool) or not isinstance(decay, int | float) or not 0.0 <= decay <= 1.0:
-            raise InputError(f"train.lr_decay_fraction must be a fraction in [0, 1], got {decay!r}")
-        rollout = data.get("rollout_prob", 0.0)
-        if isinstance(rollout, bool) or not isinstance(rollout, int | float) or not 0.0 <= rollout <= 1.0:
-            raise InputError(f"train.rollout_prob must be a probability in [0, 1], got {rollout!r}")
-        if rollout > 0 and data.get("num_chunks", cls.num_chunks) < 2:
+        for key, what in (
+            ("audio_dropout", "a probability"),
+            ("lr_decay_fraction", "a fraction"),
+            ("rollout_prob", "a probability"),
+        ):
+            value = data.get(key, 0.0)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                raise InputError(f"train.{key} must be {what} in [0, 1], got {value!r}")
+        if data.get("rollout_prob", 0.0) > 0 and data.get("num_chunks", cls.num_chunks) < 2:
             raise InputError("train.rollout_prob > 0 needs train.num_chunks >= 2 (a context and a target)")
         scorer = data.get("lip_sync_scorer")
         if scorer is not None and scorer not in SCORERS:
