@@ -92,7 +92,10 @@ class Preset:
         )
 
 
-_TOY = "flowstudio/assets/toy-shapes (ShapeWorld toy model v3, the shipped one)"
+_TOY = (
+    "ShapeWorld toy model v3 (shipped until 2026-12-02; the presets are being re-chosen on v5, the "
+    "model now in flowstudio/assets/toy-shapes)"
+)
 _RUN = "edit_toy, 100 held-out pairs (20 per type), 20 steps, 12 configurations"
 _RUN_200 = (
     "edit_toy, 200 held-out pairs (40 per type), 20 steps, 4 configurations (baseline, FlowEdit, "

@@ -1,0 +1,55 @@
+"""The toy-model recipes build the architecture of the model they claim to train."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flowstudio.models import TOY_MODEL, toy_model_available
+from flowstudio.worlds.train_shapes import ShapesTrainConfig
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "toy"
+
+pytestmark = pytest.mark.skipif(not toy_model_available(), reason="packaged toy model absent")
+
+
+def _shipped(component: str) -> dict:
+    return json.loads((Path(TOY_MODEL) / component / "config.json").read_text())
+
+
+def _architecture(config: ShapesTrainConfig) -> dict:
+    """The config.json values a fresh run of ``config`` writes for each component."""
+    return {
+        "transformer": {
+            "num_layers": config.num_layers,
+            "num_attention_heads": config.num_attention_heads,
+            "attention_head_dim": config.attention_head_dim,
+            "ffn_dim": config.ffn_dim,
+            "freq_dim": config.freq_dim,
+            "text_dim": config.text_dim,
+            "patch_size": [1, config.dit_patch_size, config.dit_patch_size],
+        },
+        "vae": {
+            "base_dim": config.vae_base_dim,
+            "decoder_base_dim": config.vae_decoder_base_dim,
+            "num_res_blocks": config.vae_num_res_blocks,
+        },
+        "text_encoder": {"num_layers": config.text_encoder_layers, "num_heads": config.text_encoder_heads},
+    }
+
+
+@pytest.mark.parametrize("recipe", ["shapes_gpu.yaml", "shapes_cpu_deep.yaml"])
+def test_the_recipe_builds_the_shipped_models_architecture(recipe: str) -> None:
+    """``shapes_gpu.yaml`` retrains the shipped model on a GPU; ``shapes_cpu_deep.yaml`` made it."""
+    wanted = _architecture(ShapesTrainConfig.from_yaml(CONFIGS / recipe))
+    for component, fields in wanted.items():
+        shipped = _shipped(component)
+        assert {k: shipped[k] for k in fields} == fields, component
+
+
+def test_the_shipped_model_says_which_recipe_made_it() -> None:
+    summary = json.loads((Path(TOY_MODEL) / "training_summary.json").read_text())
+    assert "shapes_cpu_deep.yaml" in summary["lineage"]
+    assert summary["config"]["num_layers"] == _shipped("transformer")["num_layers"]
