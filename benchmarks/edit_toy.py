@@ -110,6 +110,8 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
         # half the steps is 1.8x fewer rows (FireFlow's first step and CFG rows do not halve): the
         # issue's "half the wall time" needs fewer still
         "fireflow-40pct-steps": {"method": "fireflow", **cfg, "steps": max(int(0.4 * steps), 1)},
+        # on the v5 toy model the transformer is ~70% of an edit: half the wall time needs ~1/4 the steps
+        "fireflow-quarter-steps": {"method": "fireflow", **cfg, "steps": max(steps // 4, 1)},
         "baseline+inject+kv": {"method": "inversion", **cfg, "injection": inject, "attention_share": kv},
         "fireflow+inject+kv": {"method": "fireflow", **cfg, "injection": inject, "attention_share": kv},
         "flowedit+kv": {**fe, "attention_share": kv},
@@ -537,7 +539,8 @@ def verdicts(summary: list[dict[str, Any]]) -> dict[str, Any]:
             for e in editing
             if e["config"] != "baseline"
             and (e["attr_acc"] or 0.0) >= floor
-            and (e["psnr"] or 0.0) >= (base["psnr"] or 0.0)
+            # the wording: the baseline's accuracy *and keep* (PSNR outside the edit)
+            and (e["keep_psnr"] or 0.0) >= (base["keep_psnr"] or 0.0)
         ]
         if not rows:
             return None
@@ -673,7 +676,8 @@ def write_results(
                 return "**none**"
             return (
                 f"{fast['config']}, {fast['speedup_seconds']}x faster in wall time, "
-                f"{fast['speedup_row_evaluations']}x fewer row evaluations"
+                f"{fast['speedup_row_evaluations']}x fewer row evaluations (bar: half the baseline's wall "
+                f"time, {'met' if fast['speedup_seconds'] >= 2.0 else 'missed'})"
             )
 
         lines += [
@@ -697,7 +701,7 @@ def write_results(
             + (", ".join(bars["beats_references_on_keep_at_equal_or_better_accuracy"]) or "**none**"),
             "- ... at accuracy within noise of theirs: "
             + (", ".join(bars["beats_references_on_keep_at_accuracy_within_noise"]) or "**none**"),
-            "- Fastest at the baseline's quality (accuracy and PSNR vs truth at least the baseline's), "
+            "- Fastest at the baseline's quality (accuracy and keep PSNR at least the baseline's), "
             "strictly: " + fast_text(bars["fastest_at_baseline_quality"]),
             "- ... with accuracy within noise: "
             + fast_text(bars["fastest_at_baseline_quality_within_noise"]),

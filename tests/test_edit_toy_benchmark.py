@@ -73,6 +73,13 @@ def test_the_bars_are_judged_against_both_reference_rows():
     assert fast["config"] == "fast" and fast["speedup_seconds"] == pytest.approx(4.0 / 1.5, abs=0.01)
 
 
+def test_a_fast_setting_must_keep_what_the_baseline_keeps():
+    """Faster at the baseline's accuracy but losing keep PSNR is not the baseline's quality."""
+    sloppy = _entry("fast-but-sloppy", 0.55, 19.0, 18.5, 1.0, 30)
+    bars = edit_toy.verdicts([*SUMMARY, sloppy])
+    assert bars["fastest_at_baseline_quality"]["config"] == "fast"
+
+
 def test_merging_refuses_overlapping_or_incomplete_shards(tmp_path):
     rows = [{"config": "baseline", "pair": 0, "type": "color"}]
     settings = {"model": "m", "pairs": 2, "shard": "0/2"}
