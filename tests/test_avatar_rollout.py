@@ -15,6 +15,7 @@ from flowstudio.avatar.model.rates import BlockLayout, TokenRates
 from flowstudio.avatar.training.self_rollout import rollout_batch
 from flowstudio.avatar.training.train import SyntheticTalkingDataset, TrainConfig, train
 from flowstudio.errors import InputError
+from tests.avatar_fixtures import tiny_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -71,18 +72,7 @@ def test_context_is_committed_at_the_checkpoints_context_level():
 
 
 def _run(out: Path, steps: int) -> TrainConfig:
-    return TrainConfig(
-        output_dir=str(out),
-        steps=steps,
-        batch_size=2,
-        num_chunks=CHUNKS,
-        lr=1e-3,
-        save_every=2,
-        log_every=100,
-        dataset_size=2,
-        rollout_prob=0.5,
-        rollout_steps=1,
-    )
+    return tiny_run(out, steps, num_chunks=CHUNKS, lr=1e-3, save_every=2, rollout_prob=0.5, rollout_steps=1)
 
 
 def test_training_with_rollouts_trains_and_resumes_exactly(tmp_path: Path):

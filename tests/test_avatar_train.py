@@ -10,6 +10,7 @@ import torch
 from flowstudio.avatar.model.config import load_config, toy_config
 from flowstudio.avatar.model.dualforce import DualForceModel
 from flowstudio.avatar.training.train import SyntheticTalkingDataset, TrainConfig, train, training_step
+from tests.avatar_fixtures import tiny_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -25,17 +26,7 @@ def _eval_loss(model: DualForceModel, dataset: SyntheticTalkingDataset) -> float
 
 
 def _config(out: Path, steps: int) -> TrainConfig:
-    return TrainConfig(
-        output_dir=str(out),
-        steps=steps,
-        batch_size=2,
-        num_chunks=1,
-        lr=3e-3,
-        save_every=3,
-        log_every=100,
-        dataset_size=2,
-        seed=0,
-    )
+    return tiny_run(out, steps, num_chunks=1, lr=3e-3, save_every=3, seed=0)
 
 
 def test_tiny_overfit_lowers_the_loss(tmp_path: Path):
