@@ -8,8 +8,8 @@ method with other knobs meets them, without choosing on the pairs it reports:
 
 1. **Tuning**: ``--tune`` fresh pairs of the type (pair indices 1000 + 5k + type offset, a part of
    ``edit_toy``'s stream no run of 100 pairs reaches). Each target guidance of ``--guidance`` edits
-   every pair once *without* the composite; each composite setting (``--thresholds`` x ``--grows``,
-   blur 5) is then applied to the decoded edit exactly as the engine applies it
+   every pair once *without* the composite; each composite setting (``--thresholds`` x ``--grows``
+   x ``--largest``, blur 5) is then applied to the decoded edit exactly as the engine applies it
    (:func:`flowstudio.edit.blending.change_mask` and ``composite`` on the decoded frames and the
    source; checked bit for bit against the engine on the first pair), plus "no composite".
 2. **Choice**: among the settings whose tuning accuracy is at least the preset's own (its guidance
@@ -77,22 +77,35 @@ def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (round(centre - half, 3), round(centre + half, 3))
 
 
-def composite_settings(thresholds: list[float], grows: list[int]) -> list[dict[str, Any] | None]:
-    """``None`` (no composite) and every threshold x grow (blur 5)."""
-    return [None] + [{"threshold": t, "grow": g} for t in thresholds for g in grows]
+def composite_settings(
+    thresholds: list[float], grows: list[int], largest: tuple[bool, ...] = (False,)
+) -> list[dict[str, Any] | None]:
+    """``None`` (no composite) and every threshold x grow x largest-region-only (blur 5)."""
+    return [None] + [
+        {"threshold": t, "grow": g, "largest": k} for k in largest for t in thresholds for g in grows
+    ]
+
+
+def _setting_of(blend: BlendConfig) -> dict[str, Any]:
+    """A preset's composite as a sweep setting."""
+    return {"threshold": blend.change_threshold, "grow": blend.change_grow, "largest": blend.change_largest}
 
 
 def apply(setting: dict[str, Any] | None, edited: np.ndarray, source: np.ndarray) -> np.ndarray:
     """The engine's change-mask composite of ``edited`` over ``source`` (``None``: ``edited``)."""
     if setting is None:
         return edited
-    region = change_mask(edited, source, setting["threshold"], BLUR, setting["grow"])
+    region = change_mask(
+        edited, source, setting["threshold"], BLUR, setting["grow"], setting.get("largest", False)
+    )
     return composite(edited, source, region)
 
 
 def label(guidance: float, setting: dict[str, Any] | None) -> str:
-    tail = "no composite" if setting is None else f"change t={setting['threshold']:g} grow={setting['grow']}"
-    return f"cfg {guidance:g}, {tail}"
+    if setting is None:
+        return f"cfg {guidance:g}, no composite"
+    largest = ", largest region" if setting.get("largest") else ""
+    return f"cfg {guidance:g}, change t={setting['threshold']:g} grow={setting['grow']}{largest}"
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -128,7 +141,7 @@ def check_matches_engine(pipe: Any, pair: dict[str, Any], options: dict[str, Any
     """The post-hoc composite equals the engine's own on one pair, bit for bit (else the sweep is void)."""
     blend = options["blend"]
     edited, source, _ = edit_without_composite(pipe, pair, options, options["target_guidance"])
-    ours = apply({"threshold": blend.change_threshold, "grow": blend.change_grow}, edited, source)
+    ours = apply(_setting_of(blend), edited, source)
     engine, _ = edit_pair(pipe, pair, options, seed=0, device="cpu")
     if not np.array_equal(ours, engine.frames):
         sys.exit("the post-hoc composite differs from the engine's: the sweep would not measure the preset")
@@ -199,6 +212,11 @@ def main() -> None:
     parser.add_argument("--guidance", default="5,7.5,10", help="target guidances (comma-separated)")
     parser.add_argument("--thresholds", default="0.1,0.15,0.2,0.25,0.3,0.4")
     parser.add_argument("--grows", default="1,3,6")
+    parser.add_argument(
+        "--largest",
+        default="0,1",
+        help="largest-changed-region-only settings to try (0: every changed pixel, 1: the largest region)",
+    )
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -217,9 +235,11 @@ def main() -> None:
     if options["target_guidance"] not in guidances:
         guidances.insert(0, float(options["target_guidance"]))
     settings = composite_settings(
-        [float(t) for t in args.thresholds.split(",")], [int(g) for g in args.grows.split(",")]
+        [float(t) for t in args.thresholds.split(",")],
+        [int(g) for g in args.grows.split(",")],
+        tuple(bool(int(k)) for k in args.largest.split(",")),
     )
-    preset_setting = {"threshold": blend.change_threshold, "grow": blend.change_grow}
+    preset_setting = _setting_of(blend)
     if preset_setting not in settings:
         settings.append(preset_setting)
     preset_name = label(options["target_guidance"], preset_setting)

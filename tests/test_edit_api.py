@@ -216,6 +216,7 @@ def test_cli_edit_keep_unchanged(app, tiny_checkpoint, source_mp4, tmp_path):
         "--keep-unchanged",
         "--change-threshold",
         "0.3",
+        "--change-largest",
         "--out",
         str(out),
     ]
@@ -224,7 +225,7 @@ def test_cli_edit_keep_unchanged(app, tiny_checkpoint, source_mp4, tmp_path):
     record = json.loads(out.with_suffix(".json").read_text())
     blend = record["settings"]["blend"]
     assert blend["composite_mask"] == "change" and blend["strength"] == 0.0
-    assert blend["change_threshold"] == 0.3
+    assert blend["change_threshold"] == 0.3 and blend["change_largest"] is True
     assert 0.0 <= record["info"]["changed_fraction"] <= 1.0 and "auto_mask_fraction" not in record["info"]
 
 

@@ -346,6 +346,21 @@ def test_change_mask_finds_a_recoloured_region_and_ignores_texture_noise():
     assert mask[:, 18, 30].all() and not mask[:, 10, 30].any()  # grown by a few pixels, no more
 
 
+def test_the_largest_changed_region_drops_scattered_blotches_only():
+    from flowstudio.edit.blending import change_mask
+
+    source = np.full((2, 64, 64, 3), 120, np.uint8)
+    edited = source.copy()
+    edited[:, 20:40, 10:30] = (30, 40, 220)  # the recoloured object
+    edited[:, 50:56, 50:56] = (200, 60, 60)  # a blotch the model drew elsewhere
+    edited[1, :, :] = source[1]  # a frame where nothing changed stays empty
+    every = change_mask(edited, source, threshold=0.2, blur=3, grow=1)
+    largest = change_mask(edited, source, threshold=0.2, blur=3, grow=1, largest=True)
+    assert every[0, 52, 52] == 1.0 and largest[0, 52, 52] == 0.0  # the blotch goes back to the source
+    assert np.array_equal(largest[0, :45, :35], every[0, :45, :35])  # the object's region is untouched
+    assert not largest[1].any() and not every[1].any()
+
+
 def test_a_change_composite_keeps_the_source_exactly_where_nothing_changed(pipe, clip):
     config = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="change", change_threshold=0.5)
     r = _edit(pipe, clip, blend=config)

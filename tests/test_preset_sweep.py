@@ -44,3 +44,17 @@ def test_the_composite_keeps_the_source_where_nothing_changed_and_the_edit_where
     assert preset_sweep.apply(None, edited, source) is edited
     settings = preset_sweep.composite_settings([0.1, 0.2], [1, 3])
     assert settings[0] is None and len(settings) == 5
+    both = preset_sweep.composite_settings([0.1, 0.2], [1, 3], (False, True))
+    assert len(both) == 9 and sum(s["largest"] for s in both[1:]) == 4
+    assert preset_sweep.label(5.0, both[-1]) == "cfg 5, change t=0.2 grow=3, largest region"
+
+
+def test_the_largest_region_setting_reverts_a_far_blotch():
+    source = np.full((2, 48, 48, 3), 100, np.uint8)
+    edited = source.copy()
+    edited[:, 8:24, 8:24] = (200, 40, 40)  # the recoloured object
+    edited[:, 40:44, 40:44] = (40, 200, 40)  # a blotch elsewhere
+    every = preset_sweep.apply({"threshold": 0.2, "grow": 1, "largest": False}, edited, source)
+    largest = preset_sweep.apply({"threshold": 0.2, "grow": 1, "largest": True}, edited, source)
+    assert (every[:, 41, 41] == edited[:, 41, 41]).all() and (largest[:, 41, 41] == source[:, 41, 41]).all()
+    assert (largest[:, 12:20, 12:20] == edited[:, 12:20, 12:20]).all()

@@ -430,7 +430,9 @@ def edit(
     edited = pipe.decode_latents(latents)
     if s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "change":
         b = s.blend
-        region = change_mask(edited, frames, b.change_threshold, b.change_blur, b.change_grow)
+        region = change_mask(
+            edited, frames, b.change_threshold, b.change_blur, b.change_grow, b.change_largest
+        )
         info["changed_fraction"] = round(float(region.mean()), 4)
         edited = composite(edited, frames, region)
     elif s.blend is not None and s.blend.pixel_composite and blend_mask is not None:

@@ -48,6 +48,9 @@ class BlendConfig:
         change_blur: box-blur size (pixels) before differencing, so that regenerated texture
             noise does not count as a change, only region-level colour change.
         change_grow: pixels the changed region is grown by (covers soft edges of the edit).
+        change_largest: keep only the largest connected changed region of each frame (after growing),
+            so that scattered blotches the model redrew away from the edited object or background go
+            back to the source's pixels. Off by default.
     """
 
     strength: float = 1.0
@@ -60,6 +63,7 @@ class BlendConfig:
     change_threshold: float = 0.2
     change_blur: int = 5
     change_grow: int = 3
+    change_largest: bool = False
 
     def __post_init__(self) -> None:
         if self.composite_mask not in ("blend", "change"):
@@ -108,10 +112,16 @@ def composite(edited: np.ndarray, source: np.ndarray, mask: np.ndarray) -> np.nd
 
 
 def change_mask(
-    edited: np.ndarray, source: np.ndarray, threshold: float = 0.2, blur: int = 5, grow: int = 3
+    edited: np.ndarray,
+    source: np.ndarray,
+    threshold: float = 0.2,
+    blur: int = 5,
+    grow: int = 3,
+    largest: bool = False,
 ) -> np.ndarray:
     """Float ``(T, H, W)`` mask, 1 where the edit changed the source: max-over-RGB difference of the
-    box-blurred frames (0..1) above ``threshold``, grown by ``grow`` pixels.
+    box-blurred frames (0..1) above ``threshold``, grown by ``grow`` pixels; with ``largest``, only
+    the largest connected region of each frame (8-connected) is kept.
 
     Why blurred: a model regenerates fine texture a little differently everywhere; an edit changes a
     region's colour. On the toy model's red -> blue demo edit, the blurred difference is 0.22+ on 90%
@@ -126,8 +136,21 @@ def change_mask(
         low_b = cv2.blur(b.astype(np.float32) / 255.0, (blur, blur))
         diff = np.abs(low_a - low_b).max(axis=-1)
         changed = (diff > threshold).astype(np.uint8)
-        out[t] = cv2.dilate(changed, kernel) if kernel is not None else changed
+        if kernel is not None:
+            changed = cv2.dilate(changed, kernel)
+        out[t] = _largest_region(changed) if largest else changed
     return out
+
+
+def _largest_region(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected region of a uint8 0/1 mask (all zeros stays all zeros)."""
+    import cv2
+
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 2:  # background only, or one region
+        return mask
+    biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    return (labels == biggest).astype(mask.dtype)
 
 
 class LatentBlend(Controller):

@@ -134,6 +134,12 @@ def edit_command(
     change_threshold: float | None = typer.Option(
         None, "--change-threshold", help="With --keep-unchanged: colour difference 0..1 that counts (0.2)."
     ),
+    change_largest: bool | None = typer.Option(
+        None,
+        "--change-largest/--change-all",
+        help="With --keep-unchanged: keep only the largest changed region of each frame (scattered "
+        "blotches go back to the source), or every changed pixel.",
+    ),
     strength: float | None = typer.Option(
         None, "--strength", help="Edit strength = starting noise level 0..1."
     ),
@@ -201,7 +207,10 @@ def edit_command(
                 "strength": 0.0 if blend is None else blend,
                 "pixel_composite": True,
                 "composite_mask": "change",
-                **(_given(feather=feather, change_threshold=change_threshold) or {}),
+                **(
+                    _given(feather=feather, change_threshold=change_threshold, change_largest=change_largest)
+                    or {}
+                ),
             },
             reschedule=_given(strength=strength, mode="noise" if renoise else None),
             source_features=source_features,

@@ -84,6 +84,7 @@ class BlendOptions(_Options):
     change_threshold: number(minimum=0.0, maximum=1.0, what="; colour difference 0..1") | None = None
     change_blur: whole(1, "; pixels") | None = None
     change_grow: whole(0, "; pixels") | None = None
+    change_largest: bool | None = None
 
 
 class RescheduleOptions(_Options):
