@@ -180,12 +180,27 @@ def specs_at(indices: Any) -> list[tuple[int, str, Any, Any]]:
     return out
 
 
-def make_pairs(count: int, frames: int, size: int, shard: tuple[int, int] = (0, 1)) -> list[dict[str, Any]]:
+def make_pairs(
+    count: int,
+    frames: int,
+    size: int,
+    shard: tuple[int, int] = (0, 1),
+    types: list[str] | None = None,
+) -> list[dict[str, Any]]:
     """``count`` ground-truth pairs, edit types in turn (product, color, material, background, style).
 
-    ``shard = (K, N)`` keeps the pairs whose index is K modulo N (pair i is the same in every shard).
+    ``shard = (K, N)`` keeps the pairs whose index is K modulo N (pair i is the same in every shard);
+    ``types`` keeps only the pairs of those edit types (pair i's type is the ``i % 5``-th).
     """
-    return pairs_at(range(shard[0], count, shard[1]), frames, size)
+    from flowstudio.worlds import EDIT_TYPES
+
+    unknown = sorted(set(types or ()) - set(EDIT_TYPES))
+    if unknown:
+        raise SystemExit(f"--types: unknown edit types {unknown}; choose from {list(EDIT_TYPES)}")
+    indices = range(shard[0], count, shard[1])
+    if types:
+        indices = [i for i in indices if EDIT_TYPES[i % len(EDIT_TYPES)] in types]
+    return pairs_at(indices, frames, size)
 
 
 def pairs_at(indices: Any, frames: int, size: int) -> list[dict[str, Any]]:
@@ -794,7 +809,9 @@ def rechoose(results: Path, out: Path | None = None) -> Path:
         indices = {r["pair"] for r in rows}
         pairs = [
             p
-            for p in make_pairs(settings["pairs"], settings["frames"], settings["size"], (k, n))
+            for p in make_pairs(
+                settings["pairs"], settings["frames"], settings["size"], (k, n), settings.get("types")
+            )
             if p["index"] in indices
         ]
         logger.info("adding identity rows on %d pairs (source clips scored against the targets)", len(pairs))
@@ -965,6 +982,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="results folder (default: see module doc)")
     parser.add_argument("--shard", default="0/1", help="K/N: run only pairs i with i %% N == K")
+    parser.add_argument(
+        "--types",
+        nargs="+",
+        default=None,
+        help="only the pairs of these edit types (product, color, material, background, style): more "
+        "pairs of one type for the same time",
+    )
     parser.add_argument("--merge", type=Path, nargs="+", default=None, help="shard folders to combine")
     parser.add_argument(
         "--rechoose",
@@ -985,7 +1009,7 @@ def main() -> None:
     random_model = args.model is None
     out = args.out or (ROOT / "outputs" / "edit_toy_tiny_random" if random_model else RESULTS)
     configs = select_configs(configurations(args.steps), args.configs)
-    pairs = make_pairs(args.pairs, args.frames, args.size, shard)
+    pairs = make_pairs(args.pairs, args.frames, args.size, shard, args.types)
 
     with tempfile.TemporaryDirectory() as tmp:
         pipe = open_pipeline(args.model, args.device, Path(tmp))
@@ -993,6 +1017,8 @@ def main() -> None:
         run_key = {
             k: str(getattr(args, k)) for k in ("model", "pairs", "frames", "size", "steps", "seed", "shard")
         }
+        if args.types:  # absent otherwise, so that runs made before --types resume
+            run_key["types"] = str(sorted(args.types))
         rows, progress = _load_progress(out / "edit_toy_progress.jsonl", run_key)
         done = {(r["pair"], r["config"]) for r in rows}
         # the do-nothing reference the choice rule compares with: cheap, always made
@@ -1034,6 +1060,7 @@ def main() -> None:
         "steps": args.steps,
         "seed": args.seed,
         "shard": args.shard,
+        **({"types": sorted(args.types)} if args.types else {}),
         "threads": torch.get_num_threads(),
         "device": args.device,
         "torch": torch.__version__,

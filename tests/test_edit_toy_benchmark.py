@@ -222,3 +222,13 @@ def test_the_summary_reports_the_keep_psnr_median_beside_the_capped_mean():
     ]
     (entry,) = edit_toy.summarise(rows)
     assert entry["keep_psnr"] == 47.0 and entry["keep_psnr_median"] == 21.0
+
+
+def test_pairs_of_chosen_edit_types_only():
+    specs = edit_toy.pair_specs(20)
+    pairs = edit_toy.make_pairs(20, 5, 32, (1, 2), ["background"])
+    wanted = [i for i, kind, _, _ in specs if kind == "background" and i % 2 == 1]
+    assert [p["index"] for p in pairs] == wanted
+    assert all(p["type"] == "background" for p in pairs)
+    with pytest.raises(SystemExit, match="unknown edit types"):
+        edit_toy.make_pairs(20, 5, 32, (0, 1), ["texture"])
