@@ -361,7 +361,9 @@ def main() -> None:
         f"Settings: `{json.dumps(meta)}`",
         "",
         f"Produced by `OMP_NUM_THREADS=1 python benchmarks/preset_sweep.py --model {args.model} "
-        f"--type {args.type} --tune {args.tune} --validate {args.validate}`. The preset: `{preset_name}`. "
+        f"--type {args.type} --tune {args.tune} --validate {args.validate} --guidance {args.guidance} "
+        f"--thresholds {args.thresholds} --grows {args.grows} --largest {args.largest}`. "
+        f"The preset: `{preset_name}`. "
         f"Bars: accuracy >= {bar}, keep PSNR >= {KEEP_BAR:g} dB outside the edit (mean over pairs, as "
         "`edit_toy.py`; a pair whose kept region the composite left untouched scores the 100 dB cap, so "
         "the median and the share of pairs at 30 dB are shown too).",
