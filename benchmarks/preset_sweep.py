@@ -28,6 +28,7 @@ accuracy for every tuning setting, and source / edit / truth frames of validatio
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -129,11 +130,41 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def edit_without_composite(
-    pipe: Any, pair: dict[str, Any], options: dict[str, Any], guidance: float
+    pipe: Any,
+    pair: dict[str, Any],
+    options: dict[str, Any],
+    guidance: float,
+    cache: Path | None = None,
+    model: str = "",
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """The decoded edit (no composite), the source frames it was made from, and its wall time."""
+    """The decoded edit (no composite), the source frames it was made from, and its wall time.
+
+    With ``cache`` (a folder), each edit is stored there (compressed ``.npz``, keyed by the model, the
+    pair, the guidance and the options) and read back by a later run instead of being made again: a
+    new composite idea is then scored on the same edits without the model.
+    """
     opts = {**options, "target_guidance": guidance, "blend": None}
+    path = None
+    if cache is not None:
+        key = json.dumps(
+            {"model": model, "pair": pair["index"], "shape": list(pair["source"].shape), "options": opts},
+            sort_keys=True,
+            default=repr,
+        )
+        path = cache / f"edit_{hashlib.sha1(key.encode()).hexdigest()[:20]}.npz"
+        if path.is_file():
+            stored = np.load(path)
+            return stored["edited"], stored["source"], float(stored["seconds"])
     result, row = edit_pair(pipe, pair, opts, seed=0, device="cpu")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(
+            ".part.npz"
+        )  # written whole, then renamed: a killed run leaves no torn file
+        np.savez_compressed(
+            partial, edited=result.frames, source=result.source_frames, seconds=row["seconds"]
+        )
+        partial.replace(path)
     return result.frames, result.source_frames, row["seconds"]
 
 
@@ -220,6 +251,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="folder for the decoded edits: a later run with other composite settings reads them "
+        "instead of editing again (the reported seconds are those of the original edits)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.manual_seed(0)
@@ -255,7 +293,9 @@ def main() -> None:
         seconds: dict[float, list[float]] = {g: [] for g in guidances}
         for guidance in guidances:
             for k, pair in enumerate(tune_pairs):
-                edited, source, took = edit_without_composite(pipe, pair, options, guidance)
+                edited, source, took = edit_without_composite(
+                    pipe, pair, options, guidance, args.cache, str(args.model)
+                )
                 seconds[guidance].append(took)
                 for setting in settings:
                     scored = score(pair, apply(setting, edited, source))
@@ -285,7 +325,7 @@ def main() -> None:
             outputs = {}
             for name, (g, s) in confirmed.items():
                 if g not in edits:
-                    edits[g] = edit_without_composite(pipe, pair, options, g)[:2]
+                    edits[g] = edit_without_composite(pipe, pair, options, g, args.cache, str(args.model))[:2]
                 outputs[name] = apply(s, *edits[g])
                 val_rows[name].append({"pair": pair["index"], **score(pair, outputs[name])})
             if k < 4:

@@ -58,3 +58,26 @@ def test_the_largest_region_setting_reverts_a_far_blotch():
     largest = preset_sweep.apply({"threshold": 0.2, "grow": 1, "largest": True}, edited, source)
     assert (every[:, 41, 41] == edited[:, 41, 41]).all() and (largest[:, 41, 41] == source[:, 41, 41]).all()
     assert (largest[:, 12:20, 12:20] == edited[:, 12:20, 12:20]).all()
+
+
+def test_cached_edits_are_read_back_instead_of_made_again(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    calls = []
+
+    def fake_edit_pair(pipe, pair, options, seed, device):
+        calls.append(options["target_guidance"])
+        frames = np.full((3, 8, 8, 3), int(options["target_guidance"]), np.uint8)
+        return SimpleNamespace(frames=frames, source_frames=pair["source"]), {"seconds": 1.5}
+
+    monkeypatch.setattr(preset_sweep, "edit_pair", fake_edit_pair)
+    pair = {"index": 7, "source": np.zeros((3, 8, 8, 3), np.uint8)}
+    options = {"method": "flowedit", "target_guidance": 5.0, "blend": "anything"}
+    first = preset_sweep.edit_without_composite(None, pair, options, 5.0, tmp_path, "m")
+    again = preset_sweep.edit_without_composite(None, pair, options, 5.0, tmp_path, "m")
+    assert calls == [5.0], "the second call read the stored edit"
+    assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1]) and again[2] == 1.5
+    preset_sweep.edit_without_composite(None, pair, options, 7.0, tmp_path, "m")  # another guidance
+    preset_sweep.edit_without_composite(None, pair, options, 5.0, tmp_path, "other-model")
+    assert calls == [5.0, 7.0, 5.0] and len(list(tmp_path.glob("edit_*.npz"))) == 3
+    assert not list(tmp_path.glob("*.part.npz"))
