@@ -158,9 +158,8 @@ def edit_without_composite(
     result, row = edit_pair(pipe, pair, opts, seed=0, device="cpu")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(
-            ".part.npz"
-        )  # written whole, then renamed: a killed run leaves no torn file
+        # written whole, then renamed: a run killed mid-write leaves no torn file
+        partial = path.with_suffix(".part.npz")
         np.savez_compressed(
             partial, edited=result.frames, source=result.source_frames, seconds=row["seconds"]
         )

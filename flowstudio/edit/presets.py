@@ -101,8 +101,8 @@ _RUN_BACKGROUND = (
     "FlowEdit, RF-Solver and FireFlow at 10 steps, FlowEdit + change-mask composite)"
 )
 
-#: edit_toy's ``flowedit`` configuration (20 steps, CFG 1.5 / 5, frame 0 generated): both validated
-#: presets start from it.
+#: edit_toy's ``flowedit`` configuration (20 steps, CFG 1.5 / 5, frame 0 generated): every validated
+#: preset starts from it.
 _FLOWEDIT: dict[str, Any] = {
     "method": "flowedit",
     "steps": 20,
@@ -110,6 +110,9 @@ _FLOWEDIT: dict[str, Any] = {
     "target_guidance": 5.0,
     "first_frame": "none",
 }
+#: The change-mask pixel composite (no latent blending): the source's pixels wherever the edit did not
+#: change them; edit_toy's ``+change-composite`` configurations.
+_CHANGE_COMPOSITE = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="change")
 
 #: Preset name -> :class:`Preset` (its evidence; ``values`` None = not validated, unavailable).
 PRESETS: dict[str, Preset] = {
@@ -128,10 +131,7 @@ PRESETS: dict[str, Preset] = {
     "color": Preset(
         name="color",
         edit_type="color",
-        values={
-            **_FLOWEDIT,
-            "blend": BlendConfig(strength=0.0, pixel_composite=True, composite_mask="change"),
-        },
+        values={**_FLOWEDIT, "blend": _CHANGE_COMPOSITE},
         model=_TOY,
         results=RESULTS,
         evidence=f"{_RUN}: FlowEdit + change-mask composite reads the target colour in 15/20 pairs (0.75) "
@@ -151,10 +151,7 @@ PRESETS: dict[str, Preset] = {
     "background": Preset(
         name="background",
         edit_type="background",
-        values={
-            **_FLOWEDIT,
-            "blend": BlendConfig(strength=0.0, pixel_composite=True, composite_mask="change"),
-        },
+        values={**_FLOWEDIT, "blend": _CHANGE_COMPOSITE},
         model=_TOY,
         results=RESULTS_BACKGROUND,
         evidence=f"{_RUN_BACKGROUND}: FlowEdit + change-mask composite reads the target background in 23/40 "
