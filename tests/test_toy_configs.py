@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from flowstudio.errors import InputError
 from flowstudio.models import TOY_MODEL, toy_model_available
 from flowstudio.worlds.train_shapes import ShapesTrainConfig
 
@@ -53,3 +54,19 @@ def test_the_shipped_model_says_which_recipe_made_it() -> None:
     summary = json.loads((Path(TOY_MODEL) / "training_summary.json").read_text())
     assert "shapes_cpu_deep.yaml" in summary["lineage"]
     assert summary["config"]["num_layers"] == _shipped("transformer")["num_layers"]
+
+
+def test_a_recipe_takes_the_keys_it_leaves_out_from_its_base(tmp_path: Path) -> None:
+    import dataclasses
+
+    deep = ShapesTrainConfig.from_yaml(CONFIGS / "shapes_cpu_deep.yaml")
+    continued = ShapesTrainConfig.from_yaml(CONFIGS / "shapes_cpu_deep_continue.yaml")
+    assert continued.dit_steps == 24000 and dataclasses.replace(continued, dit_steps=deep.dit_steps) == deep
+    (tmp_path / "a.yaml").write_text("base: b.yaml\ndit_steps: 3\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(InputError, match="loops back"):
+        ShapesTrainConfig.from_yaml(tmp_path / "a.yaml")
+    (tmp_path / "d.yaml").write_text("dit_steps: 3\n")
+    (tmp_path / "c.yaml").write_text("base: d.yaml\nnot_a_key: 1\n")
+    with pytest.raises(InputError, match="unknown training keys"):
+        ShapesTrainConfig.from_yaml(tmp_path / "c.yaml")

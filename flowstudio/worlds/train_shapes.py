@@ -161,11 +161,23 @@ class ShapesTrainConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> ShapesTrainConfig:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        """The fields of a YAML recipe; ``base: OTHER.yaml`` (beside it) supplies the keys it leaves out."""
+        data = _recipe(Path(path))
         unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise InputError(f"{path}: unknown training keys {unknown}")
         return cls(**{**data, **overrides})
+
+
+def _recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe's keys over those of its ``base`` chain (a recipe that varies another by a key or two)."""
+    if path.resolve() in seen:
+        raise InputError(f"{path}: its base chain loops back to itself")
+    data = yaml.safe_load(path.read_text()) or {}
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    return {**_recipe(path.parent / base, (*seen, path.resolve())), **data}
 
 
 # -- helpers ------------------------------------------------------------------------------------
