@@ -112,6 +112,9 @@ def train_command(
     except FlowstudioError as error:
         _fail(error)
         return
+    from flowstudio.train import end_distributed
+
+    end_distributed()  # under `accelerate launch`: a clean exit for every rank
     last = records[-1] if records else {}
     typer.echo(f"trained to step {int(last.get('step', 0))}, last loss {last.get('total', float('nan')):.4f}")
 

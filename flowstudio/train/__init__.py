@@ -19,6 +19,7 @@ from flowstudio.train.loop import (
     TrainerConfig,
     constant,
     cosine_tail,
+    end_distributed,
     loss_step,
     resolve_mixed_precision,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "batch_stream",
     "constant",
     "cosine_tail",
+    "end_distributed",
     "image_grid",
     "loss_step",
     "resolve_mixed_precision",

@@ -217,6 +217,18 @@ class StepContext:
 StepFn = Callable[[StepContext, list[Any]], Mapping[str, torch.Tensor]]
 
 
+def end_distributed() -> None:
+    """Tear down the process group a launcher made, once, when a process's training is over.
+
+    Without it gloo's worker threads are still alive at interpreter exit and a rank can abort with
+    "terminate called without an active exception" after a run that finished. Not done per
+    :class:`Trainer`: one process may run several trainers (the toy model's VAE, then DiT stages).
+    A no-op when no process group exists (one process)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # no rank leaves while another still sends
+        torch.distributed.destroy_process_group()
+
+
 def loss_step(loss_fn: LossFn, part: str = "model", loss_key: str = "loss") -> StepFn:
     """The step of a one-model run: one accumulated update of ``part`` with ``loss_fn``."""
     return lambda ctx, batches: ctx.accumulate(part, batches, loss_fn, loss_key)

@@ -44,7 +44,7 @@ from flowstudio.avatar.training.losses import (
 from flowstudio.avatar.training.mouth_sync import SCORERS, MouthReaderSync
 from flowstudio.core.flow import x0_from_velocity
 from flowstudio.errors import InputError
-from flowstudio.train import Part, StepFolders, Trainer, TrainerConfig, cosine_tail
+from flowstudio.train import Part, StepFolders, Trainer, TrainerConfig, cosine_tail, end_distributed
 
 logger = logging.getLogger(__name__)
 
@@ -393,3 +393,4 @@ if __name__ == "__main__":  # accelerate launch -m flowstudio.avatar.training.tr
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     train_from_yaml(args.config, resume=not args.no_resume)
+    end_distributed()
