@@ -1,0 +1,97 @@
+"""The conditioning a data-free DMD student trains on: prompt states, and first-frame latents for TI2V rows.
+
+DMD's generator never sees real videos (only the GAN term would): it needs prompts, and for
+image-to-video rows a first frame. A :class:`PromptBank` is encoded once with the teacher's own text
+encoder and VAE and stored in the run folder (``prompt_bank.pt``), so a resumed run reads the same bank.
+
+Sources: ``shapeworld`` (the toy world's captions and first frames, from a seed stream no evaluation
+uses) or a text file of prompts, one per line (text-to-video only: no first frames).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flowstudio.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+SHAPEWORLD = "shapeworld"
+# toy_quality.py's held-out prompts come from seed 10000; the distillation bank's stream is its own
+BANK_STREAM = 7_000_001
+
+
+@dataclass
+class PromptBank:
+    """``embeds`` ``(N, L, D)`` prompt states; ``negative`` ``(1, L, D)`` the CFG branch's states;
+    ``first_frames`` ``(N, C, 1, h, w)`` normalised latents of each prompt's first frame, or ``None``."""
+
+    prompts: list[str]
+    embeds: torch.Tensor
+    negative: torch.Tensor
+    first_frames: torch.Tensor | None
+
+    def save(self, path: Path) -> None:
+        from flowstudio.train import atomic_save
+
+        atomic_save(self.__dict__, path)
+
+    @classmethod
+    def load(cls, path: Path) -> PromptBank:
+        return cls(**torch.load(path, weights_only=False))
+
+
+def read_prompt_file(path: Path) -> list[str]:
+    """Non-empty lines of a UTF-8 text file; a clear error when there are none."""
+    if not path.is_file():
+        raise InputError(
+            f"prompt file {path} does not exist; give one prompt per line, or use '{SHAPEWORLD}'"
+        )
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not prompts:
+        raise InputError(f"prompt file {path} has no prompts; write one prompt per line")
+    return prompts
+
+
+def shapeworld_prompts(count: int, seed: int, num_frames: int, height: int, width: int):
+    """``count`` ShapeWorld captions with their clips' first frames (uint8 ``(H, W, 3)``)."""
+    from flowstudio.worlds.captions import caption
+    from flowstudio.worlds.shapes import random_spec, render_clip
+
+    prompts, frames = [], []
+    for i in range(count):
+        rng = np.random.default_rng([BANK_STREAM, seed, i])
+        spec = random_spec(rng)
+        prompts.append(caption(spec, rng))
+        frames.append(render_clip(spec, num_frames, height, width)[0])
+    return prompts, frames
+
+
+@torch.no_grad()
+def build_prompt_bank(
+    pipeline,
+    source: str,
+    count: int,
+    seed: int,
+    num_frames: int,
+    height: int,
+    width: int,
+    negative_prompt: str = "",
+) -> PromptBank:
+    """Encode the prompts (and first frames) of ``source`` with the teacher's encoders (on CPU)."""
+    if source == SHAPEWORLD:
+        prompts, frames = shapeworld_prompts(count, seed, num_frames, height, width)
+    else:
+        prompts, frames = read_prompt_file(Path(source))[:count], None
+    logger.info("encoding %d prompts%s", len(prompts), " and first frames" if frames else "")
+    embeds = torch.cat([pipeline.encode_prompt(p).float().cpu() for p in prompts])
+    first = None
+    if frames is not None:
+        first = torch.cat([pipeline.encode_video(f[None]).float().cpu() for f in frames])
+    negative = pipeline.encode_prompt(negative_prompt).float().cpu()
+    return PromptBank(prompts, embeds, negative, first)

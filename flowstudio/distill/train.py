@@ -1,0 +1,441 @@
+"""DMD2 on the one trainer: ``flowstudio distill``.
+
+Three copies of the teacher's transformer:
+
+* the **teacher**, frozen, queried with classifier-free guidance (the velocity form
+  ``v_u + s (v_c - v_u)``, :func:`flowstudio.distill.dmd.cfg_x0`);
+* the **student** (part ``generator``), initialised from the teacher, full fine-tuning, with an EMA copy
+  (:class:`StudentWithEMA`) that is what gets exported;
+* the **fake-score critic** (part ``critic``), initialised from the teacher and trained with flow
+  matching on detached student samples, ``critic_steps`` updates per generator update (DMD2's
+  two-time-scale rule, default 5).
+
+One optimisation step of :class:`~flowstudio.train.Trainer` is ``critic_steps`` critic updates, then one
+generator update (:func:`dmd_step`). Every random draw of step ``k`` (prompts, noises, levels, which
+student step a row trains) comes from the batch function of ``k``, so a resumed run is bit-identical.
+TI2V rows (``i2v_prob``) pin the clean first-frame latent at every model input and leave latent frame 0
+out of every loss.
+
+Not here yet (issue 17): the DMD2 GAN term, LoRA students, the pair-dataset pipeline.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from flowstudio.denoiser import WanDenoiser
+from flowstudio.distill import dmd
+from flowstudio.distill.prompts import SHAPEWORLD, PromptBank, build_prompt_bank
+from flowstudio.errors import InputError
+from flowstudio.train import Budget, LatestFile, Part, StepContext, Trainer, TrainerConfig, constant
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """A DMD2 run (YAML keys of ``flowstudio distill --config``)."""
+
+    teacher: str  # a diffusers-format model folder (flowstudio/assets/toy-shapes, Wan2.2-TI2V-5B-Diffusers)
+    student_steps: int = 4
+    guidance_scale: float = 5.0  # the teacher's CFG scale
+    shift: float | None = (
+        None  # flow shift of the student's levels and of the loss levels; None: the teacher's
+    )
+    critic_steps: int = 5  # critic updates per generator update
+    steps: int = 1000  # generator updates
+    batch: int = 2
+    lr: float = 2e-5  # generator
+    critic_lr: float = 2e-5
+    ema_decay: float = 0.99  # 0: no EMA (the student itself is exported)
+    grad_clip: float = 1.0
+    sigma_low: float = 0.02  # distribution-matching / critic levels: uniform in [low, high], then shifted
+    sigma_high: float = 0.98
+    i2v_prob: float = 0.5  # rows conditioned on a first frame (needs a source with frames)
+    prompts: str = SHAPEWORLD  # or a text file, one prompt per line
+    num_prompts: int = 512
+    negative_prompt: str = ""
+    num_frames: int = 17
+    height: int = 128
+    width: int = 128
+    seed: int = 0
+    checkpoint_every: int = 50
+    log_every: int = 10
+    mixed_precision: str = "auto"
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept in the run's config.json
+
+    def __post_init__(self) -> None:
+        if self.student_steps < 1:
+            raise InputError(f"student_steps must be >= 1, got {self.student_steps}")
+        if self.critic_steps < 1:
+            raise InputError(f"critic_steps must be >= 1, got {self.critic_steps}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise InputError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0.0 < self.sigma_low < self.sigma_high < 1.0:
+            raise InputError(f"need 0 < sigma_low < sigma_high < 1, got {self.sigma_low}, {self.sigma_high}")
+        if not 0.0 <= self.i2v_prob <= 1.0:
+            raise InputError(f"i2v_prob must be in [0, 1], got {self.i2v_prob}")
+        if self.i2v_prob > 0 and self.prompts != SHAPEWORLD:
+            raise InputError("i2v_prob > 0 needs first frames: use prompts: shapeworld, or set i2v_prob: 0")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> DistillConfig:
+        import yaml
+
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise InputError(
+                f"{path}: unknown keys {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}"
+            )
+        return cls(**data)
+
+
+class StudentWithEMA(torch.nn.Module):
+    """The student and its exponential moving average in one module, so the trainer checkpoints both.
+
+    ``forward`` is the student's; the optimizer holds only ``student``'s parameters and the EMA's
+    never require gradients (DDP ignores them)."""
+
+    def __init__(self, student: torch.nn.Module, decay: float) -> None:
+        super().__init__()
+        self.student = student
+        self.decay = decay
+        self.ema = copy.deepcopy(student).requires_grad_(False) if decay > 0 else None
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.student(*args, **kwargs)
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        if self.ema is None:
+            return
+        for mine, averaged in zip(self.student.parameters(), self.ema.parameters(), strict=True):
+            averaged.lerp_(mine.detach().to(averaged.dtype), 1.0 - self.decay)
+
+    def exported(self) -> torch.nn.Module:
+        """The weights a user gets: the EMA when there is one."""
+        return self.ema if self.ema is not None else self.student
+
+
+@dataclass
+class DistillBatch:
+    """Every draw of one step (a pure function of the step)."""
+
+    rows: torch.Tensor  # (B,) prompt-bank indices
+    i2v: torch.Tensor  # (B,) bool
+    stop: torch.Tensor  # (B,) which student level the generator trains at
+    noise: torch.Tensor  # (B, C, T, H, W) the student's starting noise
+    loss_sigma: torch.Tensor  # (B,) distribution-matching level
+    loss_noise: torch.Tensor
+    critic: list[dict[str, torch.Tensor]]  # per critic update: stop, noise, sigma, loss noise
+    seed: int  # backward simulation's re-noising stream
+
+
+class DMDObjective:
+    """The losses of one step, given the teacher, the bank and the parts' bare modules."""
+
+    def __init__(
+        self,
+        config: DistillConfig,
+        teacher: torch.nn.Module,
+        student: StudentWithEMA,
+        critic: torch.nn.Module,
+        bank: PromptBank,
+        shift: float,
+        device: torch.device,
+        expand_timesteps: bool = False,
+    ) -> None:
+        self.config, self.bank, self.shift, self.device = config, bank, shift, device
+        self.teacher = WanDenoiser(teacher, expand_timesteps=expand_timesteps)
+        self.student, self.critic = student, critic
+        self.expand = expand_timesteps
+        self.sigmas = dmd.student_sigmas(config.student_steps, shift)
+
+    # -- conditioning -------------------------------------------------------------------------
+    def _text(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.bank.embeds[rows].to(self.device)
+
+    def _mask(self, batch: DistillBatch, shape: tuple[int, ...]) -> torch.Tensor:
+        """``(B, 1, T, H, W)``: 0 on latent frame 0 of I2V rows, 1 elsewhere."""
+        mask = torch.ones(shape[0], 1, *shape[2:], device=self.device)
+        mask[batch.i2v.to(self.device), :, 0] = 0.0
+        return mask
+
+    def _pin(self, batch: DistillBatch, mask: torch.Tensor):
+        if not bool(batch.i2v.any()):
+            return lambda z: z
+        first = self.bank.first_frames[batch.rows].to(self.device)
+
+        def pin(z: torch.Tensor) -> torch.Tensor:
+            cond = torch.zeros_like(z)
+            cond[:, :, :1] = first.to(z.dtype)
+            return torch.where(mask.bool(), z, cond)
+
+        return pin
+
+    def _velocity(self, denoiser: WanDenoiser, x, sigma, text, mask) -> torch.Tensor:
+        timestep = denoiser.row_timesteps(sigma, mask if (self.expand or not bool(mask.all())) else None)
+        return denoiser.forward_rows(x, timestep, text, {})
+
+    def _x0(self, denoiser: WanDenoiser, x, sigma, text, mask) -> torch.Tensor:
+        v = self._velocity(denoiser, x, sigma, text, mask)
+        return x - dmd._rows(sigma, x) * v
+
+    # -- the student's samples -----------------------------------------------------------------
+    def student_inputs(self, batch: DistillBatch, stop: torch.Tensor, noise: torch.Tensor, mask, pin):
+        """Backward simulation with the current student (no gradients) to each row's level
+        (:func:`flowstudio.distill.dmd.backward_simulate`); returns the inputs and their levels."""
+        student = WanDenoiser(self.student.student)
+        text = self._text(batch.rows)
+
+        def x0_fn(x: torch.Tensor, sigma: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            return self._x0(student, x, sigma, text[rows], mask[rows])
+
+        generator = torch.Generator().manual_seed(batch.seed)
+        x = dmd.backward_simulate(x0_fn, noise, self.sigmas, stop, generator, pin)
+        return x, self.sigmas.to(torch.float32)[stop].to(self.device)
+
+    # -- losses ------------------------------------------------------------------------------
+    def generator_loss(self, module: torch.nn.Module, batch: DistillBatch) -> dict[str, torch.Tensor]:
+        noise = batch.noise.to(self.device)
+        mask = self._mask(batch, tuple(noise.shape))
+        pin = self._pin(batch, mask)
+        text = self._text(batch.rows)
+        x_in, level = self.student_inputs(batch, batch.stop, noise, mask, pin)
+        student = WanDenoiser(self.student.student, forward_module=module)
+        x = pin(self._x0(student, x_in, level, text, mask))  # with gradients: the student's sample
+        sigma = batch.loss_sigma.to(self.device)
+        x_t = pin(dmd.noised(x.detach(), batch.loss_noise.to(self.device), sigma))
+        with torch.no_grad():
+            both = torch.cat([text, self.bank.negative.to(self.device).expand_as(text)])
+            v = self._velocity(
+                self.teacher, torch.cat([x_t, x_t]), torch.cat([sigma, sigma]), both, torch.cat([mask, mask])
+            )
+            v_cond, v_uncond = v.chunk(2)
+            x0_real = dmd.cfg_x0(x_t, sigma, v_cond, v_uncond, self.config.guidance_scale)
+            x0_fake = self._x0(WanDenoiser(self.critic), x_t, sigma, text, mask)
+        grad = dmd.dm_gradient(x, x0_real, x0_fake, mask)
+        loss = dmd.dmd_loss(x, grad, mask)
+        return {"loss": loss, "dm_grad": grad.abs().mean()}
+
+    def critic_loss(self, module: torch.nn.Module, batch: DistillBatch, k: int) -> torch.Tensor:
+        draw = batch.critic[k]
+        noise = draw["noise"].to(self.device)
+        mask = self._mask(batch, tuple(noise.shape))
+        pin = self._pin(batch, mask)
+        text = self._text(batch.rows)
+        x_in, level = self.student_inputs(batch, draw["stop"], noise, mask, pin)
+        with torch.no_grad():
+            x0 = pin(self._x0(WanDenoiser(self.student.student), x_in, level, text, mask))
+        sigma, eps = draw["sigma"].to(self.device), draw["loss_noise"].to(self.device)
+        x_t = pin(dmd.noised(x0, eps, sigma))
+        v = self._velocity(WanDenoiser(self.critic, forward_module=module), x_t, sigma, text, mask)
+        return dmd.flow_matching_loss(v, x0, eps, mask)
+
+
+def make_batch_fn(config: DistillConfig, bank: PromptBank, latent_shape: tuple[int, ...], shift: float):
+    """The batch of step ``k``: a pure function of ``(config.seed, k)``."""
+    shape = (config.batch, *latent_shape[1:])
+    with_frames = bank.first_frames is not None
+
+    def make_batch(step: int) -> DistillBatch:
+        g = torch.Generator().manual_seed(
+            int(np.random.SeedSequence([config.seed, 17, step]).generate_state(1)[0])
+        )
+        rows = torch.randint(0, len(bank.prompts), (config.batch,), generator=g)
+        i2v = torch.rand(config.batch, generator=g) < (config.i2v_prob if with_frames else 0.0)
+
+        def draw() -> dict[str, torch.Tensor]:
+            return {
+                "stop": torch.randint(0, config.student_steps, (config.batch,), generator=g),
+                "noise": torch.randn(shape, generator=g),
+                "sigma": dmd.sample_sigmas(config.batch, g, shift, config.sigma_low, config.sigma_high),
+                "loss_noise": torch.randn(shape, generator=g),
+            }
+
+        main = draw()
+        return DistillBatch(
+            rows=rows,
+            i2v=i2v,
+            stop=main["stop"],
+            noise=main["noise"],
+            loss_sigma=main["sigma"],
+            loss_noise=main["loss_noise"],
+            critic=[draw() for _ in range(config.critic_steps)],
+            seed=int(torch.randint(0, 2**62, (1,), generator=g)),
+        )
+
+    return make_batch
+
+
+def dmd_step(objective: DMDObjective, critic_steps: int):
+    """``critic_steps`` critic updates, then one generator update and the EMA."""
+
+    def step(ctx: StepContext, batches: list[DistillBatch]) -> dict[str, torch.Tensor]:
+        critic = {}
+        for k in range(critic_steps):
+            critic = ctx.accumulate("critic", batches, lambda m, b, k=k: objective.critic_loss(m, b, k))
+        terms = ctx.accumulate("generator", batches, objective.generator_loss)
+        objective.student.update_ema()
+        return {"generator": terms["loss"], "critic": critic["loss"], "dm_grad": terms["dm_grad"]}
+
+    return step
+
+
+@dataclass
+class DistillResult:
+    out: Path
+    finished: bool
+    step: int
+    history: dict[str, list[float]]
+
+
+@dataclass
+class DistillRun:
+    """A prepared run: what :func:`distill` fits (tests drive single updates through it)."""
+
+    config: DistillConfig
+    out: Path
+    trainer: Trainer
+    objective: DMDObjective
+    make_batch: Any
+    shift: float
+    stored_dtype: torch.dtype
+
+    def step_fn(self):
+        return dmd_step(self.objective, self.config.critic_steps)
+
+
+def prepare(
+    config: DistillConfig, out: str | Path, *, device: str | None = None, progress: bool = True
+) -> DistillRun:
+    """Load the teacher, build (or read) the prompt bank, make the student, its EMA and the critic."""
+    from flowstudio.pipeline import WanVideoPipeline
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_same_run(out, config)
+    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    pipeline = WanVideoPipeline.from_pretrained(config.teacher, device="cpu")
+    pipeline.check_inputs(num_frames=config.num_frames, height=config.height, width=config.width, steps=1)
+    shift = config.shift if config.shift is not None else teacher_shift(Path(config.teacher))
+    bank_path = out / "prompt_bank.pt"
+    if bank_path.exists():
+        bank = PromptBank.load(bank_path)
+    else:
+        bank = build_prompt_bank(
+            pipeline,
+            config.prompts,
+            config.num_prompts,
+            config.seed,
+            config.num_frames,
+            config.height,
+            config.width,
+            config.negative_prompt,
+        )
+        bank.save(bank_path)
+    stored_dtype = pipeline.components.transformer.dtype
+    base = pipeline.components.transformer.float().requires_grad_(False).eval()
+    student = StudentWithEMA(copy.deepcopy(base).requires_grad_(True).train(), config.ema_decay)
+    critic = copy.deepcopy(base).requires_grad_(True).train()
+    teacher = base.to(target)
+    if target.type == "cuda":
+        # the frozen teacher computes in bf16 on a GPU (less memory beside the trained float32 copies),
+        # loaded by diffusers so that its float32-only modules stay float32
+        teacher = type(base).from_pretrained(Path(config.teacher) / "transformer", torch_dtype=torch.bfloat16)
+        teacher = teacher.requires_grad_(False).eval().to(target)
+    parts = {
+        "generator": Part(
+            student, torch.optim.AdamW(student.student.parameters(), lr=config.lr), constant(config.lr)
+        ),
+        "critic": Part(
+            critic, torch.optim.AdamW(critic.parameters(), lr=config.critic_lr), constant(config.critic_lr)
+        ),
+    }
+    settings = TrainerConfig(
+        name="distill",
+        steps=config.steps,
+        grad_clip=config.grad_clip,
+        mixed_precision=config.mixed_precision,
+        checkpoint_every=config.checkpoint_every,
+        log_every=config.log_every,
+        progress=progress,
+        logdir=out / "tensorboard",
+    )
+    trainer = Trainer(settings, parts, cpu=target.type == "cpu")
+    objective = DMDObjective(
+        config,
+        teacher,
+        student,
+        critic,
+        bank,
+        shift,
+        trainer.device,
+        expand_timesteps=bool(pipeline.components.model_index.get("expand_timesteps", False)),
+    )
+    latent_shape = pipeline.latent_shape(config.num_frames, config.height, config.width)
+    make_batch = make_batch_fn(config, bank, latent_shape, shift)
+    return DistillRun(config, out, trainer, objective, make_batch, shift, stored_dtype)
+
+
+def distill(
+    config: DistillConfig,
+    out: str | Path,
+    *,
+    device: str | None = None,
+    budget: Budget | None = None,
+    progress: bool = True,
+) -> DistillResult:
+    """Train (or resume) a DMD2 student of ``config.teacher`` into ``out``; export it when finished
+    (``out/student``, a diffusers folder: :mod:`flowstudio.distill.export`)."""
+    run = prepare(config, out, device=device, progress=progress)
+    result = run.trainer.fit(run.step_fn(), run.make_batch, LatestFile(run.out / "state.pt"), budget=budget)
+    (run.out / "history.json").write_text(json.dumps(result.history))
+    if result.finished and run.trainer.is_main_process:
+        from flowstudio.distill.export import export_student
+
+        export_student(
+            Path(config.teacher),
+            run.objective.student.exported(),
+            run.out / "student",
+            config.student_steps,
+            run.shift,
+            run.stored_dtype,
+        )
+    return DistillResult(run.out, result.finished, result.step, result.history)
+
+
+def teacher_shift(model_dir: Path) -> float:
+    """The flow shift of the teacher's own scheduler config (5.0 when it names none)."""
+    path = model_dir / "scheduler" / "scheduler_config.json"
+    if not path.is_file():
+        raise InputError(
+            f"{model_dir} has no scheduler/scheduler_config.json; is it a diffusers model folder?"
+        )
+    data = json.loads(path.read_text())
+    return float(data.get("flow_shift", data.get("shift", 5.0)))
+
+
+def _check_same_run(out: Path, config: DistillConfig) -> None:
+    """A run folder belongs to one config: resuming with other settings would mix two runs."""
+    path = out / "config.json"
+    mine = json.loads(json.dumps(asdict(config)))
+    if path.exists():
+        stored = json.loads(path.read_text())
+        changed = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k) and k != "steps")
+        if changed:
+            raise InputError(
+                f"{out} holds a run with other settings ({', '.join(changed)}); use a new folder, "
+                "or the same config (only `steps` may change, to train on)"
+            )
+    path.write_text(json.dumps(mine, indent=2))
