@@ -18,6 +18,7 @@ from flowstudio.avatar.cli import avatar_app
 from flowstudio.bench.cli import bench_app
 from flowstudio.board.cli import board_app
 from flowstudio.checks import markup_safe
+from flowstudio.distill.cli import distill_command
 from flowstudio.edit.cli import edit_command, estimate_memory_command
 from flowstudio.jobs.errors import cli_errors
 from flowstudio.serve.cli import serve_command
@@ -38,6 +39,7 @@ app.add_typer(avatar_app, name="avatar")
 app.add_typer(bench_app, name="bench")
 app.add_typer(board_app, name="board")
 app.command("edit")(edit_command)
+app.command("distill")(distill_command)
 app.command("edit-memory")(estimate_memory_command)
 app.command("serve")(serve_command)
 app.command("studio")(studio_command)
@@ -51,6 +53,7 @@ class SolverName(StrEnum):
     unipc = "unipc"
     rf_solver = "rf-solver"
     fireflow = "fireflow"
+    dmd = "dmd"
 
 
 class TimestepMode(StrEnum):
@@ -126,10 +129,16 @@ def generate(
     frames: int = typer.Option(17, "--frames", help="Number of frames, 4k+1."),
     height: int = typer.Option(128, help="Height in pixels, a multiple of 32."),
     width: int = typer.Option(128, help="Width in pixels, a multiple of 32."),
-    steps: int = typer.Option(30, help="Denoising steps."),
-    guidance: float = typer.Option(5.0, help="Classifier-free guidance scale (1 disables it)."),
-    shift: float = typer.Option(5.0, help="Flow shift of the sigma schedule."),
-    solver: SolverName = typer.Option(SolverName.unipc, help="ODE solver."),
+    steps: int | None = typer.Option(None, help="Denoising steps [default: 30; a DMD student's own]."),
+    guidance: float | None = typer.Option(
+        None, help="Classifier-free guidance scale, 1 disables it [default: 5; a DMD student's own]."
+    ),
+    shift: float | None = typer.Option(
+        None, help="Flow shift of the sigma schedule [default: 5; a DMD student's own]."
+    ),
+    solver: SolverName | None = typer.Option(
+        None, help="Sampler [default: unipc; dmd for a DMD student (a folder with distill.json)]."
+    ),
     timesteps: TimestepMode = typer.Option(
         TimestepMode.auto,
         help="Model timesteps: integer floor(1000 sigma) as stock diffusers WanPipeline, float 1000 sigma; "
@@ -153,16 +162,20 @@ def generate(
     from flowstudio.jobs.progress import console_progress
 
     with cli_errors():
+        chosen = {
+            "steps": steps,
+            "guidance_scale": guidance,
+            "shift": shift,
+            "solver": solver and solver.value,
+        }
         request = GenerateRequest(
             prompt=prompt,
             negative_prompt=negative_prompt,
             num_frames=frames,
             height=height,
             width=width,
-            steps=steps,
-            guidance_scale=guidance,
-            shift=shift,
-            solver=solver.value,
+            # left out when not given, so that a student's distill.json can supply them
+            **{k: v for k, v in chosen.items() if v is not None},
             timesteps=timesteps.value,
             seed=seed,
             image=image,
@@ -175,9 +188,10 @@ def generate(
         )
         with console_progress() as progress:
             result = run(request, progress=progress)
+    used = result.settings
     console.print(
-        f"wrote {markup_safe(result.files['video'])} ({frames} frames {height}x{width}, {steps} steps, "
-        f"{solver.value}) and {markup_safe(result.files['record'])}"
+        f"wrote {markup_safe(result.files['video'])} ({frames} frames {height}x{width}, {used['steps']} "
+        f"steps, {used['solver']}) and {markup_safe(result.files['record'])}"
     )
 
 

@@ -22,6 +22,7 @@ import torch
 
 from flowstudio.core.flow import flow_sigmas
 from flowstudio.core.solvers import make_solver
+from flowstudio.core.stochastic import StochasticSolver, student_grid
 from flowstudio.core.ti2v import first_frame_mask
 from flowstudio.denoiser import Conditioning, WanDenoiser
 from flowstudio.errors import InputError
@@ -364,8 +365,9 @@ class WanVideoPipeline:
             integer_timesteps=s.integer_timesteps,
         )
         # 3. prepare latents (seeded on CPU so that CPU and GPU runs start from the same noise)
-        noise = torch.randn(shape, generator=torch.Generator().manual_seed(s.seed)).to(self.device)
-        # 4. solve
+        generator = torch.Generator().manual_seed(s.seed)
+        noise = torch.randn(shape, generator=generator).to(self.device)
+        # 4. solve; a DMD student's sampler re-noises from the same generator, as stock WanPipeline does
         state = self.solve(
             noise,
             cond,
@@ -374,6 +376,7 @@ class WanVideoPipeline:
             solver=s.solver,
             controllers=controllers,
             progress=progress,
+            generator=generator,
         )
         # 5. decode
         frames = self.decode_latents(state.x)
@@ -397,14 +400,22 @@ class WanVideoPipeline:
         direction: Direction = "denoise",
         controllers: Sequence[Controller] = (),
         progress: bool = False,
+        generator: torch.Generator | None = None,
     ) -> LoopState:
-        """Run the one loop on the shifted flow grid: denoise noise -> latents, or invert latents -> noise."""
+        """Run the one loop on the shifted flow grid: denoise noise -> latents, or invert latents -> noise.
+
+        ``solver="dmd"`` (a distilled student, :mod:`flowstudio.core.stochastic`) walks the student's own
+        levels and draws its fresh noise from ``generator``."""
         pin = None if cond.first_frame is None else FirstFramePin(condition=cond.first_frame, mask=cond.mask)
+        if solver == StochasticSolver.name:
+            sigmas, stepper = student_grid(steps, shift), StochasticSolver(generator)
+        else:
+            sigmas, stepper = flow_sigmas(steps, shift), make_solver(solver)
         return run_loop(
             self.denoiser.bind(cond),
             x,
-            flow_sigmas(steps, shift),
-            make_solver(solver),
+            sigmas,
+            stepper,
             direction=direction,
             controllers=controllers,
             pin=pin,

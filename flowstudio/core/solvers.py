@@ -406,5 +406,7 @@ def make_solver(name: str, **options) -> Solver:
         raise ValueError(f"unknown solver {name!r}; choose one of {sorted(SOLVERS)}") from None
 
 
-# Second-order midpoint solvers (RF-Solver, FireFlow) live in their own file and register themselves.
+# Second-order midpoint solvers (RF-Solver, FireFlow) and the DMD students' stochastic sampler live in
+# their own files and register themselves.
 import flowstudio.core.midpoint  # noqa: E402, F401
+import flowstudio.core.stochastic  # noqa: E402, F401

@@ -28,40 +28,22 @@ from collections.abc import Callable
 import torch
 
 from flowstudio.core.flow import add_noise, classifier_free_guidance, shift_sigmas
+from flowstudio.core.stochastic import student_scheduler, student_sigmas
+
+__all__ = [
+    "backward_simulate",
+    "cfg_x0",
+    "dm_gradient",
+    "dmd_loss",
+    "flow_matching_loss",
+    "noised",
+    "renoise",
+    "sample_sigmas",
+    "student_scheduler",
+    "student_sigmas",
+]
 
 X0Fn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (x_sigma, sigma, rows) -> x0
-
-
-def student_scheduler(steps: int, shift: float):
-    """diffusers' stochastic flow-matching Euler scheduler of a ``steps``-step student.
-
-    ``FlowMatchEulerDiscreteScheduler(shift=shift, shift_terminal=shift_sigmas(1 / steps),
-    stochastic_sampling=True)`` with ``steps`` set: its ``sigmas[:-1]`` are the student's noise levels,
-    its ``step`` the student's sampler, and the exported student's ``scheduler/`` folder holds this
-    config, so stock ``WanPipeline(num_inference_steps=steps)`` samples exactly as training did.
-
-    Why ``shift_terminal``: without it the scheduler's last level for 4 steps at shift 5 is 0.024 (a step
-    spent on an almost clean input). Stretched to end at the warped uniform level ``shift(1 / steps)``
-    (0.625 for 4 steps at shift 5, as Self-Forcing's warped list [1000, 937.5, 833, 625] ends), the list
-    is 1, 0.965, 0.891, 0.625; for 8 steps it ends at 0.417."""
-    from diffusers import FlowMatchEulerDiscreteScheduler
-
-    if steps < 1:
-        raise ValueError(f"a student needs at least 1 step, got {steps}")
-    terminal = None
-    if steps > 1:
-        terminal = float(shift_sigmas(torch.tensor(1.0 / steps, dtype=torch.float64), shift))
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        shift=shift, shift_terminal=terminal, stochastic_sampling=True
-    )
-    scheduler.set_timesteps(steps)
-    return scheduler
-
-
-def student_sigmas(steps: int, shift: float) -> torch.Tensor:
-    """The ``steps`` noise levels the student denoises from, descending from 1, warped by the flow shift,
-    float64: :func:`student_scheduler`'s, so training and diffusers' inference use one list."""
-    return student_scheduler(steps, shift).sigmas[:-1].double()
 
 
 def renoise(x0: torch.Tensor, noise: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:

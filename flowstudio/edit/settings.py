@@ -95,6 +95,11 @@ class EditSettings:
             value = getattr(self, name)
             if value is not None and value not in SOLVERS:
                 raise InputError(f"unknown {name} {value!r}; choose one of {', '.join(sorted(SOLVERS))}")
+            if value == "dmd":
+                raise InputError(
+                    f"{name} 'dmd' (a distilled student's stochastic sampler) cannot edit: inversion and "
+                    "regeneration need a deterministic solver; use euler, unipc, dpm++2m, rf-solver, fireflow"
+                )
         check_int("steps", self.steps, minimum=1)
         check_number("shift", self.shift, positive=True, what="; the flow shift of the schedule, 5 is usual")
         for name in ("source_guidance", "target_guidance"):

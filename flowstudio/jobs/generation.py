@@ -32,6 +32,32 @@ def generation_settings(request: GenerateRequest) -> Any:
     )
 
 
+# GenerateRequest field -> key of an exported DMD student's distill.json
+_STUDENT_FIELDS = {
+    "steps": "steps",
+    "guidance_scale": "guidance_scale",
+    "shift": "shift",
+    "solver": "sampler",
+}
+
+
+def with_student_defaults(request: GenerateRequest, model_dir: Path | None) -> GenerateRequest:
+    """A distilled student (a folder with ``distill.json``, :mod:`flowstudio.distill.export`) samples
+    with its own steps, guidance, shift and the ``dmd`` sampler: those fields the request left unset
+    take the student's values; fields the caller set are kept as given."""
+    from flowstudio.distill.export import student_settings
+
+    student = student_settings(model_dir) if model_dir is not None else None
+    if student is None:
+        return request
+    update = {
+        f: student[k]
+        for f, k in _STUDENT_FIELDS.items()
+        if f not in request.model_fields_set and k in student
+    }
+    return request.model_copy(update=update) if update else request
+
+
 def _load(request: GenerateRequest) -> Any:
     """Resolve the model folder, refuse a run the memory estimate says does not fit, then load."""
     import torch
@@ -64,16 +90,19 @@ def run_generate(
     request: GenerateRequest, model: Any = None, progress: ProgressFn | None = None
 ) -> JobResult:
     """Generate ``request``; ``model``: a loaded ``WanVideoPipeline`` (else ``request.model`` is loaded)."""
+    from flowstudio.models import resolve_model
     from flowstudio.pipeline import WanVideoPipeline
     from flowstudio.video import read_image
 
     start = time.perf_counter()
-    settings = generation_settings(request)
-    if request.out is not None:
-        check_output_paths(request.out, inputs=[request.image])
     if model is not None and not isinstance(model, WanVideoPipeline):
         request = request.model_copy(update={"model": Path(model)})
         model = None
+    folder = getattr(model.components, "path", None) if model is not None else resolve_model(request.model)
+    request = with_student_defaults(request, Path(folder) if folder is not None else None)
+    settings = generation_settings(request)
+    if request.out is not None:
+        check_output_paths(request.out, inputs=[request.image])
     pipe = model if model is not None else _load(request)
     loaded = time.perf_counter()
     first = read_image(request.image, size=(request.height, request.width)) if request.image else None

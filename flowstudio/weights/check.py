@@ -281,8 +281,13 @@ REQUIRED_LAYOUT: dict[str, ComponentSpec] = {
         "scheduler",
         "scheduler/scheduler_config.json",
         required_keys=("_class_name", "num_train_timesteps"),
-        # diffusers 0.42 adds three UniPC options that the 0.35 export did not write.
-        known_keys=_known("scheduler", "shift_terminal sigma_min sigma_max"),
+        # diffusers 0.42 adds three UniPC options that the 0.35 export did not write; the rest are
+        # FlowMatchEulerDiscreteScheduler's (the scheduler of an exported DMD student)
+        known_keys=_known(
+            "scheduler",
+            "shift_terminal sigma_min sigma_max shift base_shift max_shift base_image_seq_len "
+            "max_image_seq_len invert_sigmas stochastic_sampling",
+        ),
     ),
 }
 

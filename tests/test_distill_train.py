@@ -1,0 +1,249 @@
+"""DMD2 on the trainer (flowstudio.distill.train) with a tiny random checkpoint: which parameters each
+update moves, the TI2V first frame, resume, the run folder's guard and the export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from flowstudio.distill.train import DistillConfig, distill, prepare
+from flowstudio.errors import InputError
+from flowstudio.train import Budget, StepContext
+
+
+@pytest.fixture
+def tiny(tiny_checkpoint) -> Path:
+    return tiny_checkpoint  # read only: the teacher is copied, never written
+
+
+def _config(tiny: Path, **changes) -> DistillConfig:
+    settings = dict(
+        teacher=str(tiny),
+        student_steps=4,
+        steps=2,
+        batch=2,
+        critic_steps=2,
+        num_prompts=6,
+        num_frames=5,
+        height=32,
+        width=32,
+        checkpoint_every=1,
+        ema_decay=0.5,
+        i2v_prob=0.5,
+        lr=1e-3,
+        critic_lr=1e-3,
+    )
+    settings.update(changes)
+    return DistillConfig(**settings)
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[str]:
+    return {k for k, v in module.state_dict().items() if not torch.equal(v, before[k])}
+
+
+def test_a_critic_update_and_a_generator_update_move_exactly_their_own_weights(tiny, tmp_path):
+    run = prepare(_config(tiny), tmp_path / "run", progress=False)
+    objective = run.objective
+    teacher, student, critic = objective.teacher.transformer, objective.student, objective.critic
+    trained = {k for k, p in critic.named_parameters() if p.requires_grad}
+    before = {"teacher": _snapshot(teacher), "student": _snapshot(student), "critic": _snapshot(critic)}
+    ctx, batch = StepContext(run.trainer, 0), run.make_batch(0)
+
+    ctx.accumulate("critic", [batch], lambda m, b: objective.critic_loss(m, b, 0))
+    assert _changed(before["teacher"], teacher) == set() and _changed(before["student"], student) == set()
+    moved = _changed(before["critic"], critic)
+    assert moved and moved <= trained and len(moved) > 0.8 * len(trained)
+
+    after_critic = _snapshot(critic)
+    terms = ctx.accumulate("generator", [batch], objective.generator_loss)
+    assert torch.isfinite(terms["loss"]) and float(terms["dm_grad"]) > 0
+    assert _changed(before["teacher"], teacher) == set() and _changed(after_critic, critic) == set()
+    moved = _changed(before["student"], student)
+    assert moved and all(k.startswith("student.") for k in moved), "only the student, not its EMA"
+    assert len(moved) > 0.8 * len(trained)
+
+    student.update_ema()  # decay 0.5: halfway from the teacher's weights to the student's
+    for name, value in student.ema.state_dict().items():
+        torch.testing.assert_close(
+            value, 0.5 * (before["student"][f"ema.{name}"] + student.student.state_dict()[name])
+        )
+
+
+def test_image_to_video_rows_keep_the_clean_first_frame_at_every_level(tiny, tmp_path):
+    run = prepare(_config(tiny, i2v_prob=1.0), tmp_path / "run", progress=False)
+    objective, batch = run.objective, run.make_batch(0)
+    batch.stop[:] = 3  # three student steps of backward simulation
+    noise = batch.noise
+    mask = objective._mask(batch, tuple(noise.shape))
+    x, level = objective.student_inputs(batch, batch.stop, noise, mask, objective._pin(batch, mask))
+    first = objective.bank.first_frames[batch.rows]
+    torch.testing.assert_close(x[:, :, :1], first, rtol=0, atol=0)
+    assert not torch.equal(x[:, :, 1:], noise[:, :, 1:]), "the other frames were simulated"
+    torch.testing.assert_close(level, objective.sigmas.float()[3].expand(2))
+
+
+def test_a_run_stopped_and_resumed_equals_an_uninterrupted_run(tiny, tmp_path):
+    whole = distill(_config(tiny), tmp_path / "whole", progress=False)
+    first = distill(_config(tiny), tmp_path / "parts", budget=Budget(max_steps=1), progress=False)
+    assert not first.finished and first.step == 1
+    rest = distill(_config(tiny), tmp_path / "parts", progress=False)
+    assert rest.finished and rest.history == whole.history
+    one, two = (torch.load(p / "state.pt", weights_only=False)["models"] for p in (whole.out, rest.out))
+    for part in ("generator", "critic"):
+        for name, value in one[part].items():
+            assert torch.equal(value, two[part][name]), f"{part}.{name} differs after resume"
+
+
+def test_a_run_folder_refuses_other_settings(tiny, tmp_path):
+    distill(_config(tiny, steps=1), tmp_path / "run", progress=False)
+    distill(_config(tiny, steps=2), tmp_path / "run", progress=False)  # training on: allowed
+    with pytest.raises(InputError, match="other settings.*guidance_scale"):
+        distill(_config(tiny, steps=2, guidance_scale=3.0), tmp_path / "run", progress=False)
+
+
+def test_bad_settings_are_refused_with_what_to_do(tiny, tmp_path):
+    with pytest.raises(InputError, match="first frames"):
+        _config(tiny, prompts=str(tmp_path / "p.txt"))
+    with pytest.raises(InputError, match="critic_steps"):
+        _config(tiny, critic_steps=0)
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    with pytest.raises(InputError, match="no prompts"):
+        distill(
+            _config(tiny, prompts=str(tmp_path / "empty.txt"), i2v_prob=0.0), tmp_path / "run", progress=False
+        )
+    with pytest.raises(InputError, match="num_frames"):
+        distill(_config(tiny, num_frames=6), tmp_path / "run2", progress=False)
+
+
+def test_the_exported_student_runs_in_stock_wan_pipeline_as_in_flowstudio(tiny, tmp_path):
+    """The export is a diffusers folder: stock ``WanPipeline`` loads it with the student's stochastic
+    scheduler, and its samples equal flowstudio's ``dmd`` sampler on the same folder and seed."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
+
+    from flowstudio.distill.export import student_settings
+    from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
+
+    result = distill(_config(tiny, steps=1), tmp_path / "run", progress=False)
+    folder = result.out / "student"
+    settings = student_settings(folder)
+    assert settings == {"steps": 4, "guidance_scale": 1.0, "shift": 5.0, "sampler": "dmd"}
+    stock = WanPipeline.from_pretrained(folder)
+    assert (
+        isinstance(stock.scheduler, FlowMatchEulerDiscreteScheduler)
+        and stock.scheduler.config.stochastic_sampling
+    )
+    size = {"num_frames": 5, "height": 32, "width": 32}
+    # stock WanPipeline draws the re-noising from torch's global RNG (it does not pass its generator to
+    # scheduler.step); flowstudio continues the stream of the generator that drew the starting noise
+    continued = torch.Generator().manual_seed(3)
+    torch.randn((1, 48, 2, 2, 2), generator=continued)
+    with torch.random.fork_rng(devices=[]):
+        torch.set_rng_state(continued.get_state())
+        theirs = stock(
+            prompt="a red box",
+            negative_prompt="",
+            num_inference_steps=4,
+            guidance_scale=1.0,
+            generator=torch.Generator().manual_seed(3),
+            output_type="latent",
+            **size,
+        ).frames
+    ours = (
+        WanVideoPipeline.from_pretrained(folder)
+        .generate(
+            GenerationSettings(
+                prompt="a red box", steps=4, guidance_scale=1.0, shift=5.0, solver="dmd", seed=3, **size
+            ),
+            progress=False,
+        )
+        .latents
+    )
+    assert ours.shape == theirs.shape and (ours - theirs).abs().max().item() < 1e-5
+    # the exported weights are the EMA's, not the last student's
+    state = torch.load(result.out / "state.pt", weights_only=False)["models"]["generator"]
+    exported = stock.transformer.state_dict()
+    name = next(k for k in exported if k.endswith("weight") and exported[k].dim() == 2)
+    torch.testing.assert_close(exported[name], state[f"ema.{name}"].to(exported[name].dtype))
+    assert not torch.equal(state[f"ema.{name}"], state[f"student.{name}"])
+
+
+def test_a_students_own_settings_fill_what_a_request_leaves_unset(tmp_path):
+    from flowstudio.distill.export import STUDENT_FILE
+    from flowstudio.jobs.generation import generation_settings, with_student_defaults
+    from flowstudio.jobs.requests import GenerateRequest
+
+    folder = tmp_path / "student"
+    folder.mkdir()
+    (folder / STUDENT_FILE).write_text('{"steps": 4, "guidance_scale": 1.0, "shift": 3.0, "sampler": "dmd"}')
+    plain = with_student_defaults(GenerateRequest(prompt="a red box"), folder)
+    assert (plain.steps, plain.guidance_scale, plain.shift, plain.solver) == (4, 1.0, 3.0, "dmd")
+    assert generation_settings(plain).solver == "dmd"
+    chosen = with_student_defaults(GenerateRequest(prompt="a red box", steps=8, solver="euler"), folder)
+    assert (chosen.steps, chosen.solver, chosen.guidance_scale) == (8, "euler", 1.0)
+    teacher = with_student_defaults(GenerateRequest(prompt="a red box"), tmp_path)  # no distill.json
+    assert (teacher.steps, teacher.solver, teacher.guidance_scale) == (30, "unipc", 5.0)
+
+
+def test_the_stochastic_sampler_refuses_to_invert_or_edit():
+    from flowstudio.core.stochastic import StochasticSolver
+    from flowstudio.edit.settings import EditSettings
+
+    with pytest.raises(ValueError, match="cannot invert"):
+        StochasticSolver(seed=0).invert_step(lambda x, s: x, torch.zeros(1), torch.tensor([1.0, 0.0]), 0)
+    with pytest.raises(InputError, match="'dmd'.*deterministic"):
+        EditSettings(source_prompt="a", target_prompt="b", generation_solver="dmd")
+
+
+def test_the_distill_command_resumes_exports_and_the_student_generates(tiny, tmp_path):
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from flowstudio.cli import app
+
+    config = tmp_path / "run.yaml"
+    settings = {k: v for k, v in _config(tiny, steps=2).__dict__.items() if k != "extra"}
+    config.write_text(yaml.safe_dump(settings))
+    runner, out = CliRunner(), tmp_path / "run"
+    first = runner.invoke(app, ["distill", "--config", str(config), "--out", str(out), "--max-steps", "1"])
+    assert first.exit_code == 0, first.output
+    assert "stopped at step 1 of 2" in first.output and not (out / "student").exists()
+    second = runner.invoke(app, ["distill", "--config", str(config), "--out", str(out)])
+    assert second.exit_code == 0 and (out / "student" / "distill.json").is_file(), second.output
+    video = tmp_path / "student.mp4"
+    made = runner.invoke(
+        app,
+        ["generate", "-p", "a red box", "--model", str(out / "student"), "--frames", "5"]
+        + ["--height", "32", "--width", "32", "-o", str(video)],
+    )
+    assert made.exit_code == 0, made.output
+    record = json.loads(video.with_suffix(".json").read_text())
+    assert (
+        record["settings"]["steps"],
+        record["settings"]["solver"],
+        record["settings"]["guidance_scale"],
+    ) == (
+        4,
+        "dmd",
+        1.0,
+    )
+    assert record["model_calls"] == 4  # one call per student step: no CFG
+    config.write_text(yaml.safe_dump({**settings, "critic_step": 3}))
+    bad = runner.invoke(app, ["distill", "--config", str(config), "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "unknown keys ['critic_step']" in bad.output
+
+
+@pytest.mark.parametrize("name", ["toy_4step.yaml", "toy_8step.yaml"])
+def test_the_shipped_distillation_configs_load(name):
+    from flowstudio.models import TOY_MODEL
+
+    config = DistillConfig.from_yaml(Path(__file__).parents[1] / "configs" / "distill" / name)
+    assert Path(config.teacher).resolve() == TOY_MODEL.resolve()
+    assert config.student_steps == int(name[4])
