@@ -247,3 +247,18 @@ def test_the_shipped_distillation_configs_load(name):
     config = DistillConfig.from_yaml(Path(__file__).parents[1] / "configs" / "distill" / name)
     assert Path(config.teacher).resolve() == TOY_MODEL.resolve()
     assert config.student_steps == int(name[4])
+
+
+def test_tensorboard_gets_the_losses_sample_grids_and_the_readers_accuracy(tiny, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = _config(tiny, steps=2, sample_every=1, eval_every=2, eval_prompts=2)
+    result = distill(config, tmp_path / "run", progress=False)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/generator", "train/critic", "train/dm_grad", "lr/generator", "lr/critic"} <= scalars
+    assert {"eval/color", "eval/shape", "eval/background"} <= scalars
+    assert [e.step for e in events.Images("samples")] == [1, 2]
+    accuracy = events.Scalars("eval/color")[0].value
+    assert accuracy in (0.0, 0.5, 1.0)  # 2 prompts, read from real generations
+    assert len(result.history["generator"]) == 2

@@ -33,6 +33,7 @@ import torch
 
 from flowstudio.denoiser import WanDenoiser
 from flowstudio.distill import dmd
+from flowstudio.distill.monitor import StudentMonitor
 from flowstudio.distill.prompts import SHAPEWORLD, PromptBank, build_prompt_bank
 from flowstudio.errors import InputError
 from flowstudio.train import Budget, LatestFile, Part, StepContext, Trainer, TrainerConfig, constant
@@ -69,6 +70,9 @@ class DistillConfig:
     seed: int = 0
     checkpoint_every: int = 50
     log_every: int = 10
+    sample_every: int = 0  # TensorBoard image of the EMA student's samples every N steps (0: off)
+    eval_every: int = 0  # ShapeWorld readers' accuracy on the EMA student's samples every N steps (0: off)
+    eval_prompts: int = 8
     mixed_precision: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept in the run's config.json
 
@@ -85,6 +89,10 @@ class DistillConfig:
             raise InputError(f"i2v_prob must be in [0, 1], got {self.i2v_prob}")
         if self.i2v_prob > 0 and self.prompts != SHAPEWORLD:
             raise InputError("i2v_prob > 0 needs first frames: use prompts: shapeworld, or set i2v_prob: 0")
+        if self.eval_every and self.prompts != SHAPEWORLD:
+            raise InputError(
+                "eval_every reads ShapeWorld attributes: use prompts: shapeworld, or set eval_every: 0"
+            )
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> DistillConfig:
@@ -311,6 +319,7 @@ class DistillRun:
     make_batch: Any
     shift: float
     stored_dtype: torch.dtype
+    monitor: StudentMonitor
 
     def step_fn(self):
         return dmd_step(self.objective, self.config.critic_steps)
@@ -369,6 +378,8 @@ def prepare(
         mixed_precision=config.mixed_precision,
         checkpoint_every=config.checkpoint_every,
         log_every=config.log_every,
+        eval_every=config.eval_every,
+        sample_every=config.sample_every,
         progress=progress,
         logdir=out / "tensorboard",
     )
@@ -385,7 +396,15 @@ def prepare(
     )
     latent_shape = pipeline.latent_shape(config.num_frames, config.height, config.width)
     make_batch = make_batch_fn(config, bank, latent_shape, shift)
-    return DistillRun(config, out, trainer, objective, make_batch, shift, stored_dtype)
+    monitor = StudentMonitor(
+        pipeline,
+        student,
+        steps=config.student_steps,
+        shift=shift,
+        size=(config.num_frames, config.height, config.width),
+        prompts=config.eval_prompts,
+    )
+    return DistillRun(config, out, trainer, objective, make_batch, shift, stored_dtype, monitor)
 
 
 def distill(
@@ -399,7 +418,14 @@ def distill(
     """Train (or resume) a DMD2 student of ``config.teacher`` into ``out``; export it when finished
     (``out/student``, a diffusers folder: :mod:`flowstudio.distill.export`)."""
     run = prepare(config, out, device=device, progress=progress)
-    result = run.trainer.fit(run.step_fn(), run.make_batch, LatestFile(run.out / "state.pt"), budget=budget)
+    result = run.trainer.fit(
+        run.step_fn(),
+        run.make_batch,
+        LatestFile(run.out / "state.pt"),
+        budget=budget,
+        evaluate=run.monitor.evaluate if config.eval_every else None,
+        sample=run.monitor.sample if config.sample_every else None,
+    )
     (run.out / "history.json").write_text(json.dumps(result.history))
     if result.finished and run.trainer.is_main_process:
         from flowstudio.distill.export import export_student
@@ -426,16 +452,24 @@ def teacher_shift(model_dir: Path) -> float:
     return float(data.get("flow_shift", data.get("shift", 5.0)))
 
 
+# settings a resumed run may change: how long it trains and what it logs, not what it learns
+FREE_KEYS = frozenset(
+    {"steps", "checkpoint_every", "log_every", "sample_every", "eval_every", "eval_prompts"}
+)
+
+
 def _check_same_run(out: Path, config: DistillConfig) -> None:
     """A run folder belongs to one config: resuming with other settings would mix two runs."""
     path = out / "config.json"
     mine = json.loads(json.dumps(asdict(config)))
     if path.exists():
         stored = json.loads(path.read_text())
-        changed = sorted(k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k) and k != "steps")
+        changed = sorted(
+            k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k) and k not in FREE_KEYS
+        )
         if changed:
             raise InputError(
                 f"{out} holds a run with other settings ({', '.join(changed)}); use a new folder, "
-                "or the same config (only `steps` may change, to train on)"
+                f"or the same config (only {', '.join(sorted(FREE_KEYS))} may change)"
             )
     path.write_text(json.dumps(mine, indent=2))

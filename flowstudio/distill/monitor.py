@@ -1,0 +1,82 @@
+"""What TensorBoard shows of a distillation run besides its losses: the student's samples and, on the
+toy, how often the world's readers find the prompted attributes in them.
+
+Both use the exported weights (the EMA) with the student's own sampler (``dmd``, its steps, guidance 1),
+i.e. what ``flowstudio generate --model OUT/student`` will produce. The evaluation prompts come from
+their own ShapeWorld seed stream (neither the training bank's nor ``toy_quality.py``'s held-out one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from flowstudio.distill.prompts import BANK_STREAM
+
+EVAL_STREAM = BANK_STREAM + 1
+ATTRIBUTES = ("color", "shape", "background")
+
+
+def eval_specs(count: int):
+    """``count`` (spec, caption) pairs of the evaluation stream."""
+    from flowstudio.worlds.captions import caption
+    from flowstudio.worlds.shapes import random_spec
+
+    out = []
+    for i in range(count):
+        rng = np.random.default_rng([EVAL_STREAM, i])
+        spec = random_spec(rng)
+        out.append((spec, caption(spec, rng)))
+    return out
+
+
+class StudentMonitor:
+    """``sample(step)``: an image grid (one row per prompt: first, middle and last frame);
+    ``evaluate()``: the readers' accuracy per attribute over ``prompts`` ShapeWorld prompts."""
+
+    def __init__(
+        self, pipeline, student, *, steps: int, shift: float, size: tuple[int, int, int], prompts: int
+    ):
+        self.pipeline, self.student = pipeline, student
+        self.steps, self.shift, self.size = steps, shift, size
+        self.specs = eval_specs(prompts)
+
+    def _generate(self, prompt: str, seed: int) -> np.ndarray:
+        from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
+
+        components = dataclasses.replace(self.pipeline.components, transformer=self.student.exported())
+        pipe = WanVideoPipeline(components, device=self.pipeline.device)
+        frames, height, width = self.size
+        settings = GenerationSettings(
+            prompt=prompt,
+            num_frames=frames,
+            height=height,
+            width=width,
+            steps=self.steps,
+            guidance_scale=1.0,
+            shift=self.shift,
+            solver="dmd",
+            seed=seed,
+        )
+        return pipe.generate(settings, progress=False).frames
+
+    def sample(self, step: int) -> np.ndarray:
+        from flowstudio.train import image_grid
+
+        rows = []
+        for i, (_, text) in enumerate(self.specs[:2]):
+            frames = self._generate(text, seed=i)
+            rows.append([frames[0], frames[len(frames) // 2], frames[-1]])
+        return image_grid(rows)
+
+    def evaluate(self) -> dict[str, float]:
+        from flowstudio.worlds.readers import read_background, read_color, read_shape
+
+        readers = {"color": read_color, "shape": read_shape, "background": read_background}
+        hits = dict.fromkeys(ATTRIBUTES, 0)
+        for i, (spec, text) in enumerate(self.specs):
+            frames = self._generate(text, seed=i)
+            for name in ATTRIBUTES:
+                hits[name] += readers[name](frames)[0] == getattr(spec, name)
+        return {name: hits[name] / max(len(self.specs), 1) for name in ATTRIBUTES}
