@@ -144,7 +144,7 @@ SAMPLES = 12  # T2V generations shown in <tag>_t2v_samples.png
 
 
 def t2v_quality(
-    pipe, prompts: int, steps: int, guidance: float
+    pipe, prompts: int, steps: int, guidance: float, solver: str = "unipc", shift: float = 5.0
 ) -> tuple[dict, list[float], list[dict], list[np.ndarray]]:
     """Accuracies per attribute, seconds per clip, one record per prompt (what was asked, what the
     readers saw: the misreadings say *how* a model fails) and the middle frame of the first
@@ -155,7 +155,9 @@ def t2v_quality(
     seconds, items, samples = [], [], []
     for i in range(prompts):
         spec, text = held_out(100_000 + i)
-        settings = GenerationSettings(prompt=text, steps=steps, guidance_scale=guidance, seed=i)
+        settings = GenerationSettings(
+            prompt=text, steps=steps, guidance_scale=guidance, seed=i, solver=solver, shift=shift
+        )
         start = time.perf_counter()
         frames = pipe.generate(settings, progress=False).frames
         seconds.append(time.perf_counter() - start)
@@ -225,7 +227,9 @@ def plot_samples(samples: list[np.ndarray], items: list[dict], path: Path) -> No
     plt.close(fig)
 
 
-def i2v_quality(pipe, clips: int, steps: int, guidance: float) -> float:
+def i2v_quality(
+    pipe, clips: int, steps: int, guidance: float, solver: str = "unipc", shift: float = 5.0
+) -> float:
     from flowstudio.pipeline import GenerationSettings
 
     values = []
@@ -233,7 +237,13 @@ def i2v_quality(pipe, clips: int, steps: int, guidance: float) -> float:
         spec, text = held_out(200_000 + i)
         clip = render_clip(spec)
         settings = GenerationSettings(
-            prompt=text, steps=steps, guidance_scale=guidance, seed=i, image_conditioned=True
+            prompt=text,
+            steps=steps,
+            guidance_scale=guidance,
+            seed=i,
+            image_conditioned=True,
+            solver=solver,
+            shift=shift,
         )
         frames = pipe.generate(settings, image=clip[0], progress=False).frames
         values.append(float(np.mean([psnr(frames[t], clip[t]) for t in range(1, len(clip))])))
