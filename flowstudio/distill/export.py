@@ -40,6 +40,12 @@ def export_student(
     saved.load_state_dict(transformer.state_dict())
     saved.to(dtype).save_pretrained(tmp / "transformer")
     student_scheduler(steps, shift).save_config(tmp / "scheduler")
+    # the scheduler config carries the student's step count; diffusers keeps "_" keys without a warning
+    # (stock WanPipeline still needs num_inference_steps=steps: it does not read it)
+    scheduler_file = tmp / "scheduler" / "scheduler_config.json"
+    scheduler_config = json.loads(scheduler_file.read_text())
+    scheduler_config["_student_steps"] = steps
+    scheduler_file.write_text(json.dumps(scheduler_config, indent=2))
     index = json.loads((tmp / "model_index.json").read_text())
     index["scheduler"] = ["diffusers", "FlowMatchEulerDiscreteScheduler"]
     (tmp / "model_index.json").write_text(json.dumps(index, indent=2))

@@ -286,7 +286,7 @@ REQUIRED_LAYOUT: dict[str, ComponentSpec] = {
         known_keys=_known(
             "scheduler",
             "shift_terminal sigma_min sigma_max shift base_shift max_shift base_image_seq_len "
-            "max_image_seq_len invert_sigmas stochastic_sampling",
+            "max_image_seq_len invert_sigmas stochastic_sampling _student_steps",
         ),
     ),
 }
