@@ -262,3 +262,32 @@ def test_tensorboard_gets_the_losses_sample_grids_and_the_readers_accuracy(tiny,
     accuracy = events.Scalars("eval/color")[0].value
     assert accuracy in (0.0, 0.5, 1.0)  # 2 prompts, read from real generations
     assert len(result.history["generator"]) == 2
+
+
+def test_the_gan_head_learns_on_its_own_updates_and_pushes_the_student(tiny, tmp_path):
+    """DMD2's GAN option: the head's update moves only the head; the generator's update (DM + GAN
+    terms) moves only the student; the head's first-frame tokens of I2V rows carry no weight."""
+    from flowstudio.distill.gan import token_weights
+
+    run = prepare(_config(tiny, gan_weight=0.5, i2v_prob=0.5), tmp_path / "run", progress=False)
+    objective = run.objective
+    assert objective.bank.real_latents is not None and objective.bank.real_latents.shape[2] == 2
+    head, student, critic = objective.head, objective.student, objective.critic
+    before = {"head": _snapshot(head), "student": _snapshot(student), "critic": _snapshot(critic)}
+    ctx, batch = StepContext(run.trainer, 0), run.make_batch(0)
+    ctx.accumulate("critic", [batch], lambda m, b: objective.critic_loss(m, b, 0))
+    after_critic = _snapshot(critic)
+    loss = ctx.accumulate("disc", [batch], lambda m, b: objective.disc_loss(m, b, 0))["loss"]
+    assert float(loss) == pytest.approx(2 * 0.6931, abs=0.3)  # ~log 2 per side at the start
+    assert _changed(before["head"], head) and _changed(before["student"], student) == set()
+    assert _changed(after_critic, critic) == set()
+    after_head = _snapshot(head)
+    terms = ctx.accumulate("generator", [batch], objective.generator_loss)
+    assert float(terms["gan_generator"]) > 0 and _changed(after_head, head) == set()
+    assert _changed(before["student"], student)
+    mask = torch.ones(2, 1, 2, 2, 2)
+    mask[1, :, 0] = 0
+    weights = token_weights(mask, (1, 2, 2))
+    assert weights.tolist() == [[1.0, 1.0], [0.0, 1.0]]
+    with pytest.raises(InputError, match="real clips"):
+        _config(tiny, gan_weight=0.5, i2v_prob=0.0, prompts=str(tmp_path / "p.txt"))

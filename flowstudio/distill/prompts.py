@@ -29,12 +29,14 @@ BANK_STREAM = 7_000_001
 @dataclass
 class PromptBank:
     """``embeds`` ``(N, L, D)`` prompt states; ``negative`` ``(1, L, D)`` the CFG branch's states;
-    ``first_frames`` ``(N, C, 1, h, w)`` normalised latents of each prompt's first frame, or ``None``."""
+    ``first_frames`` ``(N, C, 1, h, w)`` normalised latents of each prompt's first frame, or ``None``;
+    ``real_latents`` ``(N, C, T, h, w)`` of each prompt's true clip (the GAN term's real data) or ``None``."""
 
     prompts: list[str]
     embeds: torch.Tensor
     negative: torch.Tensor
     first_frames: torch.Tensor | None
+    real_latents: torch.Tensor | None = None
 
     def save(self, path: Path) -> None:
         from flowstudio.train import atomic_save
@@ -59,7 +61,7 @@ def read_prompt_file(path: Path) -> list[str]:
 
 
 def shapeworld_prompts(count: int, seed: int, num_frames: int, height: int, width: int):
-    """``count`` ShapeWorld captions with their clips' first frames (uint8 ``(H, W, 3)``)."""
+    """``count`` ShapeWorld captions with their clips (uint8 ``(T, H, W, 3)``)."""
     from flowstudio.worlds.captions import caption
     from flowstudio.worlds.shapes import random_spec, render_clip
 
@@ -68,7 +70,7 @@ def shapeworld_prompts(count: int, seed: int, num_frames: int, height: int, widt
         rng = np.random.default_rng([BANK_STREAM, seed, i])
         spec = random_spec(rng)
         prompts.append(caption(spec, rng))
-        frames.append(render_clip(spec, num_frames, height, width)[0])
+        frames.append(render_clip(spec, num_frames, height, width))
     return prompts, frames
 
 
@@ -82,16 +84,22 @@ def build_prompt_bank(
     height: int,
     width: int,
     negative_prompt: str = "",
+    real_clips: bool = False,
 ) -> PromptBank:
-    """Encode the prompts (and first frames) of ``source`` with the teacher's encoders (on CPU)."""
+    """Encode the prompts (and first frames; with ``real_clips`` the whole true clips too) of ``source``
+    with the teacher's encoders (on CPU)."""
     if source == SHAPEWORLD:
-        prompts, frames = shapeworld_prompts(count, seed, num_frames, height, width)
+        prompts, clips = shapeworld_prompts(count, seed, num_frames, height, width)
     else:
-        prompts, frames = read_prompt_file(Path(source))[:count], None
-    logger.info("encoding %d prompts%s", len(prompts), " and first frames" if frames else "")
+        prompts, clips = read_prompt_file(Path(source))[:count], None
+    if real_clips and clips is None:
+        raise InputError("real clips (the GAN term) come from ShapeWorld here: use prompts: shapeworld")
+    logger.info("encoding %d prompts%s", len(prompts), " and first frames" if clips else "")
     embeds = torch.cat([pipeline.encode_prompt(p).float().cpu() for p in prompts])
-    first = None
-    if frames is not None:
-        first = torch.cat([pipeline.encode_video(f[None]).float().cpu() for f in frames])
+    first, real = None, None
+    if clips is not None:
+        first = torch.cat([pipeline.encode_video(c[:1]).float().cpu() for c in clips])
+        if real_clips:
+            real = torch.cat([pipeline.encode_video(c).float().cpu() for c in clips])
     negative = pipeline.encode_prompt(negative_prompt).float().cpu()
-    return PromptBank(prompts, embeds, negative, first)
+    return PromptBank(prompts, embeds, negative, first, real)

@@ -16,7 +16,9 @@ student step a row trains) comes from the batch function of ``k``, so a resumed 
 TI2V rows (``i2v_prob``) pin the clean first-frame latent at every model input and leave latent frame 0
 out of every loss.
 
-Not here yet (issue 17): the DMD2 GAN term, LoRA students, the pair-dataset pipeline.
+Option: DMD2's GAN term (``gan_weight``; :mod:`flowstudio.distill.gan`): a head on the frozen teacher's
+features, a third part ``disc`` updated with each critic update. Not here yet (issue 17): LoRA students,
+the pair-dataset pipeline (the GAN term's real clips are the toy's true renders until then).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 
 from flowstudio.denoiser import WanDenoiser
-from flowstudio.distill import dmd
+from flowstudio.distill import dmd, gan
 from flowstudio.distill.monitor import StudentMonitor
 from flowstudio.distill.prompts import SHAPEWORLD, PromptBank, build_prompt_bank
 from flowstudio.errors import InputError
@@ -70,6 +72,8 @@ class DistillConfig:
     seed: int = 0
     checkpoint_every: int = 50
     log_every: int = 10
+    gan_weight: float = 0.0  # DMD2's GAN term (flowstudio.distill.gan); 0: off
+    gan_layer: int | None = None  # teacher block the head reads; None: the middle one
     sample_every: int = 0  # TensorBoard image of the EMA student's samples every N steps (0: off)
     eval_every: int = 0  # ShapeWorld readers' accuracy on the EMA student's samples every N steps (0: off)
     eval_prompts: int = 8
@@ -89,6 +93,13 @@ class DistillConfig:
             raise InputError(f"i2v_prob must be in [0, 1], got {self.i2v_prob}")
         if self.i2v_prob > 0 and self.prompts != SHAPEWORLD:
             raise InputError("i2v_prob > 0 needs first frames: use prompts: shapeworld, or set i2v_prob: 0")
+        if self.gan_weight < 0:
+            raise InputError(f"gan_weight must be >= 0, got {self.gan_weight}")
+        if self.gan_weight > 0 and self.prompts != SHAPEWORLD:
+            raise InputError(
+                "the GAN term needs real clips: use prompts: shapeworld (the pair dataset is not built yet), "
+                "or set gan_weight: 0"
+            )
         if self.eval_every and self.prompts != SHAPEWORLD:
             raise InputError(
                 "eval_every reads ShapeWorld attributes: use prompts: shapeworld, or set eval_every: 0"
@@ -162,12 +173,17 @@ class DMDObjective:
         shift: float,
         device: torch.device,
         expand_timesteps: bool = False,
+        head: torch.nn.Module | None = None,
     ) -> None:
         self.config, self.bank, self.shift, self.device = config, bank, shift, device
         self.teacher = WanDenoiser(teacher, expand_timesteps=expand_timesteps)
         self.student, self.critic = student, critic
         self.expand = expand_timesteps
         self.sigmas = dmd.student_sigmas(config.student_steps, shift)
+        self.head = head  # the GAN term's discriminator head (bare module), or None
+        if head is not None:
+            layer = config.gan_layer if config.gan_layer is not None else len(teacher.blocks) // 2
+            self.features = gan.TeacherFeatures(teacher, layer)
 
     # -- conditioning -------------------------------------------------------------------------
     def _text(self, rows: torch.Tensor) -> torch.Tensor:
@@ -234,7 +250,45 @@ class DMDObjective:
             x0_fake = self._x0(WanDenoiser(self.critic), x_t, sigma, text, mask)
         grad = dmd.dm_gradient(x, x0_real, x0_fake, mask)
         loss = dmd.dmd_loss(x, grad, mask)
-        return {"loss": loss, "dm_grad": grad.abs().mean()}
+        terms = {"dm_grad": grad.abs().mean()}
+        if self.head is not None:
+            # through the frozen teacher's features to the student's sample (same level and noise)
+            x_t_grad = pin(dmd.noised(x, batch.loss_noise.to(self.device), sigma))
+            adversarial = gan.generator_loss(self._logits(self.head, x_t_grad, sigma, text, mask))
+            loss = loss + self.config.gan_weight * adversarial
+            terms["gan_generator"] = adversarial.detach()
+        return {"loss": loss, **terms}
+
+    def _logits(self, head, x_t, sigma, text, mask) -> torch.Tensor:
+        """The head's logits for noised clips, from the teacher's block features (conditional branch)."""
+        features = self.features(lambda: self._velocity(self.teacher, x_t, sigma, text, mask))
+        return head(features, gan.token_weights(mask, self.teacher.patch_size))
+
+    def disc_loss(self, module: torch.nn.Module, batch: DistillBatch, k: int) -> torch.Tensor:
+        """The head's update: true clips of the rows' prompts against critic update ``k``'s student
+        samples, both noised to that update's levels."""
+        draw = batch.critic[k]
+        fake = draw["_sample"]  # left by critic_loss(k): the same detached student sample
+        mask = self._mask(batch, tuple(fake.shape))
+        pin = self._pin(batch, mask)
+        text = self._text(batch.rows)
+        sigma, eps = draw["sigma"].to(self.device), draw["loss_noise"].to(self.device)
+        real = pin(self.bank.real_latents[batch.rows].to(self.device))
+        with torch.no_grad():
+            both = torch.cat([pin(dmd.noised(real, eps, sigma)), pin(dmd.noised(fake, eps, sigma))])
+            features = self.features(
+                lambda: self._velocity(
+                    self.teacher,
+                    both,
+                    torch.cat([sigma, sigma]),
+                    torch.cat([text, text]),
+                    torch.cat([mask, mask]),
+                )
+            )
+        weights = gan.token_weights(torch.cat([mask, mask]), self.teacher.patch_size)
+        logits = module(features, weights)
+        real_logits, fake_logits = logits.chunk(2)
+        return gan.discriminator_loss(real_logits, fake_logits)
 
     def critic_loss(self, module: torch.nn.Module, batch: DistillBatch, k: int) -> torch.Tensor:
         draw = batch.critic[k]
@@ -245,6 +299,7 @@ class DMDObjective:
         x_in, level = self.student_inputs(batch, draw["stop"], noise, mask, pin)
         with torch.no_grad():
             x0 = pin(self._x0(WanDenoiser(self.student.student), x_in, level, text, mask))
+        draw["_sample"] = x0  # the GAN head's update of this critic step reads the same sample
         sigma, eps = draw["sigma"].to(self.device), draw["loss_noise"].to(self.device)
         x_t = pin(dmd.noised(x0, eps, sigma))
         v = self._velocity(WanDenoiser(self.critic, forward_module=module), x_t, sigma, text, mask)
@@ -290,12 +345,17 @@ def dmd_step(objective: DMDObjective, critic_steps: int):
     """``critic_steps`` critic updates, then one generator update and the EMA."""
 
     def step(ctx: StepContext, batches: list[DistillBatch]) -> dict[str, torch.Tensor]:
-        critic = {}
+        critic, disc = {}, {}
         for k in range(critic_steps):
             critic = ctx.accumulate("critic", batches, lambda m, b, k=k: objective.critic_loss(m, b, k))
+            if objective.head is not None:
+                disc = ctx.accumulate("disc", batches, lambda m, b, k=k: objective.disc_loss(m, b, k))
         terms = ctx.accumulate("generator", batches, objective.generator_loss)
         objective.student.update_ema()
-        return {"generator": terms["loss"], "critic": critic["loss"], "dm_grad": terms["dm_grad"]}
+        out = {"generator": terms.pop("loss"), "critic": critic["loss"], **terms}
+        if disc:
+            out["disc"] = disc["loss"]
+        return out
 
     return step
 
@@ -351,6 +411,7 @@ def prepare(
             config.height,
             config.width,
             config.negative_prompt,
+            real_clips=config.gan_weight > 0,
         )
         bank.save(bank_path)
     stored_dtype = pipeline.components.transformer.dtype
@@ -371,6 +432,12 @@ def prepare(
             critic, torch.optim.AdamW(critic.parameters(), lr=config.critic_lr), constant(config.critic_lr)
         ),
     }
+    head = None
+    if config.gan_weight > 0:
+        head = gan.FeatureHead(int(base.config.num_attention_heads * base.config.attention_head_dim))
+        parts["disc"] = Part(
+            head, torch.optim.AdamW(head.parameters(), lr=config.critic_lr), constant(config.critic_lr)
+        )
     settings = TrainerConfig(
         name="distill",
         steps=config.steps,
@@ -393,6 +460,7 @@ def prepare(
         shift,
         trainer.device,
         expand_timesteps=bool(pipeline.components.model_index.get("expand_timesteps", False)),
+        head=head,
     )
     latent_shape = pipeline.latent_shape(config.num_frames, config.height, config.width)
     make_batch = make_batch_fn(config, bank, latent_shape, shift)
