@@ -16,9 +16,14 @@ student step a row trains) comes from the batch function of ``k``, so a resumed 
 TI2V rows (``i2v_prob``) pin the clean first-frame latent at every model input and leave latent frame 0
 out of every loss.
 
-Option: DMD2's GAN term (``gan_weight``; :mod:`flowstudio.distill.gan`): a head on the frozen teacher's
-features, a third part ``disc`` updated with each critic update. Not here yet (issue 17): LoRA students,
-the pair-dataset pipeline (the GAN term's real clips are the toy's true renders until then).
+Options:
+
+* DMD2's GAN term (``gan_weight``; :mod:`flowstudio.distill.gan`): a head on the frozen teacher's
+  features, a third part ``disc`` updated with each critic update;
+* LoRA students (``lora_rank``; :mod:`flowstudio.distill.lora`), merged at export.
+
+Not here yet (issue 17): the pair-dataset pipeline (the GAN term's real clips are the toy's true renders
+until then).
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ class DistillConfig:
     seed: int = 0
     checkpoint_every: int = 50
     log_every: int = 10
+    lora_rank: int = 0  # > 0: a LoRA student (flowstudio.distill.lora); 0: full fine-tuning
+    lora_alpha: float | None = None  # None: the rank
     gan_weight: float = 0.0  # DMD2's GAN term (flowstudio.distill.gan); 0: off
     gan_layer: int | None = None  # teacher block the head reads; None: the middle one
     sample_every: int = 0  # TensorBoard image of the EMA student's samples every N steps (0: off)
@@ -93,6 +100,8 @@ class DistillConfig:
             raise InputError(f"i2v_prob must be in [0, 1], got {self.i2v_prob}")
         if self.i2v_prob > 0 and self.prompts != SHAPEWORLD:
             raise InputError("i2v_prob > 0 needs first frames: use prompts: shapeworld, or set i2v_prob: 0")
+        if self.lora_rank < 0:
+            raise InputError(f"lora_rank must be >= 0 (0: full fine-tuning), got {self.lora_rank}")
         if self.gan_weight < 0:
             raise InputError(f"gan_weight must be >= 0, got {self.gan_weight}")
         if self.gan_weight > 0 and self.prompts != SHAPEWORLD:
@@ -139,11 +148,15 @@ class StudentWithEMA(torch.nn.Module):
         if self.ema is None:
             return
         for mine, averaged in zip(self.student.parameters(), self.ema.parameters(), strict=True):
-            averaged.lerp_(mine.detach().to(averaged.dtype), 1.0 - self.decay)
+            if mine.requires_grad:  # frozen weights (a LoRA student's base) never move
+                averaged.lerp_(mine.detach().to(averaged.dtype), 1.0 - self.decay)
 
     def exported(self) -> torch.nn.Module:
-        """The weights a user gets: the EMA when there is one."""
-        return self.ema if self.ema is not None else self.student
+        """The weights a user gets: the EMA when there is one, adapters merged (a plain transformer)."""
+        from flowstudio.distill.lora import has_lora, merged
+
+        chosen = self.ema if self.ema is not None else self.student
+        return merged(chosen) if has_lora(chosen) else chosen
 
 
 @dataclass
@@ -416,7 +429,12 @@ def prepare(
         bank.save(bank_path)
     stored_dtype = pipeline.components.transformer.dtype
     base = pipeline.components.transformer.float().requires_grad_(False).eval()
-    student = StudentWithEMA(copy.deepcopy(base).requires_grad_(True).train(), config.ema_decay)
+    trainee = copy.deepcopy(base).requires_grad_(True).train()
+    if config.lora_rank > 0:
+        from flowstudio.distill.lora import DEFAULT_TARGETS, add_lora
+
+        add_lora(trainee, config.lora_rank, config.lora_alpha, DEFAULT_TARGETS)
+    student = StudentWithEMA(trainee, config.ema_decay)
     critic = copy.deepcopy(base).requires_grad_(True).train()
     teacher = base.to(target)
     if target.type == "cuda":
@@ -426,7 +444,9 @@ def prepare(
         teacher = teacher.requires_grad_(False).eval().to(target)
     parts = {
         "generator": Part(
-            student, torch.optim.AdamW(student.student.parameters(), lr=config.lr), constant(config.lr)
+            student,
+            torch.optim.AdamW([p for p in student.student.parameters() if p.requires_grad], lr=config.lr),
+            constant(config.lr),
         ),
         "critic": Part(
             critic, torch.optim.AdamW(critic.parameters(), lr=config.critic_lr), constant(config.critic_lr)
