@@ -212,3 +212,23 @@ def test_cosine_tail_is_constant_then_falls_to_its_floor():
     assert [cosine_tail(2e-4, 10, 0.0)(s) for s in range(11)] == [2e-4] * 11
     with pytest.raises(ValueError, match="decay_fraction"):
         cosine_tail(1e-3, 100, 1.5)
+
+
+def test_a_batch_is_split_by_rows_through_dicts_lists_and_dataclasses():
+    from dataclasses import dataclass
+
+    from flowstudio.train import shard_batch
+
+    @dataclass
+    class Rows:
+        x: torch.Tensor
+        parts: list
+        seed: int
+
+    batch = Rows(torch.arange(4), [{"y": torch.arange(8).view(4, 2)}], 7)
+    second = shard_batch(batch, 1, 2)
+    assert isinstance(second, Rows) and second.seed == 7
+    assert second.x.tolist() == [2, 3] and second.parts[0]["y"].tolist() == [[4, 5], [6, 7]]
+    assert shard_batch(batch, 0, 1) is batch
+    with pytest.raises(InputError, match="cannot be split over 3"):
+        shard_batch(batch, 0, 3)

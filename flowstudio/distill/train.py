@@ -170,7 +170,7 @@ class DistillBatch:
     loss_sigma: torch.Tensor  # (B,) distribution-matching level
     loss_noise: torch.Tensor
     critic: list[dict[str, torch.Tensor]]  # per critic update: stop, noise, sigma, loss noise
-    seed: int  # backward simulation's re-noising stream
+    seed: torch.Tensor  # (B,) per-row seeds: a process re-noises from its first row's (own rows, own stream)
 
 
 class DMDObjective:
@@ -238,7 +238,7 @@ class DMDObjective:
         def x0_fn(x: torch.Tensor, sigma: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             return self._x0(student, x, sigma, text[rows], mask[rows])
 
-        generator = torch.Generator().manual_seed(batch.seed)
+        generator = torch.Generator().manual_seed(int(batch.seed[0]))
         x = dmd.backward_simulate(x0_fn, noise, self.sigmas, stop, generator, pin)
         return x, self.sigmas.to(torch.float32)[stop].to(self.device)
 
@@ -348,7 +348,7 @@ def make_batch_fn(config: DistillConfig, bank: PromptBank, latent_shape: tuple[i
             loss_sigma=main["sigma"],
             loss_noise=main["loss_noise"],
             critic=[draw() for _ in range(config.critic_steps)],
-            seed=int(torch.randint(0, 2**62, (1,), generator=g)),
+            seed=torch.randint(0, 2**62, (config.batch,), generator=g),
         )
 
     return make_batch

@@ -8,6 +8,7 @@ Under several processes each one takes its own slice of the global batch (:func:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -62,8 +63,8 @@ def batch_stream(make_batch: BatchFn, start: int, stop: int, workers: int = 0) -
 def shard_batch(batch: Any, rank: int, world: int) -> Any:
     """Process ``rank``'s contiguous slice of a global batch (rows along dim 0 of every tensor).
 
-    Dicts, lists and tuples are sliced element-wise; 0-dim tensors and other objects (seeds,
-    generators, strings) are shared by all processes unchanged. The identity when ``world == 1``."""
+    Dicts, lists, tuples and dataclasses are sliced element-wise; 0-dim tensors and other objects
+    (seeds, generators, strings) are shared by all processes unchanged. The identity when ``world == 1``."""
     if world == 1:
         return batch
     if isinstance(batch, torch.Tensor):
@@ -78,6 +79,9 @@ def shard_batch(batch: Any, rank: int, world: int) -> Any:
         return batch[rank * rows : (rank + 1) * rows]
     if isinstance(batch, dict):
         return {k: shard_batch(v, rank, world) for k, v in batch.items()}
+    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        fields = {f.name: shard_batch(getattr(batch, f.name), rank, world) for f in dataclasses.fields(batch)}
+        return dataclasses.replace(batch, **fields)
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a NamedTuple takes its fields positionally
         return type(batch)(*(shard_batch(v, rank, world) for v in batch))
     if isinstance(batch, list | tuple):
