@@ -73,8 +73,14 @@ def measure(name: str, folder: Path, steps: int, guidance: float, solver: str, s
 
     pipe = WanVideoPipeline.from_pretrained(folder, device="cpu")
     print(f"{name}: {steps} steps, guidance {guidance}, {solver}")
+    generated: list[np.ndarray] = []  # the first fd_clips T2V clips, for the toy FD
+
+    def keep(i: int, frames: np.ndarray) -> None:
+        if i < args.fd_clips:
+            generated.append(frames)
+
     start = time.perf_counter()
-    accuracy, seconds, items, samples = t2v_quality(pipe, args.prompts, steps, guidance, solver, shift)
+    accuracy, seconds, items, samples = t2v_quality(pipe, args.prompts, steps, guidance, solver, shift, keep)
     t2v_time = time.perf_counter() - start
     calls = [0]  # transformer forward passes of one clip (two per step with CFG: one per branch)
     hook = pipe.components.transformer.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
@@ -87,20 +93,6 @@ def measure(name: str, folder: Path, steps: int, guidance: float, solver: str, s
         )
     finally:
         hook.remove()
-    generated = [
-        pipe.generate(
-            GenerationSettings(
-                prompt=held_out(100_000 + i)[1],
-                steps=steps,
-                guidance_scale=guidance,
-                seed=i,
-                solver=solver,
-                shift=shift,
-            ),
-            progress=False,
-        ).frames
-        for i in range(args.fd_clips)
-    ]
     return {
         "name": name,
         "model": str(folder),
@@ -127,12 +119,13 @@ def main() -> None:
     parser.add_argument("--student", action="append", default=[], help="NAME=FOLDER of an exported student")
     parser.add_argument("--prompts", type=int, default=200)
     parser.add_argument("--i2v-clips", type=int, default=20)
-    parser.add_argument("--fd-clips", type=int, default=100)
+    parser.add_argument("--fd-clips", type=int, default=100, help="T2V clips (of --prompts) the toy FD reads")
     parser.add_argument("--teacher-steps", type=int, default=30)
     parser.add_argument("--teacher-guidance", type=float, default=5.0)
     parser.add_argument("--tag", default="dmd_toy")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    args.fd_clips = min(args.fd_clips, args.prompts)
     students = []
     for entry in args.student:
         name, _, folder = entry.partition("=")

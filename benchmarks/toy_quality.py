@@ -144,11 +144,17 @@ SAMPLES = 12  # T2V generations shown in <tag>_t2v_samples.png
 
 
 def t2v_quality(
-    pipe, prompts: int, steps: int, guidance: float, solver: str = "unipc", shift: float = 5.0
+    pipe,
+    prompts: int,
+    steps: int,
+    guidance: float,
+    solver: str = "unipc",
+    shift: float = 5.0,
+    on_clip: Callable[[int, np.ndarray], None] | None = None,
 ) -> tuple[dict, list[float], list[dict], list[np.ndarray]]:
     """Accuracies per attribute, seconds per clip, one record per prompt (what was asked, what the
     readers saw: the misreadings say *how* a model fails) and the middle frame of the first
-    :data:`SAMPLES` generations."""
+    :data:`SAMPLES` generations. ``on_clip(i, frames)`` sees every generated clip."""
     from flowstudio.pipeline import GenerationSettings
 
     hits = dict.fromkeys(READERS, 0)
@@ -161,6 +167,8 @@ def t2v_quality(
         start = time.perf_counter()
         frames = pipe.generate(settings, progress=False).frames
         seconds.append(time.perf_counter() - start)
+        if on_clip is not None:
+            on_clip(i, frames)
         item = {"prompt": text}
         for name, reader in READERS.items():
             expected, read = getattr(spec, name), reader(frames)[0]

@@ -1,0 +1,40 @@
+"""``benchmarks/dmd_toy.py``: the toy FD on pixel features, and the bars of its report."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))  # dmd_toy imports toy_quality as the benchmarks do
+spec = importlib.util.spec_from_file_location("dmd_toy", BENCHMARKS / "dmd_toy.py")
+dmd_toy = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(dmd_toy)
+
+
+def _clips(seed: int, count: int, shift: float = 0.0) -> list[np.ndarray]:
+    from flowstudio.worlds.shapes import random_spec, render_clip
+
+    rng = np.random.default_rng(seed)
+    clips = [render_clip(random_spec(rng)) for _ in range(count)]
+    return [np.clip(c.astype(np.float64) + shift, 0, 255).astype(np.uint8) for c in clips]
+
+
+def test_the_toy_fd_is_near_zero_for_the_same_world_and_grows_with_a_colour_cast():
+    real = _clips(0, 40)
+    same_world = dmd_toy.toy_fd(_clips(1, 40), real)
+    tinted = dmd_toy.toy_fd(_clips(1, 40, shift=60.0), real)
+    assert dmd_toy.toy_fd(real, real) < 1e-6
+    assert tinted > 3 * same_world > 0
+
+
+def test_pixel_features_are_five_frames_at_sixteen_pixels():
+    clip = np.zeros((17, 128, 128, 3), np.uint8)
+    clip[4, :64] = 255
+    features = dmd_toy.pixel_features(clip)
+    assert features.shape == (5 * 16 * 16 * 3,)
+    per_frame = features.reshape(5, 16, 16, 3)
+    assert per_frame[1, :8].min() == 1.0 and per_frame[1, 8:].max() == 0.0 and per_frame[0].max() == 0.0
