@@ -70,3 +70,20 @@ def test_a_recipe_takes_the_keys_it_leaves_out_from_its_base(tmp_path: Path) -> 
     (tmp_path / "c.yaml").write_text("base: d.yaml\nnot_a_key: 1\n")
     with pytest.raises(InputError, match="unknown training keys"):
         ShapesTrainConfig.from_yaml(tmp_path / "c.yaml")
+
+
+def test_a_recipe_file_that_is_missing_broken_or_not_a_mapping_is_refused(tmp_path: Path) -> None:
+    from flowstudio.recipes import deep, read_recipe
+
+    with pytest.raises(InputError, match="not found; see here"):
+        read_recipe(tmp_path / "none.yaml", hint="see here")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(InputError, match="top level must be a mapping"):
+        read_recipe(tmp_path / "list.yaml")
+    (tmp_path / "bad.yaml").write_text("a: [1, 2\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        read_recipe(tmp_path / "bad.yaml")
+    (tmp_path / "base.yaml").write_text("train: {steps: 3, lr: 0.1}\nseed: 1\n")
+    (tmp_path / "run.yaml").write_text("base: base.yaml\ntrain: {steps: 5}\n")
+    assert read_recipe(tmp_path / "run.yaml", deep) == {"train": {"steps": 5, "lr": 0.1}, "seed": 1}
+    assert read_recipe(tmp_path / "run.yaml") == {"train": {"steps": 5}, "seed": 1}

@@ -116,9 +116,9 @@ class DistillConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> DistillConfig:
-        import yaml
+        from flowstudio.recipes import read_recipe
 
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = read_recipe(path, hint="see configs/distill/toy_4step.yaml")
         data.update({k: v for k, v in overrides.items() if v is not None})
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:

@@ -37,7 +37,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-import yaml
 from tqdm.auto import tqdm
 
 from flowstudio.core.flow import add_noise, shift_sigmas
@@ -162,22 +161,13 @@ class ShapesTrainConfig:
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> ShapesTrainConfig:
         """The fields of a YAML recipe; ``base: OTHER.yaml`` (beside it) supplies the keys it leaves out."""
-        data = _recipe(Path(path))
+        from flowstudio.recipes import read_recipe
+
+        data = read_recipe(path, hint="see configs/toy/shapes_cpu_deep.yaml")
         unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise InputError(f"{path}: unknown training keys {unknown}")
         return cls(**{**data, **overrides})
-
-
-def _recipe(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A recipe's keys over those of its ``base`` chain (a recipe that varies another by a key or two)."""
-    if path.resolve() in seen:
-        raise InputError(f"{path}: its base chain loops back to itself")
-    data = yaml.safe_load(path.read_text()) or {}
-    base = data.pop("base", None)
-    if base is None:
-        return data
-    return {**_recipe(path.parent / base, (*seen, path.resolve())), **data}
 
 
 # -- helpers ------------------------------------------------------------------------------------

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from flowstudio.errors import InputError
 
 BridgeStrategy = Literal["shallow", "full", "none"]
@@ -299,7 +297,9 @@ class DualForceConfig:
 
     def replace(self, overrides: dict[str, Any]) -> DualForceConfig:
         """A copy with nested overrides, e.g. ``{"video": {"num_layers": 4}}``."""
-        return DualForceConfig.from_dict(_merge(self.to_dict(), overrides))
+        from flowstudio.recipes import deep
+
+        return DualForceConfig.from_dict(deep(self.to_dict(), overrides))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
@@ -323,16 +323,6 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         else:
             kwargs[key] = value
     return cls(**kwargs)
-
-
-def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 _NESTED: dict[str, type] = {
@@ -462,21 +452,12 @@ def preset(name: str) -> DualForceConfig:
     return PRESETS[name]()
 
 
-def read_run_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A run YAML as a dict, with ``base: other.yaml`` (relative to the file) merged underneath it:
-    an ablation is its base run plus the fields that change."""
-    file = Path(path)
-    if not file.is_file():
-        raise InputError(f"config file {str(file)!r} not found; see configs/dualforce/toy.yaml")
-    if file.resolve() in _seen:
-        raise InputError(f"{file}: 'base' chain loops back to itself")
-    data = yaml.safe_load(file.read_text()) or {}
-    if not isinstance(data, dict):
-        raise InputError(f"{file}: top level must be a mapping, got {type(data).__name__}")
-    base = data.pop("base", None)
-    if base is None:
-        return data
-    return _merge(read_run_yaml(file.parent / base, (*_seen, file.resolve())), data)
+def read_run_yaml(path: str | Path) -> dict[str, Any]:
+    """A run YAML as a dict, with ``base: other.yaml`` (relative to the file) merged underneath it
+    section by section: an ablation is its base run plus the fields that change."""
+    from flowstudio.recipes import deep, read_recipe
+
+    return read_recipe(path, deep, hint="see configs/dualforce/toy.yaml")
 
 
 def load_config(path: str | Path) -> tuple[DualForceConfig, dict[str, Any]]:
