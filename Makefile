@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 	  echo "installing $(TORCH_CPU) (CPU wheel)"; \
 	  $(PY) -m pip install --quiet $(TORCH_CPU); \
 	fi
-	$(PY) -m pip install --quiet -e ".[dev,serve,studio,preprocess,distill]"
+	$(PY) -m pip install --quiet -e ".[dev,serve,studio,preprocess,distill,data]"
 	@touch $(STAMP)
 
 venv: $(STAMP)
