@@ -1,0 +1,95 @@
+"""Learning curves of one ``flowstudio distill`` run, with the readers' accuracy of its EMA student over
+training against two references on the same evaluation prompts (``flowstudio.distill.monitor``): the
+teacher at its default sampling (30 UniPC steps, CFG 5) and the student at initialisation (the teacher's
+weights with the student's sampler: its steps, the ``dmd`` sampler, no guidance).
+
+The references are measured once and kept in ``RUN/monitor_references.json`` (a few minutes on one
+thread). Writes ``--out`` (a PNG).
+
+    python benchmarks/dmd_run_plot.py /work/runs/dmd/s4 --out docs/images/dmd_sanity300_curves.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flowstudio.distill.monitor import ATTRIBUTES, eval_specs
+
+
+def references(run: Path) -> dict[str, dict[str, float]]:
+    """Readers' accuracy of the teacher and of the untrained student on the run's evaluation prompts."""
+    cached = run / "monitor_references.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
+    from flowstudio.worlds.readers import read_background, read_color, read_shape
+
+    config = json.loads((run / "config.json").read_text())
+    readers = {"color": read_color, "shape": read_shape, "background": read_background}
+    pipe = WanVideoPipeline.from_pretrained(config["teacher"])
+    specs = eval_specs(config["eval_prompts"])
+    settings = {
+        "teacher": {"steps": 30, "guidance_scale": 5.0, "solver": "unipc"},
+        "student at initialisation": {
+            "steps": config["student_steps"],
+            "guidance_scale": 1.0,
+            "solver": "dmd",
+        },
+    }
+    out = {}
+    for name, chosen in settings.items():
+        hits = dict.fromkeys(ATTRIBUTES, 0)
+        for i, (spec, text) in enumerate(specs):
+            size = {"num_frames": config["num_frames"], "height": config["height"], "width": config["width"]}
+            frames = pipe.generate(
+                GenerationSettings(prompt=text, seed=i, **chosen, **size), progress=False
+            ).frames
+            for a in ATTRIBUTES:
+                hits[a] += readers[a](frames)[0] == getattr(spec, a)
+        out[name] = {a: hits[a] / len(specs) for a in ATTRIBUTES}
+    cached.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history = json.loads((args.run / "history.json").read_text())
+    evals = torch.load(args.run / "state.pt", weights_only=False)["evals"]
+    refs = references(args.run)
+    fig, ax = plt.subplots(1, 3, figsize=(13, 3.4))
+    for axis, key, colour in ((ax[0], "generator", "C0"), (ax[1], "critic", "C1")):
+        values = np.asarray(history[key])
+        axis.plot(np.convolve(values, np.ones(10) / 10, mode="valid"), color=colour)
+        axis.set_title(f"{key} loss (10-update mean)")
+        axis.set_xlabel("generator update")
+    steps = [0] + [e[0] for e in evals]
+    for i, a in enumerate(ATTRIBUTES):
+        start = refs["student at initialisation"][a]
+        ax[2].plot(steps, [start] + [e[1][a] for e in evals], marker="o", color=f"C{i}", label=a)
+        ax[2].axhline(refs["teacher"][a], color=f"C{i}", ls=":", lw=1)
+    ax[2].set_title("readers' accuracy (dotted: the teacher)", fontsize=10)
+    ax[2].set_xlabel("generator update")
+    ax[2].set_ylim(0.3, 1.0)
+    ax[2].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=100)
+    print(json.dumps(refs))
+
+
+if __name__ == "__main__":
+    main()
