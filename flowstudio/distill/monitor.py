@@ -42,11 +42,17 @@ class StudentMonitor:
         self.steps, self.shift, self.size = steps, shift, size
         self.specs = eval_specs(prompts)
 
-    def _generate(self, prompt: str, seed: int) -> np.ndarray:
-        from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
+    def _pipe(self):
+        """A pipeline over the current exported weights (built once per sample/evaluate call: a LoRA
+        student's export merges its adapters into a copy)."""
+        from flowstudio.pipeline import WanVideoPipeline
 
         components = dataclasses.replace(self.pipeline.components, transformer=self.student.exported())
-        pipe = WanVideoPipeline(components, device=self.pipeline.device)
+        return WanVideoPipeline(components, device=self.pipeline.device)
+
+    def _generate(self, pipe, prompt: str, seed: int) -> np.ndarray:
+        from flowstudio.pipeline import GenerationSettings
+
         frames, height, width = self.size
         settings = GenerationSettings(
             prompt=prompt,
@@ -64,9 +70,9 @@ class StudentMonitor:
     def sample(self, step: int) -> np.ndarray:
         from flowstudio.train import image_grid
 
-        rows = []
+        rows, pipe = [], self._pipe()
         for i, (_, text) in enumerate(self.specs[:2]):
-            frames = self._generate(text, seed=i)
+            frames = self._generate(pipe, text, seed=i)
             rows.append([frames[0], frames[len(frames) // 2], frames[-1]])
         return image_grid(rows)
 
@@ -74,9 +80,9 @@ class StudentMonitor:
         from flowstudio.worlds.readers import read_background, read_color, read_shape
 
         readers = {"color": read_color, "shape": read_shape, "background": read_background}
-        hits = dict.fromkeys(ATTRIBUTES, 0)
+        hits, pipe = dict.fromkeys(ATTRIBUTES, 0), self._pipe()
         for i, (spec, text) in enumerate(self.specs):
-            frames = self._generate(text, seed=i)
+            frames = self._generate(pipe, text, seed=i)
             for name in ATTRIBUTES:
                 hits[name] += readers[name](frames)[0] == getattr(spec, name)
         return {name: hits[name] / max(len(self.specs), 1) for name in ATTRIBUTES}
