@@ -112,6 +112,10 @@ def test_bad_settings_are_refused_with_what_to_do(tiny, tmp_path):
         _config(tiny, prompts=str(tmp_path / "p.txt"))
     with pytest.raises(InputError, match="critic_steps"):
         _config(tiny, critic_steps=0)
+    with pytest.raises(InputError, match="steps must be a whole number.*'many'"):
+        _config(tiny, steps="many")  # as a YAML typo would give
+    with pytest.raises(InputError, match="lr must be a number"):
+        _config(tiny, lr="1e-5x")
     (tmp_path / "empty.txt").write_text("\n  \n")
     with pytest.raises(InputError, match="no prompts"):
         distill(

@@ -88,10 +88,28 @@ class DistillConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept in the run's config.json
 
     def __post_init__(self) -> None:
-        if self.student_steps < 1:
-            raise InputError(f"student_steps must be >= 1, got {self.student_steps}")
-        if self.critic_steps < 1:
-            raise InputError(f"critic_steps must be >= 1, got {self.critic_steps}")
+        from flowstudio.checks import check_int, check_number, check_text
+
+        check_text("teacher", self.teacher, "the teacher's model folder")
+        for name, minimum in (("student_steps", 1), ("critic_steps", 1), ("steps", 1), ("batch", 1),
+                              ("num_prompts", 1), ("num_frames", 1), ("height", 1), ("width", 1),
+                              ("seed", None), ("checkpoint_every", 1), ("log_every", 1), ("sample_every", 0),
+                              ("eval_every", 0), ("eval_prompts", 1), ("lora_rank", 0)):  # fmt: skip
+            check_int(name, getattr(self, name), minimum=minimum)
+        for name in ("lr", "critic_lr"):  # PyYAML reads `1e-5` (no dot) as text
+            check_number(name, getattr(self, name), positive=True, what="; in YAML write 1.0e-5, not 1e-5")
+        for name in (
+            "guidance_scale",
+            "ema_decay",
+            "grad_clip",
+            "sigma_low",
+            "sigma_high",
+            "i2v_prob",
+            "gan_weight",
+        ):
+            check_number(name, getattr(self, name))
+        if self.shift is not None:
+            check_number("shift", self.shift, positive=True, what="; the flow shift, 5 is usual")
         if not 0.0 <= self.ema_decay < 1.0:
             raise InputError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 < self.sigma_low < self.sigma_high < 1.0:
@@ -100,8 +118,6 @@ class DistillConfig:
             raise InputError(f"i2v_prob must be in [0, 1], got {self.i2v_prob}")
         if self.i2v_prob > 0 and self.prompts != SHAPEWORLD:
             raise InputError("i2v_prob > 0 needs first frames: use prompts: shapeworld, or set i2v_prob: 0")
-        if self.lora_rank < 0:
-            raise InputError(f"lora_rank must be >= 0 (0: full fine-tuning), got {self.lora_rank}")
         if self.gan_weight < 0:
             raise InputError(f"gan_weight must be >= 0, got {self.gan_weight}")
         if self.gan_weight > 0 and self.prompts != SHAPEWORLD:
