@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from flowstudio.core.ti2v import pin_first_frame
 from flowstudio.denoiser import WanDenoiser
 from flowstudio.distill import dmd, gan
 from flowstudio.distill.monitor import StudentMonitor
@@ -228,13 +229,7 @@ class DMDObjective:
         if not bool(batch.i2v.any()):
             return lambda z: z
         first = self.bank.first_frames[batch.rows].to(self.device)
-
-        def pin(z: torch.Tensor) -> torch.Tensor:
-            cond = torch.zeros_like(z)
-            cond[:, :, :1] = first.to(z.dtype)
-            return torch.where(mask.bool(), z, cond)
-
-        return pin
+        return lambda z: pin_first_frame(z, first, mask)
 
     def _velocity(self, denoiser: WanDenoiser, x, sigma, text, mask) -> torch.Tensor:
         timestep = denoiser.row_timesteps(sigma, mask if (self.expand or not bool(mask.all())) else None)
