@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flowstudio.distill.monitor import ATTRIBUTES, eval_specs
+from flowstudio.distill.monitor import ATTRIBUTES, eval_specs, reader_accuracy
 
 
 def references(run: Path) -> dict[str, dict[str, float]]:
@@ -27,12 +27,10 @@ def references(run: Path) -> dict[str, dict[str, float]]:
     if cached.is_file():
         return json.loads(cached.read_text())
     from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
-    from flowstudio.worlds.readers import read_background, read_color, read_shape
 
     config = json.loads((run / "config.json").read_text())
-    readers = {"color": read_color, "shape": read_shape, "background": read_background}
     pipe = WanVideoPipeline.from_pretrained(config["teacher"])
-    specs = eval_specs(config["eval_prompts"])
+    size = {"num_frames": config["num_frames"], "height": config["height"], "width": config["width"]}
     settings = {
         "teacher": {"steps": 30, "guidance_scale": 5.0, "solver": "unipc"},
         "student at initialisation": {
@@ -41,17 +39,17 @@ def references(run: Path) -> dict[str, dict[str, float]]:
             "solver": "dmd",
         },
     }
-    out = {}
-    for name, chosen in settings.items():
-        hits = dict.fromkeys(ATTRIBUTES, 0)
-        for i, (spec, text) in enumerate(specs):
-            size = {"num_frames": config["num_frames"], "height": config["height"], "width": config["width"]}
-            frames = pipe.generate(
-                GenerationSettings(prompt=text, seed=i, **chosen, **size), progress=False
-            ).frames
-            for a in ATTRIBUTES:
-                hits[a] += readers[a](frames)[0] == getattr(spec, a)
-        out[name] = {a: hits[a] / len(specs) for a in ATTRIBUTES}
+    out = {
+        name: reader_accuracy(
+            eval_specs(config["eval_prompts"]),
+            lambda i, text, chosen=chosen: (
+                pipe.generate(
+                    GenerationSettings(prompt=text, seed=i, **chosen, **size), progress=False
+                ).frames
+            ),
+        )
+        for name, chosen in settings.items()
+    }
     cached.write_text(json.dumps(out, indent=1))
     return out
 

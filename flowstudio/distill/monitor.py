@@ -9,10 +9,11 @@ their own ShapeWorld seed stream (neither the training bank's nor ``toy_quality.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numpy as np
 
-from flowstudio.distill.prompts import BANK_STREAM
+from flowstudio.distill.prompts import BANK_STREAM, captioned_spec
 
 EVAL_STREAM = BANK_STREAM + 1
 ATTRIBUTES = ("color", "shape", "background")
@@ -20,15 +21,20 @@ ATTRIBUTES = ("color", "shape", "background")
 
 def eval_specs(count: int):
     """``count`` (spec, caption) pairs of the evaluation stream."""
-    from flowstudio.worlds.captions import caption
-    from flowstudio.worlds.shapes import random_spec
+    return [captioned_spec(EVAL_STREAM, i) for i in range(count)]
 
-    out = []
-    for i in range(count):
-        rng = np.random.default_rng([EVAL_STREAM, i])
-        spec = random_spec(rng)
-        out.append((spec, caption(spec, rng)))
-    return out
+
+def reader_accuracy(specs, generate: Callable[[int, str], np.ndarray]) -> dict[str, float]:
+    """The readers' accuracy per attribute over ``specs``; ``generate(i, caption)`` makes clip ``i``."""
+    from flowstudio.worlds.readers import read_background, read_color, read_shape
+
+    readers = {"color": read_color, "shape": read_shape, "background": read_background}
+    hits = dict.fromkeys(ATTRIBUTES, 0)
+    for i, (spec, text) in enumerate(specs):
+        frames = generate(i, text)
+        for name in ATTRIBUTES:
+            hits[name] += readers[name](frames)[0] == getattr(spec, name)
+    return {name: hits[name] / max(len(specs), 1) for name in ATTRIBUTES}
 
 
 class StudentMonitor:
@@ -77,12 +83,5 @@ class StudentMonitor:
         return image_grid(rows)
 
     def evaluate(self) -> dict[str, float]:
-        from flowstudio.worlds.readers import read_background, read_color, read_shape
-
-        readers = {"color": read_color, "shape": read_shape, "background": read_background}
-        hits, pipe = dict.fromkeys(ATTRIBUTES, 0), self._pipe()
-        for i, (spec, text) in enumerate(self.specs):
-            frames = self._generate(pipe, text, seed=i)
-            for name in ATTRIBUTES:
-                hits[name] += readers[name](frames)[0] == getattr(spec, name)
-        return {name: hits[name] / max(len(self.specs), 1) for name in ATTRIBUTES}
+        pipe = self._pipe()
+        return reader_accuracy(self.specs, lambda i, text: self._generate(pipe, text, seed=i))

@@ -60,16 +60,24 @@ def read_prompt_file(path: Path) -> list[str]:
     return prompts
 
 
+def captioned_spec(*key: int):
+    """``(spec, caption)`` of a ShapeWorld scene drawn from the stream ``key`` (both from one rng)."""
+    from flowstudio.worlds.captions import caption
+    from flowstudio.worlds.shapes import random_spec
+
+    rng = np.random.default_rng(list(key))
+    spec = random_spec(rng)
+    return spec, caption(spec, rng)
+
+
 def shapeworld_prompts(count: int, seed: int, num_frames: int, height: int, width: int):
     """``count`` ShapeWorld captions with their clips (uint8 ``(T, H, W, 3)``)."""
-    from flowstudio.worlds.captions import caption
-    from flowstudio.worlds.shapes import random_spec, render_clip
+    from flowstudio.worlds.shapes import render_clip
 
     prompts, frames = [], []
     for i in range(count):
-        rng = np.random.default_rng([BANK_STREAM, seed, i])
-        spec = random_spec(rng)
-        prompts.append(caption(spec, rng))
+        spec, text = captioned_spec(BANK_STREAM, seed, i)
+        prompts.append(text)
         frames.append(render_clip(spec, num_frames, height, width))
     return prompts, frames
 
