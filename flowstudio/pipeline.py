@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from flowstudio.core.flow import flow_sigmas
 from flowstudio.core.solvers import make_solver
-from flowstudio.core.stochastic import StochasticSolver, student_grid
+from flowstudio.core.stochastic import StochasticSolver
 from flowstudio.core.ti2v import first_frame_mask
 from flowstudio.denoiser import Conditioning, WanDenoiser
 from flowstudio.errors import InputError
@@ -407,14 +406,12 @@ class WanVideoPipeline:
         ``solver="dmd"`` (a distilled student, :mod:`flowstudio.core.stochastic`) walks the student's own
         levels and draws its fresh noise from ``generator``."""
         pin = None if cond.first_frame is None else FirstFramePin(condition=cond.first_frame, mask=cond.mask)
-        if solver == StochasticSolver.name:
-            sigmas, stepper = student_grid(steps, shift), StochasticSolver(generator)
-        else:
-            sigmas, stepper = flow_sigmas(steps, shift), make_solver(solver)
+        # the one solver that draws noise takes the generator; every solver names its own grid
+        stepper = StochasticSolver(generator) if solver == StochasticSolver.name else make_solver(solver)
         return run_loop(
             self.denoiser.bind(cond),
             x,
-            sigmas,
+            stepper.grid(steps, shift),
             stepper,
             direction=direction,
             controllers=controllers,

@@ -64,6 +64,14 @@ class Solver:
     def reset(self) -> None:
         """Forget the history of a previous trajectory."""
 
+    def grid(self, steps: int, shift: float) -> torch.Tensor:
+        """The descending sigma grid this solver samples on for ``steps`` steps: the shifted flow grid
+        of Wan's schedulers (:func:`flowstudio.core.flow.flow_sigmas`); a solver with its own levels
+        overrides it."""
+        from flowstudio.core.flow import flow_sigmas
+
+        return flow_sigmas(steps, shift)
+
     def step(self, velocity_fn: VelocityFn, x: torch.Tensor, sigmas: torch.Tensor, i: int) -> torch.Tensor:
         """Advance ``x`` from ``sigmas[i]`` to ``sigmas[i + 1]``."""
         raise NotImplementedError

@@ -72,6 +72,10 @@ class StochasticSolver(Solver):
     def __init__(self, generator: torch.Generator | None = None, seed: int = 0) -> None:
         self.generator = generator if generator is not None else torch.Generator().manual_seed(seed)
 
+    def grid(self, steps: int, shift: float) -> torch.Tensor:
+        """The student's own levels (:func:`student_grid`), not the teacher's flow grid."""
+        return student_grid(steps, shift)
+
     def step(self, velocity_fn: VelocityFn, x: torch.Tensor, sigmas: torch.Tensor, i: int) -> torch.Tensor:
         sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
         x0 = x - sigma * velocity_fn(x, sigma)
