@@ -69,7 +69,7 @@ def toy_fd(generated: list[np.ndarray], real: list[np.ndarray]) -> float:
 
 def measure(name: str, folder: Path, steps: int, guidance: float, solver: str, shift: float, args) -> dict:
     """Every measure of one model setting (clips generated once and read by every measure)."""
-    from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
+    from flowstudio.pipeline import WanVideoPipeline
 
     pipe = WanVideoPipeline.from_pretrained(folder, device="cpu")
     print(f"{name}: {steps} steps, guidance {guidance}, {solver}")
@@ -79,20 +79,16 @@ def measure(name: str, folder: Path, steps: int, guidance: float, solver: str, s
         if i < args.fd_clips:
             generated.append(frames)
 
-    start = time.perf_counter()
-    accuracy, seconds, items, samples = t2v_quality(pipe, args.prompts, steps, guidance, solver, shift, keep)
-    t2v_time = time.perf_counter() - start
-    calls = [0]  # transformer forward passes of one clip (two per step with CFG: one per branch)
+    calls = [0]  # transformer forward passes over the T2V run (two per step with CFG: one per branch)
     hook = pipe.components.transformer.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    start = time.perf_counter()
     try:
-        pipe.generate(
-            GenerationSettings(
-                prompt=items[0]["prompt"], steps=steps, guidance_scale=guidance, solver=solver, shift=shift
-            ),
-            progress=False,
+        accuracy, seconds, items, samples = t2v_quality(
+            pipe, args.prompts, steps, guidance, solver, shift, keep
         )
     finally:
         hook.remove()
+    t2v_time = time.perf_counter() - start
     return {
         "name": name,
         "model": str(folder),
@@ -104,7 +100,7 @@ def measure(name: str, folder: Path, steps: int, guidance: float, solver: str, s
         "items": items,
         "seconds_per_clip": float(np.median(seconds)),
         "t2v_seconds": t2v_time,
-        "model_calls_per_clip": calls[0],
+        "model_calls_per_clip": calls[0] // args.prompts,
         "i2v_psnr_db": i2v_quality(pipe, args.i2v_clips, steps, guidance, solver, shift),
         "_samples": samples[:4],
         "_generated": generated,
@@ -126,6 +122,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     args.fd_clips = min(args.fd_clips, args.prompts)
+    if args.fd_clips < 3:
+        parser.error("the toy FD needs at least 3 clips: raise --prompts / --fd-clips")
     students = []
     for entry in args.student:
         name, _, folder = entry.partition("=")
