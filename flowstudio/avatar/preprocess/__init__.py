@@ -3,7 +3,7 @@
 | step | module | what |
 |---|---|---|
 | 1 probe and filter | ``media.probe`` | header checks; refusals counted by reason |
-| 2 shot cuts | ``shots`` | PySceneDetect ContentDetector; shots shorter than min_seconds dropped |
+| 2 shot cuts | ``data.shots`` | PySceneDetect ContentDetector; shots shorter than min_seconds dropped |
 | 3 faces | ``detect``, ``track`` | MediaPipe (or the toy's true box, named), tracking, square crops |
 | 4 rates | ``media.decode`` | 25 fps video, 16 kHz mono audio (PyAV) |
 | 5 sync | ``sync`` | mouth signal vs loudness correlation, offset trimmed, weak sync refused |

@@ -30,10 +30,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from flowstudio.avatar.preprocess import detect, features, media, shots, sync, track
+from flowstudio.avatar.preprocess import detect, features, media, sync, track
 from flowstudio.avatar.preprocess.config import PreprocessConfig
 from flowstudio.avatar.preprocess.layouts import SourceClip, list_clips
 from flowstudio.avatar.preprocess.manifest import write_outputs
+from flowstudio.data import shots
+from flowstudio.data.runner import backend_name, check_workers, run_tasks
 from flowstudio.errors import FlowstudioError, InputError
 from flowstudio.video import write_video
 from flowstudio.worlds._writer import save_npz_atomic, write_text_atomic
@@ -205,34 +207,6 @@ def _is_done(out: Path, source: SourceClip, digest: str) -> dict[str, Any] | Non
     return record
 
 
-def _run_ray(jobs: list[SourceClip], root: str, out: str, config: PreprocessConfig, workers: int,
-             address: str | None, bar: tqdm) -> list[dict[str, Any]]:  # fmt: skip
-    try:
-        import ray
-    except ImportError as err:
-        raise InputError(
-            "--workers > 1 runs on Ray: pip install -e '.[preprocess]' (or use --workers 1)"
-        ) from err
-    started = not ray.is_initialized()
-    if started:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    try:
-        task = ray.remote(num_cpus=1, max_retries=0)(process_clip)
-        pending = [task.remote(job, root, out, config) for job in jobs]
-        records = []
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            records.append(ray.get(ready[0]))
-            bar.update(1)
-        return records
-    finally:
-        if started:
-            ray.shutdown()
-
-
 def preprocess(
     in_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -248,8 +222,7 @@ def preprocess(
         workers: 1 runs in this process (no Ray); more start a local Ray with that many CPUs, one
             task per clip; with ``ray_address`` the tasks go to that cluster.
     """
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InputError(f"workers must be an integer >= 1, got {workers!r}")
+    check_workers(workers)
     root, out = Path(in_dir).resolve(), Path(out_dir).resolve()
     if out == root or root in out.parents:
         raise InputError(f"output folder {out} must not be inside the input folder {root}")
@@ -269,14 +242,11 @@ def preprocess(
     with tqdm(
         total=len(clips), initial=len(records), desc="preprocess", unit="clip", disable=not progress
     ) as bar:
-        if workers == 1 and not ray_address:
-            for clip in todo:
-                records.append(process_clip(clip, str(root), str(out), config))
-                bar.update(1)
-            backend = "in-process"
-        else:
-            records += _run_ray(todo, str(root), str(out), config, workers, ray_address, bar)
-            backend = f"ray ({ray_address or 'local'})"
+        backend = backend_name(workers, ray_address)
+        records += run_tasks(
+            process_clip, todo, (str(root), str(out), config), workers=workers, ray_address=ray_address,
+            bar=bar, extra="preprocess",
+        )  # fmt: skip
     seconds = time.perf_counter() - tic
     rate = round(60 * len(todo) / seconds, 2) if todo and seconds else None
     timing = {"processed": len(todo), "skipped_done": len(clips) - len(todo), "seconds": round(seconds, 2),

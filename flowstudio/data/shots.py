@@ -1,8 +1,9 @@
-"""Step 2: shot cuts with PySceneDetect's ContentDetector, on the frames already decoded.
+"""Shot cuts with PySceneDetect's ContentDetector, on the frames already decoded.
 
-The detector is fed the 25 fps frames in memory (no second decode): a cut at output frame ``k``
-means frames ``< k`` and ``>= k`` belong to different shots. Shots shorter than ``min_seconds`` are
-dropped later (with the face runs), so a fade or a flash makes no training clip.
+Used by ``flowstudio data build`` and step 2 of ``flowstudio avatar preprocess``. The detector is fed
+the frames already decoded at the output rate (no second decode): a cut at output frame ``k`` means
+frames ``< k`` and ``>= k`` belong to different shots. Callers drop shots too short for a training
+clip, so a fade or a flash makes none.
 ``scenedetect-headless`` is used: plain ``scenedetect`` depends on the GUI ``opencv-python``, which
 would overwrite the ``cv2`` of the ``opencv-python-headless`` the project already installs.
 """

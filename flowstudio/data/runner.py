@@ -1,0 +1,79 @@
+"""Run one task per item, in this process or on Ray (local by default, or a cluster by address).
+
+Shared by ``flowstudio data build`` and ``flowstudio avatar preprocess``. Tasks are independent and
+write their own done-records, so the order they finish in does not matter, and a run killed part-way
+loses only the tasks in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from tqdm.auto import tqdm
+
+from flowstudio.errors import InputError
+
+T = TypeVar("T")
+
+
+def check_workers(workers: object) -> int:
+    """``workers`` as an integer >= 1, else :class:`InputError`."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers must be an integer >= 1, got {workers!r}")
+    return workers
+
+
+def backend_name(workers: int, ray_address: str | None) -> str:
+    """``in-process`` or ``ray (local)`` / ``ray (ADDRESS)``: what :func:`run_tasks` will use."""
+    return "in-process" if workers == 1 and not ray_address else f"ray ({ray_address or 'local'})"
+
+
+def run_tasks(
+    function: Callable[..., T],
+    items: Sequence[Any],
+    args: tuple[Any, ...],
+    *,
+    workers: int,
+    ray_address: str | None,
+    bar: tqdm,
+    extra: str,
+) -> list[T]:
+    """``[function(item, *args) for item in items]``, in completion order.
+
+    Args:
+        workers: 1 runs in this process (no Ray); more start a local Ray with that many CPUs, one
+            task (one CPU) per item; with ``ray_address`` the tasks go to that cluster.
+        bar: advanced by one per finished task.
+        extra: the pip extra that installs Ray, named in the error when it is missing.
+    """
+    if backend_name(workers, ray_address) == "in-process":
+        results = []
+        for item in items:
+            results.append(function(item, *args))
+            bar.update(1)
+        return results
+    try:
+        import ray
+    except ImportError as err:
+        raise InputError(
+            f"--workers > 1 and --ray-address run on Ray: pip install -e '.[{extra}]' (or use --workers 1)"
+        ) from err
+    started = not ray.is_initialized()
+    if started:
+        if ray_address:
+            ray.init(address=ray_address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(function)
+        pending = [task.remote(item, *args) for item in items]
+        results = []
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            results.append(ray.get(ready[0]))
+            bar.update(1)
+        return results
+    finally:
+        if started:
+            ray.shutdown()
