@@ -18,6 +18,7 @@ from flowstudio.avatar.cli import avatar_app
 from flowstudio.bench.cli import bench_app
 from flowstudio.board.cli import board_app
 from flowstudio.checks import markup_safe
+from flowstudio.data.cli import data_app
 from flowstudio.distill.cli import distill_command
 from flowstudio.edit.cli import edit_command, estimate_memory_command
 from flowstudio.jobs.errors import cli_errors
@@ -38,6 +39,7 @@ app.add_typer(worlds_app, name="worlds")
 app.add_typer(avatar_app, name="avatar")
 app.add_typer(bench_app, name="bench")
 app.add_typer(board_app, name="board")
+app.add_typer(data_app, name="data")
 app.command("edit")(edit_command)
 app.command("distill")(distill_command)
 app.command("edit-memory")(estimate_memory_command)

@@ -1,0 +1,188 @@
+"""``flowstudio data build IN OUT``: folders of videos -> a source -> target pair dataset for distillation.
+
+Stages (one task per input video, in this process or on Ray; see :mod:`flowstudio.data.runner`):
+
+1. clips (:mod:`~flowstudio.data.segments`): probe and refuse broken files, decode, shot cuts
+   (PySceneDetect), clips of ``frames`` frames at the model's size, filters, pHash, caption;
+2. near duplicates (:mod:`~flowstudio.data.dedup`), over every clip of the run in id order, so a
+   re-run drops the same ones;
+3. pairs (:mod:`~flowstudio.data.pairs`): the editing engine and the benchmark's checks;
+4. the manifests and the datasheet (:mod:`~flowstudio.data.datasheet`), rebuilt from the done-records.
+
+Resumable after ``kill -9``: a video whose done-record carries the settings' digest (and, for pairs,
+the same surviving clips) is skipped; one killed mid-way has no done-record and is redone from
+scratch (its folder is cleared first), so the files equal an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from flowstudio.data import dedup
+from flowstudio.data.config import BuildConfig
+from flowstudio.data.datasheet import write_outputs
+from flowstudio.data.pairs import check_presets, make_pairs, model_path, pair_task_digest
+from flowstudio.data.runner import backend_name, check_workers, run_tasks
+from flowstudio.data.segments import process_video, segment_signature, video_id
+from flowstudio.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+
+
+def list_videos(root: Path) -> list[str]:
+    """Video files under ``root`` (recursively), as sorted relative paths."""
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES
+    )
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _segments_done(out: Path, vid: str, digest: str) -> dict[str, Any] | None:
+    record = _load(out / "done" / "segments" / f"{vid}.json")
+    if record is None or record.get("digest") != digest:
+        return None
+    if any(not (out / s["video"]).is_file() for s in record.get("segments", [])):
+        return None
+    return record
+
+
+def _pairs_done(out: Path, vid: str, digest: str) -> dict[str, Any] | None:
+    record = _load(out / "done" / "pairs" / f"{vid}.json")
+    if record is None or record.get("digest") != digest:
+        return None
+    if any(p["kept"] and not (out / p["target_video"]).is_file() for p in record.get("pairs", [])):
+        return None
+    return record
+
+
+def find_duplicates(records: list[dict[str, Any]], max_distance: float) -> dict[str, str]:
+    """``{clip id: id of the earlier clip it duplicates}`` over every clip, in id order."""
+    clips = sorted((s for r in records for s in r.get("segments", [])), key=lambda s: s["id"])
+    dropped = dedup.near_duplicates([segment_signature(s) for s in clips], max_distance)
+    return {clips[i]["id"]: clips[j]["id"] for i, j in dropped.items()}
+
+
+def build(
+    in_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    config: BuildConfig,
+    *,
+    workers: int = 1,
+    ray_address: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Build the dataset of ``in_dir`` into ``out_dir``; returns the datasheet (also written).
+
+    Args:
+        workers: 1 runs in this process (no Ray); more start a local Ray with that many CPUs, one
+            task per video; with ``ray_address`` the tasks go to that cluster (which must see both
+            folders at the same paths).
+    """
+    check_workers(workers)
+    root, out = Path(in_dir).resolve(), Path(out_dir).resolve()
+    if not root.is_dir():
+        raise InputError(
+            f"input folder {root} does not exist (make ShapeWorld footage: flowstudio data footage)"
+        )
+    if out == root or root in out.parents:
+        raise InputError(f"output folder {out} must not be inside the input folder {root}")
+    videos = list_videos(root)
+    if not videos:
+        raise InputError(f"no video files ({', '.join(VIDEO_SUFFIXES)}) under {root}")
+    if config.pairs:
+        check_presets(config)
+        if not Path(model_path(config)).is_dir():
+            raise InputError(f"editing model folder {model_path(config)} not found (set model: PATH)")
+    out.mkdir(parents=True, exist_ok=True)
+    timing: dict[str, Any] = {"workers": workers, "backend": backend_name(workers, ray_address)}
+
+    digest = config.segment_digest()
+    segment_records, todo = [], []
+    for relative in videos:
+        done = _segments_done(out, video_id(root / relative, root), digest)
+        (segment_records.append(done) if done is not None else todo.append(relative))
+    tic = time.perf_counter()
+    with tqdm(
+        total=len(videos), initial=len(segment_records), desc="clips", unit="video", disable=not progress
+    ) as bar:
+        segment_records += run_tasks(
+            process_video,
+            todo,
+            (str(root), str(out), config),
+            workers=workers,
+            ray_address=ray_address,
+            bar=bar,
+            extra="preprocess",
+        )
+    seconds = time.perf_counter() - tic
+    timing["clips"] = {
+        "videos_processed": len(todo),
+        "videos_skipped_done": len(videos) - len(todo),
+        "seconds": round(seconds, 2),
+        "videos_per_minute": round(60 * len(todo) / seconds, 2) if todo and seconds else None,
+    }
+
+    duplicates = find_duplicates(segment_records, config.dedup_max_distance)
+    pair_records: list[dict[str, Any]] = []
+    if config.pairs:
+        jobs = []
+        for record in segment_records:
+            kept = [s for s in record.get("segments", []) if s["id"] not in duplicates]
+            if not kept:
+                continue
+            done = _pairs_done(out, record["video_id"], pair_task_digest(config, [s["id"] for s in kept]))
+            (pair_records.append(done) if done is not None else jobs.append((record["video_id"], kept)))
+        tic = time.perf_counter()
+        with tqdm(
+            total=len(jobs) + len(pair_records),
+            initial=len(pair_records),
+            desc="pairs",
+            unit="video",
+            disable=not progress,
+        ) as bar:
+            pair_records += run_tasks(
+                _pair_task,
+                jobs,
+                (str(out), config),
+                workers=workers,
+                ray_address=ray_address,
+                bar=bar,
+                extra="preprocess",
+            )
+        seconds = time.perf_counter() - tic
+        tried = sum(len(kept) for _, kept in jobs)
+        timing["pairs"] = {
+            "videos_processed": len(jobs),
+            "clips_edited": tried,
+            "seconds": round(seconds, 2),
+            "clips_per_minute": round(60 * tried / seconds, 2) if tried and seconds else None,
+        }
+    settings = {
+        **config.to_dict(),
+        "model_used": model_path(config) if config.pairs else None,
+        "segment_digest": digest,
+        "input": str(root),
+    }
+    return write_outputs(out, root, segment_records, duplicates, pair_records, settings, timing)
+
+
+def _pair_task(job: tuple[str, list[dict[str, Any]]], out: str, config: BuildConfig) -> dict[str, Any]:
+    vid, segments = job
+    return make_pairs(vid, segments, out, config)

@@ -1,0 +1,160 @@
+"""ShapeWorld footage: multi-shot product videos as mp4, the embedded input of ``flowstudio data build``.
+
+``flowstudio data footage OUT --videos N`` writes ``video_XXXXX.mp4`` (H.264) and its sidecar
+``video_XXXXX.json``: the shots (first frame, frame count, :class:`~flowstudio.worlds.shapes.SceneSpec`)
+that the build reads as the clip's metadata (captions, object masks, the readers' ground truth).
+Each video is 1 to 3 shots of 33 to 49 frames cut together, so the build's shot detection has real
+cuts to find. Video ``i`` depends only on ``(seed, i)`` and the settings; a run resumes where it
+stopped (the sidecar is written last).
+
+With ``defects`` (the default), every :data:`DEFECT_EVERY`-th video carries one made defect, named in
+its sidecar, cycling over :data:`DEFECTS`, so the datasheet can show each stage catching its own:
+
+==============  =================================================================  ===================
+defect          what is written                                                     caught as
+==============  =================================================================  ===================
+``corrupt``     the mp4 cut to its first third                                      probe / decode
+``too_short``   a 6-frame video                                                     probe/too_short
+``black``       one shot replaced by black frames                                   filters/black_frames
+``still``       one shot is its first frame repeated                                filters/static
+``blurry``      one shot blurred (Gaussian, sigma 3)                                filters/blurry
+``duplicate``   the previous clean video, re-encoded at another quality             dedup/near_duplicate
+==============  =================================================================  ===================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flowstudio.errors import InputError
+from flowstudio.video import write_video
+from flowstudio.worlds._writer import record_matches, write_dataset, write_record
+from flowstudio.worlds.shapes import DEFAULT_FPS, SceneSpec, check_clip_size, random_spec, render_clip
+
+FORMAT = "flowstudio.shapeworld-footage/1"
+SHOT_FRAMES = (33, 37, 41, 45, 49)
+DEFECTS = ("corrupt", "too_short", "black", "still", "blurry", "duplicate")
+DEFECT_EVERY = 10
+
+
+def video_record(
+    seed: int,
+    index: int,
+    *,
+    height: int = 128,
+    width: int = 128,
+    fps: float = DEFAULT_FPS,
+    defects: bool = True,
+) -> dict[str, Any]:
+    """The sidecar of video ``index`` (what ``video_XXXXX.json`` holds), without rendering anything."""
+    rng = np.random.default_rng([seed, index, 7])
+    shots, start = [], 0
+    for _ in range(int(rng.integers(1, 4))):
+        frames = int(SHOT_FRAMES[int(rng.integers(len(SHOT_FRAMES)))])
+        shots.append({"start": start, "frames": frames, "spec": random_spec(rng).to_dict()})
+        start += frames
+    defect = None
+    if defects and index % DEFECT_EVERY == DEFECT_EVERY - 1:
+        defect = DEFECTS[(index // DEFECT_EVERY) % len(DEFECTS)]
+        if defect == "duplicate":
+            if index == 0:
+                defect = None
+            else:  # the same shots as the video before it (itself clean: its index is not a defect slot)
+                shots = video_record(seed, index - 1, height=height, width=width, fps=fps)["shots"]
+        elif defect == "too_short":
+            shots = shots[:1]
+    return {
+        "format": FORMAT,
+        "index": index,
+        "dataset_seed": seed,
+        "height": height,
+        "width": width,
+        "fps": fps,
+        "video": f"video_{index:05d}.mp4",
+        "shots": shots,
+        "defect": defect,
+    }
+
+
+def render_video(record: dict[str, Any]) -> np.ndarray:
+    """The frames of a sidecar's video, uint8 ``(T, H, W, 3)``, with its defect applied."""
+    h, w = record["height"], record["width"]
+    parts = [render_clip(SceneSpec.from_dict(s["spec"]), s["frames"], h, w) for s in record["shots"]]
+    defect = record["defect"]
+    if defect in ("black", "still", "blurry"):
+        k = len(parts) // 2  # a middle shot (the only one of a one-shot video)
+        if defect == "black":
+            parts[k] = np.zeros_like(parts[k])
+        elif defect == "still":
+            parts[k] = np.repeat(parts[k][:1], len(parts[k]), axis=0)
+        else:
+            import cv2
+
+            parts[k] = np.stack([cv2.GaussianBlur(f, (0, 0), 3) for f in parts[k]])
+    frames = np.concatenate(parts)
+    return frames[:6] if defect == "too_short" else frames
+
+
+def make_footage(
+    out_dir: str | os.PathLike[str],
+    videos: int,
+    seed: int = 0,
+    *,
+    height: int = 128,
+    width: int = 128,
+    fps: float = DEFAULT_FPS,
+    defects: bool = True,
+    workers: int = 1,
+    progress: bool = True,
+) -> Path:
+    """Write ``videos`` ShapeWorld videos with sidecars to ``out_dir``; returns its ``manifest.jsonl``."""
+    for name, value, low in (("videos", videos, 1), ("seed", seed, 0), ("workers", workers, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
+    check_clip_size(17, height, width)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"height": height, "width": width, "fps": float(fps), "defects": defects}
+
+    def expected(index: int) -> dict[str, Any]:
+        return video_record(seed, index, height=height, width=width, fps=float(fps), defects=defects)
+
+    return write_dataset(
+        out,
+        videos,
+        seed=seed,
+        settings=settings,
+        expected=expected,
+        is_complete=_is_complete,
+        write_clip=_write_video,
+        workers=workers,
+        resume=True,
+        progress=progress,
+        name="footage",
+    )
+
+
+def _write_video(job: tuple[str, int, int, dict[str, Any]]) -> dict[str, Any]:
+    out_dir, seed, index, settings = job
+    out = Path(out_dir)
+    size = {"height": settings["height"], "width": settings["width"]}
+    record = video_record(seed, index, **size, fps=settings["fps"], defects=settings["defects"])
+    path = out / record["video"]
+    crf = 23 if record["defect"] == "duplicate" else 12
+    write_video(path, render_video(record), settings["fps"], crf=crf, preset="veryfast")
+    if record["defect"] == "corrupt":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+    write_record(out, record)
+    return record
+
+
+def _is_complete(out: Path, expected: dict[str, Any]) -> bool:
+    video = out / expected["video"]
+    return record_matches(out, expected) and video.is_file() and video.stat().st_size > 0
