@@ -367,7 +367,24 @@ def test_a_change_composite_keeps_the_source_exactly_where_nothing_changed(pipe,
     unchanged = r.frames == r.source_frames
     assert 0.0 <= r.info["changed_fraction"] <= 1.0
     assert unchanged.all(axis=-1).mean() >= 1.0 - r.info["changed_fraction"] - 1e-3  # rounded
-    with pytest.raises(InputError, match="composite_mask must be 'blend' or 'change'"):
+    with pytest.raises(InputError, match="composite_mask must be 'blend', 'change' or 'mask'"):
         BlendConfig(composite_mask="diff")
     with pytest.raises(InputError, match="change_threshold"):
         BlendConfig(change_threshold=0.0)
+
+
+def test_a_mask_composite_keeps_the_source_exactly_outside_the_grown_mask(pipe, clip):
+    from flowstudio.edit.blending import grow_mask
+
+    t, h, w = clip.shape[:3]
+    mask = np.zeros((t, h, w), bool)
+    mask[:, h // 4 : h // 2, w // 4 : w // 2] = True
+    config = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="mask", change_grow=2)
+    r = _edit(pipe, clip, blend=config, mask=mask)
+    region = grow_mask(mask, 2) > 0
+    assert region.sum() > mask.sum()  # grown by two pixels
+    assert np.array_equal(r.frames[~region], r.source_frames[~region])  # the source, exactly
+    assert not np.array_equal(r.frames[region], r.source_frames[region])  # the edit, inside
+    assert r.info["changed_fraction"] == round(float(region.mean()), 4)
+    with pytest.raises(InputError, match="composite_mask 'mask' pastes the source"):
+        _edit(pipe, clip, blend=config)

@@ -4,8 +4,13 @@ DMD's generator never sees real videos (only the GAN term would): it needs promp
 image-to-video rows a first frame. A :class:`PromptBank` is encoded once with the teacher's own text
 encoder and VAE and stored in the run folder (``prompt_bank.pt``), so a resumed run reads the same bank.
 
-Sources: ``shapeworld`` (the toy world's captions and first frames, from a seed stream no evaluation
-uses) or a text file of prompts, one per line (text-to-video only: no first frames).
+Sources:
+
+* ``shapeworld``: the toy world's captions and first frames, from a seed stream no evaluation uses;
+* a dataset folder made by ``flowstudio data build`` (it holds ``clips.parquet``): every kept clip with
+  its caption, and every kept pair's target clip with its target prompt (the e-commerce edits), in id
+  order; their first frames for image-to-video rows and the clips themselves as the GAN term's real data;
+* a text file of prompts, one per line (text-to-video only: no first frames).
 """
 
 from __future__ import annotations
@@ -60,6 +65,38 @@ def read_prompt_file(path: Path) -> list[str]:
     return prompts
 
 
+def is_dataset(source: str) -> bool:
+    """Whether ``source`` is a folder made by ``flowstudio data build``."""
+    return Path(source).is_dir() and (Path(source) / "clips.parquet").is_file()
+
+
+def dataset_prompts(folder: str, count: int, num_frames: int, height: int, width: int):
+    """Up to ``count`` ``(prompt, clip)`` rows of a built dataset: its clips with their captions, then
+    its pairs' targets with their target prompts (both in id order), as two lists."""
+    import pyarrow.parquet as pq
+
+    from flowstudio.video import read_video
+
+    root = Path(folder)
+    rows = [(r["caption"], r["video"]) for r in pq.read_table(root / "clips.parquet").to_pylist()]
+    manifest = root / "manifest.parquet"
+    if manifest.is_file():
+        rows += [(r["target_prompt"], r["target_video"]) for r in pq.read_table(manifest).to_pylist()]
+    if not rows:
+        raise InputError(f"dataset {root} has no clips: build it with `flowstudio data build`")
+    prompts, clips = [], []
+    for text, video in rows[:count]:
+        frames = read_video(root / video).frames
+        if frames.shape != (num_frames, height, width, 3):
+            raise InputError(
+                f"{root / video} is {frames.shape[0]} frames of {frames.shape[1]}x{frames.shape[2]}, but the "
+                f"run samples {num_frames} frames of {height}x{width}: build the dataset at the run's size"
+            )
+        prompts.append(text)
+        clips.append(frames)
+    return prompts, clips
+
+
 def captioned_spec(*key: int):
     """``(spec, caption)`` of a ShapeWorld scene drawn from the stream ``key`` (both from one rng)."""
     from flowstudio.worlds.captions import caption
@@ -98,10 +135,15 @@ def build_prompt_bank(
     with the teacher's encoders (on CPU)."""
     if source == SHAPEWORLD:
         prompts, clips = shapeworld_prompts(count, seed, num_frames, height, width)
+    elif is_dataset(source):
+        prompts, clips = dataset_prompts(source, count, num_frames, height, width)
     else:
         prompts, clips = read_prompt_file(Path(source))[:count], None
     if real_clips and clips is None:
-        raise InputError("real clips (the GAN term) come from ShapeWorld here: use prompts: shapeworld")
+        raise InputError(
+            "real clips (the GAN term) need a video source: prompts: shapeworld, or a folder made by "
+            "`flowstudio data build`"
+        )
     logger.info("encoding %d prompts%s", len(prompts), " and first frames" if clips else "")
     embeds = torch.cat([pipeline.encode_prompt(p).float().cpu() for p in prompts])
     first, real = None, None

@@ -22,8 +22,9 @@ Options:
   features, a third part ``disc`` updated with each critic update;
 * LoRA students (``lora_rank``; :mod:`flowstudio.distill.lora`), merged at export.
 
-Not here yet (issue 17): the pair-dataset pipeline (the GAN term's real clips are the toy's true renders
-until then).
+Prompts, first frames and the GAN term's real clips come from ShapeWorld, from a dataset folder made
+by ``flowstudio data build`` (its clips and its pairs' targets), or from a prompt file (text only):
+:mod:`flowstudio.distill.prompts`.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from flowstudio.core.ti2v import pin_first_frame
 from flowstudio.denoiser import WanDenoiser
 from flowstudio.distill import dmd, gan
 from flowstudio.distill.monitor import StudentMonitor
-from flowstudio.distill.prompts import SHAPEWORLD, PromptBank, build_prompt_bank
+from flowstudio.distill.prompts import SHAPEWORLD, PromptBank, build_prompt_bank, is_dataset
 from flowstudio.errors import InputError
 from flowstudio.train import Budget, LatestFile, Part, StepContext, Trainer, TrainerConfig, constant
 
@@ -69,7 +70,7 @@ class DistillConfig:
     sigma_low: float = 0.02  # distribution-matching / critic levels: uniform in [low, high], then shifted
     sigma_high: float = 0.98
     i2v_prob: float = 0.5  # rows conditioned on a first frame (needs a source with frames)
-    prompts: str = SHAPEWORLD  # or a text file, one prompt per line
+    prompts: str = SHAPEWORLD  # or a `flowstudio data build` folder, or a text file (one prompt per line)
     num_prompts: int = 512
     negative_prompt: str = ""
     num_frames: int = 17
@@ -117,13 +118,17 @@ class DistillConfig:
             raise InputError(f"need 0 < sigma_low < sigma_high < 1, got {self.sigma_low}, {self.sigma_high}")
         if not 0.0 <= self.i2v_prob <= 1.0:
             raise InputError(f"i2v_prob must be in [0, 1], got {self.i2v_prob}")
-        if self.i2v_prob > 0 and self.prompts != SHAPEWORLD:
-            raise InputError("i2v_prob > 0 needs first frames: use prompts: shapeworld, or set i2v_prob: 0")
+        has_clips = self.prompts == SHAPEWORLD or is_dataset(self.prompts)
+        if self.i2v_prob > 0 and not has_clips:
+            raise InputError(
+                "i2v_prob > 0 needs first frames: use prompts: shapeworld or a `flowstudio data build` "
+                "folder, or set i2v_prob: 0"
+            )
         if self.gan_weight < 0:
             raise InputError(f"gan_weight must be >= 0, got {self.gan_weight}")
-        if self.gan_weight > 0 and self.prompts != SHAPEWORLD:
+        if self.gan_weight > 0 and not has_clips:
             raise InputError(
-                "the GAN term needs real clips: use prompts: shapeworld (the pair dataset is not built yet), "
+                "the GAN term needs real clips: use prompts: shapeworld or a `flowstudio data build` folder, "
                 "or set gan_weight: 0"
             )
         if self.eval_every and self.prompts != SHAPEWORLD:

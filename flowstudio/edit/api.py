@@ -31,7 +31,7 @@ from flowstudio.core.solvers import make_solver
 from flowstudio.core.ti2v import first_frame_mask
 from flowstudio.denoiser import Conditioning
 from flowstudio.edit.attention_share import AttentionShare
-from flowstudio.edit.blending import BlendConfig, change_mask, composite, pixel_mask_from_latent
+from flowstudio.edit.blending import BlendConfig, change_mask, composite, grow_mask, pixel_mask_from_latent
 from flowstudio.edit.context import EditContext, FeatureStore
 from flowstudio.edit.controls import SourceFeatureControl, choose_source_mode, feature_bytes_per_step
 from flowstudio.edit.flowedit import run_flowedit
@@ -378,6 +378,16 @@ def edit(
     elif mask is not None and not (isinstance(mask, str) and mask == "auto"):
         raw_mask = to_pixel_mask(mask) if isinstance(mask, np.ndarray) else load_mask(mask)
         pixel_mask = check_mask(_normalise_mask(raw_mask, report), num_frames, height, width)
+    if (
+        s.blend is not None
+        and s.blend.pixel_composite
+        and s.blend.composite_mask == "mask"
+        and pixel_mask is None
+    ):
+        raise InputError(
+            "blend composite_mask 'mask' pastes the source's pixels outside the mask you give: pass mask= "
+            "(a file or array; not 'auto') or box=, or use composite_mask 'change'"
+        )
     image = _target_image(target_image, height, width) if target_image is not None else None
 
     start = time.perf_counter()
@@ -433,6 +443,10 @@ def edit(
         region = change_mask(
             edited, frames, b.change_threshold, b.change_blur, b.change_grow, b.change_largest
         )
+        info["changed_fraction"] = round(float(region.mean()), 4)
+        edited = composite(edited, frames, region)
+    elif s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "mask":
+        region = grow_mask(pixel_mask, s.blend.change_grow)
         info["changed_fraction"] = round(float(region.mean()), 4)
         edited = composite(edited, frames, region)
     elif s.blend is not None and s.blend.pixel_composite and blend_mask is not None:

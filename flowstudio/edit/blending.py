@@ -26,6 +26,8 @@ from flowstudio.edit.controls import check_window
 from flowstudio.errors import InputError
 from flowstudio.sampling import Controller, LoopState
 
+COMPOSITE_MASKS = ("blend", "change", "mask")
+
 
 @dataclass(frozen=True)
 class BlendConfig:
@@ -39,11 +41,14 @@ class BlendConfig:
         pixel_composite: after decoding, paste the source's pixels outside the region
             (``m * edit + (1 - m) * source`` with the latent mask upsampled to pixels): pixels
             outside the region are then the source's exactly, not the VAE's reconstruction of it.
-        composite_mask: the region of the pixel composite: ``"blend"`` (the blending mask above) or
+        composite_mask: the region of the pixel composite: ``"blend"`` (the blending mask above),
             ``"change"`` (:func:`change_mask`: where the decoded edit differs from the source by more
             than ``change_threshold`` after a ``change_blur`` box blur, grown by ``change_grow``
-            pixels). ``"change"`` needs no mask and follows whatever the edit changed (an object, or
-            the whole background); use it with ``strength=0`` to composite without latent blending.
+            pixels), or ``"mask"`` (the mask or box you give, at pixel precision, grown by
+            ``change_grow`` pixels: the source's pixels exactly wherever you said nothing changes;
+            for edits that keep the object's silhouette, such as colour or background).
+            ``"change"`` needs no mask and follows whatever the edit changed (an object, or the whole
+            background); use it with ``strength=0`` to composite without latent blending.
         change_threshold: per-pixel colour difference (max over RGB, 0..1) that counts as changed.
         change_blur: box-blur size (pixels) before differencing, so that regenerated texture
             noise does not count as a change, only region-level colour change.
@@ -66,8 +71,10 @@ class BlendConfig:
     change_largest: bool = False
 
     def __post_init__(self) -> None:
-        if self.composite_mask not in ("blend", "change"):
-            raise InputError(f"blend composite_mask must be 'blend' or 'change', got {self.composite_mask!r}")
+        if self.composite_mask not in COMPOSITE_MASKS:
+            raise InputError(
+                f"blend composite_mask must be 'blend', 'change' or 'mask', got {self.composite_mask!r}"
+            )
         if not 0.0 < self.change_threshold < 1.0:
             raise InputError(f"blend change_threshold must be in (0, 1), got {self.change_threshold}")
         if self.change_blur < 1 or self.change_grow < 0:
@@ -140,6 +147,17 @@ def change_mask(
             changed = cv2.dilate(changed, kernel)
         out[t] = _largest_region(changed) if largest else changed
     return out
+
+
+def grow_mask(mask: np.ndarray, grow: int) -> np.ndarray:
+    """Float ``(T, H, W)`` 0/1 mask of ``mask > 0.5`` grown by ``grow`` pixels (elliptic dilation)."""
+    import cv2
+
+    binary = (np.asarray(mask) > 0.5).astype(np.uint8)
+    if grow:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+        binary = np.stack([cv2.dilate(frame, kernel) for frame in binary])
+    return binary.astype(np.float32)
 
 
 def _largest_region(mask: np.ndarray) -> np.ndarray:
