@@ -24,7 +24,8 @@ ATTRIBUTE_CHECKS = ("auto", "readers", "clip")
 _SEGMENT_KEYS = (
     "min_side", "fps_range", "min_seconds", "max_seconds", "decode_max_side", "fps", "shot_threshold",
     "frames", "height", "width", "windows_per_shot", "min_sharpness", "min_motion", "max_black_fraction",
-    "max_frozen_fraction", "captioner", "caption_model", "crf",
+    "max_frozen_fraction", "text_model", "text_input_size", "max_text_frames", "captioner", "caption_model",
+    "crf",
 )  # fmt: skip
 
 
@@ -43,6 +44,10 @@ class BuildConfig:
         windows_per_shot: at most this many non-overlapping ``frames``-long clips per shot.
         min_sharpness, min_motion, max_black_fraction, max_frozen_fraction: the filters
             (:class:`~flowstudio.data.filters.FilterConfig`).
+        text_model: a DB text-detection ``.onnx`` file (or a folder holding one): clips with burnt-in
+            text on more than ``max_text_frames`` of 4 sampled frames are dropped
+            (:mod:`~flowstudio.data.text`); ``None``: not checked (the datasheet says so).
+        text_input_size: the side the text model reads (a multiple of 32; 736 for DB_TD500).
         dedup_max_distance: near duplicates: mean pHash Hamming distance (bits of 64) at most this.
         captioner: ``metadata`` (the ShapeWorld sidecar's spec), ``sidecar`` (``<video>.txt``),
             ``model`` (a local captioning model, ``caption_model``), ``auto`` (metadata, else sidecar,
@@ -80,6 +85,9 @@ class BuildConfig:
     min_motion: float = FilterConfig.min_motion
     max_black_fraction: float = FilterConfig.max_black_fraction
     max_frozen_fraction: float = FilterConfig.max_frozen_fraction
+    text_model: str | None = None
+    text_input_size: int = 736
+    max_text_frames: float = 0.25
     dedup_max_distance: float = 8.0
     captioner: str = "auto"
     caption_model: str | None = None
@@ -149,15 +157,16 @@ class BuildConfig:
     def segment_digest(self) -> str:
         """Hash of the settings a video's segments depend on (keys the segment done-records)."""
         data = {key: getattr(self, key) for key in _SEGMENT_KEYS}
-        if data["caption_model"]:
-            data["caption_model"] = str(Path(data["caption_model"]).resolve())
+        for key in ("caption_model", "text_model"):
+            if data[key]:
+                data[key] = str(Path(data[key]).resolve())
         return _hash(data)
 
     def pair_digest(self) -> str:
         """Hash of everything a pair depends on (keys the pair done-records)."""
         data = self.to_dict()
         data.pop("dedup_max_distance")  # which segments survive dedup is part of the pair task itself
-        for key in ("model", "caption_model", "clip_model"):
+        for key in ("model", "caption_model", "clip_model", "text_model"):
             if data[key]:
                 data[key] = str(Path(data[key]).resolve())
         return _hash(data)

@@ -250,6 +250,12 @@ def markdown(sheet: dict[str, Any]) -> str:
         f"{sum(sheet['videos_refused'].values())} refused); shots found: {sheet['shots']}",
         f"- clips kept: {sheet['clips_kept']}",
         f"- pairs: {sheet['pairs_kept']} kept of {sheet['pairs_tried']} tried",
+        "- burnt-in text: "
+        + (
+            f"checked with {sheet['settings']['text_model']}"
+            if sheet["settings"].get("text_model")
+            else "**not checked** (no text_model given)"
+        ),
         f"- mean PSNR of the edit against the true target (ShapeWorld): kept "
         f"{sheet['truth_psnr_mean']['kept']} dB, rejected {sheet['truth_psnr_mean']['rejected']} dB",
         "",

@@ -7,9 +7,11 @@ Output of a video ``<video_id>`` (its path under the input folder, ``/`` as ``__
     OUT/done/segments/<video_id>.json           its done-record: written last, atomically
 
 A clip is one of at most ``windows_per_shot`` non-overlapping windows of a shot, one frame in from
-each cut (a detector may place a cut one frame off). Each window is scaled to cover the model's size
-and centre-cropped. A window whose frames span two shots of the ShapeWorld sidecar (a cut the
-detector missed) is dropped as ``metadata/spans_shots``: its caption and masks would be wrong.
+each cut (a detector may place a cut one frame off). Filters: :mod:`~flowstudio.data.filters`, and
+burnt-in text (:mod:`~flowstudio.data.text`) when a text model is given. Each window is scaled to
+cover the model's size and centre-cropped. A window whose frames span two shots of the ShapeWorld
+sidecar (a cut the detector missed) is dropped as ``metadata/spans_shots``: its caption and masks
+would be wrong.
 """
 
 from __future__ import annotations
@@ -190,6 +192,13 @@ def _window(
         return _drop("metadata", "spans_shots", start, "the window covers a cut the detector missed")
     clip = fit_frames(raw, config.height, config.width)
     measures, failed = filters.check_clip(clip, config.filters())
+    if config.text_model:
+        from flowstudio.data.text import text_detector
+
+        detector = text_detector(str(Path(config.text_model).resolve()), config.text_input_size)
+        measures["text_frames"] = detector.text_frames(clip)
+        if measures["text_frames"] > config.max_text_frames:
+            failed.append("burnt_in_text")
     if failed:
         return {**_drop("filters", failed[0], start, ", ".join(failed)), "measures": measures}
     caption, caption_source = _caption(clip, scene, text, config)
