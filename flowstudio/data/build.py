@@ -140,14 +140,21 @@ def build(
     }
 
     duplicates = find_duplicates(segment_records, config.dedup_max_distance)
-    if config.pairs and not config.clip_model:
-        bare = [s["id"] for r in segment_records for s in r.get("segments", [])
-                if s["id"] not in duplicates and not isinstance(s.get("world"), dict)]  # fmt: skip
-        if bare:
+    bare = [s["id"] for r in segment_records for s in r.get("segments", [])
+            if s["id"] not in duplicates and not isinstance(s.get("world"), dict)]  # fmt: skip
+    if config.pairs and bare:
+        blend = config.edit_options.get("blend")
+        if isinstance(blend, dict) and blend.get("composite_mask") == "mask":
             raise InputError(
-                f"{len(bare)} clips (e.g. {bare[0]}) have no ShapeWorld metadata, so the attribute check of "
-                "their pairs needs CLIP: set clip_model (--clip-model PATH, a local CLIP folder), or build "
-                "clips only with --no-pairs; the clips made so far are kept and will be reused"
+                f"{len(bare)} clips (e.g. {bare[0]}) have no object mask (no ShapeWorld metadata), but "
+                "edit_options.blend.composite_mask is 'mask': use 'change' for your own clips; the clips "
+                "made so far are kept and will be reused"
+            )
+        if not config.clip_model:
+            raise InputError(
+                f"{len(bare)} clips (e.g. {bare[0]}) have no ShapeWorld metadata, so the attribute check "
+                "of their pairs needs CLIP: set clip_model (--clip-model PATH, a local CLIP folder), or "
+                "build clips only with --no-pairs; the clips made so far are kept and will be reused"
             )
     pair_records: list[dict[str, Any]] = []
     if config.pairs:

@@ -35,13 +35,30 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def near_duplicates(signatures: list[np.ndarray], max_distance: float = MAX_DISTANCE) -> dict[int, int]:
-    """``{index: index of the earlier clip it duplicates}`` for every clip after the first of its group."""
-    kept: list[int] = []
+    """``{index: index of the earlier clip it duplicates}`` for every clip after the first of its group.
+
+    Each clip is compared with every clip kept before it (the first match, in order, is named), on
+    64-bit words with a population count, so tens of thousands of clips take seconds.
+    """
+    if not signatures:
+        return {}
+    shapes = {sig.shape for sig in signatures}
+    if len(shapes) != 1:
+        raise ValueError(f"signatures of different shapes {sorted(shapes)}")
+    words = np.stack([np.packbits(sig.astype(bool), axis=1).view(">u8")[:, 0] for sig in signatures])
+    frames = words.shape[1]
+    limit = max_distance * frames  # mean over frames <= max_distance, as a sum of integers
+    kept = np.empty_like(words)
+    kept_index: list[int] = []
     dropped: dict[int, int] = {}
-    for i, sig in enumerate(signatures):
-        match = next((k for k in kept if distance(sig, signatures[k]) <= max_distance), None)
-        if match is None:
-            kept.append(i)
-        else:
-            dropped[i] = match
+    for i, word in enumerate(words):
+        count = len(kept_index)
+        if count:
+            bits = np.bitwise_count(kept[:count] ^ word).sum(axis=1)
+            match = np.flatnonzero(bits <= limit + 1e-9)
+            if match.size:
+                dropped[i] = kept_index[int(match[0])]
+                continue
+        kept[count] = word
+        kept_index.append(i)
     return dropped
