@@ -63,7 +63,7 @@ def test_each_made_defect_is_caught_by_its_stage(built: tuple[Path, dict]) -> No
         "corrupt": ("decode/undecodable", "probe/unreadable"),
         "too_short": ("probe/too_short",),
         "black": ("filters/black_frames",),
-        "still": ("filters/static",),
+        "still": ("filters/frozen_frames",),
         "blurry": ("filters/blurry",),
         "duplicate": ("dedup/near_duplicate",),
     }
@@ -125,7 +125,7 @@ def test_rerun_skips_everything_and_changes_nothing(built: tuple[Path, dict], fo
 def test_sigkill_then_resume_gives_the_same_dataset(
     built: tuple[Path, dict], footage: Path, tmp_path: Path
 ) -> None:
-    _, reference = built
+    reference_out, reference = built
     out = tmp_path / "out"
     code = (
         "from flowstudio.data.build import build; from flowstudio.data.config import BuildConfig; "
@@ -145,7 +145,10 @@ def test_sigkill_then_resume_gives_the_same_dataset(
     done_before = len(list((out / "done" / "pairs").glob("*.json")))
     resumed = build(footage, out, BuildConfig(**FAST), progress=False)
     assert resumed["timing"]["clips"]["videos_processed"] == 0
-    assert resumed["timing"]["pairs"]["videos_processed"] == reference["videos_with_clips"] - done_before
+    pair_videos = len(
+        list((reference_out / "done" / "pairs").glob("*.json"))
+    )  # videos with clips left after dedup
+    assert resumed["timing"]["pairs"]["videos_processed"] == pair_videos - done_before
     assert _stable(resumed) == _stable(reference)
 
 
@@ -286,3 +289,16 @@ def test_the_built_dataset_feeds_the_distillation_bank(built: tuple[Path, dict])
         dataset_prompts(str(out), 2, 17, 64, 64)
     config = DistillConfig(teacher="t", prompts=str(out), gan_weight=0.1, i2v_prob=0.5, eval_every=0)
     assert config.prompts == str(out)
+
+
+def test_a_time_budget_writes_a_partial_datasheet_and_the_rerun_completes(
+    footage: Path, tmp_path: Path
+) -> None:
+    config = BuildConfig(**{**FAST, "pairs": False})
+    partial = build(footage, tmp_path / "o", config, progress=False, max_minutes=1e-9)
+    assert partial["complete"] is False and partial["videos"] == 0
+    assert partial["timing"]["left"]["videos_without_clips_yet"] == len(INDICES)
+    assert (tmp_path / "o" / "datasheet.md").read_text().count("**Partial**") == 1
+    full = build(footage, tmp_path / "o", config, progress=False)
+    assert full["complete"] is True and full["videos"] == len(INDICES)
+    assert "**Partial**" not in (tmp_path / "o" / "datasheet.md").read_text()

@@ -59,12 +59,12 @@ def test_each_defect_is_caught_by_its_own_filter(clips, defect, reason):
 def test_a_still_image_is_static_and_frozen(clips):
     for clip in clips:
         _, failed = check_clip(_still(clip))
-        assert failed == ["static", "frozen_frames"]
+        assert failed == ["frozen_frames", "static"]  # the most specific reason first
 
 
 def test_thresholds_are_settings():
     assert check_clip(np.zeros((5, 32, 32, 3), np.uint8), FilterConfig(max_black_fraction=1.0))[1] == [
-        "blurry",
-        "static",
         "frozen_frames",
+        "static",
+        "blurry",
     ]

@@ -87,10 +87,13 @@ def build(
     workers: int = 1,
     ray_address: str | None = None,
     progress: bool = True,
+    max_minutes: float | None = None,
 ) -> dict[str, Any]:
     """Build the dataset of ``in_dir`` into ``out_dir``; returns the datasheet (also written).
 
     Args:
+        max_minutes: start no new task after this many minutes; the manifests and datasheet then
+            hold what is done (``complete: false``, with the videos left), and the same call resumes.
         workers: 1 runs in this process (no Ray); more start a local Ray with that many CPUs, one
             task per video; with ``ray_address`` the tasks go to that cluster (which must see both
             folders at the same paths).
@@ -112,12 +115,15 @@ def build(
             raise InputError(f"editing model folder {model_path(config)} not found (set model: PATH)")
     out.mkdir(parents=True, exist_ok=True)
     timing: dict[str, Any] = {"workers": workers, "backend": backend_name(workers, ray_address)}
+    deadline = time.monotonic() + 60 * max_minutes if max_minutes else None
 
     digest = config.segment_digest()
-    segment_records, todo = [], []
+    segment_records: list[dict[str, Any]] = []
+    todo: list[str] = []
     for relative in videos:
         done = _segments_done(out, video_id(root / relative, root), digest)
         (segment_records.append(done) if done is not None else todo.append(relative))
+    done_before = len(segment_records)
     tic = time.perf_counter()
     with tqdm(
         total=len(videos), initial=len(segment_records), desc="clips", unit="video", disable=not progress
@@ -130,18 +136,25 @@ def build(
             ray_address=ray_address,
             bar=bar,
             extra="preprocess",
+            deadline=deadline,
         )
     seconds = time.perf_counter() - tic
+    clips_left = len(videos) - len(segment_records)
+    processed = len(segment_records) - done_before
     timing["clips"] = {
-        "videos_processed": len(todo),
-        "videos_skipped_done": len(videos) - len(todo),
+        "videos_processed": processed,
+        "videos_skipped_done": done_before,
         "seconds": round(seconds, 2),
-        "videos_per_minute": round(60 * len(todo) / seconds, 2) if todo and seconds else None,
+        "videos_per_minute": round(60 * processed / seconds, 2) if processed and seconds else None,
     }
 
     duplicates = find_duplicates(segment_records, config.dedup_max_distance)
-    bare = [s["id"] for r in segment_records for s in r.get("segments", [])
-            if s["id"] not in duplicates and not isinstance(s.get("world"), dict)]  # fmt: skip
+    bare = [
+        s["id"]
+        for r in segment_records
+        for s in r.get("segments", [])
+        if s["id"] not in duplicates and not isinstance(s.get("world"), dict)
+    ]
     if config.pairs and bare:
         blend = config.edit_options.get("blend")
         if isinstance(blend, dict) and blend.get("composite_mask") == "mask":
@@ -157,7 +170,8 @@ def build(
                 "build clips only with --no-pairs; the clips made so far are kept and will be reused"
             )
     pair_records: list[dict[str, Any]] = []
-    if config.pairs:
+    pairs_left = 0
+    if config.pairs and clips_left == 0:  # dedup needs every clip first: pairs start once all are made
         jobs = []
         for record in segment_records:
             kept = [s for s in record.get("segments", []) if s["id"] not in duplicates]
@@ -165,6 +179,7 @@ def build(
                 continue
             done = _pairs_done(out, record["video_id"], pair_task_digest(config, [s["id"] for s in kept]))
             (pair_records.append(done) if done is not None else jobs.append((record["video_id"], kept)))
+        done_before = len(pair_records)
         tic = time.perf_counter()
         with tqdm(
             total=len(jobs) + len(pair_records),
@@ -181,11 +196,14 @@ def build(
                 ray_address=ray_address,
                 bar=bar,
                 extra="preprocess",
+                deadline=deadline,
             )
+        new = pair_records[done_before:]
+        pairs_left = len(jobs) - len(new)
         seconds = time.perf_counter() - tic
-        tried = sum(len(kept) for _, kept in jobs)
+        tried = sum(len(r["pairs"]) for r in new)
         timing["pairs"] = {
-            "videos_processed": len(jobs),
+            "videos_processed": len(new),
             "clips_edited": tried,
             "seconds": round(seconds, 2),
             "clips_per_minute": round(60 * tried / seconds, 2) if tried and seconds else None,
@@ -196,7 +214,23 @@ def build(
         "segment_digest": digest,
         "input": str(root),
     }
-    return write_outputs(out, root, segment_records, duplicates, pair_records, settings, timing)
+    progress_left = {"videos_without_clips_yet": clips_left, "videos_without_pairs_yet": pairs_left}
+    if config.pairs and clips_left:
+        progress_left["videos_without_pairs_yet"] = (
+            "all (the pair stage starts once every video has its clips)"
+        )
+    timing["left"] = progress_left
+    sheet = write_outputs(
+        out,
+        root,
+        segment_records,
+        duplicates,
+        pair_records,
+        settings,
+        timing,
+        complete=clips_left == 0 and pairs_left == 0,
+    )
+    return sheet
 
 
 def _pair_task(job: tuple[str, list[dict[str, Any]]], out: str, config: BuildConfig) -> dict[str, Any]:

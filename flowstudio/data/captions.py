@@ -7,7 +7,7 @@ local image-to-text model.
 * ``sidecar``: the text of ``<video stem>.txt`` next to the video, for every clip of that video (the
   user's own captions).
 * ``model``: a local image-to-text model folder loaded with transformers (``local_files_only``; a
-  BLIP-style ``AutoModelForVision2Seq`` + ``AutoProcessor``), run on the middle frame of the clip.
+  BLIP-style image-text-to-text model + ``AutoProcessor``), run on the middle frame of the clip.
   Nothing is downloaded: a folder without weights fails with the file it lacks.
 """
 
@@ -41,10 +41,15 @@ class ModelCaptioner:
                 "model folder (e.g. a BLIP captioning checkpoint saved with save_pretrained)"
             )
         try:
-            from transformers import AutoModelForVision2Seq, AutoProcessor
+            from transformers import AutoProcessor
+
+            try:  # transformers >= 4.52 (and 5, where the older name is gone)
+                from transformers import AutoModelForImageTextToText as AutoCaptioner
+            except ImportError:
+                from transformers import AutoModelForVision2Seq as AutoCaptioner
 
             self.processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-            self.model = AutoModelForVision2Seq.from_pretrained(path, local_files_only=True).to(device).eval()
+            self.model = AutoCaptioner.from_pretrained(path, local_files_only=True).to(device).eval()
         except (OSError, ValueError) as err:
             raise InputError(f"cannot load the caption model from {path}: {err}") from err
         self.device, self.max_new_tokens = device, max_new_tokens

@@ -44,6 +44,9 @@ def build_command(
     device: str | None = typer.Option(None, help="torch device of the editing model (default cpu)."),
     workers: int = typer.Option(1, help="1: in this process; more: local Ray with that many CPUs."),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Run the tasks on this Ray cluster."),
+    max_minutes: float | None = typer.Option(
+        None, help="Start no new video after this many minutes; write what is done; rerun to resume."
+    ),
 ) -> None:
     """Clips, near-duplicate removal, filters, captions and edited pairs; resumable; datasheet."""
     from flowstudio.data.build import build
@@ -60,7 +63,9 @@ def build_command(
             clip_model=str(clip_model) if clip_model else None,
             device=device,
         )
-        sheet = build(in_dir, out_dir, settings, workers=workers, ray_address=ray_address)
+        sheet = build(
+            in_dir, out_dir, settings, workers=workers, ray_address=ray_address, max_minutes=max_minutes
+        )
     typer.echo((Path(out_dir) / "datasheet.md").read_text())
     typer.echo(
         f"{sheet['pairs_kept']} pairs, {sheet['clips_kept']} clips: {Path(out_dir) / 'manifest.parquet'}, "

@@ -198,8 +198,11 @@ def write_outputs(
     pair_records: list[dict[str, Any]],
     settings: dict[str, Any],
     timing: dict[str, Any],
+    complete: bool = True,
 ) -> dict[str, Any]:
-    """Write the manifests, ``datasheet.json``/``.md`` and ``examples.png``; return the datasheet."""
+    """Write the manifests, ``datasheet.json``/``.md`` and ``examples.png``; return the datasheet.
+
+    ``complete`` False (a run stopped by its time budget) is said at the top of the datasheet."""
     segment_records = sorted(segment_records, key=lambda r: r["video_id"])
     pair_records = sorted(pair_records, key=lambda r: r["video_id"])
     segments = {
@@ -228,6 +231,7 @@ def write_outputs(
     sheet = summarise(
         segment_records, duplicates, pair_records, defects_caught(segment_records, duplicates, root)
     )
+    sheet["complete"] = complete
     sheet["duplicates"] = dict(sorted(duplicates.items()))
     sheet["settings"] = settings
     sheet["examples"] = examples_grid(out, pairs, segments, out / "examples.png")
@@ -246,6 +250,16 @@ def markdown(sheet: dict[str, Any]) -> str:
     lines = [
         "# Datasheet",
         "",
+        *(
+            []
+            if sheet.get("complete", True)
+            else [
+                f"**Partial**: the run stopped at its time budget "
+                f"({json.dumps(sheet['timing'].get('left'))}); "
+                "the same command resumes it.",
+                "",
+            ]
+        ),
         f"- input videos: {sheet['videos']} ({sheet['videos_with_clips']} with clips, "
         f"{sum(sheet['videos_refused'].values())} refused); shots found: {sheet['shots']}",
         f"- clips kept: {sheet['clips_kept']}",

@@ -89,16 +89,17 @@ def measure(clip: np.ndarray) -> dict[str, float]:
 
 
 def reasons(measures: dict[str, float], config: FilterConfig) -> list[str]:
-    """The filters a clip fails (empty: it passes)."""
+    """The filters a clip fails (empty: it passes), the most specific first: a black clip is also
+    blurry and static, and a repeated frame also static, so the first reason names the defect."""
     failed = []
-    if measures["sharpness"] < config.min_sharpness:
-        failed.append("blurry")
-    if measures["motion"] < config.min_motion:
-        failed.append("static")
     if measures["black_fraction"] > config.max_black_fraction:
         failed.append("black_frames")
     if measures["frozen_fraction"] > config.max_frozen_fraction:
         failed.append("frozen_frames")
+    if measures["motion"] < config.min_motion:
+        failed.append("static")
+    if measures["sharpness"] < config.min_sharpness:
+        failed.append("blurry")
     return failed
 
 

@@ -16,7 +16,7 @@ defect          what is written                                                 
 ``corrupt``     the mp4 cut to its first third                                      probe / decode
 ``too_short``   a 6-frame video                                                     probe/too_short
 ``black``       one shot replaced by black frames                                   filters/black_frames
-``still``       one shot is its first frame repeated                                filters/static
+``still``       one shot is its first frame repeated                                filters/frozen_frames
 ``blurry``      one shot blurred (Gaussian, sigma 3)                                filters/blurry
 ``duplicate``   the previous clean video, re-encoded at another quality             dedup/near_duplicate
 ==============  =================================================================  ===================

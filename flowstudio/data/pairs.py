@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from flowstudio.bench.metrics.reference import projected_embedding
 from flowstudio.data.config import BuildConfig
 from flowstudio.data.segments import fit_frames
 from flowstudio.errors import FlowstudioError, InputError
@@ -207,9 +208,13 @@ class ClipJudge:
         picks = np.unique(np.linspace(0, len(frames) - 1, 4).round().astype(int))
         with torch.inference_mode():
             pixels = self.processor(images=[frames[i] for i in picks], return_tensors="pt").to(self.device)
-            image = torch.nn.functional.normalize(self.model.get_image_features(**pixels), dim=-1)
+            image = projected_embedding(self.model.get_image_features(**pixels))
             tokens = self.tokenizer(texts, padding=True, return_tensors="pt").to(self.device)
-            text = torch.nn.functional.normalize(self.model.get_text_features(**tokens), dim=-1)
+            text = projected_embedding(self.model.get_text_features(**tokens))
+            image, text = (
+                torch.nn.functional.normalize(image, dim=-1),
+                torch.nn.functional.normalize(text, dim=-1),
+            )
         return (image @ text.T).mean(0).float().cpu().numpy()
 
 

@@ -7,6 +7,7 @@ loses only the tasks in flight.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -38,6 +39,7 @@ def run_tasks(
     ray_address: str | None,
     bar: tqdm,
     extra: str,
+    deadline: float | None = None,
 ) -> list[T]:
     """``[function(item, *args) for item in items]``, in completion order.
 
@@ -46,10 +48,18 @@ def run_tasks(
             task (one CPU) per item; with ``ray_address`` the tasks go to that cluster.
         bar: advanced by one per finished task.
         extra: the pip extra that installs Ray, named in the error when it is missing.
+        deadline: a ``time.monotonic()`` after which no new task starts (those running finish);
+            the items not started are simply not in the result.
     """
+
+    def expired() -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
     if backend_name(workers, ray_address) == "in-process":
         results = []
         for item in items:
+            if expired():
+                break
             results.append(function(item, *args))
             bar.update(1)
         return results
@@ -67,9 +77,16 @@ def run_tasks(
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(function)
-        pending = [task.remote(item, *args) for item in items]
+        # a bounded number in flight (twice the CPUs), so a deadline stops the run soon after it passes
+        in_flight = 2 * max(int(ray.cluster_resources().get("CPU", workers)), 1)
+        queue = list(items)
+        pending: list[Any] = []
         results = []
-        while pending:
+        while queue or pending:
+            while queue and len(pending) < in_flight and not expired():
+                pending.append(task.remote(queue.pop(0), *args))
+            if not pending:
+                break
             ready, pending = ray.wait(pending, num_returns=1)
             results.append(ray.get(ready[0]))
             bar.update(1)

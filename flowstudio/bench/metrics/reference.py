@@ -177,13 +177,13 @@ class ReferenceScorer:
 
         model, tokenizer, processor = self._model("clip")
         pixels = processor(images=list(frames), return_tensors="pt")["pixel_values"].to(self.device)
-        image = _embedding(model.get_image_features(pixel_values=pixels))
+        image = projected_embedding(model.get_image_features(pixel_values=pixels))
         max_length = model.config.text_config.max_position_embeddings  # 77 for the released CLIP models
         tokens = tokenizer(
             [prompt], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
         )
         tokens = tokens.to(self.device)
-        text = _embedding(model.get_text_features(**tokens))
+        text = projected_embedding(model.get_text_features(**tokens))
         image = torch.nn.functional.normalize(image.float(), dim=-1)
         text = torch.nn.functional.normalize(text.float(), dim=-1)
         text_sim = float((image @ text.T).mean())
@@ -269,7 +269,7 @@ class ReferenceScorer:
         return frechet_distance(*feature_stats(a), *feature_stats(b))
 
 
-def _embedding(output: Any) -> Any:
+def projected_embedding(output: Any) -> Any:
     """The projected embedding from ``get_*_features`` (a tensor, or an output with ``pooler_output``)."""
     if hasattr(output, "pooler_output"):
         return output.pooler_output
