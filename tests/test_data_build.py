@@ -87,7 +87,10 @@ def test_pairs_are_judged_and_the_manifest_matches_the_records(built: tuple[Path
     for pair in pairs:
         checks = pair["checks"]
         assert pair["source_prompt"] != pair["target_prompt"]
-        assert checks["kept"] == all(checks[k]["pass"] for k in ("attribute", "keep", "temporal"))
+        assert checks["kept"] == all(checks[k]["pass"] for k in ("attribute", "others", "keep", "temporal"))
+        reads = checks["others"]["reads"]
+        assert set(reads) == {"shape", "color", "background"} - {pair["edit_type"]}
+        assert checks["others"]["pass"] == all(r["source"] == r["edit"] for r in reads.values())
         assert checks["attribute"]["pass"] == (checks["attribute"]["read"] == checks["attribute"]["expected"])
         assert checks["keep"]["pass"] == (checks["keep"]["psnr"] >= 22.0)
         assert checks["temporal"]["pass"] == (checks["temporal"]["ratio"] <= 1.5)

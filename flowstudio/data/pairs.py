@@ -16,6 +16,8 @@ Per clip (the draws are seeded by ``seed`` and the clip's id, so a re-run makes 
      (:func:`~flowstudio.bench.metrics.attributes.attribute_accuracy`). Own clips: CLIP scores the edit
      closer to the target prompt than to the source prompt by more than ``clip_margin``, and by more
      than the source clip itself is (the edit moved toward the target).
+   * ``others`` (ShapeWorld): the attributes the edit does not target (shape, colour, background;
+     those with readers) read the same on the edit as on the source.
    * ``keep``: PSNR of the edit against the source outside the edited region (ShapeWorld: the
      benchmark's kept region from both objects' masks) >= ``min_keep_psnr``; own clips: SSIM of the
      whole frame >= ``min_keep_ssim``.
@@ -74,6 +76,10 @@ COLOR_WORDS = (
     "grey",
 )
 WARP_FLOOR = 1.0
+#: every check a pair can have, in the order a rejection names its first failure
+CHECKS = ("attribute", "others", "keep", "temporal")
+#: ShapeWorld attributes with readers; those an edit does not target must read the same after it
+OTHER_FIELDS = ("shape", "color", "background")
 
 
 class _Once(logging.Filter):
@@ -266,6 +272,7 @@ def judge(
         )[1]
         keep = psnr(edited, source, kept_region)
         checks["keep"] = {"psnr": keep, "pass": keep is not None and keep >= config.min_keep_psnr}
+        checks["others"] = _others_kept(source, edited, field, plan, target_mask)
         checks["truth_psnr"] = psnr(edited, truth)
     else:
         if not config.clip_model:
@@ -292,8 +299,32 @@ def judge(
         "ratio": ratio,
         "pass": ratio is not None and ratio <= config.max_warp_ratio,
     }
-    checks["kept"] = all(checks[k]["pass"] for k in ("attribute", "keep", "temporal"))
+    checks["kept"] = all(checks[k]["pass"] for k in CHECKS if k in checks)
     return checks
+
+
+def _others_kept(
+    source: np.ndarray, edited: np.ndarray, field: str, plan: dict[str, Any], mask: np.ndarray
+) -> dict[str, Any]:
+    """The attributes the edit must not change (ShapeWorld's readers: shape, colour, background), read
+    on the edit and on the source: they must read the same (a recoloured box that turned into a blob
+    fails on shape)."""
+    from flowstudio.bench.metrics.attributes import attribute_accuracy
+
+    reads: dict[str, Any] = {}
+    for other in OTHER_FIELDS:
+        if other == field:
+            continue
+        case = {
+            "world": "shapeworld",
+            "field": other,
+            "source": plan["source_spec"],
+            "target": plan["source_spec"],
+        }
+        before, after = attribute_accuracy(source, case, mask), attribute_accuracy(edited, case, mask)
+        if "read" in before and "read" in after:
+            reads[other] = {"source": before["read"], "edit": after["read"]}
+    return {"reads": reads, "pass": all(r["source"] == r["edit"] for r in reads.values())}
 
 
 def make_pairs(vid: str, segments: list[dict[str, Any]], out: str, config: BuildConfig) -> dict[str, Any]:
@@ -359,7 +390,7 @@ def make_pairs(vid: str, segments: list[dict[str, Any]], out: str, config: Build
                 write_video(target, result.frames, config.fps, crf=config.crf, preset="veryfast")
                 pair["target_video"] = f"pairs/{vid}/{segment['id']}.mp4"
             else:
-                failed = [k for k in ("attribute", "keep", "temporal") if not checks[k]["pass"]]
+                failed = [k for k in CHECKS if k in checks and not checks[k]["pass"]]
                 pair.update(stage="checks", reason=failed[0], failed=failed)
             record["pairs"].append(pair)
     except FlowstudioError as error:
