@@ -152,6 +152,13 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
         # keep the source's pixels wherever the decoded edit did not change them (no mask needed)
         "flowedit+change-composite": {**fe, "blend": change},
         "fireflow-half-steps+change-composite": {"method": "fireflow", **cfg, "steps": half, "blend": change},
+        # a DMD student (--model STUDENT --steps 4) samples without guidance: FlowEdit at CFG 1 / 1
+        "flowedit-g1+change-composite": {
+            **fe,
+            "source_guidance": 1.0,
+            "target_guidance": 1.0,
+            "blend": change,
+        },
         "baseline-partial-0.8": {
             "method": "inversion",
             **cfg,
