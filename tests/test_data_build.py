@@ -305,3 +305,24 @@ def test_a_time_budget_writes_a_partial_datasheet_and_the_rerun_completes(
     full = build(footage, tmp_path / "o", config, progress=False)
     assert full["complete"] is True and full["videos"] == len(INDICES)
     assert "**Partial**" not in (tmp_path / "o" / "datasheet.md").read_text()
+
+
+def test_the_commands_make_footage_and_build_clips(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from flowstudio.cli import app
+
+    runner = CliRunner()
+    made = runner.invoke(app, ["data", "footage", str(tmp_path / "f"), "--videos", "3", "--no-defects"])
+    assert made.exit_code == 0, made.output
+    assert sorted(p.name for p in (tmp_path / "f").glob("*.mp4")) == [f"video_0000{i}.mp4" for i in range(3)]
+    built = runner.invoke(
+        app, ["data", "build", str(tmp_path / "f"), str(tmp_path / "o"), "--no-pairs", "--workers", "1"]
+    )
+    assert built.exit_code == 0, built.output
+    assert "# Datasheet" in built.output and (tmp_path / "o" / "clips.parquet").is_file()
+    bad = runner.invoke(
+        app,
+        ["data", "build", str(tmp_path / "f"), str(tmp_path / "o"), "--config", str(tmp_path / "no.yaml")],
+    )
+    assert bad.exit_code == 2 and "no.yaml" in bad.output and "not found" in bad.output

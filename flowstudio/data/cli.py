@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import typer
@@ -42,7 +43,9 @@ def build_command(
     caption_model: Path | None = typer.Option(None, help="Local image-to-text model folder."),
     clip_model: Path | None = typer.Option(None, help="Local CLIP folder (attribute check of own clips)."),
     device: str | None = typer.Option(None, help="torch device of the editing model (default cpu)."),
-    workers: int = typer.Option(1, help="1: in this process; more: local Ray with that many CPUs."),
+    workers: int | None = typer.Option(
+        None, help="Default: a local Ray with every CPU; 1: in this process (no Ray); N: local Ray, N CPUs."
+    ),
     ray_address: str | None = typer.Option(None, "--ray-address", help="Run the tasks on this Ray cluster."),
     max_minutes: float | None = typer.Option(
         None, help="Start no new video after this many minutes; write what is done; rerun to resume."
@@ -63,6 +66,8 @@ def build_command(
             clip_model=str(clip_model) if clip_model else None,
             device=device,
         )
+        if workers is None:  # a local Ray with every CPU (one CPU: in this process, Ray would add nothing)
+            workers = os.cpu_count() or 1
         sheet = build(
             in_dir, out_dir, settings, workers=workers, ray_address=ray_address, max_minutes=max_minutes
         )
