@@ -96,6 +96,7 @@ def test_pairs_are_judged_and_the_manifest_matches_the_records(built: tuple[Path
         assert checks["temporal"]["pass"] == (checks["temporal"]["ratio"] <= 1.5)
         if not pair["kept"]:
             assert pair["reason"] == pair["failed"][0] and "target_video" not in pair
+            assert read_video(out / pair["edited_video"]).frames.shape == (17, 128, 128, 3)  # kept to audit
     table = pq.read_table(out / "manifest.parquet").to_pylist()
     assert [row["id"] for row in table] == sorted(p["id"] for p in kept)
     for row in table:

@@ -67,8 +67,10 @@ def _pairs_done(out: Path, vid: str, digest: str) -> dict[str, Any] | None:
     record = _load(out / "done" / "pairs" / f"{vid}.json")
     if record is None or record.get("digest") != digest:
         return None
-    if any(p["kept"] and not (out / p["target_video"]).is_file() for p in record.get("pairs", [])):
-        return None
+    for pair in record.get("pairs", []):
+        video = pair.get("target_video") or pair.get("edited_video")
+        if video and not (out / video).is_file():
+            return None
     return record
 
 

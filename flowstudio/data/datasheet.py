@@ -161,29 +161,33 @@ def defects_caught(
 def examples_grid(
     out: Path, pairs: list[dict[str, Any]], segments: dict[str, dict[str, Any]], path: Path
 ) -> bool:
-    """Source / edit frames (first, middle, last) of up to 6 kept and 3 rejected pairs; False if none."""
+    """Source / edit frames (first, middle, last) of up to 6 kept pairs and 3 rejected ones (titled with
+    the check they failed); False when no pair was edited."""
     from flowstudio.video import read_video
 
     kept = [p for p in pairs if p["kept"]][:6]
-    if not kept:
+    rejected = [p for p in pairs if not p["kept"] and "edited_video" in p][:3]
+    rows = kept + rejected
+    if not rows:
         return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(kept), 2, figsize=(7.2, 1.35 * len(kept)), squeeze=False)
-    for row, pair in zip(axes, kept, strict=True):
+    fig, axes = plt.subplots(len(rows), 2, figsize=(7.2, 1.35 * len(rows)), squeeze=False)
+    for row, pair in zip(axes, rows, strict=True):
         source = read_video(out / segments[pair["segment"]]["video"]).frames
-        target = read_video(out / pair["target_video"]).frames
+        target = read_video(out / (pair.get("target_video") or pair["edited_video"])).frames
         picks = [0, len(source) // 2, len(source) - 1]
-        for ax, clip, label in ((row[0], source, "source"), (row[1], target, "edit")):
+        verdict = "kept" if pair["kept"] else f"REJECTED ({', '.join(pair['failed'])})"
+        for ax, clip, label in ((row[0], source, "source"), (row[1], target, f"edit, {verdict}")):
             ax.imshow(np.concatenate([clip[i] for i in picks], axis=1))
             ax.set_xticks([])
             ax.set_yticks([])
             text = pair["source_prompt"] if label == "source" else pair["target_prompt"]
-            ax.set_title(f"{label}: {text[:48]}", fontsize=6)
-    fig.suptitle("kept pairs: source | edit (frames 0, middle, last)", fontsize=8)
+            ax.set_title(f"{label}: {text[:44]}", fontsize=6)
+    fig.suptitle("pairs: source | edit (frames 0, middle, last); kept, then rejected", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -30,6 +30,7 @@ Per clip (the draws are seeded by ``seed`` and the clip's id, so a re-run makes 
 Output of a video::
 
     OUT/pairs/<video_id>/<segment_id>.mp4     the target clip of each kept pair
+    OUT/pairs/<video_id>/rejected/<id>.mp4    the edit of each rejected pair (to audit the checks)
     OUT/done/pairs/<video_id>.json            its done-record (all pairs, kept or not): written last
 """
 
@@ -392,6 +393,11 @@ def make_pairs(vid: str, segments: list[dict[str, Any]], out: str, config: Build
             else:
                 failed = [k for k in CHECKS if k in checks and not checks[k]["pass"]]
                 pair.update(stage="checks", reason=failed[0], failed=failed)
+                # every rejected edit is kept too, to audit the checks (and for the examples grid)
+                rejected = pair_dir / "rejected" / f"{segment['id']}.mp4"
+                rejected.parent.mkdir(parents=True, exist_ok=True)
+                write_video(rejected, result.frames, config.fps, crf=config.crf, preset="veryfast")
+                pair["edited_video"] = f"pairs/{vid}/rejected/{segment['id']}.mp4"
             record["pairs"].append(pair)
     except FlowstudioError as error:
         shutil.rmtree(pair_dir, ignore_errors=True)
