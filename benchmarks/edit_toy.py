@@ -152,9 +152,11 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
         # keep the source's pixels wherever the decoded edit did not change them (no mask needed)
         "flowedit+change-composite": {**fe, "blend": change},
         "fireflow-half-steps+change-composite": {"method": "fireflow", **cfg, "steps": half, "blend": change},
-        # a DMD student (--model STUDENT --steps 4) samples without guidance: FlowEdit at CFG 1 / 1
-        "flowedit-g1+change-composite": {
+        # the few-step editor: a DMD student (--model STUDENT --steps 4) edits on its own levels without
+        # guidance (what `edit --model STUDENT` does by default)
+        "student-flowedit+change-composite": {
             **fe,
+            "grid": "student",
             "source_guidance": 1.0,
             "target_guidance": 1.0,
             "blend": change,

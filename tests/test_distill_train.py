@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -239,6 +240,24 @@ def test_the_distill_command_resumes_exports_and_the_student_generates(tiny, tmp
         1.0,
     )
     assert record["model_calls"] == 4  # one call per student step: no CFG
+    # the few-step editor: FlowEdit on the student's levels, no guidance, unless given
+    from flowstudio.edit import edit
+
+    clip = np.random.default_rng(0).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8)
+    edited = edit(clip, source_prompt="a red box", target_prompt="a blue box", model=str(out / "student"))
+    s = edited.settings
+    assert (s.method, s.grid, s.steps, s.source_guidance, s.target_guidance) == (
+        "flowedit",
+        "student",
+        4,
+        1.0,
+        1.0,
+    )
+    assert edited.row_evaluations == 2 * 4  # the source and target rows at each of the 4 levels
+    given = edit(
+        clip, source_prompt="a red box", target_prompt="a blue box", model=str(out / "student"), steps=2
+    )
+    assert (given.settings.steps, given.settings.grid) == (2, "student")
     config.write_text(yaml.safe_dump({**settings, "critic_step": 3}))
     bad = runner.invoke(app, ["distill", "--config", str(config), "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "unknown keys ['critic_step']" in bad.output

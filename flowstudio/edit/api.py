@@ -28,6 +28,7 @@ from flowstudio import __version__
 from flowstudio.checks import DTYPES, check_device, check_number, check_outputs, parse_dtype
 from flowstudio.core.flow import flow_sigmas
 from flowstudio.core.solvers import make_solver
+from flowstudio.core.stochastic import student_grid
 from flowstudio.core.ti2v import first_frame_mask
 from flowstudio.denoiser import Conditioning
 from flowstudio.edit.attention_share import AttentionShare
@@ -49,7 +50,7 @@ from flowstudio.edit.masks import (
 )
 from flowstudio.edit.paired import EditDenoiser
 from flowstudio.edit.reschedule import reschedule_sigmas
-from flowstudio.edit.settings import EditSettings
+from flowstudio.edit.settings import EditSettings, student_edit_defaults
 from flowstudio.errors import InputError
 from flowstudio.jobs.progress import ProgressController
 from flowstudio.pipeline import WanVideoPipeline
@@ -143,6 +144,16 @@ def _load_pipeline(
             "WanVideoPipeline; for a quick try, build a tiny random one with `flowstudio models make-tiny`"
         )
     return WanVideoPipeline.from_pretrained(model, device=device, dtype=dtype, offload=offload)
+
+
+def _student_settings(model: Any) -> dict | None:
+    """The ``distill.json`` of a student model (a folder path, or a pipeline loaded from one)."""
+    from flowstudio.distill.export import student_settings
+
+    folder = getattr(model.components, "path", None) if isinstance(model, WanVideoPipeline) else model
+    if isinstance(folder, (str, os.PathLike)) and Path(folder).is_dir():
+        return student_settings(Path(folder))
+    return None
 
 
 def _read_source(source: Any, fps: float | None) -> tuple[np.ndarray, float, str]:
@@ -341,6 +352,9 @@ def edit(
     s = resolve_settings(
         source_prompt=source_prompt, target_prompt=target_prompt, preset=preset, settings=settings, **options
     )
+    student = _student_settings(model)
+    if student is not None:  # the few-step editor: the student's steps, levels and no guidance
+        s = student_edit_defaults(s, student, {k for k, v in options.items() if v is not None})
     if fps is not None:
         check_number("fps", fps, positive=True, what="; the output frame rate (None: the source's)")
     dtype = parse_dtype(dtype)
@@ -400,7 +414,8 @@ def edit(
     target = _conditioning(pipe, s.target_prompt, s.negative_prompt, s.target_guidance, target_first, shape)
 
     # 4. grid and controls
-    sigmas = reschedule_sigmas(flow_sigmas(s.steps, s.shift), s.reschedule.strength)
+    grid = student_grid(s.steps, s.shift) if s.grid == "student" else flow_sigmas(s.steps, s.shift)
+    sigmas = reschedule_sigmas(grid, s.reschedule.strength)
     context = EditContext(edit_sigmas=sigmas, num_steps=0 if sigmas is None else len(sigmas) - 1)
     if target.first_frame is not None:
         p_t, p_h, p_w = pipe.denoiser.patch_size

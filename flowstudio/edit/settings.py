@@ -23,6 +23,7 @@ from flowstudio.edit.reschedule import RescheduleConfig
 from flowstudio.errors import InputError
 
 METHODS: tuple[str, ...] = ("inversion", "flowedit", "rf-solver", "fireflow")
+GRIDS: tuple[str, ...] = ("flow", "student")
 FirstFrameMode = Literal["source", "image", "none"]
 
 
@@ -35,7 +36,10 @@ class EditSettings:
         negative_prompt: CFG negative prompt of both sides.
         method: ``inversion`` (baseline: DPM-Solver++ inversion + UniPC), ``flowedit``,
             ``rf-solver``, ``fireflow``.
-        steps, shift: the flow grid (``flow_sigmas(steps, shift)``).
+        steps, shift: the grid's size and flow shift.
+        grid: ``flow`` (``flow_sigmas(steps, shift)``, any model) or ``student`` (a distilled DMD
+            student's own levels, :func:`~flowstudio.core.stochastic.student_grid`: the few-step
+            editor; set by default when the model folder is a student, see :func:`student_edit_defaults`).
         source_guidance: CFG of the source side (inversion CFG; FlowEdit's source CFG).
         target_guidance: CFG of the target side (generation CFG; FlowEdit's target CFG).
         inversion_solver, generation_solver: override the method's solvers (``None``: its defaults).
@@ -63,6 +67,7 @@ class EditSettings:
     method: str = "inversion"
     steps: int = 30
     shift: float = 5.0
+    grid: str = "flow"
     source_guidance: float = 1.0
     target_guidance: float = 5.0
     inversion_solver: str | None = None
@@ -100,6 +105,8 @@ class EditSettings:
                     f"{name} 'dmd' (a distilled student's stochastic sampler) cannot edit: inversion and "
                     "regeneration need a deterministic solver; use euler, unipc, dpm++2m, rf-solver, fireflow"
                 )
+        if self.grid not in GRIDS:
+            raise InputError(f"grid must be one of {', '.join(GRIDS)}, got {self.grid!r}")
         check_int("steps", self.steps, minimum=1)
         check_number("shift", self.shift, positive=True, what="; the flow shift of the schedule, 5 is usual")
         for name in ("source_guidance", "target_guidance"):
@@ -145,3 +152,22 @@ class EditSettings:
                     value = value | {"blocks": tuple(value["blocks"])}
                 values[key] = config(**value)
         return cls(**values)
+
+
+def student_edit_defaults(settings: EditSettings, student: dict[str, Any], given: set[str]) -> EditSettings:
+    """The few-step editor: a distilled student (its ``distill.json``) edits with FlowEdit on its own
+    levels at its own steps and shift, without guidance (it was distilled with the teacher's CFG
+    inside), unless those fields were given explicitly (``given``). A preset's values for them
+    (tuned for the teacher) give way; its controls (a composite, a blend) stay."""
+    values: dict[str, Any] = {
+        "method": "flowedit",
+        "grid": "student",
+        "steps": student.get("steps", settings.steps),
+        "shift": student.get("shift", settings.shift),
+        "source_guidance": student.get("guidance_scale", 1.0),
+        "target_guidance": student.get("guidance_scale", 1.0),
+    }
+    changes = {k: v for k, v in values.items() if k not in given}
+    if "flowedit" not in given and "steps" in changes:
+        changes["flowedit"] = FlowEditConfig(n_min=0, n_avg=settings.flowedit.n_avg)  # every level edits
+    return settings.replace(**changes) if changes else settings
