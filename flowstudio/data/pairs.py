@@ -84,7 +84,8 @@ OTHER_FIELDS = ("shape", "color", "background")
 
 
 class _Once(logging.Filter):
-    """Let each message through once per process (the preset's below-bar warning, per edit)."""
+    """Let each message through once per process: attached to the presets' logger only while pairs
+    are made, so the below-bar warning of a preset is said once per worker, not once per edit."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -98,7 +99,7 @@ class _Once(logging.Filter):
         return True
 
 
-logging.getLogger("flowstudio.edit.presets").addFilter(_Once())
+_ONCE = _Once()
 
 
 def pair_task_digest(config: BuildConfig, segment_ids: list[str]) -> str:
@@ -343,6 +344,8 @@ def make_pairs(vid: str, segments: list[dict[str, Any]], out: str, config: Build
         "digest": pair_task_digest(config, [s["id"] for s in segments]),
         "pairs": [],
     }
+    presets_logger = logging.getLogger("flowstudio.edit.presets")
+    presets_logger.addFilter(_ONCE)
     try:
         pipeline = _pipeline(model_path(config), config.device, config.dtype)
         for segment in segments:
@@ -402,6 +405,8 @@ def make_pairs(vid: str, segments: list[dict[str, Any]], out: str, config: Build
     except FlowstudioError as error:
         shutil.rmtree(pair_dir, ignore_errors=True)
         record.update(status="error", reason=type(error).__name__, detail=str(error), pairs=[])
+    finally:
+        presets_logger.removeFilter(_ONCE)
     done = out_dir / "done" / "pairs"
     done.mkdir(parents=True, exist_ok=True)
     write_text_atomic(done / f"{vid}.json", json.dumps(record, indent=1, sort_keys=True, default=_json))
