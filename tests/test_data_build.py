@@ -69,8 +69,8 @@ def test_each_made_defect_is_caught_by_its_stage(built: tuple[Path, dict]) -> No
     }
     caught = {key.split("(")[1].rstrip(")"): how for key, how in sheet["defects"].items()}
     assert set(caught) == set(DEFECTS)
-    for defect, how in caught.items():
-        assert how in expected[defect], (defect, how)
+    for defect, how in caught.items():  # its own stage is among those that dropped its clips
+        assert set(how.split(", ")) & set(expected[defect]), (defect, how)
     assert sheet["videos"] == len(INDICES) and sum(sheet["videos_refused"].values()) == 2
 
 

@@ -147,13 +147,10 @@ def defects_caught(
             continue
         if record["status"] != "ok":
             how = f"{record['stage']}/{record['reason']}"
-        elif record["video_id"] in dup_videos:
-            how = "dedup/near_duplicate"
-        else:
-            how = (
-                ", ".join(sorted({f"{d['stage']}/{d['reason']}" for d in record.get("dropped", [])}))
-                or "missed"
-            )
+        else:  # every stage that dropped some of its clips (a clean shot of it may be a duplicate too)
+            stages = {f"{d['stage']}/{d['reason']}" for d in record.get("dropped", [])}
+            stages |= {"dedup/near_duplicate"} if record["video_id"] in dup_videos else set()
+            how = ", ".join(sorted(stages)) or "missed"
         caught[f"{record['video_id']} ({defect})"] = how
     return dict(sorted(caught.items()))
 
