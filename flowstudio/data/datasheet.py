@@ -242,8 +242,8 @@ def write_outputs(
     return sheet
 
 
-def _table(title: str, counts: dict[str, Any]) -> list[str]:
-    return [f"| {title} | count |", "|---|---|", *[f"| {k} | {v} |" for k, v in counts.items()], ""]
+def _table(title: str, counts: dict[str, Any], column: str = "count") -> list[str]:
+    return [f"| {title} | {column} |", "|---|---|", *[f"| {k} | {v} |" for k, v in counts.items()], ""]
 
 
 def markdown(sheet: dict[str, Any]) -> str:
@@ -284,7 +284,7 @@ def markdown(sheet: dict[str, Any]) -> str:
         "",
     ]
     if sheet["defects"]:
-        lines += _table("made defect (footage sidecar) -> caught as", sheet["defects"])
+        lines += _table("made defect (footage sidecar)", sheet["defects"], "caught as")
     if sheet.get("examples"):
         lines += ["![kept pairs](examples.png)", ""]
     timing = sheet.get("timing") or {}
