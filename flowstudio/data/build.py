@@ -16,7 +16,6 @@ scratch (its folder is cleared first), so the files equal an uninterrupted run's
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -29,7 +28,7 @@ from flowstudio.data import dedup
 from flowstudio.data.config import BuildConfig
 from flowstudio.data.datasheet import write_outputs
 from flowstudio.data.pairs import check_presets, make_pairs, model_path, pair_task_digest
-from flowstudio.data.runner import backend_name, check_workers, run_tasks
+from flowstudio.data.runner import backend_name, check_workers, done_record, run_tasks
 from flowstudio.data.segments import process_video, segment_signature, video_id
 from flowstudio.errors import InputError
 
@@ -47,31 +46,20 @@ def list_videos(root: Path) -> list[str]:
     )
 
 
-def _load(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _segments_done(out: Path, vid: str, digest: str) -> dict[str, Any] | None:
-    record = _load(out / "done" / "segments" / f"{vid}.json")
-    if record is None or record.get("digest") != digest:
-        return None
-    if any(not (out / s["video"]).is_file() for s in record.get("segments", [])):
-        return None
-    return record
+    return done_record(
+        out / "done" / "segments" / f"{vid}.json",
+        digest,
+        lambda record: [out / s["video"] for s in record.get("segments", [])],
+    )
 
 
 def _pairs_done(out: Path, vid: str, digest: str) -> dict[str, Any] | None:
-    record = _load(out / "done" / "pairs" / f"{vid}.json")
-    if record is None or record.get("digest") != digest:
-        return None
-    for pair in record.get("pairs", []):
-        video = pair.get("target_video") or pair.get("edited_video")
-        if video and not (out / video).is_file():
-            return None
-    return record
+    def files(record: dict[str, Any]) -> list[Path]:
+        videos = (p.get("target_video") or p.get("edited_video") for p in record.get("pairs", []))
+        return [out / video for video in videos if video]
+
+    return done_record(out / "done" / "pairs" / f"{vid}.json", digest, files)
 
 
 def find_duplicates(records: list[dict[str, Any]], max_distance: float) -> dict[str, str]:

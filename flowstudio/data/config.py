@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flowstudio.checks import check_int, check_number
 from flowstudio.data.filters import FilterConfig
 from flowstudio.errors import InputError
 
@@ -112,12 +113,10 @@ class BuildConfig:
         for name, allowed in (("captioner", CAPTIONERS), ("attribute_check", ATTRIBUTE_CHECKS)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        positive = ("min_side", "min_seconds", "max_seconds", "decode_max_side", "fps", "frames",
-                    "windows_per_shot", "max_warp_ratio")  # fmt: skip
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise InputError(f"{name} must be a positive number, got {value!r}")
+        for name in ("min_seconds", "max_seconds", "fps", "max_warp_ratio"):
+            check_number(name, getattr(self, name), positive=True)
+        for name in ("min_side", "decode_max_side", "frames", "windows_per_shot"):
+            check_int(name, getattr(self, name), minimum=1)
         if self.frames % 4 != 1:
             raise InputError(f"frames must be 4k+1 (17, 33, 49, ...) for the VAE, got {self.frames}")
         for name in ("height", "width"):

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from flowstudio.checks import check_int
 from flowstudio.errors import InputError
 from flowstudio.video import write_video
 from flowstudio.worlds._writer import record_matches, write_dataset, write_record
@@ -113,8 +114,7 @@ def make_footage(
 ) -> Path:
     """Write ``videos`` ShapeWorld videos with sidecars to ``out_dir``; returns its ``manifest.jsonl``."""
     for name, value, low in (("videos", videos, 1), ("seed", seed, 0), ("workers", workers, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_int(name, value, minimum=low)
     check_clip_size(17, height, width)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

@@ -7,12 +7,15 @@ loses only the tasks in flight.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
+from flowstudio.checks import check_int
 from flowstudio.errors import InputError
 
 T = TypeVar("T")
@@ -20,9 +23,19 @@ T = TypeVar("T")
 
 def check_workers(workers: object) -> int:
     """``workers`` as an integer >= 1, else :class:`InputError`."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InputError(f"workers must be an integer >= 1, got {workers!r}")
-    return workers
+    return check_int("workers", workers, minimum=1)
+
+
+def done_record(path: Path, digest: str, files: Callable[[dict[str, Any]], Iterable[Path]]) -> dict | None:
+    """The done-record at ``path`` if it was written with settings ``digest`` and every output file the
+    caller reads from it (``files(record)``) exists; else ``None``, and the task is redone."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("digest") != digest:
+        return None
+    return record if all(Path(f).is_file() for f in files(record)) else None
 
 
 def backend_name(workers: int, ray_address: str | None) -> str:

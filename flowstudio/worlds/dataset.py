@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from flowstudio.checks import check_int
 from flowstudio.errors import InputError
 from flowstudio.video import write_video
 from flowstudio.worlds._writer import (
@@ -139,8 +140,7 @@ def make_shapes_dataset(
         InputError: an argument is invalid.
     """
     for name, value, low in (("num_clips", num_clips, 0), ("seed", seed, 0), ("workers", workers, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_int(name, value, minimum=low)
     check_clip_size(num_frames, height, width)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

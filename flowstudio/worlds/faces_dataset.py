@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from flowstudio.checks import check_int
 from flowstudio.errors import InputError
 from flowstudio.video import write_video
 from flowstudio.worlds._writer import (
@@ -143,8 +144,7 @@ def make_faces_dataset(
         InputError: an argument is invalid, or espeak-ng was asked for and is not installed.
     """
     for name, value, low in (("num_clips", num_clips, 0), ("seed", seed, 0), ("workers", workers, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_int(name, value, minimum=low)
     check_face_size(height, width)
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0.2 <= seconds <= 600:
         raise InputError(f"seconds must be a number from 0.2 to 600, got {seconds!r}")

@@ -35,7 +35,7 @@ from flowstudio.avatar.preprocess.config import PreprocessConfig
 from flowstudio.avatar.preprocess.layouts import SourceClip, list_clips
 from flowstudio.avatar.preprocess.manifest import write_outputs
 from flowstudio.data import shots
-from flowstudio.data.runner import backend_name, check_workers, run_tasks
+from flowstudio.data.runner import backend_name, check_workers, done_record, run_tasks
 from flowstudio.errors import FlowstudioError, InputError
 from flowstudio.video import write_video
 from flowstudio.worlds._writer import save_npz_atomic, write_text_atomic
@@ -194,17 +194,11 @@ def _segment(
 
 
 def _is_done(out: Path, source: SourceClip, digest: str) -> dict[str, Any] | None:
-    path = out / "done" / f"{source.clip_id}.json"
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    if record.get("digest") != digest:
-        return None
-    for segment in record.get("segments", []):
-        if not ((out / segment["video"]).is_file() and (out / segment["arrays"]).is_file()):
-            return None
-    return record
+    return done_record(
+        out / "done" / f"{source.clip_id}.json",
+        digest,
+        lambda record: [out / s[key] for s in record.get("segments", []) for key in ("video", "arrays")],
+    )
 
 
 def preprocess(
