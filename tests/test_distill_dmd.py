@@ -154,17 +154,16 @@ def test_backward_simulation_runs_each_row_to_its_own_level():
         calls.append((rows.tolist(), round(float(sigma[0]), 4)))
         return torch.full_like(x, 0.5)  # a student that always predicts 0.5
 
-    g = torch.Generator().manual_seed(6)
-    out = dmd.backward_simulate(x0_fn, noise, sigmas, torch.tensor([0, 2, 3]), g)
+    out = dmd.backward_simulate(x0_fn, noise, sigmas, torch.tensor([0, 2, 3]), torch.tensor([7, 8, 9]))
     torch.testing.assert_close(out[0], noise[0])
     assert [c[0] for c in calls] == [[1, 2], [1, 2], [2]]
-    # rows 1 and 2 were last re-noised to their own level around the prediction 0.5
-    replay = torch.Generator().manual_seed(6)
-    draws = [
-        torch.randn(2, 2, generator=replay),
-        torch.randn(2, 2, generator=replay),
-        torch.randn(1, 2, generator=replay),
-    ]
+    # rows 1 and 2 were last re-noised to their own level around the prediction 0.5, each from the
+    # stream of its own seed (row 1 drew twice, row 2 three times)
+    row1, row2 = torch.Generator().manual_seed(8), torch.Generator().manual_seed(9)
+    draws = {
+        1: [torch.randn(2, generator=row1) for _ in range(2)],
+        2: [torch.randn(2, generator=row2) for _ in range(3)],
+    }
     s2, s3 = float(sigmas[2]), float(sigmas[3])
-    torch.testing.assert_close(out[1], (1 - s2) * 0.5 + s2 * draws[1][0])
-    torch.testing.assert_close(out[2], (1 - s3) * 0.5 + s3 * draws[2][0])
+    torch.testing.assert_close(out[1], (1 - s2) * 0.5 + s2 * draws[1][1])
+    torch.testing.assert_close(out[2], (1 - s3) * 0.5 + s3 * draws[2][2])

@@ -101,6 +101,49 @@ def test_a_run_stopped_and_resumed_equals_an_uninterrupted_run(tiny, tmp_path):
             assert torch.equal(value, two[part][name]), f"{part}.{name} differs after resume"
 
 
+def test_two_processes_distil_as_one_process_with_the_whole_batch(tiny, tmp_path):
+    """DDP on two CPU processes (torchrun, gloo), one row each: the same losses and weights as one
+    process with both rows. Needs every draw to be per row (the backward simulation's re-noising
+    too) and every loss a mean over rows; the main process alone writes the run's shared files."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({k: v for k, v in _config(tiny).__dict__.items() if k != "extra"}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command += ["--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "flowstudio.cli"]
+    command += ["distill", "--config", str(config), "--out", str(tmp_path / "two")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("student:") == 1  # one report, from the main process
+    one = distill(_config(tiny), tmp_path / "one", progress=False)
+    import json
+
+    two_history = json.loads((tmp_path / "two" / "history.json").read_text())
+    for key, values in one.history.items():
+        np.testing.assert_allclose(two_history[key], values, rtol=1e-4, err_msg=key)
+    single, double = (
+        torch.load(p / "state.pt", weights_only=False)["models"] for p in (one.out, tmp_path / "two")
+    )
+    teacher = prepare(_config(tiny), tmp_path / "teacher", progress=False).objective.critic.state_dict()
+    for part in ("generator", "critic"):
+        moved = 0.0
+        for name, value in single[part].items():
+            torch.testing.assert_close(double[part][name], value, rtol=0, atol=2e-4, msg=f"{part}.{name}")
+            bare = name.split(".", 1)[1] if name.split(".", 1)[0] in ("student", "ema") else name
+            if bare in teacher:
+                moved = max(moved, float((value - teacher[bare]).abs().max()))
+        assert moved > 1e-3, f"{part} did not train: the comparison would be empty"
+
+
 def test_a_run_folder_refuses_other_settings(tiny, tmp_path):
     distill(_config(tiny, steps=1), tmp_path / "run", progress=False)
     distill(_config(tiny, steps=2), tmp_path / "run", progress=False)  # training on: allowed

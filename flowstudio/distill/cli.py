@@ -35,6 +35,8 @@ def distill_command(
         budget = Budget(max_steps=max_steps, seconds=max_minutes * 60 if max_minutes else None)
         result = distill(settings, out, device=device, budget=budget)
     end_distributed()
+    if not result.main_process:
+        return  # one report per run, from the main process
     if result.finished:
         typer.echo(
             f"student: {out / 'student'} ({settings.student_steps} steps; history: {out / 'history.json'})"

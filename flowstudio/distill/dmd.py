@@ -57,7 +57,7 @@ def backward_simulate(
     noise: torch.Tensor,
     sigmas: torch.Tensor,
     stop: torch.Tensor,
-    generator: torch.Generator,
+    seeds: torch.Tensor,
     pin: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """DMD2's backward simulation: each row's input at the student level ``sigmas[stop[b]]``, made by
@@ -65,15 +65,20 @@ def backward_simulate(
 
     Row ``b`` starts from ``noise[b]`` at ``sigmas[0]`` and takes ``stop[b]`` steps of the student's
     sampler: ``x0 = student_x0(x, sigma, rows)`` (``rows``: the batch indices of the rows given), then
-    :func:`renoise` to the next level with noise from ``generator`` (drawn on the CPU, so a run
-    draws the same on any device). ``pin`` puts the clean first-frame latent back (TI2V rows)."""
+    :func:`renoise` to the next level with noise from its own stream, seeded by ``seeds[b]`` and drawn
+    on the CPU. A row's draws depend on nothing but its seed, so a batch split over processes draws
+    what the whole batch draws in one process, on any device. ``pin`` puts the clean first-frame
+    latent back (TI2V rows)."""
     pin = pin or (lambda z: z)
     x = pin(noise.clone())
+    streams = [torch.Generator().manual_seed(int(seed)) for seed in seeds.tolist()]
     for i in range(int(stop.max()) if stop.numel() else 0):
         active = torch.nonzero(stop > i).flatten()
         sigma = torch.full((len(active),), float(sigmas[i]), dtype=torch.float32, device=noise.device)
         x0 = student_x0(x[active], sigma, active)
-        fresh = torch.randn(x0.shape, generator=generator, dtype=torch.float32).to(x0.device)
+        fresh = torch.stack(
+            [torch.randn(x0.shape[1:], generator=streams[b], dtype=torch.float32) for b in active.tolist()]
+        ).to(x0.device)
         x[active] = renoise(x0, fresh, float(sigmas[i + 1])).to(x.dtype)
         x = pin(x)
     return x
@@ -134,22 +139,26 @@ def dm_gradient(
 
 
 def dmd_loss(x: torch.Tensor, grad: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """A loss whose gradient with respect to ``x`` is ``grad`` / (number of unpinned elements)::
+    """A loss whose gradient with respect to row ``b`` of ``x`` is ``grad[b]`` / (rows x the row's
+    unpinned elements)::
 
-        0.5 * mean((x - stopgrad(x - grad))^2)
+        0.5 * mean over rows of mean over the row's unpinned positions of (x - stopgrad(x - grad))^2
 
-    DMD's surrogate: back-propagating it pushes the student's sample down ``grad`` (toward the
+    Every row weighs the same, pinned first frame or not, so the mean over a batch split across
+    processes (DDP averages their gradients) is the mean over the whole batch. DMD's surrogate:
+    back-propagating it pushes the student's sample down ``grad`` (toward the
     teacher's mode and away from the critic's), through the student's weights."""
     target = (x.float() - grad).detach()
-    return 0.5 * _masked_mean((x.float() - target).pow(2), mask, per_row=False)
+    return 0.5 * _masked_mean((x.float() - target).pow(2), mask, per_row=True).mean()
 
 
 def flow_matching_loss(
     v_pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     """The critic's (and the teacher's) objective: MSE between the predicted and true velocity
-    ``noise - x0`` over unpinned positions."""
-    return _masked_mean((v_pred.float() - (noise.float() - x0.float())).pow(2), mask, per_row=False)
+    ``noise - x0`` over each row's unpinned positions, then over rows (each row weighs the same, as
+    in :func:`dmd_loss`)."""
+    return _masked_mean((v_pred.float() - (noise.float() - x0.float())).pow(2), mask, per_row=True).mean()
 
 
 def noised(x0: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

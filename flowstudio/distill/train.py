@@ -192,7 +192,7 @@ class DistillBatch:
     loss_sigma: torch.Tensor  # (B,) distribution-matching level
     loss_noise: torch.Tensor
     critic: list[dict[str, torch.Tensor]]  # per critic update: stop, noise, sigma, loss noise
-    seed: torch.Tensor  # (B,) per-row seeds: a process re-noises from its first row's (own rows, own stream)
+    seed: torch.Tensor  # (B,) per-row seeds of the backward simulation's re-noising (one stream per row)
 
 
 class DMDObjective:
@@ -254,8 +254,7 @@ class DMDObjective:
         def x0_fn(x: torch.Tensor, sigma: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             return self._x0(student, x, sigma, text[rows], mask[rows])
 
-        generator = torch.Generator().manual_seed(int(batch.seed[0]))
-        x = dmd.backward_simulate(x0_fn, noise, self.sigmas, stop, generator, pin)
+        x = dmd.backward_simulate(x0_fn, noise, self.sigmas, stop, batch.seed, pin)
         return x, self.sigmas.to(torch.float32)[stop].to(self.device)
 
     # -- losses ------------------------------------------------------------------------------
@@ -395,6 +394,7 @@ class DistillResult:
     finished: bool
     step: int
     history: dict[str, list[float]]
+    main_process: bool = True  # False on the other ranks of a multi-process run
 
 
 @dataclass
@@ -418,31 +418,38 @@ def prepare(
     config: DistillConfig, out: str | Path, *, device: str | None = None, progress: bool = True
 ) -> DistillRun:
     """Load the teacher, build (or read) the prompt bank, make the student, its EMA and the critic."""
+    from accelerate import PartialState
+
     from flowstudio.pipeline import WanVideoPipeline
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_same_run(out, config)
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    wanted = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    # the process state of a launcher (torchrun / accelerate launch), or of one process: it names
+    # this process's device (cuda:LOCAL_RANK) and lets the main process write the shared files first
+    state = PartialState(cpu=wanted.type == "cpu")
+    target = state.device if wanted.type == state.device.type else wanted
     pipeline = WanVideoPipeline.from_pretrained(config.teacher, device="cpu")
     pipeline.check_inputs(num_frames=config.num_frames, height=config.height, width=config.width, steps=1)
     shift = config.shift if config.shift is not None else teacher_shift(Path(config.teacher))
     bank_path = out / "prompt_bank.pt"
-    if bank_path.exists():
-        bank = PromptBank.load(bank_path)
-    else:
-        bank = build_prompt_bank(
-            pipeline,
-            config.prompts,
-            config.num_prompts,
-            config.seed,
-            config.num_frames,
-            config.height,
-            config.width,
-            config.negative_prompt,
-            real_clips=config.gan_weight > 0,
-        )
-        bank.save(bank_path)
+    with state.main_process_first():  # the others read what the main process checked and wrote
+        out.mkdir(parents=True, exist_ok=True)
+        _check_same_run(out, config, write=state.is_main_process)
+        if bank_path.exists():
+            bank = PromptBank.load(bank_path)
+        else:
+            bank = build_prompt_bank(
+                pipeline,
+                config.prompts,
+                config.num_prompts,
+                config.seed,
+                config.num_frames,
+                config.height,
+                config.width,
+                config.negative_prompt,
+                real_clips=config.gan_weight > 0,
+            )
+            bank.save(bank_path)
     stored_dtype = pipeline.components.transformer.dtype
     base = pipeline.components.transformer.float().requires_grad_(False).eval()
     trainee = copy.deepcopy(base).requires_grad_(True).train()
@@ -530,7 +537,8 @@ def distill(
         evaluate=run.monitor.evaluate if config.eval_every else None,
         sample=run.monitor.sample if config.sample_every else None,
     )
-    (run.out / "history.json").write_text(json.dumps(result.history))
+    if run.trainer.is_main_process:
+        (run.out / "history.json").write_text(json.dumps(result.history))
     if result.finished and run.trainer.is_main_process:
         from flowstudio.distill.export import export_student
 
@@ -542,7 +550,7 @@ def distill(
             run.shift,
             run.stored_dtype,
         )
-    return DistillResult(run.out, result.finished, result.step, result.history)
+    return DistillResult(run.out, result.finished, result.step, result.history, run.trainer.is_main_process)
 
 
 def teacher_shift(model_dir: Path) -> float:
@@ -562,7 +570,7 @@ FREE_KEYS = frozenset(
 )
 
 
-def _check_same_run(out: Path, config: DistillConfig) -> None:
+def _check_same_run(out: Path, config: DistillConfig, *, write: bool = True) -> None:
     """A run folder belongs to one config: resuming with other settings would mix two runs."""
     path = out / "config.json"
     mine = json.loads(json.dumps(asdict(config)))
@@ -576,4 +584,5 @@ def _check_same_run(out: Path, config: DistillConfig) -> None:
                 f"{out} holds a run with other settings ({', '.join(changed)}); use a new folder, "
                 f"or the same config (only {', '.join(sorted(FREE_KEYS))} may change)"
             )
-    path.write_text(json.dumps(mine, indent=2))
+    if write:
+        path.write_text(json.dumps(mine, indent=2))
