@@ -148,6 +148,38 @@ def test_a_transformer_starts_from_a_model_folders_vae(straight_run, tmp_path):
     assert json.loads((result.model_dir / "training_summary.json").read_text())["finished"]
 
 
+def test_a_model_folders_transformer_is_trained_on_from_the_step_it_reached(straight_run, tmp_path):
+    """``dit_from``: the transformer stage resumes at the model's step from its (fp16) weights, with
+    fresh AdamW moments, and trains on to the new ``dit_steps``; the VAE is taken as with ``vae_from``."""
+    _, first = straight_run
+    longer = ShapesTrainConfig(**{**TINY.__dict__, "dit_steps": 5})
+    out = tmp_path / "on"
+    stopped = train_shapes(
+        out, longer, device="cpu", progress=False, dit_from=first.model_dir, budget=Budget(max_steps=0)
+    )
+    assert not stopped.finished
+    taken = torch.load(out / "state" / "dit.pt", weights_only=False)
+    assert taken["step"] == TINY.dit_steps
+    assert json.loads((out / "summary.json").read_text())["dit_from"] == str(first.model_dir)
+    assert taken["optimizers"]["dit"]["state"] == {}
+    shipped = _weights(first.model_dir)
+    for name, value in taken["models"]["dit"].items():
+        assert torch.equal(value, shipped[name].float()), name
+    result = train_shapes(out, longer, device="cpu", progress=False, dit_from=first.model_dir)
+    assert result.finished
+    trained = torch.load(out / "state" / "dit.pt", weights_only=False)
+    assert trained["step"] == 5 and len(trained["history"]["loss"]) == 2  # steps 3 and 4 only
+    moved = max(
+        float((trained["models"]["dit"][k] - v).abs().max()) for k, v in taken["models"]["dit"].items()
+    )
+    assert moved > 0
+    with pytest.raises(InputError, match="set dit_steps above 3"):
+        train_shapes(tmp_path / "same", TINY, device="cpu", progress=False, dit_from=first.model_dir)
+    wider = ShapesTrainConfig(**{**longer.__dict__, "num_attention_heads": 4})
+    with pytest.raises(InputError, match="num_attention_heads"):
+        train_shapes(tmp_path / "wide", wider, device="cpu", progress=False, dit_from=first.model_dir)
+
+
 def test_a_model_folder_of_another_world_or_layout_is_refused(straight_run, tmp_path):
     import shutil
 

@@ -122,6 +122,11 @@ def train_shapes_command(
         help="A trained model folder (e.g. flowstudio/assets/toy-shapes): take its VAE as finished, "
         "re-encode the latent cache, train only the transformer.",
     ),
+    dit_from: Path | None = typer.Option(
+        None,
+        help="A trained model folder: take its VAE (as --vae-from) and its transformer, and train the "
+        "transformer on from the step it was trained to, up to the config's dit_steps.",
+    ),
 ) -> None:
     """Train the ShapeWorld toy Wan2.2 model (VAE, latent cache, transformer); resumes from OUT/state."""
     from flowstudio.worlds.train_shapes import Budget, ShapesTrainConfig, train_shapes
@@ -129,7 +134,13 @@ def train_shapes_command(
     settings = ShapesTrainConfig.from_yaml(config) if config else ShapesTrainConfig()
     budget = Budget(max_steps=max_steps, seconds=max_minutes * 60 if max_minutes else None)
     result = train_shapes(
-        out, settings, device=device, budget=budget, reuse_stages_from=reuse_stages_from, vae_from=vae_from
+        out,
+        settings,
+        device=device,
+        budget=budget,
+        reuse_stages_from=reuse_stages_from,
+        vae_from=vae_from,
+        dit_from=dit_from,
     )
     if result.finished:
         typer.echo(f"trained model: {result.model_dir} (curves: {out / 'losses.png'})")

@@ -570,6 +570,7 @@ def train_shapes(
     progress: bool = True,
     reuse_stages_from: str | Path | None = None,
     vae_from: str | Path | None = None,
+    dit_from: str | Path | None = None,
 ) -> TrainResult:
     """Run or resume every stage into ``out``; exports ``out/model`` once all stages are complete.
 
@@ -581,10 +582,18 @@ def train_shapes(
 
     ``vae_from``: a trained model folder (e.g. the shipped ``flowstudio/assets/toy-shapes``) whose VAE
     this run takes as its finished VAE stage; the latent cache is re-encoded. See :func:`take_vae_from`.
+
+    ``dit_from``: a trained model folder whose VAE (as ``vae_from``) *and* transformer this run takes:
+    the transformer stage resumes from the model's weights at the step it was trained to, so a shipped
+    model can be trained on without its run folder. See :func:`take_transformer_from`.
     """
+    if dit_from is not None:
+        if vae_from is not None and Path(vae_from) != Path(dit_from):
+            raise InputError("dit_from takes the VAE of the same model folder; leave vae_from unset")
+        vae_from = dit_from
     if reuse_stages_from is not None and vae_from is not None:
         raise InputError(
-            "give either reuse_stages_from (a run folder) or vae_from (a model folder), not both"
+            "give either reuse_stages_from (a run folder) or vae_from / dit_from (a model folder), not both"
         )
     config = config or ShapesTrainConfig()
     budget = budget or Budget()
@@ -627,9 +636,13 @@ def train_shapes(
         reuse_stages(Path(reuse_stages_from), config, init_dir, state_dir, replace_init=fresh_init)
     if vae_from is not None:
         take_vae_from(Path(vae_from), config, init_dir, state_dir, replace_init=fresh_init)
+    if dit_from is not None:
+        take_transformer_from(Path(dit_from), config, state_dir)
     components = load_components(init_dir, device=device_, dtype=torch.float32)
     components.text_encoder.requires_grad_(False)
     summary: dict[str, Any] = {"config": dataclasses.asdict(config), "device": str(device_), "seconds": {}}
+    if dit_from is not None:  # the lineage: whose transformer this run trains on
+        summary["dit_from"] = str(dit_from)
     curves: dict[str, list[float]] = {}
     held_out: dict[str, list[list[float]]] = {}
 
@@ -825,6 +838,75 @@ def take_vae_from(
         vae_file,
     )
     logger.info("taking the VAE of %s as this run's finished VAE stage", model_dir)
+
+
+def take_transformer_from(model_dir: Path, config: ShapesTrainConfig, state_dir: Path) -> None:
+    """Start the transformer stage from a trained model folder's transformer, at the step it was
+    trained to (its ``training_summary.json``'s ``dit_steps``), so that ``config`` trains it on.
+
+    Why: the model folder is what is shipped and kept; a run folder (with the optimizer's state) may be
+    gone. The continuation differs from resuming that run folder in two ways, both stated here: AdamW
+    starts with empty moments, and the weights are the folder's (fp16 for the shipped toy, upcast to
+    float32). Batches are a pure function of the step and the latent cache is re-encoded by the same
+    VAE (:func:`take_vae_from`, :func:`check_latent_statistics`), so step ``k`` sees the batch it would
+    have seen. The transformer's architecture must equal ``config``'s, and ``config.dit_steps`` must be
+    past the model's step."""
+    from diffusers import WanTransformer3DModel
+
+    from flowstudio.train import checkpoint as ckpt
+
+    dit_file = state_dir / "dit.pt"
+    if dit_file.exists():  # taken before (or trained on since): resume that
+        return
+    _require(
+        [model_dir / "transformer", model_dir / "training_summary.json"],
+        f"cannot take the transformer of {model_dir}",
+        "give a model folder exported by `flowstudio worlds train shapes` "
+        "(e.g. flowstudio/assets/toy-shapes)",
+    )
+    summary = json.loads((model_dir / "training_summary.json").read_text())
+    trained = int(summary.get("config", {}).get("dit_steps", 0))
+    if trained <= 0 or not summary.get("finished", False):
+        raise InputError(f"{model_dir}/training_summary.json does not record a finished transformer stage")
+    if config.dit_steps <= trained:
+        raise InputError(
+            f"{model_dir}'s transformer was trained {trained} steps and this configuration's dit_steps is "
+            f"{config.dit_steps}: set dit_steps above {trained} to train it on"
+        )
+    transformer = WanTransformer3DModel.from_pretrained(model_dir / "transformer", torch_dtype=torch.float32)
+    theirs = transformer.config
+    mine = {
+        "num_layers": config.num_layers,
+        "num_attention_heads": config.num_attention_heads,
+        "attention_head_dim": config.attention_head_dim,
+        "ffn_dim": config.ffn_dim,
+        "freq_dim": config.freq_dim,
+        "patch_size": (1, config.dit_patch_size, config.dit_patch_size),
+    }
+    differing = {k: (tuple(theirs[k]) if k == "patch_size" else theirs[k], v) for k, v in mine.items()}
+    differing = {k: pair for k, pair in differing.items() if pair[0] != pair[1]}
+    if differing:
+        raise InputError(
+            f"the transformer of {model_dir} has another architecture than this configuration: {differing} "
+            "(model, configuration); use the model's transformer settings"
+        )
+    optimizer = torch.optim.AdamW(transformer.parameters(), lr=config.dit_lr, weight_decay=0.0)
+    ckpt.atomic_save(
+        {
+            "format": ckpt.FORMAT,
+            "step": trained,
+            "models": {"dit": transformer.state_dict()},
+            "optimizers": {"dit": optimizer.state_dict()},  # empty moments: see the docstring
+            "rng": None,
+            "history": {},
+            "evals": [],
+            "dit_from": str(model_dir),
+        },
+        dit_file,
+    )
+    logger.info(
+        "taking the transformer of %s at step %d; training on to %d", model_dir, trained, config.dit_steps
+    )
 
 
 def check_latent_statistics(vae: torch.nn.Module, model_dir: Path, tolerance: float = 1e-3) -> None:
