@@ -306,6 +306,38 @@ def test_the_distill_command_resumes_exports_and_the_student_generates(tiny, tmp
     assert bad.exit_code == 2 and "unknown keys ['critic_step']" in bad.output
 
 
+def test_a_served_student_samples_with_its_own_settings(tiny, tmp_path):
+    """Deploying a student: ``flowstudio serve --model STUDENT`` runs a generate job that names no
+    steps, guidance or sampler with the student's (4 steps, guidance 1, ``dmd``: 4 transformer calls)."""
+    import json
+    import time
+
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from flowstudio.serve.app import create_app
+    from flowstudio.serve.worker import load_pipeline
+
+    result = distill(_config(tiny, steps=1), tmp_path / "run", progress=False)
+    pipeline = load_pipeline(result.out / "student")
+    request = {"kind": "generate", "prompt": "a red box", "num_frames": 5, "height": 32, "width": 32}
+    with TestClient(create_app(tmp_path / "jobs.sqlite", load_model=lambda: pipeline)) as client:
+        submitted = client.post("/v1/jobs", json=request)
+        assert submitted.status_code == 202, submitted.text
+        deadline = time.monotonic() + 120
+        while (job := client.get(f"/v1/jobs/{submitted.json()['id']}").json())["status"] in (
+            "queued",
+            "running",
+        ):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.05)
+        assert job["status"] == "succeeded", job
+        record = json.loads(client.get(job["files"]["record"]).content)
+    settings = record["settings"]
+    assert (settings["steps"], settings["guidance_scale"], settings["solver"]) == (4, 1.0, "dmd")
+    assert record["model_calls"] == 4
+
+
 @pytest.mark.parametrize("name", ["toy_4step.yaml", "toy_8step.yaml"])
 def test_the_shipped_distillation_configs_load(name):
     from flowstudio.models import TOY_MODEL

@@ -368,7 +368,9 @@ def create_app(
         try:
             submission = await read_submission(request, folder / "inputs", max_upload)
             job_request = validate_submission(submission.data, root, submission.files)
-            dump = job_request.model_dump(mode="json")
+            # the fields the client set, not the defaults: a field left unset stays the job layer's to
+            # fill when the job runs (a DMD student's own steps, guidance and sampler: distill.json)
+            dump = {**job_request.model_dump(mode="json", exclude_unset=True), "kind": job_request.kind}
             print_ = fingerprint(dump, submission.digests)
             if idempotency_key is not None:
                 existing = store.by_key(idempotency_key, owner)
