@@ -320,22 +320,36 @@ def test_a_served_student_samples_with_its_own_settings(tiny, tmp_path):
 
     result = distill(_config(tiny, steps=1), tmp_path / "run", progress=False)
     pipeline = load_pipeline(result.out / "student")
-    request = {"kind": "generate", "prompt": "a red box", "num_frames": 5, "height": 32, "width": 32}
+    from flowstudio.video import write_video
+
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, np.random.default_rng(0).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8), fps=8)
+    generate = {"kind": "generate", "prompt": "a red box", "num_frames": 5, "height": 32, "width": 32}
+    edit = {"kind": "edit", "source_prompt": "a red box", "target_prompt": "a blue box"}
+    records = []
     with TestClient(create_app(tmp_path / "jobs.sqlite", load_model=lambda: pipeline)) as client:
-        submitted = client.post("/v1/jobs", json=request)
-        assert submitted.status_code == 202, submitted.text
-        deadline = time.monotonic() + 120
-        while (job := client.get(f"/v1/jobs/{submitted.json()['id']}").json())["status"] in (
-            "queued",
-            "running",
+        for submitted in (
+            client.post("/v1/jobs", json=generate),
+            client.post("/v1/jobs", data={"request": json.dumps(edit)}, files={"source": clip.open("rb")}),
         ):
-            assert time.monotonic() < deadline, job
-            time.sleep(0.05)
-        assert job["status"] == "succeeded", job
-        record = json.loads(client.get(job["files"]["record"]).content)
-    settings = record["settings"]
+            assert submitted.status_code == 202, submitted.text
+            deadline = time.monotonic() + 120
+            while (job := client.get(f"/v1/jobs/{submitted.json()['id']}").json())["status"] in (
+                "queued",
+                "running",
+            ):
+                assert time.monotonic() < deadline, job
+                time.sleep(0.05)
+            assert job["status"] == "succeeded", job
+            records.append(json.loads(client.get(job["files"]["record"]).content))
+    generated, edited = records
+    settings = generated["settings"]
     assert (settings["steps"], settings["guidance_scale"], settings["solver"]) == (4, 1.0, "dmd")
-    assert record["model_calls"] == 4
+    assert generated["model_calls"] == 4
+    # the few-step editor: FlowEdit on the student's 4 levels without guidance
+    settings = edited["settings"]
+    assert (settings["method"], settings["grid"], settings["steps"]) == ("flowedit", "student", 4)
+    assert (settings["source_guidance"], settings["target_guidance"]) == (1.0, 1.0)
 
 
 @pytest.mark.parametrize("name", ["toy_4step.yaml", "toy_8step.yaml"])
