@@ -266,3 +266,46 @@ def test_the_page_has_a_jobs_tab(tmp_path: Path) -> None:
     assert {"jobs-table", "jobs-refresh", "jobs-delete", "jobs-cancel", "edit-run", "generate-run"} <= ids
     labels = {c.get("props", {}).get("label") for c in config["components"] if c.get("type") == "tabitem"}
     assert "Jobs" in labels
+
+
+def test_a_student_servers_page_starts_at_the_students_steps_and_guidance(tmp_path: Path) -> None:
+    """Served on a DMD student (a folder with distill.json), the sliders start at its 4 steps and
+    guidance 1 and the page says what the model is; on the toy teacher, at the page's own values."""
+    pytest.importorskip("gradio")
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from flowstudio.models import TOY_MODEL
+    from flowstudio.serve.app import create_app
+    from flowstudio.serve.studio import mount_studio
+
+    student = tmp_path / "student"
+    student.mkdir()
+    shutil.copy(Path(TOY_MODEL) / "model_index.json", student / "model_index.json")
+    (student / "distill.json").write_text(
+        json.dumps({"steps": 4, "guidance_scale": 1.0, "shift": 5.0, "sampler": "dmd"})
+    )
+
+    def values(model: Path | None) -> dict[str, Any]:
+        app = create_app(tmp_path / f"{bool(model)}.sqlite", model=model, start_worker=False)
+        mount_studio(app)
+        with TestClient(app) as client:
+            config = client.get("/ui/config").json()
+        return {
+            c["props"]["elem_id"]: c["props"].get("value")
+            for c in config["components"]
+            if c.get("props", {}).get("elem_id")
+        }
+
+    served = values(student)
+    assert (served["generate-steps"], served["generate-guidance"]) == (4, 1.0)
+    assert (served["edit-steps"], served["edit-source-guidance"], served["edit-target-guidance"]) == (
+        4,
+        1.0,
+        1.0,
+    )
+    assert "4-step DMD student" in served["model-note"]
+    teacher = values(None)
+    assert (teacher["generate-steps"], teacher["generate-guidance"], teacher["edit-steps"]) == (20, 5.0, 10)
+    assert "model-note" not in teacher

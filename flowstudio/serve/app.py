@@ -218,6 +218,19 @@ def _request_body_schema() -> tuple[dict[str, Any], dict[str, Any]]:
     return body, defs
 
 
+def served_student(model: str | Path | None) -> dict[str, Any] | None:
+    """The sampling settings of the model a server runs when it is an exported DMD student (steps,
+    guidance, shift, sampler from its ``distill.json``); ``None`` for any other model."""
+    from flowstudio.distill.export import student_settings
+    from flowstudio.errors import InputError
+    from flowstudio.models import resolve_model
+
+    try:
+        return student_settings(Path(resolve_model(model)))
+    except InputError:  # no model at all: the worker reports that on its jobs
+        return None
+
+
 def create_app(
     db: str | Path = "flowstudio-jobs.sqlite",
     jobs_dir: str | Path | None = None,
@@ -295,6 +308,8 @@ def create_app(
     app.state.store, app.state.worker, app.state.jobs_dir = store, worker, jobs_dir
     app.state.tokens = tokens
     app.state.max_queue = max_queue
+    # a DMD student's own sampling (its distill.json) or None: the studio's sliders start from it
+    app.state.student = served_student(model) if load_model is None else None
     # what the studio mounted on this app applies to its logged-in owners (None: open, no per-owner bound)
     app.state.max_per_token = None if tokens.open else max_per_token
 

@@ -82,6 +82,8 @@ class StudioBackend:
         max_per_token: queued plus running jobs one logged-in owner may have (as the API's 429
             ``token_limit``); ``None``: no per-owner bound (an open server, or ``flowstudio studio``
             alone, which has no login: every visitor is the one owner ``""``, bounded by ``max_queue``).
+        student: the served model's own sampling when it is a DMD student (``distill.json``: steps,
+            guidance_scale, shift, sampler), else ``None``; the page's sliders start from it.
     """
 
     def __init__(
@@ -91,8 +93,10 @@ class StudioBackend:
         jobs_dir: Path,
         max_queue: int = 100,
         max_per_token: int | None = None,
+        student: dict[str, Any] | None = None,
     ) -> None:
         self.store = store
+        self.student = student
         self.worker = worker
         self.jobs_dir = Path(jobs_dir).resolve()
         self.uploads = self.jobs_dir / "uploads"
@@ -124,7 +128,37 @@ class StudioBackend:
         (``max_queue``: default, the app's ``--max-queue``)."""
         state = app.state
         queue = max_queue if max_queue is not None else getattr(state, "max_queue", 100)
-        return cls(state.store, state.worker, state.jobs_dir, queue, getattr(state, "max_per_token", None))
+        return cls(
+            state.store,
+            state.worker,
+            state.jobs_dir,
+            queue,
+            getattr(state, "max_per_token", None),
+            getattr(state, "student", None),
+        )
+
+    def page_defaults(self) -> dict[str, dict[str, Any]]:
+        """The sliders' starting values per tab: the page's own for a teacher model; for a DMD student
+        its steps and guidance (the few-step editor: FlowEdit on its levels, no guidance)."""
+        if self.student is None:
+            return {
+                "generate": {"steps": 20, "guidance": 5.0},
+                "edit": {"steps": 10, "source_guidance": 1.5, "target_guidance": 5.0},
+            }
+        steps, guidance = int(self.student.get("steps", 4)), float(self.student.get("guidance_scale", 1.0))
+        return {
+            "generate": {"steps": steps, "guidance": guidance},
+            "edit": {"steps": steps, "source_guidance": guidance, "target_guidance": guidance},
+        }
+
+    def model_note(self) -> str:
+        """A line for the page about the served model ("" for a teacher)."""
+        if self.student is None:
+            return ""
+        return (
+            f"This server runs a {self.student.get('steps', 4)}-step DMD student: the steps and guidance "
+            "start at its own; more steps or guidance than it was distilled for do not help it."
+        )
 
     def submit(self, data: dict[str, Any], owner: str = "") -> Submitted:
         """Check and queue a request (its JSON form); :class:`StudioInputError` names every problem.
@@ -249,7 +283,9 @@ def standalone_backend(
     store.recover()
     worker = Worker(store, Path(jobs_dir).resolve(), lambda: load_pipeline(model), keep_days=keep_days)
     worker.start()
-    return StudioBackend(store, worker, Path(jobs_dir), max_queue)
+    from flowstudio.serve.app import served_student
+
+    return StudioBackend(store, worker, Path(jobs_dir), max_queue, student=served_student(model))
 
 
 def _problems_text(problems: list[dict[str, str]], fallback: str) -> str:

@@ -53,7 +53,8 @@ def edit_tab(backend: StudioBackend) -> None:
                 preset = gr.Dropdown(presets, value="", label="Preset")
             preset_note = gr.Markdown("")
             with gr.Row():
-                steps = gr.Slider(1, 50, value=10, step=1, label="Steps", elem_id="edit-steps")
+                start = backend.page_defaults()["edit"]
+                steps = gr.Slider(1, 50, value=start["steps"], step=1, label="Steps", elem_id="edit-steps")
                 seed = gr.Number(0, precision=0, label="Seed", minimum=0)
             with gr.Accordion("Edit region", open=True):
                 region = gr.Radio(list(REGIONS), value=REGIONS[0], label="Where the edit may change the clip")
@@ -71,8 +72,22 @@ def edit_tab(backend: StudioBackend) -> None:
                     placeholder="32, 24, 96, 104",
                 )
             with gr.Accordion("Strength", open=False):
-                source_guidance = gr.Slider(1.0, 10.0, value=1.5, step=0.5, label="Source guidance (CFG)")
-                target_guidance = gr.Slider(1.0, 10.0, value=5.0, step=0.5, label="Target guidance (CFG)")
+                source_guidance = gr.Slider(
+                    1.0,
+                    10.0,
+                    value=start["source_guidance"],
+                    step=0.5,
+                    label="Source guidance (CFG)",
+                    elem_id="edit-source-guidance",
+                )
+                target_guidance = gr.Slider(
+                    1.0,
+                    10.0,
+                    value=start["target_guidance"],
+                    step=0.5,
+                    label="Target guidance (CFG)",
+                    elem_id="edit-target-guidance",
+                )
                 blend_strength = gr.Slider(
                     0.0, 1.0, value=1.0, step=0.05, label="Keep the source outside the region (blend)"
                 )

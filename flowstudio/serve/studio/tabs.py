@@ -53,8 +53,18 @@ def generate_tab(backend: StudioBackend) -> None:
                 height = gr.Dropdown(SIDE_CHOICES, value=128, label="Height")
                 width = gr.Dropdown(SIDE_CHOICES, value=128, label="Width")
             with gr.Row():
-                steps = gr.Slider(1, 50, value=20, step=1, label="Steps", elem_id="generate-steps")
-                guidance = gr.Slider(1.0, 10.0, value=5.0, step=0.5, label="Guidance (CFG)")
+                start = backend.page_defaults()["generate"]
+                steps = gr.Slider(
+                    1, 50, value=start["steps"], step=1, label="Steps", elem_id="generate-steps"
+                )
+                guidance = gr.Slider(
+                    1.0,
+                    10.0,
+                    value=start["guidance"],
+                    step=0.5,
+                    label="Guidance (CFG)",
+                    elem_id="generate-guidance",
+                )
                 seed = gr.Number(0, precision=0, label="Seed", minimum=0)
             with gr.Row():
                 run = gr.Button("Generate", variant="primary", elem_id="generate-run")
