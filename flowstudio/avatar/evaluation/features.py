@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from flowstudio.bench.metrics.reference import feature_stats, frechet_distance
+from flowstudio.checks import check_int
 from flowstudio.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -231,8 +232,7 @@ def train_feature_extractor(
         ("seed", seed, 0),
         ("data_seed", data_seed, 0),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
+        check_int(name, value, minimum=low)
     if (
         isinstance(clip_seconds, bool)
         or not isinstance(clip_seconds, int | float)
