@@ -4,7 +4,7 @@ teacher at its default sampling (30 UniPC steps, CFG 5) and the student at initi
 weights with the student's sampler: its steps, the ``dmd`` sampler, no guidance).
 
 The references are measured once and kept in ``RUN/monitor_references.json`` (a few minutes on one
-thread). Writes ``--out`` (a PNG).
+thread). A run without evaluations (``eval_every: 0``) gets its loss curves only. Writes ``--out`` (a PNG).
 
     python benchmarks/dmd_run_plot.py /work/runs/dmd/s4 --out docs/images/dmd_sanity300_curves.png
 """
@@ -68,13 +68,18 @@ def main() -> None:
 
     history = json.loads((args.run / "history.json").read_text())
     evals = torch.load(args.run / "state.pt", weights_only=False)["evals"]
-    refs = references(args.run)
-    fig, ax = plt.subplots(1, 3, figsize=(13, 3.4))
+    # a run without held-out evaluations (eval_every: 0) gets its loss curves only
+    refs = references(args.run) if evals else None
+    fig, ax = plt.subplots(1, 3 if evals else 2, figsize=(13 if evals else 9, 3.4))
     for axis, key, colour in ((ax[0], "generator", "C0"), (ax[1], "critic", "C1")):
         values = np.asarray(history[key])
         axis.plot(np.convolve(values, np.ones(10) / 10, mode="valid"), color=colour)
         axis.set_title(f"{key} loss (10-update mean)")
         axis.set_xlabel("generator update")
+    if refs is None:
+        fig.tight_layout()
+        fig.savefig(args.out, dpi=100)
+        return
     steps = [0] + [e[0] for e in evals]
     for i, a in enumerate(ATTRIBUTES):
         start = refs["student at initialisation"][a]
