@@ -45,6 +45,48 @@ def test_an_interrupted_run_resumes_bit_identical(tmp_path):
     assert saved["step"] == 6 and saved["format"] == 2 and len(saved["rng"]) == 1
 
 
+def test_sigterm_finishes_the_step_saves_and_resumes_as_if_never_stopped(tmp_path):
+    """A SIGTERM (a scheduler's preemption) or Ctrl-C during step 2 lets step 2 finish, saves the state
+    at step 3 and returns unfinished; run again, the run ends as the uninterrupted one. A second signal
+    goes to the handler that was there before, which fit restores when it returns."""
+    import os
+    import signal
+
+    straight, whole = run(tmp_path / "a", steps=6)
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda number, frame: seen.append(number))
+    try:
+
+        def batches(i: int) -> dict[str, torch.Tensor]:
+            if i == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+            if i == 3:
+                raise AssertionError("step 3 ran after the signal")
+            return make_batch(i, 4)
+
+        _, first = run(tmp_path / "b", steps=6, batch_fn=batches)
+        assert not first.finished and first.step == 3 and first.interrupted == "SIGTERM"
+        assert seen == []  # the first signal was the trainer's
+        saved = torch.load(tmp_path / "b" / "state.pt", weights_only=False)
+        assert saved["step"] == 3
+
+        def twice(i: int) -> dict[str, torch.Tensor]:
+            if i == 4:
+                os.kill(os.getpid(), signal.SIGTERM)
+                os.kill(os.getpid(), signal.SIGTERM)  # asked twice: the previous handler's turn
+            return make_batch(i, 4)
+
+        _, second = run(tmp_path / "c", steps=6, batch_fn=twice)
+        assert second.step == 5 and second.interrupted == "SIGTERM" and seen == [signal.SIGTERM]
+    finally:
+        restored = signal.signal(signal.SIGTERM, previous)
+    assert callable(restored) and restored.__name__ == "<lambda>"  # fit put the test's handler back
+    resumed, rest = run(tmp_path / "b", steps=6)
+    assert rest.finished and rest.start == 3 and rest.history == whole.history
+    for name, value in _weights(straight).items():
+        assert torch.equal(value, _weights(resumed)[name]), f"{name} differs after resume"
+
+
 def test_gradient_accumulation_equals_the_whole_batch(tmp_path):
     """2 micro-batches of 2 rows per step (batches 2k, 2k+1) train as one batch of their 4 rows."""
 

@@ -42,6 +42,8 @@ import contextlib
 import dataclasses
 import logging
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -164,6 +166,46 @@ class FitResult:
     finished: bool
     start: int
     step: int
+    interrupted: str | None = None  # the signal that stopped the run ("SIGTERM", "SIGINT"), if one did
+
+
+class StopSignals:
+    """SIGINT and SIGTERM while a run fits: the step under way finishes, the state is saved and
+    :meth:`Trainer.fit` returns unfinished, as when a budget runs out; a second signal has its usual
+    effect at once. Why: a scheduler's preemption (SIGTERM) or a Ctrl-C would otherwise lose every
+    step since the last checkpoint. Handlers are installed only in the main thread (Python's rule) and
+    restored on exit; under several processes the main process's signal decides for all."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for number in self.SIGNALS:
+                self._previous[number] = signal.getsignal(number)
+                signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.received is not None:  # asked twice: stop now, the usual way
+            signal.signal(number, self._previous.get(number, signal.SIG_DFL))
+            signal.raise_signal(number)
+            return
+        self.received = signal.Signals(number).name
+        logger.warning(
+            "%s: %s received; finishing this step, saving the state, then stopping (again: stop now)",
+            self.name,
+            self.received,
+        )
+
+    def __exit__(self, *exc: Any) -> None:
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
+        self._previous.clear()
 
 
 LossFn = Callable[[torch.nn.Module, Any], "torch.Tensor | Mapping[str, torch.Tensor]"]
@@ -278,9 +320,12 @@ class Trainer:
             rates[name] = float(part.optimizer.param_groups[0]["lr"])
         return rates
 
-    def _stop(self, budget: Budget | None) -> bool:
-        """The budget's decision, the main process's under several (each must stop at the same step)."""
-        stop = budget is not None and budget.exhausted()
+    def _stop(self, budget: Budget | None, signals: StopSignals | None = None) -> bool:
+        """The budget's (or a stop signal's) decision, the main process's under several (each must stop
+        at the same step)."""
+        stop = (budget is not None and budget.exhausted()) or (
+            signals is not None and signals.received is not None
+        )
         if self.accelerator.num_processes > 1:
             from accelerate.utils import broadcast
 
@@ -351,57 +396,59 @@ class Trainer:
         accum = cfg.grad_accum
         stream = batch_stream(make_batch, start * accum, cfg.steps * accum, cfg.data_workers)
         self._train_mode(True)
-        try:
-            for step in range(start, cfg.steps):
-                if self._stop(budget):
-                    self.save(store, step, history, evals)
-                    logger.info(
-                        "%s: budget exhausted at step %d of %d; state saved, run again to resume",
-                        cfg.name,
-                        step,
-                        cfg.steps,
+        with StopSignals(cfg.name) as signals:
+            try:
+                for step in range(start, cfg.steps):
+                    if self._stop(budget, signals):
+                        self.save(store, step, history, evals)
+                        logger.info(
+                            "%s: %s at step %d of %d; state saved, run again to resume",
+                            cfg.name,
+                            f"stopped by {signals.received}" if signals.received else "budget exhausted",
+                            step,
+                            cfg.steps,
+                        )
+                        return FitResult(history, evals, False, start, step, signals.received)
+                    if budget is not None:
+                        budget.steps_done += 1
+                    rates = self._set_lr(step)
+                    batches = [
+                        shard_batch(next(stream), acc.process_index, acc.num_processes)
+                        for _ in range(cfg.grad_accum)
+                    ]
+                    metrics = self._reduce(step_fn(StepContext(self, step), batches))
+                    for key, value in metrics.items():
+                        history.setdefault(key, []).append(value)
+                    done = step + 1
+                    log.scalars(
+                        done,
+                        {
+                            **{f"train/{k}": v for k, v in metrics.items()},
+                            **{f"lr/{k}": v for k, v in rates.items()},
+                        },
                     )
-                    return FitResult(history, evals, False, start, step)
-                if budget is not None:
-                    budget.steps_done += 1
-                rates = self._set_lr(step)
-                batches = [
-                    shard_batch(next(stream), acc.process_index, acc.num_processes)
-                    for _ in range(cfg.grad_accum)
-                ]
-                metrics = self._reduce(step_fn(StepContext(self, step), batches))
-                for key, value in metrics.items():
-                    history.setdefault(key, []).append(value)
-                done = step + 1
-                log.scalars(
-                    done,
-                    {
-                        **{f"train/{k}": v for k, v in metrics.items()},
-                        **{f"lr/{k}": v for k, v in rates.items()},
-                    },
-                )
-                if on_step is not None and acc.is_main_process:
-                    on_step(done, metrics)
-                bar.update(1)
-                if done % cfg.log_every == 0 and metrics:
-                    key = next(iter(metrics))
-                    bar.set_postfix({key: f"{np.mean(history[key][-cfg.log_every :]):.4f}"})
-                last = done == cfg.steps
-                if evaluate is not None and cfg.eval_every and (done % cfg.eval_every == 0 or last):
-                    value = self._evaluate(evaluate)
-                    evals.append([done, value])
-                    log.scalars(done, {f"eval/{k}": v for k, v in _named(value, cfg.eval_name).items()})
-                    logger.info("%s: step %d held-out %s", cfg.name, done, value)
-                if sample is not None and cfg.sample_every and (done % cfg.sample_every == 0 or last):
-                    image = self._evaluate(sample, done)
-                    log.image("samples", done, image)
-                if done % cfg.checkpoint_every == 0 or last:
-                    self.save(store, done, history, evals)
-                    log.flush()
-        finally:
-            bar.close()
-            log.close()
-            self._train_mode(False)
+                    if on_step is not None and acc.is_main_process:
+                        on_step(done, metrics)
+                    bar.update(1)
+                    if done % cfg.log_every == 0 and metrics:
+                        key = next(iter(metrics))
+                        bar.set_postfix({key: f"{np.mean(history[key][-cfg.log_every :]):.4f}"})
+                    last = done == cfg.steps
+                    if evaluate is not None and cfg.eval_every and (done % cfg.eval_every == 0 or last):
+                        value = self._evaluate(evaluate)
+                        evals.append([done, value])
+                        log.scalars(done, {f"eval/{k}": v for k, v in _named(value, cfg.eval_name).items()})
+                        logger.info("%s: step %d held-out %s", cfg.name, done, value)
+                    if sample is not None and cfg.sample_every and (done % cfg.sample_every == 0 or last):
+                        image = self._evaluate(sample, done)
+                        log.image("samples", done, image)
+                    if done % cfg.checkpoint_every == 0 or last:
+                        self.save(store, done, history, evals)
+                        log.flush()
+            finally:
+                bar.close()
+                log.close()
+                self._train_mode(False)
         return FitResult(history, evals, True, start, max(start, cfg.steps))
 
     def _evaluate(self, fn: Callable[..., Any], *args: Any) -> Any:
