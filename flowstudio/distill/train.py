@@ -537,20 +537,21 @@ def distill(
         evaluate=run.monitor.evaluate if config.eval_every else None,
         sample=run.monitor.sample if config.sample_every else None,
     )
-    if run.trainer.is_main_process:
+    main = run.trainer.is_main_process
+    if main:  # the run's files: written once, by the main process
         (run.out / "history.json").write_text(json.dumps(result.history))
-    if result.finished and run.trainer.is_main_process:
-        from flowstudio.distill.export import export_student
+        if result.finished:
+            from flowstudio.distill.export import export_student
 
-        export_student(
-            Path(config.teacher),
-            run.objective.student.exported(),
-            run.out / "student",
-            config.student_steps,
-            run.shift,
-            run.stored_dtype,
-        )
-    return DistillResult(run.out, result.finished, result.step, result.history, run.trainer.is_main_process)
+            export_student(
+                Path(config.teacher),
+                run.objective.student.exported(),
+                run.out / "student",
+                config.student_steps,
+                run.shift,
+                run.stored_dtype,
+            )
+    return DistillResult(run.out, result.finished, result.step, result.history, main)
 
 
 def teacher_shift(model_dir: Path) -> float:

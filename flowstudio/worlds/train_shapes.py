@@ -798,8 +798,6 @@ def take_vae_from(
     """
     import shutil
 
-    from flowstudio.train import checkpoint as ckpt
-
     needed = [
         model_dir / "model_index.json",
         model_dir / "training_summary.json",
@@ -824,20 +822,30 @@ def take_vae_from(
 
     vae = AutoencoderKLWan.from_pretrained(model_dir / "vae", torch_dtype=torch.float32)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr)  # never stepped: the stage is done
+    _write_stage_state(vae_file, "vae", vae, optimizer, config.vae_steps, vae_from=str(model_dir))
+    logger.info("taking the VAE of %s as this run's finished VAE stage", model_dir)
+
+
+def _write_stage_state(
+    path: Path, name: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int, **origin: str
+) -> None:
+    """A stage's state file (the trainer's checkpoint format) holding ``model`` at ``step``, with no
+    history and no random state; ``origin`` records where the weights came from."""
+    from flowstudio.train import checkpoint as ckpt
+
     ckpt.atomic_save(
         {
             "format": ckpt.FORMAT,
-            "step": config.vae_steps,
-            "models": {"vae": vae.state_dict()},
-            "optimizers": {"vae": optimizer.state_dict()},
+            "step": step,
+            "models": {name: model.state_dict()},
+            "optimizers": {name: optimizer.state_dict()},
             "rng": None,
             "history": {},
             "evals": [],
-            "vae_from": str(model_dir),
+            **origin,
         },
-        vae_file,
+        path,
     )
-    logger.info("taking the VAE of %s as this run's finished VAE stage", model_dir)
 
 
 def take_transformer_from(model_dir: Path, config: ShapesTrainConfig, state_dir: Path) -> None:
@@ -852,8 +860,6 @@ def take_transformer_from(model_dir: Path, config: ShapesTrainConfig, state_dir:
     have seen. The transformer's architecture must equal ``config``'s, and ``config.dit_steps`` must be
     past the model's step."""
     from diffusers import WanTransformer3DModel
-
-    from flowstudio.train import checkpoint as ckpt
 
     dit_file = state_dir / "dit.pt"
     if dit_file.exists():  # taken before (or trained on since): resume that
@@ -874,7 +880,6 @@ def take_transformer_from(model_dir: Path, config: ShapesTrainConfig, state_dir:
             f"{config.dit_steps}: set dit_steps above {trained} to train it on"
         )
     transformer = WanTransformer3DModel.from_pretrained(model_dir / "transformer", torch_dtype=torch.float32)
-    theirs = transformer.config
     mine = {
         "num_layers": config.num_layers,
         "num_attention_heads": config.num_attention_heads,
@@ -883,27 +888,18 @@ def take_transformer_from(model_dir: Path, config: ShapesTrainConfig, state_dir:
         "freq_dim": config.freq_dim,
         "patch_size": (1, config.dit_patch_size, config.dit_patch_size),
     }
-    differing = {k: (tuple(theirs[k]) if k == "patch_size" else theirs[k], v) for k, v in mine.items()}
-    differing = {k: pair for k, pair in differing.items() if pair[0] != pair[1]}
+    theirs = {k: transformer.config[k] for k in mine} | {
+        "patch_size": tuple(transformer.config["patch_size"])
+    }
+    differing = {k: (theirs[k], v) for k, v in mine.items() if theirs[k] != v}
     if differing:
         raise InputError(
             f"the transformer of {model_dir} has another architecture than this configuration: {differing} "
             "(model, configuration); use the model's transformer settings"
         )
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=config.dit_lr, weight_decay=0.0)
-    ckpt.atomic_save(
-        {
-            "format": ckpt.FORMAT,
-            "step": trained,
-            "models": {"dit": transformer.state_dict()},
-            "optimizers": {"dit": optimizer.state_dict()},  # empty moments: see the docstring
-            "rng": None,
-            "history": {},
-            "evals": [],
-            "dit_from": str(model_dir),
-        },
-        dit_file,
-    )
+    # empty AdamW moments: see the docstring
+    _write_stage_state(dit_file, "dit", transformer, optimizer, trained, dit_from=str(model_dir))
     logger.info(
         "taking the transformer of %s at step %d; training on to %d", model_dir, trained, config.dit_steps
     )

@@ -37,8 +37,9 @@ def build_studio(backend: StudioBackend) -> Any:
             "## flowstudio studio\n"
             "Jobs run one after another on the server's model; each one is also listed by `GET /v1/jobs`."
         )
-        if backend.model_note():
-            gr.Markdown(backend.model_note(), elem_id="model-note")
+        note = backend.model_note()
+        if note:
+            gr.Markdown(note, elem_id="model-note")
         with gr.Tab("Edit", id="edit"):
             edit_tab(backend)
         with gr.Tab("Generate", id="generate"):

@@ -21,6 +21,7 @@ from flowstudio.serve.studio.backend import (
 )
 from flowstudio.serve.studio.examples import EDIT_EXAMPLES, edit_example
 from flowstudio.serve.studio.follow import Outputs, cancel, downloads, follow, submit_or_say
+from flowstudio.serve.studio.tabs import guidance_slider
 
 NO_SOURCE = "Upload a clip or pick a ShapeWorld example."
 
@@ -72,21 +73,11 @@ def edit_tab(backend: StudioBackend) -> None:
                     placeholder="32, 24, 96, 104",
                 )
             with gr.Accordion("Strength", open=False):
-                source_guidance = gr.Slider(
-                    1.0,
-                    10.0,
-                    value=start["source_guidance"],
-                    step=0.5,
-                    label="Source guidance (CFG)",
-                    elem_id="edit-source-guidance",
+                source_guidance = guidance_slider(
+                    start["source_guidance"], "Source guidance (CFG)", "edit-source-guidance"
                 )
-                target_guidance = gr.Slider(
-                    1.0,
-                    10.0,
-                    value=start["target_guidance"],
-                    step=0.5,
-                    label="Target guidance (CFG)",
-                    elem_id="edit-target-guidance",
+                target_guidance = guidance_slider(
+                    start["target_guidance"], "Target guidance (CFG)", "edit-target-guidance"
                 )
                 blend_strength = gr.Slider(
                     0.0, 1.0, value=1.0, step=0.05, label="Keep the source outside the region (blend)"

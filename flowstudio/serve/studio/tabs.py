@@ -18,6 +18,11 @@ FRAME_CHOICES = [5, 9, 17, 33]
 SIDE_CHOICES = [64, 96, 128, 160, 192, 224, 256]
 
 
+def guidance_slider(value: float, label: str, elem_id: str) -> Any:
+    """A classifier-free guidance slider (1 = no guidance, up to 10, in steps of 0.5)."""
+    return gr.Slider(1.0, 10.0, value=value, step=0.5, label=label, elem_id=elem_id)
+
+
 def _result_column(kind: str, label: str) -> tuple[Any, Any, Any]:
     status = gr.Markdown("", elem_id=f"{kind}-status")
     result = gr.Video(label=label, interactive=False, elem_id=f"{kind}-result")
@@ -57,14 +62,7 @@ def generate_tab(backend: StudioBackend) -> None:
                 steps = gr.Slider(
                     1, 50, value=start["steps"], step=1, label="Steps", elem_id="generate-steps"
                 )
-                guidance = gr.Slider(
-                    1.0,
-                    10.0,
-                    value=start["guidance"],
-                    step=0.5,
-                    label="Guidance (CFG)",
-                    elem_id="generate-guidance",
-                )
+                guidance = guidance_slider(start["guidance"], "Guidance (CFG)", "generate-guidance")
                 seed = gr.Number(0, precision=0, label="Seed", minimum=0)
             with gr.Row():
                 run = gr.Button("Generate", variant="primary", elem_id="generate-run")
