@@ -23,12 +23,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from flowstudio import __version__
+from _results import write_results
+
 from flowstudio.data.build import build
 from flowstudio.data.config import load_build_config
 from flowstudio.data.footage import make_footage
 
-RESULTS = Path(__file__).parent / "results"
 BACKENDS = (("in-process, 1 worker", 1, False), ("Ray, 1 worker", 1, True), ("Ray, 2 workers", 2, True))
 
 
@@ -95,11 +95,8 @@ def main() -> None:
     result = {
         "benchmark": "data_build",
         "settings": {**vars(args), "build": config.to_dict()},
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "flowstudio": __version__},
         "rows": rows,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.tag}.json").write_text(json.dumps(result, indent=1))
     lines = [
         "# data build throughput",
         "",
@@ -115,10 +112,8 @@ def main() -> None:
             f"| {r['pairs_kept']} of {r['clips_edited']} |"
             for r in rows
         ],
-        "",
     ]
-    (RESULTS / f"{args.tag}.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    print(write_results(args.tag, result, lines).read_text())
 
 
 if __name__ == "__main__":

@@ -101,6 +101,30 @@ def test_a_run_stopped_and_resumed_equals_an_uninterrupted_run(tiny, tmp_path):
             assert torch.equal(value, two[part][name]), f"{part}.{name} differs after resume"
 
 
+def test_a_run_can_start_from_another_runs_student_and_critic(tiny, tmp_path):
+    """``init_from``: a new run (here with the GAN term on) takes the first run's student, EMA and
+    critic, with fresh optimizers and a fresh head; resuming the new run resumes it, not the source."""
+    first = distill(_config(tiny), tmp_path / "first", progress=False)
+    saved = torch.load(first.out / "state.pt", weights_only=False)["models"]
+    config = _config(tiny, gan_weight=0.5, seed=1, init_from=str(first.out))
+    run = prepare(config, tmp_path / "second", progress=False)
+    for part, module in (("generator", run.objective.student), ("critic", run.objective.critic)):
+        for name, value in module.state_dict().items():
+            assert torch.equal(value, saved[part][name]), f"{part}.{name} not taken from the first run"
+    assert all(not o.state for o in (p.optimizer for p in run.trainer.parts.values()))
+    whole = distill(config, tmp_path / "whole", progress=False)
+    part = distill(config, tmp_path / "second", budget=Budget(max_steps=1), progress=False)
+    rest = distill(config, tmp_path / "second", progress=False)  # resumes its own state, not the source's
+    assert part.step == 1 and rest.finished and rest.history == whole.history
+    one, two = (torch.load(p / "state.pt", weights_only=False)["models"] for p in (whole.out, rest.out))
+    for name, value in one["generator"].items():
+        assert torch.equal(value, two["generator"][name])
+    with pytest.raises(InputError, match="not found"):
+        prepare(_config(tiny, init_from=str(tmp_path / "nowhere")), tmp_path / "third", progress=False)
+    with pytest.raises(InputError, match="does not fit"):
+        prepare(_config(tiny, init_from=str(first.out), ema_decay=0.0), tmp_path / "fourth", progress=False)
+
+
 def test_two_processes_distil_as_one_process_with_the_whole_batch(tiny, tmp_path):
     """DDP on two CPU processes (torchrun, gloo), one row each: the same losses and weights as one
     process with both rows. Needs every draw to be per row (the backward simulation's re-noising

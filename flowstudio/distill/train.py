@@ -83,6 +83,9 @@ class DistillConfig:
     lora_alpha: float | None = None  # None: the rank
     gan_weight: float = 0.0  # DMD2's GAN term (flowstudio.distill.gan); 0: off
     gan_layer: int | None = None  # teacher block the head reads; None: the middle one
+    # a stopped or finished distill run (its folder or state.pt) whose student, EMA and critic (and
+    # GAN head, when both have one) this run starts from, with fresh optimizers; None: the teacher
+    init_from: str | None = None
     sample_every: int = 0  # TensorBoard image of the EMA student's samples every N steps (0: off)
     eval_every: int = 0  # ShapeWorld readers' accuracy on the EMA student's samples every N steps (0: off)
     eval_prompts: int = 8
@@ -110,6 +113,8 @@ class DistillConfig:
             "gan_weight",
         ):
             check_number(name, getattr(self, name))
+        if self.init_from is not None:
+            check_text("init_from", self.init_from, "a distill run folder or its state.pt")
         if self.shift is not None:
             check_number("shift", self.shift, positive=True, what="; the flow shift, 5 is usual")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -477,10 +482,14 @@ def prepare(
     }
     head = None
     if config.gan_weight > 0:
-        head = gan.FeatureHead(int(base.config.num_attention_heads * base.config.attention_head_dim))
+        with torch.random.fork_rng(devices=[]):  # the head's initial weights: a function of the seed alone
+            torch.manual_seed(config.seed)
+            head = gan.FeatureHead(int(base.config.num_attention_heads * base.config.attention_head_dim))
         parts["disc"] = Part(
             head, torch.optim.AdamW(head.parameters(), lr=config.critic_lr), constant(config.critic_lr)
         )
+    if config.init_from is not None and LatestFile(out / "state.pt").latest() is None:
+        start_from(Path(config.init_from), {"generator": student, "critic": critic, "disc": head})
     settings = TrainerConfig(
         name="distill",
         steps=config.steps,
@@ -516,6 +525,37 @@ def prepare(
         prompts=config.eval_prompts,
     )
     return DistillRun(config, out, trainer, objective, make_batch, shift, stored_dtype, monitor)
+
+
+def start_from(source: Path, modules: dict[str, torch.nn.Module | None]) -> None:
+    """A new run's weights from another run's checkpoint (``init_from``): the student with its EMA and
+    the critic must be there; the GAN head is taken when both runs have one, else it starts fresh.
+    Optimizer moments are not taken (a run that changes its objective should not inherit them)."""
+    from flowstudio.train.checkpoint import read
+
+    path = source / "state.pt" if source.is_dir() else source
+    if not path.is_file():
+        raise InputError(f"init_from: {path} not found; give a distill run folder (it holds state.pt)")
+    try:
+        saved = read(path, ["generator", "critic"])
+    except Exception as err:  # a torn or foreign file: say which, not a pickle traceback
+        raise InputError(f"init_from: {path} is not a readable distill checkpoint ({err})") from err
+    models = saved.get("models")
+    if models is None:
+        raise InputError(f"init_from: {path} is sharded (FSDP); start the new run under the same FSDP setup")
+    for name, module in modules.items():
+        if module is None or (name == "disc" and name not in models):
+            continue
+        if name not in models:
+            raise InputError(f"init_from: {path} has no {name!r} weights (it holds {sorted(models)})")
+        try:
+            module.load_state_dict(models[name])
+        except RuntimeError as err:
+            raise InputError(
+                f"init_from: {path}'s {name!r} does not fit this run (another teacher, LoRA rank or "
+                f"EMA setting?): {str(err).splitlines()[0]}"
+            ) from err
+    logger.info("started from %s (its step %s)", path, saved.get("step"))
 
 
 def distill(
