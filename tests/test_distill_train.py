@@ -376,7 +376,7 @@ def test_a_served_student_samples_with_its_own_settings(tiny, tmp_path):
     assert (settings["source_guidance"], settings["target_guidance"]) == (1.0, 1.0)
 
 
-@pytest.mark.parametrize("name", ["toy_4step.yaml", "toy_8step.yaml"])
+@pytest.mark.parametrize("name", ["toy_4step.yaml", "toy_8step.yaml", "toy_4step_gan.yaml"])
 def test_the_shipped_distillation_configs_load(name):
     from flowstudio.models import TOY_MODEL
 

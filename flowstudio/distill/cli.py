@@ -17,6 +17,9 @@ def distill_command(
     ),
     teacher: str | None = typer.Option(None, help="Teacher model folder (overrides the YAML's `teacher`)."),
     steps: int | None = typer.Option(None, help="Generator updates of the whole run (overrides the YAML)."),
+    init_from: str | None = typer.Option(
+        None, help="Start from this distill run's student and critic (overrides the YAML's `init_from`)."
+    ),
     device: str | None = typer.Option(None, help="torch device (default: cuda when visible, else cpu)."),
     max_minutes: float | None = typer.Option(None, help="Stop after this many minutes (state saved)."),
     max_steps: int | None = typer.Option(None, help="Stop after this many generator updates (state saved)."),
@@ -31,7 +34,7 @@ def distill_command(
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     with cli_errors():
-        settings = DistillConfig.from_yaml(config, teacher=teacher, steps=steps)
+        settings = DistillConfig.from_yaml(config, teacher=teacher, steps=steps, init_from=init_from)
         budget = Budget(max_steps=max_steps, seconds=max_minutes * 60 if max_minutes else None)
         result = distill(settings, out, device=device, budget=budget)
     end_distributed()
