@@ -325,6 +325,17 @@ def test_the_distill_command_resumes_exports_and_the_student_generates(tiny, tmp
         clip, source_prompt="a red box", target_prompt="a blue box", model=str(out / "student"), steps=2
     )
     assert (given.settings.steps, given.settings.grid) == (2, "student")
+    later = runner.invoke(  # a second stage from the finished run: --init-from on the command line
+        app, ["distill", "--config", str(config), "-o", str(tmp_path / "later"), "--init-from", str(out)]
+        + ["--max-steps", "1"],
+    )  # fmt: skip
+    assert later.exit_code == 0, later.output
+    assert json.loads((tmp_path / "later" / "config.json").read_text())["init_from"] == str(out)
+    nowhere = str(tmp_path / "x")
+    lost = runner.invoke(
+        app, ["distill", "--config", str(config), "-o", str(tmp_path / "lost"), "--init-from", nowhere]
+    )
+    assert lost.exit_code == 2 and "init_from" in lost.output and "not found" in lost.output
     config.write_text(yaml.safe_dump({**settings, "critic_step": 3}))
     bad = runner.invoke(app, ["distill", "--config", str(config), "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "unknown keys ['critic_step']" in bad.output
