@@ -70,25 +70,33 @@ def main() -> None:
     evals = torch.load(args.run / "state.pt", weights_only=False)["evals"]
     # a run without held-out evaluations (eval_every: 0) gets its loss curves only
     refs = references(args.run) if evals else None
-    fig, ax = plt.subplots(1, 3 if evals else 2, figsize=(13 if evals else 9, 3.4))
-    for axis, key, colour in ((ax[0], "generator", "C0"), (ax[1], "critic", "C1")):
+    gan = "disc" in history  # a run with the GAN term: its two losses get a panel of their own
+    panels = 2 + int(gan) + int(bool(evals))
+    fig, ax = plt.subplots(1, panels, figsize=(4.4 * panels, 3.4))
+    curves = [(ax[0], "generator", "C0", "generator loss"), (ax[1], "critic", "C1", "critic loss")]
+    if gan:
+        curves += [(ax[2], "disc", "C2", "GAN"), (ax[2], "gan_generator", "C3", "GAN")]
+    for axis, key, colour, title in curves:
         values = np.asarray(history[key])
-        axis.plot(np.convolve(values, np.ones(10) / 10, mode="valid"), color=colour)
-        axis.set_title(f"{key} loss (10-update mean)")
+        axis.plot(np.convolve(values, np.ones(10) / 10, mode="valid"), color=colour, label=key)
+        axis.set_title(f"{title} (10-update mean)")
         axis.set_xlabel("generator update")
+    if gan:
+        ax[2].legend(fontsize=8)
     if refs is None:
         fig.tight_layout()
         fig.savefig(args.out, dpi=100)
         return
     steps = [0] + [e[0] for e in evals]
+    last = ax[-1]
     for i, a in enumerate(ATTRIBUTES):
         start = refs["student at initialisation"][a]
-        ax[2].plot(steps, [start] + [e[1][a] for e in evals], marker="o", color=f"C{i}", label=a)
-        ax[2].axhline(refs["teacher"][a], color=f"C{i}", ls=":", lw=1)
-    ax[2].set_title("readers' accuracy (dotted: the teacher)", fontsize=10)
-    ax[2].set_xlabel("generator update")
-    ax[2].set_ylim(0.3, 1.0)
-    ax[2].legend(fontsize=8)
+        last.plot(steps, [start] + [e[1][a] for e in evals], marker="o", color=f"C{i}", label=a)
+        last.axhline(refs["teacher"][a], color=f"C{i}", ls=":", lw=1)
+    last.set_title("readers' accuracy (dotted: the teacher)", fontsize=10)
+    last.set_xlabel("generator update")
+    last.set_ylim(0.3, 1.0)
+    last.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(args.out, dpi=100)
     print(json.dumps(refs))
