@@ -273,9 +273,16 @@ def test_bad_settings_and_inputs_are_refused(tmp_path: Path, footage: Path) -> N
         build(footage, tmp_path / "o", BuildConfig(model=str(tmp_path / "no-model")), progress=False)
 
 
-def test_shipped_recipe_loads() -> None:
-    config = load_build_config(Path(__file__).parents[1] / "configs" / "data" / "shapeworld.yaml")
+def test_shipped_recipes_load() -> None:
+    folder = Path(__file__).parents[1] / "configs" / "data"
+    config = load_build_config(folder / "shapeworld.yaml")
     assert config.pairs and config.frames % 4 == 1
+    student = load_build_config(folder / "shapeworld_student.yaml")
+    # the student's recipe differs only in the model and in leaving the steps to the student
+    assert student.model.endswith("student") and "steps" not in student.edit_options
+    mine, theirs = student.to_dict(), config.to_dict()
+    assert {k for k in mine if mine[k] != theirs[k]} == {"model", "edit_options"}
+    assert {k: v for k, v in theirs["edit_options"].items() if k != "steps"} == mine["edit_options"]
 
 
 def test_the_built_dataset_feeds_the_distillation_bank(built: tuple[Path, dict]) -> None:
