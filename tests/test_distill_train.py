@@ -106,8 +106,10 @@ def test_a_run_can_start_from_another_runs_student_and_critic(tiny, tmp_path):
     critic, with fresh optimizers and a fresh head; resuming the new run resumes it, not the source."""
     first = distill(_config(tiny), tmp_path / "first", progress=False)
     saved = torch.load(first.out / "state.pt", weights_only=False)["models"]
-    config = _config(tiny, gan_weight=0.5, seed=1, init_from=str(first.out))
+    config = _config(tiny, gan_weight=0.5, gan_lr=2e-3, seed=1, init_from=str(first.out))
     run = prepare(config, tmp_path / "second", progress=False)
+    lrs = {name: part.optimizer.param_groups[0]["lr"] for name, part in run.trainer.parts.items()}
+    assert lrs == {"generator": 1e-3, "critic": 1e-3, "disc": 2e-3}  # the head on its own rate
     for part, module in (("generator", run.objective.student), ("critic", run.objective.critic)):
         for name, value in module.state_dict().items():
             assert torch.equal(value, saved[part][name]), f"{part}.{name} not taken from the first run"

@@ -83,6 +83,7 @@ class DistillConfig:
     lora_alpha: float | None = None  # None: the rank
     gan_weight: float = 0.0  # DMD2's GAN term (flowstudio.distill.gan); 0: off
     gan_layer: int | None = None  # teacher block the head reads; None: the middle one
+    gan_lr: float | None = None  # the head's learning rate; None: critic_lr
     # a stopped or finished distill run (its folder or state.pt) whose student, EMA and critic (and
     # GAN head, when both have one) this run starts from, with fresh optimizers; None: the teacher
     init_from: str | None = None
@@ -113,6 +114,8 @@ class DistillConfig:
             "gan_weight",
         ):
             check_number(name, getattr(self, name))
+        if self.gan_lr is not None:
+            check_number("gan_lr", self.gan_lr, positive=True, what="; in YAML write 1.0e-4, not 1e-4")
         if self.init_from is not None:
             check_text("init_from", self.init_from, "a distill run folder or its state.pt")
         if self.shift is not None:
@@ -485,9 +488,8 @@ def prepare(
         with torch.random.fork_rng(devices=[]):  # the head's initial weights: a function of the seed alone
             torch.manual_seed(config.seed)
             head = gan.FeatureHead(int(base.config.num_attention_heads * base.config.attention_head_dim))
-        parts["disc"] = Part(
-            head, torch.optim.AdamW(head.parameters(), lr=config.critic_lr), constant(config.critic_lr)
-        )
+        head_lr = config.gan_lr if config.gan_lr is not None else config.critic_lr
+        parts["disc"] = Part(head, torch.optim.AdamW(head.parameters(), lr=head_lr), constant(head_lr))
     if config.init_from is not None and LatestFile(out / "state.pt").latest() is None:
         start_from(Path(config.init_from), {"generator": student, "critic": critic, "disc": head})
     settings = TrainerConfig(
