@@ -20,14 +20,13 @@ import json
 from pathlib import Path
 
 import torch
+from _results import write_results
 
 from flowstudio import __version__
 from flowstudio.avatar.model.audio import silent_features
 from flowstudio.avatar.model.dualforce import DualForceModel
 from flowstudio.avatar.training.toy_data import TalkingShapesDataset
 from flowstudio.avatar.training.train import training_step
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def reliance(checkpoint: Path, items: int = 32, draws: int = 4, seed: int = 4242) -> dict[str, float]:
@@ -68,8 +67,6 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = [{"checkpoint": str(c), **reliance(c)} for c in args.checkpoints]
     settings = {"items": 32, "held_out_seed": 4242, "chunks": 6, "noise_draws": 4, "flowstudio": __version__}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.tag}.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2))
     lines = [
         f"# Audio reliance ({args.tag})",
         "",
@@ -83,8 +80,7 @@ def main() -> None:
         f"{r['mouth_loss_silent']:.4f} | {r['reliance']:.3f} |"
         for r in rows
     ]
-    (RESULTS / f"{args.tag}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(write_results(args.tag, {"settings": settings, "rows": rows}, lines).read_text())
 
 
 if __name__ == "__main__":

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import write_results
 
 from flowstudio import __version__
 from flowstudio.avatar.inference.generate import load_model
 from flowstudio.avatar.inference.streaming import Chunk, stream_latents
 from flowstudio.avatar.model.dualforce import DualForceModel
 
-RESULTS = Path(__file__).parent / "results"
 OLD_LIMIT = 16384  # rope_max_positions: where absolute positions stopped a stream
 
 
@@ -127,9 +127,7 @@ def main() -> None:
         "late_vs_early_interleaved": paired,
         "outputs_finite": finite,
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "avatar_long_stream.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "avatar_long_stream.md").write_text(_markdown(result))
+    write_results("avatar_long_stream", result, _markdown(result).splitlines())
     print(json.dumps(result, indent=2))
 
 

@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from _results import RESULTS, write_results
 
 
 def _value(summary: dict[str, Any], key: str) -> float | None:
@@ -143,8 +143,6 @@ def main() -> None:
         ],
         "summary": {k: _value(summary, k) for k in summary},
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "avatar_toy_quality.json").write_text(json.dumps(result, indent=2) + "\n")
 
     def fmt(v: Any) -> str:
         return "n/a" if v is None else f"{v:.3f}"
@@ -174,7 +172,7 @@ def main() -> None:
         ]
     lines += ["", "All metrics (means over clips):", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {fmt(v)} |" for k, v in result["summary"].items() if v is not None]
-    (RESULTS / "avatar_toy_quality.md").write_text("\n".join(lines) + "\n")
+    write_results("avatar_toy_quality", result, lines)
     print("\n".join(lines[:12]))
 
 

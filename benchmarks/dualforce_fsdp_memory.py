@@ -15,12 +15,13 @@ import argparse
 import json
 from pathlib import Path
 
+from _results import write_results
+
 from flowstudio import __version__
 from flowstudio.avatar.model.config import load_config
 from flowstudio.avatar.training.memory import fsdp_memory
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 CONFIGS = ("mova_lite_phase2.yaml", "mova_lite_phase4.yaml", "phase2_video.yaml", "phase4_multimodal.yaml")
 
 
@@ -50,10 +51,6 @@ def main() -> None:
         "kind": "estimate from parameter counts (meta device); not measured on a GPU",
         "flowstudio": __version__,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "dualforce_fsdp_memory.json").write_text(
-        json.dumps({"settings": settings, "rows": rows}, indent=2)
-    )
     lines = [
         "# DualForce training memory per GPU, FSDP (estimate)",
         "",
@@ -76,8 +73,7 @@ def main() -> None:
         "Add the CUDA context (~0.5-1 GiB) and allocator fragmentation. Measure with "
         "`benchmarks/gpu_check.py` before sizing a cluster.",
     ]
-    (RESULTS / "dualforce_fsdp_memory.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(write_results("dualforce_fsdp_memory", {"settings": settings, "rows": rows}, lines).read_text())
 
 
 if __name__ == "__main__":
