@@ -442,6 +442,21 @@ def test_the_gan_head_learns_on_its_own_updates_and_pushes_the_student(tiny, tmp
         _config(tiny, gan_weight=0.5, i2v_prob=0.0, prompts=str(tmp_path / "p.txt"))
 
 
+def test_the_gan_term_can_read_its_own_noise_levels(tiny, tmp_path):
+    """``gan_shift``: the GAN term's levels are the loss levels' uniform draws warped by another shift;
+    at 1 they are the uniform draws themselves (DMD2's), at the run's shift they are the loss levels."""
+    from flowstudio.core.flow import shift_sigmas
+
+    u = torch.tensor([0.02, 0.3, 0.5, 0.9, 0.98], dtype=torch.float64)
+    drawn = shift_sigmas(u, 5.0).float()
+    uniform = prepare(_config(tiny, gan_weight=0.5, shift=5.0, gan_shift=1.0), tmp_path / "u", progress=False)
+    assert torch.allclose(uniform.objective.gan_levels(drawn), u.float(), atol=1e-6)
+    same = prepare(_config(tiny, gan_weight=0.5, shift=5.0), tmp_path / "s", progress=False)
+    assert torch.equal(same.objective.gan_levels(drawn), drawn)
+    with pytest.raises(InputError, match="gan_shift"):
+        _config(tiny, gan_weight=0.5, gan_shift=0.0)
+
+
 def test_a_lora_student_trains_only_its_adapters_and_exports_merged_weights(tiny, tmp_path):
     """lora_rank > 0: the base weights stay the teacher's, the adapters move, and the exported folder
     is a plain transformer whose outputs equal the adapted (EMA) student's."""

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from flowstudio.core.flow import shift_sigmas
 from flowstudio.core.ti2v import pin_first_frame
 from flowstudio.denoiser import WanDenoiser
 from flowstudio.distill import dmd, gan
@@ -84,6 +85,9 @@ class DistillConfig:
     gan_weight: float = 0.0  # DMD2's GAN term (flowstudio.distill.gan); 0: off
     gan_layer: int | None = None  # teacher block the head reads; None: the middle one
     gan_lr: float | None = None  # the head's learning rate; None: critic_lr
+    # the flow shift of the GAN term's noise levels (the same uniform draws, warped by this instead);
+    # None: the run's shift. 1: uniform levels, as DMD2 (at shift 5 most levels are above 0.8)
+    gan_shift: float | None = None
     # a stopped or finished distill run (its folder or state.pt) whose student, EMA and critic (and
     # GAN head, when both have one) this run starts from, with fresh optimizers; None: the teacher
     init_from: str | None = None
@@ -114,6 +118,8 @@ class DistillConfig:
             "gan_weight",
         ):
             check_number(name, getattr(self, name))
+        if self.gan_shift is not None:
+            check_number("gan_shift", self.gan_shift, positive=True, what="; 1 gives uniform levels")
         if self.gan_lr is not None:
             check_number("gan_lr", self.gan_lr, positive=True, what="; in YAML write 1.0e-4, not 1e-4")
         if self.init_from is not None:
@@ -227,6 +233,14 @@ class DMDObjective:
         if head is not None:
             layer = config.gan_layer if config.gan_layer is not None else len(teacher.blocks) // 2
             self.features = gan.TeacherFeatures(teacher, layer)
+        # shifts compose by multiplying (they scale the level's odds): re-warp a level drawn at `shift`
+        self.gan_rewarp = None if config.gan_shift is None else config.gan_shift / shift
+
+    def gan_levels(self, sigma: torch.Tensor) -> torch.Tensor:
+        """The GAN term's levels: the loss levels re-warped from the run's shift to ``gan_shift``."""
+        if self.gan_rewarp is None:
+            return sigma
+        return shift_sigmas(sigma.double(), self.gan_rewarp).to(sigma.dtype)
 
     # -- conditioning -------------------------------------------------------------------------
     def _text(self, rows: torch.Tensor) -> torch.Tensor:
@@ -289,8 +303,9 @@ class DMDObjective:
         terms = {"dm_grad": grad.abs().mean()}
         if self.head is not None:
             # through the frozen teacher's features to the student's sample (same level and noise)
-            x_t_grad = pin(dmd.noised(x, batch.loss_noise.to(self.device), sigma))
-            adversarial = gan.generator_loss(self._logits(self.head, x_t_grad, sigma, text, mask))
+            level = self.gan_levels(sigma)
+            x_t_grad = pin(dmd.noised(x, batch.loss_noise.to(self.device), level))
+            adversarial = gan.generator_loss(self._logits(self.head, x_t_grad, level, text, mask))
             loss = loss + self.config.gan_weight * adversarial
             terms["gan_generator"] = adversarial.detach()
         return {"loss": loss, **terms}
@@ -308,7 +323,7 @@ class DMDObjective:
         mask = self._mask(batch, tuple(fake.shape))
         pin = self._pin(batch, mask)
         text = self._text(batch.rows)
-        sigma, eps = draw["sigma"].to(self.device), draw["loss_noise"].to(self.device)
+        sigma, eps = self.gan_levels(draw["sigma"].to(self.device)), draw["loss_noise"].to(self.device)
         real = pin(self.bank.real_latents[batch.rows].to(self.device))
         with torch.no_grad():
             both = torch.cat([pin(dmd.noised(real, eps, sigma)), pin(dmd.noised(fake, eps, sigma))])
