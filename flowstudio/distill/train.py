@@ -19,8 +19,10 @@ out of every loss.
 Options:
 
 * DMD2's GAN term (``gan_weight``; :mod:`flowstudio.distill.gan`): a head on the frozen teacher's
-  features, a third part ``disc`` updated with each critic update;
-* LoRA students (``lora_rank``; :mod:`flowstudio.distill.lora`), merged at export.
+  features, a third part ``disc`` updated with each critic update (its own rate ``gan_lr`` and noise
+  levels ``gan_shift``);
+* LoRA students (``lora_rank``; :mod:`flowstudio.distill.lora`), merged at export;
+* a second stage (``init_from``): the student, EMA and critic of another run instead of the teacher.
 
 Prompts, first frames and the GAN term's real clips come from ShapeWorld, from a dataset folder made
 by ``flowstudio data build`` (its clips and its pairs' targets), or from a prompt file (text only):
@@ -559,7 +561,10 @@ def start_from(source: Path, modules: dict[str, torch.nn.Module | None]) -> None
         raise InputError(f"init_from: {path} is not a readable distill checkpoint ({err})") from err
     models = saved.get("models")
     if models is None:
-        raise InputError(f"init_from: {path} is sharded (FSDP); start the new run under the same FSDP setup")
+        raise InputError(
+            f"init_from: {path} is sharded (FSDP); init_from reads whole checkpoints: merge the shards "
+            "first (`accelerate merge-weights`) or start from a run trained without FSDP"
+        )
     for name, module in modules.items():
         if module is None or (name == "disc" and name not in models):
             continue
