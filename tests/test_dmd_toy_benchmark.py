@@ -38,3 +38,8 @@ def test_pixel_features_are_five_frames_at_sixteen_pixels():
     assert features.shape == (5 * 16 * 16 * 3,)
     per_frame = features.reshape(5, 16, 16, 3)
     assert per_frame[1, :8].min() == 1.0 and per_frame[1, 8:].max() == 0.0 and per_frame[0].max() == 0.0
+
+
+def test_the_bar_counts_exactly_five_points_under_as_within():
+    assert dmd_toy.within_bar(0.48, 0.53) and dmd_toy.within_bar(0.89, 0.94) and dmd_toy.within_bar(0.69, 0.74)
+    assert not dmd_toy.within_bar(0.47, 0.53) and dmd_toy.within_bar(0.60, 0.55)
