@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import textwrap
 import time
 from pathlib import Path
 
@@ -247,7 +248,7 @@ def plot(rows: list[dict], path: Path) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0:
-                ax.set_ylabel(row["name"], fontsize=8)
+                ax.set_ylabel(textwrap.fill(row["name"], 22), fontsize=8)  # long names wrap, not clip
             if i == 0:
                 ax.set_title(rows[0]["items"][j]["prompt"][:40], fontsize=6)
     fig.tight_layout()
