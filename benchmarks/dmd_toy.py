@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _results import write_results
 from toy_quality import RESULTS, held_out, i2v_quality, t2v_quality
 from toy_quality_compare import compare
 
@@ -187,9 +188,7 @@ def main() -> None:
     plot(rows, args.out / f"{args.tag}.png")
     for row in rows:
         row.pop("_samples")
-    (args.out / f"{args.tag}.json").write_text(json.dumps(result, indent=1))
-    (args.out / f"{args.tag}.md").write_text(report(result, args.tag))
-    print((args.out / f"{args.tag}.md").read_text())
+    print(write_results(args.tag, result, report(result, args.tag).splitlines(), args.out).read_text())
 
 
 def report(result: dict, tag: str) -> str:
