@@ -205,11 +205,13 @@ class WanVideoPipeline:
         *,
         device: torch.device | str = "cpu",
         dtype: torch.dtype | None = None,
+        vae_dtype: torch.dtype | None = None,
         offload: str = "none",
         **options: Any,
     ) -> WanVideoPipeline:
-        """Load from a local diffusers-format folder; never downloads."""
-        components = load_components(path, device=device, dtype=dtype, offload=offload)
+        """Load from a local diffusers-format folder; never downloads. ``dtype``: the transformer's
+        and text encoder's; ``vae_dtype``: the VAE's (default float32)."""
+        components = load_components(path, device=device, dtype=dtype, vae_dtype=vae_dtype, offload=offload)
         return cls(components, device=device, **options)
 
     # -- checks ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from flowstudio.data.build import build
-from flowstudio.data.config import BuildConfig, load_build_config
+from flowstudio.data.config import BuildConfig, _hash, load_build_config
 from flowstudio.data.footage import DEFECTS, _write_video, video_record
 from flowstudio.errors import InputError
 
@@ -258,6 +258,8 @@ def test_bad_settings_and_inputs_are_refused(tmp_path: Path, footage: Path) -> N
         BuildConfig(edit_types=("style",))
     with pytest.raises(InputError, match="caption_model"):
         BuildConfig(captioner="model")
+    with pytest.raises(InputError, match="vae_dtype must be one of"):
+        BuildConfig(vae_dtype="bf16")
     recipe = tmp_path / "r.yaml"
     recipe.write_text("frames: 17\nwindow: 3\n")
     with pytest.raises(InputError, match="unknown data-build settings \\['window'\\]"):
@@ -283,6 +285,15 @@ def test_shipped_recipes_load() -> None:
     mine, theirs = student.to_dict(), config.to_dict()
     assert {k for k in mine if mine[k] != theirs[k]} == {"model", "edit_options"}
     assert {k: v for k, v in theirs["edit_options"].items() if k != "steps"} == mine["edit_options"]
+
+
+def test_vae_dtype_keys_the_pairs_only_when_set() -> None:
+    base = BuildConfig()
+    # builds made before the key existed keep their done-records: unset is not part of the digest
+    older = {k: v for k, v in base.to_dict().items() if k not in ("vae_dtype", "dedup_max_distance")}
+    assert base.pair_digest() == _hash(older)
+    assert BuildConfig(vae_dtype="bfloat16").pair_digest() != base.pair_digest()
+    assert BuildConfig(vae_dtype="bfloat16").segment_digest() == base.segment_digest()
 
 
 def test_the_built_dataset_feeds_the_distillation_bank(built: tuple[Path, dict]) -> None:

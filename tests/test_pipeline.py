@@ -36,6 +36,20 @@ def test_text_to_video_shapes_and_seed_determinism(pipe):
     assert first.model_calls == SMALL["steps"]  # one guided velocity per step (its CFG branches: 2 forwards)
 
 
+def test_a_bf16_vae_decodes_like_the_float32_one(pipe, tiny_checkpoint):
+    half = WanVideoPipeline.from_pretrained(tiny_checkpoint, device="cpu", vae_dtype=torch.bfloat16)
+    assert half.components.vae.dtype == torch.bfloat16
+    assert half.components.transformer.dtype == torch.float32  # only the VAE changes
+    frames = np.stack([_image(32, 64, seed) for seed in range(5)])
+    latents = pipe.encode_video(frames)
+    latents_half = half.encode_video(frames)
+    assert latents_half.dtype == torch.float32 and latents_half.shape == latents.shape
+    assert torch.allclose(latents_half, latents, atol=0.1, rtol=0.05)
+    decoded, decoded_half = pipe.decode_latents(latents), half.decode_latents(latents)
+    assert decoded_half.dtype == np.uint8 and decoded_half.shape == decoded.shape
+    assert np.abs(decoded_half.astype(int) - decoded.astype(int)).mean() < 2.0
+
+
 def test_cfg_changes_the_result_and_unbatched_cfg_agrees(pipe, tiny_checkpoint):
     base = dict(prompt="a blue box", negative_prompt="blurry", **SMALL)
     guided = pipe.generate(GenerationSettings(guidance_scale=5.0, **base), progress=False)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flowstudio.checks import check_int, check_number
+from flowstudio.checks import check_int, check_number, parse_dtype
 from flowstudio.data.filters import FilterConfig
 from flowstudio.errors import InputError
 
@@ -67,7 +67,10 @@ class BuildConfig:
         min_keep_ssim: SSIM of the whole frame against the source, at least this (clips without a mask).
         max_warp_ratio: the edit's motion-compensated warp error over the source's, at most this.
         seed: seed of the edit draws.
-        device, dtype: where the editing model runs.
+        device, dtype: where the editing model runs; ``dtype`` is the transformer's and text
+            encoder's (default: float32 on CPU, bfloat16 on CUDA).
+        vae_dtype: the VAE's dtype (default float32, as Wan recommends). ``bfloat16`` encodes and
+            decodes 3-4x as fast on a CPU with bf16 arithmetic (AVX512-BF16/AMX): docs/guide_data.md.
         crf: x264 quality of the written clips (lower: closer to lossless).
     """
 
@@ -105,6 +108,7 @@ class BuildConfig:
     seed: int = 0
     device: str = "cpu"
     dtype: str | None = None
+    vae_dtype: str | None = None
     crf: int = 12
 
     def __post_init__(self) -> None:
@@ -139,6 +143,8 @@ class BuildConfig:
             raise InputError("captioner 'model' needs caption_model: a local image-to-text model folder")
         if self.attribute_check == "clip" and not self.clip_model:
             raise InputError("attribute_check 'clip' needs clip_model: a local CLIP folder")
+        parse_dtype(self.dtype, "dtype")  # a typo fails here, not after the clips stage
+        parse_dtype(self.vae_dtype, "vae_dtype")
         if self.crf < 0 or self.crf > 51:
             raise InputError(f"crf must be in 0..51, got {self.crf}")
 
@@ -165,6 +171,8 @@ class BuildConfig:
         """Hash of everything a pair depends on (keys the pair done-records)."""
         data = self.to_dict()
         data.pop("dedup_max_distance")  # which segments survive dedup is part of the pair task itself
+        if data["vae_dtype"] is None:
+            data.pop("vae_dtype")  # unset keeps the digests of builds made before the key existed
         for key in ("model", "caption_model", "clip_model", "text_model"):
             if data[key]:
                 data[key] = str(Path(data[key]).resolve())

@@ -111,11 +111,16 @@ def pair_task_digest(config: BuildConfig, segment_ids: list[str]) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _pipeline(model: str, device: str, dtype: str | None) -> Any:
+def _pipeline(model: str, device: str, dtype: str | None, vae_dtype: str | None = None) -> Any:
     from flowstudio.checks import parse_dtype
     from flowstudio.pipeline import WanVideoPipeline
 
-    return WanVideoPipeline.from_pretrained(model, device=device, dtype=parse_dtype(dtype) if dtype else None)
+    return WanVideoPipeline.from_pretrained(
+        model,
+        device=device,
+        dtype=parse_dtype(dtype) if dtype else None,
+        vae_dtype=parse_dtype(vae_dtype) if vae_dtype else None,
+    )
 
 
 def model_path(config: BuildConfig) -> str:
@@ -347,7 +352,7 @@ def make_pairs(vid: str, segments: list[dict[str, Any]], out: str, config: Build
     presets_logger = logging.getLogger("flowstudio.edit.presets")
     presets_logger.addFilter(_ONCE)
     try:
-        pipeline = _pipeline(model_path(config), config.device, config.dtype)
+        pipeline = _pipeline(model_path(config), config.device, config.dtype, config.vae_dtype)
         for segment in segments:
             plan = plan_edit(segment, config)
             if plan is None:
