@@ -285,6 +285,10 @@ def test_shipped_recipes_load() -> None:
     mine, theirs = student.to_dict(), config.to_dict()
     assert {k for k in mine if mine[k] != theirs[k]} == {"model", "edit_options"}
     assert {k: v for k, v in theirs["edit_options"].items() if k != "steps"} == mine["edit_options"]
+    # the 5,000-pair recipe: the student's, with the GAN-stage student and both dtypes in bf16
+    big = load_build_config(folder / "shapeworld_5k.yaml").to_dict()
+    assert {k for k in big if big[k] != mine[k]} == {"model", "dtype", "vae_dtype"}
+    assert big["dtype"] == big["vae_dtype"] == "bfloat16" and big["model"].endswith("gan/student")
 
 
 def test_vae_dtype_keys_the_pairs_only_when_set() -> None:
