@@ -152,6 +152,12 @@ def generate(
     dtype: str | None = typer.Option(
         None, help="float32 / bfloat16 / float16 (default: bf16 on GPU, fp32 on CPU)."
     ),
+    vae_dtype: str | None = typer.Option(
+        None,
+        "--vae-dtype",
+        help="The VAE's dtype (default float32); bfloat16 runs it 3-4x as fast on a CPU with bf16 "
+        "arithmetic (avx512_bf16 / amx_bf16 in lscpu).",
+    ),
     offload: Offload = typer.Option(Offload.none, help="CPU offload for small GPUs: none, model, group."),
 ) -> None:
     """Text-to-video, or text+image-to-video with --image; writes an mp4 and a JSON record.
@@ -186,6 +192,7 @@ def generate(
             model=model,
             device=device,
             dtype=dtype,
+            vae_dtype=vae_dtype,
             offload=offload.value,
         )
         with console_progress() as progress:

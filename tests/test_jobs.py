@@ -95,6 +95,7 @@ def test_requests_refuse_unknown_fields_and_bad_values_with_one_line():
         ({"flowedit": {"n_avg": 0}}, "flowedit.n_avg must be a whole number >= 1, got 0"),
         ({"blend": {"strength": 2.0}}, "blend.strength must be in [0, 1], got 2.0"),
         ({"dtype": "Tensor"}, "dtype must be one of float32, bfloat16, float16, got 'Tensor'"),
+        ({"vae_dtype": "bf16"}, "vae_dtype must be one of float32, bfloat16, float16, got 'bf16'"),
         ({"device": "gpu"}, "device must be a torch device"),
         ({"size": (0, 32)}, "size must be 'model', 'native' or (height, width)"),
     ]
@@ -103,6 +104,10 @@ def test_requests_refuse_unknown_fields_and_bad_values_with_one_line():
             EditRequest(source="a.mp4", **PROMPTS, **fields)
         text = error_message(err.value)
         assert message in text and "\n" not in text, (fields, text)
+    with pytest.raises(ValidationError) as err:
+        GenerateRequest(prompt="a red ball", vae_dtype="half")
+    # worded with the command's own option where it has one
+    assert error_message(err.value, {"--vae-dtype"}).startswith("--vae-dtype must be one of")
     with pytest.raises(ValidationError) as err:
         GenerateRequest(prompt=" ")
     assert "prompt is missing or empty" in error_message(err.value)
@@ -225,6 +230,17 @@ def test_cli_and_api_give_identical_outputs(monkeypatch, tmp_path):
             assert sum(1 for _ in container.decode(video=0)) == 5
 
 
+def test_a_generate_job_loads_the_vae_in_the_dtype_it_asks_for(tiny_checkpoint, tmp_path):
+    fields = {"prompt": "a red ball", "num_frames": 5, "height": 32, "width": 64, "steps": 2}
+    job = run(GenerateRequest(**fields, model=tiny_checkpoint, vae_dtype="bfloat16", out=tmp_path / "c.mp4"))
+    record = json.loads((tmp_path / "c.json").read_text())
+    assert record["provenance"]["vae_dtype"] == "bfloat16" and record["provenance"]["dtype"] == "float32"
+    assert job.frames.shape == (5, 32, 64, 3)
+    plain = run(GenerateRequest(**fields, model=tiny_checkpoint))
+    # the same latents, decoded by a bf16 VAE: close to the float32 decode, not equal
+    assert np.abs(job.frames.astype(int) - plain.frames.astype(int)).mean() < 2.0
+
+
 def test_edit_runs_through_run_with_progress_and_writes_one_record(tiny_checkpoint, tmp_path):
     from flowstudio.pipeline import WanVideoPipeline
 
@@ -238,6 +254,7 @@ def test_edit_runs_through_run_with_progress_and_writes_one_record(tiny_checkpoi
     record = json.loads((tmp_path / "e.json").read_text())
     assert record["request"]["flowedit"] is None and record["settings"]["flowedit"]["n_max"] is None
     assert record["info"]["size"] == [5, 32, 64] and record["provenance"]["device"] == "cpu"
+    assert record["provenance"]["vae_dtype"] == "float32"
     with pytest.raises(InputError, match="is also an input"):  # checked before the model runs
         run(request.model_copy(update={"out": source}), model=pipe)
 

@@ -166,6 +166,12 @@ def edit_command(
     ),
     device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu, cuda."),
     dtype: str | None = typer.Option(None, "--dtype", help="float32 / bfloat16 / float16."),
+    vae_dtype: str | None = typer.Option(
+        None,
+        "--vae-dtype",
+        help="The VAE's dtype (default float32); bfloat16 runs it 3-4x as fast on a CPU with bf16 "
+        "arithmetic (avx512_bf16 / amx_bf16 in lscpu).",
+    ),
     offload: str = typer.Option("none", "--offload", help="none | model | group."),
 ) -> None:
     """Edit SOURCE from a text instruction (training-free).
@@ -226,6 +232,7 @@ def edit_command(
             size=_parse_size(size),
             device=device,
             dtype=dtype,
+            vae_dtype=vae_dtype,
             offload=offload,
         )
         with console_progress() as progress:

@@ -38,6 +38,7 @@ def edit_job_result(
             "model": model_provenance(model_path),
             "device": info.pop("device", None),
             "dtype": info.pop("dtype", None),
+            "vae_dtype": info.pop("vae_dtype", None),
         },
         info={"row_evaluations": result.row_evaluations, **info},
         engine=result,
@@ -74,7 +75,11 @@ def run_edit(request: EditRequest, model: Any = None, progress: ProgressFn | Non
     if not isinstance(model, WanVideoPipeline):
         path = resolve_model(model if model is not None else request.model)
         model = WanVideoPipeline.from_pretrained(
-            path, device=request.device, dtype=parse_dtype(request.dtype), offload=request.offload
+            path,
+            device=request.device,
+            dtype=parse_dtype(request.dtype),
+            vae_dtype=parse_dtype(request.vae_dtype),
+            offload=request.offload,
         )
     loaded = time.perf_counter()
     result = edit(
@@ -91,7 +96,11 @@ def run_edit(request: EditRequest, model: Any = None, progress: ProgressFn | Non
         progress=progress if progress is not None else False,
     )
     done = time.perf_counter()
-    result.info |= {"device": str(model.device), "dtype": str(model.denoiser.dtype).removeprefix("torch.")}
+    result.info |= {
+        "device": str(model.device),
+        "dtype": str(model.denoiser.dtype).removeprefix("torch."),
+        "vae_dtype": str(model.components.vae.dtype).removeprefix("torch."),
+    }
     timings = {"load": loaded - start, "run": done - loaded, "total": done - start}
     job = edit_job_result(result, request.model_dump(mode="json"), timings)
     if request.out is not None:

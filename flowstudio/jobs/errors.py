@@ -34,9 +34,9 @@ def _option_names() -> set[str]:
 
 def _as_option(field: str, message: str, options: set[str]) -> str:
     """``"dtype must be ..."`` -> ``"--dtype must be ..."`` when the command has that very option."""
-    option = f"--{field}"
-    if option in options and message.startswith(f"{field} "):
-        return option + message[len(field) :]
+    for option in (f"--{field}", f"--{field.replace('_', '-')}"):  # vae_dtype -> --vae-dtype
+        if option in options and message.startswith(f"{field} "):
+            return option + message[len(field) :]
     return message
 
 

@@ -82,7 +82,11 @@ def _load(request: GenerateRequest) -> Any:
         offload=request.offload,
     )
     return WanVideoPipeline.from_pretrained(
-        model_path, device=request.device, dtype=torch_dtype, offload=request.offload
+        model_path,
+        device=request.device,
+        dtype=torch_dtype,
+        vae_dtype=parse_dtype(request.vae_dtype),
+        offload=request.offload,
     )
 
 
@@ -124,6 +128,7 @@ def run_generate(
             "model": model_provenance(path),
             "device": str(pipe.device),
             "dtype": str(pipe.denoiser.dtype).removeprefix("torch."),
+            "vae_dtype": _vae_dtype(pipe),
         },
         info={"integer_timesteps": settings.integer_timesteps, "image": request.image and str(request.image)},
         engine=result,
@@ -131,3 +136,8 @@ def run_generate(
     if request.out is not None:
         job.write(request.out)
     return job
+
+
+def _vae_dtype(pipe: Any) -> str | None:
+    vae = getattr(pipe.components, "vae", None)
+    return str(vae.dtype).removeprefix("torch.") if vae is not None else None

@@ -117,6 +117,7 @@ class GenerateRequest(_Strict):
     model: FilePath | None = None
     device: Device = "cpu"
     dtype: DtypeName = None
+    vae_dtype: DtypeName = None  # the VAE's own (None: float32, as Wan recommends)
     offload: Offload = "none"
 
 
@@ -159,6 +160,7 @@ class EditRequest(_Strict):
     model: FilePath | None = None
     device: Device = "cpu"
     dtype: DtypeName = None
+    vae_dtype: DtypeName = None  # the VAE's own (None: float32, as Wan recommends)
     offload: Offload = "none"
 
     @field_validator("flowedit", "injection", "attention_share", "blend", "reschedule", mode="before")

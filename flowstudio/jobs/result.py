@@ -84,7 +84,7 @@ class JobResult:
         seed: the seed used.
         model_calls: transformer forwards.
         timings: seconds per phase (``load``, ``run``, ``write``, ``total``).
-        provenance: versions, model (path, hash, description), device, dtype.
+        provenance: versions, model (path, hash, description), device, dtype, vae_dtype.
         info: anything else the job reports.
         audio: ``(waveform, rate)`` muxed into the main video (avatar), or ``None``.
         files: what :meth:`write` wrote (name -> path; ``record`` is the JSON).
