@@ -111,15 +111,12 @@ def pair_task_digest(config: BuildConfig, segment_ids: list[str]) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _pipeline(model: str, device: str, dtype: str | None, vae_dtype: str | None = None) -> Any:
+def _pipeline(model: str, device: str, dtype: str | None, vae_dtype: str | None) -> Any:
     from flowstudio.checks import parse_dtype
     from flowstudio.pipeline import WanVideoPipeline
 
     return WanVideoPipeline.from_pretrained(
-        model,
-        device=device,
-        dtype=parse_dtype(dtype) if dtype else None,
-        vae_dtype=parse_dtype(vae_dtype) if vae_dtype else None,
+        model, device=device, dtype=parse_dtype(dtype), vae_dtype=parse_dtype(vae_dtype)
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from flowstudio.jobs.merge import merge_edit_settings
 from flowstudio.jobs.progress import ProgressFn
-from flowstudio.jobs.provenance import model_provenance, versions
+from flowstudio.jobs.provenance import model_provenance, runtime, versions
 from flowstudio.jobs.requests import EditRequest
 from flowstudio.jobs.result import JobResult
 
@@ -96,11 +96,7 @@ def run_edit(request: EditRequest, model: Any = None, progress: ProgressFn | Non
         progress=progress if progress is not None else False,
     )
     done = time.perf_counter()
-    result.info |= {
-        "device": str(model.device),
-        "dtype": str(model.denoiser.dtype).removeprefix("torch."),
-        "vae_dtype": str(model.components.vae.dtype).removeprefix("torch."),
-    }
+    result.info |= runtime(model)
     timings = {"load": loaded - start, "run": done - loaded, "total": done - start}
     job = edit_job_result(result, request.model_dump(mode="json"), timings)
     if request.out is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flowstudio.jobs.progress import ProgressController, ProgressFn
-from flowstudio.jobs.provenance import model_provenance, versions
+from flowstudio.jobs.provenance import model_provenance, runtime, versions
 from flowstudio.jobs.requests import GenerateRequest
 from flowstudio.jobs.result import JobResult, check_output_paths
 
@@ -126,9 +126,7 @@ def run_generate(
         provenance={
             "versions": versions(),
             "model": model_provenance(path),
-            "device": str(pipe.device),
-            "dtype": str(pipe.denoiser.dtype).removeprefix("torch."),
-            "vae_dtype": _vae_dtype(pipe),
+            **runtime(pipe),
         },
         info={"integer_timesteps": settings.integer_timesteps, "image": request.image and str(request.image)},
         engine=result,
@@ -136,8 +134,3 @@ def run_generate(
     if request.out is not None:
         job.write(request.out)
     return job
-
-
-def _vae_dtype(pipe: Any) -> str | None:
-    vae = getattr(pipe.components, "vae", None)
-    return str(vae.dtype).removeprefix("torch.") if vae is not None else None

@@ -80,3 +80,16 @@ def model_provenance(folder: str | os.PathLike[str] | None, description: str | N
         "hash": model_fingerprint(folder),
         "description": description,
     }
+
+
+def runtime(pipe: Any) -> dict[str, str]:
+    """Where a loaded ``WanVideoPipeline`` runs: its device, the transformer's dtype and the VAE's."""
+
+    def name(dtype: Any) -> str:
+        return str(dtype).removeprefix("torch.")
+
+    return {
+        "device": str(pipe.device),
+        "dtype": name(pipe.denoiser.dtype),
+        "vae_dtype": name(pipe.components.vae.dtype),
+    }
