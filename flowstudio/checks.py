@@ -77,6 +77,11 @@ def parse_dtype(name: str | torch.dtype | None, option: str = "dtype") -> torch.
     return getattr(torch, name)
 
 
+def dtype_name(dtype: str | torch.dtype) -> str:
+    """The name of a dtype as :data:`DTYPES` spells it (``torch.bfloat16`` -> ``"bfloat16"``)."""
+    return dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
+
+
 def check_device(device: Any, option: str = "device") -> torch.device:
     """``device`` as a ``torch.device`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``...)."""
     import torch

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from flowstudio import __version__
-from flowstudio.checks import DTYPES, check_device, check_number, check_outputs, parse_dtype
+from flowstudio.checks import DTYPES, check_device, check_number, check_outputs, dtype_name, parse_dtype
 from flowstudio.core.flow import flow_sigmas
 from flowstudio.core.solvers import make_solver
 from flowstudio.core.stochastic import student_grid
@@ -552,7 +552,7 @@ def _check_memory(pipe: Any, s: EditSettings, frames: int, height: int, width: i
             "vae": dict(components.vae.config),
             "text_encoder": components.text_encoder.config.to_dict(),
         }
-        dtype = str(pipe.denoiser.dtype).removeprefix("torch.")
+        dtype = dtype_name(pipe.denoiser.dtype)
     except AttributeError:  # a stand-in pipeline (tests): nothing to estimate
         return
     source_rows = 2 if s.source_guidance != 1.0 else 1

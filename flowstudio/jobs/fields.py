@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BeforeValidator, Field, PlainSerializer, PlainValidator, ValidationInfo, WithJsonSchema
 
-from flowstudio.checks import DTYPES, check_device, check_int, check_number, check_text
+from flowstudio.checks import DTYPES, check_device, check_int, check_number, check_text, dtype_name
 from flowstudio.errors import InputError
 
 
@@ -79,7 +79,7 @@ def _device(value: Any, info: ValidationInfo) -> Any:
 def _dtype(value: Any, info: ValidationInfo) -> Any:
     if value is None:
         return None
-    name = str(value).removeprefix("torch.") if not isinstance(value, str) else value
+    name = dtype_name(value)
     if name not in DTYPES:
         raise InputError(f"{info.field_name} must be one of {', '.join(DTYPES)}, got {value!r}")
     return name

@@ -62,7 +62,7 @@ def _load(request: GenerateRequest) -> Any:
     """Resolve the model folder, refuse a run the memory estimate says does not fit, then load."""
     import torch
 
-    from flowstudio.checks import check_device, parse_dtype
+    from flowstudio.checks import check_device, dtype_name, parse_dtype
     from flowstudio.edit.memory import check_fits_memory, model_configs
     from flowstudio.models import resolve_model
     from flowstudio.pipeline import WanVideoPipeline
@@ -70,7 +70,7 @@ def _load(request: GenerateRequest) -> Any:
     model_path = resolve_model(request.model)
     torch_dtype = parse_dtype(request.dtype)
     on_gpu = check_device(request.device).type == "cuda"
-    dtype_name = str(torch_dtype or (torch.bfloat16 if on_gpu else torch.float32)).removeprefix("torch.")
+    compute_dtype = dtype_name(torch_dtype or (torch.bfloat16 if on_gpu else torch.float32))
     check_fits_memory(
         configs=model_configs(model_path),
         height=request.height,
@@ -78,7 +78,7 @@ def _load(request: GenerateRequest) -> Any:
         frames=request.num_frames,
         batch_rows=2 if request.guidance_scale != 1.0 else 1,
         device=request.device,
-        dtype=dtype_name,
+        dtype=compute_dtype,
         offload=request.offload,
     )
     return WanVideoPipeline.from_pretrained(

@@ -84,12 +84,10 @@ def model_provenance(folder: str | os.PathLike[str] | None, description: str | N
 
 def runtime(pipe: Any) -> dict[str, str]:
     """Where a loaded ``WanVideoPipeline`` runs: its device, the transformer's dtype and the VAE's."""
-
-    def name(dtype: Any) -> str:
-        return str(dtype).removeprefix("torch.")
+    from flowstudio.checks import dtype_name
 
     return {
         "device": str(pipe.device),
-        "dtype": name(pipe.denoiser.dtype),
-        "vae_dtype": name(pipe.components.vae.dtype),
+        "dtype": dtype_name(pipe.denoiser.dtype),
+        "vae_dtype": dtype_name(pipe.components.vae.dtype),
     }
