@@ -3,6 +3,7 @@ update moves, the TI2V first frame, resume, the run folder's guard and the expor
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -389,7 +390,9 @@ def test_a_served_student_samples_with_its_own_settings(tiny, tmp_path):
     assert (settings["source_guidance"], settings["target_guidance"]) == (1.0, 1.0)
 
 
-@pytest.mark.parametrize("name", ["toy_4step.yaml", "toy_8step.yaml", "toy_4step_gan.yaml"])
+@pytest.mark.parametrize(
+    "name", ["toy_4step.yaml", "toy_8step.yaml", "toy_4step_gan.yaml", "toy_4step_gan_from_start.yaml"]
+)
 def test_the_shipped_distillation_configs_load(name):
     from flowstudio.models import TOY_MODEL
 
@@ -488,3 +491,34 @@ def test_a_lora_student_trains_only_its_adapters_and_exports_merged_weights(tiny
         adapted = ema.ema(hidden_states=x, timestep=t, encoder_hidden_states=text, return_dict=False)[0]
         plain = exported(hidden_states=x, timestep=t, encoder_hidden_states=text, return_dict=False)[0]
     torch.testing.assert_close(plain, adapted, rtol=1e-4, atol=1e-5)
+
+
+def test_export_evaluated_writes_a_runnable_student_per_evaluation_and_names_the_best(tiny, tmp_path):
+    from flowstudio.distill.export import student_settings
+
+    config = _config(tiny, steps=3, eval_every=2, eval_prompts=2, export_evaluated=True)
+    distill(config, tmp_path / "run", progress=False)
+    folder = tmp_path / "run" / "evaluated"
+    index = json.loads((folder / "index.json").read_text())
+    assert [row["step"] for row in index["students"]] == [2, 3]  # every eval_every, and the last step
+    for row in index["students"]:
+        assert set(row["accuracy"]) == {"color", "shape", "background"}
+        assert row["mean"] == pytest.approx(sum(row["accuracy"].values()) / 3)
+        assert student_settings(folder / row["folder"])["steps"] == 4
+    best = max(index["students"], key=lambda row: (row["mean"], -row["step"]))
+    assert index["best"] == best["folder"] and index["eval_prompts"] == 2
+    # the last evaluated student is the exported one
+    final = (tmp_path / "run" / "student" / "transformer").glob("*.safetensors")
+    last = (folder / "step_000003" / "transformer").glob("*.safetensors")
+    assert [p.read_bytes() for p in final] == [p.read_bytes() for p in last]
+
+
+def test_record_evaluated_replaces_a_redone_step_and_prefers_the_earlier_on_a_tie(tmp_path):
+    from flowstudio.distill.train import record_evaluated
+
+    same = {"color": 0.5, "shape": 0.5, "background": 1.0}
+    record_evaluated(tmp_path, 50, same, 8)
+    record_evaluated(tmp_path, 100, {"color": 0.25, "shape": 0.5, "background": 0.5}, 8)
+    index = record_evaluated(tmp_path, 100, same, 8)  # a resumed run evaluates step 100 again
+    assert [(row["step"], row["mean"]) for row in index["students"]] == [(50, 2 / 3), (100, 2 / 3)]
+    assert index["best"] == "step_000050"

@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from flowstudio.distill.monitor import StudentMonitor
 from flowstudio.distill.prompts import SHAPEWORLD, PromptBank, build_prompt_bank, is_dataset
 from flowstudio.errors import InputError
 from flowstudio.train import Budget, LatestFile, Part, StepContext, Trainer, TrainerConfig, constant
+from flowstudio.worlds._writer import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +98,9 @@ class DistillConfig:
     sample_every: int = 0  # TensorBoard image of the EMA student's samples every N steps (0: off)
     eval_every: int = 0  # ShapeWorld readers' accuracy on the EMA student's samples every N steps (0: off)
     eval_prompts: int = 8
+    # export the EMA student at every held-out evaluation to OUT/evaluated/step_NNNNNN (a runnable
+    # student folder) and list the accuracies in OUT/evaluated/index.json: pick a checkpoint by them
+    export_evaluated: bool = False
     mixed_precision: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept in the run's config.json
 
@@ -591,29 +596,80 @@ def distill(
     """Train (or resume) a DMD2 student of ``config.teacher`` into ``out``; export it when finished
     (``out/student``, a diffusers folder: :mod:`flowstudio.distill.export`)."""
     run = prepare(config, out, device=device, progress=progress)
+    main = run.trainer.is_main_process
+    evaluate: Callable[[], dict[str, float]] | None = None
+    on_step = None
+    if config.eval_every and config.export_evaluated:
+        evaluate = exporting = _ExportingEvaluation(run, main)
+        on_step = exporting.on_step
+    elif config.eval_every:
+        evaluate = run.monitor.evaluate
     result = run.trainer.fit(
         run.step_fn(),
         run.make_batch,
         LatestFile(run.out / "state.pt"),
         budget=budget,
-        evaluate=run.monitor.evaluate if config.eval_every else None,
+        evaluate=evaluate,
         sample=run.monitor.sample if config.sample_every else None,
+        on_step=on_step,
     )
-    main = run.trainer.is_main_process
     if main:  # the run's files: written once, by the main process
         (run.out / "history.json").write_text(json.dumps(result.history))
         if result.finished:
-            from flowstudio.distill.export import export_student
-
-            export_student(
-                Path(config.teacher),
-                run.objective.student.exported(),
-                run.out / "student",
-                config.student_steps,
-                run.shift,
-                run.stored_dtype,
-            )
+            _export(run, run.out / "student")
     return DistillResult(run.out, result.finished, result.step, result.history, main)
+
+
+def _export(run: DistillRun, folder: Path) -> Path:
+    from flowstudio.distill.export import export_student
+
+    return export_student(
+        Path(run.config.teacher),
+        run.objective.student.exported(),
+        folder,
+        run.config.student_steps,
+        run.shift,
+        run.stored_dtype,
+    )
+
+
+class _ExportingEvaluation:
+    """The monitor's evaluation that also exports the student it measured (``export_evaluated``).
+    The loop calls ``on_step(step, metrics)`` before it evaluates that step: the folder's name."""
+
+    def __init__(self, run: DistillRun, main: bool) -> None:
+        self.run, self.main, self.step = run, main, 0
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        self.step = step
+
+    def __call__(self) -> dict[str, float]:
+        accuracy = self.run.monitor.evaluate()
+        if self.main:
+            folder = self.run.out / "evaluated"
+            _export(self.run, folder / f"step_{self.step:06d}")
+            record_evaluated(folder, self.step, accuracy, self.run.config.eval_prompts)
+        return accuracy
+
+
+def record_evaluated(folder: Path, step: int, accuracy: dict[str, float], prompts: int) -> dict[str, Any]:
+    """Add ``step``'s accuracies to ``folder/index.json`` (a resumed run replaces a step it redid) and
+    name the best step: the highest mean accuracy over the attributes, the earlier step on a tie."""
+    path = folder / "index.json"
+    index = json.loads(path.read_text()) if path.is_file() else {"students": []}
+    rows = [row for row in index["students"] if row["step"] != step]
+    rows.append({"step": step, "folder": f"step_{step:06d}", "accuracy": accuracy,
+                 "mean": float(np.mean(list(accuracy.values())))})  # fmt: skip
+    rows.sort(key=lambda row: row["step"])
+    best = max(rows, key=lambda row: (row["mean"], -row["step"]))
+    index = {
+        "rule": "highest mean of the readers' accuracies on the run's evaluation prompts; earlier on a tie",
+        "eval_prompts": prompts,
+        "best": best["folder"],
+        "students": rows,
+    }
+    write_text_atomic(path, json.dumps(index, indent=1))
+    return index
 
 
 def teacher_shift(model_dir: Path) -> float:
@@ -629,7 +685,15 @@ def teacher_shift(model_dir: Path) -> float:
 
 # settings a resumed run may change: how long it trains and what it logs, not what it learns
 FREE_KEYS = frozenset(
-    {"steps", "checkpoint_every", "log_every", "sample_every", "eval_every", "eval_prompts"}
+    {
+        "steps",
+        "checkpoint_every",
+        "log_every",
+        "sample_every",
+        "eval_every",
+        "eval_prompts",
+        "export_evaluated",
+    }
 )
 
 
