@@ -17,6 +17,13 @@ guidance 1, the ``dmd`` sampler, from its ``distill.json``):
 Bars (issue 17): the 4-step student within 5 points of the teacher's T2V accuracy (each attribute)
 with >= 10x fewer transformer calls. Writes ``benchmarks/results/<tag>.{json,md,png}``.
 
+The teacher's rows are most of a report's time (30 steps x 2 branches per clip) and are
+deterministic. ``--reuse-teacher EARLIER.json`` takes them (T2V reads, I2V PSNR, toy FD) from an
+earlier report of the same settings after regenerating its first ``--check-prompts`` prompts here:
+every read must come out the same (else the model or the code changed, and the run stops), and
+those clips give this run's timing of the teacher (the time ratios stay same-run). The report names
+the file the rows came from.
+
     python benchmarks/dmd_toy.py --teacher flowstudio/assets/toy-shapes \\
         --student 4-step=outputs/distill_toy_4step/student --student 8-step=outputs/distill_toy_8step/student
 """
@@ -115,6 +122,48 @@ def measure(name: str, folder: Path, steps: int, guidance: float, solver: str, s
     }
 
 
+def reuse(name: str, steps: int, guidance: float, shift: float, args, earlier: dict) -> dict:
+    """The earlier report's row of this teacher setting, checked and timed on ``args.check_prompts``."""
+    from flowstudio.pipeline import WanVideoPipeline
+
+    wanted = {"prompts": args.prompts, "i2v_clips": args.i2v_clips, "fd_clips": args.fd_clips}
+    have = {k: earlier["settings"].get(k) for k in wanted}
+    if have != wanted:
+        raise SystemExit(f"--reuse-teacher: its settings {have} are not this run's {wanted}")
+    matches = [
+        r
+        for r in earlier["rows"]
+        if (r["steps"], r["guidance_scale"], r["solver"], r["shift"]) == (steps, guidance, "unipc", shift)
+        and Path(r["model"]).resolve() == args.teacher.resolve()
+    ]
+    if not matches:
+        raise SystemExit(f"--reuse-teacher: no row of {args.teacher} at {steps} steps, CFG {guidance} in it")
+    row = json.loads(json.dumps(matches[0]))
+    pipe = WanVideoPipeline.from_pretrained(args.teacher, device="cpu")
+    print(f"{name}: checking {args.check_prompts} prompts against {args.reuse_teacher}")
+    calls = [0]
+    hook = pipe.components.transformer.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    try:
+        _, seconds, items, samples = t2v_quality(pipe, args.check_prompts, steps, guidance, "unipc", shift)
+    finally:
+        hook.remove()
+    for i, (now, then) in enumerate(zip(items, row["items"], strict=False)):
+        if now != then:
+            raise SystemExit(
+                f"--reuse-teacher: prompt {i} reads {now} here but {then} in {args.reuse_teacher}: the "
+                "model or the code changed since; run without --reuse-teacher"
+            )
+    return row | {
+        "name": name,
+        "seconds_per_clip": float(np.median(seconds)),
+        "model_calls_per_clip": calls[0] // args.check_prompts,
+        "reused_from": str(args.reuse_teacher),
+        "checked_prompts": args.check_prompts,
+        "_samples": samples[:4],
+        "_generated": None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -126,6 +175,8 @@ def main() -> None:
     parser.add_argument("--fd-clips", type=int, default=100, help="T2V clips (of --prompts) the toy FD reads")
     parser.add_argument("--teacher-steps", type=int, default=30)
     parser.add_argument("--teacher-guidance", type=float, default=5.0)
+    parser.add_argument("--reuse-teacher", type=Path, help="an earlier report's JSON (see above)")
+    parser.add_argument("--check-prompts", type=int, default=8, help="prompts regenerated to check it")
     parser.add_argument("--tag", default="dmd_toy")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -142,13 +193,16 @@ def main() -> None:
             )
         students.append((name, Path(folder), settings))
     shift = 5.0
-    rows = [measure("teacher", args.teacher, args.teacher_steps, args.teacher_guidance, "unipc", shift, args)]
+    earlier = json.loads(args.reuse_teacher.read_text()) if args.reuse_teacher else None
+
+    def teacher_row(name: str, steps: int) -> dict:
+        if earlier is not None:
+            return reuse(name, steps, args.teacher_guidance, shift, args, earlier)
+        return measure(name, args.teacher, steps, args.teacher_guidance, "unipc", shift, args)
+
+    rows = [teacher_row("teacher", args.teacher_steps)]
     for steps in sorted({int(s["steps"]) for _, _, s in students}):
-        rows.append(
-            measure(
-                f"teacher, {steps} steps", args.teacher, steps, args.teacher_guidance, "unipc", shift, args
-            )
-        )
+        rows.append(teacher_row(f"teacher, {steps} steps", steps))
     for name, folder, s in students:
         rows.append(
             measure(
@@ -164,7 +218,9 @@ def main() -> None:
     real = [render_clip(held_out(100_000 + i)[0]) for i in range(args.fd_clips)]
     teacher = rows[0]
     for row in rows:
-        row["toy_fd"] = toy_fd(row.pop("_generated"), real)
+        generated = row.pop("_generated")
+        if generated is not None:  # a reused row keeps its toy FD (the same true renders)
+            row["toy_fd"] = toy_fd(generated, real)
         row["vs_teacher"] = compare(row["items"], teacher["items"]) if row is not teacher else None
         row["calls_ratio"] = teacher["model_calls_per_clip"] / row["model_calls_per_clip"]
         row["time_ratio"] = teacher["seconds_per_clip"] / row["seconds_per_clip"]
@@ -181,6 +237,8 @@ def main() -> None:
             "machine": platform.machine(),
             "torch": torch.__version__,
             "flowstudio": __version__,
+            "reuse_teacher": None if earlier is None else str(args.reuse_teacher),
+            "check_prompts": None if earlier is None else args.check_prompts,
         },
         "rows": rows,
     }
@@ -228,6 +286,15 @@ def report(result: dict, tag: str) -> str:
             + f" | {row['i2v_psnr_db']:.2f} dB | {row['toy_fd']:.3f} | {row['model_calls_per_clip']} | "
             f"{row['calls_ratio']:.1f}x | {row['time_ratio']:.1f}x | {met} |"
         )
+    reused = [row["name"] for row in rows if row.get("reused_from")]
+    if reused:
+        lines += [
+            "",
+            f"Rows {', '.join(reused)}: T2V reads, I2V PSNR and toy FD from "
+            f"`{rows[0]['reused_from']}` (the same teacher, prompts and seeds), after regenerating its "
+            f"first {rows[0]['checked_prompts']} prompts here with identical reads; their timing is "
+            "this run's.",
+        ]
     return "\n".join(lines) + "\n"
 
 

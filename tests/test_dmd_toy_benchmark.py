@@ -44,3 +44,29 @@ def test_the_bar_counts_exactly_five_points_under_as_within():
     for student, teacher in ((0.48, 0.53), (0.89, 0.94), (0.69, 0.74)):  # float 0.53 - 0.05 > 0.48
         assert dmd_toy.within_bar(student, teacher)
     assert not dmd_toy.within_bar(0.47, 0.53) and dmd_toy.within_bar(0.60, 0.55)
+
+
+def test_reused_teacher_rows_are_checked_by_regenerating_and_refused_when_reads_differ(tiny_checkpoint):
+    from types import SimpleNamespace
+
+    import pytest
+    from toy_quality import t2v_quality
+
+    from flowstudio.pipeline import WanVideoPipeline
+
+    pipe = WanVideoPipeline.from_pretrained(tiny_checkpoint, device="cpu")
+    _, _, items, _ = t2v_quality(pipe, 2, 2, 5.0, "unipc", 5.0)
+    settings = {"prompts": 3, "i2v_clips": 1, "fd_clips": 3}
+    row = {"name": "teacher", "model": str(tiny_checkpoint), "steps": 2, "guidance_scale": 5.0,
+           "solver": "unipc", "shift": 5.0, "items": [*items, items[0]], "toy_fd": 1.5}  # fmt: skip
+    earlier = {"settings": settings, "rows": [row]}
+    args = SimpleNamespace(teacher=tiny_checkpoint, check_prompts=2, reuse_teacher="earlier.json", **settings)
+    reused = dmd_toy.reuse("teacher", 2, 5.0, 5.0, args, earlier)
+    assert reused["toy_fd"] == 1.5 and reused["items"] == row["items"]
+    assert reused["model_calls_per_clip"] == 4 and reused["reused_from"] == "earlier.json"
+    wrong = items[1] | {"color": {"expected": items[1]["color"]["expected"], "read": "no such colour"}}
+    earlier["rows"][0]["items"] = [items[0], wrong, items[0]]
+    with pytest.raises(SystemExit, match="prompt 1 reads"):
+        dmd_toy.reuse("teacher", 2, 5.0, 5.0, args, earlier)
+    with pytest.raises(SystemExit, match="settings"):
+        dmd_toy.reuse("teacher", 2, 5.0, 5.0, SimpleNamespace(**{**vars(args), "prompts": 200}), earlier)
