@@ -89,7 +89,13 @@ def test_pairs_are_judged_and_the_manifest_matches_the_records(built: tuple[Path
         assert pair["source_prompt"] != pair["target_prompt"]
         assert checks["kept"] == all(checks[k]["pass"] for k in ("attribute", "others", "keep", "temporal"))
         reads = checks["others"]["reads"]
-        assert set(reads) == {"shape", "color", "background"} - {pair["edit_type"]}
+        assert set(reads) == {"shape", "color", "background", "material"} - {pair["edit_type"]}
+        assert {reads["material"]["source"], reads["material"]["edit"]} <= {
+            "plain",
+            "striped",
+            "dotted",
+            "checkered",
+        }
         assert checks["others"]["pass"] == all(r["source"] == r["edit"] for r in reads.values())
         assert checks["attribute"]["pass"] == (checks["attribute"]["read"] == checks["attribute"]["expected"])
         assert checks["keep"]["pass"] == (checks["keep"]["psnr"] >= 22.0)

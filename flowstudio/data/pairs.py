@@ -55,7 +55,8 @@ from flowstudio.errors import FlowstudioError, InputError
 from flowstudio.video import read_video, write_video
 from flowstudio.worlds._writer import write_text_atomic
 
-FORMAT = "flowstudio.data.pairs/1"
+# /2: the material (its pattern family) joined the attributes an edit must keep
+FORMAT = "flowstudio.data.pairs/2"
 #: edit type -> (ShapeWorld edit type, what the benchmark keeps)
 EDIT_TYPES: dict[str, tuple[str, str]] = {
     "color": ("color", "outside_mask"),
@@ -80,7 +81,8 @@ WARP_FLOOR = 1.0
 #: every check a pair can have, in the order a rejection names its first failure
 CHECKS = ("attribute", "others", "keep", "temporal")
 #: ShapeWorld attributes with readers; those an edit does not target must read the same after it
-OTHER_FIELDS = ("shape", "color", "background")
+#: (the material by its pattern family: matte and glossy are often told apart by no pixel)
+OTHER_FIELDS = ("shape", "color", "background", "material")
 
 
 class _Once(logging.Filter):
@@ -106,7 +108,7 @@ def pair_task_digest(config: BuildConfig, segment_ids: list[str]) -> str:
     """What a video's pair done-record depends on: the settings and which of its clips survived dedup."""
     import hashlib
 
-    text = config.pair_digest() + ":" + ",".join(sorted(segment_ids))
+    text = FORMAT + ":" + config.pair_digest() + ":" + ",".join(sorted(segment_ids))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -310,10 +312,12 @@ def judge(
 def _others_kept(
     source: np.ndarray, edited: np.ndarray, field: str, plan: dict[str, Any], mask: np.ndarray
 ) -> dict[str, Any]:
-    """The attributes the edit must not change (ShapeWorld's readers: shape, colour, background), read
-    on the edit and on the source: they must read the same (a recoloured box that turned into a blob
-    fails on shape)."""
+    """The attributes the edit must not change (ShapeWorld's readers: shape, colour, background and the
+    material's pattern family), read on the edit and on the source: they must read the same (a
+    recoloured box that turned into a blob fails on shape, a striped one that came out plain on
+    material)."""
     from flowstudio.bench.metrics.attributes import attribute_accuracy
+    from flowstudio.worlds.readers import material_family
 
     reads: dict[str, Any] = {}
     for other in OTHER_FIELDS:
@@ -328,6 +332,8 @@ def _others_kept(
         before, after = attribute_accuracy(source, case, mask), attribute_accuracy(edited, case, mask)
         if "read" in before and "read" in after:
             reads[other] = {"source": before["read"], "edit": after["read"]}
+            if other == "material":
+                reads[other] = {k: material_family(v) for k, v in reads[other].items()}
     return {"reads": reads, "pass": all(r["source"] == r["edit"] for r in reads.values())}
 
 

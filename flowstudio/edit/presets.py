@@ -26,7 +26,8 @@ configurations; ``benchmarks/results/edit_toy.md``, 2026-12-02):
   it from one label.
 - ``style`` edits significantly more often than doing nothing (best 0.30), but not more often than
   an output always read as one style (0.35), so no configuration is shown to follow the *target*;
-  ``material`` has no reader. These are unavailable: ``preset="style"`` / ``--preset style`` raises
+  ``material`` had no reader in that run (``read_material`` came later; the toy VAE also erases
+  every pattern: ``benchmarks/results/material_vae.md``). These are unavailable: ``preset="style"`` / ``--preset style`` raises
   :class:`~flowstudio.errors.InputError` telling the user to pass explicit options.
 
 The presets chosen on v3, the model shipped before (``benchmarks/results/edit_toy_v3/edit_toy.md``):
@@ -146,7 +147,7 @@ PRESETS: dict[str, Preset] = {
         values=None,
         model=_TOY,
         results=RESULTS,
-        evidence=f"{_RUN}: material has no reader, so no configuration can be shown to edit it",
+        evidence=f"{_RUN}: material had no reader in that run, so no configuration was shown to edit it",
     ),
     "background": Preset(
         name="background",

@@ -37,6 +37,7 @@ from flowstudio.worlds.shapes import (
     _POSTERIZE_LEVELS,
     BACKGROUNDS,
     COLORS,
+    MATERIALS,
     SHAPES,
     STYLES,
     _pixel_block,
@@ -50,7 +51,10 @@ __all__ = [
     "read_color",
     "read_shape",
     "read_style",
+    "read_material",
+    "material_family",
     "background_features",
+    "material_features",
     "shape_features",
     "style_features",
     "fit_reader_models",
@@ -449,6 +453,114 @@ def read_background(clip: np.ndarray, mask: np.ndarray | None = None) -> tuple[s
 
 
 # --------------------------------------------------------------------------------------------
+# Material
+
+_MATERIAL_FRAMES = 5
+_MATERIAL_FEATURES = 26
+
+
+def _material_frame(frame: np.ndarray, mask: np.ndarray) -> tuple[list[float], list[float]] | None:
+    """Pattern and highlight statistics of one frame's object pixels (``None``: too few of them)."""
+    inner = cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    if inner.sum() < 30:  # the outline is not a pattern, but a tiny object has no inside
+        inner = mask
+    if inner.sum() < 10:
+        return None
+    lab = _lab(frame.astype(np.float32))
+    lightness = lab[..., 0]
+    chroma = np.hypot(lab[..., 1], lab[..., 2])
+    # pattern marks are the base colour times a constant: a step in log lightness of any colour
+    log_l = np.log(np.maximum(lightness, 1.0))
+    gx = cv2.Sobel(log_l, cv2.CV_32F, 1, 0, ksize=3) / 8
+    gy = cv2.Sobel(log_l, cv2.CV_32F, 0, 1, ksize=3) / 8
+    weight = inner.astype(np.float32)
+    jxx = cv2.GaussianBlur(gx * gx * weight, (0, 0), 2.0)
+    jyy = cv2.GaussianBlur(gy * gy * weight, (0, 0), 2.0)
+    jxy = cv2.GaussianBlur(gx * gy * weight, (0, 0), 2.0)
+    trace = jxx + jyy
+    spread = np.sqrt((jxx - jyy) ** 2 + 4 * jxy * jxy)
+    energy = trace[inner]
+    # structure tensor: stripes are one orientation per window (coherent), dots and checks are not
+    coherence = float(((spread / np.maximum(trace, 1e-6))[inner] * energy).sum() / max(energy.sum(), 1e-9))
+    corners = float((((trace - spread) / 2)[inner] > 0.002).mean())
+    magnitude = np.hypot(gx, gy)[inner]
+    # edges of the marks, by image axis: stripes run with the turntable's axis (vertical edges),
+    # checks add horizontal ones, dots every orientation
+    strong = magnitude > 0.08
+    if strong.sum() >= 8:
+        angle = np.mod(np.arctan2(gy[inner][strong], gx[inner][strong]), np.pi)
+        bins = ((angle / np.pi * 4 + 0.5).astype(int)) % 4
+        hist = np.bincount(bins, weights=magnitude[strong], minlength=4) / magnitude[strong].sum()
+        axes = [float(hist[0]), float(hist[1] + hist[3]), float(hist[2])]
+    else:
+        axes = [1 / 3, 1 / 3, 1 / 3]
+    darker = (lightness / np.maximum(cv2.dilate(lightness, np.ones((7, 7), np.uint8)), 1.0))[inner]
+    inside_l, inside_c = lightness[inner], chroma[inner]
+    median_l = float(np.median(inside_l))
+    blob = cv2.Laplacian(cv2.GaussianBlur(log_l, (0, 0), 1.5), cv2.CV_32F, ksize=3)[inner]
+    local = cv2.medianBlur(np.clip(lightness, 0, 100).astype(np.uint8), 7).astype(np.float32)
+    above = (lightness - local)[inner]
+    pattern = [
+        float((magnitude > 0.05).mean()),
+        float((magnitude > 0.1).mean()),
+        float((magnitude > 0.2).mean()),
+        coherence,
+        corners,
+        math.log1p(float(energy.mean()) * 100),
+        float((darker < 0.75).mean()),
+        float((darker < 0.6).mean()),
+        float(np.percentile(inside_l, 99) - median_l),
+        float(((inside_l > median_l + 15) & (inside_c < np.median(inside_c) * 0.6 + 1)).mean()),
+        float(np.percentile(blob, 95)),
+        float(np.percentile(blob, 5)),
+        float(np.percentile(above, 99)),
+        float((above > 8).mean()),
+        float(np.percentile(inside_l, 50) - np.percentile(inside_l, 10)),
+        *axes,
+    ]
+    # a glossy highlight mixes in white: the pixel's min/max channel ratio rises above the body's
+    rgb = frame[mask].astype(np.float32)
+    whiteness = rgb.min(axis=1) / np.maximum(rgb.max(axis=1), 1.0)
+    body = float(np.median(whiteness))
+    all_l = lightness[mask]
+    highlight = [
+        float(np.percentile(whiteness, 99) - body),
+        float((whiteness > body + 0.15).mean()),
+        float(((whiteness > body + 0.1) & (all_l > np.median(all_l))).mean()),
+        float(np.percentile(all_l, 99.5) - np.percentile(all_l, 90)),
+    ]
+    return pattern, highlight
+
+
+def material_features(clip: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Statistics of the object's pixels over five frames: edges of pattern marks (density, structure
+    tensor coherence and corners, orientation by image axis, local darkening, blob response) and, for
+    a highlight that may show in only some frames, whitening and bright tails (mean and maximum)."""
+    clip = _check_clip(clip)
+    mask = _check_mask(mask, clip)
+    picks = sorted({int(i) for i in np.linspace(0, clip.shape[0] - 1, _MATERIAL_FRAMES).round()})
+    rows = [r for r in (_material_frame(clip[i], mask[i]) for i in picks) if r is not None]
+    if not rows:
+        return np.zeros(_MATERIAL_FEATURES)
+    pattern = np.asarray([p for p, _ in rows], np.float64).mean(axis=0)
+    highlight = np.asarray([h for _, h in rows], np.float64)
+    return np.concatenate([pattern, highlight.mean(axis=0), highlight.max(axis=0)])
+
+
+def material_family(material: str) -> str:
+    """``plain`` for matte and glossy (at 128 px a highlight is often invisible: flat faces, white
+    objects), else the pattern: what the material reader can be held to."""
+    return "plain" if material in ("matte", "glossy") else material
+
+
+def read_material(clip: np.ndarray, mask: np.ndarray | None = None) -> tuple[str, float]:
+    """Surface material: ``(name, posterior confidence)``, from the object's pixels (mask estimated
+    when ``None``)."""
+    clip = _check_clip(clip)
+    return _model("MATERIAL").predict(material_features(clip, _object_mask(clip, mask)))
+
+
+# --------------------------------------------------------------------------------------------
 # Style
 
 
@@ -530,35 +642,53 @@ def read_style(clip: np.ndarray, mask: np.ndarray | None = None) -> tuple[str, f
 
 
 def fit_reader_models(
-    samples: list[tuple[np.ndarray, np.ndarray, dict[str, str]]], min_std: dict[str, float] | None = None
+    samples: list[tuple[np.ndarray, np.ndarray, dict[str, str]]],
+    min_std: dict[str, float] | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> dict[str, dict[str, list]]:
-    """Per-class feature means and standard deviations for the shape, background and style readers.
+    """Per-class feature means and standard deviations for the shape, background, style and material
+    readers.
 
     Args:
-        samples: ``(clip, mask, labels)`` with labels ``{"shape": ..., "background": ..., "style": ...}``
-            and optionally ``"mode"`` (for example ``"clean"`` / ``"degraded"``): each class gets one
-            Gaussian per mode, and a prediction sums the posterior over a class's modes.
+        samples: ``(clip, mask, labels)`` with labels ``{"shape": ..., "background": ..., "style": ...,
+            "material": ...}`` and optionally ``"mode"`` (for example ``"clean"`` / ``"degraded"``): each
+            class gets one Gaussian per mode, and a prediction sums the posterior over a class's modes.
+            The material reader's modes are also split by style (a watercolour wash or pixel blocks
+            change how a pattern looks more than the pattern changes between classes).
         min_std: floor of each model's standard deviations, relative to the feature's overall spread.
+        only: the models to fit (``"SHAPE"``, ``"BACKGROUND"``, ``"STYLE"``, ``"MATERIAL"``); all by
+            default. Refitting one reader leaves the others' constants as they are.
 
     Returns:
-        ``{"SHAPE": {"classes", "mean", "std"}, "BACKGROUND": ..., "STYLE": ...}`` as plain lists.
+        ``{"SHAPE": {"classes", "mean", "std"}, ...}`` as plain lists.
     """
-    floors = {"SHAPE": 0.05, "BACKGROUND": 0.05, "STYLE": 0.05, **(min_std or {})}
+    floors = {"SHAPE": 0.05, "BACKGROUND": 0.05, "STYLE": 0.05, "MATERIAL": 0.05, **(min_std or {})}
     specs: dict[str, tuple[str, tuple[str, ...], Callable[[np.ndarray, np.ndarray], np.ndarray]]] = {
         "SHAPE": ("shape", SHAPES, lambda clip, mask: shape_features(mask)),
         "BACKGROUND": ("background", BACKGROUNDS, background_features),
         "STYLE": ("style", STYLES, style_features),
+        "MATERIAL": ("material", MATERIALS, material_features),
     }
+    unknown = set(only or ()) - set(specs)
+    if unknown:
+        raise InputError(f"fit_reader_models: no reader model {sorted(unknown)}; choose from {sorted(specs)}")
     models = {}
-    modes = [labels.get("mode", "") for _, _, labels in samples]
     for name, (key, classes, features) in specs.items():
+        if only is not None and name not in only:
+            continue
+        modes = np.asarray(
+            [
+                labels.get("mode", "") + (f"/{labels['style']}" if name == "MATERIAL" else "")
+                for _, _, labels in samples
+            ]
+        )
         x = np.asarray([features(clip, mask) for clip, mask, _ in samples])
         y = np.asarray([labels[key] for _, _, labels in samples])
         spread = x.std(axis=0) + 1e-6
         rows, mean, std = [], [], []
         for cls in classes:
             for mode in sorted(set(modes)):
-                group = x[(y == cls) & (np.asarray(modes) == mode)]
+                group = x[(y == cls) & (modes == mode)]
                 if len(group) < 2:
                     raise InputError(
                         f"fit_reader_models needs at least 2 samples of {key} {cls!r} "
