@@ -84,6 +84,10 @@ def test_pairs_are_judged_and_the_manifest_matches_the_records(built: tuple[Path
     assert len(pairs) == sheet["pairs_tried"] == sheet["clips_kept"] > 5
     kept = [p for p in pairs if p["kept"]]
     assert len(kept) == sheet["pairs_kept"]
+    changed = [
+        n for p in pairs for n, r in p["checks"]["others"]["reads"].items() if r["source"] != r["edit"]
+    ]
+    assert sheet["others_changed"] == {n: changed.count(n) for n in sorted(set(changed))}
     for pair in pairs:
         checks = pair["checks"]
         assert pair["source_prompt"] != pair["target_prompt"]

@@ -98,6 +98,13 @@ def summarise(
     pairs = [p for r in pair_records for p in r.get("pairs", [])]
     rejected: Counter[str] = Counter(f"{p['stage']}/{p['reason']}" for p in pairs if not p["kept"])
     failed_checks: Counter[str] = Counter(k for p in pairs if not p["kept"] for k in p.get("failed", []))
+    # which attribute the `others` check saw change (a pair may change several)
+    changed: Counter[str] = Counter(
+        name
+        for p in pairs
+        for name, read in p.get("checks", {}).get("others", {}).get("reads", {}).items()
+        if read["source"] != read["edit"]
+    )
     per_type: dict[str, dict[str, int]] = {}
     for pair in pairs:
         if "edit_type" in pair:
@@ -124,6 +131,7 @@ def summarise(
         "pairs_kept": sum(1 for p in pairs if p["kept"]),
         "pairs_rejected": dict(sorted(rejected.items())),
         "checks_failed": dict(sorted(failed_checks.items())),
+        "others_changed": dict(sorted(changed.items())),
         "pair_tasks_failed": dict(errors),
         "per_edit_type": dict(sorted(per_type.items())),
         "truth_psnr_mean": {k: (round(float(np.mean(v)), 2) if v else None) for k, v in truth.items()},
@@ -278,6 +286,7 @@ def markdown(sheet: dict[str, Any]) -> str:
         *_table("clips dropped (stage/reason)", sheet["clips_dropped"]),
         *_table("pairs rejected (first failed check)", sheet["pairs_rejected"]),
         *_table("checks failed (every failed check)", sheet["checks_failed"]),
+        *_table("`others`: the attribute that read differently on the edit", sheet.get("others_changed", {})),
         "| edit type | tried | kept |",
         "|---|---|---|",
         *[f"| {k} | {v['tried']} | {v['kept']} |" for k, v in sheet["per_edit_type"].items()],

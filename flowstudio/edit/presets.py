@@ -27,8 +27,9 @@ configurations; ``benchmarks/results/edit_toy.md``, 2026-12-02):
 - ``style`` edits significantly more often than doing nothing (best 0.30), but not more often than
   an output always read as one style (0.35), so no configuration is shown to follow the *target*;
   ``material`` had no reader in that run (``read_material`` came later; the toy VAE also erases
-  every pattern: ``benchmarks/results/material_vae.md``). These are unavailable: ``preset="style"`` / ``--preset style`` raises
-  :class:`~flowstudio.errors.InputError` telling the user to pass explicit options.
+  every pattern: ``benchmarks/results/material_vae.md``). These are unavailable: ``preset="style"``
+  / ``--preset style`` raises :class:`~flowstudio.errors.InputError` telling the user to pass
+  explicit options.
 
 The presets chosen on v3, the model shipped before (``benchmarks/results/edit_toy_v3/edit_toy.md``):
 ``color`` (the same configuration, 0.75 at 25.0 dB) and ``background`` (FlowEdit, 0.525 of 40 pairs).
