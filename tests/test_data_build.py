@@ -359,3 +359,24 @@ def test_the_commands_make_footage_and_build_clips(tmp_path: Path) -> None:
         ["data", "build", str(tmp_path / "f"), str(tmp_path / "o"), "--config", str(tmp_path / "no.yaml")],
     )
     assert bad.exit_code == 2 and "no.yaml" in bad.output and "not found" in bad.output
+
+
+def test_footage_materials_restrict_only_the_material() -> None:
+    from flowstudio.data.footage import check_materials, video_record
+
+    plain = ("matte", "glossy")
+    changed = 0
+    for index in range(40):
+        full, restricted = video_record(3, index), video_record(3, index, materials=plain)
+        assert len(full["shots"]) == len(restricted["shots"])
+        for a, b in zip(full["shots"], restricted["shots"], strict=True):
+            assert b["spec"]["material"] in plain
+            changed += a["spec"]["material"] != b["spec"]["material"]
+            assert {k: v for k, v in a["spec"].items() if k != "material"} == {
+                k: v for k, v in b["spec"].items() if k != "material"
+            }
+            assert a["frames"] == b["frames"]
+    assert changed > 10  # 3 in 5 shots were patterned
+    assert check_materials(["glossy", "matte"]) == plain and check_materials(None)[2] == "striped"
+    with pytest.raises(InputError, match="velvet"):
+        check_materials(["matte", "velvet"])

@@ -21,12 +21,16 @@ def footage_command(
     seed: int = typer.Option(0, help="Video i depends only on (seed, i)."),
     defects: bool = typer.Option(True, help="Every 10th video carries a made defect (see the guide)."),
     workers: int = typer.Option(1, help="Parallel worker processes."),
+    materials: str | None = typer.Option(
+        None, help="Comma-separated materials allowed (default all: matte,glossy,striped,dotted,checkered)."
+    ),
 ) -> None:
     """ShapeWorld multi-shot product videos: the embedded input of `flowstudio data build`."""
     from flowstudio.data.footage import make_footage
 
+    allowed = [m.strip() for m in materials.split(",") if m.strip()] if materials else None
     with cli_errors():
-        path = make_footage(out, videos, seed, defects=defects, workers=workers)
+        path = make_footage(out, videos, seed, defects=defects, workers=workers, materials=allowed)
     typer.echo(f"wrote {videos} ShapeWorld videos to {path.parent}")
 
 

@@ -7,6 +7,12 @@ Each video is 1 to 3 shots of 33 to 49 frames cut together, so the build's shot 
 cuts to find. Video ``i`` depends only on ``(seed, i)`` and the settings; a run resumes where it
 stopped (the sidecar is written last).
 
+``materials`` restricts the products' materials (default: all five). A shot drawn with another
+material gets one of the allowed ones from its own random stream, so every other attribute of the
+scene is the one the unrestricted footage has. The toy model's VAE erases patterns
+(``benchmarks/results/material_vae.md``), so a pair dataset made with it can only hold plain
+products: ``--materials matte,glossy`` makes footage whose every clip can become a valid pair.
+
 With ``defects`` (the default), every :data:`DEFECT_EVERY`-th video carries one made defect, named in
 its sidecar, cycling over :data:`DEFECTS`, so the datasheet can show each stage catching its own:
 
@@ -34,7 +40,14 @@ from flowstudio.checks import check_int
 from flowstudio.errors import InputError
 from flowstudio.video import write_video
 from flowstudio.worlds._writer import record_matches, write_dataset, write_record
-from flowstudio.worlds.shapes import DEFAULT_FPS, SceneSpec, check_clip_size, random_spec, render_clip
+from flowstudio.worlds.shapes import (
+    DEFAULT_FPS,
+    MATERIALS,
+    SceneSpec,
+    check_clip_size,
+    random_spec,
+    render_clip,
+)
 
 FORMAT = "flowstudio.shapeworld-footage/1"
 SHOT_FRAMES = (33, 37, 41, 45, 49)
@@ -50,13 +63,18 @@ def video_record(
     width: int = 128,
     fps: float = DEFAULT_FPS,
     defects: bool = True,
+    materials: tuple[str, ...] = MATERIALS,
 ) -> dict[str, Any]:
     """The sidecar of video ``index`` (what ``video_XXXXX.json`` holds), without rendering anything."""
     rng = np.random.default_rng([seed, index, 7])
     shots, start = [], 0
-    for _ in range(int(rng.integers(1, 4))):
+    for shot in range(int(rng.integers(1, 4))):
         frames = int(SHOT_FRAMES[int(rng.integers(len(SHOT_FRAMES)))])
-        shots.append({"start": start, "frames": frames, "spec": random_spec(rng).to_dict()})
+        spec = random_spec(rng).to_dict()
+        if spec["material"] not in materials:  # its own stream: the main draws stay as they are
+            pick = np.random.default_rng([seed, index, 8, shot]).integers(len(materials))
+            spec["material"] = materials[int(pick)]
+        shots.append({"start": start, "frames": frames, "spec": spec})
         start += frames
     defect = None
     if defects and index % DEFECT_EVERY == DEFECT_EVERY - 1:
@@ -65,7 +83,8 @@ def video_record(
             if index == 0:
                 defect = None
             else:  # the same shots as the video before it (itself clean: its index is not a defect slot)
-                shots = video_record(seed, index - 1, height=height, width=width, fps=fps)["shots"]
+                size = {"height": height, "width": width, "fps": fps}
+                shots = video_record(seed, index - 1, **size, materials=materials)["shots"]
         elif defect == "too_short":
             shots = shots[:1]
     return {
@@ -111,19 +130,26 @@ def make_footage(
     defects: bool = True,
     workers: int = 1,
     progress: bool = True,
+    materials: tuple[str, ...] | list[str] | None = None,
 ) -> Path:
-    """Write ``videos`` ShapeWorld videos with sidecars to ``out_dir``; returns its ``manifest.jsonl``."""
+    """Write ``videos`` ShapeWorld videos with sidecars to ``out_dir``; returns its ``manifest.jsonl``.
+    ``materials``: the products' materials allowed (``None``: all)."""
     for name, value, low in (("videos", videos, 1), ("seed", seed, 0), ("workers", workers, 1)):
         check_int(name, value, minimum=low)
+    allowed = check_materials(materials)
     check_clip_size(17, height, width)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     settings = {"height": height, "width": width, "fps": float(fps), "defects": defects}
+    if allowed != MATERIALS:  # a footage folder made before the option keeps its settings record
+        settings["materials"] = list(allowed)
 
     def expected(index: int) -> dict[str, Any]:
-        return video_record(seed, index, height=height, width=width, fps=float(fps), defects=defects)
+        return video_record(
+            seed, index, height=height, width=width, fps=float(fps), defects=defects, materials=allowed
+        )
 
     return write_dataset(
         out,
@@ -144,7 +170,10 @@ def _write_video(job: tuple[str, int, int, dict[str, Any]]) -> dict[str, Any]:
     out_dir, seed, index, settings = job
     out = Path(out_dir)
     size = {"height": settings["height"], "width": settings["width"]}
-    record = video_record(seed, index, **size, fps=settings["fps"], defects=settings["defects"])
+    materials = tuple(settings.get("materials", MATERIALS))
+    record = video_record(
+        seed, index, **size, fps=settings["fps"], defects=settings["defects"], materials=materials
+    )
     path = out / record["video"]
     crf = 23 if record["defect"] == "duplicate" else 12
     write_video(path, render_video(record), settings["fps"], crf=crf, preset="veryfast")
@@ -153,6 +182,16 @@ def _write_video(job: tuple[str, int, int, dict[str, Any]]) -> dict[str, Any]:
         path.write_bytes(data[: len(data) // 3])
     write_record(out, record)
     return record
+
+
+def check_materials(materials: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """The allowed materials in the world's order; ``None`` or empty: all of them."""
+    if not materials:
+        return MATERIALS
+    unknown = sorted(set(materials) - set(MATERIALS))
+    if unknown:
+        raise InputError(f"materials: {', '.join(unknown)} not among {', '.join(MATERIALS)}")
+    return tuple(m for m in MATERIALS if m in materials)
 
 
 def _is_complete(out: Path, expected: dict[str, Any]) -> bool:
