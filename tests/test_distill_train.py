@@ -522,3 +522,17 @@ def test_record_evaluated_replaces_a_redone_step_and_prefers_the_earlier_on_a_ti
     index = record_evaluated(tmp_path, 100, same, 8)  # a resumed run evaluates step 100 again
     assert [(row["step"], row["mean"]) for row in index["students"]] == [(50, 2 / 3), (100, 2 / 3)]
     assert index["best"] == "step_000050"
+
+
+def test_lr_decay_fraction_lowers_every_rate_over_the_tail(tiny, tmp_path):
+    run = prepare(_config(tiny, steps=10, gan_weight=0.5, gan_lr=1e-4, lr_decay_fraction=0.5), tmp_path / "r")
+    parts = run.trainer.parts
+    for name, base in (("generator", run.config.lr), ("critic", run.config.critic_lr), ("disc", 1e-4)):
+        rates = [parts[name].lr(step) for step in range(10)]
+        assert rates[:5] == [base] * 5 and rates[5] == pytest.approx(base)
+        assert all(a > b for a, b in zip(rates[5:], rates[6:], strict=False))
+        assert rates[-1] > 0.1 * base  # the floor is reached at the end of the run, step 10
+    constant = prepare(_config(tiny, steps=10), tmp_path / "c").trainer.parts["generator"]
+    assert {constant.lr(step) for step in range(10)} == {run.config.lr}
+    with pytest.raises(InputError, match="lr_floor"):
+        _config(tiny, lr_floor=1.5)

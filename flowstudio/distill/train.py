@@ -49,7 +49,16 @@ from flowstudio.distill import dmd, gan
 from flowstudio.distill.monitor import StudentMonitor
 from flowstudio.distill.prompts import SHAPEWORLD, PromptBank, build_prompt_bank, is_dataset
 from flowstudio.errors import InputError
-from flowstudio.train import Budget, LatestFile, Part, StepContext, Trainer, TrainerConfig, constant
+from flowstudio.train import (
+    Budget,
+    LatestFile,
+    Part,
+    StepContext,
+    Trainer,
+    TrainerConfig,
+    constant,
+    cosine_tail,
+)
 from flowstudio.worlds._writer import write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -101,6 +110,11 @@ class DistillConfig:
     # export the EMA student at every held-out evaluation to OUT/evaluated/step_NNNNNN (a runnable
     # student folder) and list the accuracies in OUT/evaluated/index.json: pick a checkpoint by them
     export_evaluated: bool = False
+    # every learning rate (generator, critic, GAN head) falls by a cosine to lr_floor x its value over
+    # the last lr_decay_fraction of `steps` (0: constant). Damps a GAN stage that swings late
+    # (guide_distill.md); `steps` sets where the tail starts, so raising it on resume moves the tail
+    lr_decay_fraction: float = 0.0
+    lr_floor: float = 0.1
     mixed_precision: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept in the run's config.json
 
@@ -125,6 +139,11 @@ class DistillConfig:
             "gan_weight",
         ):
             check_number(name, getattr(self, name))
+        for name in ("lr_decay_fraction", "lr_floor"):
+            value = getattr(self, name)
+            check_number(name, value)
+            if not 0.0 <= value <= 1.0:
+                raise InputError(f"{name} must be in [0, 1], got {value}")
         if self.gan_shift is not None:
             check_number("gan_shift", self.gan_shift, positive=True, what="; 1 gives uniform levels")
         if self.gan_lr is not None:
@@ -495,14 +514,20 @@ def prepare(
         # loaded by diffusers so that its float32-only modules stay float32
         teacher = type(base).from_pretrained(Path(config.teacher) / "transformer", torch_dtype=torch.bfloat16)
         teacher = teacher.requires_grad_(False).eval().to(target)
+
+    def schedule(lr: float):
+        if config.lr_decay_fraction == 0:
+            return constant(lr)
+        return cosine_tail(lr, config.steps, config.lr_decay_fraction, config.lr_floor)
+
     parts = {
         "generator": Part(
             student,
             torch.optim.AdamW([p for p in student.student.parameters() if p.requires_grad], lr=config.lr),
-            constant(config.lr),
+            schedule(config.lr),
         ),
         "critic": Part(
-            critic, torch.optim.AdamW(critic.parameters(), lr=config.critic_lr), constant(config.critic_lr)
+            critic, torch.optim.AdamW(critic.parameters(), lr=config.critic_lr), schedule(config.critic_lr)
         ),
     }
     head = None
@@ -511,7 +536,7 @@ def prepare(
             torch.manual_seed(config.seed)
             head = gan.FeatureHead(int(base.config.num_attention_heads * base.config.attention_head_dim))
         head_lr = config.gan_lr if config.gan_lr is not None else config.critic_lr
-        parts["disc"] = Part(head, torch.optim.AdamW(head.parameters(), lr=head_lr), constant(head_lr))
+        parts["disc"] = Part(head, torch.optim.AdamW(head.parameters(), lr=head_lr), schedule(head_lr))
     if config.init_from is not None and LatestFile(out / "state.pt").latest() is None:
         start_from(Path(config.init_from), {"generator": student, "critic": critic, "disc": head})
     settings = TrainerConfig(
