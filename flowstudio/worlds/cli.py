@@ -146,3 +146,33 @@ def train_shapes_command(
         typer.echo(f"trained model: {result.model_dir} (curves: {out / 'losses.png'})")
     else:
         typer.echo(f"stopped early, state saved in {out / 'state'}; run the same command again to resume")
+
+
+@train_app.command("decoder")
+def train_decoder(
+    out: Path = typer.Option(Path("outputs/decoder_ft"), help="Run folder (state, history, model/)."),
+    model: Path = typer.Option(
+        Path("flowstudio/assets/toy-shapes"), help="The toy model whose decoder to train."
+    ),
+    steps: int = typer.Option(2000, help="Decoder updates of the whole run (one whole clip each)."),
+    lr: float = typer.Option(1e-4, help="Learning rate (cosine to a tenth over the last 20%)."),
+    max_minutes: float | None = typer.Option(None, help="Stop after this many minutes (state saved)."),
+) -> None:
+    """Fine-tune the VAE decoder of a toy model on whole clips, the encoder frozen (the transformer's
+    latents keep their meaning); writes OUT/model, the model with the new decoder. Resumable."""
+    from flowstudio.train import Budget
+    from flowstudio.worlds.finetune_decoder import DecoderFinetuneConfig, finetune_decoder
+
+    try:
+        config = DecoderFinetuneConfig(steps=steps, lr=lr)
+        result = finetune_decoder(
+            model, out, config, budget=Budget(seconds=max_minutes * 60 if max_minutes else None)
+        )
+    except FlowstudioError as error:
+        _fail(error)
+    evals = result["step_evals"]
+    last = f"; held-out PSNR {evals[-1][1]:.2f} dB at step {evals[-1][0]}" if evals else ""
+    if result["finished"]:
+        typer.echo(f"model with the fine-tuned decoder: {result['model_dir']}{last}")
+    else:
+        typer.echo(f"stopped early, state saved in {out / 'state'}{last}; run the same command to resume")
