@@ -178,6 +178,19 @@ def test_a_run_folder_refuses_other_settings(tiny, tmp_path):
         distill(_config(tiny, steps=2, guidance_scale=3.0), tmp_path / "run", progress=False)
 
 
+def test_a_run_from_before_a_new_setting_resumes_at_its_default(tiny, tmp_path):
+    distill(_config(tiny, steps=1), tmp_path / "run", progress=False)
+    stored = tmp_path / "run" / "config.json"
+    older = {
+        k: v for k, v in json.loads(stored.read_text()).items() if k not in ("lr_decay_fraction", "lr_floor")
+    }
+    stored.write_text(json.dumps(older))  # as written before those keys existed
+    with pytest.raises(InputError, match="other settings.*lr_decay_fraction"):
+        distill(_config(tiny, steps=2, lr_decay_fraction=0.5), tmp_path / "run", progress=False)
+    result = distill(_config(tiny, steps=2), tmp_path / "run", progress=False)  # the default: same run
+    assert result.finished and result.step == 2
+
+
 def test_bad_settings_are_refused_with_what_to_do(tiny, tmp_path):
     with pytest.raises(InputError, match="first frames"):
         _config(tiny, prompts=str(tmp_path / "p.txt"))
