@@ -128,7 +128,9 @@ def finetune_decoder(
     record = {"model": str(model), **dataclasses.asdict(config)}
     stored = out / "config.json"
     if stored.is_file():
-        before = json.loads(stored.read_text())
+        # keys added to the config after the run began count as their defaults
+        defaults = {"model": str(model), **dataclasses.asdict(DecoderFinetuneConfig())}
+        before = {**defaults, **json.loads(stored.read_text())}
         changed = sorted(
             k for k in set(before) | set(record) if before.get(k) != record.get(k) and k != "steps"
         )
