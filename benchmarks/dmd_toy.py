@@ -82,6 +82,17 @@ def toy_fd(generated: list[np.ndarray], real: list[np.ndarray]) -> float:
     )
 
 
+def counted_t2v(pipe, *args) -> tuple[tuple, int]:
+    """``t2v_quality(pipe, *args)`` and the transformer's forward passes over it (two per step with
+    CFG: one per branch)."""
+    calls = [0]
+    hook = pipe.components.transformer.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    try:
+        return t2v_quality(pipe, *args), calls[0]
+    finally:
+        hook.remove()
+
+
 def measure(name: str, folder: Path, steps: int, guidance: float, solver: str, shift: float, args) -> dict:
     """Every measure of one model setting (clips generated once and read by every measure)."""
     from flowstudio.pipeline import WanVideoPipeline
@@ -94,15 +105,10 @@ def measure(name: str, folder: Path, steps: int, guidance: float, solver: str, s
         if i < args.fd_clips:
             generated.append(frames)
 
-    calls = [0]  # transformer forward passes over the T2V run (two per step with CFG: one per branch)
-    hook = pipe.components.transformer.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
     start = time.perf_counter()
-    try:
-        accuracy, seconds, items, samples = t2v_quality(
-            pipe, args.prompts, steps, guidance, solver, shift, keep
-        )
-    finally:
-        hook.remove()
+    (accuracy, seconds, items, samples), calls = counted_t2v(
+        pipe, args.prompts, steps, guidance, solver, shift, keep
+    )
     t2v_time = time.perf_counter() - start
     return {
         "name": name,
@@ -115,7 +121,7 @@ def measure(name: str, folder: Path, steps: int, guidance: float, solver: str, s
         "items": items,
         "seconds_per_clip": float(np.median(seconds)),
         "t2v_seconds": t2v_time,
-        "model_calls_per_clip": calls[0] // args.prompts,
+        "model_calls_per_clip": calls // args.prompts,
         "i2v_psnr_db": i2v_quality(pipe, args.i2v_clips, steps, guidance, solver, shift),
         "_samples": samples[:4],
         "_generated": generated,
@@ -141,12 +147,9 @@ def reuse(name: str, steps: int, guidance: float, shift: float, args, earlier: d
     row = json.loads(json.dumps(matches[0]))
     pipe = WanVideoPipeline.from_pretrained(args.teacher, device="cpu")
     print(f"{name}: checking {args.check_prompts} prompts against {args.reuse_teacher}")
-    calls = [0]
-    hook = pipe.components.transformer.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-    try:
-        _, seconds, items, samples = t2v_quality(pipe, args.check_prompts, steps, guidance, "unipc", shift)
-    finally:
-        hook.remove()
+    (_, seconds, items, samples), calls = counted_t2v(
+        pipe, args.check_prompts, steps, guidance, "unipc", shift
+    )
     for i, (now, then) in enumerate(zip(items, row["items"], strict=False)):
         if now != then:
             raise SystemExit(
@@ -156,7 +159,7 @@ def reuse(name: str, steps: int, guidance: float, shift: float, args, earlier: d
     return row | {
         "name": name,
         "seconds_per_clip": float(np.median(seconds)),
-        "model_calls_per_clip": calls[0] // args.check_prompts,
+        "model_calls_per_clip": calls // args.check_prompts,
         "reused_from": str(args.reuse_teacher),
         "checked_prompts": args.check_prompts,
         "_samples": samples[:4],

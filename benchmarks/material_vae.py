@@ -25,15 +25,11 @@ import numpy as np
 from _results import RESULTS, write_results
 
 from flowstudio.worlds import clip_spec, render_scene
+from flowstudio.worlds.readers import material_family as family
 from flowstudio.worlds.readers import read_material
 from flowstudio.worlds.shapes import MATERIALS
 
 SEED = 2024
-
-
-def family(material: str) -> str:
-    """``plain`` for matte and glossy, else the pattern."""
-    return "plain" if material in ("matte", "glossy") else material
 
 
 def main() -> None:

@@ -339,10 +339,7 @@ def test_material_reader_tells_the_patterns_apart_on_held_out_renders(held_out):
     """The material reader (81% on 300 clean held-out renders: benchmarks/results/
     shapes_readers_material.md) is held here to its pattern families: a glossy highlight is often
     invisible at 128 px (flat faces, white objects), so matte and glossy count as one, plain."""
-
-    def family(material: str) -> str:
-        return "plain" if material in ("matte", "glossy") else material
-
+    family = readers.material_family
     hits = [family(readers.read_material(r.frames, r.mask)[0]) == family(s.material) for s, r in held_out]
     assert np.mean(hits) >= 0.8, f"material families read right in {np.mean(hits):.0%} of 40 renders"
     # the same scene in each material, photo style: every pattern is read as itself

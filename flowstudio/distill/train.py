@@ -722,11 +722,6 @@ FREE_KEYS = frozenset(
 )
 
 
-def _defaults(config: DistillConfig) -> DistillConfig:
-    """``config`` with every field that has a default set to it (the required ``teacher`` kept)."""
-    return DistillConfig(teacher=config.teacher)
-
-
 def _check_same_run(out: Path, config: DistillConfig, *, write: bool = True) -> None:
     """A run folder belongs to one config: resuming with other settings would mix two runs."""
     path = out / "config.json"
@@ -734,8 +729,8 @@ def _check_same_run(out: Path, config: DistillConfig, *, write: bool = True) -> 
     if path.exists():
         # a key the stored config lacks was added to DistillConfig after the run began: the run had
         # its default, so resuming with the default is the same run (and any other value is not)
-        defaults = json.loads(json.dumps(asdict(_defaults(config))))
-        stored = {**{k: v for k, v in defaults.items() if k in mine}, **json.loads(path.read_text())}
+        defaults = json.loads(json.dumps(asdict(DistillConfig(teacher=config.teacher))))
+        stored = {**defaults, **json.loads(path.read_text())}
         changed = sorted(
             k for k in set(stored) | set(mine) if stored.get(k) != mine.get(k) and k not in FREE_KEYS
         )

@@ -15,7 +15,7 @@ whole ``num_frames`` clips from a seed stream of its own (``seed``), so the data
 original run's. Resumable (``OUT/state/decoder.pt``), with the held-out whole-clip PSNR as its curve;
 ``OUT/model`` is the input model with the new decoder (everything else copied byte for byte).
 
-    flowstudio worlds finetune-decoder --model flowstudio/assets/toy-shapes --out outputs/decoder_ft \\
+    flowstudio worlds train decoder --model flowstudio/assets/toy-shapes --out outputs/decoder_ft \\
         --steps 2000 [--max-minutes 60]
 """
 
@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from flowstudio.errors import InputError
@@ -43,6 +42,7 @@ from flowstudio.worlds.train_shapes import (
     _render,
     _run_stage,
     _schedule,
+    mean_clip_psnr,
     vae_batch,
 )
 
@@ -159,11 +159,7 @@ def finetune_decoder(
         return vae.decode(vae.encode(video).latent_dist.mode()).sample.clamp(-1, 1)
 
     def evaluate() -> float:
-        """Mean whole-clip PSNR (dB) of the held-out clips."""
-        values = [
-            float(10 * torch.log10(4.0 / (reconstruct(video) - video).pow(2).mean())) for video in held_out
-        ]
-        return float(np.mean(values))
+        return mean_clip_psnr(reconstruct, held_out)
 
     def loss_fn(module: torch.nn.Module, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         return module(batch[0], batch[1], batch[2])

@@ -323,12 +323,7 @@ def train_vae(
         return vae.decode(vae.encode(video.to(device)).latent_dist.mode()).sample.clamp(-1, 1).cpu()
 
     def evaluate() -> float:
-        """Mean whole-clip PSNR (dB) of held-out clips: the cache path of every frame chunk included."""
-        values = []
-        for video in held_out[: config.eval_clips]:
-            recon = reconstruct(video)
-            values.append(float(10 * torch.log10(4.0 / (recon - video).pow(2).mean())))
-        return float(np.mean(values))
+        return mean_clip_psnr(reconstruct, held_out[: config.eval_clips])
 
     def sample(step: int) -> np.ndarray:
         """The first held-out clip (top) over its reconstruction (bottom), up to 8 frames."""
@@ -352,6 +347,13 @@ def train_vae(
         evaluate=evaluate if config.eval_every else None,
         sample=sample if config.sample_every else None,
     )
+
+
+def mean_clip_psnr(reconstruct: Callable[[torch.Tensor], torch.Tensor], videos: list[torch.Tensor]) -> float:
+    """Mean whole-clip PSNR (dB) of ``reconstruct`` on clips in [-1, 1]: the cache path of every frame
+    chunk included."""
+    values = [float(10 * torch.log10(4.0 / (reconstruct(video) - video).pow(2).mean())) for video in videos]
+    return float(np.mean(values))
 
 
 class VAEObjective(torch.nn.Module):
