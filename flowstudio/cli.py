@@ -19,7 +19,7 @@ from flowstudio.bench.cli import bench_app
 from flowstudio.board.cli import board_app
 from flowstudio.checks import markup_safe
 from flowstudio.data.cli import data_app
-from flowstudio.distill.cli import distill_command
+from flowstudio.distill.cli import average_command, distill_command
 from flowstudio.edit.cli import edit_command, estimate_memory_command
 from flowstudio.jobs.errors import cli_errors
 from flowstudio.serve.cli import serve_command
@@ -42,6 +42,7 @@ app.add_typer(board_app, name="board")
 app.add_typer(data_app, name="data")
 app.command("edit")(edit_command)
 app.command("distill")(distill_command)
+app.command("distill-average")(average_command)
 app.command("edit-memory")(estimate_memory_command)
 app.command("serve")(serve_command)
 app.command("studio")(studio_command)

@@ -46,3 +46,26 @@ def distill_command(
         )
     else:
         typer.echo(f"stopped at step {result.step} of {settings.steps}; run the same command again to resume")
+
+
+def average_command(
+    students: list[Path] = typer.Argument(
+        ..., help="Exported student folders (RUN/student, RUN/evaluated/step_N)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="New folder for the averaged student (must not exist)."
+    ),
+    weights: str | None = typer.Option(
+        None, help="Comma-separated weight per student, normalised to sum 1 (default: equal)."
+    ),
+) -> None:
+    """Average the transformer weights of students of one teacher (a "model soup").
+
+    The students must share their sampling (distill.json) and architecture; the result is a student
+    folder like theirs, with average.json naming the sources and weights."""
+    from flowstudio.distill.average import average_students, parse_weights
+
+    with cli_errors():
+        shares = parse_weights(weights) if weights else None
+        folder = average_students(students, out, shares)
+    typer.echo(f"averaged student: {folder}")
