@@ -90,7 +90,12 @@ def test_students_that_cannot_be_averaged_are_refused_and_nothing_is_written(
     (wider / "transformer/config.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match="transformer/config.json"):
         average_students([a, wider], tmp_path / "x")
-    assert not (tmp_path / "x").exists()
+    broken = tmp_path / "broken"
+    shutil.copytree(b, broken)
+    (broken / WEIGHTS).write_bytes((broken / WEIGHTS).read_bytes()[:100])  # truncated
+    with pytest.raises(InputError, match="cannot read"):
+        average_students([a, broken], tmp_path / "x")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.tmp").exists()
     with pytest.raises(InputError, match="exists"):
         average_students([a, b], b)  # never overwrites
     assert (b / WEIGHTS).is_file()

@@ -88,6 +88,14 @@ def _normalised(weights: list[float] | None, count: int) -> list[float]:
     return [w / total for w in weights]
 
 
+def _open(path: Path):
+    """A safetensors reader; a damaged file is refused with its name."""
+    try:
+        return safe_open(str(path), framework="pt")
+    except Exception as error:  # safetensors raises its own error types for a truncated or foreign file
+        raise InputError(f"average: cannot read {path} ({error}); re-export that student") from None
+
+
 def _average_file(folders: list[Path], handles: list, shares: list[float], target: Path) -> None:
     """One weight file: the weighted mean of every tensor, accumulated in float32."""
     keys = set(handles[0].keys())
@@ -128,12 +136,14 @@ def average_students(folders: list[Path], out: Path, weights: list[float] | None
         return [n for n in names if n == AVERAGE_FILE]
 
     shutil.copytree(folders[0], tmp, ignore=skip)
-    for name in _weight_files(folders[0]):
-        with ExitStack() as stack:
-            handles = [
-                stack.enter_context(safe_open(str(f / "transformer" / name), framework="pt")) for f in folders
-            ]
-            _average_file(folders, handles, shares, tmp / "transformer" / name)
+    try:
+        for name in _weight_files(folders[0]):
+            with ExitStack() as stack:
+                handles = [stack.enter_context(_open(f / "transformer" / name)) for f in folders]
+                _average_file(folders, handles, shares, tmp / "transformer" / name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a refused or interrupted average leaves nothing behind
+        raise
     (tmp / AVERAGE_FILE).write_text(
         json.dumps(
             {"sources": [{"folder": str(f), "weight": s} for f, s in zip(folders, shares, strict=True)]},
