@@ -380,3 +380,20 @@ def test_footage_materials_restrict_only_the_material() -> None:
     assert check_materials(["glossy", "matte"]) == plain and check_materials(None)[2] == "striped"
     with pytest.raises(InputError, match="velvet"):
         check_materials(["matte", "velvet"])
+
+
+def test_a_defect_no_kept_clip_touches_is_not_sampled_rather_than_missed(tmp_path: Path) -> None:
+    """A blurred middle shot whose windows were never taken (a missed cut put every window in the clean
+    shot) let nothing defective in: the datasheet says so instead of calling the filter's miss."""
+    from flowstudio.data.datasheet import defects_caught
+
+    sidecar = {"defect": "blurry", "shots": [{"frames": 41}, {"frames": 41}]}  # frames 41..81 blurred
+    (tmp_path / "v.json").write_text(json.dumps(sidecar))
+
+    def record(*windows: tuple[int, int]) -> dict:
+        segments = [{"source_frames": list(w)} for w in windows]
+        return {"source": "v.mp4", "status": "ok", "video_id": "v", "dropped": [], "segments": segments}
+
+    assert defects_caught([record((0, 16), (17, 33))], {}, tmp_path) == {"v (blurry)": "not sampled"}
+    assert defects_caught([record((0, 16), (41, 57))], {}, tmp_path) == {"v (blurry)": "missed"}
+    assert defects_caught([record((30, 46))], {}, tmp_path) == {"v (blurry)": "missed"}  # overlaps frame 41

@@ -139,10 +139,37 @@ def summarise(
     }
 
 
+def _defective_frames(sidecar: dict[str, Any]) -> tuple[int, int] | None:
+    """First and last frame of the shot a ``black``/``still``/``blurry`` defect changed (the middle
+    shot, as :func:`flowstudio.data.footage.render_video` makes it); ``None`` for other defects."""
+    if sidecar.get("defect") not in ("black", "still", "blurry"):
+        return None
+    frames = [int(shot["frames"]) for shot in sidecar.get("shots", [])]
+    if not frames:
+        return None
+    k = len(frames) // 2
+    start = sum(frames[:k])
+    return start, start + frames[k] - 1
+
+
+def _uncaught(sidecar: dict[str, Any], record: dict[str, Any]) -> str:
+    """``missed`` when a kept clip holds defective frames; ``not sampled`` when every kept clip lies
+    outside the defective shot (nothing defective entered the dataset, e.g. a missed cut put all of a
+    shot's windows in the clean one)."""
+    span = _defective_frames(sidecar)
+    if span is None:
+        return "missed"
+    windows = [seg.get("source_frames") for seg in record.get("segments", [])]
+    if windows and all(w is not None and (w[1] < span[0] or w[0] > span[1]) for w in windows):
+        return "not sampled"
+    return "missed"
+
+
 def defects_caught(
     segment_records: list[dict[str, Any]], duplicates: dict[str, str], root: Path
 ) -> dict[str, str]:
-    """For ShapeWorld footage: each made defect (named in its sidecar) -> the stage that dropped it."""
+    """For ShapeWorld footage: each made defect (named in its sidecar) -> the stages that dropped its
+    clips, else ``not sampled`` (no kept clip holds a defective frame) or ``missed``."""
     caught: dict[str, str] = {}
     dup_videos = {clip.rsplit("_f", 1)[0] for clip in duplicates}
     for record in segment_records:
@@ -158,7 +185,7 @@ def defects_caught(
         else:  # every stage that dropped some of its clips (a clean shot of it may be a duplicate too)
             stages = {f"{d['stage']}/{d['reason']}" for d in record.get("dropped", [])}
             stages |= {"dedup/near_duplicate"} if record["video_id"] in dup_videos else set()
-            how = ", ".join(sorted(stages)) or "missed"
+            how = ", ".join(sorted(stages)) or _uncaught(sidecar, record)
         caught[f"{record['video_id']} ({defect})"] = how
     return dict(sorted(caught.items()))
 
