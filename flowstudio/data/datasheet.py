@@ -140,14 +140,13 @@ def summarise(
 
 
 def _defective_frames(sidecar: dict[str, Any]) -> tuple[int, int] | None:
-    """First and last frame of the shot a ``black``/``still``/``blurry`` defect changed (the middle
-    shot, as :func:`flowstudio.data.footage.render_video` makes it); ``None`` for other defects."""
-    if sidecar.get("defect") not in ("black", "still", "blurry"):
+    """First and last frame of the shot a shot defect changed; ``None`` for other defects."""
+    from flowstudio.data.footage import defective_shot
+
+    k = defective_shot(sidecar)
+    if k is None:
         return None
-    frames = [int(shot["frames"]) for shot in sidecar.get("shots", [])]
-    if not frames:
-        return None
-    k = len(frames) // 2
+    frames = [int(shot["frames"]) for shot in sidecar["shots"]]
     start = sum(frames[:k])
     return start, start + frames[k] - 1
 

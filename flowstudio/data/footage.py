@@ -52,6 +52,8 @@ from flowstudio.worlds.shapes import (
 FORMAT = "flowstudio.shapeworld-footage/1"
 SHOT_FRAMES = (33, 37, 41, 45, 49)
 DEFECTS = ("corrupt", "too_short", "black", "still", "blurry", "duplicate")
+#: defects that change one whole shot (the middle one, see :func:`defective_shot`)
+SHOT_DEFECTS = ("black", "still", "blurry")
 DEFECT_EVERY = 10
 
 
@@ -100,13 +102,21 @@ def video_record(
     }
 
 
+def defective_shot(record: dict[str, Any]) -> int | None:
+    """Index of the shot a shot defect changes in a footage sidecar: a middle shot (the only one of a
+    one-shot video); ``None`` for a video without one."""
+    if record.get("defect") not in SHOT_DEFECTS or not record.get("shots"):
+        return None
+    return len(record["shots"]) // 2
+
+
 def render_video(record: dict[str, Any]) -> np.ndarray:
     """The frames of a sidecar's video, uint8 ``(T, H, W, 3)``, with its defect applied."""
     h, w = record["height"], record["width"]
     parts = [render_clip(SceneSpec.from_dict(s["spec"]), s["frames"], h, w) for s in record["shots"]]
     defect = record["defect"]
-    if defect in ("black", "still", "blurry"):
-        k = len(parts) // 2  # a middle shot (the only one of a one-shot video)
+    k = defective_shot(record)
+    if k is not None:
         if defect == "black":
             parts[k] = np.zeros_like(parts[k])
         elif defect == "still":

@@ -54,13 +54,15 @@ def check_students(folders: list[Path]) -> None:
         if not (folder / "transformer" / "config.json").is_file() or not _weight_files(folder):
             raise InputError(f"average: {folder}/transformer has no config.json or no .safetensors weights")
     first = folders[0]
+    readers = {
+        STUDENT_FILE: student_settings,
+        "transformer/config.json": _transformer_config,
+        "transformer weight files": _weight_files,
+    }
+    reference = {what: read(first) for what, read in readers.items()}
     for folder in folders[1:]:
-        for what, read in (
-            (STUDENT_FILE, student_settings),
-            ("transformer/config.json", _transformer_config),
-            ("transformer weight files", _weight_files),
-        ):
-            if read(folder) != read(first):
+        for what, read in readers.items():
+            if read(folder) != reference[what]:
                 raise InputError(
                     f"average: {folder} and {first} differ in {what}; only students of the same "
                     "architecture meant for the same sampling can be averaged"
