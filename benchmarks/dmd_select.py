@@ -1,0 +1,205 @@
+"""Choose among DMD students (and weighted averages of them) on a selection set, before the report.
+
+``dmd_toy.py`` is the report: it reads students on ``toy_quality.py``'s held-out prompts and says
+whether the bar is met. Choosing a student (or an averaging weight) by that report would fit the
+choice to its prompts, so the choice is made here, on the distill monitor's evaluation stream
+(``flowstudio.distill.monitor.eval_specs``: other prompts, other seeds), and the report is run once
+on the chosen student.
+
+Why a separate, larger set than the monitor's 48 prompts: the students differ most on one backdrop
+(plain, 1 prompt in 6), which 48 or 96 prompts sample too thinly to rank them (the 96-prompt probe
+of 2026-12-02 held 11% plain backdrops and overstated background accuracy by 7-8 points against the
+report). This script prints accuracy per attribute and per backdrop, with the teacher on the same
+prompts, and the rule: a candidate is eligible when every attribute is within ``--margin`` points of
+the teacher on this set; among eligible ones the largest worst-attribute margin wins; none eligible
+is reported as none (no least-bad pick).
+
+    python benchmarks/dmd_select.py --prompts 300 --teacher flowstudio/assets/toy-shapes \\
+        --student gs=/path/gs --student ganE=/path/ganE --average gs,ganE:0.5,0.5 --tag dmd_select_soup
+
+Candidates are read one at a time in this process; ``--only NAME`` reads one candidate (or
+``teacher``) and writes ``<tag>.<name>.json`` so that two processes can share the work, and
+``--combine`` then writes the table from those files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from _results import RESULTS, machine_info, write_results
+from toy_quality import wilson
+
+from flowstudio.distill.average import average_students
+from flowstudio.distill.export import student_settings
+from flowstudio.distill.monitor import eval_specs
+from flowstudio.worlds.readers import read_background, read_color, read_shape
+
+ATTRIBUTES = ("color", "shape", "background")
+READERS = {"color": read_color, "shape": read_shape, "background": read_background}
+
+
+def generation_settings(folder: Path) -> dict:
+    """A student's own sampling (its ``distill.json``), or the teacher's default (30 UniPC steps, CFG 5)."""
+    own = student_settings(folder)
+    if own is None:
+        return {"steps": 30, "guidance_scale": 5.0, "solver": "unipc", "shift": 5.0}
+    return {
+        "steps": own["steps"],
+        "guidance_scale": own["guidance_scale"],
+        "solver": own["sampler"],
+        "shift": own["shift"],
+    }
+
+
+def read_candidate(folder: Path, settings: dict, prompts: int) -> dict:
+    """Each prompt's reads (per attribute: right or wrong) and its backdrop, for one model setting."""
+    from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
+
+    pipe = WanVideoPipeline.from_pretrained(folder, device="cpu")
+    rows = []
+    start = time.perf_counter()
+    for i, (spec, text) in enumerate(eval_specs(prompts)):
+        frames = pipe.generate(
+            GenerationSettings(prompt=text, num_frames=17, height=128, width=128, seed=i, **settings),
+            progress=False,
+        ).frames
+        rows.append(
+            {
+                "backdrop": spec.background,
+                **{name: bool(READERS[name](frames)[0] == getattr(spec, name)) for name in ATTRIBUTES},
+            }
+        )
+    return {"model": str(folder), "settings": settings, "rows": rows, "seconds": time.perf_counter() - start}
+
+
+def summarise(read: dict) -> dict:
+    rows = read["rows"]
+    out = {}
+    for name in ATTRIBUTES:
+        hits = sum(r[name] for r in rows)
+        out[name] = {
+            "value": hits / len(rows),
+            "hits": hits,
+            "n": len(rows),
+            "ci95": list(wilson(hits, len(rows))),
+        }
+    backdrops = sorted({r["backdrop"] for r in rows})
+    out["background_by_backdrop"] = {
+        b: [sum(r["background"] for r in rows if r["backdrop"] == b), sum(r["backdrop"] == b for r in rows)]
+        for b in backdrops
+    }
+    return out
+
+
+def choose(summaries: dict[str, dict], margin: float) -> tuple[str | None, dict[str, float]]:
+    """The eligible candidate with the largest worst-attribute margin over (teacher - margin)."""
+    teacher = summaries["teacher"]
+    slack = {
+        name: min(s[a]["value"] - (teacher[a]["value"] - margin) for a in ATTRIBUTES)
+        for name, s in summaries.items()
+        if name != "teacher"
+    }
+    eligible = {n: v for n, v in slack.items() if round(v, 9) >= 0}
+    return (max(eligible, key=eligible.get) if eligible else None), slack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--teacher", type=Path, default=Path("flowstudio/assets/toy-shapes"))
+    parser.add_argument("--student", action="append", default=[], help="NAME=FOLDER")
+    parser.add_argument(
+        "--average", action="append", default=[], help="A,B:WA,WB  (a weighted average of two named students)"
+    )
+    parser.add_argument("--prompts", type=int, default=300)
+    parser.add_argument("--margin", type=float, default=0.05)
+    parser.add_argument("--work", type=Path, default=Path("outputs/dmd_select"))
+    parser.add_argument("--only", default=None, help="read one candidate (or 'teacher') and stop")
+    parser.add_argument("--combine", action="store_true", help="write the table from the --only files")
+    parser.add_argument("--tag", default="dmd_select")
+    args = parser.parse_args()
+
+    students = dict(s.split("=", 1) for s in args.student)
+    averages = {}  # label -> ([folders], [weights])
+    for spec in args.average:
+        names, _, weights = spec.partition(":")
+        parts, shares = names.split(","), weights.split(",")
+        if len(parts) != len(shares) or any(p not in students for p in parts):
+            parser.error(f"--average {spec!r}: give A,B:WA,WB over names given by --student")
+        averages["+".join(f"{p}x{w}" for p, w in zip(parts, shares, strict=True))] = (
+            [Path(students[p]) for p in parts],
+            [float(w) for w in shares],
+        )
+    candidates = {"teacher": args.teacher, **{n: Path(f) for n, f in students.items()}}
+    candidates.update({label: args.work / label for label in averages})
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    part = lambda name: args.work / f"{args.tag}.{name}.json"  # noqa: E731
+    for name, folder in candidates.items():
+        if args.combine or (args.only and name != args.only) or part(name).exists():
+            continue
+        if name in averages and not folder.exists():  # built here in seconds
+            average_students(*averages[name][:1], folder, averages[name][1])
+        read = read_candidate(folder, generation_settings(folder), args.prompts)
+        part(name).write_text(json.dumps(read))
+        print(
+            name, {a: summarise(read)[a]["value"] for a in ATTRIBUTES}, f"{read['seconds']:.0f} s", flush=True
+        )
+    if args.only:
+        return
+
+    reads = {name: json.loads(part(name).read_text()) for name in candidates if part(name).exists()}
+    summaries = {name: summarise(read) for name, read in reads.items()}
+    chosen, slack = choose(summaries, args.margin)
+    result = {
+        "prompts": args.prompts,
+        "stream": "flowstudio.distill.monitor.eval_specs (not the report's held-out stream)",
+        "margin": args.margin,
+        "candidates": {
+            n: {
+                "model": reads[n]["model"],
+                "settings": reads[n]["settings"],
+                "seconds": reads[n]["seconds"],
+                **s,
+            }
+            for n, s in summaries.items()
+        },
+        "slack": slack,
+        "chosen": chosen,
+        "machine": machine_info(),
+    }
+    backdrops = sorted(summaries["teacher"]["background_by_backdrop"])
+    lines = [
+        f"# {args.tag}",
+        "",
+        f"`python benchmarks/dmd_select.py --prompts {args.prompts} ...` (candidates in the json). "
+        f"{args.prompts} prompts of the distill monitor's evaluation stream, not the report's held-out "
+        "prompts. "
+        f"Eligible: every attribute within {args.margin:.0%} points of the teacher on these prompts; chosen: "
+        "the eligible candidate with the largest worst-attribute margin.",
+        "",
+        "| candidate | colour | shape | background | worst margin | "
+        + " | ".join(f"bg {b}" for b in backdrops)
+        + " |",
+        "|---" * (5 + len(backdrops)) + "|",
+    ]
+    for name, s in summaries.items():
+        by = s["background_by_backdrop"]
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{100 * s[a]['value']:.1f}" for a in ATTRIBUTES)
+            + f" | {'' if name == 'teacher' else f'{100 * slack[name]:+.1f}'} | "
+            + " | ".join("{}/{}".format(*by.get(b, [0, 0])) for b in backdrops)
+            + " |"
+        )
+    lines += ["", f"Chosen: **{chosen or 'none (no candidate within the margin on every attribute)'}**."]
+    print("\n".join(lines))
+    write_results(args.tag, result, lines, RESULTS)
+
+
+if __name__ == "__main__":
+    main()
