@@ -35,6 +35,7 @@ from toy_quality import wilson
 from flowstudio.distill.average import average_students
 from flowstudio.distill.export import student_settings
 from flowstudio.distill.monitor import eval_specs
+from flowstudio.errors import InputError
 from flowstudio.worlds.readers import read_background, read_color, read_shape
 
 ATTRIBUTES = ("color", "shape", "background")
@@ -54,6 +55,15 @@ def generation_settings(folder: Path) -> dict:
     }
 
 
+def reads_right(frames, spec, name: str) -> bool:
+    """Whether reader ``name`` reads the prompt's value; a clip with nothing to read (no object found
+    in any frame) reads wrong, as a person would score it, rather than stopping the run."""
+    try:
+        return bool(READERS[name](frames)[0] == getattr(spec, name))
+    except InputError:
+        return False
+
+
 def read_candidate(folder: Path, settings: dict, prompts: int) -> dict:
     """Each prompt's reads (per attribute: right or wrong) and its backdrop, for one model setting."""
     from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
@@ -67,10 +77,7 @@ def read_candidate(folder: Path, settings: dict, prompts: int) -> dict:
             progress=False,
         ).frames
         rows.append(
-            {
-                "backdrop": spec.background,
-                **{name: bool(READERS[name](frames)[0] == getattr(spec, name)) for name in ATTRIBUTES},
-            }
+            {"backdrop": spec.background, **{name: reads_right(frames, spec, name) for name in ATTRIBUTES}}
         )
     return {"model": str(folder), "settings": settings, "rows": rows, "seconds": time.perf_counter() - start}
 

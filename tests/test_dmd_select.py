@@ -51,3 +51,13 @@ def test_the_summary_counts_background_reads_per_backdrop():
     assert summary["background_by_backdrop"] == {"plain": [1, 2], "wood": [1, 1]}
     low, high = summary["shape"]["ci95"]
     assert low < 2 / 3 < high
+
+
+def test_a_clip_without_an_object_reads_wrong_instead_of_stopping_the_run():
+    import numpy as np
+
+    from flowstudio.distill.monitor import eval_specs
+
+    spec, _ = eval_specs(1)[0]
+    blank = np.full((17, 64, 64, 3), 128, np.uint8)
+    assert dmd_select.reads_right(blank, spec, "shape") is False
