@@ -274,3 +274,21 @@ def test_a_batch_is_split_by_rows_through_dicts_lists_and_dataclasses():
     assert shard_batch(batch, 0, 1) is batch
     with pytest.raises(InputError, match="cannot be split over 3"):
         shard_batch(batch, 0, 3)
+
+
+def test_a_run_that_asked_for_fsdp_but_got_ddp_is_refused(monkeypatch):
+    """accelerate turns an FSDP config into DDP on CPU processes, without a word; the trainer says so."""
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from flowstudio.train.loop import check_fsdp_granted
+
+    ddp = SimpleNamespace(distributed_type=DistributedType.MULTI_CPU, device=torch.device("cpu"))
+    fsdp = SimpleNamespace(distributed_type=DistributedType.FSDP, device=torch.device("cuda", 0))
+    monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
+    check_fsdp_granted(ddp)  # not asked: DDP is what was wanted
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    check_fsdp_granted(fsdp)
+    with pytest.raises(InputError, match="asks for FSDP.*MULTI_CPU.*--cpu --num_processes"):
+        check_fsdp_granted(ddp)

@@ -276,6 +276,25 @@ def loss_step(loss_fn: LossFn, part: str = "model", loss_key: str = "loss") -> S
     return lambda ctx, batches: ctx.accumulate(part, batches, loss_fn, loss_key)
 
 
+def check_fsdp_granted(accelerator) -> None:
+    """Refuse a run whose launcher asked for FSDP (``ACCELERATE_USE_FSDP``, from an accelerate config
+    with ``distributed_type: FSDP``) but which accelerate set up otherwise. accelerate (1.16) turns FSDP
+    on only on accelerator devices: on CPU processes the same config silently gives DDP, which keeps a
+    whole copy of every model per process, the memory FSDP was chosen to avoid."""
+    import os
+
+    from accelerate.utils import DistributedType
+
+    asked = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if asked and accelerator.distributed_type != DistributedType.FSDP:
+        raise InputError(
+            f"the accelerate config asks for FSDP, but this run was set up as "
+            f"{accelerator.distributed_type.value} on {accelerator.device}: accelerate shards models only on "
+            "GPUs (and other accelerators). Launch on GPUs, or use a DDP config on CPU "
+            "(`accelerate launch --cpu --num_processes N ...`)."
+        )
+
+
 class Trainer:
     """Prepares the parts with accelerate and runs :meth:`fit`.
 
@@ -291,6 +310,7 @@ class Trainer:
         self.accelerator = Accelerator(
             cpu=cpu, mixed_precision=resolve_mixed_precision(config.mixed_precision, cpu)
         )
+        check_fsdp_granted(self.accelerator)
         names = list(parts)
         modules = [p.forward if p.forward is not None else p.model for p in parts.values()]
         prepared = self.accelerator.prepare(*modules, *[p.optimizer for p in parts.values()])
