@@ -19,7 +19,8 @@ is reported as none (no least-bad pick).
 
 Candidates are read one at a time in this process; ``--only NAME`` reads one candidate (or
 ``teacher``) and writes ``<tag>.<name>.json`` so that two processes can share the work, and
-``--combine`` then writes the table from those files.
+``--combine`` then writes the table from those files. A larger ``--prompts`` later extends those
+reads (a prompt's clip depends only on its index) instead of starting again.
 """
 
 from __future__ import annotations
@@ -64,14 +65,21 @@ def reads_right(frames, spec, name: str) -> bool:
         return False
 
 
-def read_candidate(folder: Path, settings: dict, prompts: int) -> dict:
-    """Each prompt's reads (per attribute: right or wrong) and its backdrop, for one model setting."""
+def read_candidate(folder: Path, settings: dict, prompts: int, earlier: dict | None = None) -> dict:
+    """Each prompt's reads (per attribute: right or wrong) and its backdrop, for one model setting.
+    ``earlier``: a read of the first prompts by the same setting (each prompt's clip depends only on its
+    index), extended here to ``prompts``."""
     from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
 
+    rows = list(earlier["rows"]) if earlier else []
+    seconds = earlier["seconds"] if earlier else 0.0
+    if earlier and earlier["settings"] != settings:
+        raise SystemExit(f"{folder}: the earlier reads used {earlier['settings']}, not {settings}")
     pipe = WanVideoPipeline.from_pretrained(folder, device="cpu")
-    rows = []
     start = time.perf_counter()
     for i, (spec, text) in enumerate(eval_specs(prompts)):
+        if i < len(rows):
+            continue
         frames = pipe.generate(
             GenerationSettings(prompt=text, num_frames=17, height=128, width=128, seed=i, **settings),
             progress=False,
@@ -79,7 +87,8 @@ def read_candidate(folder: Path, settings: dict, prompts: int) -> dict:
         rows.append(
             {"backdrop": spec.background, **{name: reads_right(frames, spec, name) for name in ATTRIBUTES}}
         )
-    return {"model": str(folder), "settings": settings, "rows": rows, "seconds": time.perf_counter() - start}
+    seconds += time.perf_counter() - start
+    return {"model": str(folder), "settings": settings, "rows": rows[:prompts], "seconds": seconds}
 
 
 def summarise(read: dict) -> dict:
@@ -147,11 +156,16 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     part = lambda name: args.work / f"{args.tag}.{name}.json"  # noqa: E731
     for name, folder in candidates.items():
-        if args.combine or (args.only and name != args.only) or part(name).exists():
+        earlier = json.loads(part(name).read_text()) if part(name).exists() else None
+        if (
+            args.combine
+            or (args.only and name != args.only)
+            or (earlier and len(earlier["rows"]) >= args.prompts)
+        ):
             continue
         if name in averages and not folder.exists():  # built here in seconds
             average_students(*averages[name][:1], folder, averages[name][1])
-        read = read_candidate(folder, generation_settings(folder), args.prompts)
+        read = read_candidate(folder, generation_settings(folder), args.prompts, earlier)
         part(name).write_text(json.dumps(read))
         print(
             name, {a: summarise(read)[a]["value"] for a in ATTRIBUTES}, f"{read['seconds']:.0f} s", flush=True
@@ -160,6 +174,11 @@ def main() -> None:
         return
 
     reads = {name: json.loads(part(name).read_text()) for name in candidates if part(name).exists()}
+    for read in reads.values():
+        read["rows"] = read["rows"][: args.prompts]
+    short = [name for name, read in reads.items() if len(read["rows"]) < args.prompts]
+    if short:
+        raise SystemExit(f"read fewer than {args.prompts} prompts: {', '.join(short)} (run them first)")
     summaries = {name: summarise(read) for name, read in reads.items()}
     chosen, slack = choose(summaries, args.margin)
     result = {
@@ -186,7 +205,7 @@ def main() -> None:
         f"`python benchmarks/dmd_select.py --prompts {args.prompts} ...` (candidates in the json). "
         f"{args.prompts} prompts of the distill monitor's evaluation stream, not the report's held-out "
         "prompts. "
-        f"Eligible: every attribute within {args.margin:.0%} points of the teacher on these prompts; chosen: "
+        f"Eligible: every attribute within {100 * args.margin:g} points of the teacher on these prompts; chosen: "
         "the eligible candidate with the largest worst-attribute margin.",
         "",
         "| candidate | colour | shape | background | worst margin | "
