@@ -205,8 +205,8 @@ def main() -> None:
         f"`python benchmarks/dmd_select.py --prompts {args.prompts} ...` (candidates in the json). "
         f"{args.prompts} prompts of the distill monitor's evaluation stream, not the report's held-out "
         "prompts. "
-        f"Eligible: every attribute within {100 * args.margin:g} points of the teacher on these prompts; chosen: "
-        "the eligible candidate with the largest worst-attribute margin.",
+        f"Eligible: every attribute within {100 * args.margin:g} points of the teacher on these prompts; "
+        "chosen: the eligible candidate with the largest worst-attribute margin.",
         "",
         "| candidate | colour | shape | background | worst margin | "
         + " | ".join(f"bg {b}" for b in backdrops)
