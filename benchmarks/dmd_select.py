@@ -176,9 +176,11 @@ def main() -> None:
     reads = {name: json.loads(part(name).read_text()) for name in candidates if part(name).exists()}
     for read in reads.values():
         read["rows"] = read["rows"][: args.prompts]
+    # a candidate read on fewer prompts is left out of the table (named under it), never mixed in
     short = [name for name, read in reads.items() if len(read["rows"]) < args.prompts]
-    if short:
-        raise SystemExit(f"read fewer than {args.prompts} prompts: {', '.join(short)} (run them first)")
+    if "teacher" in short or "teacher" not in reads:
+        raise SystemExit(f"the teacher has not been read on {args.prompts} prompts: run --only teacher first")
+    reads = {name: read for name, read in reads.items() if name not in short}
     summaries = {name: summarise(read) for name, read in reads.items()}
     chosen, slack = choose(summaries, args.margin)
     result = {
@@ -196,6 +198,7 @@ def main() -> None:
         },
         "slack": slack,
         "chosen": chosen,
+        "left_out": short,
         "machine": machine_info(),
     }
     backdrops = sorted(summaries["teacher"]["background_by_backdrop"])
@@ -223,6 +226,8 @@ def main() -> None:
             + " |"
         )
     lines += ["", f"Chosen: **{chosen or 'none (no candidate within the margin on every attribute)'}**."]
+    if short:
+        lines += ["", f"Read on fewer than {args.prompts} prompts, left out: {', '.join(short)}."]
     print("\n".join(lines))
     write_results(args.tag, result, lines, RESULTS)
 

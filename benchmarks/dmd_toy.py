@@ -260,9 +260,9 @@ def report(result: dict, tag: str) -> str:
         f"Settings: `{json.dumps(result['settings'])}`",
         "",
         f"Held-out prompts of `toy_quality.py`; accuracy with Wilson 95% intervals; p: exact McNemar against "
-        f"the teacher on the same prompts. Bars (issue 17): within {BAR_POINTS:.0%} points of the teacher on "
-        f"each attribute and >= {BAR_CALLS:.0f}x fewer transformer calls. toy FD: pixel-feature Fréchet "
-        "distance to the true renders (lower is better; comparable within this table only).",
+        f"the teacher on the same prompts. Bars (issue 17): within {100 * BAR_POINTS:g} points of the "
+        f"teacher on each attribute and >= {BAR_CALLS:.0f}x fewer transformer calls. toy FD: pixel-feature "
+        "Fréchet distance to the true renders (lower is better; comparable within this table only).",
         "",
         "| model | steps | CFG | sampler | colour | shape | background | I2V PSNR | toy FD | calls/clip | "
         "calls ratio | time ratio | bars met |",
