@@ -139,6 +139,8 @@ def main() -> None:
     parser.add_argument("--tag", default="dmd_select")
     args = parser.parse_args()
 
+    if any("=" not in s for s in args.student):
+        parser.error("give each --student as NAME=FOLDER (a folder exported by `flowstudio distill`)")
     students = dict(s.split("=", 1) for s in args.student)
     averages = {}  # label -> ([folders], [weights])
     for spec in args.average:
@@ -152,11 +154,15 @@ def main() -> None:
         )
     candidates = {"teacher": args.teacher, **{n: Path(f) for n, f in students.items()}}
     candidates.update({label: args.work / label for label in averages})
+    if args.only and args.only not in candidates:
+        parser.error(f"--only {args.only!r}: not a candidate ({', '.join(candidates)})")
 
     args.work.mkdir(parents=True, exist_ok=True)
     part = lambda name: args.work / f"{args.tag}.{name}.json"  # noqa: E731
     for name, folder in candidates.items():
         earlier = json.loads(part(name).read_text()) if part(name).exists() else None
+        if earlier and earlier["model"] != str(folder):
+            raise SystemExit(f"{part(name)} holds reads of {earlier['model']}, not {folder}: another --tag")
         if (
             args.combine
             or (args.only and name != args.only)
@@ -164,7 +170,8 @@ def main() -> None:
         ):
             continue
         if name in averages and not folder.exists():  # built here in seconds
-            average_students(*averages[name][:1], folder, averages[name][1])
+            sources, weights = averages[name]
+            average_students(sources, folder, weights)
         read = read_candidate(folder, generation_settings(folder), args.prompts, earlier)
         part(name).write_text(json.dumps(read))
         print(
