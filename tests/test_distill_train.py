@@ -549,3 +549,34 @@ def test_lr_decay_fraction_lowers_every_rate_over_the_tail(tiny, tmp_path):
     assert {constant.lr(step) for step in range(10)} == {run.config.lr}
     with pytest.raises(InputError, match="lr_floor"):
         _config(tiny, lr_floor=1.5)
+
+
+def test_prompt_weights_oversample_the_captions_that_hold_a_phrase(tmp_path):
+    from flowstudio.distill.prompts import PromptBank
+    from flowstudio.distill.train import make_batch_fn, prompt_draw_weights
+
+    prompts = ["red cup on a plain background", "blue box, Plain backdrop", "ring on wood", "vase, sky"]
+    weights = prompt_draw_weights(prompts, {"plain back": 3.0, "backdrop": 2.0})
+    assert weights.tolist() == [3.0, 6.0, 1.0, 1.0]  # case-insensitive; matching phrases multiply
+    with pytest.raises(InputError, match="no prompt.*'plian'.*spelling"):
+        prompt_draw_weights(prompts, {"plian": 3.0})
+
+    bank = PromptBank(prompts, torch.zeros(4, 2, 3), torch.zeros(1, 2, 3), None)
+    shape = (1, 4, 2, 2, 2)
+    plain = DistillConfig(teacher="t", batch=8, i2v_prob=0.0)
+    weighted = DistillConfig(teacher="t", batch=8, i2v_prob=0.0, prompt_weights={"plain": 4.0})
+    uniform_rows = torch.cat([make_batch_fn(plain, bank, shape, 5.0)(k).rows for k in range(400)])
+    weighted_rows = torch.cat([make_batch_fn(weighted, bank, shape, 5.0)(k).rows for k in range(400)])
+    share = lambda rows: float((rows < 2).double().mean())  # noqa: E731  rows 0 and 1 say "plain"
+    assert abs(share(uniform_rows) - 0.5) < 0.04
+    assert abs(share(weighted_rows) - 0.8) < 0.04  # 2 x 4 of 2 x 4 + 2
+    # without weights the draw is the one runs have always made (a resumed run sees the same batches)
+    g = torch.Generator().manual_seed(int(np.random.SeedSequence([plain.seed, 17, 5]).generate_state(1)[0]))
+    assert torch.equal(make_batch_fn(plain, bank, shape, 5.0)(5).rows, torch.randint(0, 4, (8,), generator=g))
+
+
+def test_bad_prompt_weights_are_refused():
+    with pytest.raises(InputError, match="prompt_weights must map"):
+        DistillConfig(teacher="t", prompt_weights=["plain"])
+    with pytest.raises(InputError, match="prompt_weights\\['plain'\\].*> 0"):
+        DistillConfig(teacher="t", prompt_weights={"plain": 0})

@@ -115,6 +115,10 @@ class DistillConfig:
     # (guide_distill.md); `steps` sets where the tail starts, so raising it on resume moves the tail
     lr_decay_fraction: float = 0.0
     lr_floor: float = 0.1
+    # oversample prompts: a caption holding the phrase KEY (case-insensitive) is drawn WEIGHT times as
+    # often (weights of several matching phrases multiply). For a rare case the student loses, e.g.
+    # {"plain background": 3, "plain backdrop": 3}; None: every prompt equally often
+    prompt_weights: dict[str, float] | None = None
     mixed_precision: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept in the run's config.json
 
@@ -144,6 +148,12 @@ class DistillConfig:
             check_number(name, value)
             if not 0.0 <= value <= 1.0:
                 raise InputError(f"{name} must be in [0, 1], got {value}")
+        if self.prompt_weights is not None:
+            if not isinstance(self.prompt_weights, dict) or not self.prompt_weights:
+                raise InputError("prompt_weights must map caption phrases to weights: {plain backdrop: 3}")
+            for phrase, weight in self.prompt_weights.items():
+                check_text("a prompt_weights phrase", phrase, "a phrase of the captions")
+                check_number(f"prompt_weights[{phrase!r}]", weight, positive=True, what="; a weight > 0")
         if self.gan_shift is not None:
             check_number("gan_shift", self.gan_shift, positive=True, what="; 1 gives uniform levels")
         if self.gan_lr is not None:
@@ -383,16 +393,34 @@ class DMDObjective:
         return dmd.flow_matching_loss(v, x0, eps, mask)
 
 
+def prompt_draw_weights(prompts: list[str], phrases: dict[str, float]) -> torch.Tensor:
+    """Each prompt's draw weight under ``prompt_weights``; a phrase no caption holds is an error (a typo
+    would otherwise train on the uniform draw without a word)."""
+    weights = torch.ones(len(prompts), dtype=torch.float64)
+    for phrase, weight in phrases.items():
+        hits = torch.tensor([phrase.lower() in text.lower() for text in prompts])
+        if not hits.any():
+            raise InputError(
+                f"prompt_weights: no prompt of the bank's {len(prompts)} holds {phrase!r}; check its spelling"
+            )
+        weights[hits] *= float(weight)
+    return weights
+
+
 def make_batch_fn(config: DistillConfig, bank: PromptBank, latent_shape: tuple[int, ...], shift: float):
     """The batch of step ``k``: a pure function of ``(config.seed, k)``."""
     shape = (config.batch, *latent_shape[1:])
     with_frames = bank.first_frames is not None
+    weights = prompt_draw_weights(bank.prompts, config.prompt_weights) if config.prompt_weights else None
 
     def make_batch(step: int) -> DistillBatch:
         g = torch.Generator().manual_seed(
             int(np.random.SeedSequence([config.seed, 17, step]).generate_state(1)[0])
         )
-        rows = torch.randint(0, len(bank.prompts), (config.batch,), generator=g)
+        if weights is None:  # the uniform draw as before (runs without weights resume bit for bit)
+            rows = torch.randint(0, len(bank.prompts), (config.batch,), generator=g)
+        else:
+            rows = torch.multinomial(weights, config.batch, replacement=True, generator=g)
         i2v = torch.rand(config.batch, generator=g) < (config.i2v_prob if with_frames else 0.0)
 
         def draw() -> dict[str, torch.Tensor]:
