@@ -279,8 +279,8 @@ def loss_step(loss_fn: LossFn, part: str = "model", loss_key: str = "loss") -> S
 def check_fsdp_granted(accelerator) -> None:
     """Refuse a run whose launcher asked for FSDP (``ACCELERATE_USE_FSDP``, from an accelerate config
     with ``distributed_type: FSDP``) but which accelerate set up otherwise. accelerate (1.16) turns FSDP
-    on only on accelerator devices: on CPU processes the same config silently gives DDP, which keeps a
-    whole copy of every model per process, the memory FSDP was chosen to avoid."""
+    on only for several accelerator processes: on CPU processes the same config silently gives DDP,
+    which keeps a whole copy of every model per process, the memory FSDP was chosen to avoid."""
     import os
 
     from accelerate.utils import DistributedType
@@ -289,9 +289,9 @@ def check_fsdp_granted(accelerator) -> None:
     if asked and accelerator.distributed_type != DistributedType.FSDP:
         raise InputError(
             f"the accelerate config asks for FSDP, but this run was set up as "
-            f"{accelerator.distributed_type.value} on {accelerator.device}: accelerate shards models only on "
-            "GPUs (and other accelerators). Launch on GPUs, or use a DDP config on CPU "
-            "(`accelerate launch --cpu --num_processes N ...`)."
+            f"{accelerator.distributed_type.value} on {accelerator.device}: accelerate shards models only "
+            "across two or more GPU (or other accelerator) processes. Launch on GPUs, num_processes >= 2, "
+            "or use a DDP config on CPU (`accelerate launch --cpu --num_processes N ...`)."
         )
 
 
