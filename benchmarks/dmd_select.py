@@ -26,34 +26,29 @@ reads (a prompt's clip depends only on its index) instead of starting again.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
 
 from _results import RESULTS, machine_info, write_results
-from toy_quality import wilson
+from toy_quality import READERS
+from toy_quality import _proportion as proportion
 
 from flowstudio.distill.average import average_students
 from flowstudio.distill.export import student_settings
-from flowstudio.distill.monitor import eval_specs
+from flowstudio.distill.monitor import ATTRIBUTES, eval_specs
 from flowstudio.errors import InputError
-from flowstudio.worlds.readers import read_background, read_color, read_shape
-
-ATTRIBUTES = ("color", "shape", "background")
-READERS = {"color": read_color, "shape": read_shape, "background": read_background}
+from flowstudio.jobs.generation import _STUDENT_FIELDS as STUDENT_FIELDS
+from flowstudio.pipeline import GenerationSettings
 
 
 def generation_settings(folder: Path) -> dict:
-    """A student's own sampling (its ``distill.json``), or the teacher's default (30 UniPC steps, CFG 5)."""
-    own = student_settings(folder)
-    if own is None:
-        return {"steps": 30, "guidance_scale": 5.0, "solver": "unipc", "shift": 5.0}
-    return {
-        "steps": own["steps"],
-        "guidance_scale": own["guidance_scale"],
-        "solver": own["sampler"],
-        "shift": own["shift"],
-    }
+    """The sampling a model folder runs with by default: a student's own (its ``distill.json``, mapped as
+    ``flowstudio generate`` maps it), else the pipeline's defaults (the teacher's: 30 UniPC steps, CFG 5)."""
+    own = student_settings(folder) or {}
+    defaults = {f.name: f.default for f in dataclasses.fields(GenerationSettings)}
+    return {field: own.get(key, defaults[field]) for field, key in STUDENT_FIELDS.items()}
 
 
 def reads_right(frames, spec, name: str) -> bool:
@@ -69,7 +64,7 @@ def read_candidate(folder: Path, settings: dict, prompts: int, earlier: dict | N
     """Each prompt's reads (per attribute: right or wrong) and its backdrop, for one model setting.
     ``earlier``: a read of the first prompts by the same setting (each prompt's clip depends only on its
     index), extended here to ``prompts``."""
-    from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
+    from flowstudio.pipeline import WanVideoPipeline
 
     rows = list(earlier["rows"]) if earlier else []
     seconds = earlier["seconds"] if earlier else 0.0
@@ -93,15 +88,7 @@ def read_candidate(folder: Path, settings: dict, prompts: int, earlier: dict | N
 
 def summarise(read: dict) -> dict:
     rows = read["rows"]
-    out = {}
-    for name in ATTRIBUTES:
-        hits = sum(r[name] for r in rows)
-        out[name] = {
-            "value": hits / len(rows),
-            "hits": hits,
-            "n": len(rows),
-            "ci95": list(wilson(hits, len(rows))),
-        }
+    out = {name: proportion(sum(r[name] for r in rows), len(rows)) for name in ATTRIBUTES}
     backdrops = sorted({r["backdrop"] for r in rows})
     out["background_by_backdrop"] = {
         b: [sum(r["background"] for r in rows if r["backdrop"] == b), sum(r["backdrop"] == b for r in rows)]
