@@ -38,9 +38,9 @@ from toy_quality import _proportion as proportion
 from flowstudio.distill.average import average_students
 from flowstudio.distill.export import student_settings
 from flowstudio.distill.monitor import ATTRIBUTES, eval_specs
-from flowstudio.errors import InputError
 from flowstudio.jobs.generation import _STUDENT_FIELDS as STUDENT_FIELDS
 from flowstudio.pipeline import GenerationSettings
+from flowstudio.worlds.readers import read_or_no_object
 
 
 def generation_settings(folder: Path) -> dict:
@@ -52,12 +52,8 @@ def generation_settings(folder: Path) -> dict:
 
 
 def reads_right(frames, spec, name: str) -> bool:
-    """Whether reader ``name`` reads the prompt's value; a clip with nothing to read (no object found
-    in any frame) reads wrong, as a person would score it, rather than stopping the run."""
-    try:
-        return bool(READERS[name](frames)[0] == getattr(spec, name))
-    except InputError:
-        return False
+    """Whether reader ``name`` reads the prompt's value (a clip with no object reads wrong)."""
+    return read_or_no_object(READERS[name], frames) == getattr(spec, name)
 
 
 def read_candidate(folder: Path, settings: dict, prompts: int, earlier: dict | None = None) -> dict:

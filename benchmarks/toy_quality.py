@@ -33,7 +33,7 @@ import torch
 
 from flowstudio import __version__
 from flowstudio.worlds.captions import caption
-from flowstudio.worlds.readers import read_background, read_color, read_shape
+from flowstudio.worlds.readers import read_background, read_color, read_or_no_object, read_shape
 from flowstudio.worlds.shapes import random_spec, render_clip, render_mask
 
 RESULTS = Path(__file__).parent / "results"
@@ -96,8 +96,8 @@ def vae_quality(roundtrip: Callable[[np.ndarray], np.ndarray], clips: int) -> di
         per_frame.append([psnr(recon[t], clip[t]) for t in range(len(clip))])
         for name, reader in READERS.items():
             truth = getattr(spec, name)
-            hits[name]["truth"] += reader(clip)[0] == truth
-            hits[name]["reconstruction"] += reader(recon)[0] == truth
+            hits[name]["truth"] += read_or_no_object(reader, clip) == truth
+            hits[name]["reconstruction"] += read_or_no_object(reader, recon) == truth
     readers = {
         name: {kind: _proportion(h, clips) for kind, h in counts.items()} for name, counts in hits.items()
     }
@@ -171,7 +171,7 @@ def t2v_quality(
             on_clip(i, frames)
         item = {"prompt": text}
         for name, reader in READERS.items():
-            expected, read = getattr(spec, name), reader(frames)[0]
+            expected, read = getattr(spec, name), read_or_no_object(reader, frames)
             hits[name] += read == expected
             item[name] = {"expected": expected, "read": read}
         items.append(item)

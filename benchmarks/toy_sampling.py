@@ -21,6 +21,7 @@ from toy_quality import READERS, RESULTS, _fmt_prop, _proportion, held_out
 
 from flowstudio import __version__
 from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
+from flowstudio.worlds.readers import read_or_no_object
 
 SETTINGS = ((5.0, 5.0), (5.0, 2.0), (5.0, 1.0), (9.0, 2.0), (2.0, 2.0))  # (guidance, shift); first = default
 
@@ -52,7 +53,7 @@ def main() -> None:
             )
             frames = pipe.generate(settings, progress=False).frames
             for name, reader in READERS.items():
-                hits[name] += reader(frames)[0] == getattr(spec, name)
+                hits[name] += read_or_no_object(reader, frames) == getattr(spec, name)
         row = {"guidance_scale": guidance, "shift": shift, "seconds": round(time.perf_counter() - start, 1)}
         row |= {name: _proportion(h, args.prompts) for name, h in hits.items()}
         rows.append(row)

@@ -14,6 +14,10 @@ class InputError(FlowstudioError, ValueError):
     """An argument or option has a value flowstudio cannot use."""
 
 
+class NoObjectError(InputError):
+    """A reader found no object in a clip (its object mask is empty in every frame)."""
+
+
 class VideoError(FlowstudioError):
     """A video file or frame folder is missing, empty, corrupt or unsupported."""
 

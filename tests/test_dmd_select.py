@@ -59,5 +59,6 @@ def test_a_clip_without_an_object_reads_wrong_instead_of_stopping_the_run():
     from flowstudio.distill.monitor import eval_specs
 
     spec, _ = eval_specs(1)[0]
-    blank = np.full((17, 64, 64, 3), 128, np.uint8)
-    assert dmd_select.reads_right(blank, spec, "shape") is False
+    speck = np.full((17, 64, 64, 3), 128, np.uint8)  # a 3x3 speck: the shape reader finds no object
+    speck[:, 31:34, 31:34] = (200, 20, 20)
+    assert dmd_select.reads_right(speck, spec, "shape") is False

@@ -361,3 +361,30 @@ def test_refitting_one_reader_model_leaves_the_others_out():
     assert sorted(set(models["MATERIAL"]["classes"])) == sorted(MATERIALS)
     with pytest.raises(InputError, match="no reader model"):
         readers.fit_reader_models(samples, only=("GLOSS",))
+
+
+def test_a_clip_without_an_object_reads_no_object_and_other_bad_input_still_raises(held_out):
+    from flowstudio.errors import NoObjectError
+
+    speck = np.full((9, 64, 64, 3), 128, np.uint8)  # a generated clip that drew a 3x3 speck, not an object
+    speck[:, 31:34, 31:34] = (200, 20, 20)
+    with pytest.raises(NoObjectError):
+        readers.read_shape(speck)
+    assert readers.read_or_no_object(readers.read_shape, speck) == readers.NO_OBJECT
+    empty = np.zeros(speck.shape[:3], bool)
+    with pytest.raises(NoObjectError):
+        readers.read_color(speck, empty)
+    assert readers.read_or_no_object(lambda clip: readers.read_color(clip, empty), speck) == readers.NO_OBJECT
+    spec, render = held_out[0]
+    assert readers.read_or_no_object(readers.read_color, render.frames) == spec.color
+    with pytest.raises(InputError, match="uint8"):  # not an empty clip but a wrong one: that must still stop
+        readers.read_or_no_object(readers.read_color, render.frames.astype(np.float32))
+
+
+def test_the_distill_monitor_scores_a_clip_without_an_object_wrong_instead_of_stopping():
+    from flowstudio.distill.monitor import eval_specs, reader_accuracy
+
+    speck = np.full((9, 64, 64, 3), 128, np.uint8)
+    speck[:, 31:34, 31:34] = (200, 20, 20)
+    accuracy = reader_accuracy(eval_specs(3), lambda i, caption: speck)
+    assert accuracy["shape"] == 0.0

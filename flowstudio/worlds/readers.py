@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from flowstudio.errors import InputError
+from flowstudio.errors import InputError, NoObjectError
 from flowstudio.worlds.shapes import (
     _POSTERIZE_LEVELS,
     BACKGROUNDS,
@@ -46,7 +46,9 @@ from flowstudio.worlds.shapes import (
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "NO_OBJECT",
     "estimate_mask",
+    "read_or_no_object",
     "read_background",
     "read_color",
     "read_shape",
@@ -97,6 +99,22 @@ def _check_mask(mask: object, clip: np.ndarray) -> np.ndarray:
 
 def _object_mask(clip: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return estimate_mask(clip) if mask is None else _check_mask(mask, clip)
+
+
+NO_OBJECT = "no object"
+
+
+def read_or_no_object(reader: Callable[[np.ndarray], tuple[str, float]], clip: np.ndarray) -> str:
+    """What ``reader`` reads in ``clip``, or :data:`NO_OBJECT` when the clip holds no object to read.
+
+    A generated clip that drew nothing is wrong on every attribute (as a person would score it), not a
+    reason to stop a benchmark or a training run's evaluation: every loop that scores generations reads
+    through this one rule. Other bad input (a wrong clip shape) still raises.
+    """
+    try:
+        return reader(clip)[0]
+    except NoObjectError:
+        return NO_OBJECT
 
 
 # --------------------------------------------------------------------------------------------
@@ -297,7 +315,7 @@ def read_color(
         core = mask
     pixels = clip[core]
     if len(pixels) == 0:
-        raise InputError("read_color found no object pixels (empty mask); pass the object mask")
+        raise NoObjectError("read_color found no object pixels (empty mask); pass the object mask")
     if len(pixels) > max_pixels:
         pixels = pixels[np.linspace(0, len(pixels) - 1, max_pixels).astype(np.int64)]
     lab = _lab(pixels)
@@ -358,7 +376,7 @@ def shape_features(mask: np.ndarray) -> np.ndarray:
             ]
         )
     if not rows:
-        raise InputError("shape features need an object: the mask is empty in every frame")
+        raise NoObjectError("shape features need an object: the mask is empty in every frame")
     return np.median(np.asarray(rows, np.float64), axis=0)
 
 
