@@ -94,15 +94,21 @@ def summarise(read: dict) -> dict:
 
 
 def choose(summaries: dict[str, dict], margin: float) -> tuple[str | None, dict[str, float]]:
-    """The eligible candidate with the largest worst-attribute margin over (teacher - margin)."""
+    """The eligible candidate with the largest worst-attribute margin over (teacher - margin).
+
+    Ties on the worst margin (reads are counts, so two candidates can share it exactly) go to the
+    larger second-worst margin, then the third (leximin: the rule's own criterion, one attribute
+    further); names break a complete tie, so the choice never depends on the candidates' order.
+    """
     teacher = summaries["teacher"]
-    slack = {
-        name: min(s[a]["value"] - (teacher[a]["value"] - margin) for a in ATTRIBUTES)
+    margins = {
+        name: sorted(round(s[a]["value"] - (teacher[a]["value"] - margin), 9) for a in ATTRIBUTES)
         for name, s in summaries.items()
         if name != "teacher"
     }
-    eligible = {n: v for n, v in slack.items() if round(v, 9) >= 0}
-    return (max(eligible, key=eligible.get) if eligible else None), slack
+    slack = {name: m[0] for name, m in margins.items()}
+    eligible = sorted(n for n, v in slack.items() if v >= 0)
+    return (max(eligible, key=lambda n: margins[n]) if eligible else None), slack
 
 
 def main() -> None:

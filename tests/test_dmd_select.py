@@ -29,6 +29,17 @@ def test_the_largest_worst_margin_wins_among_candidates_within_the_margin_on_eve
     assert abs(slack["edge"]) < 1e-9 and slack["bright_but_no_backdrop"] < 0
 
 
+def test_a_tie_on_the_worst_margin_goes_to_the_better_second_worst_whatever_the_order():
+    teacher = _summary(0.792, 0.550, 0.888)  # the 600-prompt reads of 2026-12-03, as fractions of 600
+    a = _summary(0.762, 0.528, 0.858)  # margins +2.0 (colour), +2.8 (shape), +2.0 (background)
+    b = _summary(0.765, 0.523, 0.858)  # margins +2.3, +2.3, +2.0: same worst, better second-worst
+    for order in (("a", "b"), ("b", "a")):
+        summaries = {"teacher": teacher, **{n: {"a": a, "b": b}[n] for n in order}}
+        chosen, slack = dmd_select.choose(summaries, 0.05)
+        assert chosen == "b"
+        assert slack["a"] == slack["b"]
+
+
 def test_no_candidate_within_the_margin_is_reported_as_none_not_the_least_bad():
     summaries = {
         "teacher": _summary(0.8, 0.6, 0.9),
