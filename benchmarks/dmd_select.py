@@ -11,7 +11,8 @@ Why a separate, larger set than the monitor's 48 prompts: the students differ mo
 of 2026-12-02 held 11% plain backdrops and overstated background accuracy by 7-8 points against the
 report). This script prints accuracy per attribute and per backdrop, with the teacher on the same
 prompts, and the rule: a candidate is eligible when every attribute is within ``--margin`` points of
-the teacher on this set; among eligible ones the largest worst-attribute margin wins; none eligible
+the teacher on this set; among eligible ones the largest worst-attribute margin wins (a tie: the larger
+second-worst margin, then the third); none eligible
 is reported as none (no least-bad pick).
 
     python benchmarks/dmd_select.py --prompts 300 --teacher flowstudio/assets/toy-shapes \\
@@ -205,7 +206,8 @@ def main() -> None:
         f"{args.prompts} prompts of the distill monitor's evaluation stream, not the report's held-out "
         "prompts. "
         f"Eligible: every attribute within {100 * args.margin:g} points of the teacher on these prompts; "
-        "chosen: the eligible candidate with the largest worst-attribute margin.",
+        "chosen: the eligible candidate with the largest worst-attribute margin (a tie: the larger "
+        "second-worst margin, then the third).",
         "",
         "| candidate | colour | shape | background | worst margin | "
         + " | ".join(f"bg {b}" for b in backdrops)

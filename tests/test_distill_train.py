@@ -404,7 +404,7 @@ def test_a_served_student_samples_with_its_own_settings(tiny, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["toy_4step.yaml", "toy_8step.yaml", "toy_4step_gan.yaml", "toy_4step_gan_from_start.yaml"]
+    "name", sorted(p.name for p in (Path(__file__).parents[1] / "configs" / "distill").glob("*.yaml"))
 )
 def test_the_shipped_distillation_configs_load(name):
     from flowstudio.models import TOY_MODEL
