@@ -182,6 +182,14 @@ def test_color_reader_and_attribute_accuracy_on_shapeworld():
     assert skipped["status"] == "skipped" and "ShapeWorld" in skipped["reason"]
 
 
+def test_an_output_without_an_object_scores_wrong_not_skipped():
+    speck = np.full((9, 64, 64, 3), 128, np.uint8)  # an edit that erased the object: a 3x3 speck is left
+    speck[:, 31:34, 31:34] = (200, 20, 20)
+    attributes = {"world": "shapeworld", "field": "shape", "target": {"shape": "cup"}}
+    result = attribute_accuracy(speck, attributes, None)
+    assert result["value"] == 0.0 and result["read"] == "no object"
+
+
 def test_rank_correlations_match_scipy():
     stats = pytest.importorskip("scipy.stats")
     rng = np.random.default_rng(0)

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from flowstudio.bench.metrics.color import ciede2000, rgb_to_lab
+from flowstudio.errors import NoObjectError
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,12 @@ def attribute_accuracy(
             if reader is not read_color_lab
             else "bench.read_color_lab"
         )
+    except NoObjectError:
+        # the output holds no object to read (an edit that erased it): wrong, as a person would score
+        # it, not left out of the mean (the readers' one rule: worlds.readers.read_or_no_object)
+        from flowstudio.worlds.readers import NO_OBJECT
+
+        return {"value": 0.0, "read": NO_OBJECT, "expected": expected, "reader": f"read_{field}"}
     except Exception as err:  # noqa: BLE001 - a reader that cannot run is reported, not fatal
         if field != "color":
             return {"status": "skipped", "reason": f"read_{field} failed: {type(err).__name__}: {err}"}
