@@ -20,6 +20,18 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def speck_clip():
+    """A generated clip that drew no object, only a 3x3 speck: uint8 ``(9, 64, 64, 3)``. The shape reader
+    finds nothing to read in it (a uniform clip would not do: ``estimate_mask`` falls back to a central
+    ellipse), so it exercises the readers' no-object rule."""
+    import numpy as np
+
+    clip = np.full((9, 64, 64, 3), 128, np.uint8)
+    clip[:, 31:34, 31:34] = (200, 20, 20)
+    return clip
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Wan2.2-TI2V checkpoint folder (seed 0), built once per session.

@@ -182,11 +182,9 @@ def test_color_reader_and_attribute_accuracy_on_shapeworld():
     assert skipped["status"] == "skipped" and "ShapeWorld" in skipped["reason"]
 
 
-def test_an_output_without_an_object_scores_wrong_not_skipped():
-    speck = np.full((9, 64, 64, 3), 128, np.uint8)  # an edit that erased the object: a 3x3 speck is left
-    speck[:, 31:34, 31:34] = (200, 20, 20)
+def test_an_output_without_an_object_scores_wrong_not_skipped(speck_clip):
     attributes = {"world": "shapeworld", "field": "shape", "target": {"shape": "cup"}}
-    result = attribute_accuracy(speck, attributes, None)
+    result = attribute_accuracy(speck_clip, attributes, None)  # an edit that erased the object
     assert result["value"] == 0.0 and result["read"] == "no object"
 
 

@@ -64,12 +64,8 @@ def test_the_summary_counts_background_reads_per_backdrop():
     assert low < 2 / 3 < high
 
 
-def test_a_clip_without_an_object_reads_wrong_instead_of_stopping_the_run():
-    import numpy as np
-
+def test_a_clip_without_an_object_reads_wrong_instead_of_stopping_the_run(speck_clip):
     from flowstudio.distill.monitor import eval_specs
 
     spec, _ = eval_specs(1)[0]
-    speck = np.full((17, 64, 64, 3), 128, np.uint8)  # a 3x3 speck: the shape reader finds no object
-    speck[:, 31:34, 31:34] = (200, 20, 20)
-    assert dmd_select.reads_right(speck, spec, "shape") is False
+    assert dmd_select.reads_right(speck_clip, spec, "shape") is False

@@ -363,11 +363,10 @@ def test_refitting_one_reader_model_leaves_the_others_out():
         readers.fit_reader_models(samples, only=("GLOSS",))
 
 
-def test_a_clip_without_an_object_reads_no_object_and_other_bad_input_still_raises(held_out):
+def test_a_clip_without_an_object_reads_no_object_and_other_bad_input_still_raises(held_out, speck_clip):
     from flowstudio.errors import NoObjectError
 
-    speck = np.full((9, 64, 64, 3), 128, np.uint8)  # a generated clip that drew a 3x3 speck, not an object
-    speck[:, 31:34, 31:34] = (200, 20, 20)
+    speck = speck_clip
     with pytest.raises(NoObjectError):
         readers.read_shape(speck)
     assert readers.read_or_no_object(readers.read_shape, speck) == readers.NO_OBJECT
@@ -381,10 +380,8 @@ def test_a_clip_without_an_object_reads_no_object_and_other_bad_input_still_rais
         readers.read_or_no_object(readers.read_color, render.frames.astype(np.float32))
 
 
-def test_the_distill_monitor_scores_a_clip_without_an_object_wrong_instead_of_stopping():
+def test_the_distill_monitor_scores_a_clip_without_an_object_wrong_instead_of_stopping(speck_clip):
     from flowstudio.distill.monitor import eval_specs, reader_accuracy
 
-    speck = np.full((9, 64, 64, 3), 128, np.uint8)
-    speck[:, 31:34, 31:34] = (200, 20, 20)
-    accuracy = reader_accuracy(eval_specs(3), lambda i, caption: speck)
+    accuracy = reader_accuracy(eval_specs(3), lambda i, caption: speck_clip)
     assert accuracy["shape"] == 0.0
