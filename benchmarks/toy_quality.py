@@ -33,12 +33,12 @@ import torch
 
 from flowstudio import __version__
 from flowstudio.worlds.captions import caption
-from flowstudio.worlds.readers import read_background, read_color, read_or_no_object, read_shape
+from flowstudio.worlds.readers import PROMPT_READERS, read_or_no_object
 from flowstudio.worlds.shapes import random_spec, render_clip, render_mask
 
 RESULTS = Path(__file__).parent / "results"
 HELD_OUT_SEED = 10_000  # training uses seeds 0..; this stream is never drawn during training
-READERS = {"color": read_color, "shape": read_shape, "background": read_background}
+READERS = PROMPT_READERS
 BREAKDOWN = ("background", "style", "material", "shape")
 #: Issue 13's bars (T2V accuracies are fractions; the VAE reader bar is the largest allowed drop).
 BARS = {

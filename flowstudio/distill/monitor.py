@@ -26,14 +26,13 @@ def eval_specs(count: int):
 
 def reader_accuracy(specs, generate: Callable[[int, str], np.ndarray]) -> dict[str, float]:
     """The readers' accuracy per attribute over ``specs``; ``generate(i, caption)`` makes clip ``i``."""
-    from flowstudio.worlds.readers import read_background, read_color, read_or_no_object, read_shape
+    from flowstudio.worlds.readers import PROMPT_READERS, read_or_no_object
 
-    readers = {"color": read_color, "shape": read_shape, "background": read_background}
     hits = dict.fromkeys(ATTRIBUTES, 0)
     for i, (spec, text) in enumerate(specs):
         frames = generate(i, text)
         for name in ATTRIBUTES:
-            hits[name] += read_or_no_object(readers[name], frames) == getattr(spec, name)
+            hits[name] += read_or_no_object(PROMPT_READERS[name], frames) == getattr(spec, name)
     return {name: hits[name] / max(len(specs), 1) for name in ATTRIBUTES}
 
 

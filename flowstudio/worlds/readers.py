@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "NO_OBJECT",
+    "PROMPT_READERS",
     "estimate_mask",
     "read_or_no_object",
     "read_background",
@@ -721,3 +722,12 @@ def fit_reader_models(
             "std": np.asarray(std).round(6).tolist(),
         }
     return models
+
+
+# The attributes a ShapeWorld prompt names that text-to-video is scored on, with their readers (the
+# distill monitor and benchmarks/toy_quality.py read generations through this one mapping).
+PROMPT_READERS: dict[str, Callable[..., tuple[str, float]]] = {
+    "color": read_color,
+    "shape": read_shape,
+    "background": read_background,
+}
