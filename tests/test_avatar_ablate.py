@@ -10,7 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 from flowstudio.avatar.cli import avatar_app
-from flowstudio.avatar.evaluation.ablate import ablation_runs, markdown_table, metric_value, run_ablations
+from flowstudio.avatar.evaluation.ablate import (
+    ablation_runs,
+    markdown_table,
+    metric_value,
+    run_ablations,
+    spread,
+    stands_out,
+)
 from flowstudio.errors import InputError
 from flowstudio.worlds.faces_dataset import make_faces_dataset
 
@@ -31,32 +38,44 @@ def _two_runs(tmp_path: Path) -> Path:
     folder = tmp_path / "ablations"
     folder.mkdir()
     shutil.copy(CONFIGS / "ablations" / "no_bridge.yaml", folder / "no_bridge.yaml")
-    # the copy's base is ../toy.yaml: put the base beside it
-    shutil.copy(CONFIGS / "toy.yaml", tmp_path / "toy.yaml")
+    # the copy's base is ../toy_packaged.yaml (whose base is toy.yaml): put both beside it
+    for name in ("toy_packaged.yaml", "toy.yaml"):
+        shutil.copy(CONFIGS / name, tmp_path / name)
     return folder
 
 
-def test_every_run_is_trained_scored_and_tabulated_then_resumed(tmp_path: Path, held_out: Path):
+def test_every_run_is_trained_scored_and_tabulated_per_seed_then_resumed(tmp_path: Path, held_out: Path):
     folder = _two_runs(tmp_path)
     out = tmp_path / "out"
+    base = tmp_path / "toy_packaged.yaml"
     table = run_ablations(
-        out, held_out, base=tmp_path / "toy.yaml", folder=folder, steps=2, clips=1, progress=False
+        out, held_out, base=base, folder=folder, steps=2, clips=1, seeds=(0, 1), progress=False
     )
     assert list(table["runs"]) == ["full", "no_bridge"]
     for name in ("full", "no_bridge"):
-        assert (out / name / "final" / "model.safetensors").is_file()
-        assert table["runs"][name]["train"]["steps"] == 2
-        assert "flicker" in table["runs"][name]["metrics"]
+        run = table["runs"][name]
+        assert sorted(run["seeds"]) == ["0", "1"]
+        for seed in ("0", "1"):
+            assert (out / name / f"seed_{seed}" / "final" / "model.safetensors").is_file()
+            assert run["seeds"][seed]["train"]["steps"] == 2
+            assert run["seeds"][seed]["train"]["seed"] == int(seed)
+        flicker = [run["seeds"][s]["metrics"]["flicker"] for s in ("0", "1")]
+        assert run["metrics"]["flicker"] == pytest.approx(sum(flicker) / 2)
+        assert run["std"]["flicker"] == pytest.approx(abs(flicker[0] - flicker[1]) / 2**0.5)
+    # two seeds are two different models: different initialisation and batches
+    weights = [(out / "full" / f"seed_{s}" / "final" / "model.safetensors").read_bytes() for s in (0, 1)]
+    assert weights[0] != weights[1]
     md = (out / "ablations.md").read_text()
-    assert "| full |" in md and "| no_bridge |" in md and (out / "ablations.png").stat().st_size > 0
+    assert "| full |" in md and "| no_bridge |" in md and "±" in md
+    assert (out / "ablations.png").stat().st_size > 0
     stored = json.loads((out / "ablations.json").read_text())
-    assert stored["settings"]["steps"] == 2
-    eval_time = (out / "full" / "eval.json").stat().st_mtime
+    assert stored["settings"]["steps"] == 2 and stored["settings"]["seeds"] == [0, 1]
+    eval_time = (out / "full" / "seed_1" / "eval.json").stat().st_mtime
     again = run_ablations(
-        out, held_out, base=tmp_path / "toy.yaml", folder=folder, steps=2, clips=1, progress=False
+        out, held_out, base=base, folder=folder, steps=2, clips=1, seeds=(0, 1), progress=False
     )
-    assert again["runs"]["full"]["train"]["final_loss"] is None  # nothing left to train
-    assert (out / "full" / "eval.json").stat().st_mtime == eval_time  # evaluation reused
+    assert again["runs"]["full"]["seeds"]["1"]["train"]["final_loss"] is None  # nothing left to train
+    assert (out / "full" / "seed_1" / "eval.json").stat().st_mtime == eval_time  # evaluation reused
 
 
 def test_bad_input_is_refused(tmp_path: Path, held_out: Path):
@@ -70,6 +89,10 @@ def test_bad_input_is_refused(tmp_path: Path, held_out: Path):
         run_ablations(
             tmp_path / "o", held_out, base=CONFIGS / "toy.yaml", folder=CONFIGS / "ablations", only=["bogus"]
         )
+    with pytest.raises(InputError, match="seeds"):
+        run_ablations(
+            tmp_path / "o", held_out, base=CONFIGS / "toy.yaml", folder=CONFIGS / "ablations", seeds=(0, 0)
+        )
     result = CliRunner().invoke(avatar_app, ["ablate", "--data", str(tmp_path / "missing")])
     assert result.exit_code == 2 and "held-out dataset" in result.output
 
@@ -80,4 +103,18 @@ def test_table_helpers():
     assert metric_value({"status": "skipped", "reason": "x"}) is None
     table = {"settings": {"steps": 1}, "runs": {"full": {"metrics": {"lip_sync_corr": 0.25}}}}
     assert "| full | 0.250 |" in markdown_table(table)
+    assert spread([1.0, None, 3.0]) == (2.0, pytest.approx(2**0.5))
+    assert spread([2.0]) == (2.0, None) and spread([None]) == (None, None)
+    full = {"metrics": {"a": 1.0}, "std": {"a": 0.1}}
+    assert stands_out({"metrics": {"a": 1.5}, "std": {"a": 0.2}}, full, "a")  # 0.5 > 0.1 + 0.2
+    assert not stands_out({"metrics": {"a": 1.25}, "std": {"a": 0.2}}, full, "a")  # ranges overlap
+    assert not stands_out({"metrics": {"a": 9.0}, "std": {"a": None}}, full, "a")  # one seed: no claim
+    table = {
+        "settings": {"seeds": [0, 1]},
+        "runs": {
+            "full": {"metrics": {"lip_sync_corr": 0.2}, "std": {"lip_sync_corr": 0.01}},
+            "no_bridge": {"metrics": {"lip_sync_corr": 0.1}, "std": {"lip_sync_corr": 0.02}},
+        },
+    }
+    assert "| no_bridge | **0.100 ± 0.020** |" in markdown_table(table)
     assert "ablate" in CliRunner().invoke(avatar_app, ["--help"]).output

@@ -259,7 +259,9 @@ def ablate_command(
         ..., "--data", help="Held-out TalkingShapes dataset (`flowstudio worlds make faces --seed 1000`)."
     ),
     out: Path = typer.Option(Path("runs/dualforce-ablations"), "--out", help="One folder per run + tables."),
-    base: Path = typer.Option(Path("configs/dualforce/toy.yaml"), help="The full model's run YAML."),
+    base: Path = typer.Option(
+        Path("configs/dualforce/toy_packaged.yaml"), help="The full model's run YAML (the packaged recipe)."
+    ),
     folder: Path = typer.Option(Path("configs/dualforce/ablations"), help="Folder of ablation run YAMLs."),
     only: list[str] | None = typer.Option(
         None, "--only", help="Run only these (repeatable; 'full' is the base)."
@@ -269,9 +271,13 @@ def ablate_command(
     features: Path | None = typer.Option(
         None, help="Toy feature extractor folder (for the FVD-style metric)."
     ),
+    seeds: int = typer.Option(
+        1, "--seeds", min=1, help="Seeds per run (0..N-1: training seed and evaluation noise); mean +- std."
+    ),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
 ) -> None:
-    """Train and evaluate the full model and every ablation; write ablations.{json,md,png} to --out."""
+    """Train and evaluate the full model and every ablation (once per seed); write
+    ablations.{json,md,png} to --out."""
     import torch
 
     from flowstudio.avatar.evaluation.ablate import HEADLINE, run_ablations
@@ -280,7 +286,15 @@ def ablate_command(
         torch.set_num_threads(threads)
     try:
         table = run_ablations(
-            out, data, base=base, folder=folder, only=only, steps=steps, clips=clips, features=features
+            out,
+            data,
+            base=base,
+            folder=folder,
+            only=only,
+            steps=steps,
+            clips=clips,
+            features=features,
+            seeds=range(seeds),
         )
     except FlowstudioError as error:
         _fail(error)

@@ -1,15 +1,21 @@
 """Train and evaluate the DualForce ablations at toy scale: ``flowstudio avatar ablate``.
 
-Runs the base configuration (``full``, ``configs/dualforce/toy.yaml``) and every run YAML of the
-ablation folder (``configs/dualforce/ablations/``: each is the base plus the one switch it removes)
-with the same training budget, each into ``OUT/<name>/``, then scores each checkpoint with
+Runs the base configuration (``full``, ``configs/dualforce/toy_packaged.yaml``: the packaged toy's
+recipe) and every run YAML of the ablation folder (``configs/dualforce/ablations/``: each is the base
+plus the one switch it removes) with the same training budget, once per seed, each into
+``OUT/<name>/seed_<s>/``, then scores each checkpoint with
 :func:`flowstudio.avatar.evaluation.evaluate.evaluate_model` on one held-out TalkingShapes dataset (a seed the
-runs never trained on). Training resumes from each run's newest checkpoint and a run whose evaluation
-is already in ``OUT/<name>/eval.json`` with the same settings is not redone, so an interrupted
-ablation continues where it stopped.
+runs never trained on). Seed ``s`` is the run's training seed (initialisation and batches) and the
+evaluation's noise seed, so the spread over seeds is the spread a user re-running the recipe would see.
+Training resumes from each run's newest checkpoint and a run whose evaluation is already in
+``OUT/<name>/seed_<s>/eval.json`` with the same settings is not redone, so an interrupted ablation
+continues where it stopped, and several processes may share the runs out with ``only`` before one
+call without it assembles the table.
 
-Writes ``OUT/ablations.json`` (settings, per-run training summary and every metric), ``OUT/ablations.md``
-(the table, each metric's better direction) and ``OUT/ablations.png`` (one bar chart per headline metric).
+Writes ``OUT/ablations.json`` (settings, per-run and per-seed training summary and every metric, the
+mean and standard deviation over seeds), ``OUT/ablations.md`` (the table of mean +- std, each metric's
+better direction, and which runs differ from ``full`` by more than their spread) and
+``OUT/ablations.png`` (one bar chart per headline metric, error bars one standard deviation).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -43,11 +50,14 @@ HEADLINE: tuple[tuple[str, str, str], ...] = (
 )
 
 
+DEFAULT_BASE = "configs/dualforce/toy_packaged.yaml"
+
+
 def ablation_runs(base: str | Path, folder: str | Path) -> dict[str, Path]:
     """``{"full": base, <stem>: yaml ...}`` in a stable order; the folder must hold run YAMLs."""
     base, folder = Path(base), Path(folder)
     if not base.is_file():
-        raise InputError(f"base run YAML {str(base)!r} not found (configs/dualforce/toy.yaml)")
+        raise InputError(f"base run YAML {str(base)!r} not found ({DEFAULT_BASE})")
     files = sorted(folder.glob("*.yaml")) if folder.is_dir() else []
     if not files:
         raise InputError(f"no ablation run YAMLs in {str(folder)!r} (configs/dualforce/ablations/)")
@@ -66,22 +76,49 @@ def metric_value(entry: Any) -> float | None:
     return None
 
 
+def spread(values: list[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (n - 1) of the values that were measured; the standard
+    deviation is ``None`` below two values, the mean ``None`` when nothing was measured."""
+    measured = [v for v in values if v is not None]
+    if not measured:
+        return None, None
+    mean = sum(measured) / len(measured)
+    if len(measured) < 2:
+        return mean, None
+    variance = sum((v - mean) ** 2 for v in measured) / (len(measured) - 1)
+    return mean, math.sqrt(variance)
+
+
+def stands_out(run: dict[str, Any], full: dict[str, Any], key: str) -> bool:
+    """Whether ``run`` differs from ``full`` on ``key`` by more than both runs' spreads together
+    (mean +- std ranges that do not overlap); never with fewer than two seeds on either side."""
+    mean, std = run["metrics"].get(key), run.get("std", {}).get(key)
+    base_mean, base_std = full["metrics"].get(key), full.get("std", {}).get(key)
+    if None in (mean, std, base_mean, base_std):
+        return False
+    return abs(mean - base_mean) > std + base_std
+
+
 def run_ablations(
     out: str | Path,
     data_dir: str | Path,
     *,
-    base: str | Path = "configs/dualforce/toy.yaml",
+    base: str | Path = DEFAULT_BASE,
     folder: str | Path = "configs/dualforce/ablations",
     only: list[str] | None = None,
     steps: int | None = None,
     clips: int = 8,
     features: str | Path | None = None,
-    seed: int = 0,
+    seeds: Sequence[int] = (0,),
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train and evaluate every run (module docstring); returns the ``ablations.json`` content."""
+    """Train and evaluate every run once per seed (module docstring); returns the ``ablations.json``
+    content."""
     from flowstudio.avatar.evaluation.evaluate import evaluate_model
 
+    seeds = list(seeds)
+    if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise InputError(f"seeds must be distinct non-negative integers, got {seeds}")
     runs = ablation_runs(base, folder)
     if only:
         unknown = sorted(set(only) - set(runs))
@@ -91,7 +128,7 @@ def run_ablations(
     if not Path(data_dir).is_dir():
         raise InputError(
             f"held-out dataset {str(data_dir)!r} not found; make one with "
-            "`flowstudio worlds make faces --out DIR --seed 1000 --count 8 --seconds 12`"
+            "`flowstudio worlds make faces DIR --seed 1000 --clips 6 --seconds 32 --height 64 --width 64`"
         )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,46 +137,53 @@ def run_ablations(
         "clips": clips,
         "data": str(data_dir),
         "features": str(features),
-        "seed": seed,
+        "seeds": seeds,
     }
     results: dict[str, Any] = {}
     for name, path in runs.items():
         model_config, rest = load_config(path)
-        run = TrainConfig.from_dict(rest.get("train", {}) or {})
-        run = replace(run, output_dir=str(out / name), steps=steps or run.steps)
-        started = time.perf_counter()
-        records = train(model_config, run)  # resumes from OUT/<name>/checkpoints
-        train_seconds = time.perf_counter() - started
-        eval_file = out / name / "eval.json"
-        stored = json.loads(eval_file.read_text()) if eval_file.is_file() else None
-        if (
-            stored
-            and stored.get("ablation_settings") == settings
-            and stored.get("trained_steps") == run.steps
-        ):
-            report = stored
-        else:
-            report = evaluate_model(
-                data_dir,
-                checkpoint=out / name / "final",
-                clips=clips,
-                seed=seed,
-                features=features,
-                progress=progress,
-            )
-            report.update({"ablation_settings": settings, "trained_steps": run.steps})
-            eval_file.write_text(json.dumps(report, indent=2, default=str))
-        metrics = {key: metric_value(value) for key, value in report["summary"].items()}
-        results[name] = {
-            "config": str(path),
-            "train": {
-                **asdict(run),
-                "seconds_this_invocation": round(train_seconds, 1),
-                "final_loss": records[-1]["total"] if records else None,
-            },
-            "metrics": metrics,
-        }
-        logger.info("%s: %s", name, {k: metrics.get(k) for k, _, _ in HEADLINE})
+        recipe = TrainConfig.from_dict(rest.get("train", {}) or {})
+        per_seed: dict[str, Any] = {}
+        for seed in seeds:
+            folder_s = out / name / f"seed_{seed}"
+            run = replace(recipe, output_dir=str(folder_s), steps=steps or recipe.steps, seed=seed)
+            started = time.perf_counter()
+            records = train(model_config, run)  # resumes from OUT/<name>/seed_<s>/checkpoints
+            train_seconds = time.perf_counter() - started
+            eval_settings = {**settings, "seeds": None, "seed": seed}
+            eval_file = folder_s / "eval.json"
+            stored = json.loads(eval_file.read_text()) if eval_file.is_file() else None
+            if (
+                stored
+                and stored.get("ablation_settings") == eval_settings
+                and stored.get("trained_steps") == run.steps
+            ):
+                report = stored
+            else:
+                report = evaluate_model(
+                    data_dir,
+                    checkpoint=folder_s / "final",
+                    clips=clips,
+                    seed=seed,
+                    features=features,
+                    progress=progress,
+                )
+                report.update({"ablation_settings": eval_settings, "trained_steps": run.steps})
+                eval_file.write_text(json.dumps(report, indent=2, default=str))
+            per_seed[str(seed)] = {
+                "train": {
+                    **asdict(run),
+                    "seconds_this_invocation": round(train_seconds, 1),
+                    "final_loss": records[-1]["total"] if records else None,
+                },
+                "metrics": {key: metric_value(value) for key, value in report["summary"].items()},
+            }
+        keys = sorted({key for entry in per_seed.values() for key in entry["metrics"]})
+        means, stds = {}, {}
+        for key in keys:
+            means[key], stds[key] = spread([entry["metrics"].get(key) for entry in per_seed.values()])
+        results[name] = {"config": str(path), "seeds": per_seed, "metrics": means, "std": stds}
+        logger.info("%s: %s", name, {k: means.get(k) for k, _, _ in HEADLINE})
     table = {"format": FORMAT, "settings": settings, "runs": results}
     (out / "ablations.json").write_text(json.dumps(table, indent=2))
     (out / "ablations.md").write_text(markdown_table(table))
@@ -147,16 +191,23 @@ def run_ablations(
     return table
 
 
-def _fmt(value: float | None) -> str:
-    return "skipped" if value is None else f"{value:.3f}"
+def _fmt(value: float | None, std: float | None = None) -> str:
+    if value is None:
+        return "skipped"
+    return f"{value:.3f}" if std is None else f"{value:.3f} ± {std:.3f}"
 
 
 def markdown_table(table: dict[str, Any]) -> str:
-    """The ablation table: one row per run, the headline metrics as columns."""
+    """The ablation table: one row per run, the headline metrics (mean +- std over seeds) as columns;
+    a cell is bold when its run stands out from ``full`` (:func:`stands_out`)."""
+    seeds = table["settings"].get("seeds") or [table["settings"].get("seed", 0)]
+    full = table["runs"].get("full")
     lines = [
         "# DualForce ablations (toy scale)",
         "",
-        f"Settings: `{json.dumps(table['settings'])}`. Better: "
+        f"Settings: `{json.dumps(table['settings'])}`. Cells: mean ± standard deviation over "
+        f"{len(seeds)} seed(s) (training and evaluation noise); **bold**: the run's mean ± std range "
+        "does not overlap the full model's. Better: "
         + "; ".join(f"{label} {direction}" for _, label, direction in HEADLINE)
         + ".",
         "",
@@ -164,13 +215,19 @@ def markdown_table(table: dict[str, Any]) -> str:
         "|---|" + "---|" * len(HEADLINE),
     ]
     for name, run in table["runs"].items():
-        cells = [_fmt(run["metrics"].get(key)) for key, _, _ in HEADLINE]
+        cells = []
+        for key, _, _ in HEADLINE:
+            cell = _fmt(run["metrics"].get(key), run.get("std", {}).get(key))
+            if full is not None and name != "full" and stands_out(run, full, key):
+                cell = f"**{cell}**"
+            cells.append(cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def plot_ablations(table: dict[str, Any], path: str | Path) -> Path:
-    """One bar chart per headline metric (skipped metrics are left out of the figure)."""
+    """One bar chart per headline metric, error bars one standard deviation over seeds (skipped
+    metrics are left out of the figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -190,9 +247,12 @@ def plot_ablations(table: dict[str, Any], path: str | Path) -> Path:
     for ax, (key, label, direction) in zip(axes.flat, shown, strict=False):
         ax.set_visible(True)
         values = [table["runs"][n]["metrics"].get(key) for n in names]
+        errors = [table["runs"][n].get("std", {}).get(key) for n in names]
         ax.bar(
             range(len(names)),
             [v if v is not None else 0.0 for v in values],
+            yerr=[e if e is not None else 0.0 for e in errors],
+            capsize=3,
             color=["tab:blue" if n == "full" else "tab:gray" for n in names],
         )
         ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
