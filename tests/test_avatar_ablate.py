@@ -71,11 +71,26 @@ def test_every_run_is_trained_scored_and_tabulated_per_seed_then_resumed(tmp_pat
     stored = json.loads((out / "ablations.json").read_text())
     assert stored["settings"]["steps"] == 2 and stored["settings"]["seeds"] == [0, 1]
     eval_time = (out / "full" / "seed_1" / "eval.json").stat().st_mtime
+    # a scored run is reused as it was, even with its checkpoints gone (only eval.json kept)
+    shutil.rmtree(out / "full" / "seed_1" / "checkpoints")
+    shutil.rmtree(out / "full" / "seed_1" / "final")
     again = run_ablations(
         out, held_out, base=base, folder=folder, steps=2, clips=1, seeds=(0, 1), progress=False
     )
-    assert again["runs"]["full"]["seeds"]["1"]["train"]["final_loss"] is None  # nothing left to train
+    assert again["runs"]["full"]["seeds"]["1"]["train"]["seconds_this_invocation"] == 0.0
+    assert (
+        again["runs"]["full"]["seeds"]["1"]["train"]["final_loss"]
+        == (table["runs"]["full"]["seeds"]["1"]["train"]["final_loss"])
+    )
+    assert not (out / "full" / "seed_1" / "final").exists()  # not retrained
     assert (out / "full" / "seed_1" / "eval.json").stat().st_mtime == eval_time  # evaluation reused
+    assert again["runs"]["full"]["metrics"] == table["runs"]["full"]["metrics"]
+    # a different budget is a different run: trained on from its checkpoint and scored again
+    third = run_ablations(
+        out, held_out, base=base, folder=folder, steps=3, clips=1, seeds=(0,), only=["full"], progress=False
+    )
+    assert third["runs"]["full"]["seeds"]["0"]["train"]["seconds_this_invocation"] > 0
+    assert json.loads((out / "full" / "seed_0" / "eval.json").read_text())["trained_steps"] == 3
 
 
 def test_bad_input_is_refused(tmp_path: Path, held_out: Path):

@@ -7,10 +7,11 @@ plus the one switch it removes) with the same training budget, once per seed, ea
 :func:`flowstudio.avatar.evaluation.evaluate.evaluate_model` on one held-out TalkingShapes dataset (a seed the
 runs never trained on). Seed ``s`` is the run's training seed (initialisation and batches) and the
 evaluation's noise seed, so the spread over seeds is the spread a user re-running the recipe would see.
-Training resumes from each run's newest checkpoint and a run whose evaluation is already in
-``OUT/<name>/seed_<s>/eval.json`` with the same settings is not redone, so an interrupted ablation
-continues where it stopped, and several processes may share the runs out with ``only`` before one
-call without it assembles the table.
+Training resumes from each run's newest checkpoint, and a run whose evaluation is already in
+``OUT/<name>/seed_<s>/eval.json``, made from the same recipe and evaluation settings, is neither
+trained nor scored again (its checkpoints may be gone: keeping the ``eval.json`` files is enough), so an
+interrupted ablation continues where it stopped, and several processes may share the runs out with
+``only`` before one call without it assembles the table.
 
 Writes ``OUT/ablations.json`` (settings, per-run and per-seed training summary and every metric, the
 mean and standard deviation over seeds), ``OUT/ablations.md`` (the table of mean +- std, each metric's
@@ -147,19 +148,27 @@ def run_ablations(
         for seed in seeds:
             folder_s = out / name / f"seed_{seed}"
             run = replace(recipe, output_dir=str(folder_s), steps=steps or recipe.steps, seed=seed)
-            started = time.perf_counter()
-            records = train(model_config, run)  # resumes from OUT/<name>/seed_<s>/checkpoints
-            train_seconds = time.perf_counter() - started
-            eval_settings = {**settings, "seeds": None, "seed": seed}
+            # what the stored evaluation must have been made from to be reused: the same recipe
+            # (wherever its folder was) and the same evaluation settings
+            made_from = {
+                "ablation_settings": {**settings, "seeds": None, "seed": seed},
+                "trained_steps": run.steps,
+                "model_config": model_config.to_dict(),
+                "train_config": {k: v for k, v in asdict(run).items() if k != "output_dir"},
+            }
+            made_from = json.loads(json.dumps(made_from, default=str))  # as stored: tuples are lists
             eval_file = folder_s / "eval.json"
             stored = json.loads(eval_file.read_text()) if eval_file.is_file() else None
-            if (
-                stored
-                and stored.get("ablation_settings") == eval_settings
-                and stored.get("trained_steps") == run.steps
-            ):
-                report = stored
+            if stored and all(stored.get(key) == value for key, value in made_from.items()):
+                # scored before: neither trained nor evaluated again (the run's checkpoints may be gone)
+                report, trained = stored, {**stored.get("training", {}), "seconds_this_invocation": 0.0}
             else:
+                started = time.perf_counter()
+                records = train(model_config, run)  # resumes from OUT/<name>/seed_<s>/checkpoints
+                trained = {
+                    "seconds_this_invocation": round(time.perf_counter() - started, 1),
+                    "final_loss": records[-1]["total"] if records else None,
+                }
                 report = evaluate_model(
                     data_dir,
                     checkpoint=folder_s / "final",
@@ -168,14 +177,10 @@ def run_ablations(
                     features=features,
                     progress=progress,
                 )
-                report.update({"ablation_settings": eval_settings, "trained_steps": run.steps})
+                report.update({**made_from, "training": trained})
                 eval_file.write_text(json.dumps(report, indent=2, default=str))
             per_seed[str(seed)] = {
-                "train": {
-                    **asdict(run),
-                    "seconds_this_invocation": round(train_seconds, 1),
-                    "final_loss": records[-1]["total"] if records else None,
-                },
+                "train": {**asdict(run), **trained},
                 "metrics": {key: metric_value(value) for key, value in report["summary"].items()},
             }
         keys = sorted({key for entry in per_seed.values() for key in entry["metrics"]})
