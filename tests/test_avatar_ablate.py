@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from flowstudio.avatar.cli import avatar_app
 from flowstudio.avatar.evaluation.ablate import (
     ablation_runs,
+    lag_within_one,
     markdown_table,
     metric_value,
     run_ablations,
@@ -59,6 +60,7 @@ def test_every_run_is_trained_scored_and_tabulated_per_seed_then_resumed(tmp_pat
             assert (out / name / f"seed_{seed}" / "final" / "model.safetensors").is_file()
             assert run["seeds"][seed]["train"]["steps"] == 2
             assert run["seeds"][seed]["train"]["seed"] == int(seed)
+        assert "lip_sync_lag_within_1" in run["seeds"]["0"]["metrics"]
         flicker = [run["seeds"][s]["metrics"]["flicker"] for s in ("0", "1")]
         assert run["metrics"]["flicker"] == pytest.approx(sum(flicker) / 2)
         assert run["std"]["flicker"] == pytest.approx(abs(flicker[0] - flicker[1]) / 2**0.5)
@@ -118,6 +120,9 @@ def test_table_helpers():
     assert metric_value({"status": "skipped", "reason": "x"}) is None
     table = {"settings": {"steps": 1}, "runs": {"full": {"metrics": {"lip_sync_corr": 0.25}}}}
     assert "| full | 0.250 |" in markdown_table(table)
+    cases = [{"metrics": {"lip_sync_offset": lag}} for lag in (1, 1, -5, 0, -1, 2)]
+    assert lag_within_one({"cases": cases}) == pytest.approx(4 / 6)
+    assert lag_within_one({"cases": [{"metrics": {}}]}) is None
     assert spread([1.0, None, 3.0]) == (2.0, pytest.approx(2**0.5))
     assert spread([2.0]) == (2.0, None) and spread([None]) == (None, None)
     full = {"metrics": {"a": 1.0}, "std": {"a": 0.1}}

@@ -41,6 +41,7 @@ FORMAT = "flowstudio.avatar.ablations/1"
 HEADLINE: tuple[tuple[str, str, str], ...] = (
     ("lip_sync_corr", "lip-sync corr", "higher"),
     ("lip_sync_offset_set", "lip-sync offset (frames)", "closer to the truth's +1"),
+    ("lip_sync_lag_within_1", "clips with best lag within +-1", "higher (issue 18's bar: 5 of 6)"),
     ("pose_in_limits", "pose in limits", "higher"),
     ("pose_velocity_w1", "pose velocity W1", "lower"),
     ("structure_err_pose", "structure pose error", "lower"),
@@ -63,6 +64,14 @@ def ablation_runs(base: str | Path, folder: str | Path) -> dict[str, Path]:
     if not files:
         raise InputError(f"no ablation run YAMLs in {str(folder)!r} (configs/dualforce/ablations/)")
     return {"full": base, **{f.stem: f for f in files}}
+
+
+def lag_within_one(report: dict[str, Any]) -> float | None:
+    """Fraction of the scored clips whose best lip-sync lag is within +-1 frame (the world's mouth
+    follows its sound by +1; issue 18's lag bar counts these clips), ``None`` when no clip has a lag."""
+    lags = [case.get("metrics", {}).get("lip_sync_offset") for case in report.get("cases", [])]
+    lags = [lag for lag in lags if isinstance(lag, int | float) and not isinstance(lag, bool)]
+    return sum(1 for lag in lags if abs(lag) <= 1) / len(lags) if lags else None
 
 
 def metric_value(entry: Any) -> float | None:
@@ -181,7 +190,10 @@ def run_ablations(
                 eval_file.write_text(json.dumps(report, indent=2, default=str))
             per_seed[str(seed)] = {
                 "train": {**asdict(run), **trained},
-                "metrics": {key: metric_value(value) for key, value in report["summary"].items()},
+                "metrics": {
+                    **{key: metric_value(value) for key, value in report["summary"].items()},
+                    "lip_sync_lag_within_1": lag_within_one(report),
+                },
             }
         keys = sorted({key for entry in per_seed.values() for key in entry["metrics"]})
         means, stds = {}, {}
