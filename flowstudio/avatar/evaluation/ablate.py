@@ -268,7 +268,8 @@ def plot_ablations(table: dict[str, Any], path: str | Path) -> Path:
         ax.bar(
             range(len(names)),
             [v if v is not None else 0.0 for v in values],
-            yerr=[e if e is not None else 0.0 for e in errors],
+            # no bars at all from one seed: a zero-width bar would read as "no spread"
+            yerr=None if all(e is None for e in errors) else [e if e is not None else 0.0 for e in errors],
             capsize=3,
             color=["tab:blue" if n == "full" else "tab:gray" for n in names],
         )
