@@ -25,13 +25,17 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_seven_ablation_configs_each_change_one_thing_of_the_base():
-    base, base_rest = load_config(CONFIGS / "toy.yaml")
+    base, base_rest = load_config(CONFIGS / "toy_packaged.yaml")  # the packaged model's recipe
     assert len(ABLATIONS) == 7
     changed = {}
     for path in ABLATIONS:
         cfg, rest = load_config(path)
         assert rest["train"]["dataset"] == base_rest["train"]["dataset"]  # inherited from the base
         assert rest["train"]["output_dir"].endswith(path.stem)
+        # the whole training recipe is the base's (budget, mouth weight, audio dropout)
+        assert {k: v for k, v in rest["train"].items() if k != "output_dir"} == {
+            k: v for k, v in base_rest["train"].items() if k != "output_dir"
+        }
         diff = {k for k, v in cfg.to_dict().items() if v != base.to_dict()[k]}
         changed[path.stem] = diff
     assert changed["no_bridge"] == {"bridge"} and changed["full_bridge"] == {"bridge"}
