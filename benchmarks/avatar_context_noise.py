@@ -40,11 +40,13 @@ def _value(summary: dict, key: str) -> float | None:
 
 
 def _row(report: dict) -> dict:
+    from flowstudio.avatar.evaluation.metrics import lags_within_one
+
     summary = report["summary"]
     lags = [case["metrics"].get("lip_sync_offset") for case in report["cases"]]
     row = {key: _value(summary, key) for key in KEYS}
     row["lags"] = lags
-    row["within_1"] = sum(1 for lag in lags if lag is not None and abs(lag) <= 1)
+    row["within_1"] = lags_within_one(lags)
     row["generation_seconds"] = report["settings"]["generation_seconds"]
     return row
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -69,9 +70,11 @@ def ablation_runs(base: str | Path, folder: str | Path) -> dict[str, Path]:
 def lag_within_one(report: dict[str, Any]) -> float | None:
     """Fraction of the scored clips whose best lip-sync lag is within +-1 frame (the world's mouth
     follows its sound by +1; issue 18's lag bar counts these clips), ``None`` when no clip has a lag."""
+    from flowstudio.avatar.evaluation.metrics import lags_within_one
+
     lags = [case.get("metrics", {}).get("lip_sync_offset") for case in report.get("cases", [])]
     lags = [lag for lag in lags if isinstance(lag, int | float) and not isinstance(lag, bool)]
-    return sum(1 for lag in lags if abs(lag) <= 1) / len(lags) if lags else None
+    return lags_within_one(lags) / len(lags) if lags else None
 
 
 def metric_value(entry: Any) -> float | None:
@@ -92,11 +95,7 @@ def spread(values: list[float | None]) -> tuple[float | None, float | None]:
     measured = [v for v in values if v is not None]
     if not measured:
         return None, None
-    mean = sum(measured) / len(measured)
-    if len(measured) < 2:
-        return mean, None
-    variance = sum((v - mean) ** 2 for v in measured) / (len(measured) - 1)
-    return mean, math.sqrt(variance)
+    return statistics.fmean(measured), statistics.stdev(measured) if len(measured) > 1 else None
 
 
 def stands_out(run: dict[str, Any], full: dict[str, Any], key: str) -> bool:

@@ -218,6 +218,12 @@ def best_lag(curves: list[dict[int, float]]) -> tuple[int, float] | None:
     return lag, mean[lag]
 
 
+def lags_within_one(lags: list[int | float | None]) -> int:
+    """How many clips' best lip-sync lags are within +-1 frame (issue 18's lag bar: 5 of 6 clips);
+    ``None`` (no lag measured) counts as outside."""
+    return sum(1 for lag in lags if lag is not None and abs(lag) <= 1)
+
+
 # ------------------------------------------------------------------------------------------------
 # Structure and pose
 
