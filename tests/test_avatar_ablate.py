@@ -87,6 +87,73 @@ def test_every_run_is_trained_scored_and_tabulated_per_seed_then_resumed(tmp_pat
     assert not (out / "full" / "seed_1" / "final").exists()  # not retrained
     assert (out / "full" / "seed_1" / "eval.json").stat().st_mtime == eval_time  # evaluation reused
     assert again["runs"]["full"]["metrics"] == table["runs"]["full"]["metrics"]
+    # --stored-only assembles the same table from the eval.json files and never trains ...
+    assembled = run_ablations(
+        out,
+        held_out,
+        base=base,
+        folder=folder,
+        steps=2,
+        clips=1,
+        seeds=(0, 1),
+        progress=False,
+        stored_only=True,
+    )
+    assert assembled["runs"]["full"]["metrics"] == table["runs"]["full"]["metrics"]
+    # ... and refuses, listing every run and seed it lacks, where one is missing or made otherwise
+    with pytest.raises(
+        InputError, match=r"2 run\(s\).*full seed 2: no eval.json.*no_bridge seed 2: no eval.json"
+    ):
+        run_ablations(
+            out,
+            held_out,
+            base=base,
+            folder=folder,
+            steps=2,
+            clips=1,
+            seeds=(0, 1, 2),
+            progress=False,
+            stored_only=True,
+        )
+    assert not (out / "full" / "seed_2").exists()
+    with pytest.raises(
+        InputError,
+        match="full seed 0: its eval.json was made with another ablation_settings, "
+        "trained_steps, train_config",
+    ):
+        run_ablations(
+            out,
+            held_out,
+            base=base,
+            folder=folder,
+            steps=3,
+            clips=1,
+            seeds=(0,),
+            progress=False,
+            stored_only=True,
+        )
+    cli = CliRunner().invoke(
+        avatar_app,
+        [
+            "ablate",
+            "--data",
+            str(held_out),
+            "--out",
+            str(out),
+            "--base",
+            str(base),
+            "--folder",
+            str(folder),
+            "--steps",
+            "2",
+            "--clips",
+            "1",
+            "--seeds",
+            "3",
+            "--stored-only",
+        ],
+    )
+    assert cli.exit_code == 2 and "no eval.json" in cli.output and not (out / "full" / "seed_2").exists()
     # a different budget is a different run: trained on from its checkpoint and scored again
     third = run_ablations(
         out, held_out, base=base, folder=folder, steps=3, clips=1, seeds=(0,), only=["full"], progress=False

@@ -275,6 +275,12 @@ def ablate_command(
         1, "--seeds", min=1, help="Seeds per run (0..N-1: training seed and evaluation noise); mean +- std."
     ),
     threads: int | None = typer.Option(None, help="torch CPU threads."),
+    stored_only: bool = typer.Option(
+        False,
+        "--stored-only",
+        help="Train and score nothing: assemble the table from the stored eval.json files; "
+        "an error lists every run and seed that has none matching these settings.",
+    ),
 ) -> None:
     """Train and evaluate the full model and every ablation (once per seed); write
     ablations.{json,md,png} to --out."""
@@ -295,6 +301,7 @@ def ablate_command(
             clips=clips,
             features=features,
             seeds=range(seeds),
+            stored_only=stored_only,
         )
     except FlowstudioError as error:
         _fail(error)

@@ -11,7 +11,8 @@ Training resumes from each run's newest checkpoint, and a run whose evaluation i
 ``OUT/<name>/seed_<s>/eval.json``, made from the same recipe and evaluation settings, is neither
 trained nor scored again (its checkpoints may be gone: keeping the ``eval.json`` files is enough), so an
 interrupted ablation continues where it stopped, and several processes may share the runs out with
-``only`` before one call without it assembles the table.
+``only`` before one call without it assembles the table (with ``stored_only``, that call trains nothing
+and says which evaluations are missing).
 
 Writes ``OUT/ablations.json`` (settings, per-run and per-seed training summary and every metric, the
 mean and standard deviation over seeds), ``OUT/ablations.md`` (the table of mean +- std, each metric's
@@ -108,6 +109,38 @@ def stands_out(run: dict[str, Any], full: dict[str, Any], key: str) -> bool:
     return abs(mean - base_mean) > std + base_std
 
 
+def _plan(path: Path, folder: Path, seed: int, steps: int | None, settings: dict[str, Any]) -> dict[str, Any]:
+    """One run and seed: its training config, what a reusable stored evaluation must have been made
+    from (the same recipe, wherever its folder was, and the same evaluation settings), the stored
+    evaluation, and why it cannot be reused (``missing``: ``None`` when it can)."""
+    model_config, rest = load_config(path)
+    recipe = TrainConfig.from_dict(rest.get("train", {}) or {})
+    run = replace(recipe, output_dir=str(folder), steps=steps or recipe.steps, seed=seed)
+    made_from = {
+        "ablation_settings": {**settings, "seeds": None, "seed": seed},
+        "trained_steps": run.steps,
+        "model_config": model_config.to_dict(),
+        "train_config": {k: v for k, v in asdict(run).items() if k != "output_dir"},
+    }
+    made_from = json.loads(json.dumps(made_from, default=str))  # as stored: tuples are lists
+    eval_file = folder / "eval.json"
+    stored = json.loads(eval_file.read_text()) if eval_file.is_file() else None
+    if stored is None:
+        missing: str | None = "no eval.json"
+    else:
+        differ = [key for key, value in made_from.items() if stored.get(key) != value]
+        missing = f"its eval.json was made with another {', '.join(differ)}" if differ else None
+    return {
+        "seed": seed,
+        "folder": folder,
+        "run": run,
+        "model_config": model_config,
+        "made_from": made_from,
+        "stored": stored,
+        "missing": missing,
+    }
+
+
 def run_ablations(
     out: str | Path,
     data_dir: str | Path,
@@ -120,9 +153,12 @@ def run_ablations(
     features: str | Path | None = None,
     seeds: Sequence[int] = (0,),
     progress: bool = True,
+    stored_only: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate every run once per seed (module docstring); returns the ``ablations.json``
-    content."""
+    content. ``stored_only``: train and score nothing, assemble the table from the stored evaluations;
+    a run or seed without a matching one is an :class:`InputError` that lists them all (so that a table
+    assembled from runs shared out over processes or machines never starts a training by mistake)."""
     from flowstudio.avatar.evaluation.evaluate import evaluate_model
 
     seeds = list(seeds)
@@ -148,26 +184,32 @@ def run_ablations(
         "features": str(features),
         "seeds": seeds,
     }
+    plans = {
+        name: [_plan(path, out / name / f"seed_{seed}", seed, steps, settings) for seed in seeds]
+        for name, path in runs.items()
+    }
+    if stored_only:
+        missing = [
+            f"{name} seed {plan['seed']}: {plan['missing']}"
+            for name, per_run in plans.items()
+            for plan in per_run
+            if plan["missing"]
+        ]
+        if missing:
+            raise InputError(
+                f"{len(missing)} run(s) without a stored evaluation in {str(out)!r} that matches these "
+                f"settings (nothing was trained): {'; '.join(missing)}. Run them first (the same command "
+                "without --stored-only, with --only RUN), or copy their OUT/<run>/seed_<s>/eval.json here"
+            )
     results: dict[str, Any] = {}
     for name, path in runs.items():
-        model_config, rest = load_config(path)
-        recipe = TrainConfig.from_dict(rest.get("train", {}) or {})
         per_seed: dict[str, Any] = {}
-        for seed in seeds:
-            folder_s = out / name / f"seed_{seed}"
-            run = replace(recipe, output_dir=str(folder_s), steps=steps or recipe.steps, seed=seed)
-            # what the stored evaluation must have been made from to be reused: the same recipe
-            # (wherever its folder was) and the same evaluation settings
-            made_from = {
-                "ablation_settings": {**settings, "seeds": None, "seed": seed},
-                "trained_steps": run.steps,
-                "model_config": model_config.to_dict(),
-                "train_config": {k: v for k, v in asdict(run).items() if k != "output_dir"},
-            }
-            made_from = json.loads(json.dumps(made_from, default=str))  # as stored: tuples are lists
-            eval_file = folder_s / "eval.json"
-            stored = json.loads(eval_file.read_text()) if eval_file.is_file() else None
-            if stored and all(stored.get(key) == value for key, value in made_from.items()):
+        for plan in plans[name]:
+            if plan["missing"]:  # read again: another process sharing the runs out may have scored it since
+                plan = _plan(path, plan["folder"], plan["seed"], steps, settings)
+            seed, folder_s, run, made_from = plan["seed"], plan["folder"], plan["run"], plan["made_from"]
+            model_config, stored, eval_file = plan["model_config"], plan["stored"], folder_s / "eval.json"
+            if not plan["missing"]:
                 # scored before: neither trained nor evaluated again (the run's checkpoints may be gone)
                 report, trained = stored, {**stored.get("training", {}), "seconds_this_invocation": 0.0}
             else:
