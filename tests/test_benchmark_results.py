@@ -45,3 +45,25 @@ def test_a_pair_variant_changes_only_what_it_names():
     assert compare.parse_variant("float32") == ("float32", {})
     with pytest.raises(SystemExit, match="key=value"):
         compare.parse_variant("broken:model")
+
+
+def test_audio_paths_probe_changes_only_which_tower_hears(tmp_path):
+    """benchmarks/avatar_audio_paths.py: a copy with one tower deaf has the same weights, and that tower
+    (only) reads the null token whatever the audio."""
+    import torch
+
+    from flowstudio.avatar.model.dualforce import DualForceModel
+
+    probe = _load("avatar_audio_paths")
+    packaged = Path(__file__).resolve().parents[1] / "flowstudio" / "assets" / "dualforce-toy"
+    deaf = probe.with_paths(packaged, "video", tmp_path)
+    assert (deaf / "model.safetensors").read_bytes() == (packaged / "model.safetensors").read_bytes()
+    model = DualForceModel.from_pretrained(deaf)
+    assert model.config.audio.paths == "video" and model.audio.paths == "video"
+    features = torch.randn(1, 16, model.config.audio.feature_dim)
+    ids = torch.ones(16, dtype=torch.long)
+    with torch.no_grad():
+        video_a, struct_a = model.audio(features, ids)
+        video_b, struct_b = model.audio(torch.randn_like(features), ids)
+    assert torch.equal(struct_a, struct_b)  # the structure tower hears nothing
+    assert not torch.allclose(video_a, video_b)  # the video tower still hears the audio
