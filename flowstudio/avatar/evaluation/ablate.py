@@ -28,11 +28,11 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from flowstudio.avatar.model.config import load_config
+from flowstudio.avatar.model.config import DualForceConfig, load_config
 from flowstudio.avatar.training.train import TrainConfig, train
 from flowstudio.errors import InputError
 
@@ -109,10 +109,22 @@ def stands_out(run: dict[str, Any], full: dict[str, Any], key: str) -> bool:
     return abs(mean - base_mean) > std + base_std
 
 
-def _plan(path: Path, folder: Path, seed: int, steps: int | None, settings: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class _Plan:
     """One run and seed: its training config, what a reusable stored evaluation must have been made
     from (the same recipe, wherever its folder was, and the same evaluation settings), the stored
     evaluation, and why it cannot be reused (``missing``: ``None`` when it can)."""
+
+    seed: int
+    folder: Path
+    run: TrainConfig
+    model_config: DualForceConfig
+    made_from: dict[str, Any]
+    stored: dict[str, Any] | None
+    missing: str | None
+
+
+def _plan(path: Path, folder: Path, seed: int, steps: int | None, settings: dict[str, Any]) -> _Plan:
     model_config, rest = load_config(path)
     recipe = TrainConfig.from_dict(rest.get("train", {}) or {})
     run = replace(recipe, output_dir=str(folder), steps=steps or recipe.steps, seed=seed)
@@ -130,15 +142,7 @@ def _plan(path: Path, folder: Path, seed: int, steps: int | None, settings: dict
     else:
         differ = [key for key, value in made_from.items() if stored.get(key) != value]
         missing = f"its eval.json was made with another {', '.join(differ)}" if differ else None
-    return {
-        "seed": seed,
-        "folder": folder,
-        "run": run,
-        "model_config": model_config,
-        "made_from": made_from,
-        "stored": stored,
-        "missing": missing,
-    }
+    return _Plan(seed, folder, run, model_config, made_from, stored, missing)
 
 
 def run_ablations(
@@ -190,10 +194,10 @@ def run_ablations(
     }
     if stored_only:
         missing = [
-            f"{name} seed {plan['seed']}: {plan['missing']}"
+            f"{name} seed {plan.seed}: {plan.missing}"
             for name, per_run in plans.items()
             for plan in per_run
-            if plan["missing"]
+            if plan.missing
         ]
         if missing:
             raise InputError(
@@ -205,16 +209,17 @@ def run_ablations(
     for name, path in runs.items():
         per_seed: dict[str, Any] = {}
         for plan in plans[name]:
-            if plan["missing"]:  # read again: another process sharing the runs out may have scored it since
-                plan = _plan(path, plan["folder"], plan["seed"], steps, settings)
-            seed, folder_s, run, made_from = plan["seed"], plan["folder"], plan["run"], plan["made_from"]
-            model_config, stored, eval_file = plan["model_config"], plan["stored"], folder_s / "eval.json"
-            if not plan["missing"]:
+            if plan.missing:  # read again: another process sharing the runs out may have scored it since
+                plan = _plan(path, plan.folder, plan.seed, steps, settings)
+            seed, folder_s, run, made_from = plan.seed, plan.folder, plan.run, plan.made_from
+            eval_file = folder_s / "eval.json"
+            if plan.stored is not None and not plan.missing:
+                stored = plan.stored
                 # scored before: neither trained nor evaluated again (the run's checkpoints may be gone)
                 report, trained = stored, {**stored.get("training", {}), "seconds_this_invocation": 0.0}
             else:
                 started = time.perf_counter()
-                records = train(model_config, run)  # resumes from OUT/<name>/seed_<s>/checkpoints
+                records = train(plan.model_config, run)  # resumes from OUT/<name>/seed_<s>/checkpoints
                 trained = {
                     "seconds_this_invocation": round(time.perf_counter() - started, 1),
                     "final_loss": records[-1]["total"] if records else None,
