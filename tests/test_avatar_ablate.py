@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -49,9 +50,9 @@ def test_every_run_is_trained_scored_and_tabulated_per_seed_then_resumed(tmp_pat
     folder = _two_runs(tmp_path)
     out = tmp_path / "out"
     base = tmp_path / "toy_packaged.yaml"
-    table = run_ablations(
-        out, held_out, base=base, folder=folder, steps=2, clips=1, seeds=(0, 1), progress=False
-    )
+    # every call below scores the same held-out clip with the same runs into the same folder
+    ablate = partial(run_ablations, out, held_out, base=base, folder=folder, clips=1, progress=False)
+    table = ablate(steps=2, seeds=(0, 1))
     assert list(table["runs"]) == ["full", "no_bridge"]
     for name in ("full", "no_bridge"):
         run = table["runs"][name]
@@ -76,9 +77,7 @@ def test_every_run_is_trained_scored_and_tabulated_per_seed_then_resumed(tmp_pat
     # a scored run is reused as it was, even with its checkpoints gone (only eval.json kept)
     shutil.rmtree(out / "full" / "seed_1" / "checkpoints")
     shutil.rmtree(out / "full" / "seed_1" / "final")
-    again = run_ablations(
-        out, held_out, base=base, folder=folder, steps=2, clips=1, seeds=(0, 1), progress=False
-    )
+    again = ablate(steps=2, seeds=(0, 1))
     assert again["runs"]["full"]["seeds"]["1"]["train"]["seconds_this_invocation"] == 0.0
     assert (
         again["runs"]["full"]["seeds"]["1"]["train"]["final_loss"]
@@ -88,50 +87,20 @@ def test_every_run_is_trained_scored_and_tabulated_per_seed_then_resumed(tmp_pat
     assert (out / "full" / "seed_1" / "eval.json").stat().st_mtime == eval_time  # evaluation reused
     assert again["runs"]["full"]["metrics"] == table["runs"]["full"]["metrics"]
     # --stored-only assembles the same table from the eval.json files and never trains ...
-    assembled = run_ablations(
-        out,
-        held_out,
-        base=base,
-        folder=folder,
-        steps=2,
-        clips=1,
-        seeds=(0, 1),
-        progress=False,
-        stored_only=True,
-    )
+    assembled = ablate(steps=2, seeds=(0, 1), stored_only=True)
     assert assembled["runs"]["full"]["metrics"] == table["runs"]["full"]["metrics"]
     # ... and refuses, listing every run and seed it lacks, where one is missing or made otherwise
     with pytest.raises(
         InputError, match=r"2 run\(s\).*full seed 2: no eval.json.*no_bridge seed 2: no eval.json"
     ):
-        run_ablations(
-            out,
-            held_out,
-            base=base,
-            folder=folder,
-            steps=2,
-            clips=1,
-            seeds=(0, 1, 2),
-            progress=False,
-            stored_only=True,
-        )
+        ablate(steps=2, seeds=(0, 1, 2), stored_only=True)
     assert not (out / "full" / "seed_2").exists()
     with pytest.raises(
         InputError,
         match="full seed 0: its eval.json was made with another ablation_settings, "
         "trained_steps, train_config",
     ):
-        run_ablations(
-            out,
-            held_out,
-            base=base,
-            folder=folder,
-            steps=3,
-            clips=1,
-            seeds=(0,),
-            progress=False,
-            stored_only=True,
-        )
+        ablate(steps=3, seeds=(0,), stored_only=True)
     cli = CliRunner().invoke(
         avatar_app,
         [
@@ -155,9 +124,7 @@ def test_every_run_is_trained_scored_and_tabulated_per_seed_then_resumed(tmp_pat
     )
     assert cli.exit_code == 2 and "no eval.json" in cli.output and not (out / "full" / "seed_2").exists()
     # a different budget is a different run: trained on from its checkpoint and scored again
-    third = run_ablations(
-        out, held_out, base=base, folder=folder, steps=3, clips=1, seeds=(0,), only=["full"], progress=False
-    )
+    third = ablate(steps=3, seeds=(0,), only=["full"])
     assert third["runs"]["full"]["seeds"]["0"]["train"]["seconds_this_invocation"] > 0
     assert json.loads((out / "full" / "seed_0" / "eval.json").read_text())["trained_steps"] == 3
 

@@ -124,9 +124,14 @@ class _Plan:
     missing: str | None
 
 
-def _plan(path: Path, folder: Path, seed: int, steps: int | None, settings: dict[str, Any]) -> _Plan:
-    model_config, rest = load_config(path)
-    recipe = TrainConfig.from_dict(rest.get("train", {}) or {})
+def _plan(
+    model_config: DualForceConfig,
+    recipe: TrainConfig,
+    folder: Path,
+    seed: int,
+    steps: int | None,
+    settings: dict[str, Any],
+) -> _Plan:
     run = replace(recipe, output_dir=str(folder), steps=steps or recipe.steps, seed=seed)
     made_from = {
         "ablation_settings": {**settings, "seeds": None, "seed": seed},
@@ -188,9 +193,13 @@ def run_ablations(
         "features": str(features),
         "seeds": seeds,
     }
+    recipes = {}  # each run's YAML read once: (model config, training recipe)
+    for name, path in runs.items():
+        model_config, rest = load_config(path)
+        recipes[name] = (model_config, TrainConfig.from_dict(rest.get("train", {}) or {}))
     plans = {
-        name: [_plan(path, out / name / f"seed_{seed}", seed, steps, settings) for seed in seeds]
-        for name, path in runs.items()
+        name: [_plan(*recipes[name], out / name / f"seed_{seed}", seed, steps, settings) for seed in seeds]
+        for name in runs
     }
     if stored_only:
         missing = [
@@ -210,7 +219,7 @@ def run_ablations(
         per_seed: dict[str, Any] = {}
         for plan in plans[name]:
             if plan.missing:  # read again: another process sharing the runs out may have scored it since
-                plan = _plan(path, plan.folder, plan.seed, steps, settings)
+                plan = _plan(*recipes[name], plan.folder, plan.seed, steps, settings)
             seed, folder_s, run, made_from = plan.seed, plan.folder, plan.run, plan.made_from
             eval_file = folder_s / "eval.json"
             if plan.stored is not None and not plan.missing:
