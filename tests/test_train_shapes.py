@@ -180,6 +180,57 @@ def test_a_model_folders_transformer_is_trained_on_from_the_step_it_reached(stra
         train_shapes(tmp_path / "wide", wider, device="cpu", progress=False, dit_from=first.model_dir)
 
 
+def test_a_model_folders_vae_is_trained_on_when_vae_steps_is_past_its_step(straight_run, tmp_path):
+    """``vae_from`` with ``vae_steps`` past the model's: the VAE stage resumes from the model's VAE at its
+    step (fresh AdamW moments) and trains on; the cache and transformer are then made on the new VAE."""
+    from safetensors.torch import load_file as load
+
+    _, first = straight_run
+    longer = ShapesTrainConfig(**{**TINY.__dict__, "vae_steps": 4, "vae_full_clip_steps": 2})
+    out = tmp_path / "vae-on"
+    stopped = train_shapes(
+        out, longer, device="cpu", progress=False, vae_from=first.model_dir, budget=Budget(max_steps=1)
+    )
+    assert not stopped.finished
+    shipped = load(first.model_dir / "vae" / "diffusion_pytorch_model.safetensors")
+    one_step = torch.load(out / "state" / "vae.pt", weights_only=False)
+    assert one_step["step"] == TINY.vae_steps + 1 and len(one_step["history"]["loss"]) == 1
+    # resumed from the model's weights: one AdamW step from them moves no weight by more than ~lr
+    moved = {k: float((v - shipped[k]).abs().max()) for k, v in one_step["models"]["vae"].items()}
+    assert 0 < max(moved.values()) <= 1.01 * TINY.vae_lr
+    result = train_shapes(out, longer, device="cpu", progress=False, vae_from=first.model_dir)
+    assert result.finished
+    trained = torch.load(out / "state" / "vae.pt", weights_only=False)
+    assert trained["step"] == 4 and len(trained["history"]["loss"]) == 2  # steps 2 and 3 only
+    exported = load(result.model_dir / "vae" / "diffusion_pytorch_model.safetensors")
+    for name, value in trained["models"]["vae"].items():
+        assert torch.equal(exported[name], value), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["vae_from"] == {"model": str(first.model_dir), "step": TINY.vae_steps}
+    old_stats = load_components(first.model_dir, device="cpu").vae.config.latents_mean
+    assert load_components(result.model_dir, device="cpu").vae.config.latents_mean != old_stats
+
+
+def test_training_a_model_folders_vae_on_refuses_what_would_change_its_past(straight_run, tmp_path):
+    _, first = straight_run
+    shorter = ShapesTrainConfig(**{**TINY.__dict__, "vae_steps": 1})
+    with pytest.raises(InputError, match="trained 2 steps"):
+        train_shapes(tmp_path / "a", shorter, device="cpu", progress=False, vae_from=first.model_dir)
+    moved_prefix = ShapesTrainConfig(**{**TINY.__dict__, "vae_steps": 4})
+    with pytest.raises(InputError, match="set vae_full_clip_steps to 2"):
+        train_shapes(tmp_path / "b", moved_prefix, device="cpu", progress=False, vae_from=first.model_dir)
+    other_lr = ShapesTrainConfig(
+        **{**TINY.__dict__, "vae_steps": 4, "vae_full_clip_steps": 2, "vae_lr": 1e-3}
+    )
+    with pytest.raises(InputError, match="vae_lr"):
+        train_shapes(tmp_path / "c", other_lr, device="cpu", progress=False, vae_from=first.model_dir)
+    both = ShapesTrainConfig(
+        **{**TINY.__dict__, "vae_steps": 4, "vae_full_clip_steps": 2, "dit_steps": TINY.dit_steps + 2}
+    )
+    with pytest.raises(InputError, match="trains that VAE on"):
+        train_shapes(tmp_path / "d", both, device="cpu", progress=False, dit_from=first.model_dir)
+
+
 def test_a_model_folder_of_another_world_or_layout_is_refused(straight_run, tmp_path):
     import shutil
 

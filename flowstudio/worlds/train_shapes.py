@@ -585,6 +585,10 @@ def train_shapes(
     ``vae_from``: a trained model folder (e.g. the shipped ``flowstudio/assets/toy-shapes``) whose VAE
     this run takes as its finished VAE stage; the latent cache is re-encoded. See :func:`take_vae_from`.
 
+    When ``config.vae_steps`` is past the step the model's VAE was trained to, ``vae_from`` instead
+    *trains that VAE on* (a warm restart with fresh AdamW moments; :data:`VAE_SCHEDULE_FIELDS` may differ
+    from the model's), and the latent cache and transformer are then made anew on it.
+
     ``dit_from``: a trained model folder whose VAE (as ``vae_from``) *and* transformer this run takes:
     the transformer stage resumes from the model's weights at the step it was trained to, so a shipped
     model can be trained on without its run folder. See :func:`take_transformer_from`.
@@ -636,15 +640,24 @@ def train_shapes(
         )
     if reuse_stages_from is not None:
         reuse_stages(Path(reuse_stages_from), config, init_dir, state_dir, replace_init=fresh_init)
+    vae_trained_to: int | None = None  # the model's VAE step when this run trains that VAE on
     if vae_from is not None:
-        take_vae_from(Path(vae_from), config, init_dir, state_dir, replace_init=fresh_init)
+        vae_trained_to = take_vae_from(Path(vae_from), config, init_dir, state_dir, replace_init=fresh_init)
     if dit_from is not None:
+        if vae_trained_to is not None:
+            raise InputError(
+                f"dit_from takes {dit_from}'s VAE as it is, and this configuration's vae_steps "
+                f"({config.vae_steps}) trains that VAE on from step {vae_trained_to}: its transformer was "
+                "trained on the old latents. Train the VAE on with vae_from, or keep the model's vae_steps"
+            )
         take_transformer_from(Path(dit_from), config, state_dir)
     components = load_components(init_dir, device=device_, dtype=torch.float32)
     components.text_encoder.requires_grad_(False)
     summary: dict[str, Any] = {"config": dataclasses.asdict(config), "device": str(device_), "seconds": {}}
     if dit_from is not None:  # the lineage: whose transformer this run trains on
         summary["dit_from"] = str(dit_from)
+    if vae_trained_to is not None:  # the lineage: whose VAE this run trains on, from which step
+        summary["vae_from"] = {"model": str(vae_from), "step": vae_trained_to}
     curves: dict[str, list[float]] = {}
     held_out: dict[str, list[list[float]]] = {}
 
@@ -675,7 +688,7 @@ def train_shapes(
         return finish(False, None)
     components.vae.requires_grad_(False)
     set_latent_statistics(components.vae, config, device_)
-    if vae_from is not None:
+    if vae_from is not None and vae_trained_to is None:  # taken as it is: it must reproduce the model's
         check_latent_statistics(components.vae, Path(vae_from))
     # 2. latent cache
     start = time.perf_counter()
@@ -716,6 +729,9 @@ TRANSFORMER_FIELDS = frozenset(
         "log_every",
     }
 )
+#: Fields of the VAE's schedule that a run training a model folder's VAE on may set anew
+#: (:func:`take_vae_from`): how far it trains, and over how many final steps it sees whole clips.
+VAE_SCHEDULE_FIELDS = frozenset({"vae_steps", "vae_full_clip_steps"})
 #: Fields that change how a run is executed, never its result: a run may resume with other values.
 RUNTIME_FIELDS = frozenset(
     {"data_workers", "checkpoint_every", "log_every", "eval_every", "eval_clips", "sample_every"}
@@ -768,15 +784,16 @@ def _require(paths: list[Path], what: str, hint: str) -> None:
         raise InputError(f"{what}: missing {missing}; {hint}")
 
 
-def _check_same_outside_transformer(stored: dict[str, Any], config: ShapesTrainConfig, source: Path) -> None:
+def _check_same_outside_transformer(
+    stored: dict[str, Any], config: ShapesTrainConfig, source: Path, also_free: frozenset[str] = frozenset()
+) -> None:
     """Refuse to take stages from ``source`` when its configuration ``stored`` differs from ``config``
-    outside :data:`TRANSFORMER_FIELDS` (and the runtime-only keys)."""
+    outside :data:`TRANSFORMER_FIELDS`, the runtime-only keys and ``also_free``."""
     # fields added since the earlier run was made held their defaults there
     stored = {**dataclasses.asdict(ShapesTrainConfig()), **stored}
     mine = dataclasses.asdict(config)
-    differing = sorted(
-        k for k, v in mine.items() if k not in TRANSFORMER_FIELDS | RUNTIME_FIELDS and stored.get(k) != v
-    )
+    free = TRANSFORMER_FIELDS | RUNTIME_FIELDS | also_free
+    differing = sorted(k for k, v in mine.items() if k not in free and stored.get(k) != v)
     if differing:
         raise InputError(
             f"cannot reuse stages from {source}: its configuration differs outside the transformer in "
@@ -787,9 +804,18 @@ def _check_same_outside_transformer(stored: dict[str, Any], config: ShapesTrainC
 
 def take_vae_from(
     model_dir: Path, config: ShapesTrainConfig, init_dir: Path, state_dir: Path, *, replace_init: bool = True
-) -> None:
+) -> int | None:
     """Start a run from a trained model folder's VAE: its VAE stage counts as finished, the latent cache
-    is re-encoded, and only the transformer trains.
+    is re-encoded, and only the transformer trains. Returns None then.
+
+    When ``config.vae_steps`` is past the step the model's VAE was trained to (its ``vae_steps``), the
+    VAE stage instead resumes from the model's VAE at that step and trains on to ``config.vae_steps``;
+    that step is returned. The continuation is a warm restart (the learning rate follows ``config``'s
+    schedule, so it returns to ``vae_lr`` until the new cosine tail, and AdamW starts with empty
+    moments), and the steps the model already took must keep their meaning: the short-crop prefix
+    (``vae_steps - vae_full_clip_steps``) must equal the model's, so only whole-clip steps are added.
+    Why: the VAE's held-out PSNR was still rising at a constant rate when its last run ended (issue 13,
+    docs/toy_model.md), and its run folder is gone while the model folder is shipped.
 
     Why: a run folder's ``state/`` is not shipped (and was lost once with a wiped runs folder), while
     the model folder is; this is :func:`reuse_stages` for a model folder. Its ``training_summary.json``
@@ -812,20 +838,43 @@ def take_vae_from(
         "`flowstudio worlds train shapes` (e.g. flowstudio/assets/toy-shapes)",
     )
     summary = json.loads((model_dir / "training_summary.json").read_text())
-    _check_same_outside_transformer(summary.get("config", {}), config, model_dir)
+    stored = {**dataclasses.asdict(ShapesTrainConfig()), **summary.get("config", {})}
+    trained = int(stored["vae_steps"])
+    if config.vae_steps < trained:
+        raise InputError(
+            f"{model_dir}'s VAE was trained {trained} steps and this configuration's vae_steps is "
+            f"{config.vae_steps}: use {trained} to take it as it is, or more to train it on"
+        )
+    continuing = config.vae_steps > trained
+    _check_same_outside_transformer(
+        stored, config, model_dir, also_free=VAE_SCHEDULE_FIELDS if continuing else frozenset()
+    )
+    prefix = config.vae_steps - config.vae_full_clip_steps
+    model_prefix = trained - int(stored["vae_full_clip_steps"])
+    if continuing and prefix != model_prefix:
+        raise InputError(
+            f"training {model_dir}'s VAE on must keep its first {model_prefix} steps of short crops "
+            f"(vae_steps - vae_full_clip_steps); this configuration makes it {prefix}: set "
+            f"vae_full_clip_steps to {config.vae_steps - model_prefix}"
+        )
     if replace_init:
         for name in ("vae", "text_encoder", "tokenizer"):
             shutil.rmtree(init_dir / name)
             shutil.copytree(model_dir / name, init_dir / name)
     vae_file = state_dir / "vae.pt"
-    if vae_file.exists():
-        return
+    if vae_file.exists():  # taken before (or trained on since): resume that
+        return trained if continuing else None
     from diffusers import AutoencoderKLWan
 
     vae = AutoencoderKLWan.from_pretrained(model_dir / "vae", torch_dtype=torch.float32)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr)  # never stepped: the stage is done
-    _write_stage_state(vae_file, "vae", vae, optimizer, config.vae_steps, vae_from=str(model_dir))
+    # empty AdamW moments (see the docstring); never stepped when the stage is taken as finished
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr, weight_decay=0.0)
+    _write_stage_state(vae_file, "vae", vae, optimizer, trained, vae_from=str(model_dir))
+    if continuing:
+        logger.info("taking the VAE of %s at step %d to train on", model_dir, trained)
+        return trained
     logger.info("taking the VAE of %s as this run's finished VAE stage", model_dir)
+    return None
 
 
 def _write_stage_state(
