@@ -87,3 +87,24 @@ def test_a_recipe_file_that_is_missing_broken_or_not_a_mapping_is_refused(tmp_pa
     (tmp_path / "run.yaml").write_text("base: base.yaml\ntrain: {steps: 5}\n")
     assert read_recipe(tmp_path / "run.yaml", deep) == {"train": {"steps": 5, "lr": 0.1}, "seed": 1}
     assert read_recipe(tmp_path / "run.yaml") == {"train": {"steps": 5}, "seed": 1}
+
+
+@pytest.mark.parametrize(
+    ("recipe", "trains_the_vae_on"),
+    [
+        ("shapes_cpu_deep_continue.yaml", False),
+        ("shapes_cpu_vae_continue.yaml", True),
+        ("shapes_cpu_v7.yaml", True),
+    ],
+)
+def test_the_continuation_recipes_fit_the_shipped_model(
+    recipe: str, trains_the_vae_on: bool, tmp_path: Path
+) -> None:
+    """The recipes that start from the shipped model pass its configuration checks: the VAE is taken as
+    finished, or trained on from its step with its short-crop prefix kept."""
+    from flowstudio.worlds.train_shapes import take_vae_from
+
+    config = ShapesTrainConfig.from_yaml(CONFIGS / recipe)
+    step = take_vae_from(Path(TOY_MODEL), config, tmp_path / "init", tmp_path, replace_init=False)
+    shipped_steps = json.loads((Path(TOY_MODEL) / "training_summary.json").read_text())["config"]["vae_steps"]
+    assert step == (shipped_steps if trains_the_vae_on else None)

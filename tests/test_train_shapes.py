@@ -209,6 +209,21 @@ def test_a_model_folders_vae_is_trained_on_when_vae_steps_is_past_its_step(strai
     assert summary["vae_from"] == {"model": str(first.model_dir), "step": TINY.vae_steps}
     old_stats = load_components(first.model_dir, device="cpu").vae.config.latents_mean
     assert load_components(result.model_dir, device="cpu").vae.config.latents_mean != old_stats
+    # then the model's transformer trains on from its step on the latents of the VAE trained on
+    on_new_latents = ShapesTrainConfig(**{**longer.__dict__, "dit_steps": TINY.dit_steps + 2})
+    tuned = train_shapes(
+        tmp_path / "dit-on",
+        on_new_latents,
+        device="cpu",
+        progress=False,
+        reuse_stages_from=out,
+        dit_from=first.model_dir,
+    )
+    assert tuned.finished
+    dit = torch.load(tmp_path / "dit-on" / "state" / "dit.pt", weights_only=False)
+    assert dit["step"] == TINY.dit_steps + 2 and len(dit["history"]["loss"]) == 2
+    new_vae = load(tuned.model_dir / "vae" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(new_vae[k], v) for k, v in exported.items()), "the VAE trained on"
 
 
 def test_training_a_model_folders_vae_on_refuses_what_would_change_its_past(straight_run, tmp_path):
@@ -229,6 +244,16 @@ def test_training_a_model_folders_vae_on_refuses_what_would_change_its_past(stra
     )
     with pytest.raises(InputError, match="trains that VAE on"):
         train_shapes(tmp_path / "d", both, device="cpu", progress=False, dit_from=first.model_dir)
+    longer_dit = ShapesTrainConfig(**{**TINY.__dict__, "dit_steps": TINY.dit_steps + 2})
+    with pytest.raises(InputError, match="did not start from"):  # a run whose VAE began from random weights
+        train_shapes(
+            tmp_path / "e",
+            longer_dit,
+            device="cpu",
+            progress=False,
+            reuse_stages_from=straight_run[0],
+            dit_from=first.model_dir,
+        )
 
 
 def test_a_model_folder_of_another_world_or_layout_is_refused(straight_run, tmp_path):

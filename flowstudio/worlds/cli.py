@@ -120,12 +120,15 @@ def train_shapes_command(
     vae_from: Path | None = typer.Option(
         None,
         help="A trained model folder (e.g. flowstudio/assets/toy-shapes): take its VAE as finished, "
-        "re-encode the latent cache, train only the transformer.",
+        "re-encode the latent cache, train only the transformer; when the config's vae_steps is past the "
+        "model's, train that VAE on first.",
     ),
     dit_from: Path | None = typer.Option(
         None,
         help="A trained model folder: take its VAE (as --vae-from) and its transformer, and train the "
-        "transformer on from the step it was trained to, up to the config's dit_steps.",
+        "transformer on from the step it was trained to, up to the config's dit_steps. With "
+        "--reuse-stages-from a run that trained this model's VAE on, its transformer trains on that "
+        "run's latents.",
     ),
 ) -> None:
     """Train the ShapeWorld toy Wan2.2 model (VAE, latent cache, transformer); resumes from OUT/state."""

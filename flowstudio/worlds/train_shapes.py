@@ -591,9 +591,12 @@ def train_shapes(
 
     ``dit_from``: a trained model folder whose VAE (as ``vae_from``) *and* transformer this run takes:
     the transformer stage resumes from the model's weights at the step it was trained to, so a shipped
-    model can be trained on without its run folder. See :func:`take_transformer_from`.
+    model can be trained on without its run folder. See :func:`take_transformer_from`. With
+    ``reuse_stages_from``, the VAE and latent cache come from that run instead, whose VAE must have
+    started from the model's (:func:`check_vae_lineage`): the model's transformer then trains on the
+    latents of its VAE trained on, which stay close to the ones it learned (a fine-tune, not a new run).
     """
-    if dit_from is not None:
+    if dit_from is not None and reuse_stages_from is None:
         if vae_from is not None and Path(vae_from) != Path(dit_from):
             raise InputError("dit_from takes the VAE of the same model folder; leave vae_from unset")
         vae_from = dit_from
@@ -601,6 +604,8 @@ def train_shapes(
         raise InputError(
             "give either reuse_stages_from (a run folder) or vae_from / dit_from (a model folder), not both"
         )
+    if reuse_stages_from is not None and dit_from is not None:  # a VAE trained on, then its transformer
+        check_vae_lineage(Path(reuse_stages_from), Path(dit_from))
     config = config or ShapesTrainConfig()
     budget = budget or Budget()
     out = Path(out)
@@ -647,8 +652,8 @@ def train_shapes(
         if vae_trained_to is not None:
             raise InputError(
                 f"dit_from takes {dit_from}'s VAE as it is, and this configuration's vae_steps "
-                f"({config.vae_steps}) trains that VAE on from step {vae_trained_to}: its transformer was "
-                "trained on the old latents. Train the VAE on with vae_from, or keep the model's vae_steps"
+                f"({config.vae_steps}) trains that VAE on from step {vae_trained_to}. Train the VAE on first "
+                "(vae_from, in its own run folder), then give that run as reuse_stages_from with dit_from"
             )
         take_transformer_from(Path(dit_from), config, state_dir)
     components = load_components(init_dir, device=device_, dtype=torch.float32)
@@ -954,6 +959,23 @@ def take_transformer_from(model_dir: Path, config: ShapesTrainConfig, state_dir:
     logger.info(
         "taking the transformer of %s at step %d; training on to %d", model_dir, trained, config.dit_steps
     )
+
+
+def check_vae_lineage(run_dir: Path, model_dir: Path) -> None:
+    """Refuse to train ``model_dir``'s transformer on ``run_dir``'s latents unless that run's VAE started
+    from the model's VAE (``run_dir/init/vae`` holds the model's weights, as :func:`take_vae_from`
+    leaves it): a transformer only fits latents of the VAE it learned on, or of that VAE trained on."""
+    from safetensors.torch import load_file
+
+    name = "diffusion_pytorch_model.safetensors"
+    paths = [run_dir / "init" / "vae" / name, model_dir / "vae" / name]
+    _require(paths, "cannot check whose VAE the run trained", "give a run folder and a model folder")
+    theirs, ours = (load_file(path) for path in paths)
+    if theirs.keys() != ours.keys() or any(not torch.equal(theirs[k], ours[k]) for k in ours):
+        raise InputError(
+            f"the VAE of {run_dir} did not start from {model_dir}'s VAE, so {model_dir}'s transformer was "
+            "trained on other latents; give the run made with --vae-from that model"
+        )
 
 
 def check_latent_statistics(vae: torch.nn.Module, model_dir: Path, tolerance: float = 1e-3) -> None:
