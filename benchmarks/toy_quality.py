@@ -124,11 +124,12 @@ def run_state_roundtrip(run: Path) -> Callable[[np.ndarray], np.ndarray]:
     """Encode/decode with the VAE of a training run's ``state/vae.pt`` (a stage that may be unfinished)."""
     from diffusers import AutoencoderKLWan
 
+    from flowstudio.train import checkpoint
     from flowstudio.video import frames_to_tensor, tensor_to_frames
 
     vae = AutoencoderKLWan.from_pretrained(run / "init" / "vae")
-    state = torch.load(run / "state" / "vae.pt", map_location="cpu", weights_only=False)
-    vae.load_state_dict(state["model"])
+    state = checkpoint.read(run / "state" / "vae.pt", ["vae"])  # the trainer's format, or the older one
+    vae.load_state_dict(state["models"]["vae"])
     vae.eval()
     print(f"VAE of {run} at step {state['step']}")
 

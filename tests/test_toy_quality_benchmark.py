@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -62,3 +63,30 @@ def test_t2v_records_what_was_asked_and_read_and_draws_the_samples(tmp_path):
         "t2v_misreadings": toy_quality.misreadings(items),
     }
     assert "## T2V misreadings" in toy_quality.table(result, "t")
+
+
+def test_the_vae_of_a_run_in_progress_is_measured_from_its_stage_checkpoint(tmp_path):
+    """``--vae-state RUN``: the VAE stage's checkpoint (the trainer's format) is what reconstructs."""
+    from flowstudio.worlds.train_shapes import Budget, ShapesTrainConfig, train_shapes
+
+    tiny = ShapesTrainConfig(
+        num_layers=1, num_attention_heads=2, attention_head_dim=8, ffn_dim=32, freq_dim=16, text_dim=16,
+        text_encoder_layers=1, text_encoder_heads=2, vae_base_dim=8, vae_decoder_base_dim=8, num_frames=5,
+        height=32, width=32, vae_steps=3, vae_batch=1, vae_crop_frames=5, vae_crop_size=32, num_clips=2,
+        stats_clips=2, dit_steps=1, dit_batch=1, checkpoint_every=1, vae_lr=0.05,
+    )  # fmt: skip
+    run = tmp_path / "run"
+    train_shapes(run, tiny, device="cpu", progress=False, budget=Budget(max_steps=2))  # mid VAE stage
+    clip = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    trained = toy_quality.run_state_roundtrip(run)(clip)
+    from diffusers import AutoencoderKLWan
+
+    from flowstudio.video import frames_to_tensor, tensor_to_frames
+
+    initial = AutoencoderKLWan.from_pretrained(run / "init" / "vae").eval()
+    with torch.no_grad():
+        untrained = tensor_to_frames(
+            initial.decode(initial.encode(frames_to_tensor(clip)).latent_dist.mode()).sample
+        )
+    assert trained.shape == clip.shape
+    assert np.abs(trained.astype(int) - untrained.astype(int)).max() > 0, "the stage's weights, not init's"
