@@ -89,6 +89,22 @@ def test_every_run_is_trained_scored_and_tabulated_per_seed_then_resumed(tmp_pat
     # --stored-only assembles the same table from the eval.json files and never trains ...
     assembled = ablate(steps=2, seeds=(0, 1), stored_only=True)
     assert assembled["runs"]["full"]["metrics"] == table["runs"]["full"]["metrics"]
+    # a record written before a configuration field existed still counts (the field held its default),
+    # while a field that really differs disowns it
+    record_file = out / "full" / "seed_0" / "eval.json"
+    record = json.loads(record_file.read_text())
+    del record["model_config"]["audio"]["struct_trains_encoder"]
+    record_file.write_text(json.dumps(record))
+    assert (
+        ablate(steps=2, seeds=(0, 1), stored_only=True)["runs"]["full"]["metrics"]
+        == (table["runs"]["full"]["metrics"])
+    )
+    record["model_config"]["audio"]["hidden_dim"] += 1
+    record_file.write_text(json.dumps(record))
+    with pytest.raises(InputError, match="full seed 0: its eval.json was made with another model_config"):
+        ablate(steps=2, seeds=(0, 1), stored_only=True)
+    record["model_config"]["audio"]["hidden_dim"] -= 1
+    record_file.write_text(json.dumps(record))
     # ... and refuses, listing every run and seed it lacks, where one is missing or made otherwise
     with pytest.raises(
         InputError, match=r"2 run\(s\).*full seed 2: no eval.json.*no_bridge seed 2: no eval.json"

@@ -67,3 +67,26 @@ def test_conditioning_tokens_per_block_and_null_sink():
     # a chunk computed alone gives the same tokens as inside the whole sequence
     alone, _ = module(feats[:, 9:], ids[9:])
     torch.testing.assert_close(alone, to_video[:, 9:])
+
+
+@pytest.mark.parametrize("struct_trains_encoder", [True, False])
+def test_the_structure_towers_gradient_reaches_the_shared_encoder_only_when_asked(struct_trains_encoder):
+    """``struct_trains_encoder=False``: the same tokens, but a loss on the structure tokens trains only
+    the structure projection, never the shared MLP and positions (the video tower's loss still does)."""
+    torch.manual_seed(0)
+    kwargs = dict(feature_dim=6, hidden_dim=8, video_dim=12, struct_dim=10, tokens_per_block=8)
+    module = AudioConditioningModule(**kwargs, struct_trains_encoder=struct_trains_encoder)
+    reference = AudioConditioningModule(**kwargs)
+    reference.load_state_dict(module.state_dict())
+    ids = torch.tensor([0] + [1] * 8 + [2] * 8)
+    feats = torch.randn(2, 17, 6)
+    to_video, to_struct = module(feats, ids)
+    for ours, theirs in zip((to_video, to_struct), reference(feats, ids), strict=True):
+        torch.testing.assert_close(ours, theirs)
+    to_struct.square().sum().backward(retain_graph=True)
+    shared = [module.mlp[0].weight, module.position]
+    assert module.to_struct.weight.grad.abs().sum() > 0
+    assert all((p.grad is not None and p.grad.abs().sum() > 0) == struct_trains_encoder for p in shared)
+    module.zero_grad(set_to_none=True)
+    to_video.square().sum().backward()
+    assert all(p.grad.abs().sum() > 0 for p in shared)

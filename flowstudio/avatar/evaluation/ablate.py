@@ -124,6 +124,20 @@ class _Plan:
     missing: str | None
 
 
+def _with_new_defaults(stored: dict[str, Any]) -> dict[str, Any]:
+    """``stored``'s record of how it was made, with every model and training field added to the code
+    since then at its default (the value it had in effect): a new field must not disown finished runs.
+    A record the current configuration classes cannot read is returned as it is (and then differs)."""
+    try:
+        model = DualForceConfig.from_dict(stored["model_config"]).to_dict()
+        train_config = asdict(TrainConfig.from_dict(stored["train_config"]))
+    except (KeyError, TypeError, ValueError, InputError):
+        return stored
+    train_config.pop("output_dir", None)
+    normalised = {**stored, "model_config": model, "train_config": train_config}
+    return json.loads(json.dumps(normalised, default=str))  # as stored: tuples are lists
+
+
 def _plan(
     model_config: DualForceConfig,
     recipe: TrainConfig,
@@ -145,7 +159,8 @@ def _plan(
     if stored is None:
         missing: str | None = "no eval.json"
     else:
-        differ = [key for key, value in made_from.items() if stored.get(key) != value]
+        recorded = _with_new_defaults(stored)
+        differ = [key for key, value in made_from.items() if recorded.get(key) != value]
         missing = f"its eval.json was made with another {', '.join(differ)}" if differ else None
     return _Plan(seed, folder, run, model_config, made_from, stored, missing)
 

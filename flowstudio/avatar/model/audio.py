@@ -198,6 +198,7 @@ class AudioConditioningModule(nn.Module):
     Args:
         feature_dim: feature channels ``C_a``; hidden_dim: MLP width; video_dim / struct_dim: tower widths;
         tokens_per_block: audio frames per latent frame (8 at 50 Hz / 6.25 Hz).
+        paths / struct_trains_encoder: see :class:`~flowstudio.avatar.model.config.AudioConfig`.
     """
 
     def __init__(
@@ -208,12 +209,14 @@ class AudioConditioningModule(nn.Module):
         struct_dim: int,
         tokens_per_block: int,
         paths: str = "dual",
+        struct_trains_encoder: bool = True,
     ):
         super().__init__()
         if paths not in ("dual", "video", "struct"):
             raise ValueError(f"audio paths must be 'dual', 'video' or 'struct', got {paths!r}")
         self.tokens_per_block = tokens_per_block
         self.paths = paths
+        self.struct_trains_encoder = struct_trains_encoder
         self.norm = nn.LayerNorm(feature_dim)
         self.mlp = nn.Sequential(
             nn.Linear(feature_dim, hidden_dim), nn.GELU(approximate="tanh"), nn.Linear(hidden_dim, hidden_dim)
@@ -236,4 +239,6 @@ class AudioConditioningModule(nn.Module):
         # single-path ablations: the deaf tower reads the null token in every row
         video = hidden if self.paths in ("dual", "video") else null
         struct = hidden if self.paths in ("dual", "struct") else null
+        if not self.struct_trains_encoder:  # same values; the structure's gradient stops at to_struct
+            struct = struct.detach()
         return self.to_video(video), self.to_struct(struct)

@@ -117,6 +117,11 @@ class AudioConfig:
         paths: which towers hear the audio: ``dual`` (both: audio -> video directly and through the
             structure), ``video`` or ``struct`` only (single-path ablations: the other tower's
             cross-attention reads the learned null token everywhere).
+        struct_trains_encoder: with ``dual``, whether the structure tower's losses train the shared
+            audio MLP and positions (True) or stop at its own projection (False: the encoder learns
+            from the video tower alone, as in single-path ``video``, while both towers still hear the
+            audio). A training switch only; inference is the same either way. It probes why
+            single-path audio trains worse lip-sync (docs/guide_avatar.md).
     """
 
     feature: Literal["logmel", "hubert"] = "logmel"
@@ -126,6 +131,7 @@ class AudioConfig:
     hidden_dim: int = 256
     hubert_path: str | None = None
     paths: AudioPaths = "dual"
+    struct_trains_encoder: bool = True
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,7 @@ class DualForceModel(nn.Module):
             config.struct.dim,
             self.rates.audio_per_latent,
             paths=config.audio.paths,
+            struct_trains_encoder=config.audio.struct_trains_encoder,
         )
 
     # ------------------------------------------------------------------------------------------
