@@ -244,6 +244,7 @@ def test_training_a_model_folders_vae_on_refuses_what_would_change_its_past(stra
     )
     with pytest.raises(InputError, match="trains that VAE on"):
         train_shapes(tmp_path / "d", both, device="cpu", progress=False, dit_from=first.model_dir)
+    assert not (tmp_path / "d").exists()  # refused before the run folder is made
     longer_dit = ShapesTrainConfig(**{**TINY.__dict__, "dit_steps": TINY.dit_steps + 2})
     with pytest.raises(InputError, match="did not start from"):  # a run whose VAE began from random weights
         train_shapes(

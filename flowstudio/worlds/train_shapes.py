@@ -596,17 +596,25 @@ def train_shapes(
     started from the model's (:func:`check_vae_lineage`): the model's transformer then trains on the
     latents of its VAE trained on, which stay close to the ones it learned (a fine-tune, not a new run).
     """
+    config = config or ShapesTrainConfig()
     if dit_from is not None and reuse_stages_from is None:
         if vae_from is not None and Path(vae_from) != Path(dit_from):
             raise InputError("dit_from takes the VAE of the same model folder; leave vae_from unset")
         vae_from = dit_from
+        summary_file = Path(dit_from) / "training_summary.json"  # (missing: take_vae_from says so below)
+        trained_vae = int(_trained_config(Path(dit_from))["vae_steps"]) if summary_file.is_file() else None
+        if trained_vae is not None and config.vae_steps > trained_vae:  # refused before the folder is made
+            raise InputError(
+                f"dit_from takes {dit_from}'s VAE as it is, and this configuration's vae_steps "
+                f"({config.vae_steps}) trains that VAE on from step {trained_vae}. Train the VAE on first "
+                "(vae_from, in its own run folder), then give that run as reuse_stages_from with dit_from"
+            )
     if reuse_stages_from is not None and vae_from is not None:
         raise InputError(
             "give either reuse_stages_from (a run folder) or vae_from / dit_from (a model folder), not both"
         )
     if reuse_stages_from is not None and dit_from is not None:  # a VAE trained on, then its transformer
         check_vae_lineage(Path(reuse_stages_from), Path(dit_from))
-    config = config or ShapesTrainConfig()
     budget = budget or Budget()
     out = Path(out)
     device_ = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -649,12 +657,6 @@ def train_shapes(
     if vae_from is not None:
         vae_trained_to = take_vae_from(Path(vae_from), config, init_dir, state_dir, replace_init=fresh_init)
     if dit_from is not None:
-        if vae_trained_to is not None:
-            raise InputError(
-                f"dit_from takes {dit_from}'s VAE as it is, and this configuration's vae_steps "
-                f"({config.vae_steps}) trains that VAE on from step {vae_trained_to}. Train the VAE on first "
-                "(vae_from, in its own run folder), then give that run as reuse_stages_from with dit_from"
-            )
         take_transformer_from(Path(dit_from), config, state_dir)
     components = load_components(init_dir, device=device_, dtype=torch.float32)
     components.text_encoder.requires_grad_(False)
@@ -807,6 +809,13 @@ def _check_same_outside_transformer(
         )
 
 
+def _trained_config(model_dir: Path) -> dict[str, Any]:
+    """The configuration a model folder's ``training_summary.json`` records, with the fields added since
+    at their defaults (the values they had in effect)."""
+    summary = json.loads((model_dir / "training_summary.json").read_text())
+    return {**dataclasses.asdict(ShapesTrainConfig()), **summary.get("config", {})}
+
+
 def take_vae_from(
     model_dir: Path, config: ShapesTrainConfig, init_dir: Path, state_dir: Path, *, replace_init: bool = True
 ) -> int | None:
@@ -819,8 +828,8 @@ def take_vae_from(
     schedule, so it returns to ``vae_lr`` until the new cosine tail, and AdamW starts with empty
     moments), and the steps the model already took must keep their meaning: the short-crop prefix
     (``vae_steps - vae_full_clip_steps``) must equal the model's, so only whole-clip steps are added.
-    Why: the VAE's held-out PSNR was still rising at a constant rate when its last run ended (issue 13,
-    docs/toy_model.md), and its run folder is gone while the model folder is shipped.
+    Training on is there because the VAE's held-out PSNR was still rising at a constant rate when its
+    last run ended (issue 13, docs/toy_model.md).
 
     Why: a run folder's ``state/`` is not shipped (and was lost once with a wiped runs folder), while
     the model folder is; this is :func:`reuse_stages` for a model folder. Its ``training_summary.json``
@@ -842,8 +851,7 @@ def take_vae_from(
         "give a model folder exported by "
         "`flowstudio worlds train shapes` (e.g. flowstudio/assets/toy-shapes)",
     )
-    summary = json.loads((model_dir / "training_summary.json").read_text())
-    stored = {**dataclasses.asdict(ShapesTrainConfig()), **summary.get("config", {})}
+    stored = _trained_config(model_dir)
     trained = int(stored["vae_steps"])
     if config.vae_steps < trained:
         raise InputError(
