@@ -16,6 +16,7 @@ generations, titled with what was asked and read).
 
     python benchmarks/toy_quality.py --model PATH [--prompts 200] [--steps 30]
     python benchmarks/toy_quality.py --vae-state RUN --prompts 0 --i2v-clips 0   # a run's VAE stage
+    python benchmarks/toy_quality.py --model PATH --save-clips DIR   # keep the generations (re-reading)
 """
 
 from __future__ import annotations
@@ -206,6 +207,14 @@ def misreadings(items: list[dict], top: int = 5) -> dict[str, dict]:
             "top_errors": [[e, r, c] for (e, r), c in errors.most_common(top)],
         }
     return out
+
+
+def clip_saver(folder: Path | None) -> Callable[[int, np.ndarray], None] | None:
+    """``on_clip`` for :func:`t2v_quality` that writes each generation to ``folder/t2v_<i>.npz``."""
+    if folder is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    return lambda i, frames: np.savez_compressed(folder / f"t2v_{i:04d}.npz", frames=frames)
 
 
 def plot_samples(samples: list[np.ndarray], items: list[dict], path: Path) -> None:
@@ -403,6 +412,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--guidance", type=float, default=5.0)
     parser.add_argument("--tag", default="toy_quality")
+    parser.add_argument(
+        "--save-clips",
+        type=Path,
+        help="also write every T2V generation to this folder (t2v_<i>.npz), to re-read without regenerating",
+    )
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     pipe = None
@@ -420,7 +434,7 @@ def main() -> None:
         f"VAE PSNR {vae['psnr_db']:.2f} dB over {args.vae_clips} clips; per frame {vae['psnr_db_per_frame']}"
     )
     t2v, seconds, items, samples = (
-        t2v_quality(pipe, args.prompts, args.steps, args.guidance)
+        t2v_quality(pipe, args.prompts, args.steps, args.guidance, on_clip=clip_saver(args.save_clips))
         if pipe
         else ({name: _proportion(0, 0) for name in READERS}, [], [], [])
     )

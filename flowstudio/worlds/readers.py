@@ -126,7 +126,7 @@ _HIST_BITS = 5  # background colour histogram: 2**bits levels per channel
 _HIST_MIN_SHARE = 0.0002  # a colour bin is background when this share of border pixels falls near it
 
 
-def estimate_mask(clip: np.ndarray) -> np.ndarray:
+def estimate_mask(clip: np.ndarray, *, halo: bool = False) -> np.ndarray:
     """Estimate the object mask of a clip without ground truth, bool ``(T, H, W)``.
 
     ShapeWorld keeps the object away from the frame border, so the border shows only background. A
@@ -136,6 +136,10 @@ def estimate_mask(clip: np.ndarray) -> np.ndarray:
     majority vote in a small window and closed; the largest blob near the centre (with big blobs
     inside its box), holes under 2% of it filled, is the object. Objects whose colours also occur in
     the background (a white product on marble, tiles or a grey gradient) come out partial.
+
+    On a smooth background the soft halo a generated object is drawn with is left out
+    (:func:`_without_halo`) unless ``halo`` is true: the object's shape and colour are read without
+    it, and the background reader leaves it out of the background (it is not background either).
     """
     clip = _check_clip(clip)
     t, h, w, _ = clip.shape
@@ -169,7 +173,9 @@ def estimate_mask(clip: np.ndarray) -> np.ndarray:
         coef, *_ = np.linalg.lstsq(design, samples, rcond=None)
         tolerance = float(np.percentile(np.abs(samples - design @ coef).max(axis=1), 99.5))
         if tolerance < 24.0:  # the plane explains the border: a smooth background
-            cand = (np.abs(frame - full @ coef).max(axis=1) > max(10.0, 1.5 * tolerance)).reshape(h, w)
+            distance = np.abs(frame - full @ coef).max(axis=1).reshape(h, w)
+            threshold = max(10.0, 1.5 * tolerance)
+            cand = distance > threshold if halo else _without_halo(distance, threshold, border)
         else:
             cand = candidate[i]
         # patterns and highlights can match the background: vote in a window, then close
@@ -181,6 +187,37 @@ def estimate_mask(clip: np.ndarray) -> np.ndarray:
         logger.warning("estimate_mask found no object; using a central ellipse")
         out[:] = ((xx - w / unit / 2) / 0.15) ** 2 + ((yy - h / unit / 2) / 0.22) ** 2 < 1.0
     return out
+
+
+_HALO_RATIO = 3.0  # object pixels stand this many times further from the background than a halo's
+_HALO_MIN_OBJECT = 0.25  # ... and are at least this share of what stood out
+
+
+def _without_halo(distance: np.ndarray, threshold: float, border: np.ndarray) -> np.ndarray:
+    """Pixels that stand out from a smooth background, without the soft halo around a drawn object.
+
+    Generated and reconstructed clips draw a light or dark fringe around the object, a few tens of
+    levels off the background where the object is 100+ off: taken as object, it rounds every
+    silhouette (a ring or a cone read "ball"). When what stands out splits in two (Otsu) with the
+    upper part ``_HALO_RATIO`` times further out and at least ``_HALO_MIN_OBJECT`` of it, the lower
+    part is the halo and is dropped. Renders have no halo and rarely split so; a white object on a
+    light background, all near the background, keeps the plain threshold.
+    """
+    cand = distance > threshold
+    inner = distance[cand & ~border]
+    if inner.size <= 20:
+        return cand
+    level = np.clip(inner, 0, 255).astype(np.uint8).reshape(-1, 1)
+    split, _ = cv2.threshold(level, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    low, high = inner[inner <= split], inner[inner > split]
+    if (
+        low.size
+        and high.size
+        and high.mean() > _HALO_RATIO * low.mean()
+        and high.size >= _HALO_MIN_OBJECT * inner.size
+    ):
+        return distance > max(threshold, float(split))
+    return cand
 
 
 def _central_blob(candidate: np.ndarray, unit: int) -> np.ndarray:
@@ -468,7 +505,8 @@ def background_features(clip: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def read_background(clip: np.ndarray, mask: np.ndarray | None = None) -> tuple[str, float]:
     """Background kind: ``(name, posterior confidence)``; the object region (mask) is left out."""
     clip = _check_clip(clip)
-    return _model("BACKGROUND").predict(background_features(clip, _object_mask(clip, mask)))
+    mask = estimate_mask(clip, halo=True) if mask is None else _check_mask(mask, clip)
+    return _model("BACKGROUND").predict(background_features(clip, mask))
 
 
 # --------------------------------------------------------------------------------------------
