@@ -19,16 +19,15 @@ A person is one rater looking at one frame: a check of the instrument, not a rep
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 
 import numpy as np
+from _results import RESULTS, write_results
 
 from flowstudio.worlds.readers import NO_OBJECT, estimate_mask, read_or_no_object, read_shape
 from flowstudio.worlds.shapes import SHAPES
 
-RESULTS = Path(__file__).parent / "results"
 CLIP = re.compile(r"t2v_(\d+)\.npz$")
 NONE = "none"
 
@@ -134,9 +133,7 @@ def compare(folder: Path, labels_path: Path, tag: str) -> dict:
         "person_vs_reader_halo_kept": agreement("person", "reader_halo_kept"),
         "rows": rows,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{tag}.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / f"{tag}.md").write_text(table(result, tag))
+    write_results(tag, result, table(result, tag).splitlines(), RESULTS)
     return result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from flowstudio.worlds.readers import read_shape
 from flowstudio.worlds.shapes import render_clip
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "reader_human_check.py"
+sys.path.insert(0, str(SCRIPT.parent))  # the benchmarks import _results as a sibling module
 spec = importlib.util.spec_from_file_location("reader_human_check", SCRIPT)
 check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(check)
