@@ -24,21 +24,13 @@ from pathlib import Path
 
 import numpy as np
 from _results import RESULTS, write_results
+from toy_quality import held_out, wilson
 
 from flowstudio.worlds.readers import NO_OBJECT, estimate_mask, read_or_no_object, read_shape
 from flowstudio.worlds.shapes import SHAPES
 
 CLIP = re.compile(r"t2v_(\d+)\.npz$")
 NONE = "none"
-
-
-def wilson(hits: int, n: int, z: float = 1.96) -> list[float]:
-    if n == 0:
-        return [float("nan"), float("nan")]
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [round(float(centre - half), 4), round(float(centre + half), 4)]
 
 
 def saved_clips(folder: Path) -> dict[int, Path]:
@@ -94,12 +86,6 @@ def sheet(folder: Path, out: Path, cols: int = 8) -> None:
 
 
 def compare(folder: Path, labels_path: Path, tag: str) -> dict:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("toy_quality", Path(__file__).parent / "toy_quality.py")
-    toy_quality = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(toy_quality)
-
     clips, labels = saved_clips(folder), read_labels(labels_path)
     missing = sorted(set(labels) - set(clips))
     if missing:
@@ -107,7 +93,7 @@ def compare(folder: Path, labels_path: Path, tag: str) -> dict:
     rows = []
     for index in labels:
         frames = np.load(clips[index])["frames"]
-        asked = toy_quality.held_out(100_000 + index)[0].shape
+        asked = held_out(100_000 + index)[0].shape
         old = read_or_no_object(lambda clip: read_shape(mask=estimate_mask(clip, halo=True)), frames)
         rows.append(
             {
@@ -122,7 +108,12 @@ def compare(folder: Path, labels_path: Path, tag: str) -> dict:
 
     def agreement(a: str, b: str) -> dict:
         hits = sum(r[a] == r[b] for r in rows)
-        return {"value": round(hits / n, 4), "hits": hits, "n": n, "ci95": wilson(hits, n)}
+        return {
+            "value": round(hits / n, 4),
+            "hits": hits,
+            "n": n,
+            "ci95": [round(x, 4) for x in wilson(hits, n)],
+        }
 
     result = {
         "settings": {"clips": str(folder), "labels": str(labels_path), "n": n},
