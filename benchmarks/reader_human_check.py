@@ -41,6 +41,12 @@ def saved_clips(folder: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
+def _shape_read(frames: np.ndarray, halo: bool) -> str:
+    """The shape reader's answer in the labels' vocabulary (``none`` when it finds no object)."""
+    read = read_or_no_object(lambda clip: read_shape(mask=estimate_mask(clip, halo=halo)), frames)
+    return NONE if read == NO_OBJECT else read
+
+
 def read_labels(path: Path) -> dict[int, str]:
     """``index shape`` per line; ``#`` starts a comment. Unknown shapes are refused, not skipped."""
     labels = {}
@@ -94,14 +100,13 @@ def compare(folder: Path, labels_path: Path, tag: str) -> dict:
     for index in labels:
         frames = np.load(clips[index])["frames"]
         asked = held_out(100_000 + index)[0].shape
-        old = read_or_no_object(lambda clip: read_shape(mask=estimate_mask(clip, halo=True)), frames)
         rows.append(
             {
                 "index": index,
                 "asked": asked,
                 "person": labels[index],
-                "reader": NONE if (new := read_or_no_object(read_shape, frames)) == NO_OBJECT else new,
-                "reader_halo_kept": NONE if old == NO_OBJECT else old,
+                "reader": _shape_read(frames, halo=False),
+                "reader_halo_kept": _shape_read(frames, halo=True),
             }
         )
     n = len(rows)

@@ -126,13 +126,19 @@ def run_state_roundtrip(run: Path) -> Callable[[np.ndarray], np.ndarray]:
     from diffusers import AutoencoderKLWan
 
     from flowstudio.train import checkpoint
-    from flowstudio.video import frames_to_tensor, tensor_to_frames
 
     vae = AutoencoderKLWan.from_pretrained(run / "init" / "vae")
     state = checkpoint.read(run / "state" / "vae.pt", ["vae"])  # the trainer's format, or the older one
     vae.load_state_dict(state["models"]["vae"])
-    vae.eval()
     print(f"VAE of {run} at step {state['step']}")
+    return vae_roundtrip(vae)
+
+
+def vae_roundtrip(vae) -> Callable[[np.ndarray], np.ndarray]:
+    """Encode (the posterior's mode) and decode a uint8 clip with ``vae`` (an ``AutoencoderKLWan``)."""
+    from flowstudio.video import frames_to_tensor, tensor_to_frames
+
+    vae.eval()
 
     def roundtrip(clip: np.ndarray) -> np.ndarray:
         with torch.no_grad():

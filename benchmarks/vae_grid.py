@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from flowstudio.worlds.readers import read_or_no_object
 from flowstudio.worlds.shapes import render_clip
@@ -36,15 +35,7 @@ def vae_roundtrip(path: Path) -> Callable[[np.ndarray], np.ndarray]:
         raise SystemExit(f"{path}: neither a model folder (vae/config.json) nor a run folder (state/vae.pt)")
     from diffusers import AutoencoderKLWan
 
-    from flowstudio.video import frames_to_tensor, tensor_to_frames
-
-    vae = AutoencoderKLWan.from_pretrained(path / "vae").eval()
-
-    def roundtrip(clip: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            return tensor_to_frames(vae.decode(vae.encode(frames_to_tensor(clip)).latent_dist.mode()).sample)
-
-    return roundtrip
+    return toy_quality.vae_roundtrip(AutoencoderKLWan.from_pretrained(path / "vae"))
 
 
 def parse_source(text: str) -> tuple[str, Path]:

@@ -26,18 +26,10 @@ def _save_true_renders(folder: Path, indices: list[int]) -> list[str]:
     folder.mkdir()
     shapes = []
     for i in indices:
-        spec_i = _toy_quality().held_out(100_000 + i)[0]
+        spec_i = check.held_out(100_000 + i)[0]
         np.savez_compressed(folder / f"t2v_{i:04d}.npz", frames=render_clip(spec_i))
         shapes.append(spec_i.shape)
     return shapes
-
-
-def _toy_quality():
-    path = SCRIPT.parent / "toy_quality.py"
-    module_spec = importlib.util.spec_from_file_location("toy_quality_for_test", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
 
 
 def test_labels_are_index_and_a_known_shape(tmp_path):
