@@ -45,7 +45,7 @@ from edit_toy import EVAL_SEED, RESULTS, edit_pair, open_pipeline, pairs_at, sco
 
 from flowstudio import __version__
 from flowstudio.edit import BlendConfig
-from flowstudio.edit.blending import change_mask, composite
+from flowstudio.edit.blending import change_mask, composite, refine_region
 from flowstudio.edit.presets import PRESETS
 from flowstudio.worlds import EDIT_TYPES
 
@@ -79,17 +79,30 @@ def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def composite_settings(
-    thresholds: list[float], grows: list[int], largest: tuple[bool, ...] = (False,)
+    thresholds: list[float],
+    grows: list[int],
+    largest: tuple[bool, ...] = (False,),
+    refines: tuple[str, ...] = ("none",),
 ) -> list[dict[str, Any] | None]:
-    """``None`` (no composite) and every threshold x grow x largest-region-only (blur 5)."""
+    """``None`` (no composite) and every threshold x grow x largest-region-only x border refinement
+    (blur 5)."""
     return [None] + [
-        {"threshold": t, "grow": g, "largest": k} for k in largest for t in thresholds for g in grows
+        {"threshold": t, "grow": g, "largest": k, "refine": r}
+        for r in refines
+        for k in largest
+        for t in thresholds
+        for g in grows
     ]
 
 
 def _setting_of(blend: BlendConfig) -> dict[str, Any]:
     """A preset's composite as a sweep setting."""
-    return {"threshold": blend.change_threshold, "grow": blend.change_grow, "largest": blend.change_largest}
+    return {
+        "threshold": blend.change_threshold,
+        "grow": blend.change_grow,
+        "largest": blend.change_largest,
+        "refine": blend.change_refine,
+    }
 
 
 def apply(setting: dict[str, Any] | None, edited: np.ndarray, source: np.ndarray) -> np.ndarray:
@@ -99,6 +112,9 @@ def apply(setting: dict[str, Any] | None, edited: np.ndarray, source: np.ndarray
     region = change_mask(
         edited, source, setting["threshold"], BLUR, setting["grow"], setting.get("largest", False)
     )
+    refine = setting.get("refine", "none")
+    if refine != "none":
+        region = refine_region(region, source, edited if refine == "both" else None)
     return composite(edited, source, region)
 
 
@@ -106,7 +122,9 @@ def label(guidance: float, setting: dict[str, Any] | None) -> str:
     if setting is None:
         return f"cfg {guidance:g}, no composite"
     largest = ", largest region" if setting.get("largest") else ""
-    return f"cfg {guidance:g}, change t={setting['threshold']:g} grow={setting['grow']}{largest}"
+    refine = setting.get("refine", "none")
+    refined = "" if refine == "none" else f", GrabCut on {'source' if refine == 'source' else 'source+edit'}"
+    return f"cfg {guidance:g}, change t={setting['threshold']:g} grow={setting['grow']}{largest}{refined}"
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -247,6 +265,11 @@ def main() -> None:
         default="0,1",
         help="largest-changed-region-only settings to try (0: every changed pixel, 1: the largest region)",
     )
+    parser.add_argument(
+        "--refine",
+        default="none",
+        help="border refinements to try (comma-separated: none, source, both; BlendConfig.change_refine)",
+    )
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -275,6 +298,7 @@ def main() -> None:
         [float(t) for t in args.thresholds.split(",")],
         [int(g) for g in args.grows.split(",")],
         tuple(bool(int(k)) for k in args.largest.split(",")),
+        tuple(args.refine.split(",")),
     )
     preset_setting = _setting_of(blend)
     if preset_setting not in settings:

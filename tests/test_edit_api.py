@@ -218,6 +218,8 @@ def test_cli_edit_keep_unchanged(app, tiny_checkpoint, source_mp4, tmp_path):
         "--change-threshold",
         "0.3",
         "--change-largest",
+        "--change-refine",
+        "source",
         "--out",
         str(out),
     ]
@@ -227,6 +229,7 @@ def test_cli_edit_keep_unchanged(app, tiny_checkpoint, source_mp4, tmp_path):
     blend = record["settings"]["blend"]
     assert blend["composite_mask"] == "change" and blend["strength"] == 0.0
     assert blend["change_threshold"] == 0.3 and blend["change_largest"] is True
+    assert blend["change_refine"] == "source"
     assert 0.0 <= record["info"]["changed_fraction"] <= 1.0 and "auto_mask_fraction" not in record["info"]
 
 

@@ -81,3 +81,21 @@ def test_cached_edits_are_read_back_instead_of_made_again(tmp_path, monkeypatch)
     preset_sweep.edit_without_composite(None, pair, options, 5.0, tmp_path, "other-model")
     assert calls == [5.0, 7.0, 5.0] and len(list(tmp_path.glob("edit_*.npz"))) == 3
     assert not list(tmp_path.glob("*.part.npz"))
+
+
+def test_the_refine_setting_applies_the_engines_grabcut_refinement():
+    from flowstudio.edit.blending import change_mask, composite, refine_region
+
+    rng = np.random.default_rng(0)
+    source = np.clip(rng.normal(120, 5, (2, 48, 48, 3)), 0, 255).astype(np.uint8)
+    source[:, 14:34, 14:34] = (200, 40, 40)
+    edited = source.copy()
+    edited[:, 12:36, 12:36] = (40, 40, 200)  # recoloured, two pixels past the true outline
+    setting = {"threshold": 0.2, "grow": 1, "largest": False, "refine": "source"}
+    region = refine_region(change_mask(edited, source, 0.2, preset_sweep.BLUR, 1), source)
+    np.testing.assert_array_equal(
+        preset_sweep.apply(setting, edited, source), composite(edited, source, region)
+    )
+    settings = preset_sweep.composite_settings([0.2], [1], (False,), ("none", "source"))
+    assert [s["refine"] for s in settings[1:]] == ["none", "source"]
+    assert preset_sweep.label(5.0, setting) == "cfg 5, change t=0.2 grow=1, GrabCut on source"

@@ -140,6 +140,12 @@ def edit_command(
         help="With --keep-unchanged: keep only the largest changed region of each frame (scattered "
         "blotches go back to the source), or every changed pixel.",
     ),
+    change_refine: str | None = typer.Option(
+        None,
+        "--change-refine",
+        help="With --keep-unchanged: snap the changed region to the frames' edges with GrabCut: none, "
+        "source (edits that keep the silhouette: colour, background) or both (a new silhouette too).",
+    ),
     strength: float | None = typer.Option(
         None, "--strength", help="Edit strength = starting noise level 0..1."
     ),
@@ -214,7 +220,12 @@ def edit_command(
                 "pixel_composite": True,
                 "composite_mask": "change",
                 **(
-                    _given(feather=feather, change_threshold=change_threshold, change_largest=change_largest)
+                    _given(
+                        feather=feather,
+                        change_threshold=change_threshold,
+                        change_largest=change_largest,
+                        change_refine=change_refine,
+                    )
                     or {}
                 ),
             },

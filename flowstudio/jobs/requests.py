@@ -85,6 +85,8 @@ class BlendOptions(_Options):
     change_blur: whole(1, "; pixels") | None = None
     change_grow: whole(0, "; pixels") | None = None
     change_largest: bool | None = None
+    change_refine: Literal["none", "source", "both"] | None = None
+    change_refine_band: whole(1, "; pixels") | None = None
 
 
 class RescheduleOptions(_Options):

@@ -1,0 +1,89 @@
+"""The change region snapped to the frames' edges (``BlendConfig.change_refine``, GrabCut)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from flowstudio.edit.blending import BlendConfig, change_mask, composite, refine_region
+from flowstudio.errors import InputError
+
+FRAMES, SIZE = 3, 96
+
+
+def _disc(centre: tuple[int, int], radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    return (yy - centre[1]) ** 2 + (xx - centre[0]) ** 2 <= radius**2
+
+
+def _clip(colour: tuple[int, int, int], disc: np.ndarray, blur: int = 0, seed: int = 0) -> np.ndarray:
+    """A grey, slightly noisy background with one flat disc; ``blur`` softens the whole frame as a
+    decoder softens a regenerated object's outline."""
+    rng = np.random.default_rng(seed)
+    frames = np.empty((FRAMES, SIZE, SIZE, 3), np.uint8)
+    for t in range(FRAMES):
+        frame = np.clip(rng.normal(150, 6, (SIZE, SIZE, 3)), 0, 255).astype(np.float32)
+        frame[disc] = colour
+        if blur:
+            frame = cv2.GaussianBlur(frame, (0, 0), blur)
+        frames[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+    return frames
+
+
+def _psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
+    err = ((a.astype(np.float64) - b.astype(np.float64)) ** 2)[where].mean() / 255.0**2
+    return float(10 * np.log10(1.0 / max(err, 1e-10)))
+
+
+def test_refining_on_the_source_drops_the_soft_halo_of_a_colour_edit() -> None:
+    disc = _disc((48, 48), 18)
+    source = _clip((200, 30, 30), disc, seed=1)
+    edited = _clip((30, 30, 200), disc, blur=2.5, seed=2)  # the edit: blue, with a soft outline
+    raw = change_mask(edited, source, threshold=0.2, blur=5, grow=3)
+    refined = refine_region(raw, source)
+    outside = np.broadcast_to(~disc, raw.shape)
+    # the thresholded region spills past the outline; the refined one hugs it
+    assert raw[outside].sum() > 3 * refined[outside].sum()
+    inside = np.broadcast_to(disc, raw.shape)
+    assert refined[inside].mean() > 0.97
+    # so the composite keeps more of the source outside the object, and the object is still edited
+    keep_raw = _psnr(composite(edited, source, raw), source, outside)
+    keep_refined = _psnr(composite(edited, source, refined), source, outside)
+    assert keep_refined > keep_raw + 1.0
+    assert composite(edited, source, refined)[:, 48, 48, 2].min() > 150
+
+
+def test_both_keeps_a_new_silhouette_that_the_source_does_not_show() -> None:
+    old, new = _disc((40, 48), 14), _disc((58, 48), 14)
+    source = _clip((200, 30, 30), old, seed=1)
+    edited = _clip((30, 30, 200), new, blur=1.5, seed=2)
+    raw = change_mask(edited, source, threshold=0.2, blur=5, grow=3)
+    only_source, both = refine_region(raw, source), refine_region(raw, source, edited)
+    new_only = np.broadcast_to(new & ~old, raw.shape)
+    assert both[new_only].mean() > 0.95
+    assert both.sum() >= only_source.sum()
+
+
+def test_refinement_is_deterministic_and_leaves_degenerate_frames_alone() -> None:
+    disc = _disc((48, 48), 18)
+    source = _clip((200, 30, 30), disc, seed=1)
+    edited = _clip((30, 30, 200), disc, blur=2.5, seed=2)
+    raw = change_mask(edited, source, threshold=0.2, blur=5, grow=3)
+    np.testing.assert_array_equal(refine_region(raw, source), refine_region(raw, source))
+    empty = np.zeros_like(raw)
+    np.testing.assert_array_equal(refine_region(empty, source), empty)
+    full = np.ones_like(raw)
+    np.testing.assert_array_equal(refine_region(full, source), full)
+    # the cut moves only within `band` pixels of the region's border
+    band = 4
+    refined = refine_region(raw, source, band=band)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+    reach = np.stack([cv2.dilate(f.astype(np.uint8), kernel) for f in raw]) > 0
+    assert not refined[~reach].any()
+
+
+@pytest.mark.parametrize(("field", "value"), [("change_refine", "edges"), ("change_refine_band", 0)])
+def test_bad_refine_settings_are_refused(field: str, value: object) -> None:
+    with pytest.raises(InputError, match=field):
+        BlendConfig(**{field: value})
