@@ -152,6 +152,14 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
         # keep the source's pixels wherever the decoded edit did not change them (no mask needed)
         "flowedit+change-composite": {**fe, "blend": change},
         "fireflow-half-steps+change-composite": {"method": "fireflow", **cfg, "steps": half, "blend": change},
+        # the change region cut again on the source's edges (GrabCut), at preset_sweep's choice on v5
+        # (threshold 0.25, grow 1): benchmarks/results/preset_sweep_v5_refine
+        "flowedit+change-composite+grabcut": {
+            **fe,
+            "blend": dataclasses.replace(
+                change, change_threshold=0.25, change_grow=1, change_refine="source"
+            ),
+        },
         # the few-step editor: a DMD student (--model STUDENT --steps 4) edits on its own levels without
         # guidance (what `edit --model STUDENT` does by default)
         "student-flowedit+change-composite": {
