@@ -87,3 +87,17 @@ def test_refinement_is_deterministic_and_leaves_degenerate_frames_alone() -> Non
 def test_bad_refine_settings_are_refused(field: str, value: object) -> None:
     with pytest.raises(InputError, match=field):
         BlendConfig(**{field: value})
+
+
+def test_without_a_sure_core_the_cut_drops_a_blotch_the_source_shows_as_background() -> None:
+    disc = _disc((34, 48), 14)
+    blotch = _disc((76, 30), 9)
+    source = _clip((200, 30, 30), disc, seed=1)
+    edited = _clip((30, 30, 200), disc | blotch, blur=1.5, seed=2)  # recoloured, plus a redrawn blotch
+    raw = change_mask(edited, source, threshold=0.2, blur=5, grow=3)
+    on_blotch = np.broadcast_to(blotch, raw.shape)
+    assert raw[on_blotch].mean() > 0.9
+    sure, soft = refine_region(raw, source), refine_region(raw, source, sure_core=False)
+    assert sure[on_blotch].mean() > 0.5  # the blotch's interior is kept as sure foreground
+    assert soft[on_blotch].mean() < 0.1  # the source shows background there: dropped
+    assert soft[np.broadcast_to(disc, raw.shape)].mean() > 0.95  # the object stays

@@ -467,7 +467,11 @@ def edit(
         )
         if b.change_refine != "none":
             region = refine_region(
-                region, frames, edited if b.change_refine == "both" else None, b.change_refine_band
+                region,
+                frames,
+                edited if b.change_refine == "both" else None,
+                b.change_refine_band,
+                sure_core=b.change_refine_sure_core,
             )
         info["changed_fraction"] = round(float(region.mean()), 4)
         edited = composite(edited, frames, region)

@@ -65,6 +65,8 @@ class BlendConfig:
             segmentations (for edits that change the silhouette, a product swap).
         change_refine_band: pixels around the change region's border that the refinement may move
             (beyond them the region stays as thresholded).
+        change_refine_sure_core: True, the region's interior stays in the region; False, the cut may
+            drop any part of it (``refine_region(sure_core=False)``).
     """
 
     strength: float = 1.0
@@ -80,6 +82,7 @@ class BlendConfig:
     change_largest: bool = False
     change_refine: str = "none"
     change_refine_band: int = 6
+    change_refine_sure_core: bool = True
 
     def __post_init__(self) -> None:
         if self.composite_mask not in COMPOSITE_MASKS:
@@ -172,6 +175,7 @@ def refine_region(
     edited: np.ndarray | None = None,
     band: int = 6,
     iterations: int = 3,
+    sure_core: bool = True,
 ) -> np.ndarray:
     """Snap a change region's border to the frames' own edges: GrabCut (Rother et al., SIGGRAPH 2004;
     OpenCV's ``cv2.grabCut``) per frame, initialised from the region.
@@ -195,6 +199,10 @@ def refine_region(
         edited: uint8 ``(T, H, W, 3)`` decoded edit, or ``None``.
         band: pixels around the border the cut may move.
         iterations: GrabCut iterations.
+        sure_core: mark the eroded region as sure foreground (the cut only moves the border); False
+            marks the whole region probable foreground, so the cut may also drop whole parts of it
+            whose frame looks like the surroundings (on the source frame: blotches the model redrew
+            on the background, which the source shows as background).
 
     Returns:
         float ``(T, H, W)`` 0/1 region.
@@ -213,7 +221,8 @@ def refine_region(
         init = np.full(frame.shape, cv2.GC_BGD, np.uint8)
         init[cv2.dilate(frame, ring) > 0] = cv2.GC_PR_BGD
         init[frame > 0] = cv2.GC_PR_FGD
-        init[cv2.erode(frame, core) > 0] = cv2.GC_FGD
+        if sure_core:
+            init[cv2.erode(frame, core) > 0] = cv2.GC_FGD
         cut = np.zeros(frame.shape, bool)
         for image in (source[t],) if edited is None else (source[t], edited[t]):
             labels = init.copy()
