@@ -152,14 +152,14 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
         # keep the source's pixels wherever the decoded edit did not change them (no mask needed)
         "flowedit+change-composite": {**fe, "blend": change},
         "fireflow-half-steps+change-composite": {"method": "fireflow", **cfg, "steps": half, "blend": change},
-        # the change region cut again on the source's edges (GrabCut), at preset_sweep's choice on v5
-        # (threshold 0.25, grow 1): benchmarks/results/preset_sweep_v5_refine
         # the preset's change mask cut on the source with no sure core (refine_region(sure_core=False)):
         # 0.94 accuracy and >= 30 dB keep on 94% of 80 colour pairs of v5 (docs/guide_edit.md)
         "flowedit+change-composite+grabcut-soft": {
             **fe,
             "blend": dataclasses.replace(change, change_refine="source", change_refine_sure_core=False),
         },
+        # the change region cut again on the source's edges (GrabCut), at preset_sweep's choice on v5
+        # (threshold 0.25, grow 1): benchmarks/results/preset_sweep_v5_refine
         "flowedit+change-composite+grabcut": {
             **fe,
             "blend": dataclasses.replace(

@@ -9,9 +9,9 @@ method with other knobs meets them, without choosing on the pairs it reports:
 1. **Tuning**: ``--tune`` fresh pairs of the type (pair indices 1000 + 5k + type offset, a part of
    ``edit_toy``'s stream no run of 100 pairs reaches). Each target guidance of ``--guidance`` edits
    every pair once *without* the composite; each composite setting (``--thresholds`` x ``--grows``
-   x ``--largest``, blur 5) is then applied to the decoded edit exactly as the engine applies it
-   (:func:`flowstudio.edit.blending.change_mask` and ``composite`` on the decoded frames and the
-   source; checked bit for bit against the engine on the first pair), plus "no composite".
+   x ``--largest`` x ``--refine``, blur 5) is then applied to the decoded edit exactly as the engine
+   applies it (:func:`flowstudio.edit.blending.change_region` and ``composite`` on the decoded frames
+   and the source; checked bit for bit against the engine on the first pair), plus "no composite".
 2. **Choice**: among the settings whose tuning accuracy is at least the preset's own (its guidance
    and composite on the same pairs), the one with the best keep PSNR; the preset itself when none
    keeps more.
@@ -45,7 +45,7 @@ from edit_toy import EVAL_SEED, RESULTS, edit_pair, open_pipeline, pairs_at, sco
 
 from flowstudio import __version__
 from flowstudio.edit import BlendConfig
-from flowstudio.edit.blending import change_mask, composite, refine_region
+from flowstudio.edit.blending import change_region, composite
 from flowstudio.edit.presets import PRESETS
 from flowstudio.worlds import EDIT_TYPES
 
@@ -109,13 +109,14 @@ def apply(setting: dict[str, Any] | None, edited: np.ndarray, source: np.ndarray
     """The engine's change-mask composite of ``edited`` over ``source`` (``None``: ``edited``)."""
     if setting is None:
         return edited
-    region = change_mask(
-        edited, source, setting["threshold"], BLUR, setting["grow"], setting.get("largest", False)
+    config = BlendConfig(
+        change_threshold=setting["threshold"],
+        change_blur=BLUR,
+        change_grow=setting["grow"],
+        change_largest=setting.get("largest", False),
+        change_refine=setting.get("refine", "none"),
     )
-    refine = setting.get("refine", "none")
-    if refine != "none":
-        region = refine_region(region, source, edited if refine == "both" else None)
-    return composite(edited, source, region)
+    return composite(edited, source, change_region(edited, source, config))
 
 
 def label(guidance: float, setting: dict[str, Any] | None) -> str:

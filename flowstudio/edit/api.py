@@ -32,14 +32,7 @@ from flowstudio.core.stochastic import student_grid
 from flowstudio.core.ti2v import first_frame_mask
 from flowstudio.denoiser import Conditioning
 from flowstudio.edit.attention_share import AttentionShare
-from flowstudio.edit.blending import (
-    BlendConfig,
-    change_mask,
-    composite,
-    grow_mask,
-    pixel_mask_from_latent,
-    refine_region,
-)
+from flowstudio.edit.blending import BlendConfig, change_region, composite, grow_mask, pixel_mask_from_latent
 from flowstudio.edit.context import EditContext, FeatureStore
 from flowstudio.edit.controls import SourceFeatureControl, choose_source_mode, feature_bytes_per_step
 from flowstudio.edit.flowedit import run_flowedit
@@ -461,18 +454,7 @@ def edit(
     # 6. decode and write
     edited = pipe.decode_latents(latents)
     if s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "change":
-        b = s.blend
-        region = change_mask(
-            edited, frames, b.change_threshold, b.change_blur, b.change_grow, b.change_largest
-        )
-        if b.change_refine != "none":
-            region = refine_region(
-                region,
-                frames,
-                edited if b.change_refine == "both" else None,
-                b.change_refine_band,
-                sure_core=b.change_refine_sure_core,
-            )
+        region = change_region(edited, frames, s.blend)
         info["changed_fraction"] = round(float(region.mean()), 4)
         edited = composite(edited, frames, region)
     elif s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "mask":

@@ -186,9 +186,10 @@ def refine_region(
     colour models to the region and to its surroundings and cuts along the frame's edges, which the
     source frame has sharp.
 
-    Per frame: the region eroded by ``band // 2`` is sure foreground, the region probable foreground,
-    a ``band``-pixel ring around it probable background and everything beyond sure background, so
-    the result differs from ``region`` only within ``band`` pixels of its border. ``source`` is cut;
+    Per frame: the region eroded by ``band // 2`` is sure foreground (with ``sure_core``), the rest of
+    the region probable foreground, a ``band``-pixel ring around it probable background and everything
+    beyond sure background, so the region never grows by more than ``band`` pixels, and with
+    ``sure_core`` it changes only within ``band`` pixels of its border. ``source`` is cut;
     with ``edited`` given its cut is added (union), so a new silhouette is kept too. Frames whose
     region or surroundings hold fewer than 32 pixels (nothing to fit a colour model on) keep
     ``region`` as it is. Deterministic (OpenCV's generator is seeded per frame).
@@ -234,6 +235,28 @@ def refine_region(
             cut |= (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
         out[t] = cut
     return out
+
+
+def change_region(edited: np.ndarray, source: np.ndarray, config: BlendConfig) -> np.ndarray:
+    """The change-mask composite's region under ``config``: :func:`change_mask` with its threshold,
+    blur, grow and largest-region settings, then :func:`refine_region` when ``change_refine`` asks."""
+    region = change_mask(
+        edited,
+        source,
+        config.change_threshold,
+        config.change_blur,
+        config.change_grow,
+        config.change_largest,
+    )
+    if config.change_refine == "none":
+        return region
+    return refine_region(
+        region,
+        source,
+        edited if config.change_refine == "both" else None,
+        config.change_refine_band,
+        sure_core=config.change_refine_sure_core,
+    )
 
 
 def grow_mask(mask: np.ndarray, grow: int) -> np.ndarray:
