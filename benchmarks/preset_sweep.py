@@ -95,13 +95,29 @@ def composite_settings(
     ]
 
 
+#: ``--refine`` values: the BlendConfig's ``change_refine``, with ``-soft`` for
+#: ``change_refine_sure_core=False`` (the whole change region only probable foreground, so the cut may
+#: drop whole redrawn blotches).
+REFINES = ("none", "source", "both", "source-soft", "both-soft")
+
+
+def refine_fields(refine: str) -> dict[str, Any]:
+    """A ``--refine`` value as :class:`BlendConfig` fields (``change_refine``,
+    ``change_refine_sure_core``)."""
+    if refine not in REFINES:
+        raise ValueError(f"unknown refinement {refine!r}; choose from {', '.join(REFINES)}")
+    base, soft = refine.removesuffix("-soft"), refine.endswith("-soft")
+    return {"change_refine": base, "change_refine_sure_core": not soft}
+
+
 def _setting_of(blend: BlendConfig) -> dict[str, Any]:
     """A preset's composite as a sweep setting."""
+    soft = blend.change_refine != "none" and not blend.change_refine_sure_core
     return {
         "threshold": blend.change_threshold,
         "grow": blend.change_grow,
         "largest": blend.change_largest,
-        "refine": blend.change_refine,
+        "refine": blend.change_refine + ("-soft" if soft else ""),
     }
 
 
@@ -114,7 +130,7 @@ def apply(setting: dict[str, Any] | None, edited: np.ndarray, source: np.ndarray
         change_blur=BLUR,
         change_grow=setting["grow"],
         change_largest=setting.get("largest", False),
-        change_refine=setting.get("refine", "none"),
+        **refine_fields(setting.get("refine", "none")),
     )
     return composite(edited, source, change_region(edited, source, config))
 
@@ -124,7 +140,9 @@ def label(guidance: float, setting: dict[str, Any] | None) -> str:
         return f"cfg {guidance:g}, no composite"
     largest = ", largest region" if setting.get("largest") else ""
     refine = setting.get("refine", "none")
-    refined = "" if refine == "none" else f", GrabCut on {'source' if refine == 'source' else 'source+edit'}"
+    on = "source" if refine.startswith("source") else "source+edit"
+    soft = " (soft: no sure core)" if refine.endswith("-soft") else ""
+    refined = "" if refine == "none" else f", GrabCut on {on}{soft}"
     return f"cfg {guidance:g}, change t={setting['threshold']:g} grow={setting['grow']}{largest}{refined}"
 
 
@@ -269,7 +287,8 @@ def main() -> None:
     parser.add_argument(
         "--refine",
         default="none",
-        help="border refinements to try (comma-separated: none, source, both; BlendConfig.change_refine)",
+        help="border refinements to try (comma-separated: none, source, both, source-soft, both-soft; "
+        "BlendConfig.change_refine, -soft: change_refine_sure_core=False)",
     )
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--size", type=int, default=128)
@@ -293,13 +312,16 @@ def main() -> None:
     if blend.composite_mask != "change" or blend.change_blur != BLUR:
         sys.exit(f"preset {preset.name!r} does not use the change-mask composite with blur {BLUR}")
     guidances = [float(g) for g in args.guidance.split(",")]
+    refines = tuple(args.refine.split(","))
+    if unknown := [r for r in refines if r not in REFINES]:
+        sys.exit(f"--refine {args.refine!r}: unknown {unknown}; choose from {', '.join(REFINES)}")
     if options["target_guidance"] not in guidances:
         guidances.insert(0, float(options["target_guidance"]))
     settings = composite_settings(
         [float(t) for t in args.thresholds.split(",")],
         [int(g) for g in args.grows.split(",")],
         tuple(bool(int(k)) for k in args.largest.split(",")),
-        tuple(args.refine.split(",")),
+        refines,
     )
     preset_setting = _setting_of(blend)
     if preset_setting not in settings:

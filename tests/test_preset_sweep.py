@@ -99,3 +99,33 @@ def test_the_refine_setting_applies_the_engines_grabcut_refinement():
     settings = preset_sweep.composite_settings([0.2], [1], (False,), ("none", "source"))
     assert [s["refine"] for s in settings[1:]] == ["none", "source"]
     assert preset_sweep.label(5.0, setting) == "cfg 5, change t=0.2 grow=1, GrabCut on source"
+
+
+def test_the_soft_refine_setting_cuts_without_a_sure_core():
+    from flowstudio.edit import BlendConfig
+    from flowstudio.edit.blending import change_mask, composite, refine_region
+
+    rng = np.random.default_rng(1)
+    source = np.clip(rng.normal(120, 5, (2, 48, 48, 3)), 0, 255).astype(np.uint8)
+    source[:, 14:34, 14:34] = (200, 40, 40)
+    edited = source.copy()
+    edited[:, 14:34, 14:34] = (40, 40, 200)  # the recoloured object
+    edited[:, 2:8, 38:46] = (90, 160, 90)  # a blotch redrawn on the background
+    setting = {"threshold": 0.2, "grow": 1, "largest": False, "refine": "source-soft"}
+    region = refine_region(change_mask(edited, source, 0.2, preset_sweep.BLUR, 1), source, sure_core=False)
+    out = preset_sweep.apply(setting, edited, source)
+    np.testing.assert_array_equal(out, composite(edited, source, region))
+    # the soft cut keeps the object's new colour and drops the blotch, which the source shows as background
+    assert (out[:, 24, 24] == (40, 40, 200)).all()
+    np.testing.assert_array_equal(out[:, 4, 42], source[:, 4, 42])
+    assert preset_sweep.refine_fields("both-soft") == {
+        "change_refine": "both",
+        "change_refine_sure_core": False,
+    }
+    assert (
+        preset_sweep._setting_of(BlendConfig(change_refine="source", change_refine_sure_core=False))["refine"]
+        == "source-soft"
+    )
+    assert preset_sweep.label(5.0, setting).endswith("GrabCut on source (soft: no sure core)")
+    with pytest.raises(ValueError, match="unknown refinement"):
+        preset_sweep.refine_fields("edges")
