@@ -12,6 +12,8 @@ method with other knobs meets them, without choosing on the pairs it reports:
    x ``--largest`` x ``--refine``, blur 5) is then applied to the decoded edit exactly as the engine
    applies it (:func:`flowstudio.edit.blending.change_region` and ``composite`` on the decoded frames
    and the source; checked bit for bit against the engine on the first pair), plus "no composite".
+   A preset without a composite (``product-replace``: plain FlowEdit) is tuned the same way, its own
+   setting being "no composite".
 2. **Choice**: among the settings whose tuning accuracy is at least the preset's own (its guidance
    and composite on the same pairs), the one with the best keep PSNR; the preset itself when none
    keeps more.
@@ -206,9 +208,9 @@ def edit_without_composite(
 
 def check_matches_engine(pipe: Any, pair: dict[str, Any], options: dict[str, Any]) -> None:
     """The post-hoc composite equals the engine's own on one pair, bit for bit (else the sweep is void)."""
-    blend = options["blend"]
+    blend = options.get("blend")
     edited, source, _ = edit_without_composite(pipe, pair, options, options["target_guidance"])
-    ours = apply(_setting_of(blend), edited, source)
+    ours = apply(None if blend is None else _setting_of(blend), edited, source)
     engine, _ = edit_pair(pipe, pair, options, seed=0, device="cpu")
     if not np.array_equal(ours, engine.frames):
         sys.exit("the post-hoc composite differs from the engine's: the sweep would not measure the preset")
@@ -305,11 +307,12 @@ def main() -> None:
     torch.manual_seed(0)
 
     preset = PRESETS[PRESET_FOR_TYPE[args.type]]
-    if not preset.available or preset.values.get("blend") is None:
-        sys.exit(f"preset {preset.name!r} has no validated configuration with a change composite to tune")
+    if not preset.available:
+        sys.exit(f"preset {preset.name!r} is not validated on this model: there is no configuration to tune")
     options = dict(preset.values)
-    blend: BlendConfig = options["blend"]
-    if blend.composite_mask != "change" or blend.change_blur != BLUR:
+    # a preset without a composite (plain FlowEdit) is tuned the same way: "no composite" is its setting
+    blend: BlendConfig | None = options.get("blend")
+    if blend is not None and (blend.composite_mask != "change" or blend.change_blur != BLUR):
         sys.exit(f"preset {preset.name!r} does not use the change-mask composite with blur {BLUR}")
     guidances = [float(g) for g in args.guidance.split(",")]
     refines = tuple(args.refine.split(","))
@@ -323,7 +326,7 @@ def main() -> None:
         tuple(bool(int(k)) for k in args.largest.split(",")),
         refines,
     )
-    preset_setting = _setting_of(blend)
+    preset_setting = None if blend is None else _setting_of(blend)
     if preset_setting not in settings:
         settings.append(preset_setting)
     preset_name = label(options["target_guidance"], preset_setting)
