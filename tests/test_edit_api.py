@@ -127,20 +127,26 @@ def test_presets_carry_their_evidence_and_product_colour_and_background_are_vali
         assert (root / preset.results).is_file(), f"{name}: its evidence {preset.results} is not in the repo"
         assert "pairs" in preset.evidence
         assert preset.available == (name in ("product-replace", "color", "background")), name
-    assert PRESETS["background"].results == "benchmarks/results/edit_toy_background_v5/edit_toy.md"
+    assert PRESETS["background"].results == "benchmarks/results/edit_toy_background_v6b/edit_toy.md"
+    assert "v6b" in PRESETS["color"].model  # chosen on the shipped model
     # validated, but below the bar: they say so
-    assert "bar 0.8" in PRESETS["color"].below_bar and "bar 30 dB" in PRESETS["color"].below_bar
     assert "bar 0.7" in PRESETS["background"].below_bar and "bar 30 dB" in PRESETS["background"].below_bar
-    assert "bar 0.6" in PRESETS["product-replace"].below_bar
+    assert "bar 30 dB" in PRESETS["product-replace"].below_bar
+    # the colour preset cuts the change region on the source without a sure core (the soft GrabCut cut)
+    blend = PRESETS["color"].values["blend"]
+    assert blend.change_refine == "source" and blend.change_refine_sure_core is False
 
 
 def test_a_preset_below_its_bar_warns_when_used(caplog):
     from flowstudio.edit.presets import preset_values
 
     with caplog.at_level("WARNING", logger="flowstudio.edit.presets"):
-        values = preset_values("color")
-    assert values["method"] == "flowedit" and values["preset"] == "color"
-    assert "below its quality bar" in caplog.text and "keep PSNR 24.4 dB (bar 30 dB)" in caplog.text
+        values = preset_values("background")
+    assert values["method"] == "flowedit" and values["preset"] == "background"
+    assert (
+        "below its quality bar" in caplog.text
+        and "keep PSNR 17.2 dB on the product (bar 30 dB)" in caplog.text
+    )
 
 
 @pytest.mark.parametrize("name", ["material", "style"])

@@ -92,6 +92,25 @@ def test_merging_refuses_overlapping_or_incomplete_shards(tmp_path):
         edit_toy.merge([tmp_path / "a"], tmp_path / "out")
 
 
+def test_merging_shards_of_one_edit_type_expects_only_that_types_pairs(tmp_path, monkeypatch):
+    """``--types background`` shards hold pairs 3, 8, 13, ... only: the others are not missing."""
+    written = {}
+    monkeypatch.setattr(
+        edit_toy, "write_results", lambda out, settings, rows, random_model: written.update(rows=rows)
+    )
+    settings = {"model": "m", "pairs": 10, "types": ["background"]}
+    for name, pair in (("a", 3), ("b", 8)):
+        (tmp_path / name).mkdir()
+        rows = [{"config": "baseline", "pair": pair, "type": "background"}]
+        (tmp_path / name / "edit_toy.json").write_text(
+            json.dumps({"settings": {**settings, "shard": name}, "rows": rows})
+        )
+    edit_toy.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    assert [r["pair"] for r in written["rows"]] == [3, 8]
+    with pytest.raises(SystemExit, match=r"miss pairs \[8\]"):
+        edit_toy.merge([tmp_path / "a"], tmp_path / "out")
+
+
 def test_the_rule_refuses_an_identity_like_configuration():
     identity = _entry("identity", 0.05, 100.0, 16.0, 0.0, 0)
     # keeps (almost) everything and reads the target as often as doing nothing, or barely more

@@ -41,9 +41,10 @@ def _architecture(config: ShapesTrainConfig) -> dict:
     }
 
 
-@pytest.mark.parametrize("recipe", ["shapes_gpu.yaml", "shapes_cpu_deep.yaml"])
+@pytest.mark.parametrize("recipe", ["shapes_gpu.yaml", "shapes_cpu_deep.yaml", "shapes_cpu_v6b.yaml"])
 def test_the_recipe_builds_the_shipped_models_architecture(recipe: str) -> None:
-    """``shapes_gpu.yaml`` retrains the shipped model on a GPU; ``shapes_cpu_deep.yaml`` made it."""
+    """``shapes_gpu.yaml`` retrains the shipped model on a GPU; ``shapes_cpu_deep.yaml`` made v5 and
+    ``shapes_cpu_v6b.yaml`` trained it on to the shipped v6b."""
     wanted = _architecture(ShapesTrainConfig.from_yaml(CONFIGS / recipe))
     for component, fields in wanted.items():
         shipped = _shipped(component)
@@ -52,7 +53,8 @@ def test_the_recipe_builds_the_shipped_models_architecture(recipe: str) -> None:
 
 def test_the_shipped_model_says_which_recipe_made_it() -> None:
     summary = json.loads((Path(TOY_MODEL) / "training_summary.json").read_text())
-    assert "shapes_cpu_deep.yaml" in summary["lineage"]
+    assert "shapes_cpu_v6b.yaml" in summary["lineage"]  # v6b: v5's transformer trained on
+    assert "shapes_cpu_deep.yaml" in summary["transformer_stage_v5"]["lineage"]  # v5: made from v3's VAE
     assert summary["config"]["num_layers"] == _shipped("transformer")["num_layers"]
 
 
