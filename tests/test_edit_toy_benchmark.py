@@ -251,3 +251,17 @@ def test_pairs_of_chosen_edit_types_only():
     assert all(p["type"] == "background" for p in pairs)
     with pytest.raises(SystemExit, match="unknown edit types"):
         edit_toy.make_pairs(20, 5, 32, (0, 1), ["texture"])
+
+
+def test_the_vae_dtype_option_loads_the_vae_in_bfloat16_and_decodes_within_a_level(tiny_checkpoint, tmp_path):
+    """``--vae-dtype bfloat16`` (an edit's fixed cost, guide_edit "Speed"): the same frames within a level."""
+    import torch
+
+    full = edit_toy.open_pipeline(tiny_checkpoint, "cpu", tmp_path)
+    half = edit_toy.open_pipeline(tiny_checkpoint, "cpu", tmp_path, "bfloat16")
+    assert full.components.vae.dtype == torch.float32 and half.components.vae.dtype == torch.bfloat16
+    latents = torch.randn(1, *full.latent_shape(5, 64, 64)[1:], generator=torch.Generator().manual_seed(0))
+    a = full.decode_latents(latents).astype(int)
+    b = half.decode_latents(latents).astype(int)
+    assert a.shape == b.shape and a.dtype == b.dtype
+    assert np.abs(a - b).mean() < 2.0  # bfloat16 keeps 8 bits of mantissa: about a level of 255
