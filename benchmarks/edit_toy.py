@@ -182,6 +182,14 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
             "steps": max(steps // 4, 1),
             "blend": dataclasses.replace(change, change_refine="source", change_refine_sure_core=False),
         },
+        # the same, with the frame's outer 8 pixels taken as background by the cut: where the model
+        # redrew the whole background, the change region covers the frame and the soft cut alone keeps it
+        "flowedit+change-composite+grabcut-soft-edges": {
+            **fe,
+            "blend": dataclasses.replace(
+                change, change_refine="source", change_refine_sure_core=False, change_refine_border=8
+            ),
+        },
         # the change region cut again on the source's edges (GrabCut), at preset_sweep's choice on v5
         # (threshold 0.25, grow 1): benchmarks/results/preset_sweep_v5_refine
         "flowedit+change-composite+grabcut": {

@@ -100,7 +100,9 @@ def composite_settings(
 #: ``--refine`` values: the BlendConfig's ``change_refine``, with ``-soft`` for
 #: ``change_refine_sure_core=False`` (the whole change region only probable foreground, so the cut may
 #: drop whole redrawn blotches).
-REFINES = ("none", "source", "both", "source-soft", "both-soft")
+REFINES = ("none", "source", "both", "source-soft", "both-soft", "source-soft-edges")
+#: ``-edges``: the frame's outer pixels taken as background by the cut (``change_refine_border``)
+EDGE_BORDER = 8
 
 
 def refine_fields(refine: str) -> dict[str, Any]:
@@ -108,8 +110,11 @@ def refine_fields(refine: str) -> dict[str, Any]:
     ``change_refine_sure_core``)."""
     if refine not in REFINES:
         raise ValueError(f"unknown refinement {refine!r}; choose from {', '.join(REFINES)}")
+    edges = refine.endswith("-edges")
+    refine = refine.removesuffix("-edges")
     base, soft = refine.removesuffix("-soft"), refine.endswith("-soft")
-    return {"change_refine": base, "change_refine_sure_core": not soft}
+    fields = {"change_refine": base, "change_refine_sure_core": not soft}
+    return fields | ({"change_refine_border": EDGE_BORDER} if edges else {})
 
 
 def _setting_of(blend: BlendConfig) -> dict[str, Any]:
@@ -119,7 +124,9 @@ def _setting_of(blend: BlendConfig) -> dict[str, Any]:
         "threshold": blend.change_threshold,
         "grow": blend.change_grow,
         "largest": blend.change_largest,
-        "refine": blend.change_refine + ("-soft" if soft else ""),
+        "refine": blend.change_refine
+        + ("-soft" if soft else "")
+        + ("-edges" if blend.change_refine != "none" and blend.change_refine_border else ""),
     }
 
 
@@ -143,7 +150,8 @@ def label(guidance: float, setting: dict[str, Any] | None) -> str:
     largest = ", largest region" if setting.get("largest") else ""
     refine = setting.get("refine", "none")
     on = "source" if refine.startswith("source") else "source+edit"
-    soft = " (soft: no sure core)" if refine.endswith("-soft") else ""
+    soft = " (soft: no sure core)" if "-soft" in refine else ""
+    soft += f", frame edges {EDGE_BORDER} px as background" if refine.endswith("-edges") else ""
     refined = "" if refine == "none" else f", GrabCut on {on}{soft}"
     return f"cfg {guidance:g}, change t={setting['threshold']:g} grow={setting['grow']}{largest}{refined}"
 
@@ -289,8 +297,9 @@ def main() -> None:
     parser.add_argument(
         "--refine",
         default="none",
-        help="border refinements to try (comma-separated: none, source, both, source-soft, both-soft; "
-        "BlendConfig.change_refine, -soft: change_refine_sure_core=False)",
+        help="border refinements to try (comma-separated: none, source, both, source-soft, both-soft, "
+        "source-soft-edges; BlendConfig.change_refine, -soft: change_refine_sure_core=False, -edges: "
+        "change_refine_border=8)",
     )
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--size", type=int, default=128)

@@ -83,7 +83,9 @@ def test_refinement_is_deterministic_and_leaves_degenerate_frames_alone() -> Non
     assert not refined[~reach].any()
 
 
-@pytest.mark.parametrize(("field", "value"), [("change_refine", "edges"), ("change_refine_band", 0)])
+@pytest.mark.parametrize(
+    ("field", "value"), [("change_refine", "edges"), ("change_refine_band", 0), ("change_refine_border", -1)]
+)
 def test_bad_refine_settings_are_refused(field: str, value: object) -> None:
     with pytest.raises(InputError, match=field):
         BlendConfig(**{field: value})
@@ -101,3 +103,32 @@ def test_without_a_sure_core_the_cut_drops_a_blotch_the_source_shows_as_backgrou
     assert sure[on_blotch].mean() > 0.5  # the blotch's interior is kept as sure foreground
     assert soft[on_blotch].mean() < 0.1  # the source shows background there: dropped
     assert soft[np.broadcast_to(disc, raw.shape)].mean() > 0.95  # the object stays
+
+
+def test_with_a_border_the_cut_recovers_the_object_when_the_whole_background_was_redrawn() -> None:
+    """The model redrew every pixel: the change region is the frame, and without the frame's edges as
+    background the soft cut has nothing to learn the background from and keeps it all."""
+    disc = _disc((48, 48), 16)
+    source = _clip((200, 30, 30), disc, seed=1)
+    edited = _clip((30, 30, 200), disc, seed=2)
+    edited[~np.broadcast_to(disc, edited.shape[:3])] = (90, 160, 200)  # a new, light-blue background
+    raw = change_mask(edited, source, threshold=0.2, blur=5, grow=3)
+    assert raw.mean() > 0.95
+    plain = refine_region(raw, source, sure_core=False)
+    bordered = refine_region(raw, source, sure_core=False, border=8)
+    on_disc = np.broadcast_to(disc, raw.shape)
+    assert plain.mean() > 0.95  # left as it was: the new background stays
+    assert bordered[on_disc].mean() > 0.95 and bordered[~on_disc].mean() < 0.05
+    config = BlendConfig(
+        strength=0.0,
+        pixel_composite=True,
+        composite_mask="change",
+        change_refine="source",
+        change_refine_sure_core=False,
+        change_refine_border=8,
+    )
+    from flowstudio.edit.blending import change_region
+
+    np.testing.assert_array_equal(change_region(edited, source, config), bordered)
+    out = composite(edited, source, bordered)
+    assert _psnr(out, source, ~on_disc) > 40  # the source's background is back

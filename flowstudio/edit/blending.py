@@ -67,6 +67,9 @@ class BlendConfig:
             (beyond them the region stays as thresholded).
         change_refine_sure_core: True, the region's interior stays in the region; False, the cut may
             drop any part of it (``refine_region(sure_core=False)``).
+        change_refine_border: pixels along the frame's edges the cut takes as background even inside
+            the region (``refine_region(border=...)``; 0: none): for object edits whose model redrew
+            the whole background. Not for background edits.
     """
 
     strength: float = 1.0
@@ -83,6 +86,7 @@ class BlendConfig:
     change_refine: str = "none"
     change_refine_band: int = 6
     change_refine_sure_core: bool = True
+    change_refine_border: int = 0
 
     def __post_init__(self) -> None:
         if self.composite_mask not in COMPOSITE_MASKS:
@@ -102,6 +106,10 @@ class BlendConfig:
             )
         if self.change_refine_band < 1:
             raise InputError(f"blend change_refine_band must be >= 1 pixel, got {self.change_refine_band}")
+        if self.change_refine_border < 0:
+            raise InputError(
+                f"blend change_refine_border must be >= 0 pixels, got {self.change_refine_border}"
+            )
         if not 0.0 <= self.strength <= 1.0:
             raise InputError(f"blend strength must be in [0, 1], got {self.strength}")
         check_window(self.start, self.end, "blend")
@@ -176,6 +184,7 @@ def refine_region(
     band: int = 6,
     iterations: int = 3,
     sure_core: bool = True,
+    border: int = 0,
 ) -> np.ndarray:
     """Snap a change region's border to the frames' own edges: GrabCut (Rother et al., SIGGRAPH 2004;
     OpenCV's ``cv2.grabCut``) per frame, initialised from the region.
@@ -204,6 +213,11 @@ def refine_region(
             marks the whole region probable foreground, so the cut may also drop whole parts of it
             whose frame looks like the surroundings (on the source frame: blotches the model redrew
             on the background, which the source shows as background).
+        border: pixels along the frame's edges marked probable background even inside the region
+            (0: none). Why: when the model redraws the whole background of an object edit, the change
+            region covers the frame and leaves the cut nothing to learn the background from; the
+            frame's edges are the source's background in a product shot. Only for edits of an object
+            that does not touch the edges (colour, material): it would cut a background edit away.
 
     Returns:
         float ``(T, H, W)`` 0/1 region.
@@ -217,13 +231,20 @@ def refine_region(
     out = binary.astype(np.float32)
     for t, frame in enumerate(binary):
         inside = int(frame.sum())
-        if inside < 32 or frame.size - inside < 32:
+        # with a border the frame's edges are surroundings too, so a region covering the frame is cut
+        kept = frame if border <= 0 else frame[border:-border, border:-border]
+        outside = frame.size - int(kept.sum())
+        if inside < 32 or outside < 32:
             continue
         init = np.full(frame.shape, cv2.GC_BGD, np.uint8)
         init[cv2.dilate(frame, ring) > 0] = cv2.GC_PR_BGD
         init[frame > 0] = cv2.GC_PR_FGD
         if sure_core:
             init[cv2.erode(frame, core) > 0] = cv2.GC_FGD
+        if border > 0:
+            edge = np.zeros(frame.shape, bool)
+            edge[:border], edge[-border:], edge[:, :border], edge[:, -border:] = True, True, True, True
+            init[edge & (init != cv2.GC_FGD)] = cv2.GC_PR_BGD
         cut = np.zeros(frame.shape, bool)
         for image in (source[t],) if edited is None else (source[t], edited[t]):
             labels = init.copy()
@@ -256,6 +277,7 @@ def change_region(edited: np.ndarray, source: np.ndarray, config: BlendConfig) -
         edited if config.change_refine == "both" else None,
         config.change_refine_band,
         sure_core=config.change_refine_sure_core,
+        border=config.change_refine_border,
     )
 
 

@@ -88,6 +88,7 @@ class BlendOptions(_Options):
     change_refine: Literal["none", "source", "both"] | None = None
     change_refine_band: whole(1, "; pixels") | None = None
     change_refine_sure_core: bool | None = None
+    change_refine_border: whole(0, "; pixels") | None = None
 
 
 class RescheduleOptions(_Options):
