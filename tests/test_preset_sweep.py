@@ -127,5 +127,12 @@ def test_the_soft_refine_setting_cuts_without_a_sure_core():
         == "source-soft"
     )
     assert preset_sweep.label(5.0, setting).endswith("GrabCut on source (soft: no sure core)")
+    assert preset_sweep.refine_fields("source-soft-edges") == {
+        "change_refine": "source",
+        "change_refine_sure_core": False,
+        "change_refine_border": preset_sweep.EDGE_BORDER,
+    }
+    edges = BlendConfig(change_refine="source", change_refine_sure_core=False, change_refine_border=8)
+    assert preset_sweep._setting_of(edges)["refine"] == "source-soft-edges"
     with pytest.raises(ValueError, match="unknown refinement"):
         preset_sweep.refine_fields("edges")
