@@ -107,7 +107,7 @@ EDGE_BORDER = 8
 
 def refine_fields(refine: str) -> dict[str, Any]:
     """A ``--refine`` value as :class:`BlendConfig` fields (``change_refine``,
-    ``change_refine_sure_core``)."""
+    ``change_refine_sure_core``, and ``change_refine_border`` for ``-edges``)."""
     if refine not in REFINES:
         raise ValueError(f"unknown refinement {refine!r}; choose from {', '.join(REFINES)}")
     edges = refine.endswith("-edges")
