@@ -99,6 +99,13 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
     inject = InjectionConfig(end=0.3, strength=0.8)
     half = max(steps // 2, 1)
     change = CHANGE_COMPOSITE
+    # the change region cut on the source with no sure core (refine_region(sure_core=False))
+    soft_cut = dataclasses.replace(change, change_refine="source", change_refine_sure_core=False)
+
+    def fireflow_at(fraction: int, **extra: Any) -> dict[str, Any]:
+        """FireFlow at ``steps // fraction`` steps (at least one), plus ``extra`` options."""
+        return {"method": "fireflow", **cfg, "steps": max(steps // fraction, 1), **extra}
+
     return {
         "baseline": {"method": "inversion", **cfg},
         "flowedit": fe,
@@ -111,18 +118,13 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
         # issue's "half the wall time" needs fewer still
         "fireflow-40pct-steps": {"method": "fireflow", **cfg, "steps": max(int(0.4 * steps), 1)},
         # on the v5 toy model the transformer is ~70% of an edit: half the wall time needs ~1/4 the steps
-        "fireflow-quarter-steps": {"method": "fireflow", **cfg, "steps": max(steps // 4, 1)},
+        "fireflow-quarter-steps": fireflow_at(4),
         "baseline+inject+kv": {"method": "inversion", **cfg, "injection": inject, "attention_share": kv},
         # on v6b the quarter-steps row was 1.89x faster than the baseline: the VAE, the text encoder and
         # Python take ~1.8 s of every edit whatever the steps, so half the wall time needs fewer steps still
-        "fireflow-fifth-steps": {"method": "fireflow", **cfg, "steps": max(steps // 5, 1)},
-        "fireflow-fifth-steps+change-composite": {
-            "method": "fireflow",
-            **cfg,
-            "steps": max(steps // 5, 1),
-            "blend": change,
-        },
-        "fireflow-tenth-steps": {"method": "fireflow", **cfg, "steps": max(steps // 10, 1)},
+        "fireflow-fifth-steps": fireflow_at(5),
+        "fireflow-fifth-steps+change-composite": fireflow_at(5, blend=change),
+        "fireflow-tenth-steps": fireflow_at(10),
         "fireflow+inject+kv": {"method": "fireflow", **cfg, "injection": inject, "attention_share": kv},
         "flowedit+kv": {**fe, "attention_share": kv},
         # a weak model follows text weakly: stronger target guidance pushes the edit through
@@ -164,31 +166,16 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
         "fireflow-half-steps+change-composite": {"method": "fireflow", **cfg, "steps": half, "blend": change},
         # the preset's change mask cut on the source with no sure core (refine_region(sure_core=False)):
         # 0.94 accuracy and >= 30 dB keep on 94% of 80 colour pairs of v5 (docs/guide_edit.md)
-        "flowedit+change-composite+grabcut-soft": {
-            **fe,
-            "blend": dataclasses.replace(change, change_refine="source", change_refine_sure_core=False),
-        },
+        "flowedit+change-composite+grabcut-soft": {**fe, "blend": soft_cut},
         # the fast setting with the composites: FireFlow at a quarter of the steps is the baseline's
         # accuracy in half its wall time on v5; the composite pastes the source back where it did not change
-        "fireflow-quarter-steps+change-composite": {
-            "method": "fireflow",
-            **cfg,
-            "steps": max(steps // 4, 1),
-            "blend": change,
-        },
-        "fireflow-quarter-steps+change-composite+grabcut-soft": {
-            "method": "fireflow",
-            **cfg,
-            "steps": max(steps // 4, 1),
-            "blend": dataclasses.replace(change, change_refine="source", change_refine_sure_core=False),
-        },
+        "fireflow-quarter-steps+change-composite": fireflow_at(4, blend=change),
+        "fireflow-quarter-steps+change-composite+grabcut-soft": fireflow_at(4, blend=soft_cut),
         # the same, with the frame's outer 8 pixels taken as background by the cut: where the model
         # redrew the whole background, the change region covers the frame and the soft cut alone keeps it
         "flowedit+change-composite+grabcut-soft-edges": {
             **fe,
-            "blend": dataclasses.replace(
-                change, change_refine="source", change_refine_sure_core=False, change_refine_border=8
-            ),
+            "blend": dataclasses.replace(soft_cut, change_refine_border=8),
         },
         # the change region cut again on the source's edges (GrabCut), at preset_sweep's choice on v5
         # (threshold 0.25, grow 1): benchmarks/results/preset_sweep_v5_refine

@@ -117,16 +117,28 @@ def refine_fields(refine: str) -> dict[str, Any]:
     return fields | ({"change_refine_border": EDGE_BORDER} if edges else {})
 
 
+def refine_of(blend: BlendConfig) -> str:
+    """The ``--refine`` value whose :func:`refine_fields` are ``blend``'s (the inverse, by search, so
+    the two cannot disagree); a refinement no value expresses exits with the values there are."""
+    fields = {
+        "change_refine": blend.change_refine,
+        # without a refinement the cut's own settings do nothing
+        "change_refine_sure_core": blend.change_refine_sure_core or blend.change_refine == "none",
+        "change_refine_border": 0 if blend.change_refine == "none" else blend.change_refine_border,
+    }
+    for refine in REFINES:
+        if {"change_refine_border": 0, **refine_fields(refine)} == fields:
+            return refine
+    sys.exit(f"the preset's refinement {fields} is not one of --refine's values ({', '.join(REFINES)})")
+
+
 def _setting_of(blend: BlendConfig) -> dict[str, Any]:
     """A preset's composite as a sweep setting."""
-    soft = blend.change_refine != "none" and not blend.change_refine_sure_core
     return {
         "threshold": blend.change_threshold,
         "grow": blend.change_grow,
         "largest": blend.change_largest,
-        "refine": blend.change_refine
-        + ("-soft" if soft else "")
-        + ("-edges" if blend.change_refine != "none" and blend.change_refine_border else ""),
+        "refine": refine_of(blend),
     }
 
 

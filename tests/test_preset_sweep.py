@@ -136,3 +136,12 @@ def test_the_soft_refine_setting_cuts_without_a_sure_core():
     assert preset_sweep._setting_of(edges)["refine"] == "source-soft-edges"
     with pytest.raises(ValueError, match="unknown refinement"):
         preset_sweep.refine_fields("edges")
+
+
+def test_every_refine_value_round_trips_through_a_blend_config():
+    from flowstudio.edit import BlendConfig
+
+    for refine in preset_sweep.REFINES:
+        assert preset_sweep.refine_of(BlendConfig(**preset_sweep.refine_fields(refine))) == refine
+    with pytest.raises(SystemExit, match="not one of --refine's values"):
+        preset_sweep.refine_of(BlendConfig(change_refine="both", change_refine_border=8))  # no both-edges

@@ -229,11 +229,13 @@ def refine_region(
     core_radius = max(band // 2, 1)
     core = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * core_radius + 1, 2 * core_radius + 1))
     out = binary.astype(np.float32)
+    edge = np.zeros(binary.shape[1:], bool)  # the frame's outer ``border`` pixels (none when 0)
+    if border > 0:
+        edge[:border], edge[-border:], edge[:, :border], edge[:, -border:] = True, True, True, True
     for t, frame in enumerate(binary):
         inside = int(frame.sum())
         # with a border the frame's edges are surroundings too, so a region covering the frame is cut
-        kept = frame if border <= 0 else frame[border:-border, border:-border]
-        outside = frame.size - int(kept.sum())
+        outside = frame.size - int(frame[~edge].sum())
         if inside < 32 or outside < 32:
             continue
         init = np.full(frame.shape, cv2.GC_BGD, np.uint8)
@@ -241,10 +243,7 @@ def refine_region(
         init[frame > 0] = cv2.GC_PR_FGD
         if sure_core:
             init[cv2.erode(frame, core) > 0] = cv2.GC_FGD
-        if border > 0:
-            edge = np.zeros(frame.shape, bool)
-            edge[:border], edge[-border:], edge[:, :border], edge[:, -border:] = True, True, True, True
-            init[edge & (init != cv2.GC_FGD)] = cv2.GC_PR_BGD
+        init[edge & (init != cv2.GC_FGD)] = cv2.GC_PR_BGD
         cut = np.zeros(frame.shape, bool)
         for image in (source[t],) if edited is None else (source[t], edited[t]):
             labels = init.copy()
