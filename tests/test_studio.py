@@ -309,3 +309,41 @@ def test_a_student_servers_page_starts_at_the_students_steps_and_guidance(tmp_pa
     teacher = values(None)
     assert (teacher["generate-steps"], teacher["generate-guidance"], teacher["edit-steps"]) == (20, 5.0, 10)
     assert "model-note" not in teacher
+
+
+def test_choosing_a_preset_sets_the_controls_the_request_sends(
+    backend: StudioBackend, tmp_path: Path
+) -> None:
+    """The page sends method, steps and guidance with every request and explicit values win over a
+    preset's, so choosing a validated preset must put its own values into those controls; an
+    unvalidated one changes nothing and says why; a student's server keeps the student's."""
+    from flowstudio.edit.presets import PRESETS
+    from flowstudio.jobs.merge import merge_edit_settings
+    from flowstudio.serve.studio.backend import preset_label
+
+    note, values = backend.preset_choice("color")
+    assert values == {"method": "flowedit", "steps": 20, "source_guidance": 1.5, "target_guidance": 5.0}
+    assert "70/80" in note and "Below its quality bar" not in note
+    # the request built from the controls merges to exactly the preset's settings
+    request = _edit(backend, preset="color", **values)
+    overrides = {k: request[k] for k in ("method", "steps", "source_guidance", "target_guidance")}
+    merged = merge_edit_settings(source_prompt="a", target_prompt="b", preset="color", **overrides)
+    alone = merge_edit_settings(source_prompt="a", target_prompt="b", preset="color")
+    assert merged == alone
+
+    note, values = backend.preset_choice("product-replace")
+    assert values is not None and "Below its quality bar" in note
+    note, values = backend.preset_choice("style")
+    assert values is None and "not validated" in note
+    assert backend.preset_choice("") == ("", None)
+    assert preset_label(PRESETS["color"]) == "color"
+    assert preset_label(PRESETS["product-replace"]) == "product-replace (below its bar)"
+    assert preset_label(PRESETS["style"]) == "style (not validated)"
+
+    store = JobStore(tmp_path / "student.sqlite")
+    student = StudioBackend(
+        store, backend.worker, tmp_path / "jobs", student={"steps": 4, "guidance_scale": 1.0}
+    )
+    note, values = student.preset_choice("color")
+    assert values is None and "student's own" in note
+    store.close()

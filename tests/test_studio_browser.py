@@ -6,8 +6,8 @@ and finds the result video (decoded by the browser) and the three downloads; the
 generate job in the generate tab and finds its video; then finds both jobs in the jobs tab and in
 ``GET /v1/jobs``. Chromium missing is a FAILURE (``make test`` installs it); set
 ``FLOWSTUDIO_SKIP_BROWSER=1`` to skip on purpose. ``FLOWSTUDIO_STUDIO_SCREENSHOT=docs/images/studio_edit.png``
-regenerates the guide's screenshot (then the edit runs the 17-frame clip at 10 steps, for a picture
-worth looking at; the test itself runs 5 frames at 2 steps).
+regenerates the guide's screenshot (then the edit runs the 17-frame clip with the ``color`` preset at its
+20 steps, for a picture worth looking at; the test itself takes the preset and runs 5 frames at 2 steps).
 """
 
 from __future__ import annotations
@@ -132,7 +132,9 @@ def test_studio_edits_an_uploaded_clip_in_chromium(server: Any, browser_tools: A
     executable, sync_api = browser_tools
     base, log_tail = server
     screenshot = os.environ.get(SCREENSHOT_ENV)
-    frames, steps = (17, 10) if screenshot else (5, 2)
+    # the screenshot is of the validated colour preset at its own 20 steps; the test proper takes the
+    # preset too (its values fill the controls) and then overrides the steps to 2 to stay short
+    frames, steps = (17, 20) if screenshot else (5, 2)
     clip = _clip(tmp_path, frames)
     started = time.monotonic()
     with sync_api.sync_playwright() as playwright:
@@ -158,6 +160,13 @@ def test_studio_edits_an_uploaded_clip_in_chromium(server: Any, browser_tools: A
             )
             assert f"{frames} frames" in page.inner_text("#edit-source-info")
             page.fill("#edit-source-prompt textarea", "product shot: red shiny bottle, wooden table")
+            # choosing the validated preset puts its steps and guidance into the controls (the page
+            # sends them with the request, and explicit values win over a preset's)
+            page.click("#edit-preset input")
+            page.get_by_role("option", name="color", exact=True).click()
+            page.wait_for_function(
+                "document.querySelector('#edit-steps input[type=number]').value === '20'", timeout=30_000
+            )
             page.fill("#edit-steps input[type=number]", str(steps))
             page.press("#edit-steps input[type=number]", "Enter")
 
@@ -256,6 +265,7 @@ def test_studio_edits_an_uploaded_clip_in_chromium(server: Any, browser_tools: A
     assert [j["kind"] for j in listed["jobs"]] == ["generate", "edit"]  # newest first
     assert {j["status"] for j in listed["jobs"]} == {"succeeded"}
     job = listed["jobs"][1]
+    assert job["request"]["preset"] == "color"
     assert job["request"]["steps"] == steps and job["request"]["target_prompt"].startswith(
         "product shot: blue"
     )

@@ -151,6 +151,31 @@ class StudioBackend:
             "edit": {"steps": steps, "source_guidance": guidance, "target_guidance": guidance},
         }
 
+    def preset_choice(self, name: str) -> tuple[str, dict[str, Any] | None]:
+        """What choosing preset ``name`` in the edit tab does: the note shown under it, and the
+        values the method, steps and guidance controls take (``None``: they stay as they are).
+
+        The page sends those controls with every request and explicit values win over a preset's
+        (:func:`flowstudio.jobs.merge.merge_edit_settings`), so without this a preset chosen on the
+        page ran at the page's 10 steps, not the 20 it was validated at. On a DMD student's server
+        the controls stay at the student's own steps and guidance (a preset is validated on the
+        teacher) and the note says so. An unvalidated preset changes nothing and the note says why.
+        """
+        from flowstudio.edit.presets import PRESETS
+
+        if not name:
+            return "", None
+        record = PRESETS[name]
+        if not record.available:
+            return f"⚠ {record.unavailable_message()}", None
+        note = record.evidence
+        if record.below_bar:
+            note += f". ⚠ Below its quality bar: {record.below_bar}"
+        if self.student is not None:
+            return note + ". On this student server the steps and guidance stay at the student's own.", None
+        values = record.values or {}
+        return note, {k: values[k] for k in ("method", "steps", "source_guidance", "target_guidance")}
+
     def model_note(self) -> str:
         """A line for the page about the served model ("" for a teacher)."""
         if self.student is None:
@@ -312,6 +337,13 @@ def _check_edit_settings(request: Any) -> None:
 
 
 # -- turning the page's inputs into request fields ------------------------------------------------
+
+
+def preset_label(record: Any) -> str:
+    """A preset's name in the page's list, marked when it is not validated or below its bar."""
+    if not record.available:
+        return f"{record.name} (not validated)"
+    return f"{record.name} (below its bar)" if record.below_bar else record.name
 
 
 def parse_box(text: str | None) -> tuple[int, int, int, int] | None:

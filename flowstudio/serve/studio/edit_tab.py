@@ -18,6 +18,7 @@ from flowstudio.serve.studio.backend import (
     drawn_mask,
     edit_request_data,
     parse_box,
+    preset_label,
 )
 from flowstudio.serve.studio.examples import EDIT_EXAMPLES, edit_example
 from flowstudio.serve.studio.follow import Outputs, cancel, downloads, follow, submit_or_say
@@ -31,9 +32,7 @@ def edit_tab(backend: StudioBackend) -> None:
     from flowstudio.edit.presets import PRESETS
     from flowstudio.edit.settings import METHODS
 
-    presets = [("none (the options below)", "")] + [
-        (name if p.available else f"{name} (not validated)", name) for name, p in PRESETS.items()
-    ]
+    presets = [("none (the options below)", "")] + [(preset_label(p), name) for name, p in PRESETS.items()]
     with gr.Row():
         with gr.Column(scale=1):
             source = gr.Video(label="Source clip", sources=["upload"], elem_id="edit-source", height=240)
@@ -51,7 +50,7 @@ def edit_tab(backend: StudioBackend) -> None:
             )
             with gr.Row():
                 method = gr.Dropdown(list(METHODS), value="flowedit", label="Method")
-                preset = gr.Dropdown(presets, value="", label="Preset")
+                preset = gr.Dropdown(presets, value="", label="Preset", elem_id="edit-preset")
             preset_note = gr.Markdown("")
             with gr.Row():
                 start = backend.page_defaults()["edit"]
@@ -112,15 +111,17 @@ def edit_tab(backend: StudioBackend) -> None:
     def on_source(path: str | None) -> Outputs:
         return describe_source(Path(path)) if path else (NO_SOURCE, None)
 
-    def on_preset(name: str) -> str:
-        if not name:
-            return ""
-        record = PRESETS[name]
-        return record.evidence if record.available else f"⚠ {record.unavailable_message()}"
+    def on_preset(name: str) -> Outputs:
+        # the preset's method, steps and guidance go into the controls: the page sends them with
+        # every request, and explicit values win over a preset's
+        note, values = backend.preset_choice(name)
+        if values is None:
+            return note, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return note, values["method"], values["steps"], values["source_guidance"], values["target_guidance"]
 
     use_example.click(on_example, example, [source, source_info, source_prompt, target_prompt, first_frame])
     source.change(on_source, source, [source_info, first_frame])
-    preset.change(on_preset, preset, preset_note)
+    preset.change(on_preset, preset, [preset_note, method, steps, source_guidance, target_guidance])
 
     def on_run(
         source_path: str | None,
