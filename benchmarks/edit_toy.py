@@ -194,6 +194,14 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
             "target_guidance": 1.0,
             "blend": change,
         },
+        # the same with the colour preset's composite (the change region cut on the source, no sure core)
+        "student-flowedit+change-composite+grabcut-soft": {
+            **fe,
+            "grid": "student",
+            "source_guidance": 1.0,
+            "target_guidance": 1.0,
+            "blend": soft_cut,
+        },
         "baseline-partial-0.8": {
             "method": "inversion",
             **cfg,

@@ -265,3 +265,23 @@ def test_the_vae_dtype_option_loads_the_vae_in_bfloat16_and_decodes_within_a_lev
     b = half.decode_latents(latents).astype(int)
     assert a.shape == b.shape and a.dtype == b.dtype
     assert np.abs(a - b).mean() < 2.0  # bfloat16 keeps 8 bits of mantissa: about a level of 255
+
+
+def test_the_student_rows_edit_on_the_students_levels_with_the_presets_composites():
+    """The few-step editor rows: FlowEdit on the student's levels, no guidance, with the composite of
+    the teacher's product/background preset and of its colour preset respectively."""
+    from flowstudio.edit.presets import PRESETS
+
+    configs = edit_toy.configurations(20)
+    for name, preset in (
+        ("student-flowedit+change-composite", "product-replace"),
+        ("student-flowedit+change-composite+grabcut-soft", "color"),
+    ):
+        row = configs[name]
+        assert (row["method"], row["grid"], row["source_guidance"], row["target_guidance"]) == (
+            "flowedit",
+            "student",
+            1.0,
+            1.0,
+        )
+        assert row["blend"] == PRESETS[preset].values["blend"]
