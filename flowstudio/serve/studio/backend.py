@@ -17,12 +17,15 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from flowstudio.serve.store import FINAL, AdmissionRefused, JobStore
 from flowstudio.serve.worker import Worker, load_pipeline
+
+if TYPE_CHECKING:
+    from flowstudio.edit.presets import Preset
 
 
 class StudioInputError(Exception):
@@ -339,7 +342,7 @@ def _check_edit_settings(request: Any) -> None:
 # -- turning the page's inputs into request fields ------------------------------------------------
 
 
-def preset_label(record: Any) -> str:
+def preset_label(record: Preset) -> str:
     """A preset's name in the page's list, marked when it is not validated or below its bar."""
     if not record.available:
         return f"{record.name} (not validated)"
