@@ -18,7 +18,8 @@ Bars (issue 17): the 4-step student within 5 points of the teacher's T2V accurac
 with >= 10x fewer transformer calls. Writes ``benchmarks/results/<tag>.{json,md,png}``.
 
 The teacher's rows are most of a report's time (30 steps x 2 branches per clip) and are
-deterministic. ``--reuse-teacher EARLIER.json`` takes them (T2V reads, I2V PSNR, toy FD) from an
+deterministic. ``--reuse-teacher EARLIER.json`` takes those it holds (a teacher row it lacks, such as
+a cut to a step count no student of that report had, is measured here) (T2V reads, I2V PSNR, toy FD) from an
 earlier report of the same settings after regenerating its first ``--check-prompts`` prompts here:
 every read must come out the same (else the model or the code changed, and the run stops), and
 those clips give this run's timing of the teacher (the time ratios stay same-run). The report names
@@ -128,8 +129,9 @@ def measure(name: str, folder: Path, steps: int, guidance: float, solver: str, s
     }
 
 
-def reuse(name: str, steps: int, guidance: float, shift: float, args, earlier: dict) -> dict:
-    """The earlier report's row of this teacher setting, checked and timed on ``args.check_prompts``."""
+def reuse(name: str, steps: int, guidance: float, shift: float, args, earlier: dict) -> dict | None:
+    """The earlier report's row of this teacher setting, checked and timed on ``args.check_prompts``;
+    ``None`` when the earlier report has no such row (e.g. a cut to a step count no student there had)."""
     from flowstudio.pipeline import WanVideoPipeline
 
     wanted = {"prompts": args.prompts, "i2v_clips": args.i2v_clips, "fd_clips": args.fd_clips}
@@ -143,7 +145,7 @@ def reuse(name: str, steps: int, guidance: float, shift: float, args, earlier: d
         and Path(r["model"]).resolve() == args.teacher.resolve()
     ]
     if not matches:
-        raise SystemExit(f"--reuse-teacher: no row of {args.teacher} at {steps} steps, CFG {guidance} in it")
+        return None
     row = json.loads(json.dumps(matches[0]))
     pipe = WanVideoPipeline.from_pretrained(args.teacher, device="cpu")
     print(f"{name}: checking {args.check_prompts} prompts against {args.reuse_teacher}")
@@ -200,7 +202,10 @@ def main() -> None:
 
     def teacher_row(name: str, steps: int) -> dict:
         if earlier is not None:
-            return reuse(name, steps, args.teacher_guidance, shift, args, earlier)
+            row = reuse(name, steps, args.teacher_guidance, shift, args, earlier)
+            if row is not None:
+                return row
+            print(f"{name}: not in {args.reuse_teacher}; measured in this run")
         return measure(name, args.teacher, steps, args.teacher_guidance, "unipc", shift, args)
 
     rows = [teacher_row("teacher", args.teacher_steps)]

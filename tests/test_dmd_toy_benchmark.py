@@ -70,3 +70,5 @@ def test_reused_teacher_rows_are_checked_by_regenerating_and_refused_when_reads_
         dmd_toy.reuse("teacher", 2, 5.0, 5.0, args, earlier)
     with pytest.raises(SystemExit, match="settings"):
         dmd_toy.reuse("teacher", 2, 5.0, 5.0, SimpleNamespace(**{**vars(args), "prompts": 200}), earlier)
+    # a teacher setting the earlier report has no row of is not an error: the caller measures it
+    assert dmd_toy.reuse("teacher, 8 steps", 8, 5.0, 5.0, args, earlier) is None
