@@ -18,9 +18,10 @@ Bars (issue 17): the 4-step student within 5 points of the teacher's T2V accurac
 with >= 10x fewer transformer calls. Writes ``benchmarks/results/<tag>.{json,md,png}``.
 
 The teacher's rows are most of a report's time (30 steps x 2 branches per clip) and are
-deterministic. ``--reuse-teacher EARLIER.json`` takes those it holds (a teacher row it lacks, such as
-a cut to a step count no student of that report had, is measured here) (T2V reads, I2V PSNR, toy FD) from an
-earlier report of the same settings after regenerating its first ``--check-prompts`` prompts here:
+deterministic. ``--reuse-teacher EARLIER.json`` takes them (T2V reads, I2V PSNR, toy FD) from an
+earlier report of the same settings after regenerating its first ``--check-prompts`` prompts here
+(a teacher row the earlier report lacks, such as a cut to a step count none of its students had, is
+measured in this run):
 every read must come out the same (else the model or the code changed, and the run stops), and
 those clips give this run's timing of the teacher (the time ratios stay same-run). The report names
 the file the rows came from.
