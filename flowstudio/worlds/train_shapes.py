@@ -556,6 +556,32 @@ def _decode(vae: torch.nn.Module, latent: torch.Tensor) -> torch.Tensor:
 # -- driver -------------------------------------------------------------------------------------
 
 
+def build_init(config: ShapesTrainConfig, init_dir: Path) -> None:
+    """The run's untrained model folder (all components seeded from ``config.seed``), at the sizes of
+    ``config``; ``train_shapes`` makes it once per run folder, ``benchmarks/gpu_toy_train.py`` to probe."""
+    from flowstudio.worlds.captions import VOCABULARY
+
+    build_tiny_checkpoint(
+        init_dir,
+        seed=config.seed,
+        num_layers=config.num_layers,
+        num_attention_heads=config.num_attention_heads,
+        attention_head_dim=config.attention_head_dim,
+        text_dim=config.text_dim,
+        ffn_dim=config.ffn_dim,
+        freq_dim=config.freq_dim,
+        patch_size=config.dit_patch_size,
+        vae_base_dim=config.vae_base_dim,
+        vae_decoder_base_dim=config.vae_decoder_base_dim,
+        vae_num_res_blocks=config.vae_num_res_blocks,
+        text_encoder_layers=config.text_encoder_layers,
+        text_encoder_heads=config.text_encoder_heads,
+        sharded=False,
+        overwrite=True,
+        vocabulary=tuple(VOCABULARY),
+    )
+
+
 @dataclass
 class TrainResult:
     finished: bool
@@ -630,27 +656,7 @@ def train_shapes(
     init_dir = out / "init"
     fresh_init = not (init_dir / "model_index.json").exists()
     if fresh_init:
-        from flowstudio.worlds.captions import VOCABULARY
-
-        build_tiny_checkpoint(
-            init_dir,
-            seed=config.seed,
-            num_layers=config.num_layers,
-            num_attention_heads=config.num_attention_heads,
-            attention_head_dim=config.attention_head_dim,
-            text_dim=config.text_dim,
-            ffn_dim=config.ffn_dim,
-            freq_dim=config.freq_dim,
-            patch_size=config.dit_patch_size,
-            vae_base_dim=config.vae_base_dim,
-            vae_decoder_base_dim=config.vae_decoder_base_dim,
-            vae_num_res_blocks=config.vae_num_res_blocks,
-            text_encoder_layers=config.text_encoder_layers,
-            text_encoder_heads=config.text_encoder_heads,
-            sharded=False,
-            overwrite=True,
-            vocabulary=tuple(VOCABULARY),
-        )
+        build_init(config, init_dir)
     if reuse_stages_from is not None:
         reuse_stages(Path(reuse_stages_from), config, init_dir, state_dir, replace_init=fresh_init)
     vae_trained_to: int | None = None  # the model's VAE step when this run trains that VAE on
