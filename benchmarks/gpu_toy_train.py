@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -100,8 +101,14 @@ def probe(
     components.text_encoder.requires_grad_(False)
     quiet = {"eval_every": 0, "sample_every": 0, "checkpoint_every": 10**9, "log_every": 10**9}
 
-    def stage_seconds(name: str, steps: int, run) -> float:
-        return _seconds(device, lambda: run(work / f"{name}-{steps}", steps))
+    def step_seconds(name: str, run) -> float:
+        """Seconds per step of ``run``: a warm-up run first (CUDA context, cuDNN's choice of kernels for
+        each new shape, worker start-up: measured on an H200, a first run paid them and the probe
+        read 1.8x the VAE's real step time), then the difference of a short and a long run."""
+        timed = {}
+        for label, steps in (("warmup", short), ("short", short), ("long", long)):
+            timed[label] = _seconds(device, functools.partial(run, work / f"{name}-{label}", steps))
+        return (timed["long"] - timed["short"]) / (long - short)
 
     def vae_run(full_clips: bool):
         def run(state: Path, steps: int) -> None:
@@ -115,9 +122,7 @@ def probe(
     result: dict[str, float] = {}
     for name, full in (("vae_crop", False), ("vae_full_clip", True)):
         run = vae_run(full)
-        result[f"{name}_step_s"] = (stage_seconds(name, long, run) - stage_seconds(name, short, run)) / (
-            long - short
-        )
+        result[f"{name}_step_s"] = step_seconds(name, run)
     components.vae.requires_grad_(False)
     ts.set_latent_statistics(components.vae, dataclasses.replace(config, stats_clips=2), device)
     encoded = [ts._encode_clip(components, config, i, device) for i in range(2)]  # warm-up
@@ -137,9 +142,7 @@ def probe(
         probe_config = dataclasses.replace(config, dit_steps=steps, **quiet)
         ts.train_transformer(components, cache, probe_config, state, device, Budget(), progress=False)
 
-    result["dit_step_s"] = (stage_seconds("dit", long, dit_run) - stage_seconds("dit", short, dit_run)) / (
-        long - short
-    )
+    result["dit_step_s"] = step_seconds("dit", dit_run)
     return result
 
 
@@ -155,7 +158,8 @@ def size_recipe(
     The latent cache keeps the recipe's ``num_clips`` unless encoding them would take more than
     ``max_cache_share`` of the time; the VAE gets ``vae_share`` of what is left and keeps the recipe's
     fraction of whole-clip steps; the transformer gets the rest."""
-    clips = min(config.num_clips, max(64, int(max_cache_share * seconds / timings["latent_clip_s"])))
+    cache_clips = int(max_cache_share * seconds / timings["latent_clip_s"]) - config.stats_clips
+    clips = min(config.num_clips, max(64, cache_clips))
     left = seconds - (clips + config.stats_clips) * timings["latent_clip_s"]
     full_fraction = config.vae_full_clip_steps / config.vae_steps if config.vae_steps else 0.0
     vae_step = (1 - full_fraction) * timings["vae_crop_step_s"] + full_fraction * timings[
