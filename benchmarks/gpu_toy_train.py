@@ -88,11 +88,17 @@ def _seconds(device: torch.device, fn) -> float:
 
 
 def probe(
-    config: ts.ShapesTrainConfig, device: torch.device, work: Path, short: int, long: int
-) -> dict[str, float]:
+    config: ts.ShapesTrainConfig,
+    device: torch.device,
+    work: Path,
+    short: int,
+    long: int,
+    dit_batches: tuple[int, ...] = (),
+) -> dict[str, Any]:
     """Seconds per VAE step (crops; whole clips), per clip of the latent cache and per transformer step,
     each from the real stage code at ``config``'s sizes: (time of ``long`` steps - time of ``short``)
-    / (``long`` - ``short``)."""
+    / (``long`` - ``short``). ``dit_batches``: other transformer batch sizes to time as well
+    (``dit_step_s_by_batch``; informative: the sizing uses the recipe's batch)."""
     from flowstudio.weights import encode_prompts, load_components
 
     init = work / "init"
@@ -143,6 +149,13 @@ def probe(
         ts.train_transformer(components, cache, probe_config, state, device, Budget(), progress=False)
 
     result["dit_step_s"] = step_seconds("dit", dit_run)
+    by_batch = {config.dit_batch: result["dit_step_s"]}
+    for batch in dit_batches:
+        recipe_batch = config
+        config = dataclasses.replace(config, dit_batch=batch)  # dit_run reads it
+        by_batch[batch] = step_seconds(f"dit-b{batch}", dit_run)
+        config = recipe_batch
+    result["dit_step_s_by_batch"] = by_batch
     return result
 
 
@@ -176,6 +189,28 @@ def size_recipe(
     )
 
 
+def _value(text: str) -> Any:
+    """A number when ``text`` is one (YAML 1.1 reads ``6e-4`` as a string), else its YAML value."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["dit_batch=256", ...]`` -> ``{"dit_batch": 256}`` (numbers as numbers, else YAML values);
+    unknown keys are refused by the recipe itself."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"gpu_toy_train: --set {item!r}: expected KEY=VALUE, e.g. --set dit_batch=256")
+        overrides[key.strip()] = _value(value)
+    return overrides
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -195,6 +230,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tiny", action="store_true", help="tiny sizes (the CPU test of this script)")
     parser.add_argument("--probe-steps", type=int, nargs=2, default=(5, 25), metavar=("SHORT", "LONG"))
     parser.add_argument(
+        "--probe-dit-batches",
+        type=int,
+        nargs="*",
+        default=(),
+        help="other transformer batch sizes to time in the probe (how the step time grows with the batch)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe field (YAML value), e.g. --set dit_batch=256 --set dit_lr=6e-4",
+    )
+    parser.add_argument(
         "--results", type=Path, default=None, help="where <tag>.{json,md} go (default benchmarks/results)"
     )
     parser.add_argument("--tag", default="gpu_toy_train")
@@ -207,9 +256,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(
             "gpu_toy_train: torch sees no CUDA device (use --device cpu --tiny to test the script)"
         )
-    recipe = ts.ShapesTrainConfig.from_yaml(args.config, **(TINY if args.tiny else {}))
+    overrides = {**(TINY if args.tiny else {}), **parse_overrides(args.set)}
+    recipe = ts.ShapesTrainConfig.from_yaml(args.config, **overrides)
 
-    timings = probe(recipe, device, args.out.with_name(args.out.name + "-probe"), *args.probe_steps)
+    timings = probe(
+        recipe,
+        device,
+        args.out.with_name(args.out.name + "-probe"),
+        *args.probe_steps,
+        dit_batches=tuple(args.probe_dit_batches),
+    )
     probe_seconds = time.perf_counter() - started
     logger.info("probe (%.0f s): %s", probe_seconds, timings)
     train_seconds = (deadline - time.perf_counter() - STOP_MARGIN_S) * (1 - args.reserve)
@@ -219,7 +275,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     config = size_recipe(recipe, timings, train_seconds, args.vae_share)
     args.out.mkdir(parents=True, exist_ok=True)
-    sized = {**yaml.safe_load(args.config.read_text()), **(TINY if args.tiny else {})}
+    sized = {**yaml.safe_load(args.config.read_text()), **overrides}
     sized.update({name: getattr(config, name) for name in SIZED_FIELDS})
     (args.out / "sized_recipe.yaml").write_text(yaml.safe_dump(sized, sort_keys=False))
     logger.info("sized: %s", {name: getattr(config, name) for name in SIZED_FIELDS})
@@ -241,6 +297,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "reserve": args.reserve,
             "vae_share": args.vae_share,
             "probe_steps": list(args.probe_steps),
+            "overrides": overrides,
             "tiny": args.tiny,
             "sized": {name: getattr(config, name) for name in SIZED_FIELDS},
         },
@@ -273,6 +330,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{seconds.get('latents', math.nan):.0f} |",
         f"| transformer | {timings['dit_step_s']:.4f} | {config.dit_steps} steps x batch "
         f"{config.dit_batch} | {seconds.get('dit', math.nan):.0f} |",
+        "",
+        "Transformer step time by batch (probe): "
+        + ", ".join(f"{b}: {t:.4f} s" for b, t in sorted(timings["dit_step_s_by_batch"].items()))
+        + ".",
         "",
         f"Whole command: {total:.0f} s ({total / 60:.1f} min); finished: {result.finished}"
         + (" (transformer exported as a snapshot)" if snapshot else "")

@@ -71,6 +71,10 @@ def test_tiny_run_trains_exports_and_reports(script: ModuleType, tmp_path: Path)
             "--probe-steps",
             "2",
             "5",
+            "--probe-dit-batches",
+            "4",
+            "--set",
+            "dit_lr=1e-4",
             "--out",
             str(out),
             "--results",
@@ -80,10 +84,22 @@ def test_tiny_run_trains_exports_and_reports(script: ModuleType, tmp_path: Path)
     assert record["model_dir"] is not None and (Path(record["model_dir"]) / "model_index.json").exists()
     for key in ("vae_crop_step_s", "vae_full_clip_step_s", "latent_clip_s", "dit_step_s"):
         assert record["probe"][key] > 0, key
+    assert set(record["probe"]["dit_step_s_by_batch"]) == {2, 4}  # the tiny recipe's batch, and the one asked
+    assert record["settings"]["overrides"]["dit_lr"] == 1e-4
     sized = record["settings"]["sized"]
     assert sized["vae_steps"] >= 1 and sized["dit_steps"] >= 1
     written = json.loads((tmp_path / "results" / "gpu_toy_train.json").read_text())
     assert written["settings"]["sized"] == sized
     recipe = (out / "sized_recipe.yaml").read_text()
-    assert f"dit_steps: {sized['dit_steps']}" in recipe
+    assert f"dit_steps: {sized['dit_steps']}" in recipe and "dit_lr: 0.0001" in recipe
     assert record["total_seconds"] < 0.5 * 60 + 20, "the hard stop keeps the command near its budget"
+
+
+def test_overrides_are_read_as_yaml_and_malformed_ones_refused(script: ModuleType) -> None:
+    assert script.parse_overrides(["dit_batch=256", "dit_lr=6e-4", "vae_autocast=float32"]) == {
+        "dit_batch": 256,
+        "dit_lr": 6e-4,
+        "vae_autocast": "float32",
+    }
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        script.parse_overrides(["dit_batch"])
