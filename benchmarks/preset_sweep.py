@@ -290,6 +290,28 @@ def scatter(tuning: dict[str, dict[str, Any]], chosen: str, preset: str, path: P
     plt.close(fig)
 
 
+#: ``--rule``: how the tuning pairs choose a setting.
+RULES = {
+    "keep-at-accuracy": "tuning accuracy >= the preset's, then the best keep PSNR",
+    "keep-bar": f"among settings whose mean keep PSNR meets the bar ({KEEP_BAR:g} dB), the most accurate, "
+    "then the best keep PSNR; the keep-at-accuracy rule when none does",
+}
+
+
+def choose(tuning: dict[str, dict[str, Any]], preset_name: str, rule: str) -> str:
+    """The setting ``rule`` (:data:`RULES`) chooses among the tuning summaries."""
+    scored = {n: s for n, s in tuning.items() if s["accuracy"] is not None and s["keep_psnr"] is not None}
+    if rule == "keep-bar":
+        keeping = [n for n, s in scored.items() if s["keep_psnr"] >= KEEP_BAR]
+        if keeping:
+            return max(keeping, key=lambda n: (scored[n]["accuracy"], scored[n]["keep_psnr"]))
+    elif rule != "keep-at-accuracy":
+        raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+    base = scored[preset_name]["accuracy"]
+    eligible = [n for n, s in scored.items() if s["accuracy"] >= base]
+    return max(eligible, key=lambda n: (scored[n]["keep_psnr"], scored[n]["accuracy"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -312,6 +334,12 @@ def main() -> None:
         help="border refinements to try (comma-separated: none, source, both, source-soft, both-soft, "
         "source-soft-edges; BlendConfig.change_refine, -soft: change_refine_sure_core=False, -edges: "
         "change_refine_border=8)",
+    )
+    parser.add_argument(
+        "--rule",
+        default="keep-at-accuracy",
+        choices=sorted(RULES),
+        help="how the tuning pairs choose: " + "; ".join(f"{k}: {v}" for k, v in RULES.items()),
     )
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--size", type=int, default=128)
@@ -374,10 +402,7 @@ def main() -> None:
         tuning = {name: summarise(r) for name, r in rows.items()}
 
         base = tuning[preset_name]
-        eligible = [
-            n for n, s in tuning.items() if s["accuracy"] is not None and s["accuracy"] >= base["accuracy"]
-        ]
-        chosen = max(eligible, key=lambda n: (tuning[n]["keep_psnr"], tuning[n]["accuracy"]))
+        chosen = choose(tuning, preset_name, args.rule)
         guidance_of = {label(g, s): (g, s) for g in guidances for s in settings}
         chosen_guidance, chosen_setting = guidance_of[chosen]
         logger.info("chosen on tuning pairs: %s (preset: %s)", chosen, preset_name)
@@ -448,6 +473,7 @@ def main() -> None:
             {
                 "settings": meta,
                 "chosen": chosen,
+                "rule": args.rule,
                 "preset": preset_name,
                 "tuning": tuning,
                 "validation": validation,
@@ -472,7 +498,8 @@ def main() -> None:
         "",
         f"Produced by `OMP_NUM_THREADS=1 python benchmarks/preset_sweep.py --model {args.model} "
         f"--type {args.type} --tune {args.tune} --validate {args.validate} --guidance {args.guidance} "
-        f"--thresholds {args.thresholds} --grows {args.grows} --largest {args.largest}`. "
+        f"--thresholds {args.thresholds} --grows {args.grows} --largest {args.largest} "
+        f"--refine {args.refine} --rule {args.rule}`. "
         f"The preset: `{preset_name}`. "
         f"Bars: accuracy >= {bar}, keep PSNR >= {KEEP_BAR:g} dB outside the edit (mean over pairs, as "
         "`edit_toy.py`; a pair whose kept region the composite left untouched scores the 100 dB cap, so "
@@ -495,8 +522,8 @@ def main() -> None:
         )
     lines += [
         "",
-        f"## Tuning pairs: every setting (the choice: tuning accuracy >= the preset's "
-        f"{base['accuracy']:.3f}, then the best keep PSNR)",
+        f"## Tuning pairs: every setting (the choice, rule {args.rule}: {RULES[args.rule]}; the preset's "
+        f"tuning accuracy {base['accuracy']:.3f})",
         "",
         "| setting | accuracy [95% Wilson] | keep PSNR mean / median (dB) | pairs >= 30 dB | "
         "PSNR vs truth (dB) |",

@@ -145,3 +145,24 @@ def test_every_refine_value_round_trips_through_a_blend_config():
         assert preset_sweep.refine_of(BlendConfig(**preset_sweep.refine_fields(refine))) == refine
     with pytest.raises(SystemExit, match="not one of --refine's values"):
         preset_sweep.refine_of(BlendConfig(change_refine="both", change_refine_border=8))  # no both-edges
+
+
+def _summary(accuracy: float, keep: float) -> dict:
+    return {"accuracy": accuracy, "keep_psnr": keep}
+
+
+def test_rules_choose_on_accuracy_first_or_on_the_keep_bar_first() -> None:
+    tuning = {
+        "preset": _summary(0.80, 17.6),
+        "accurate": _summary(0.85, 13.7),
+        "keeps more at the preset's accuracy": _summary(0.80, 19.3),
+        "keeps the bar": _summary(0.65, 66.9),
+        "keeps the bar, less accurate": _summary(0.55, 80.0),
+    }
+    assert preset_sweep.choose(tuning, "preset", "keep-at-accuracy") == "keeps more at the preset's accuracy"
+    assert preset_sweep.choose(tuning, "preset", "keep-bar") == "keeps the bar"
+    # no setting keeps 30 dB: the keep-bar rule falls back to the accuracy-first rule
+    below = {n: s for n, s in tuning.items() if s["keep_psnr"] < preset_sweep.KEEP_BAR}
+    assert preset_sweep.choose(below, "preset", "keep-bar") == "keeps more at the preset's accuracy"
+    with pytest.raises(ValueError, match="unknown rule"):
+        preset_sweep.choose(tuning, "preset", "best")
