@@ -99,7 +99,7 @@ def probe(
     each from the real stage code at ``config``'s sizes: (time of ``long`` steps - time of ``short``)
     / (``long`` - ``short``). ``dit_batches``: other transformer batch sizes to time as well
     (``dit_step_s_by_batch``; informative: the sizing uses the recipe's batch)."""
-    from flowstudio.weights import encode_prompts, load_components
+    from flowstudio.weights import load_components
 
     init = work / "init"
     ts.build_init(config, init)
@@ -116,19 +116,15 @@ def probe(
             timed[label] = _seconds(device, functools.partial(run, work / f"{name}-{label}", steps))
         return (timed["long"] - timed["short"]) / (long - short)
 
-    def vae_run(full_clips: bool):
-        def run(state: Path, steps: int) -> None:
-            probe_config = dataclasses.replace(
-                config, vae_steps=steps, vae_full_clip_steps=steps if full_clips else 0, **quiet
-            )
-            ts.train_vae(components.vae, probe_config, state, device, Budget(), progress=False)
+    def vae_run(full_clips: bool, state: Path, steps: int) -> None:
+        probe_config = dataclasses.replace(
+            config, vae_steps=steps, vae_full_clip_steps=steps if full_clips else 0, **quiet
+        )
+        ts.train_vae(components.vae, probe_config, state, device, Budget(), progress=False)
 
-        return run
-
-    result: dict[str, float] = {}
+    result: dict[str, Any] = {}
     for name, full in (("vae_crop", False), ("vae_full_clip", True)):
-        run = vae_run(full)
-        result[f"{name}_step_s"] = step_seconds(name, run)
+        result[f"{name}_step_s"] = step_seconds(name, functools.partial(vae_run, full))
     components.vae.requires_grad_(False)
     ts.set_latent_statistics(components.vae, dataclasses.replace(config, stats_clips=2), device)
     encoded = [ts._encode_clip(components, config, i, device) for i in range(2)]  # warm-up
@@ -142,19 +138,16 @@ def probe(
         "embeds": [embeds.half() for _, embeds, _ in encoded],
         "captions": [text for _, _, text in encoded],
     }
-    encode_prompts(components, [""])
 
-    def dit_run(state: Path, steps: int) -> None:
-        probe_config = dataclasses.replace(config, dit_steps=steps, **quiet)
+    def dit_run(batch: int, state: Path, steps: int) -> None:
+        probe_config = dataclasses.replace(config, dit_batch=batch, dit_steps=steps, **quiet)
         ts.train_transformer(components, cache, probe_config, state, device, Budget(), progress=False)
 
-    result["dit_step_s"] = step_seconds("dit", dit_run)
-    by_batch = {config.dit_batch: result["dit_step_s"]}
-    for batch in dit_batches:
-        recipe_batch = config
-        config = dataclasses.replace(config, dit_batch=batch)  # dit_run reads it
-        by_batch[batch] = step_seconds(f"dit-b{batch}", dit_run)
-        config = recipe_batch
+    by_batch = {
+        batch: step_seconds(f"dit-b{batch}", functools.partial(dit_run, batch))
+        for batch in dict.fromkeys((config.dit_batch, *dit_batches))
+    }
+    result["dit_step_s"] = by_batch[config.dit_batch]
     result["dit_step_s_by_batch"] = by_batch
     return result
 

@@ -300,16 +300,16 @@ RULES = {
 
 def choose(tuning: dict[str, dict[str, Any]], preset_name: str, rule: str) -> str:
     """The setting ``rule`` (:data:`RULES`) chooses among the tuning summaries."""
-    scored = {n: s for n, s in tuning.items() if s["accuracy"] is not None and s["keep_psnr"] is not None}
+    read = {n: s for n, s in tuning.items() if s["accuracy"] is not None}
     if rule == "keep-bar":
-        keeping = [n for n, s in scored.items() if s["keep_psnr"] >= KEEP_BAR]
+        keeping = [n for n, s in read.items() if s["keep_psnr"] is not None and s["keep_psnr"] >= KEEP_BAR]
         if keeping:
-            return max(keeping, key=lambda n: (scored[n]["accuracy"], scored[n]["keep_psnr"]))
+            return max(keeping, key=lambda n: (read[n]["accuracy"], read[n]["keep_psnr"]))
     elif rule != "keep-at-accuracy":
         raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
-    base = scored[preset_name]["accuracy"]
-    eligible = [n for n, s in scored.items() if s["accuracy"] >= base]
-    return max(eligible, key=lambda n: (scored[n]["keep_psnr"], scored[n]["accuracy"]))
+    base = tuning[preset_name]["accuracy"]
+    eligible = [n for n, s in read.items() if s["accuracy"] >= base]
+    return max(eligible, key=lambda n: (read[n]["keep_psnr"], read[n]["accuracy"]))
 
 
 def main() -> None:
