@@ -9,7 +9,8 @@ A setting ``C:S`` generates with ``context_sigma`` C (the level each generated c
 ``flowstudio avatar eval --context-sigma C --audio-guidance S`` does. Writes
 ``benchmarks/results/<tag>.json`` (every report's summary and per-clip lags, with the settings),
 ``<tag>.md`` (the table) and ``<tag>.png`` (truth and every setting's frames of clip ``--picture-clip``
-at 0, 60, 120, ... so that artefacts growing over the rollout show).
+at 0, 60, 120, ... so that artefacts growing over the rollout show), all three rewritten after every
+setting so that a stopped run keeps the rows it has.
 
 The bar columns follow issue 18 item 1: lip-sync r against 0.6 x the truth's r on the same clips
 (``--truth-r``: the truth scored by the same evaluation, e.g. from ``avatar_codec_reference.py``), the
@@ -137,9 +138,14 @@ def main() -> None:
                 pictures[label] = _frames(save / f"{clip_name}.mp4")
                 took = time.perf_counter() - start
                 print(f"{label}: r {row['lip_sync_corr']:.3f}, {took:.0f} s", flush=True)
-        RESULTS.mkdir(exist_ok=True)
-        _picture(pictures, RESULTS / f"{args.tag}.png")
+                write_outputs(args, results, pictures)  # after every setting: a stopped run keeps its rows
+    print((RESULTS / f"{args.tag}.md").read_text())
 
+
+def write_outputs(args: argparse.Namespace, results: list[dict], pictures: dict[str, np.ndarray]) -> None:
+    """``<tag>.json``, ``<tag>.md`` and ``<tag>.png`` of the rows measured so far."""
+    RESULTS.mkdir(exist_ok=True)
+    _picture(pictures, RESULTS / f"{args.tag}.png")
     bar_r = 0.6 * args.truth_r if args.truth_r is not None else None
     bar_fvd = 1.5 * args.codec_fvd if args.codec_fvd is not None else None
     settings = {
@@ -187,7 +193,6 @@ def main() -> None:
         )
     lines += ["", f"![frames over the rollout]({args.tag}.png)", ""]
     (RESULTS / f"{args.tag}.md").write_text("\n".join(lines))
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":
