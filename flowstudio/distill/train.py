@@ -45,9 +45,10 @@ import torch
 from flowstudio.core.flow import shift_sigmas
 from flowstudio.core.ti2v import pin_first_frame
 from flowstudio.denoiser import WanDenoiser
-from flowstudio.distill import dmd, gan
+from flowstudio.distill import dmd, gan, regression
 from flowstudio.distill.monitor import StudentMonitor
 from flowstudio.distill.prompts import SHAPEWORLD, PromptBank, build_prompt_bank, is_dataset
+from flowstudio.distill.regression import RegressionPairs
 from flowstudio.errors import InputError
 from flowstudio.train import (
     Budget,
@@ -119,6 +120,15 @@ class DistillConfig:
     # often (weights of several matching phrases multiply). For a rare case the student loses, e.g.
     # {"plain background": 3, "plain backdrop": 3}; None: every prompt equally often
     prompt_weights: dict[str, float] | None = None
+    # DMD's paired regression term (flowstudio.distill.regression): the student's prediction at each of
+    # its levels is pulled (latent MSE, this weight) to the teacher's sample made from a pair's noise
+    # with regression_steps of regression_solver and CFG, once at the start (OUT/regression_pairs.pt);
+    # regression_phrases: only prompts holding one of them (None: all); 0: off
+    regression_weight: float = 0.0
+    regression_pairs: int = 64
+    regression_phrases: list[str] | None = None
+    regression_steps: int = 30
+    regression_solver: str = "unipc"
     mixed_precision: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept in the run's config.json
 
@@ -154,6 +164,24 @@ class DistillConfig:
             for phrase, weight in self.prompt_weights.items():
                 check_text("a prompt_weights phrase", phrase, "a phrase of the captions")
                 check_number(f"prompt_weights[{phrase!r}]", weight, positive=True, what="; a weight > 0")
+        check_number("regression_weight", self.regression_weight)
+        if self.regression_weight < 0:
+            raise InputError(f"regression_weight must be >= 0, got {self.regression_weight}")
+        check_int("regression_pairs", self.regression_pairs, minimum=1)
+        check_int("regression_steps", self.regression_steps, minimum=1)
+        from flowstudio.core.solvers import SOLVERS
+
+        teacher_solvers = sorted(set(SOLVERS) - {"dmd"})  # dmd: a student's stochastic sampler
+        if self.regression_solver not in teacher_solvers:
+            raise InputError(
+                f"regression_solver {self.regression_solver!r} is not a teacher solver; "
+                f"use one of {teacher_solvers}"
+            )
+        if self.regression_phrases is not None:
+            if not isinstance(self.regression_phrases, list) or not self.regression_phrases:
+                raise InputError('regression_phrases must be a list of caption phrases: ["plain backdrop"]')
+            for phrase in self.regression_phrases:
+                check_text("a regression_phrases phrase", phrase, "a phrase of the captions")
         if self.gan_shift is not None:
             check_number("gan_shift", self.gan_shift, positive=True, what="; 1 gives uniform levels")
         if self.gan_lr is not None:
@@ -243,6 +271,9 @@ class DistillBatch:
     loss_noise: torch.Tensor
     critic: list[dict[str, torch.Tensor]]  # per critic update: stop, noise, sigma, loss noise
     seed: torch.Tensor  # (B,) per-row seeds of the backward simulation's re-noising (one stream per row)
+    # the regression term's draws, when it is on: "index" (B,) pairs, "stop" (B,) student levels,
+    # "noise" (B, C, T, H, W) the re-noising of the teacher's sample to levels after the first
+    regression: dict[str, torch.Tensor] | None = None
 
 
 class DMDObjective:
@@ -259,6 +290,7 @@ class DMDObjective:
         device: torch.device,
         expand_timesteps: bool = False,
         head: torch.nn.Module | None = None,
+        pairs: RegressionPairs | None = None,
     ) -> None:
         self.config, self.bank, self.shift, self.device = config, bank, shift, device
         self.teacher = WanDenoiser(teacher, expand_timesteps=expand_timesteps)
@@ -266,6 +298,7 @@ class DMDObjective:
         self.expand = expand_timesteps
         self.sigmas = dmd.student_sigmas(config.student_steps, shift)
         self.head = head  # the GAN term's discriminator head (bare module), or None
+        self.pairs = pairs  # the regression term's (noise, teacher sample) pairs, or None
         if head is not None:
             layer = config.gan_layer if config.gan_layer is not None else len(teacher.blocks) // 2
             self.features = gan.TeacherFeatures(teacher, layer)
@@ -344,7 +377,27 @@ class DMDObjective:
             adversarial = gan.generator_loss(self._logits(self.head, x_t_grad, level, text, mask))
             loss = loss + self.config.gan_weight * adversarial
             terms["gan_generator"] = adversarial.detach()
+        if self.pairs is not None and batch.regression is not None:
+            term = self.regression_term(module, batch.regression)
+            loss = loss + self.config.regression_weight * term
+            terms["regression"] = term.detach()
         return {"loss": loss, **terms}
+
+    def regression_term(self, module: torch.nn.Module, draw: dict[str, torch.Tensor]) -> torch.Tensor:
+        """DMD's regression loss at the student's levels (text-to-video rows): at the first level the
+        input is the pair's own noise (DMD's coupling); at a later level ``k`` it is the teacher's
+        sample re-noised to ``sigmas[k]`` with fresh noise, which is the form the stochastic sampler's
+        input has there (``renoise`` of the previous prediction). The target is the teacher's sample."""
+        index, stop = draw["index"], draw["stop"].to(self.device)
+        target = self.pairs.target[index].to(self.device)
+        level = self.sigmas.to(torch.float32).to(self.device)[stop]
+        later = dmd.noised(target, draw["noise"].to(self.device), level)
+        first = (stop == 0).view(-1, *([1] * (target.dim() - 1)))
+        x_in = torch.where(first, self.pairs.noise[index].to(self.device), later)
+        text = self.bank.embeds[self.pairs.rows[index]].to(self.device)
+        mask = torch.ones(target.shape[0], 1, *target.shape[2:], device=self.device)
+        student = WanDenoiser(self.student.student, forward_module=module)
+        return regression.regression_loss(self._x0(student, x_in, level, text, mask), target)
 
     def _logits(self, head, x_t, sigma, text, mask) -> torch.Tensor:
         """The head's logits for noised clips, from the teacher's block features (conditional branch)."""
@@ -407,8 +460,15 @@ def prompt_draw_weights(prompts: list[str], phrases: dict[str, float]) -> torch.
     return weights
 
 
-def make_batch_fn(config: DistillConfig, bank: PromptBank, latent_shape: tuple[int, ...], shift: float):
-    """The batch of step ``k``: a pure function of ``(config.seed, k)``."""
+def make_batch_fn(
+    config: DistillConfig,
+    bank: PromptBank,
+    latent_shape: tuple[int, ...],
+    shift: float,
+    num_pairs: int = 0,
+):
+    """The batch of step ``k``: a pure function of ``(config.seed, k)``. ``num_pairs`` > 0: each step also
+    draws ``batch`` regression pairs, from a stream of its own (runs without the term draw as before)."""
     shape = (config.batch, *latent_shape[1:])
     with_frames = bank.first_frames is not None
     weights = prompt_draw_weights(bank.prompts, config.prompt_weights) if config.prompt_weights else None
@@ -441,7 +501,17 @@ def make_batch_fn(config: DistillConfig, bank: PromptBank, latent_shape: tuple[i
             loss_noise=main["loss_noise"],
             critic=[draw() for _ in range(config.critic_steps)],
             seed=torch.randint(0, 2**62, (config.batch,), generator=g),
+            regression=regression_draw(step) if num_pairs else None,
         )
+
+    def regression_draw(step: int) -> dict[str, torch.Tensor]:
+        state = np.random.SeedSequence([config.seed, regression.PAIR_STREAM, step]).generate_state(1)[0]
+        generator = torch.Generator().manual_seed(int(state))
+        return {
+            "index": torch.randint(0, num_pairs, (config.batch,), generator=generator),
+            "stop": torch.randint(0, config.student_steps, (config.batch,), generator=generator),
+            "noise": torch.randn(shape, generator=generator),
+        }
 
     return make_batch
 
@@ -528,6 +598,11 @@ def prepare(
             )
             bank.save(bank_path)
     stored_dtype = pipeline.components.transformer.dtype
+    latent_shape = pipeline.latent_shape(config.num_frames, config.height, config.width)
+    pairs = None
+    if config.regression_weight > 0:
+        with state.main_process_first():
+            pairs = regression_pairs(pipeline, config, bank, latent_shape, shift, out, progress)
     base = pipeline.components.transformer.float().requires_grad_(False).eval()
     trainee = copy.deepcopy(base).requires_grad_(True).train()
     if config.lora_rank > 0:
@@ -590,9 +665,9 @@ def prepare(
         trainer.device,
         expand_timesteps=bool(pipeline.components.model_index.get("expand_timesteps", False)),
         head=head,
+        pairs=pairs,
     )
-    latent_shape = pipeline.latent_shape(config.num_frames, config.height, config.width)
-    make_batch = make_batch_fn(config, bank, latent_shape, shift)
+    make_batch = make_batch_fn(config, bank, latent_shape, shift, len(pairs) if pairs is not None else 0)
     monitor = StudentMonitor(
         pipeline,
         student,
@@ -602,6 +677,34 @@ def prepare(
         prompts=config.eval_prompts,
     )
     return DistillRun(config, out, trainer, objective, make_batch, shift, stored_dtype, monitor)
+
+
+def regression_pairs(
+    pipeline, config: DistillConfig, bank: PromptBank, latent_shape, shift: float, out: Path, progress: bool
+) -> RegressionPairs:
+    """The run's regression pairs: read from ``OUT/regression_pairs.pt``, or made with the teacher and
+    saved there (by the main process; a stopped run reads them back instead of sampling again)."""
+    path = out / "regression_pairs.pt"
+    if path.exists():
+        return RegressionPairs.load(path)
+    rows = regression.pair_rows(bank.prompts, config.regression_phrases, config.regression_pairs)
+    logger.info("making %d regression pairs: %d %s steps each", len(rows), config.regression_steps,
+                config.regression_solver)  # fmt: skip
+    pairs = regression.build_pairs(
+        pipeline,
+        bank.embeds,
+        bank.negative,
+        rows,
+        latent_shape,
+        seed=config.seed,
+        steps=config.regression_steps,
+        solver=config.regression_solver,
+        guidance_scale=config.guidance_scale,
+        shift=shift,
+        progress=progress,
+    )
+    pairs.save(path)
+    return pairs
 
 
 def start_from(source: Path, modules: dict[str, torch.nn.Module | None]) -> None:
