@@ -141,3 +141,29 @@ def test_servers_opening_one_fresh_database_at_once_all_start(tmp_path, backend)
     store.close()
     if backend == "postgresql":
         _wipe(POSTGRES)
+
+
+def test_the_wal_switch_is_retried_while_the_database_is_locked_and_other_errors_are_raised():
+    import sqlite3
+
+    from flowstudio.serve.store import set_wal_journal
+
+    class Cursor:
+        def __init__(self, errors: list[str]) -> None:
+            self.errors, self.calls = errors, 0
+
+        def execute(self, sql: str) -> None:
+            assert sql == "PRAGMA journal_mode=WAL"
+            self.calls += 1
+            if self.errors:
+                raise sqlite3.OperationalError(self.errors.pop(0))
+
+    busy = Cursor(["database is locked", "database is locked"])
+    set_wal_journal(busy, wait=0.0)
+    assert busy.calls == 3
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        set_wal_journal(Cursor(["disk I/O error"]), wait=0.0)
+    stuck = Cursor(["database is locked"] * 5)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        set_wal_journal(stuck, attempts=3, wait=0.0)
+    assert stuck.calls == 3

@@ -60,6 +60,25 @@ class AdmissionRefused(Exception):
         self.code, self.message, self.retry_after = code, message, retry_after
 
 
+def set_wal_journal(cursor: Any, attempts: int = 50, wait: float = 0.1) -> None:
+    """``PRAGMA journal_mode=WAL`` on a new SQLite connection, retried while the database is locked.
+
+    Switching a fresh database file to WAL takes an exclusive lock, and SQLite can answer BUSY to it at
+    once, without the connection's busy handler, while another process opens the same new file (seen
+    once in CI: several servers starting on one fresh database). A bounded retry rides that out; any
+    other error, or a lock that outlasts ``attempts x wait`` seconds, is raised."""
+    import sqlite3
+
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or attempt == attempts - 1:
+                raise
+            time.sleep(wait)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -122,7 +141,7 @@ class JobStore:
             @event.listens_for(self.engine, "connect")
             def _pragmas(connection: Any, _record: Any) -> None:
                 cursor = connection.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
+                set_wal_journal(cursor)
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.close()
 
