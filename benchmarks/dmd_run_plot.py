@@ -81,6 +81,10 @@ def main() -> None:
         axis.plot(np.convolve(values, np.ones(10) / 10, mode="valid"), color=colour, label=key)
         axis.set_title(f"{title} (10-update mean)")
         axis.set_xlabel("generator update")
+    if "regression" in history:  # the regression term (its weighted value is part of the generator loss)
+        values = np.asarray(history["regression"])
+        ax[0].plot(np.convolve(values, np.ones(10) / 10, mode="valid"), color="C4", label="regression term")
+        ax[0].legend(fontsize=8)
     if gan:
         ax[2].legend(fontsize=8)
     if refs is None:
