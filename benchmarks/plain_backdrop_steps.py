@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from _results import write_results
+from _results import RESULTS, write_results
 from toy_quality import READERS, held_out, read_or_no_object
 
 from flowstudio.pipeline import GenerationSettings, WanVideoPipeline
@@ -51,7 +51,11 @@ def plain_prompts(prompts: int) -> list[int]:
     return [i for i in range(prompts) if held_out(100_000 + i)[0].background == "plain"]
 
 
-def measure(setting: dict, indices: list[int], pipes: dict) -> dict:
+def measure(
+    setting: dict, indices: list[int], pipes: dict, keep: dict | None = None, picture: int = 0
+) -> dict:
+    """Read the plain-backdrop prompts under ``setting``; the middle frames of the first ``picture`` go to
+    ``keep[setting name]`` (for :func:`draw`)."""
     folder = setting["model"]
     if folder not in pipes:
         pipes[folder] = WanVideoPipeline.from_pretrained(Path(folder), device="cpu")
@@ -72,6 +76,8 @@ def measure(setting: dict, indices: list[int], pipes: dict) -> dict:
             ),
             progress=False,
         ).frames
+        if keep is not None and len(keep.setdefault(setting["name"], [])) < picture:
+            keep[setting["name"]].append(frames[len(frames) // 2])
         for name, reader in READERS.items():
             read = read_or_no_object(reader, frames)
             hits[name] += read == getattr(spec, name)
@@ -84,10 +90,35 @@ def measure(setting: dict, indices: list[int], pipes: dict) -> dict:
         "shape": hits["shape"],
         "prompts": len(indices),
         "background_reads": dict(Counter(backgrounds).most_common()),
+        "background_per_prompt": backgrounds,
         "seconds": time.perf_counter() - start,
     }
     print(f"{setting['name']}: plain {row['plain']}/{len(indices)}, {row['background_reads']}", flush=True)
     return row
+
+
+def draw(frames: dict[str, list], reads: dict[str, list[str]], path: Path) -> None:
+    """One row per setting, one column per prompt: its middle frame, titled with the read backdrop."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(frames)
+    cols = max(len(v) for v in frames.values())
+    fig, axes = plt.subplots(len(names), cols, figsize=(1.9 * cols, 2.1 * len(names)), squeeze=False)
+    for r, name in enumerate(names):
+        for c in range(cols):
+            axis = axes[r][c]
+            axis.set_xticks([]), axis.set_yticks([])
+            if c < len(frames[name]):
+                axis.imshow(frames[name][c])
+                axis.set_title(f"read: {reads[name][c]}", fontsize=8)
+        axes[r][0].set_ylabel(name, fontsize=8)
+    fig.suptitle("plain-backdrop prompts, middle frame", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def report(result: dict) -> list[str]:
@@ -126,10 +157,14 @@ def main() -> None:
         "--prompts", type=int, default=200, help="held-out prompts scanned for plain backdrops"
     )
     parser.add_argument("--tag", default="plain_backdrop_steps")
+    parser.add_argument(
+        "--picture", type=int, default=0, help="also draw the first N prompts per setting (<tag>.png)"
+    )
     args = parser.parse_args()
     settings = [parse_setting(text) for text in args.setting]
     indices = plain_prompts(args.prompts)
     pipes: dict = {}
+    kept: dict[str, list] = {}
     result = {
         "tag": args.tag,
         "command": "python benchmarks/plain_backdrop_steps.py "
@@ -139,8 +174,11 @@ def main() -> None:
         "rows": [],
     }
     for setting in settings:
-        result["rows"].append(measure(setting, indices, pipes))
+        result["rows"].append(measure(setting, indices, pipes, kept, args.picture))
         write_results(args.tag, result, report(result))  # after every setting: a stopped run keeps its rows
+        if args.picture:
+            reads = {row["name"]: row["background_per_prompt"] for row in result["rows"]}
+            draw(kept, reads, RESULTS / f"{args.tag}.png")
 
 
 if __name__ == "__main__":

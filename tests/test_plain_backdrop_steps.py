@@ -47,3 +47,17 @@ def test_the_prompts_read_are_the_plain_backdrops_of_the_report_stream(script: M
     assert all(held_out(100_000 + i)[0].background == "plain" for i in indices)
     others = set(range(200)) - set(indices)
     assert all(held_out(100_000 + i)[0].background != "plain" for i in others)
+
+
+def test_the_picture_has_a_row_per_setting_and_a_column_per_prompt(script: ModuleType, tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    frames = {
+        "teacher": [np.zeros((8, 8, 3), np.uint8)] * 3,
+        "student": [np.full((8, 8, 3), 200, np.uint8)] * 2,
+    }
+    reads = {"teacher": ["plain", "plain", "marble"], "student": ["marble", "plain"]}
+    script.draw(frames, reads, tmp_path / "grid.png")
+    image = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert image.shape[0] > 100 and image.shape[1] > 200  # 2 rows x 3 columns of panels
