@@ -505,6 +505,9 @@ def make_batch_fn(
         )
 
     def regression_draw(step: int) -> dict[str, torch.Tensor]:
+        # seeded like pair `step`'s noise (both on PAIR_STREAM): step k's re-noising is then a shifted
+        # copy of pair k's starting noise, still white noise and used at a level pair k's own noise is
+        # not; kept so that the measured runs (guide_distill.md) replay bit for bit
         state = np.random.SeedSequence([config.seed, regression.PAIR_STREAM, step]).generate_state(1)[0]
         generator = torch.Generator().manual_seed(int(state))
         return {
