@@ -65,6 +65,17 @@ def read_prompt_file(path: Path) -> list[str]:
     return prompts
 
 
+def holding(prompts: list[str], phrase: str, option: str) -> list[bool]:
+    """Which prompts hold ``phrase`` (case-insensitive). A phrase no prompt holds is an error naming
+    ``option``: a typo would otherwise train on the wrong rows without a word."""
+    hits = [phrase.lower() in text.lower() for text in prompts]
+    if not any(hits):
+        raise InputError(
+            f"{option}: no prompt of the bank's {len(prompts)} holds {phrase!r}; check its spelling"
+        )
+    return hits
+
+
 def is_dataset(source: str) -> bool:
     """Whether ``source`` is a folder made by ``flowstudio data build``."""
     return Path(source).is_dir() and (Path(source) / "clips.parquet").is_file()

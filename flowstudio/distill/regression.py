@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from flowstudio.errors import InputError
+from flowstudio.distill.prompts import holding
 
 logger = logging.getLogger(__name__)
 
@@ -71,14 +71,8 @@ def pair_rows(prompts: list[str], phrases: list[str] | None, count: int) -> torc
     None), cycled in bank order. A phrase no prompt holds is an error (a typo would silently train on
     nothing)."""
     if phrases:
-        lowered = [text.lower() for text in prompts]
-        for phrase in phrases:
-            if not any(phrase.lower() in text for text in lowered):
-                raise InputError(
-                    f"regression_phrases: no prompt of the bank's {len(prompts)} holds {phrase!r}; "
-                    "check its spelling"
-                )
-        chosen = [i for i, text in enumerate(lowered) if any(p.lower() in text for p in phrases)]
+        hits = [holding(prompts, phrase, "regression_phrases") for phrase in phrases]
+        chosen = [i for i in range(len(prompts)) if any(hit[i] for hit in hits)]
     else:
         chosen = list(range(len(prompts)))
     return torch.tensor([chosen[i % len(chosen)] for i in range(count)], dtype=torch.long)

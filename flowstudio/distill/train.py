@@ -47,7 +47,7 @@ from flowstudio.core.ti2v import pin_first_frame
 from flowstudio.denoiser import WanDenoiser
 from flowstudio.distill import dmd, gan, regression
 from flowstudio.distill.monitor import StudentMonitor
-from flowstudio.distill.prompts import SHAPEWORLD, PromptBank, build_prompt_bank, is_dataset
+from flowstudio.distill.prompts import SHAPEWORLD, PromptBank, build_prompt_bank, holding, is_dataset
 from flowstudio.distill.regression import RegressionPairs
 from flowstudio.errors import InputError
 from flowstudio.train import (
@@ -451,12 +451,7 @@ def prompt_draw_weights(prompts: list[str], phrases: dict[str, float]) -> torch.
     would otherwise train on the uniform draw without a word)."""
     weights = torch.ones(len(prompts), dtype=torch.float64)
     for phrase, weight in phrases.items():
-        hits = torch.tensor([phrase.lower() in text.lower() for text in prompts])
-        if not hits.any():
-            raise InputError(
-                f"prompt_weights: no prompt of the bank's {len(prompts)} holds {phrase!r}; check its spelling"
-            )
-        weights[hits] *= float(weight)
+        weights[torch.tensor(holding(prompts, phrase, "prompt_weights"))] *= float(weight)
     return weights
 
 
