@@ -6,7 +6,8 @@
 
 A setting ``C:S`` generates with ``context_sigma`` C (the level each generated chunk is committed at,
 :mod:`flowstudio.avatar.inference.streaming`) and audio guidance S, noise seed ``--seed``, exactly as
-``flowstudio avatar eval --context-sigma C --audio-guidance S`` does. Writes
+``flowstudio avatar eval --context-sigma C --audio-guidance S`` does; ``C:S:N`` also takes N denoising
+steps per chunk (``--steps N``; default the checkpoint's). Writes
 ``benchmarks/results/<tag>.json`` (every report's summary and per-clip lags, with the settings),
 ``<tag>.md`` (the table) and ``<tag>.png`` (truth and every setting's frames of clip ``--picture-clip``
 at 0, 60, 120, ... so that artefacts growing over the rollout show), all three rewritten after every
@@ -102,7 +103,9 @@ def main() -> None:
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--features", type=Path)
     parser.add_argument("--model", action="append", required=True, help="NAME=CHECKPOINT")
-    parser.add_argument("--settings", nargs="+", default=["0:1", "0.5:1", "0.5:4", "0.5:8"], help="C:S")
+    parser.add_argument(
+        "--settings", nargs="+", default=["0:1", "0.5:1", "0.5:4", "0.5:8"], help="C:S or C:S:STEPS"
+    )
     parser.add_argument("--clips", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--picture-clip", type=int, default=0)
@@ -117,8 +120,11 @@ def main() -> None:
         for spec in args.model:
             name, _, checkpoint = spec.partition("=")
             for setting in args.settings:
-                context, _, guidance = setting.partition(":")
-                label = f"{name} C={float(context):g} S={float(guidance or 1):g}"
+                context, _, rest = setting.partition(":")
+                guidance, _, steps = rest.partition(":")
+                label = f"{name} C={float(context):g} S={float(guidance or 1):g}" + (
+                    f" N={steps}" if steps else ""
+                )
                 save = Path(scratch) / label.replace(" ", "_")
                 start = time.perf_counter()
                 report = evaluate_model(
@@ -131,9 +137,14 @@ def main() -> None:
                     progress=False,
                     audio_guidance=float(guidance or 1),
                     context_sigma=float(context),
+                    steps=int(steps) if steps else None,
                 )
                 row = {"model": name, "checkpoint": checkpoint, "context_sigma": float(context)}
-                row |= {"audio_guidance": float(guidance or 1), **_row(report)}
+                row |= {
+                    "audio_guidance": float(guidance or 1),
+                    "steps": report["settings"]["steps"],
+                    **_row(report),
+                }
                 results.append(row)
                 pictures[label] = _frames(save / f"{clip_name}.mp4")
                 took = time.perf_counter() - start
@@ -177,14 +188,16 @@ def write_outputs(args: argparse.Namespace, results: list[dict], pictures: dict[
         + (f"{bar_fvd:.2f}" if bar_fvd is not None else "1.5 x codec")
         + ").",
         "",
-        "| model | context sigma | audio guidance | lip_sync_corr | lip_sync_conf | best lag per clip "
-        "| within +-1 | identity ratio 30 s | fvd_toy | warp error | flicker | generation s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | context sigma | audio guidance | steps | lip_sync_corr | lip_sync_conf "
+        "| best lag per clip | within +-1 | identity ratio 30 s | fvd_toy | warp error | flicker "
+        "| generation s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results:
         lags = " ".join(f"{lag:+d}" for lag in row["lags"] if lag is not None)
         lines.append(
             f"| {row['model']} | {row['context_sigma']:g} | {row['audio_guidance']:g} "
+            f"| {row.get('steps', '-')} "
             f"| {fmt(row['lip_sync_corr'], bar_r)} | {fmt(row['lip_sync_conf'])} | {lags} "
             f"| {row['within_1']}/{len(row['lags'])} | {fmt(row['identity_ratio_30s'], 1.0, below=True)} "
             f"| {fmt(row['fvd_toy'], bar_fvd, below=True)} "

@@ -466,10 +466,13 @@ def generate_clip(
     seed: int = 0,
     audio_guidance: float | None = None,
     context_sigma: float | None = None,
+    structure: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stream a clip from ``image`` and ``waveform``: frames uint8 ``(T, H, W, 3)`` and the structure
     latent ``(T, C_s)`` the structure tower generated alongside (raw scale: denormalised with the
-    config's structure statistics when it has them)."""
+    config's structure statistics when it has them). ``structure``: a raw structure latent
+    ``(T, 7 + 3K)`` (any keypoint count of the world's layout) to drive the video with instead
+    (:func:`~flowstudio.avatar.inference.streaming.stream_latents`' ``structure``)."""
     import torch
 
     from flowstudio.avatar.inference.streaming import check_image, stream_latents
@@ -487,6 +490,14 @@ def generate_clip(
     codec = ToyCodec.for_config(cfg)
     reference = codec.encode_image(image).to(param.device, param.dtype)
     generator = torch.Generator(device=param.device).manual_seed(seed)
+    given = None
+    if structure is not None:
+        from flowstudio.worlds.faces import StructureLatent, structure_array
+
+        raw = structure_array(StructureLatent.from_array(np.asarray(structure)), cfg.structure)
+        given = torch.from_numpy(np.asarray(raw, np.float32))
+        normalize = getattr(cfg.structure, "normalize", None)
+        given = normalize(given) if normalize else given
     frames, rows = [], []
     chunks = stream_latents(
         model,
@@ -496,6 +507,7 @@ def generate_clip(
         generator=generator,
         audio_guidance=audio_guidance,
         context_sigma=context_sigma,
+        structure=given,
     )
     for chunk in chunks:
         frames.append(codec.decode(chunk.video))
@@ -519,6 +531,7 @@ def evaluate_model(
     on_clip: Callable[[str, float], None] | None = None,
     audio_guidance: float | None = None,
     context_sigma: float | None = None,
+    truth_structure: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """Generate each dataset clip from its first frame and its audio, then score (module docstring).
@@ -533,6 +546,8 @@ def evaluate_model(
             :func:`~flowstudio.avatar.inference.streaming.stream_latents`).
         context_sigma: the level generated chunks are committed at. ``None`` (both): the model config's
             ``forcing.audio_guidance`` / ``forcing.context_sigma``; the report's settings say what was used.
+        truth_structure: drive the video with each clip's true structure latent instead of the
+            structure tower's (a diagnosis: does the video follow the structure?); the clips must have one.
         features: toy feature extractor folder for ``fvd_toy``.
         save_dir: also write each generated clip there (``clip_XXXXX.mp4`` with audio and
             ``clip_XXXXX.npz`` with its structure), so it can be scored again with ``--generated``.
@@ -586,6 +601,7 @@ def evaluate_model(
                 seed=seed,
                 audio_guidance=audio_guidance,
                 context_sigma=context_sigma,
+                structure=_truth_structure(truth, record) if truth_structure else None,
             )
         except FlowstudioError as err:
             raise type(err)(f"dataset clip {_stem(record)}: {err}") from err
@@ -628,6 +644,7 @@ def evaluate_model(
         seed=seed,
         audio_guidance=used.audio_guidance,
         context_sigma=used.context_sigma,
+        truth_structure=truth_structure,
         device=str(device),
         clips=len(items),
         generation_seconds=round(wall, 2),
@@ -637,6 +654,15 @@ def evaluate_model(
     )
     report["notes"] = sorted(notes)
     return report
+
+
+def _truth_structure(truth: ClipTruth, record: dict[str, Any]) -> np.ndarray:
+    if truth.structure is None:
+        raise InputError(
+            f"dataset clip {_stem(record)} has no 'structure' array in its .npz, so it cannot drive the "
+            "video; make the dataset with `flowstudio worlds make faces` or drop truth_structure"
+        )
+    return truth.structure
 
 
 def _settings(**values: Any) -> dict[str, Any]:

@@ -150,6 +150,7 @@ def stream_latents(
     callback: Callable[[dict[str, float]], None] | None = None,
     audio_guidance: float | None = None,
     context_sigma: float | None = None,
+    structure: torch.Tensor | None = None,
 ) -> Iterator[Chunk]:
     """Yield chunks of latents as they are generated.
 
@@ -162,6 +163,12 @@ def stream_latents(
             the compute. ``None``: the config's ``forcing.audio_guidance`` (1 unless the checkpoint says).
         context_sigma: the level the generated chunks are committed at (``None``: the config's
             ``forcing.context_sigma``; 0 is the clean commit).
+        structure: a given structure latent ``(S, C_s)`` on the tower's normalised scale, one row per
+            structure frame from the stream's start (at least as many as the chunks need). At every step
+            the structure tower's sample is replaced by it, noised to the step's level with the chunk's
+            own noise draw, and it is what the chunk commits and yields: the video is generated *driven*
+            by that motion. A diagnosis (does the video follow the structure? see
+            ``benchmarks/avatar_fvd_parts.py``) and the way to drive a head with a known motion.
     """
     cfg, rates = model.config, model.rates
     forcing = sampling(cfg.forcing, audio_guidance, context_sigma)
@@ -175,6 +182,8 @@ def stream_latents(
         )
     dev, dtype = reference.device, reference.dtype
     sig_v, sig_s = chunk_schedule(cfg.forcing, steps)
+    if structure is not None:
+        structure = _check_structure(structure, model, chunks).to(dev, dtype)
     audio = audio.to(dev, dtype)[None]
     rows = 1
     if audio_guidance != 1.0:  # row 0 hears the audio, row 1 silence; the cache keeps a row per branch
@@ -190,12 +199,18 @@ def stream_latents(
         x_v = torch.randn(shape_v, generator=generator, device=dev, dtype=dtype)  # 2. start from noise
         shape_s = (1, len(layout.struct_ids), cfg.struct.in_channels)
         x_s = sig_s[0] * torch.randn(shape_s, generator=generator, device=dev, dtype=dtype)
+        if structure is not None:  # driven: the given motion at each step's level, this chunk's noise
+            given, noise_s = structure[None, span.struct[0] : span.struct[1]], x_s / sig_s[0]
         for i in range(len(sig_v) - 1):  # 3. few-step Euler against the read-only cache
+            if structure is not None:
+                x_s = add_noise(given, noise_s, float(sig_s[i]))
             step = _inputs(layout, _rows(x_v, rows), sig_v[i], _rows(x_s, rows), sig_s[i], audio_c, reference)
             v_v, v_s = model(step, cache=cache)
             x_v = x_v + (sig_v[i + 1] - sig_v[i]) * _guide(v_v, audio_guidance)
             x_s = x_s + (sig_s[i + 1] - sig_s[i]) * _guide(v_s, audio_guidance)
         # 4. the commit pass writes the chosen sample in every branch (each with its own audio)
+        if structure is not None:
+            x_s = given
         ctx_v, ctx_s, c_v, c_s = context_sample(x_v, x_s, forcing, generator)
         commit = _inputs(layout, _rows(ctx_v, rows), c_v, _rows(ctx_s, rows), c_s, audio_c, reference)
         model(commit, cache=cache, commit=True)
@@ -204,6 +219,22 @@ def stream_latents(
             info = {"chunk": c, "seconds": took, "cache_tokens": cache.video.num_tokens}
             callback({**info, "cache_bytes": cache.nbytes(), "position_shift": cache.video.shift})
         yield Chunk(c, x_v, x_s, float(span.seconds[1]))
+
+
+def _check_structure(structure: torch.Tensor, model: DualForceModel, chunks: int) -> torch.Tensor:
+    """A given structure must be ``(S, C_s)`` with a row for every structure frame of ``chunks``."""
+    channels = model.config.struct.in_channels
+    need = model.rates.span(chunks - 1).struct[1]
+    if structure.ndim != 2 or structure.shape[1] != channels:
+        raise InputError(
+            f"given structure must be (frames, {channels}) for this model, got shape {tuple(structure.shape)}"
+        )
+    if structure.shape[0] < need:
+        raise InputError(
+            f"given structure has {structure.shape[0]} frames, the {chunks} chunks of this audio need "
+            f"{need}; give a longer motion or a shorter audio"
+        )
+    return structure
 
 
 def check_image(image: np.ndarray, size: tuple[int, int]) -> None:
