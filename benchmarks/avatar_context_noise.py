@@ -74,25 +74,37 @@ def _frames(path: Path) -> np.ndarray:
 
 
 def _picture(rows: dict[str, np.ndarray], out: Path, every: int = 60, scale: int = 2) -> None:
-    import cv2
-
     length = min(len(v) for v in rows.values())
     picks = list(range(0, length, every))
-    tiles = []
-    for name, video in rows.items():
-        padded = [np.pad(video[i], ((1, 1), (1, 1), (0, 0)), constant_values=255) for i in picks]
-        strip = np.concatenate(padded, 1)
-        strip = cv2.resize(strip, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-        label = np.full((18, strip.shape[1], 3), 255, np.uint8)
-        cv2.putText(label, name, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-        tiles.append(np.concatenate([label, strip], 0))
-    header = np.full((18, tiles[0].shape[1], 3), 255, np.uint8)
-    text = f"frames {picks[0]}, {picks[1]}, ... {picks[-1]} (every {every}, 25 fps)"
-    cv2.putText(header, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    header = f"frames {picks[0]}, {picks[1]}, ... {picks[-1]} (every {every}, 25 fps)"
+    frames_picture(rows, out, picks, scale=scale, header=header)
+
+
+def frames_picture(
+    rows: dict[str, np.ndarray], out: Path, picks: list[int], *, scale: int = 2, header: str | None = None
+) -> None:
+    """One labelled strip per row of frames ``picks`` (scaled, nearest), under an optional header line,
+    saved as a 256-colour PNG (the flat cartoon frames look the same at a seventh of the bytes)."""
+    import cv2
     from PIL import Image
 
-    # a 256-colour palette: the flat cartoon frames look the same at a seventh of the bytes
-    image = Image.fromarray(np.concatenate([header, *tiles], 0))
+    def text_line(text: str, width: int) -> np.ndarray:
+        line = np.full((18, width, 3), 255, np.uint8)
+        cv2.putText(line, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        return line
+
+    tiles = []
+    for name, video in rows.items():
+        shown = [i for i in picks if i < len(video)]
+        padded = [np.pad(video[i], ((1, 1), (1, 1), (0, 0)), constant_values=255) for i in shown]
+        strip = np.concatenate(padded, 1)
+        strip = cv2.resize(strip, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        tiles.append(np.concatenate([text_line(name, strip.shape[1]), strip], 0))
+    width = max(t.shape[1] for t in tiles)
+    tiles = [np.pad(t, ((0, 0), (0, width - t.shape[1]), (0, 0)), constant_values=255) for t in tiles]
+    if header:
+        tiles.insert(0, text_line(header, width))
+    image = Image.fromarray(np.concatenate(tiles, 0))
     image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)
 
 

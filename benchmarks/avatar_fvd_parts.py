@@ -145,21 +145,11 @@ def picture(
     rows: dict[str, np.ndarray], out: Path, starts: tuple[int, ...] = (0, 400), count: int = 12
 ) -> None:
     """One labelled strip per row: frames ``start .. start + count - 1`` for each start, at 3x."""
-    import cv2
-    from PIL import Image
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # a sibling script
+    from avatar_context_noise import frames_picture
 
-    strips = []
-    for name, video in rows.items():
-        picks = [i for start in starts for i in range(start, start + count) if i < len(video)]
-        tiles = [np.pad(video[i], ((1, 1), (1, 1), (0, 0)), constant_values=255) for i in picks]
-        strip = cv2.resize(np.concatenate(tiles, 1), None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST)
-        label = np.full((18, strip.shape[1], 3), 255, np.uint8)
-        cv2.putText(label, name, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-        strips.append(np.concatenate([label, strip], 0))
-    width = max(x.shape[1] for x in strips)
-    strips = [np.pad(x, ((0, 0), (0, width - x.shape[1]), (0, 0)), constant_values=255) for x in strips]
-    image = Image.fromarray(np.concatenate(strips, 0))
-    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)
+    picks = [i for start in starts for i in range(start, start + count)]
+    frames_picture(rows, out, picks, scale=3)
 
 
 def _load_folder(folder: Path, names: list[str]) -> tuple[list[np.ndarray], list[np.ndarray | None]]:

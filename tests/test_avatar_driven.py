@@ -120,3 +120,17 @@ def test_video_motion_finds_a_jump_at_each_chunk_boundary():
     assert uneven["change_boundary"] > 5 * uneven["change_inside"]
     assert uneven["change_inside"] == pytest.approx(even["change_inside"])
     assert _script().structure_motion(np.ones((10, 22))) == 0.0
+
+
+def test_picture_has_a_labelled_strip_per_row_even_for_a_short_clip(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rows = {
+        "truth": rng.integers(0, 255, (420, 64, 64, 3), dtype=np.uint8),
+        "short": rng.integers(0, 255, (100, 64, 64, 3), dtype=np.uint8),  # no frames 400-411
+    }
+    out = tmp_path / "p.png"
+    _script().picture(rows, out)
+    # 24 frames of 66 px (with their border) at 3x; two rows of an 18 px label over 198 px of frames
+    assert Image.open(out).size == (24 * 66 * 3, 2 * (18 + 66 * 3))
