@@ -134,3 +134,28 @@ def test_picture_has_a_labelled_strip_per_row_even_for_a_short_clip(tmp_path):
     _script().picture(rows, out)
     # 24 frames of 66 px (with their border) at 3x; two rows of an 18 px label over 198 px of frames
     assert Image.open(out).size == (24 * 66 * 3, 2 * (18 + 66 * 3))
+
+
+def test_eval_cli_drives_with_the_truth_and_refuses_it_with_generated_clips(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from flowstudio.avatar.cli import avatar_app
+    from flowstudio.avatar.inference import generate
+    from flowstudio.worlds.faces_dataset import make_faces_dataset
+
+    monkeypatch.setattr(generate, "TOY_CHECKPOINT", tmp_path / "no-packaged-model", raising=False)
+    data = tmp_path / "held-out"
+    make_faces_dataset(data, 1, seed=1000, seconds=0.8, height=64, width=64, workers=1, progress=False)
+    report = tmp_path / "report.json"
+    args = ["eval", "--data", str(data), "--clips", "1", "--truth-structure", "--out", str(report)]
+    result = CliRunner().invoke(avatar_app, args)
+    assert result.exit_code == 0, result.output
+    saved = json.loads(report.read_text())
+    assert saved["settings"]["truth_structure"] is True
+    assert saved["summary"]["structure_err_pose"]["mean"] < 1e-6
+    refused = CliRunner().invoke(
+        avatar_app, ["eval", "--data", str(data), "--generated", str(tmp_path), "--truth-structure"]
+    )
+    assert refused.exit_code != 0 and "does nothing with --generated" in refused.output

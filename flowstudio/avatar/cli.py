@@ -182,6 +182,12 @@ def eval_command(
     context_sigma: float | None = typer.Option(
         None, help="When generating: noise level chunks are committed at (default: the model's config)."
     ),
+    truth_structure: bool = typer.Option(
+        False,
+        "--truth-structure",
+        help="When generating: drive the video with each clip's true structure instead of the structure "
+        "tower's (does the video follow its structure?).",
+    ),
 ) -> None:
     """Score talking heads on the TalkingShapes world: lip-sync, structure, identity, flicker, FVD-style."""
     from rich.console import Console
@@ -195,6 +201,8 @@ def eval_command(
 
     try:
         if generated is not None:
+            if truth_structure:
+                raise InputError("--truth-structure drives a generation; it does nothing with --generated")
             if checkpoint is not None:
                 raise InputError(
                     "give either --generated (score existing mp4s) or --checkpoint (generate), not both"
@@ -215,6 +223,7 @@ def eval_command(
                 max_offset=max_offset,
                 audio_guidance=audio_guidance,
                 context_sigma=context_sigma,
+                truth_structure=truth_structure,
             )
     except FlowstudioError as error:
         _fail(error)
