@@ -88,11 +88,18 @@ class BridgeConfig:
     ``shallow`` bridges the first ``num_layers`` layers (MOVA's ``shallow_focus`` idea), ``full``
     bridges every layer both towers have, ``none`` disables the bridge. Bridge attention is
     block-causal in time like the towers; keys are cached per bridged layer.
+
+    ``frame_aligned`` adds, at every bridged layer, a structure -> video path along the time axis:
+    each latent frame's video tokens receive that frame's own structure frames, concatenated in
+    order (:class:`flowstudio.avatar.model.bridge.FrameAlignedStructure`). The attention bridge
+    carries no positions, so on its own it cannot tell which of a chunk's structure frames belongs
+    to which video frame. Off by default (MOVA has no such path; checkpoints without it load as before).
     """
 
     strategy: BridgeStrategy = "shallow"
     num_layers: int = 8
     head_dim: int = 128
+    frame_aligned: bool = False
 
     def layers(self, video_layers: int, struct_layers: int) -> tuple[int, ...]:
         """Indices of the bridged layers."""

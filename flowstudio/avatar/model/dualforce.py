@@ -24,7 +24,7 @@ from torch import nn
 
 from flowstudio.avatar.model.attention import AttentionCall, SinkRotations
 from flowstudio.avatar.model.audio import AudioConditioningModule
-from flowstudio.avatar.model.bridge import Bridge
+from flowstudio.avatar.model.bridge import Bridge, aligned_struct_rows
 from flowstudio.avatar.model.config import DualForceConfig
 from flowstudio.avatar.model.kv_cache import SINK_BLOCK, DualForceCache
 from flowstudio.avatar.model.rates import BlockLayout, TokenRates
@@ -92,7 +92,11 @@ class DualForceModel(nn.Module):
         self.video = VideoTower(config.video)
         self.struct = StructureTower(config.struct)
         self.bridge = Bridge(
-            config.video.dim, config.struct.dim, config.bridge.head_dim, config.bridge_layers
+            config.video.dim,
+            config.struct.dim,
+            config.bridge.head_dim,
+            config.bridge_layers,
+            aligned_per_latent=self.rates.struct_per_latent if config.bridge.frame_aligned else 0,
         )
         self.audio = AudioConditioningModule(
             config.audio.feature_dim,
@@ -207,6 +211,10 @@ class DualForceModel(nn.Module):
         call_s = AttentionCall(
             ids_s, audio_ids, window, keep_sink, cache.struct if cache else None, commit, turn_s
         )
+        aligned_rows = None
+        if self.bridge.aligned_per_latent:
+            owner = layout.struct_latent_index(self.rates.struct_per_latent)
+            aligned_rows = aligned_struct_rows(layout.video_pos, owner, self.rates.struct_per_latent)
         for i in range(max(len(self.video.blocks), len(self.struct.blocks))):
             if i < len(self.video.blocks):
                 tokens_v = self.video.block(i, tokens_v, ctx_v, mod_v, rot_v, call_v)
@@ -224,6 +232,7 @@ class DualForceModel(nn.Module):
                     video_cache=cache.bridge_video if cache else None,
                     commit=commit,
                     keep_sink=keep_sink,
+                    aligned_rows=aligned_rows,
                 )
         v_video = self.video.unpatchify(self.video.head(tokens_v, emb_v), grid)
         v_struct = self.struct.head(tokens_s, emb_s)
