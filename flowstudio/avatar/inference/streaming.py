@@ -173,6 +173,7 @@ def stream_latents(
     cfg, rates = model.config, model.rates
     forcing = sampling(cfg.forcing, audio_guidance, context_sigma)
     audio_guidance = forcing.audio_guidance
+    video_guidance = audio_guidance if forcing.video_guidance is None else forcing.video_guidance
     chunks = rates.num_chunks(audio.shape[0])
     if chunks < 1:
         need = rates.chunk_seconds()
@@ -186,7 +187,8 @@ def stream_latents(
         structure = _check_structure(structure, model, chunks).to(dev, dtype)
     audio = audio.to(dev, dtype)[None]
     rows = 1
-    if audio_guidance != 1.0:  # row 0 hears the audio, row 1 silence; the cache keeps a row per branch
+    if audio_guidance != 1.0 or video_guidance != 1.0:  # row 0 hears the audio, row 1 silence; the
+        # cache keeps a row per branch
         audio, rows = torch.cat([audio, silent_features(audio)]), 2
         reference = _rows(reference, rows)
     cache = model.new_cache()
@@ -201,15 +203,23 @@ def stream_latents(
         x_s = sig_s[0] * torch.randn(shape_s, generator=generator, device=dev, dtype=dtype)
         if structure is not None:  # driven: the given motion at each step's level, this chunk's noise
             given, noise_s = structure[None, span.struct[0] : span.struct[1]], x_s / sig_s[0]
+        if forcing.structure_first and structure is None:  # 3a. the structure alone, video at noise
+            for i in range(len(sig_s) - 1):
+                alone = _inputs(layout, _rows(x_v, rows), 1.0, _rows(x_s, rows), sig_s[i], audio_c, reference)
+                x_s = x_s + (sig_s[i + 1] - sig_s[i]) * _guide(model(alone, cache=cache)[1], audio_guidance)
+            given = x_s  # then held clean while the video is sampled
         for i in range(len(sig_v) - 1):  # 3. few-step Euler against the read-only cache
+            level_s = float(sig_s[i])
             if structure is not None:
-                x_s = add_noise(given, noise_s, float(sig_s[i]))
-            step = _inputs(layout, _rows(x_v, rows), sig_v[i], _rows(x_s, rows), sig_s[i], audio_c, reference)
+                x_s = add_noise(given, noise_s, level_s)
+            elif forcing.structure_first:
+                x_s, level_s = given, 0.0
+            step = _inputs(layout, _rows(x_v, rows), sig_v[i], _rows(x_s, rows), level_s, audio_c, reference)
             v_v, v_s = model(step, cache=cache)
-            x_v = x_v + (sig_v[i + 1] - sig_v[i]) * _guide(v_v, audio_guidance)
+            x_v = x_v + (sig_v[i + 1] - sig_v[i]) * _guide(v_v, video_guidance)
             x_s = x_s + (sig_s[i + 1] - sig_s[i]) * _guide(v_s, audio_guidance)
         # 4. the commit pass writes the chosen sample in every branch (each with its own audio)
-        if structure is not None:
+        if structure is not None or forcing.structure_first:
             x_s = given
         ctx_v, ctx_s, c_v, c_s = context_sample(x_v, x_s, forcing, generator)
         commit = _inputs(layout, _rows(ctx_v, rows), c_v, _rows(ctx_s, rows), c_s, audio_c, reference)

@@ -178,6 +178,14 @@ class ForcingConfig:
     guidance scale on the audio against silence, for a model trained with ``train.audio_dropout``.
     Both are the defaults of :func:`~flowstudio.avatar.inference.streaming.stream_latents`, which a
     call can override; a checkpoint carries the values its model was measured best with.
+
+    ``video_guidance`` (inference only; ``None``: ``audio_guidance``) is the guidance scale of the video
+    velocity alone, the structure keeping ``audio_guidance``: with a video that follows its structure
+    (``bridge.frame_aligned``) the audio can be pushed through the structure while the video is left
+    unguided (guided video over-opens the mouth). ``structure_first`` (inference only) samples each
+    chunk's structure to the end first, the video held at pure noise, and then the video with that
+    clean structure fixed (twice the model calls): the video's first steps then see the chunk's whole
+    motion instead of a structure as noisy as themselves.
     """
 
     video_range: tuple[float, float] = (0.0, 1.0)
@@ -190,6 +198,8 @@ class ForcingConfig:
     train_shift: float = 1.0
     context_sigma: float = 0.0
     audio_guidance: float = 1.0
+    video_guidance: float | None = None
+    structure_first: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.context_sigma < 1.0:
@@ -198,6 +208,11 @@ class ForcingConfig:
             )
         if not self.audio_guidance >= 0.0:
             raise ValueError(f"forcing.audio_guidance must be >= 0 (1: off), got {self.audio_guidance}")
+        if self.video_guidance is not None and not self.video_guidance >= 0.0:
+            raise ValueError(
+                "forcing.video_guidance must be >= 0 (1: off; null: audio_guidance), "
+                f"got {self.video_guidance}"
+            )
 
 
 @dataclass(frozen=True)
