@@ -101,3 +101,33 @@ def test_structure_first_leaves_a_driven_stream_driven():
 def test_negative_video_guidance_is_refused():
     with pytest.raises(ValueError, match="video_guidance"):
         toy_config().replace({"forcing": {"video_guidance": -1.0}})
+
+
+def test_clean_structure_items_are_noise_free_and_carry_no_structure_loss():
+    from flowstudio.avatar.model.config import ForcingConfig
+    from flowstudio.avatar.model.diffusion_forcing import noise_batch
+    from flowstudio.avatar.model.rates import BlockLayout, TokenRates
+
+    cfg = toy_config()
+    layout = BlockLayout.build(TokenRates.from_config(cfg.rates), 0, 3, sink=True)
+    h, w = cfg.latent_size
+    video = torch.randn(64, cfg.video_input.latent_channels, len(layout.video_ids), h, w)
+    struct = torch.randn(64, len(layout.struct_ids), cfg.struct.in_channels)
+    plain = noise_batch(video, struct, layout, ForcingConfig(), generator=torch.Generator().manual_seed(0))
+    half = noise_batch(
+        video,
+        struct,
+        layout,
+        ForcingConfig(clean_struct_prob=0.5),
+        generator=torch.Generator().manual_seed(0),
+    )
+    clean = (half.struct_sigma == 0).all(1)
+    assert 16 < int(clean.sum()) < 48  # about half the items
+    assert torch.equal(half.struct[clean], struct[clean])  # given as they are
+    assert (half.struct_weight[clean] == 0).all()  # and not scored
+    kept = ~clean
+    assert torch.equal(half.struct_weight[kept], plain.struct_weight[kept])
+    assert torch.equal(half.struct_sigma[kept], plain.struct_sigma[kept])  # the other draws are unchanged
+    assert torch.equal(half.video, plain.video) and torch.equal(half.video_sigma, plain.video_sigma)
+    with pytest.raises(ValueError, match="clean_struct_prob"):
+        ForcingConfig(clean_struct_prob=1.5)

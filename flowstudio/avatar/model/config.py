@@ -179,6 +179,9 @@ class ForcingConfig:
     Both are the defaults of :func:`~flowstudio.avatar.inference.streaming.stream_latents`, which a
     call can override; a checkpoint carries the values its model was measured best with.
 
+    ``clean_struct_prob`` (training only, default 0): the probability that a training item's structure
+    is given clean, with no structure loss on it (:mod:`~flowstudio.avatar.model.diffusion_forcing`).
+
     ``video_guidance`` (inference only; ``None``: ``audio_guidance``) is the guidance scale of the video
     velocity alone, the structure keeping ``audio_guidance``: with a video that follows its structure
     (``bridge.frame_aligned``) the audio can be pushed through the structure while the video is left
@@ -200,8 +203,11 @@ class ForcingConfig:
     audio_guidance: float = 1.0
     video_guidance: float | None = None
     structure_first: bool = False
+    clean_struct_prob: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.clean_struct_prob <= 1.0:
+            raise ValueError(f"forcing.clean_struct_prob must be in [0, 1], got {self.clean_struct_prob}")
         if not 0.0 <= self.context_sigma < 1.0:
             raise ValueError(
                 f"forcing.context_sigma must be in [0, 1) (0: clean commit), got {self.context_sigma}"
