@@ -48,6 +48,7 @@ from flowstudio.avatar.model.config import ForcingConfig
 from flowstudio.avatar.model.diffusion_forcing import chunk_schedule
 from flowstudio.avatar.model.dualforce import DualForceInputs, DualForceModel
 from flowstudio.avatar.model.rates import BlockLayout
+from flowstudio.avatar.model.residual import generated_to_codec
 from flowstudio.checks import check_number
 from flowstudio.core.flow import add_noise, classifier_free_guidance
 from flowstudio.errors import InputError
@@ -57,7 +58,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Chunk:
-    """One generated chunk: ``video`` ``(1, C, F_c, h, w)`` latents and ``struct`` ``(1, S_c, C_s)``."""
+    """One generated chunk: ``video`` ``(1, C, F_c, h, w)`` codec latents (the reference added back when
+    the tower works on differences from it, ``video_input.residual_to_reference``) and ``struct``
+    ``(1, S_c, C_s)``."""
 
     index: int
     video: torch.Tensor
@@ -228,7 +231,7 @@ def stream_latents(
             took = time.perf_counter() - start
             info = {"chunk": c, "seconds": took, "cache_tokens": cache.video.num_tokens}
             callback({**info, "cache_bytes": cache.nbytes(), "position_shift": cache.video.shift})
-        yield Chunk(c, x_v, x_s, float(span.seconds[1]))
+        yield Chunk(c, generated_to_codec(x_v, reference[:1], cfg), x_s, float(span.seconds[1]))
 
 
 def _check_structure(structure: torch.Tensor, model: DualForceModel, chunks: int) -> torch.Tensor:

@@ -68,12 +68,15 @@ class VideoInputConfig:
     reference frame, zeros elsewhere). ``reference_every_frame`` puts the reference latent on *every*
     frame instead (as Stable Video Diffusion conditions on its image): each patch sees the reference
     at its own position, so a small model keeps the identity without routing it through attention.
+    ``residual_to_reference`` makes the tower denoise each generated frame's difference from the
+    reference latent (:mod:`flowstudio.avatar.model.residual`); callers still see codec latents.
     """
 
     latent_channels: int = 16
     mask_channels: int = 0
     concat_reference: bool = False
     reference_every_frame: bool = False
+    residual_to_reference: bool = False
 
     @property
     def in_channels(self) -> int:

@@ -34,6 +34,7 @@ from flowstudio.avatar.model.config import DualForceConfig
 from flowstudio.avatar.model.diffusion_forcing import NoisedBatch, noise_batch
 from flowstudio.avatar.model.dualforce import DualForceModel
 from flowstudio.avatar.model.rates import BlockLayout, TokenRates
+from flowstudio.avatar.model.residual import codec_to_generated, to_model_space
 
 
 def rollout_batch(
@@ -64,9 +65,14 @@ def rollout_batch(
     }
     cut.update({k: v for k, v in batch.items() if k not in cut})  # per-clip extras (the mouth region)
     layout = BlockLayout.build(rates, 0, target + 1, sink=True)
-    noised = noise_batch(cut["video"], cut["struct"], layout, config.forcing, generator=generator)
+    noised = noise_batch(
+        to_model_space(cut["video"], config), cut["struct"], layout, config.forcing, generator=generator
+    )
 
     context_v, context_s = _rollout_context(model, cut, rates, target, generator, steps)
+    context_v = codec_to_generated(
+        context_v, cut["video"][:, :, :1], config
+    )  # the sampler yields codec latents
     forcing = config.forcing
     frames, structs = 1 + end.latent[0], 1 + end.struct[0]  # the sink and chunks 0..k-1
     video, struct = noised.video.clone(), noised.struct.clone()

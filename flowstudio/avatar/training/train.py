@@ -32,6 +32,7 @@ from flowstudio.avatar.model.config import DualForceConfig, load_config
 from flowstudio.avatar.model.diffusion_forcing import NoisedBatch, noise_batch
 from flowstudio.avatar.model.dualforce import DualForceInputs, DualForceModel
 from flowstudio.avatar.model.rates import BlockLayout, TokenRates
+from flowstudio.avatar.model.residual import from_model_space, to_model_space
 from flowstudio.avatar.training.losses import (
     LipSyncScorer,
     LossTerms,
@@ -201,7 +202,8 @@ def training_step(
     ``None`` draws diffusion forcing's per-frame noise from ``generator``."""
     cfg = config if config is not None else model.config
     if noised is None:
-        noised = noise_batch(batch["video"], batch["struct"], layout, cfg.forcing, generator=generator)
+        video_in = to_model_space(batch["video"], cfg)
+        noised = noise_batch(video_in, batch["struct"], layout, cfg.forcing, generator=generator)
     audio = batch["audio"]
     if audio_dropout > 0:
         # whole samples, as guidance's silent branch sees a silent stream (not silent chunks)
@@ -218,7 +220,10 @@ def training_step(
     )
     v_video, v_struct = model(inputs)
     struct_x0 = x0_from_velocity(noised.struct, noised.struct_sigma[:, :, None], v_struct)
-    video_x0 = x0_from_velocity(noised.video, noised.video_sigma[:, None, :, None, None], v_video)
+    # the lip-sync scorer decodes frames: back to codec latents
+    video_x0 = from_model_space(
+        x0_from_velocity(noised.video, noised.video_sigma[:, None, :, None, None], v_video), cfg
+    )
     scorer: LipSyncScorer | None = None
     if lip_sync_scorer in SCORERS:
         scorer = MouthReaderSync(
