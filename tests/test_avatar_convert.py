@@ -94,6 +94,7 @@ def test_mova_round_trip(tmp_path: Path):
         "mask_channels": 4,
         "concat_reference": True,
         "reference_every_frame": False,
+        "residual_to_reference": False,  # MOVA denoises the latents themselves
     }
     model = DualForceModel.from_pretrained(tmp_path / "out")
     state = model.state_dict()
