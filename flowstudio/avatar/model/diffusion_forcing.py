@@ -14,10 +14,10 @@ from a partially denoised structure (audio -> 3D -> video).
 
 With ``clean_struct_prob`` p > 0, a fraction p of the items get their structure clean (sigma 0 on
 every frame, no structure loss): the video is trained on the finished structure the
-``structure_first`` sampler gives it, where the structure tells it exactly where the head, the eyes
-and the mouth are. (At the levels ``U(struct_range)`` draws, mostly 0.4-0.7 with ``train_shift`` 3,
-a small video tower learns to ignore the structure: the context frames and the audio say nearly as
-much.)
+``structure_first`` sampler gives it, where the structure tells it exactly where the head and the
+mouth are (the toy layout has no eyelids). (At the levels ``U(struct_range)`` draws, mostly 0.4-0.7
+with ``train_shift`` 3, a small video tower learns to ignore the structure: the context frames and the
+audio say nearly as much.)
 
 Inference (:func:`chunk_schedule`): every chunk is denoised on the shifted flow grid
 ``flow_sigmas(steps, shift)``. The structure runs on the same grid scaled into its trained range,
