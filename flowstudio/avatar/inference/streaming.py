@@ -222,7 +222,7 @@ def stream_latents(
             x_v = x_v + (sig_v[i + 1] - sig_v[i]) * _guide(v_v, video_guidance)
             x_s = x_s + (sig_s[i + 1] - sig_s[i]) * _guide(v_s, audio_guidance)
         # 4. the commit pass writes the chosen sample in every branch (each with its own audio)
-        if structure is not None or forcing.structure_first:
+        if structure is not None or forcing.structure_first:  # the held structure, not the last update
             x_s = given
         ctx_v, ctx_s, c_v, c_s = context_sample(x_v, x_s, forcing, generator)
         commit = _inputs(layout, _rows(ctx_v, rows), c_v, _rows(ctx_s, rows), c_s, audio_c, reference)

@@ -18,20 +18,6 @@ import torch
 from flowstudio.avatar.model.config import DualForceConfig
 
 
-def to_model_space(video: torch.Tensor, config: DualForceConfig) -> torch.Tensor:
-    """Codec latents ``(B, C, 1 + F, h, w)`` whose frame 0 is the reference -> the tower's space."""
-    if not config.video_input.residual_to_reference:
-        return video
-    return torch.cat([video[:, :, :1], video[:, :, 1:] - video[:, :, :1]], dim=2)
-
-
-def from_model_space(video: torch.Tensor, config: DualForceConfig) -> torch.Tensor:
-    """Inverse of :func:`to_model_space`."""
-    if not config.video_input.residual_to_reference:
-        return video
-    return torch.cat([video[:, :, :1], video[:, :, 1:] + video[:, :, :1]], dim=2)
-
-
 def generated_to_codec(
     frames: torch.Tensor, reference: torch.Tensor, config: DualForceConfig
 ) -> torch.Tensor:
@@ -45,3 +31,19 @@ def codec_to_generated(
 ) -> torch.Tensor:
     """Codec latents of generated frames -> the tower's space (inverse of :func:`generated_to_codec`)."""
     return frames - reference if config.video_input.residual_to_reference else frames
+
+
+def to_model_space(video: torch.Tensor, config: DualForceConfig) -> torch.Tensor:
+    """Codec latents ``(B, C, 1 + F, h, w)`` whose frame 0 is the reference -> the tower's space."""
+    if not config.video_input.residual_to_reference:
+        return video
+    reference = video[:, :, :1]
+    return torch.cat([reference, codec_to_generated(video[:, :, 1:], reference, config)], dim=2)
+
+
+def from_model_space(video: torch.Tensor, config: DualForceConfig) -> torch.Tensor:
+    """Inverse of :func:`to_model_space`."""
+    if not config.video_input.residual_to_reference:
+        return video
+    reference = video[:, :, :1]
+    return torch.cat([reference, generated_to_codec(video[:, :, 1:], reference, config)], dim=2)

@@ -70,9 +70,8 @@ def rollout_batch(
     )
 
     context_v, context_s = _rollout_context(model, cut, rates, target, generator, steps)
-    context_v = codec_to_generated(
-        context_v, cut["video"][:, :, :1], config
-    )  # the sampler yields codec latents
+    # the sampler yields codec latents; the context goes in the tower's space
+    context_v = codec_to_generated(context_v, cut["video"][:, :, :1], config)
     forcing = config.forcing
     frames, structs = 1 + end.latent[0], 1 + end.struct[0]  # the sink and chunks 0..k-1
     video, struct = noised.video.clone(), noised.struct.clone()
