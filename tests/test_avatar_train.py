@@ -98,3 +98,44 @@ def test_bad_lr_decay_fraction_is_refused(bad):
 
     with pytest.raises(InputError, match="lr_decay_fraction"):
         TrainConfig.from_dict({"lr_decay_fraction": bad})
+
+
+def test_an_ema_run_ships_the_average_and_any_checkpoint_exports(tmp_path: Path):
+    """With train.ema_decay the run's ``final`` is the EMA and ``final-raw`` the last weights;
+    `flowstudio avatar export` turns each checkpoint into a folder (EMA or, with --raw, the weights)
+    that loads and matches the run's own."""
+    from typer.testing import CliRunner
+
+    from flowstudio.cli import app
+
+    cfg = toy_config()
+    run = tmp_path / "run"
+    train(cfg, tiny_run(run, 6, num_chunks=1, lr=3e-3, save_every=3, seed=0, ema_decay=0.5), resume=False)
+    average = DualForceModel.from_pretrained(run / "final").state_dict()
+    last = DualForceModel.from_pretrained(run / "final-raw").state_dict()
+    moved = [k for k in average if not torch.equal(average[k], last[k])]
+    assert moved, "the EMA equals the last weights: nothing was averaged"
+
+    runner = CliRunner()
+    for extra, expected in (([], average), (["--raw"], last)):
+        folder = tmp_path / f"export{len(extra)}"
+        result = runner.invoke(app, ["avatar", "export", str(run), str(folder), *extra])
+        assert result.exit_code == 0, result.output
+        exported = DualForceModel.from_pretrained(folder).state_dict()
+        assert all(torch.equal(exported[k], expected[k]) for k in expected)
+
+    earlier = runner.invoke(app, ["avatar", "export", str(run), str(tmp_path / "e3"), "--step", "3"])
+    assert earlier.exit_code == 0, earlier.output
+    assert not torch.equal(
+        DualForceModel.from_pretrained(tmp_path / "e3").state_dict()[moved[0]], average[moved[0]]
+    )
+    missing = runner.invoke(app, ["avatar", "export", str(run), str(tmp_path / "e4"), "--step", "4"])
+    assert missing.exit_code != 0 and "has steps [3, 6]" in missing.output
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1])
+def test_bad_ema_decay_is_refused(bad):
+    from flowstudio.errors import InputError
+
+    with pytest.raises(InputError, match="ema_decay"):
+        TrainConfig.from_dict({"ema_decay": bad})

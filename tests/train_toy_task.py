@@ -51,6 +51,8 @@ def run(
     sample_every: int = 0,
     eval_every: int = 0,
     batch_fn=None,
+    ema_decay: float = 0.0,
+    on_step=None,
 ):
     """Train the task into ``out`` (checkpoint ``out/state.pt``); returns the trainer and its result."""
     model = make_model(dropout)
@@ -67,7 +69,11 @@ def run(
         progress=False,
         logdir=logdir,
     )
-    trainer = Trainer(settings, {"model": Part(model, optimizer, lr=lambda k: 0.05 / (1 + k))}, cpu=True)
+    trainer = Trainer(
+        settings,
+        {"model": Part(model, optimizer, lr=lambda k: 0.05 / (1 + k), ema_decay=ema_decay)},
+        cpu=True,
+    )
     batch_fn = batch_fn or (lambda i: make_batch(i, rows))
     result = trainer.fit(
         loss_step(mse),
@@ -76,6 +82,8 @@ def run(
         budget=budget,
         evaluate=evaluate,
         sample=sample,
+        # on_step(trainer, step, metrics): a test may look at the weights after each step
+        on_step=(lambda step, metrics: on_step(trainer, step, metrics)) if on_step else None,
     )
     return trainer, result
 

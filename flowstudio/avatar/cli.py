@@ -119,6 +119,24 @@ def train_command(
     typer.echo(f"trained to step {int(last.get('step', 0))}, last loss {last.get('total', float('nan')):.4f}")
 
 
+@avatar_app.command("export")
+def export_command(
+    run_dir: Path = typer.Argument(..., help="A training run's output_dir (holds checkpoints/step-N/)."),
+    out: Path = typer.Argument(..., help="Model folder to write (config.json + model.safetensors)."),
+    step: int | None = typer.Option(None, help="The checkpoint's step (default: the newest)."),
+    raw: bool = typer.Option(False, "--raw", help="The trained weights, not the run's EMA of them."),
+) -> None:
+    """Write one checkpoint of a run as a model folder (the EMA when the run keeps one)."""
+    from flowstudio.avatar.training.export import export_checkpoint
+
+    try:
+        folder = export_checkpoint(run_dir, step, out, raw=raw)
+    except FlowstudioError as error:
+        _fail(error)
+        return
+    typer.echo(f"wrote {folder}")
+
+
 @avatar_app.command("convert-mova")
 def convert_command(
     src: Path = typer.Argument(

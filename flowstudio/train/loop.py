@@ -86,12 +86,21 @@ class Part:
 
     ``lr(step)``: the learning rate of step ``step`` (a pure function: resume needs only the step);
     ``None`` leaves the optimizer's own. ``forward``: the module the step calls when it is not ``model``
-    itself, e.g. a loss module holding ``model`` as a submodule (same parameters, same order)."""
+    itself, e.g. a loss module holding ``model`` as a submodule (same parameters, same order).
+    ``ema_decay``: > 0 keeps an exponential moving average of ``model``'s weights, updated after every
+    step (``ema <- decay * ema + (1 - decay) * model``), checkpointed with the run and given by
+    :meth:`Trainer.ema`; it starts from the weights the run starts from (no bias correction: at decay
+    0.999 the start weighs 0.999**steps, 5e-3 after 5000 steps). Not under FSDP (sharded weights)."""
 
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     lr: Callable[[int], float] | None = None
     forward: torch.nn.Module | None = None
+    ema_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise InputError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
 
 
 def constant(lr: float) -> Callable[[int], float]:
@@ -311,6 +320,12 @@ class Trainer:
             cpu=cpu, mixed_precision=resolve_mixed_precision(config.mixed_precision, cpu)
         )
         check_fsdp_granted(self.accelerator)
+        if ckpt._is_fsdp(self.accelerator) and any(p.ema_decay > 0 for p in parts.values()):
+            raise InputError(
+                "an EMA of the weights (ema_decay > 0) is not kept under FSDP (each process holds a shard): "
+                "set ema_decay to 0 for FSDP runs, or train with DDP"
+            )
+        self.emas: dict[str, torch.nn.Module] = {}  # filled by fit: the restored or the starting weights
         names = list(parts)
         modules = [p.forward if p.forward is not None else p.model for p in parts.values()]
         prepared = self.accelerator.prepare(*modules, *[p.optimizer for p in parts.values()])
@@ -360,17 +375,48 @@ class Trainer:
         mean = self.accelerator.reduce(stacked, reduction="mean")
         return dict(zip(metrics, mean.tolist(), strict=True))
 
+    def ema(self, name: str) -> torch.nn.Module | None:
+        """Part ``name``'s moving average of weights (a copy of its bare model), or ``None`` without one."""
+        return self.emas.get(name)
+
+    def _start_emas(self, saved: dict[str, Any] | None) -> None:
+        """The averages of the parts that keep one: from the checkpoint resumed, else the current weights."""
+        import copy
+
+        saved = saved or {}
+        for name, part in self.parts.items():
+            if part.ema_decay <= 0:
+                continue
+            average = copy.deepcopy(part.model).requires_grad_(False)
+            if name in saved:
+                average.load_state_dict(saved[name])
+            else:  # a fresh run, or a checkpoint written without one
+                logger.info("%s: the EMA of %r starts from the current weights", self.config.name, name)
+            self.emas[name] = average.eval()
+
+    @torch.no_grad()
+    def _update_emas(self) -> None:
+        for name, average in self.emas.items():
+            part = self.parts[name]
+            for mine, averaged in zip(part.model.parameters(), average.parameters(), strict=True):
+                averaged.lerp_(mine.detach().to(averaged.dtype), 1.0 - part.ema_decay)
+            for mine, averaged in zip(part.model.buffers(), average.buffers(), strict=True):
+                averaged.copy_(mine)  # running statistics and the like follow the model
+
     def save(
         self, store: ckpt.CheckpointStore, step: int, history: dict[str, list[float]], evals: list[list[Any]]
     ) -> Path:
         path = store.path(step)
+        extra: dict[str, Any] = {"history": history, "evals": evals}
+        if self.emas:
+            extra["ema"] = {n: m.state_dict() for n, m in self.emas.items()}
         ckpt.save(
             path,
             self.accelerator,
             step,
             {n: p.model for n, p in self.parts.items()},
             {n: p.optimizer for n, p in self.parts.items()},
-            {"history": history, "evals": evals},
+            extra,
         )
         return path
 
@@ -395,6 +441,7 @@ class Trainer:
         cfg, acc = self.config, self.accelerator
         start, history, evals = 0, {}, []
         latest = store.latest() if resume else None
+        restored: dict[str, Any] = {}
         if latest is not None:
             restored = ckpt.load(
                 latest,
@@ -404,6 +451,7 @@ class Trainer:
             )
             start, history, evals = restored["step"], restored["history"], restored["evals"]
             logger.info("%s: resuming at step %d of %d from %s", cfg.name, start, cfg.steps, latest)
+        self._start_emas(restored.get("ema"))
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         log = RunLog(cfg.logdir, enabled=acc.is_main_process)
@@ -437,6 +485,7 @@ class Trainer:
                         for _ in range(cfg.grad_accum)
                     ]
                     metrics = self._reduce(step_fn(StepContext(self, step), batches))
+                    self._update_emas()
                     for key, value in metrics.items():
                         history.setdefault(key, []).append(value)
                     done = step + 1

@@ -91,6 +91,11 @@ class TrainConfig:
     # chunks 0..k-1 streamed by the sampler, the loss on the true chunk k (0: off, plain diffusion forcing)
     rollout_prob: float = 0.0
     rollout_steps: int | None = None  # the rollout's steps per chunk (None: forcing.inference_steps)
+    # > 0: keep an exponential moving average of the weights (train.Part.ema_decay), checkpointed with
+    # the run; ``final`` is then the average and ``final-raw`` the last weights (0: off, ``final`` is the
+    # last weights). The toy's constant rate leaves the last weights noisy: samples swing from one
+    # checkpoint to the next (docs/guide_avatar.md)
+    ema_decay: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -104,10 +109,13 @@ class TrainConfig:
             ("audio_dropout", "a probability"),
             ("lr_decay_fraction", "a fraction"),
             ("rollout_prob", "a probability"),
+            ("ema_decay", "a decay"),
         ):
             value = data.get(key, 0.0)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
                 raise InputError(f"train.{key} must be {what} in [0, 1], got {value!r}")
+        if data.get("ema_decay", 0.0) >= 1.0:
+            raise InputError(f"train.ema_decay must be below 1 (1 would never move), got {data['ema_decay']}")
         if data.get("rollout_prob", 0.0) > 0 and data.get("num_chunks", cls.num_chunks) < 2:
             raise InputError("train.rollout_prob > 0 needs train.num_chunks >= 2 (a context and a target)")
         scorer = data.get("lip_sync_scorer")
@@ -297,6 +305,10 @@ def train(
         dataset = make_dataset(model_config, train_config)
     model = DualForceModel(model_config)
     store = StepFolders(out / "checkpoints")
+    out.mkdir(parents=True, exist_ok=True)
+    # the resolved model config (with the structure statistics computed above): what `flowstudio avatar
+    # export` needs to turn any step's checkpoint into a model folder
+    model_config.save(out / "model_config.json")
     if train_config.init_from and not (resume and store.latest() is not None):
         # a fresh run only: a resumed one continues from its own checkpoint (phase 2 may be gone by then)
         from flowstudio.avatar.training.handoff import init_from_phase
@@ -317,7 +329,9 @@ def train(
         logdir=out / "tensorboard",
     )
     schedule = cosine_tail(train_config.lr, train_config.steps, train_config.lr_decay_fraction)
-    trainer = Trainer(settings, {"model": Part(model, optimizer, lr=schedule)})
+    trainer = Trainer(
+        settings, {"model": Part(model, optimizer, lr=schedule, ema_decay=train_config.ema_decay)}
+    )
 
     def loss_fn(module: torch.nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         g = batch["generator"]
@@ -379,7 +393,12 @@ def train(
     )
     trainer.accelerator.wait_for_everyone()
     if trainer.is_main_process:
-        model.save_pretrained(out / "final")
+        average = trainer.ema("model")
+        if average is not None:
+            model.save_pretrained(out / "final-raw")
+            average.save_pretrained(out / "final")
+        else:
+            model.save_pretrained(out / "final")
     return records
 
 
