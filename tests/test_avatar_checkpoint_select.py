@@ -1,0 +1,52 @@
+"""``benchmarks/avatar_checkpoint_select.py``: the rule that picks a DualForce checkpoint on validation
+clips never presents a checkpoint that misses a bar as chosen."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))  # the script imports avatar_context_noise and _results as neighbours
+spec = importlib.util.spec_from_file_location(
+    "avatar_checkpoint_select", BENCHMARKS / "avatar_checkpoint_select.py"
+)
+select = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(select)
+
+BAR_R, BAR_FVD = 0.17, 3.4
+
+
+def _row(step: int, r: float, within: int, identity: float, fvd: float) -> dict:
+    row = {
+        "step": step,
+        "lip_sync_corr": r,
+        "within_1": within,
+        "identity_ratio_30s": identity,
+        "fvd_toy": fvd,
+    }
+    row["missed"] = select.missed_bars(row, BAR_R, BAR_FVD, clips=6)
+    return row
+
+
+def test_each_bar_is_judged_on_its_own_side():
+    assert _row(1, 0.2, 5, 1.0, 3.4)["missed"] == []
+    assert _row(1, 0.1, 4, 1.1, 3.5)["missed"] == ["lip-sync", "lags", "identity", "fvd_toy"]
+
+
+def test_a_checkpoint_meeting_every_bar_is_chosen_over_higher_sync_that_misses_one():
+    rows = [_row(1000, 0.40, 6, 1.2, 3.0), _row(2000, 0.20, 5, 0.9, 3.0), _row(3000, 0.25, 6, 0.95, 3.3)]
+    chosen, candidate = select.choose(rows)
+    assert chosen is candidate and chosen["step"] == 3000
+
+
+def test_where_none_meets_every_bar_nothing_is_chosen_and_the_candidate_keeps_sync():
+    rows = [
+        _row(1000, 0.10, 6, 0.90, 3.0),  # the best identity, but no lip-sync: never the candidate
+        _row(2000, 0.30, 6, 1.20, 9.0),
+        _row(3000, 0.25, 5, 1.05, 12.0),
+    ]
+    chosen, candidate = select.choose(rows)
+    assert chosen is None and candidate["step"] == 3000 and candidate["missed"] == ["identity", "fvd_toy"]
+    assert select.choose([_row(1000, 0.10, 6, 0.9, 3.0)]) == (None, None)
