@@ -193,7 +193,7 @@ def write_outputs(args: argparse.Namespace, results: list[dict], pictures: dict[
     lines = [
         f"# {args.tag}",
         "",
-        f"`{settings['command']}`; {args.clips} held-out clips, noise seed {args.seed}. "
+        f"`{settings['command']}`; {args.clips} clips of {args.data}, noise seed {args.seed}. "
         "Bold: meets issue 18's bar (lip-sync r >= "
         + (f"{bar_r:.3f}" if bar_r is not None else "0.6 x truth")
         + ", identity ratio <= 1, fvd_toy <= "
