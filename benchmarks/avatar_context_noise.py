@@ -41,6 +41,14 @@ def _value(summary: dict, key: str) -> float | None:
     return None
 
 
+def _standard_error(summary: dict, key: str) -> float | None:
+    """The standard error of a per-clip mean (``std`` over clips is the population's: ddof 0)."""
+    entry = summary.get(key)
+    if not isinstance(entry, dict) or entry.get("n", 0) < 2 or entry.get("std") is None:
+        return None
+    return float(entry["std"]) / (entry["n"] - 1) ** 0.5
+
+
 def _row(report: dict) -> dict:
     from flowstudio.avatar.evaluation.metrics import lags_within_one
 
@@ -49,6 +57,9 @@ def _row(report: dict) -> dict:
     row = {key: _value(summary, key) for key in KEYS}
     row["lags"] = lags
     row["within_1"] = lags_within_one(lags)
+    # 6 clips spread widely (identity ratio per clip 0.6-2.1): the mean's standard error travels with it
+    row["lip_sync_se"] = _standard_error(summary, "lip_sync_corr")
+    row["identity_se"] = _standard_error(summary, "identity_ratio_30s")
     row["generation_seconds"] = report["settings"]["generation_seconds"]
     return row
 
@@ -201,17 +212,20 @@ def write_outputs(args: argparse.Namespace, results: list[dict], pictures: dict[
         + ").",
         "",
         "| model | context sigma | audio guidance | steps | lip_sync_corr | lip_sync_conf "
-        "| best lag per clip | within +-1 | identity ratio 30 s | fvd_toy | warp error | flicker "
+        "| best lag per clip | within +-1 | identity ratio 30 s (+- s.e.) | fvd_toy | warp error | flicker "
         "| generation s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results:
         lags = " ".join(f"{lag:+d}" for lag in row["lags"] if lag is not None)
+        identity = fmt(row["identity_ratio_30s"], 1.0, below=True)
+        if row.get("identity_se") is not None:  # rows written before 2026-12-05 have none
+            identity += f" +- {row['identity_se']:.2f}"
         lines.append(
             f"| {row['model']} | {row['context_sigma']:g} | {row['audio_guidance']:g} "
             f"| {row.get('steps', '-')} "
             f"| {fmt(row['lip_sync_corr'], bar_r)} | {fmt(row['lip_sync_conf'])} | {lags} "
-            f"| {row['within_1']}/{len(row['lags'])} | {fmt(row['identity_ratio_30s'], 1.0, below=True)} "
+            f"| {row['within_1']}/{len(row['lags'])} | {identity} "
             f"| {fmt(row['fvd_toy'], bar_fvd, below=True)} "
             f"| {fmt(row['warp_error'])} | {fmt(row['flicker'])} "
             f"| {row['generation_seconds']:.1f} |"

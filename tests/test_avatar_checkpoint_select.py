@@ -50,3 +50,13 @@ def test_where_none_meets_every_bar_nothing_is_chosen_and_the_candidate_keeps_sy
     chosen, candidate = select.choose(rows)
     assert chosen is None and candidate["step"] == 3000 and candidate["missed"] == ["identity", "fvd_toy"]
     assert select.choose([_row(1000, 0.10, 6, 0.9, 3.0)]) == (None, None)
+
+
+def test_the_standard_error_of_a_clip_mean_uses_the_sample_spread():
+    """avatar_context_noise's tables carry the standard error of identity (6 clips spread 0.6-2.1)."""
+    import avatar_context_noise
+
+    summary = {"identity_ratio_30s": {"mean": 1.0, "std": 0.5, "n": 5}, "fvd_toy": {"value": 3.0}}
+    assert avatar_context_noise._standard_error(summary, "identity_ratio_30s") == 0.25  # 0.5 / sqrt(4)
+    assert avatar_context_noise._standard_error(summary, "fvd_toy") is None  # a set-level value
+    assert avatar_context_noise._standard_error({"x": {"mean": 1.0, "std": 0.0, "n": 1}}, "x") is None
