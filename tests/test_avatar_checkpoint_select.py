@@ -35,6 +35,12 @@ def test_each_bar_is_judged_on_its_own_side():
     assert _row(1, 0.1, 4, 1.1, 3.5)["missed"] == ["lip-sync", "lags", "identity", "fvd_toy"]
 
 
+def test_the_lag_bar_is_five_sixths_of_the_clips():
+    row = {"lip_sync_corr": 0.2, "identity_ratio_30s": 1.0, "fvd_toy": 3.0}
+    assert select.missed_bars({**row, "within_1": 20}, BAR_R, BAR_FVD, clips=24) == []
+    assert select.missed_bars({**row, "within_1": 19}, BAR_R, BAR_FVD, clips=24) == ["lags"]
+
+
 def test_a_checkpoint_meeting_every_bar_is_chosen_over_higher_sync_that_misses_one():
     rows = [_row(1000, 0.40, 6, 1.2, 3.0), _row(2000, 0.20, 5, 0.9, 3.0), _row(3000, 0.25, 6, 0.95, 3.3)]
     chosen, candidate = select.choose(rows)
