@@ -305,10 +305,11 @@ def train(
         dataset = make_dataset(model_config, train_config)
     model = DualForceModel(model_config)
     store = StepFolders(out / "checkpoints")
-    out.mkdir(parents=True, exist_ok=True)
-    # the resolved model config (with the structure statistics computed above): what `flowstudio avatar
-    # export` needs to turn any step's checkpoint into a model folder
-    model_config.save(out / "model_config.json")
+    if int(os.environ.get("RANK", "0")) == 0:  # one writer under a launcher (the trainer starts below)
+        out.mkdir(parents=True, exist_ok=True)
+        # the resolved model config (with the structure statistics computed above): what `flowstudio
+        # avatar export` needs to turn any step's checkpoint into a model folder
+        model_config.save(out / "model_config.json")
     if train_config.init_from and not (resume and store.latest() is not None):
         # a fresh run only: a resumed one continues from its own checkpoint (phase 2 may be gone by then)
         from flowstudio.avatar.training.handoff import init_from_phase
