@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling scripts
 
 from _results import write_results  # noqa: E402
-from avatar_context_noise import _row  # noqa: E402
+from avatar_context_noise import _flags, _row, sampling  # noqa: E402
 
 
 def missed_bars(row: dict, bar_r: float, bar_fvd: float, clips: int) -> list[str]:
@@ -81,8 +81,7 @@ def main() -> None:
     parser.add_argument("--tag", default="avatar_checkpoint_select")
     args = parser.parse_args()
 
-    context, _, rest = args.setting.partition(":")
-    guidance, _, steps = rest.partition(":")
+    chosen_sampling = sampling(args.setting)
     bar_r, bar_fvd = 0.6 * args.truth_r, 1.5 * args.codec_fvd
     picked = [s for s in checkpoint_steps(args.run) if s >= args.from_step and s % args.every == 0]
     if not picked:
@@ -101,9 +100,7 @@ def main() -> None:
                 seed=args.seed,
                 features=args.features,
                 progress=False,
-                audio_guidance=float(guidance or 1),
-                context_sigma=float(context),
-                steps=int(steps) if steps else None,
+                **chosen_sampling,
             )
             row = {"step": step, **_row(report)}
             row["missed"] = missed_bars(row, bar_r, bar_fvd, args.clips)
@@ -132,11 +129,7 @@ def _write(
     candidate: dict | None = None,
     done: bool = False,
 ) -> None:
-    command = "python benchmarks/avatar_checkpoint_select.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" if not isinstance(v, bool) else f"--{k.replace('_', '-')}"
-        for k, v in vars(args).items()
-        if v is not None and v is not False
-    )
+    command = "python benchmarks/avatar_checkpoint_select.py " + " ".join(_flags(vars(args)))
     settings = {
         "run": str(args.run),
         "data": str(args.data),

@@ -64,13 +64,27 @@ def _row(report: dict) -> dict:
     return row
 
 
+def sampling(setting: str) -> dict:
+    """``C:S`` or ``C:S:STEPS`` as :func:`~flowstudio.avatar.evaluation.evaluate.evaluate_model`'s
+    ``context_sigma``, ``audio_guidance`` (1 when empty) and ``steps`` (``None``: the checkpoint's)."""
+    context, _, rest = setting.partition(":")
+    guidance, _, steps = rest.partition(":")
+    return {
+        "context_sigma": float(context),
+        "audio_guidance": float(guidance or 1),
+        "steps": int(steps) if steps else None,
+    }
+
+
 def _flags(values: dict) -> list[str]:
-    """The command line that reproduces ``values`` (argparse's namespace)."""
+    """The command line that reproduces ``values`` (argparse's namespace; a true switch as its flag)."""
     flags = []
     for key, value in values.items():
-        if value is None:
+        if value is None or value is False:
             continue
-        if key == "model":  # a repeated option
+        if value is True:
+            flags.append(f"--{key.replace('_', '-')}")
+        elif key == "model":  # a repeated option
             flags += [f"--model {spec}" for spec in value]
         else:
             text = " ".join(value) if isinstance(value, list) else str(value)
@@ -143,10 +157,9 @@ def main() -> None:
         for spec in args.model:
             name, _, checkpoint = spec.partition("=")
             for setting in args.settings:
-                context, _, rest = setting.partition(":")
-                guidance, _, steps = rest.partition(":")
-                label = f"{name} C={float(context):g} S={float(guidance or 1):g}" + (
-                    f" N={steps}" if steps else ""
+                chosen = sampling(setting)
+                label = f"{name} C={chosen['context_sigma']:g} S={chosen['audio_guidance']:g}" + (
+                    f" N={chosen['steps']}" if chosen["steps"] else ""
                 )
                 save = Path(scratch) / label.replace(" ", "_")
                 start = time.perf_counter()
@@ -158,13 +171,11 @@ def main() -> None:
                     features=args.features,
                     save_dir=save,
                     progress=False,
-                    audio_guidance=float(guidance or 1),
-                    context_sigma=float(context),
-                    steps=int(steps) if steps else None,
+                    **chosen,
                 )
-                row = {"model": name, "checkpoint": checkpoint, "context_sigma": float(context)}
+                row = {"model": name, "checkpoint": checkpoint, "context_sigma": chosen["context_sigma"]}
                 row |= {
-                    "audio_guidance": float(guidance or 1),
+                    "audio_guidance": chosen["audio_guidance"],
                     "steps": report["settings"]["steps"],
                     **_row(report),
                 }

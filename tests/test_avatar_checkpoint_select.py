@@ -66,3 +66,19 @@ def test_the_standard_error_of_a_clip_mean_uses_the_sample_spread():
     assert avatar_context_noise._standard_error(summary, "identity_ratio_30s") == 0.25  # 0.5 / sqrt(4)
     assert avatar_context_noise._standard_error(summary, "fvd_toy") is None  # a set-level value
     assert avatar_context_noise._standard_error({"x": {"mean": 1.0, "std": 0.0, "n": 1}}, "x") is None
+
+
+def test_a_setting_reads_as_the_sampler_arguments_and_switches_as_flags():
+    import avatar_context_noise
+
+    assert avatar_context_noise.sampling("0.5:2.5") == {
+        "context_sigma": 0.5,
+        "audio_guidance": 2.5,
+        "steps": None,
+    }
+    assert avatar_context_noise.sampling("0:") == {"context_sigma": 0.0, "audio_guidance": 1.0, "steps": None}
+    assert avatar_context_noise.sampling("0.5:4:16")["steps"] == 16
+    flags = avatar_context_noise._flags(
+        {"run": "R", "raw": True, "export": None, "quiet": False, "model": ["a=b"]}
+    )
+    assert flags == ["--run R", "--raw", "--model a=b"]
