@@ -74,15 +74,19 @@ class StepFolders:
     def path(self, step: int) -> Path:
         return self.folder / f"step-{step}" / "state.pt"
 
-    def latest(self) -> Path | None:
-        found = [
-            (int(m.group(1)), p)
+    def steps(self) -> list[int]:
+        """The steps that have a ``step-N`` folder, ascending (a state file or accelerate's folder)."""
+        return sorted(
+            int(m.group(1))
             for p in self.folder.glob("step-*")
             if (m := re.fullmatch(r"step-(\d+)", p.name)) and p.is_dir()
-        ]
-        if not found:
+        )
+
+    def latest(self) -> Path | None:
+        steps = self.steps()
+        if not steps:
             return None
-        folder = max(found)[1]
+        folder = self.path(steps[-1]).parent
         return folder / "state.pt" if (folder / "state.pt").exists() else folder  # a folder: accelerate's
 
 

@@ -21,13 +21,9 @@ from flowstudio.train import StepFolders
 
 
 def checkpoint_steps(run_dir: str | Path) -> list[int]:
-    """The steps a run has checkpoints of, ascending."""
-    root = Path(run_dir) / "checkpoints"
-    steps = []
-    for folder in root.glob("step-*"):
-        if (folder / "state.pt").is_file() and folder.name[5:].isdigit():
-            steps.append(int(folder.name[5:]))
-    return sorted(steps)
+    """The steps a run has state files of (``checkpoints/step-N/state.pt``), ascending."""
+    store = StepFolders(Path(run_dir) / "checkpoints")
+    return [step for step in store.steps() if store.path(step).is_file()]
 
 
 def export_checkpoint(run_dir: str | Path, step: int | None, out: str | Path, *, raw: bool = False) -> Path:
