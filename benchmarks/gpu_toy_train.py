@@ -4,7 +4,7 @@ Issue 13 asks for a recipe that retrains the toy model at full size on one GPU i
 How many steps fit depends on the GPU, on how many CPU cores render clips, and on launch overheads
 that no CPU measurement predicts, so this command measures them first and sizes the run:
 
-1. **Probe** (about a minute): the real training code (``train_vae``, ``_encode_clip``,
+1. **Probe** (about a minute): the real training code (``train_vae``, ``build_latent_cache``,
    ``train_transformer`` of :mod:`flowstudio.worlds.train_shapes`) runs a few steps of each stage at
    the recipe's sizes and batches on a throwaway copy of the untrained model; a step's time is the
    difference between a short and a longer run (so worker start-up and the first CUDA calls cancel).
@@ -29,6 +29,7 @@ import dataclasses
 import functools
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ TINY = {
     "vae_crop_size": 32,
     "vae_full_clip_batch": 1,
     "dit_batch": 2,
+    "cache_batch": 2,
     "stats_clips": 2,
     "data_workers": 0,
     "eval_every": 0,
@@ -101,6 +103,8 @@ def probe(
     (``dit_step_s_by_batch``; informative: the sizing uses the recipe's batch)."""
     from flowstudio.weights import load_components
 
+    if work.exists():  # a probe folder left by an earlier run: its states would resume, not time
+        shutil.rmtree(work)
     init = work / "init"
     ts.build_init(config, init)
     components = load_components(init, device=device, dtype=torch.float32)
@@ -127,17 +131,15 @@ def probe(
         result[f"{name}_step_s"] = step_seconds(name, functools.partial(vae_run, full))
     components.vae.requires_grad_(False)
     ts.set_latent_statistics(components.vae, dataclasses.replace(config, stats_clips=2), device)
-    encoded = [ts._encode_clip(components, config, i, device) for i in range(2)]  # warm-up
-    clips = max(long - short, 4)
-    seconds = _seconds(
-        device, lambda: encoded.extend(ts._encode_clip(components, config, i, device) for i in range(clips))
-    )
-    result["latent_clip_s"] = seconds / clips
-    cache = {
-        "latents": [latent.half() for latent, _, _ in encoded],
-        "embeds": [embeds.half() for _, embeds, _ in encoded],
-        "captions": [text for _, _, text in encoded],
-    }
+
+    def cache_run(state: Path, steps: int) -> None:
+        """``steps`` calls of the real cache builder: ``cache_batch`` clips each, rendered by the workers."""
+        state.mkdir(parents=True, exist_ok=True)
+        clips = dataclasses.replace(config, num_clips=steps * config.cache_batch)
+        ts.build_latent_cache(components, clips, state / "latents.pt", device, progress=False)
+
+    result["latent_clip_s"] = step_seconds("cache", cache_run) / config.cache_batch
+    cache = torch.load(work / "cache-long" / "latents.pt", weights_only=False)
 
     def dit_run(batch: int, state: Path, steps: int) -> None:
         probe_config = dataclasses.replace(config, dit_batch=batch, dit_steps=steps, **quiet)

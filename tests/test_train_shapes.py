@@ -460,3 +460,73 @@ def test_stages_write_tensorboard_curves_and_sample_grids(tmp_path):
         progress=False,
     )
     assert plain.summary["final_dit_loss"] == result.summary["final_dit_loss"]
+
+
+def test_the_latent_cache_encoded_in_batches_matches_one_clip_at_a_time(straight_run, tmp_path):
+    """``cache_batch`` clips per VAE / text-encoder call: the same clips and captions, the same values up to
+    float rounding, and a cache resumed mid-way (from any clip) ends with every clip once."""
+    from flowstudio.worlds.train_shapes import RUNTIME_FIELDS, build_latent_cache
+
+    assert "cache_batch" in RUNTIME_FIELDS
+    out, _ = straight_run
+    one_by_one = torch.load(out / "state" / "latents.pt", weights_only=False)
+    components = load_components(out / "model", device="cpu")  # the VAE and text encoder that made it
+    config = ShapesTrainConfig(**{**TINY.__dict__, "num_clips": 3, "cache_batch": 2})
+    path = tmp_path / "latents.pt"
+    torch.save({k: v[:1] for k, v in one_by_one.items()}, path)  # a cache stopped after clip 0
+    batched = build_latent_cache(components, config, path, torch.device("cpu"), progress=False)
+    assert batched["captions"] == one_by_one["captions"]
+    assert len(batched["latents"]) == 3
+    for a, b in zip(batched["latents"], one_by_one["latents"], strict=True):
+        assert a.shape == b.shape and float((a.float() - b.float()).abs().max()) < 1e-2
+    for a, b in zip(batched["embeds"], one_by_one["embeds"], strict=True):
+        assert a.shape == b.shape and float((a.float() - b.float()).abs().max()) < 1e-2
+    assert torch.load(path, weights_only=False)["captions"] == one_by_one["captions"], "saved at the end"
+
+
+def test_transformer_batches_drawn_on_the_device_are_a_pure_function_of_the_step(tmp_path):
+    """``dit_batches_on: device``: a run stopped and resumed ends with the straight run's weights, and its
+    batches follow the host batches' distributions without their values."""
+    from flowstudio.worlds.train_shapes import TRANSFORMER_FIELDS, DeviceBatches
+
+    assert "dit_batches_on" in TRANSFORMER_FIELDS
+    config = ShapesTrainConfig(**{**TINY.__dict__, "dit_batches_on": "device", "dit_steps": 4})
+    straight = train_shapes(tmp_path / "straight", config, device="cpu", progress=False)
+    resumed_dir = tmp_path / "resumed"
+    first = train_shapes(resumed_dir, config, device="cpu", budget=Budget(max_steps=4), progress=False)
+    assert not first.finished
+    resumed = train_shapes(resumed_dir, config, device="cpu", progress=False)
+    a, b = _weights(straight.model_dir), _weights(resumed.model_dir)
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs after resume"
+
+    embeds = [torch.randn(n, 16) for n in (3, 5, 2)]
+    empty = torch.randn(1, 16)
+    wide = ShapesTrainConfig(**{**config.__dict__, "dit_batch": 4096, "text_dropout": 0.25, "i2v_prob": 0.5})
+    batches = DeviceBatches(wide, torch.Size((3, 48, 2, 2, 2)), embeds, empty, torch.device("cpu"))
+    first_draw, again, other = batches(7), batches(7), batches(8)
+    for key in first_draw:
+        assert torch.equal(first_draw[key], again[key]), key
+    assert not torch.equal(first_draw["noise"], other["noise"])
+    index, text = first_draw["index"], first_draw["text"]
+    assert set(index.tolist()) == {0, 1, 2} and text.shape == (4096, 5, 16)
+    dropped = (text[:, 1:] == 0).all(dim=(1, 2)) & torch.isclose(text[:, 0], empty[0]).all(dim=1)
+    assert abs(float(dropped.float().mean()) - 0.25) < 0.03, "caption dropout at its rate"
+    kept = ~dropped
+    for row in torch.nonzero(kept)[:50, 0].tolist():  # a kept row holds its clip's caption, zero-padded
+        states = embeds[int(index[row])]
+        assert torch.equal(text[row, : states.shape[0]], states)
+        assert not text[row, states.shape[0] :].any()
+    assert abs(float(first_draw["i2v"].float().mean()) - 0.5) < 0.03
+    sigma = first_draw["sigma"]
+    assert float(sigma.min()) >= 0 and float(sigma.max()) <= 1 and float(sigma.mean()) > 0.55, (
+        "half shifted up"
+    )
+    assert abs(float(first_draw["noise"].std()) - 1) < 0.01
+
+
+def test_an_unknown_batch_source_is_refused():
+    with pytest.raises(InputError, match="dit_batches_on"):
+        ShapesTrainConfig(dit_batches_on="gpu")
+    with pytest.raises(InputError, match="cache_batch"):
+        ShapesTrainConfig(cache_batch=0)
