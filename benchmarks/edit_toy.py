@@ -177,6 +177,13 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
             **fe,
             "blend": dataclasses.replace(soft_cut, change_refine_border=8),
         },
+        # background edits: the source's subject (GrabCut from the frame's border) pasted back, the edit
+        # kept everywhere else; on 40 + 40 fresh background pairs of v6b, 0.80 / 0.725 accuracy at 92-97 dB
+        # keep on the product (docs/guide_edit.md)
+        "flowedit+subject-composite": {
+            **fe,
+            "blend": BlendConfig(strength=0.0, pixel_composite=True, composite_mask="subject"),
+        },
         # the change region cut again on the source's edges (GrabCut), at preset_sweep's choice on v5
         # (threshold 0.25, grow 1): benchmarks/results/preset_sweep_v5_refine
         "flowedit+change-composite+grabcut": {

@@ -47,7 +47,7 @@ from edit_toy import EVAL_SEED, RESULTS, edit_pair, open_pipeline, pairs_at, sco
 
 from flowstudio import __version__
 from flowstudio.edit import BlendConfig
-from flowstudio.edit.blending import change_region, composite
+from flowstudio.edit.blending import change_region, composite, grow_mask, subject_mask
 from flowstudio.edit.presets import PRESETS
 from flowstudio.worlds import EDIT_TYPES
 
@@ -85,16 +85,20 @@ def composite_settings(
     grows: list[int],
     largest: tuple[bool, ...] = (False,),
     refines: tuple[str, ...] = ("none",),
+    subject_insets: list[int] = (),
+    subject_grows: list[int] = (),
 ) -> list[dict[str, Any] | None]:
-    """``None`` (no composite) and every threshold x grow x largest-region-only x border refinement
-    (blur 5)."""
-    return [None] + [
+    """``None`` (no composite), every change-mask setting (threshold x grow x largest-region-only x border
+    refinement, blur 5) and every subject-composite setting (inset x grow; none unless both are given)."""
+    change = [
         {"threshold": t, "grow": g, "largest": k, "refine": r}
         for r in refines
         for k in largest
         for t in thresholds
         for g in grows
     ]
+    subject = [{"subject_inset": i, "subject_grow": g} for i in subject_insets for g in subject_grows]
+    return [None, *change, *subject]
 
 
 #: ``--refine`` values: the BlendConfig's ``change_refine``, with ``-soft`` for
@@ -134,6 +138,8 @@ def refine_of(blend: BlendConfig) -> str:
 
 def _setting_of(blend: BlendConfig) -> dict[str, Any]:
     """A preset's composite as a sweep setting."""
+    if blend.composite_mask == "subject":
+        return {"subject_inset": blend.subject_inset, "subject_grow": blend.subject_grow}
     return {
         "threshold": blend.change_threshold,
         "grow": blend.change_grow,
@@ -146,6 +152,9 @@ def apply(setting: dict[str, Any] | None, edited: np.ndarray, source: np.ndarray
     """The engine's change-mask composite of ``edited`` over ``source`` (``None``: ``edited``)."""
     if setting is None:
         return edited
+    if "subject_inset" in setting:  # the source's subject pasted back, the edit everywhere else
+        subject = grow_mask(subject_mask(source, setting["subject_inset"]), setting["subject_grow"])
+        return composite(edited, source, 1.0 - subject)
     config = BlendConfig(
         change_threshold=setting["threshold"],
         change_blur=BLUR,
@@ -159,6 +168,11 @@ def apply(setting: dict[str, Any] | None, edited: np.ndarray, source: np.ndarray
 def label(guidance: float, setting: dict[str, Any] | None) -> str:
     if setting is None:
         return f"cfg {guidance:g}, no composite"
+    if "subject_inset" in setting:
+        return (
+            f"cfg {guidance:g}, subject composite (GrabCut from a {setting['subject_inset']} px border, "
+            f"grow {setting['subject_grow']})"
+        )
     largest = ", largest region" if setting.get("largest") else ""
     refine = setting.get("refine", "none")
     on = "source" if refine.startswith("source") else "source+edit"
@@ -336,6 +350,13 @@ def main() -> None:
         "change_refine_border=8)",
     )
     parser.add_argument(
+        "--subject-insets",
+        default="",
+        help="subject composites to try (BlendConfig composite_mask='subject'): border widths in pixels, "
+        "comma-separated, with --subject-grows (none by default)",
+    )
+    parser.add_argument("--subject-grows", default="", help="pixels the kept subject is grown by")
+    parser.add_argument(
         "--rule",
         default="keep-at-accuracy",
         choices=sorted(RULES),
@@ -361,8 +382,11 @@ def main() -> None:
     options = dict(preset.values)
     # a preset without a composite (plain FlowEdit) is tuned the same way: "no composite" is its setting
     blend: BlendConfig | None = options.get("blend")
-    if blend is not None and (blend.composite_mask != "change" or blend.change_blur != BLUR):
-        sys.exit(f"preset {preset.name!r} does not use the change-mask composite with blur {BLUR}")
+    subject = blend is not None and blend.composite_mask == "subject"
+    if blend is not None and not subject and (blend.composite_mask != "change" or blend.change_blur != BLUR):
+        sys.exit(
+            f"preset {preset.name!r} uses neither the change-mask composite (blur {BLUR}) nor the subject's"
+        )
     guidances = [float(g) for g in args.guidance.split(",")]
     refines = tuple(args.refine.split(","))
     if unknown := [r for r in refines if r not in REFINES]:
@@ -374,6 +398,8 @@ def main() -> None:
         [int(g) for g in args.grows.split(",")],
         tuple(bool(int(k)) for k in args.largest.split(",")),
         refines,
+        [int(i) for i in args.subject_insets.split(",") if i],
+        [int(g) for g in args.subject_grows.split(",") if g],
     )
     preset_setting = None if blend is None else _setting_of(blend)
     if preset_setting not in settings:

@@ -367,7 +367,7 @@ def test_a_change_composite_keeps_the_source_exactly_where_nothing_changed(pipe,
     unchanged = r.frames == r.source_frames
     assert 0.0 <= r.info["changed_fraction"] <= 1.0
     assert unchanged.all(axis=-1).mean() >= 1.0 - r.info["changed_fraction"] - 1e-3  # rounded
-    with pytest.raises(InputError, match="composite_mask must be 'blend', 'change' or 'mask'"):
+    with pytest.raises(InputError, match="composite_mask must be one of blend, change, mask, subject"):
         BlendConfig(composite_mask="diff")
     with pytest.raises(InputError, match="change_threshold"):
         BlendConfig(change_threshold=0.0)

@@ -166,3 +166,25 @@ def test_rules_choose_on_accuracy_first_or_on_the_keep_bar_first() -> None:
     assert preset_sweep.choose(below, "preset", "keep-bar") == "keeps more at the preset's accuracy"
     with pytest.raises(ValueError, match="unknown rule"):
         preset_sweep.choose(tuning, "preset", "best")
+
+
+def test_subject_settings_paste_the_sources_subject_back_as_the_engine_does():
+    from flowstudio.edit import BlendConfig
+    from flowstudio.edit.blending import composite, grow_mask, subject_mask
+
+    settings = preset_sweep.composite_settings([0.2], [3], subject_insets=[4, 8], subject_grows=[2])
+    assert settings[0] is None and len(settings) == 4
+    assert settings[2:] == [{"subject_inset": 4, "subject_grow": 2}, {"subject_inset": 8, "subject_grow": 2}]
+    assert preset_sweep.composite_settings([0.2], [3], subject_insets=[4]) == settings[:2], "needs grows too"
+    blend = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="subject", subject_inset=8)
+    assert preset_sweep._setting_of(blend) == {"subject_inset": 8, "subject_grow": 2}
+    assert "subject composite" in preset_sweep.label(5.0, settings[3])
+    rng = np.random.default_rng(0)
+    source = rng.integers(60, 120, (2, 48, 48, 3), dtype=np.uint8)
+    source[:, 16:32, 18:30] = (230, 30, 30)  # the product, inside the border
+    edited = rng.integers(0, 255, source.shape, dtype=np.uint8)
+    out = preset_sweep.apply(settings[3], edited, source)
+    expected = composite(edited, source, 1.0 - grow_mask(subject_mask(source, 8), 2))
+    assert np.array_equal(out, expected)
+    assert np.array_equal(out[:, 16:32, 18:30], source[:, 16:32, 18:30]), "the product is the source's"
+    assert np.array_equal(out[:, :4], edited[:, :4]), "the border is the edit's"

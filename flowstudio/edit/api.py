@@ -32,7 +32,14 @@ from flowstudio.core.stochastic import student_grid
 from flowstudio.core.ti2v import first_frame_mask
 from flowstudio.denoiser import Conditioning
 from flowstudio.edit.attention_share import AttentionShare
-from flowstudio.edit.blending import BlendConfig, change_region, composite, grow_mask, pixel_mask_from_latent
+from flowstudio.edit.blending import (
+    BlendConfig,
+    change_region,
+    composite,
+    grow_mask,
+    pixel_mask_from_latent,
+    subject_mask,
+)
 from flowstudio.edit.context import EditContext, FeatureStore
 from flowstudio.edit.controls import SourceFeatureControl, choose_source_mode, feature_bytes_per_step
 from flowstudio.edit.flowedit import run_flowedit
@@ -261,8 +268,9 @@ def _feature_controls(
 
 
 def _change_composite_only(blend: BlendConfig) -> bool:
-    """A change-mask composite without latent blending: it needs no blending mask (nor its model call)."""
-    return blend.composite_mask == "change" and blend.strength == 0
+    """A change-mask or subject composite without latent blending: it needs no blending mask (nor its
+    model call)."""
+    return blend.composite_mask in ("change", "subject") and blend.strength == 0
 
 
 def depends_on_seed(settings: EditSettings, mask: MaskInput = None, box: Any = None) -> bool:
@@ -455,6 +463,10 @@ def edit(
     edited = pipe.decode_latents(latents)
     if s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "change":
         region = change_region(edited, frames, s.blend)
+        info["changed_fraction"] = round(float(region.mean()), 4)
+        edited = composite(edited, frames, region)
+    elif s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "subject":
+        region = 1.0 - grow_mask(subject_mask(frames, s.blend.subject_inset), s.blend.subject_grow)
         info["changed_fraction"] = round(float(region.mean()), 4)
         edited = composite(edited, frames, region)
     elif s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "mask":

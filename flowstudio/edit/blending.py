@@ -26,7 +26,7 @@ from flowstudio.edit.controls import check_window
 from flowstudio.errors import InputError
 from flowstudio.sampling import Controller, LoopState
 
-COMPOSITE_MASKS = ("blend", "change", "mask")
+COMPOSITE_MASKS = ("blend", "change", "mask", "subject")
 #: how the change region's border is snapped to the image's own edges (:func:`refine_region`)
 CHANGE_REFINES = ("none", "source", "both")
 
@@ -51,6 +51,9 @@ class BlendConfig:
             for edits that keep the object's silhouette, such as colour or background).
             ``"change"`` needs no mask and follows whatever the edit changed (an object, or the whole
             background); use it with ``strength=0`` to composite without latent blending.
+            ``"subject"`` keeps the source's subject (:func:`subject_mask`: what GrabCut separates from
+            the frame's border in each source frame, grown by ``subject_grow`` pixels) and the edit
+            everywhere else: a background edit that keeps the product's pixels, with no mask given.
         change_threshold: per-pixel colour difference (max over RGB, 0..1) that counts as changed.
         change_blur: box-blur size (pixels) before differencing, so that regenerated texture
             noise does not count as a change, only region-level colour change.
@@ -70,6 +73,9 @@ class BlendConfig:
         change_refine_border: pixels along the frame's edges the cut takes as background even inside
             the region (``refine_region(border=...)``; 0: none): for object edits whose model redrew
             the whole background. Not for background edits.
+        subject_inset: ``"subject"``: the width (pixels) of the frame's border that GrabCut takes as
+            background; the subject must lie inside it (a product shot).
+        subject_grow: ``"subject"``: pixels the kept subject is grown by (its soft edge).
     """
 
     strength: float = 1.0
@@ -87,11 +93,19 @@ class BlendConfig:
     change_refine_band: int = 6
     change_refine_sure_core: bool = True
     change_refine_border: int = 0
+    subject_inset: int = 8
+    subject_grow: int = 2
 
     def __post_init__(self) -> None:
         if self.composite_mask not in COMPOSITE_MASKS:
             raise InputError(
-                f"blend composite_mask must be 'blend', 'change' or 'mask', got {self.composite_mask!r}"
+                f"blend composite_mask must be one of {', '.join(COMPOSITE_MASKS)}, "
+                f"got {self.composite_mask!r}"
+            )
+        if self.subject_inset < 1 or self.subject_grow < 0:
+            raise InputError(
+                f"blend subject_inset must be >= 1 and subject_grow >= 0 pixels, got {self.subject_inset}, "
+                f"{self.subject_grow}"
             )
         if not 0.0 < self.change_threshold < 1.0:
             raise InputError(f"blend change_threshold must be in (0, 1), got {self.change_threshold}")
@@ -278,6 +292,36 @@ def change_region(edited: np.ndarray, source: np.ndarray, config: BlendConfig) -
         sure_core=config.change_refine_sure_core,
         border=config.change_refine_border,
     )
+
+
+def subject_mask(source: np.ndarray, inset: int = 8, iterations: int = 3) -> np.ndarray:
+    """Float ``(T, H, W)`` 0/1 mask of each source frame's subject: GrabCut (Rother et al., SIGGRAPH 2004)
+    from its rectangle initialisation, the frame less an ``inset``-pixel border.
+
+    Why: a background edit must leave the product as it was, but the model redraws it with the
+    background, and the change region then covers it too. The product of a product shot stands apart
+    from the frame's border, which is background; GrabCut fits colour models to that border and to the
+    interior and cuts the subject out along the frame's own edges. On 40 fresh background pairs of the
+    toy model the cut overlaps the true product by 0.87-0.89 IoU (docs/guide_edit.md). Deterministic
+    (OpenCV's generator is seeded per frame).
+    """
+    import cv2
+
+    frames = np.asarray(source)
+    count, height, width = frames.shape[:3]
+    if 2 * inset >= min(height, width):
+        raise InputError(
+            f"blend subject_inset {inset} leaves no interior in {width}x{height} frames; use fewer pixels"
+        )
+    out = np.zeros((count, height, width), np.float32)
+    rect = (inset, inset, width - 2 * inset, height - 2 * inset)
+    for t, frame in enumerate(frames):
+        labels = np.zeros((height, width), np.uint8)
+        cv2.setRNGSeed(t)
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.grabCut(np.ascontiguousarray(frame), labels, rect, bgd, fgd, iterations, cv2.GC_INIT_WITH_RECT)
+        out[t] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    return out
 
 
 def grow_mask(mask: np.ndarray, grow: int) -> np.ndarray:

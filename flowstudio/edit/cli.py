@@ -146,6 +146,13 @@ def edit_command(
         help="With --keep-unchanged: snap the changed region to the frames' edges with GrabCut: none, "
         "source (edits that keep the silhouette: colour, background) or both (a new silhouette too).",
     ),
+    keep_subject: bool = typer.Option(
+        False,
+        "--keep-subject",
+        help="Background edits: paste the source's subject back (GrabCut separates it from the frame's "
+        "border in each frame; the product must not touch the edges) and keep the edit everywhere else. "
+        "No mask needed, no latent blending.",
+    ),
     strength: float | None = typer.Option(
         None, "--strength", help="Edit strength = starting noise level 0..1."
     ),
@@ -194,6 +201,35 @@ def edit_command(
             raise InputError("--source-prompt is missing: describe what the source video shows")
         if target_prompt is None or not target_prompt.strip():
             raise InputError("--target-prompt is missing: describe what the edited video should show")
+        if keep_unchanged and keep_subject:
+            raise InputError(
+                "--keep-unchanged and --keep-subject are two pixel composites: give one (--keep-subject "
+                "for a background edit that keeps the product)"
+            )
+        if keep_subject:
+            blend_request = {
+                "strength": 0.0 if blend is None else blend,
+                "pixel_composite": True,
+                "composite_mask": "subject",
+                **(_given(feather=feather) or {}),
+            }
+        elif keep_unchanged:
+            blend_request = {
+                "strength": 0.0 if blend is None else blend,
+                "pixel_composite": True,
+                "composite_mask": "change",
+                **(
+                    _given(
+                        feather=feather,
+                        change_threshold=change_threshold,
+                        change_largest=change_largest,
+                        change_refine=change_refine,
+                    )
+                    or {}
+                ),
+            }
+        else:
+            blend_request = _given(strength=blend, feather=feather, pixel_composite=pixel_composite)
         request = EditRequest(
             source=source,
             source_prompt=source_prompt,
@@ -213,22 +249,7 @@ def edit_command(
             flowedit=_given(n_max=n_max, n_min=n_min, n_avg=n_avg),
             injection=_given(strength=inject, blocks=_parse_blocks(inject_blocks), end=inject_end),
             attention_share=_given(mode=share_kv, blocks=_parse_blocks(share_blocks), end=share_end),
-            blend=_given(strength=blend, feather=feather, pixel_composite=pixel_composite)
-            if not keep_unchanged
-            else {
-                "strength": 0.0 if blend is None else blend,
-                "pixel_composite": True,
-                "composite_mask": "change",
-                **(
-                    _given(
-                        feather=feather,
-                        change_threshold=change_threshold,
-                        change_largest=change_largest,
-                        change_refine=change_refine,
-                    )
-                    or {}
-                ),
-            },
+            blend=blend_request,
             reschedule=_given(strength=strength, mode="noise" if renoise else None),
             source_features=source_features,
             memory_budget_gb=memory_budget,

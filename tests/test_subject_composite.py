@@ -1,0 +1,98 @@
+"""The subject composite (``BlendConfig(composite_mask="subject")``): a background edit keeps the product."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from edit_fixtures import load_pipe, one_thread, run_edit
+
+from flowstudio.edit import BlendConfig
+from flowstudio.edit.blending import composite, grow_mask, subject_mask
+from flowstudio.errors import InputError
+
+_threads = pytest.fixture(scope="module", autouse=True)(one_thread)
+pipe = pytest.fixture(scope="module")(load_pipe)
+HEIGHT, WIDTH = 64, 96
+
+
+def _product_shot(
+    background_seed: int, colour: tuple[int, int, int], frames: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """A box on a textured backdrop (stripes and noise), moving a little: frames and the box's mask."""
+    rng = np.random.default_rng(background_seed)
+    yy, xx = np.mgrid[:HEIGHT, :WIDTH]
+    stripes = 40 * np.sin(xx / (3 + background_seed)) + 40 * np.cos(yy / 7)
+    base = np.array([90, 120, 80]) + background_seed * np.array([50, -30, 40])
+    clip = np.empty((frames, HEIGHT, WIDTH, 3), np.uint8)
+    masks = np.zeros((frames, HEIGHT, WIDTH), bool)
+    for t in range(frames):
+        frame = base + stripes[..., None] + rng.normal(0, 8, (HEIGHT, WIDTH, 3))
+        masks[t, 16 + t : 44 + t, 34:62] = True
+        frame[masks[t]] = colour
+        clip[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
+    return clip, masks
+
+
+def test_grabcut_from_the_frame_border_finds_the_subject() -> None:
+    clip, truth = _product_shot(0, (220, 40, 40))
+    found = subject_mask(clip) > 0.5
+    iou = (found & truth).sum() / (found | truth).sum()
+    assert iou > 0.9, iou
+
+
+def test_a_background_edit_keeps_the_sources_product_exactly() -> None:
+    source, truth = _product_shot(0, (220, 40, 40))
+    edited, _ = _product_shot(1, (180, 90, 60))  # a new backdrop, and the product redrawn off-colour
+    region = 1.0 - grow_mask(subject_mask(source), 2)
+    out = composite(edited, source, region)
+    assert np.array_equal(out[truth], source[truth]), "every product pixel is the source's"
+    far = ~grow_mask(truth.astype(np.float32), 8).astype(bool)
+    assert np.array_equal(out[far], edited[far]), "the new background is the edit's"
+
+
+def test_subject_settings_are_checked() -> None:
+    with pytest.raises(InputError, match="subject_inset"):
+        BlendConfig(composite_mask="subject", subject_inset=0)
+    with pytest.raises(InputError, match="subject_grow"):
+        BlendConfig(composite_mask="subject", subject_grow=-1)
+    with pytest.raises(InputError, match="leaves no interior"):
+        subject_mask(np.zeros((1, 16, 16, 3), np.uint8), inset=8)
+
+
+def test_the_engine_pastes_the_subject_back_without_a_mask_or_a_model_call(pipe) -> None:
+    clip, _ = _product_shot(0, (220, 40, 40), frames=5)
+    config = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="subject")
+    plain = run_edit(pipe, clip, method="flowedit", steps=2)
+    kept = run_edit(pipe, clip, method="flowedit", steps=2, blend=config)
+    subject = 1.0 - kept.info["changed_fraction"]
+    assert 0.05 < subject < 0.6, "the subject is found inside the frame"
+    region = 1.0 - grow_mask(subject_mask(kept.source_frames), config.subject_grow)
+    assert np.array_equal(kept.frames, composite(plain.frames, kept.source_frames, region))
+    assert plain.model_calls == kept.model_calls, "no blending mask, so no extra model call"
+    assert "auto_mask_fraction" not in kept.info
+
+
+def test_the_edit_command_takes_keep_subject(tiny_checkpoint, tmp_path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from flowstudio.edit.cli import edit_command
+    from flowstudio.video import write_video
+
+    app = typer.Typer(pretty_exceptions_enable=False)
+    app.command("edit")(edit_command)
+    app.command("other")(lambda: None)
+    clip, _ = _product_shot(0, (220, 40, 40), frames=5)
+    source = tmp_path / "shot.mp4"
+    write_video(source, clip, fps=8)
+    out = tmp_path / "bg.mp4"
+    base = ["edit", str(source), "--model", str(tiny_checkpoint), "--source-prompt", "a red box on wood"]
+    base += ["--target-prompt", "a red box on marble", "--steps", "2", "--out", str(out)]
+    result = CliRunner().invoke(app, [*base, "--keep-subject"])
+    assert result.exit_code == 0, result.output
+    blend = json.loads(out.with_suffix(".json").read_text())["settings"]["blend"]
+    assert blend["composite_mask"] == "subject" and blend["strength"] == 0.0
+    both = CliRunner().invoke(app, [*base, "--keep-subject", "--keep-unchanged"])
+    assert both.exit_code != 0 and "give one" in both.output
