@@ -127,6 +127,16 @@ def test_a_request_is_its_rest_schema_and_its_json_record():
     assert again.overrides() == {"steps": 12, "flowedit": {"n_avg": 2}}
 
 
+def test_a_request_asks_for_the_subject_composite():
+    blend = {"strength": 0.0, "pixel_composite": True, "composite_mask": "subject", "subject_inset": 6}
+    request = parse_request({"kind": "edit", "source": "clip.mp4", **PROMPTS, "blend": blend})
+    settings = merge_edit_settings(**PROMPTS, **request.overrides())
+    assert settings.blend.composite_mask == "subject" and settings.blend.subject_inset == 6
+    assert settings.blend.subject_grow == 2, "fields left out keep their defaults"
+    with pytest.raises(ValidationError):
+        parse_request({"kind": "edit", "source": "clip.mp4", **PROMPTS, "blend": {"subject_inset": 0}})
+
+
 # -- JobResult ------------------------------------------------------------------------------------
 
 
