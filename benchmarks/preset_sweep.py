@@ -525,7 +525,14 @@ def main() -> None:
         f"Produced by `OMP_NUM_THREADS=1 python benchmarks/preset_sweep.py --model {args.model} "
         f"--type {args.type} --tune {args.tune} --validate {args.validate} --guidance {args.guidance} "
         f"--thresholds {args.thresholds} --grows {args.grows} --largest {args.largest} "
-        f"--refine {args.refine} --rule {args.rule}`. "
+        f"--refine {args.refine} --rule {args.rule}"
+        + (
+            f" --subject-insets {args.subject_insets} --subject-grows {args.subject_grows}"
+            if args.subject_insets and args.subject_grows
+            else ""
+        )
+        + (f" --cache {args.cache}" if args.cache else "")
+        + "`. "
         f"The preset: `{preset_name}`. "
         f"Bars: accuracy >= {bar}, keep PSNR >= {KEEP_BAR:g} dB outside the edit (mean over pairs, as "
         "`edit_toy.py`; a pair whose kept region the composite left untouched scores the 100 dB cap, so "

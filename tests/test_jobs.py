@@ -132,7 +132,7 @@ def test_a_request_asks_for_the_subject_composite():
     request = parse_request({"kind": "edit", "source": "clip.mp4", **PROMPTS, "blend": blend})
     settings = merge_edit_settings(**PROMPTS, **request.overrides())
     assert settings.blend.composite_mask == "subject" and settings.blend.subject_inset == 6
-    assert settings.blend.subject_grow == 2, "fields left out keep their defaults"
+    assert settings.blend.subject_grow == 0, "fields left out keep their defaults"
     with pytest.raises(ValidationError):
         parse_request({"kind": "edit", "source": "clip.mp4", **PROMPTS, "blend": {"subject_inset": 0}})
 

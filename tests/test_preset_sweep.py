@@ -177,7 +177,7 @@ def test_subject_settings_paste_the_sources_subject_back_as_the_engine_does():
     assert settings[2:] == [{"subject_inset": 4, "subject_grow": 2}, {"subject_inset": 8, "subject_grow": 2}]
     assert preset_sweep.composite_settings([0.2], [3], subject_insets=[4]) == settings[:2], "needs grows too"
     blend = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="subject", subject_inset=8)
-    assert preset_sweep._setting_of(blend) == {"subject_inset": 8, "subject_grow": 2}
+    assert preset_sweep._setting_of(blend) == {"subject_inset": 8, "subject_grow": 0}
     assert "subject composite" in preset_sweep.label(5.0, settings[3])
     rng = np.random.default_rng(0)
     source = rng.integers(60, 120, (2, 48, 48, 3), dtype=np.uint8)

@@ -42,6 +42,14 @@ def test_grabcut_from_the_frame_border_finds_the_subject() -> None:
     assert iou > 0.9, iou
 
 
+def test_a_mark_on_the_backdrop_is_not_taken_for_the_subject() -> None:
+    clip, truth = _product_shot(0, (220, 40, 40))
+    clip[:, 12:18, 14:22] = (250, 180, 200)  # a pink blot on the backdrop, apart from the product
+    found = subject_mask(clip) > 0.5
+    assert not found[:, 12:18, 14:22].any()
+    assert (found & truth).sum() / (found | truth).sum() > 0.9
+
+
 def test_a_background_edit_keeps_the_sources_product_exactly() -> None:
     source, truth = _product_shot(0, (220, 40, 40))
     edited, _ = _product_shot(1, (180, 90, 60))  # a new backdrop, and the product redrawn off-colour

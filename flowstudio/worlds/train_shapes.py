@@ -613,7 +613,7 @@ class HostBatches:
         return {"index": torch.from_numpy(index), "text": text, "sigma": sigma, "noise": noise, "i2v": i2v}
 
 
-class DeviceBatches:
+class DeviceBatches(HostBatches):
     """The transformer's batches drawn on the training device (``dit_batches_on: device``).
 
     Batch ``step`` is a pure function of ``(seed, step)`` and the device type: a ``torch.Generator`` on the
@@ -631,10 +631,9 @@ class DeviceBatches:
         empty: torch.Tensor,
         device: torch.device,
     ) -> None:
-        self.config, self.device = config, device
-        self.clips, self.latent_shape = latent_shape[0], tuple(latent_shape[1:])
-        width = max(e.shape[0] for e in embeds)
-        table = torch.zeros(len(embeds) + 1, width, empty.shape[-1])
+        super().__init__(config, latent_shape, embeds, empty)
+        self.device = device
+        table = torch.zeros(len(embeds) + 1, self.width, empty.shape[-1])
         for row, states in enumerate([*embeds, empty]):
             table[row, : states.shape[0]] = states.float()
         self.text = table.to(device)  # row len(embeds): the empty prompt (caption dropout)
