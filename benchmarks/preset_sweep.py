@@ -47,7 +47,7 @@ from edit_toy import EVAL_SEED, RESULTS, edit_pair, open_pipeline, pairs_at, sco
 
 from flowstudio import __version__
 from flowstudio.edit import BlendConfig
-from flowstudio.edit.blending import change_region, composite, grow_mask, subject_mask
+from flowstudio.edit.blending import change_region, composite, subject_region
 from flowstudio.edit.presets import PRESETS
 from flowstudio.worlds import EDIT_TYPES
 
@@ -153,8 +153,8 @@ def apply(setting: dict[str, Any] | None, edited: np.ndarray, source: np.ndarray
     if setting is None:
         return edited
     if "subject_inset" in setting:  # the source's subject pasted back, the edit everywhere else
-        subject = grow_mask(subject_mask(source, setting["subject_inset"]), setting["subject_grow"])
-        return composite(edited, source, 1.0 - subject)
+        config = BlendConfig(subject_inset=setting["subject_inset"], subject_grow=setting["subject_grow"])
+        return composite(edited, source, subject_region(source, config))
     config = BlendConfig(
         change_threshold=setting["threshold"],
         change_blur=BLUR,

@@ -69,6 +69,19 @@ def test_subject_settings_are_checked() -> None:
         subject_mask(np.zeros((1, 16, 16, 3), np.uint8), inset=8)
 
 
+def test_frames_without_a_subject_keep_the_edit_and_say_why(caplog) -> None:
+    from flowstudio.edit.blending import subject_region
+
+    clip, _ = _product_shot(0, (220, 40, 40))
+    clip[1] = clip[1, :1, :1]  # a flat frame: nothing stands apart from the border
+    with caplog.at_level("WARNING", logger="flowstudio.edit.blending"):
+        region = subject_region(clip, BlendConfig(composite_mask="subject"))
+    assert region[1].min() == 1.0 and region[0].min() == 0.0
+    assert (
+        "no subject found in 1 of 3 source frames" in caplog.text and "composite_mask='mask'" in caplog.text
+    )
+
+
 def test_the_engine_pastes_the_subject_back_without_a_mask_or_a_model_call(pipe) -> None:
     clip, _ = _product_shot(0, (220, 40, 40), frames=5)
     config = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="subject")

@@ -38,7 +38,7 @@ from flowstudio.edit.blending import (
     composite,
     grow_mask,
     pixel_mask_from_latent,
-    subject_mask,
+    subject_region,
 )
 from flowstudio.edit.context import EditContext, FeatureStore
 from flowstudio.edit.controls import SourceFeatureControl, choose_source_mode, feature_bytes_per_step
@@ -466,7 +466,7 @@ def edit(
         info["changed_fraction"] = round(float(region.mean()), 4)
         edited = composite(edited, frames, region)
     elif s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "subject":
-        region = 1.0 - grow_mask(subject_mask(frames, s.blend.subject_inset), s.blend.subject_grow)
+        region = subject_region(frames, s.blend)
         info["changed_fraction"] = round(float(region.mean()), 4)
         edited = composite(edited, frames, region)
     elif s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "mask":

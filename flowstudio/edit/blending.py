@@ -15,6 +15,7 @@ clean space). Latent frame 0 is left alone when the target pins a TI2V first fra
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ from flowstudio.edit.context import EditContext
 from flowstudio.edit.controls import check_window
 from flowstudio.errors import InputError
 from flowstudio.sampling import Controller, LoopState
+
+logger = logging.getLogger(__name__)
 
 COMPOSITE_MASKS = ("blend", "change", "mask", "subject")
 #: how the change region's border is snapped to the image's own edges (:func:`refine_region`)
@@ -325,6 +328,24 @@ def subject_mask(source: np.ndarray, inset: int = 8, iterations: int = 3) -> np.
         cut = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).astype(np.uint8)
         out[t] = _largest_region(cut)
     return out
+
+
+def subject_region(source: np.ndarray, config: BlendConfig) -> np.ndarray:
+    """The subject composite's edit region under ``config``: everywhere but the source's subject
+    (:func:`subject_mask` from a ``subject_inset`` border, grown by ``subject_grow``). Frames where no
+    subject is found keep the whole edit, with a warning that says why."""
+    subject = subject_mask(source, config.subject_inset)
+    empty = int((subject.reshape(len(subject), -1).max(axis=1) == 0).sum())
+    if empty:
+        logger.warning(
+            "subject composite: no subject found in %d of %d source frames, where the whole edit is kept "
+            "(the subject must stand apart from the frame's %d-pixel border: one touching the edges is not "
+            "found; give a mask with composite_mask='mask' instead)",
+            empty,
+            len(subject),
+            config.subject_inset,
+        )
+    return 1.0 - grow_mask(subject, config.subject_grow)
 
 
 def grow_mask(mask: np.ndarray, grow: int) -> np.ndarray:
