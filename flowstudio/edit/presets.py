@@ -34,6 +34,8 @@ configurations; ``benchmarks/results/edit_toy.md``, 2026-12-04):
   (``benchmarks/results/preset_sweep_v6b_subject/preset_sweep_background.md``): 33/40 and 31/40 (0.80)
   at 92.4 and 94.2 dB: **both background bars met** (0.7, 30 dB); on the 40 pairs it was chosen on, one
   pair short of 0.7. Before it, the change-mask composite (0.575 of 40, 17.2 dB: keep bar missed).
+  Known failure: on tiled backdrops GrabCut takes tiles touching the product, which are pasted onto the
+  new background (docs/guide_edit.md, "Where the cut fails").
 - ``style`` edits significantly more often than doing nothing (best 0.40) but not more than an output
   always read as one style (0.35); ``material`` is not significantly above doing nothing (0.20, p =
   0.053; the toy VAE erases every pattern: ``benchmarks/results/material_vae.md``). These are
