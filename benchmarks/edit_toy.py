@@ -184,6 +184,14 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
             **fe,
             "blend": BlendConfig(strength=0.0, pixel_composite=True, composite_mask="subject"),
         },
+        # the same, the source's subject kept only within 4 px of the edit's own cut: backdrop the source's
+        # cut took along (tiles touching the product) goes to the edit (docs/guide_edit.md)
+        "flowedit+subject-composite-confirmed": {
+            **fe,
+            "blend": BlendConfig(
+                strength=0.0, pixel_composite=True, composite_mask="subject", subject_confirm_grow=4
+            ),
+        },
         # the change region cut again on the source's edges (GrabCut), at preset_sweep's choice on v5
         # (threshold 0.25, grow 1): benchmarks/results/preset_sweep_v5_refine
         "flowedit+change-composite+grabcut": {

@@ -139,7 +139,8 @@ def refine_of(blend: BlendConfig) -> str:
 def _setting_of(blend: BlendConfig) -> dict[str, Any]:
     """A preset's composite as a sweep setting."""
     if blend.composite_mask == "subject":
-        return {"subject_inset": blend.subject_inset, "subject_grow": blend.subject_grow}
+        confirm = {"subject_confirm_grow": blend.subject_confirm_grow} if blend.subject_confirm_grow else {}
+        return {"subject_inset": blend.subject_inset, "subject_grow": blend.subject_grow, **confirm}
     return {
         "threshold": blend.change_threshold,
         "grow": blend.change_grow,
@@ -153,8 +154,12 @@ def apply(setting: dict[str, Any] | None, edited: np.ndarray, source: np.ndarray
     if setting is None:
         return edited
     if "subject_inset" in setting:  # the source's subject pasted back, the edit everywhere else
-        config = BlendConfig(subject_inset=setting["subject_inset"], subject_grow=setting["subject_grow"])
-        return composite(edited, source, subject_region(source, config))
+        config = BlendConfig(
+            subject_inset=setting["subject_inset"],
+            subject_grow=setting["subject_grow"],
+            subject_confirm_grow=setting.get("subject_confirm_grow", 0),
+        )
+        return composite(edited, source, subject_region(source, config, edited))
     config = BlendConfig(
         change_threshold=setting["threshold"],
         change_blur=BLUR,
@@ -169,9 +174,11 @@ def label(guidance: float, setting: dict[str, Any] | None) -> str:
     if setting is None:
         return f"cfg {guidance:g}, no composite"
     if "subject_inset" in setting:
+        confirm = setting.get("subject_confirm_grow", 0)
+        confirmed = f", confirmed by the edit's cut grown {confirm}" if confirm else ""
         return (
             f"cfg {guidance:g}, subject composite (GrabCut from a {setting['subject_inset']} px border, "
-            f"grow {setting['subject_grow']})"
+            f"grow {setting['subject_grow']}{confirmed})"
         )
     largest = ", largest region" if setting.get("largest") else ""
     refine = setting.get("refine", "none")

@@ -69,6 +69,23 @@ def test_subject_settings_are_checked() -> None:
         subject_mask(np.zeros((1, 16, 16, 3), np.uint8), inset=8)
 
 
+def test_backdrop_the_cut_took_along_goes_to_the_edit_when_the_edit_confirms_the_subject() -> None:
+    from flowstudio.edit.blending import subject_region
+
+    source, truth = _product_shot(0, (220, 40, 40))
+    tile = np.zeros_like(truth)
+    tile[:, 20:36, 62:74] = True  # a backdrop tile touching the product, in colours the border lacks
+    source[tile] = (40, 40, 230)
+    edited, _ = _product_shot(1, (200, 60, 50))  # the new backdrop, the product redrawn in place
+    plain = subject_region(source, BlendConfig(composite_mask="subject"))
+    confirmed = subject_region(source, BlendConfig(composite_mask="subject", subject_confirm_grow=2), edited)
+    assert plain[tile].mean() < 0.1, "the source's cut takes the tile along with the product"
+    assert confirmed[tile].mean() > 0.8, "the edit's cut does not show it: it goes to the edit"
+    assert confirmed[truth].mean() < 0.05, "the product stays the source's"
+    with pytest.raises(InputError, match="needs the edited frames"):
+        subject_region(source, BlendConfig(composite_mask="subject", subject_confirm_grow=2))
+
+
 def test_frames_without_a_subject_keep_the_edit_and_say_why(caplog) -> None:
     from flowstudio.edit.blending import subject_region
 

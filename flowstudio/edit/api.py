@@ -466,7 +466,7 @@ def edit(
         info["changed_fraction"] = round(float(region.mean()), 4)
         edited = composite(edited, frames, region)
     elif s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "subject":
-        region = subject_region(frames, s.blend)
+        region = subject_region(frames, s.blend, edited)
         info["changed_fraction"] = round(float(region.mean()), 4)
         edited = composite(edited, frames, region)
     elif s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "mask":

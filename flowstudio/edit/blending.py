@@ -80,6 +80,10 @@ class BlendConfig:
             background; the subject must lie inside it (a product shot).
         subject_grow: ``"subject"``: pixels the kept subject is grown by (0: the cut as it is; 2 keeps
             more of the product's soft edge but draws a ring of the source's backdrop around it).
+        subject_confirm_grow: ``"subject"``: 0 (off), or keep the source's subject only within this many
+            pixels of the subject the same cut finds in the *edited* frame, which shows the new backdrop:
+            pieces of the old backdrop that the source's cut took along (tiles touching the product) go to
+            the edit. Costs keep where the model moved the product.
     """
 
     strength: float = 1.0
@@ -99,6 +103,7 @@ class BlendConfig:
     change_refine_border: int = 0
     subject_inset: int = 8
     subject_grow: int = 0
+    subject_confirm_grow: int = 0
 
     def __post_init__(self) -> None:
         if self.composite_mask not in COMPOSITE_MASKS:
@@ -106,10 +111,10 @@ class BlendConfig:
                 f"blend composite_mask must be one of {', '.join(COMPOSITE_MASKS)}, "
                 f"got {self.composite_mask!r}"
             )
-        if self.subject_inset < 1 or self.subject_grow < 0:
+        if self.subject_inset < 1 or self.subject_grow < 0 or self.subject_confirm_grow < 0:
             raise InputError(
-                f"blend subject_inset must be >= 1 and subject_grow >= 0 pixels, got {self.subject_inset}, "
-                f"{self.subject_grow}"
+                f"blend subject_inset must be >= 1, subject_grow and subject_confirm_grow >= 0 pixels, got "
+                f"{self.subject_inset}, {self.subject_grow}, {self.subject_confirm_grow}"
             )
         if not 0.0 < self.change_threshold < 1.0:
             raise InputError(f"blend change_threshold must be in (0, 1), got {self.change_threshold}")
@@ -330,11 +335,21 @@ def subject_mask(source: np.ndarray, inset: int = 8, iterations: int = 3) -> np.
     return out
 
 
-def subject_region(source: np.ndarray, config: BlendConfig) -> np.ndarray:
+def subject_region(source: np.ndarray, config: BlendConfig, edited: np.ndarray | None = None) -> np.ndarray:
     """The subject composite's edit region under ``config``: everywhere but the source's subject
-    (:func:`subject_mask` from a ``subject_inset`` border, grown by ``subject_grow``). Frames where no
-    subject is found keep the whole edit, with a warning that says why."""
+    (:func:`subject_mask` from a ``subject_inset`` border; with ``subject_confirm_grow``, only where the
+    ``edited`` frames' own subject, grown by it, is too, then its largest region; grown by
+    ``subject_grow``). Frames where no subject is found keep the whole edit, with a warning that says why."""
     subject = subject_mask(source, config.subject_inset)
+    if config.subject_confirm_grow:
+        if edited is None:
+            raise InputError("blend subject_confirm_grow needs the edited frames")
+        confirmed = subject * grow_mask(
+            subject_mask(edited, config.subject_inset), config.subject_confirm_grow
+        )
+        subject = np.stack([_largest_region(frame.astype(np.uint8)) for frame in confirmed]).astype(
+            np.float32
+        )
     empty = int((subject.reshape(len(subject), -1).max(axis=1) == 0).sum())
     if empty:
         logger.warning(

@@ -91,6 +91,7 @@ class BlendOptions(_Options):
     change_refine_border: whole(0, "; pixels") | None = None
     subject_inset: whole(1, "; pixels of the frame's border taken as background") | None = None
     subject_grow: whole(0, "; pixels") | None = None
+    subject_confirm_grow: whole(0, "; pixels; 0: off") | None = None
 
 
 class RescheduleOptions(_Options):
