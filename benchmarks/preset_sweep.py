@@ -87,6 +87,7 @@ def composite_settings(
     refines: tuple[str, ...] = ("none",),
     subject_insets: list[int] = (),
     subject_grows: list[int] = (),
+    subject_confirms: list[int] = (0,),
 ) -> list[dict[str, Any] | None]:
     """``None`` (no composite), every change-mask setting (threshold x grow x largest-region-only x border
     refinement, blur 5) and every subject-composite setting (inset x grow; none unless both are given)."""
@@ -97,7 +98,12 @@ def composite_settings(
         for t in thresholds
         for g in grows
     ]
-    subject = [{"subject_inset": i, "subject_grow": g} for i in subject_insets for g in subject_grows]
+    subject = [
+        {"subject_inset": i, "subject_grow": g, **({"subject_confirm_grow": c} if c else {})}
+        for c in subject_confirms
+        for i in subject_insets
+        for g in subject_grows
+    ]
     return [None, *change, *subject]
 
 
@@ -364,6 +370,12 @@ def main() -> None:
     )
     parser.add_argument("--subject-grows", default="", help="pixels the kept subject is grown by")
     parser.add_argument(
+        "--subject-confirms",
+        default="0",
+        help="subject_confirm_grow values to try (0: off; N: the source's subject kept only within N "
+        "pixels of the edit's own cut)",
+    )
+    parser.add_argument(
         "--rule",
         default="keep-at-accuracy",
         choices=sorted(RULES),
@@ -407,6 +419,7 @@ def main() -> None:
         refines,
         [int(i) for i in args.subject_insets.split(",") if i],
         [int(g) for g in args.subject_grows.split(",") if g],
+        [int(c) for c in args.subject_confirms.split(",") if c],
     )
     preset_setting = None if blend is None else _setting_of(blend)
     if preset_setting not in settings:
@@ -535,6 +548,7 @@ def main() -> None:
         f"--refine {args.refine} --rule {args.rule}"
         + (
             f" --subject-insets {args.subject_insets} --subject-grows {args.subject_grows}"
+            f" --subject-confirms {args.subject_confirms}"
             if args.subject_insets and args.subject_grows
             else ""
         )

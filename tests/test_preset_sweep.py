@@ -176,6 +176,14 @@ def test_subject_settings_paste_the_sources_subject_back_as_the_engine_does():
     assert settings[0] is None and len(settings) == 4
     assert settings[2:] == [{"subject_inset": 4, "subject_grow": 2}, {"subject_inset": 8, "subject_grow": 2}]
     assert preset_sweep.composite_settings([0.2], [3], subject_insets=[4]) == settings[:2], "needs grows too"
+    confirmed = preset_sweep.composite_settings(
+        [], [], subject_insets=[8], subject_grows=[0], subject_confirms=[0, 4]
+    )
+    assert confirmed[1:] == [
+        {"subject_inset": 8, "subject_grow": 0},
+        {"subject_inset": 8, "subject_grow": 0, "subject_confirm_grow": 4},
+    ]
+    assert "confirmed by the edit's cut grown 4" in preset_sweep.label(5.0, confirmed[2])
     blend = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="subject", subject_inset=8)
     assert preset_sweep._setting_of(blend) == {"subject_inset": 8, "subject_grow": 0}
     assert "subject composite" in preset_sweep.label(5.0, settings[3])
