@@ -267,7 +267,7 @@ def _feature_controls(
     return controls, {"source_features": mode, "feature_cache_estimate_bytes": cache_bytes}
 
 
-def _change_composite_only(blend: BlendConfig) -> bool:
+def _composite_only(blend: BlendConfig) -> bool:
     """A change-mask or subject composite without latent blending: it needs no blending mask (nor its
     model call)."""
     return blend.composite_mask in ("change", "subject") and blend.strength == 0
@@ -289,7 +289,7 @@ def depends_on_seed(settings: EditSettings, mask: MaskInput = None, box: Any = N
     blend = settings.blend
     if blend is None and (mask is not None or box is not None):
         blend = BlendConfig()  # as edit() does: a mask or box turns blending on with its defaults
-    auto_mask_used = blend is not None and not _change_composite_only(blend) and not region
+    auto_mask_used = blend is not None and not _composite_only(blend) and not region
     sdedit = settings.reschedule.mode == "noise" and settings.reschedule.strength > 0
     return settings.method == "flowedit" or sdedit or auto_mask_used
 
@@ -434,7 +434,7 @@ def edit(
     if s.blend is None and (pixel_mask is not None or mask is not None):
         s = s.replace(blend=BlendConfig())  # a mask was given: blend with the default settings
     blend_mask = None
-    if s.blend is not None and not _change_composite_only(s.blend):
+    if s.blend is not None and not _composite_only(s.blend):
         blend_mask = _blend_mask(s.blend, pixel_mask, pipe, denoiser, x_src, source, target, generator, info)
     job = EditJob(
         denoiser=denoiser,

@@ -330,9 +330,8 @@ def subject_mask(source: np.ndarray, inset: int = 8, iterations: int = 3) -> np.
         cv2.setRNGSeed(t)
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         cv2.grabCut(np.ascontiguousarray(frame), labels, rect, bgd, fgd, iterations, cv2.GC_INIT_WITH_RECT)
-        cut = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).astype(np.uint8)
-        out[t] = _largest_region(cut)
-    return out
+        out[t] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    return _largest_regions(out)
 
 
 def subject_region(source: np.ndarray, config: BlendConfig, edited: np.ndarray | None = None) -> np.ndarray:
@@ -347,9 +346,7 @@ def subject_region(source: np.ndarray, config: BlendConfig, edited: np.ndarray |
         confirmed = subject * grow_mask(
             subject_mask(edited, config.subject_inset), config.subject_confirm_grow
         )
-        subject = np.stack([_largest_region(frame.astype(np.uint8)) for frame in confirmed]).astype(
-            np.float32
-        )
+        subject = _largest_regions(confirmed)
     empty = int((subject.reshape(len(subject), -1).max(axis=1) == 0).sum())
     if empty:
         logger.warning(
@@ -372,6 +369,11 @@ def grow_mask(mask: np.ndarray, grow: int) -> np.ndarray:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
         binary = np.stack([cv2.dilate(frame, kernel) for frame in binary])
     return binary.astype(np.float32)
+
+
+def _largest_regions(masks: np.ndarray) -> np.ndarray:
+    """Float ``(T, H, W)``: the largest 8-connected region of each frame of a 0/1 mask."""
+    return np.stack([_largest_region((frame > 0.5).astype(np.uint8)) for frame in masks]).astype(np.float32)
 
 
 def _largest_region(mask: np.ndarray) -> np.ndarray:

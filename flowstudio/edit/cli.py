@@ -206,27 +206,21 @@ def edit_command(
                 "--keep-unchanged and --keep-subject are two pixel composites: give one (--keep-subject "
                 "for a background edit that keeps the product)"
             )
-        if keep_subject:
+        if keep_subject or keep_unchanged:  # a pixel composite without latent blending
+            change_options = (
+                {
+                    "change_threshold": change_threshold,
+                    "change_largest": change_largest,
+                    "change_refine": change_refine,
+                }
+                if keep_unchanged
+                else {}
+            )
             blend_request = {
                 "strength": 0.0 if blend is None else blend,
                 "pixel_composite": True,
-                "composite_mask": "subject",
-                **(_given(feather=feather) or {}),
-            }
-        elif keep_unchanged:
-            blend_request = {
-                "strength": 0.0 if blend is None else blend,
-                "pixel_composite": True,
-                "composite_mask": "change",
-                **(
-                    _given(
-                        feather=feather,
-                        change_threshold=change_threshold,
-                        change_largest=change_largest,
-                        change_refine=change_refine,
-                    )
-                    or {}
-                ),
+                "composite_mask": "change" if keep_unchanged else "subject",
+                **(_given(feather=feather, **change_options) or {}),
             }
         else:
             blend_request = _given(strength=blend, feather=feather, pixel_composite=pixel_composite)

@@ -522,9 +522,8 @@ def train_transformer(
     embeds = cache["embeds"]
     empty, _ = encode_prompts(components, [""])
     empty = empty[0, :1].cpu()  # "" encodes to one </s> state; the rest is exactly zero
-    max_len = max(e.shape[0] for e in embeds)
 
-    make_batch: Callable[[int], dict[str, torch.Tensor]] = HostBatches(config, latents.shape, embeds, empty)
+    make_batch: HostBatches = HostBatches(config, latents.shape, embeds, empty)
     if config.dit_batches_on == "device":
         latents = latents.to(device)
         make_batch = DeviceBatches(config, latents.shape, embeds, empty, device)
@@ -555,7 +554,7 @@ def train_transformer(
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(config.seed)).to(device)
         sigma = torch.full((len(sample_rows),), 0.5, device=device)
         x_t = add_noise(x0, noise, 0.5)
-        text = torch.zeros(len(sample_rows), max_len, empty.shape[-1])
+        text = torch.zeros(len(sample_rows), make_batch.width, empty.shape[-1])
         for row, i in enumerate(sample_rows):
             text[row, : embeds[i].shape[0]] = embeds[i].float()
         v = denoiser.forward_rows(x_t, denoiser.row_timesteps(sigma), text.to(device), {})
