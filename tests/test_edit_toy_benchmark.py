@@ -285,3 +285,23 @@ def test_the_student_rows_edit_on_the_students_levels_with_the_presets_composite
             1.0,
         )
         assert row["blend"] == PRESETS[preset].values["blend"]
+
+
+def test_the_preset_router_takes_each_types_preset_and_flowedit_where_none_is_validated():
+    configs = edit_toy.configurations(20)
+    routed = configs[edit_toy.ROUTED]
+    assert edit_toy.options_for(routed, "color") == {"preset": "color"}
+    assert edit_toy.options_for(routed, "background") == {"preset": "background"}
+    # material and style have no validated preset on the shipped model: plain FlowEdit, its base
+    assert edit_toy.options_for(routed, "style") == configs["flowedit"]
+    # the plain preset row skips such pairs; other rows pass through unchanged
+    assert edit_toy.options_for(configs["preset"], "style") is None
+    assert edit_toy.options_for(configs["flowedit"], "style") == configs["flowedit"]
+
+
+def test_the_preset_router_is_judged_overall_but_never_chosen_per_type():
+    router = _entry(edit_toy.ROUTED, 1.0, 90.0, 40.0, 3.0, 120)
+    chosen = edit_toy.choose_per_type([*SUMMARY, router])
+    assert all(c["config"] != edit_toy.ROUTED for c in chosen.values())
+    bars = edit_toy.verdicts([*SUMMARY, router])
+    assert bars["beats_references_on_keep_at_equal_or_better_accuracy"][0] == edit_toy.ROUTED

@@ -37,8 +37,10 @@ configurations; ``benchmarks/results/edit_toy.md``, 2026-12-04):
   Known failure: on tiled backdrops GrabCut takes tiles touching the product, which are pasted onto the
   new background (docs/guide_edit.md, "Where the cut fails").
 - ``style`` edits significantly more often than doing nothing (best 0.40) but not more than an output
-  always read as one style (0.35); ``material`` is not significantly above doing nothing (0.20, p =
-  0.053; the toy VAE erases every pattern: ``benchmarks/results/material_vae.md``). These are
+  always read as one style (0.35; the toy VAE blurs posterize bands and pixel blocks away, so only 24 of
+  100 reconstructions read their render's style: ``benchmarks/results/style_vae.md``); ``material`` is
+  not significantly above doing nothing (0.20, p = 0.053; the toy VAE erases every pattern:
+  ``benchmarks/results/material_vae.md``). These are
   unavailable: ``preset="style"`` / ``--preset style`` raises :class:`~flowstudio.errors.InputError`
   telling the user to pass explicit options.
 
@@ -209,7 +211,9 @@ PRESETS: dict[str, Preset] = {
         model=_TOY,
         results=RESULTS,
         evidence=f"{_RUN}: best 0.40 (8/20, FlowEdit) vs identity 0.00 (p = 0.002), but not significantly "
-        "more than the 0.35 an output always read as one style would score",
+        "more than the 0.35 an output always read as one style would score (the toy VAE blurs the styles "
+        "away: 24 of 100 reconstructions read their render's style, posterize 0/25, pixel 1/29: "
+        "benchmarks/results/style_vae.md)",
     ),
 }
 
