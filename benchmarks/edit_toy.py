@@ -231,9 +231,16 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
     }
 
 
-def pair_specs(count: int, shard: tuple[int, int] = (0, 1)) -> list[tuple[int, str, Any, Any]]:
+def pair_indices(count: int, shard: tuple[int, int] = (0, 1), first: int = 0) -> list[int]:
+    """Pairs ``first .. first + count - 1`` whose index is K modulo N (``shard = (K, N)``)."""
+    return [i for i in range(first, first + count) if i % shard[1] == shard[0]]
+
+
+def pair_specs(
+    count: int, shard: tuple[int, int] = (0, 1), first: int = 0
+) -> list[tuple[int, str, Any, Any]]:
     """``(index, edit type, source spec, target spec)`` of the pairs :func:`make_pairs` renders."""
-    return specs_at(range(shard[0], count, shard[1]))
+    return specs_at(pair_indices(count, shard, first))
 
 
 def specs_at(indices: Any) -> list[tuple[int, str, Any, Any]]:
@@ -256,18 +263,20 @@ def make_pairs(
     size: int,
     shard: tuple[int, int] = (0, 1),
     types: list[str] | None = None,
+    first: int = 0,
 ) -> list[dict[str, Any]]:
     """``count`` ground-truth pairs, edit types in turn (product, color, material, background, style).
 
     ``shard = (K, N)`` keeps the pairs whose index is K modulo N (pair i is the same in every shard);
-    ``types`` keeps only the pairs of those edit types (pair i's type is the ``i % 5``-th).
+    ``types`` keeps only the pairs of those edit types (pair i's type is the ``i % 5``-th); ``first``:
+    the first pair's index (0: the published runs' pairs; a later start draws pairs no choice saw).
     """
     from flowstudio.worlds import EDIT_TYPES
 
     unknown = sorted(set(types or ()) - set(EDIT_TYPES))
     if unknown:
         raise SystemExit(f"--types: unknown edit types {unknown}; choose from {list(EDIT_TYPES)}")
-    indices = range(shard[0], count, shard[1])
+    indices = pair_indices(count, shard, first)
     if types:
         indices = [i for i in indices if EDIT_TYPES[i % len(EDIT_TYPES)] in types]
     return pairs_at(indices, frames, size)
@@ -827,7 +836,11 @@ def merge(folders: list[Path], out: Path) -> None:
     seen = {(r["pair"], r["config"]) for r in rows}
     if len(seen) != len(rows):
         sys.exit("the shards overlap (a pair was edited twice); merge shards K/N of one N")
-    expected = {i for i, kind, _, _ in pair_specs(first["pairs"]) if kind in first.get("types", [kind])}
+    expected = {
+        i
+        for i, kind, _, _ in pair_specs(first["pairs"], first=first.get("first_pair", 0))
+        if kind in first.get("types", [kind])
+    }
     missing = expected - {r["pair"] for r in rows}
     if missing:
         sys.exit(f"the shards miss pairs {sorted(missing)[:10]}...; run every shard K/N first")
@@ -872,7 +885,10 @@ def rechoose(results: Path, out: Path | None = None) -> Path:
     if any("attr_expected" not in r for r in rows):  # files written before the label was recorded
         from flowstudio.worlds.edits import EDIT_FIELDS
 
-        targets = {i: (kind, target) for i, kind, _, target in pair_specs(settings["pairs"])}
+        targets = {
+            i: (kind, target)
+            for i, kind, _, target in pair_specs(settings["pairs"], first=settings.get("first_pair", 0))
+        }
         for r in rows:
             kind, target = targets[r["pair"]]
             expected = None if r["attr_acc"] is None else getattr(target, EDIT_FIELDS[kind])
@@ -884,7 +900,12 @@ def rechoose(results: Path, out: Path | None = None) -> Path:
         pairs = [
             p
             for p in make_pairs(
-                settings["pairs"], settings["frames"], settings["size"], (k, n), settings.get("types")
+                settings["pairs"],
+                settings["frames"],
+                settings["size"],
+                (k, n),
+                settings.get("types"),
+                settings.get("first_pair", 0),
             )
             if p["index"] in indices
         ]
@@ -1064,6 +1085,13 @@ def main() -> None:
         "--model", type=Path, default=None, help="trained toy model (default: tiny RANDOM one)"
     )
     parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument(
+        "--first-pair",
+        type=int,
+        default=0,
+        help="index of the first pair (default 0, the published runs' pairs; e.g. 3000 for 100 pairs no "
+        "preset was chosen on: preset_sweep draws from 1000-1999 and 2000-2999)",
+    )
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=30)
@@ -1105,7 +1133,7 @@ def main() -> None:
     random_model = args.model is None
     out = args.out or (ROOT / "outputs" / "edit_toy_tiny_random" if random_model else RESULTS)
     configs = select_configs(configurations(args.steps), args.configs)
-    pairs = make_pairs(args.pairs, args.frames, args.size, shard, args.types)
+    pairs = make_pairs(args.pairs, args.frames, args.size, shard, args.types, args.first_pair)
 
     with tempfile.TemporaryDirectory() as tmp:
         pipe = open_pipeline(args.model, args.device, Path(tmp), args.vae_dtype)
@@ -1117,6 +1145,8 @@ def main() -> None:
             run_key["types"] = str(sorted(args.types))
         if args.vae_dtype != "float32":  # likewise
             run_key["vae_dtype"] = args.vae_dtype
+        if args.first_pair:  # likewise
+            run_key["first_pair"] = str(args.first_pair)
         rows, progress = _load_progress(out / "edit_toy_progress.jsonl", run_key)
         done = {(r["pair"], r["config"]) for r in rows}
         # the do-nothing reference the choice rule compares with: cheap, always made
@@ -1150,6 +1180,7 @@ def main() -> None:
         if random_model
         else str(args.model),
         "pairs": args.pairs,
+        **({"first_pair": args.first_pair} if args.first_pair else {}),
         "eval_seed": EVAL_SEED,
         "frames": args.frames,
         "size": args.size,

@@ -305,3 +305,27 @@ def test_the_preset_router_is_judged_overall_but_never_chosen_per_type():
     assert all(c["config"] != edit_toy.ROUTED for c in chosen.values())
     bars = edit_toy.verdicts([*SUMMARY, router])
     assert bars["beats_references_on_keep_at_equal_or_better_accuracy"][0] == edit_toy.ROUTED
+
+
+def test_pairs_can_start_past_the_ones_presets_were_chosen_on(tmp_path, monkeypatch):
+    """``--first-pair 3000``: pairs 3000.., sharded by index like the others, and merged as such."""
+    assert edit_toy.pair_indices(10, (1, 2), first=3000) == [3001, 3003, 3005, 3007, 3009]
+    assert edit_toy.pair_indices(4) == [0, 1, 2, 3]
+    specs = edit_toy.pair_specs(5, first=3000)
+    assert [s[1] for s in specs] == ["product", "color", "material", "background", "style"]
+    assert [s[0] for s in specs] == [3000, 3001, 3002, 3003, 3004]
+    written = {}
+    monkeypatch.setattr(
+        edit_toy, "write_results", lambda out, settings, rows, random_model: written.update(rows=rows)
+    )
+    settings = {"model": "m", "pairs": 2, "first_pair": 3000}
+    for name, pair in (("a", 3000), ("b", 3001)):
+        (tmp_path / name).mkdir()
+        rows = [{"config": "baseline", "pair": pair, "type": "color"}]
+        (tmp_path / name / "edit_toy.json").write_text(
+            json.dumps({"settings": {**settings, "shard": name}, "rows": rows})
+        )
+    edit_toy.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    assert [r["pair"] for r in written["rows"]] == [3000, 3001]
+    with pytest.raises(SystemExit, match=r"miss pairs \[3001\]"):
+        edit_toy.merge([tmp_path / "a"], tmp_path / "out")
