@@ -47,7 +47,7 @@ from edit_toy import EVAL_SEED, RESULTS, edit_pair, open_pipeline, pairs_at, sco
 
 from flowstudio import __version__
 from flowstudio.edit import BlendConfig
-from flowstudio.edit.blending import change_region, composite, subject_region
+from flowstudio.edit.blending import change_region, composite, subject_region, swap_composite
 from flowstudio.edit.presets import PRESETS
 from flowstudio.worlds import EDIT_TYPES
 
@@ -88,9 +88,12 @@ def composite_settings(
     subject_insets: list[int] = (),
     subject_grows: list[int] = (),
     subject_confirms: list[int] = (0,),
+    swap_plate_grows: list[int] = (),
+    swap_erodes: list[int] = (),
 ) -> list[dict[str, Any] | None]:
     """``None`` (no composite), every change-mask setting (threshold x grow x largest-region-only x border
-    refinement, blur 5) and every subject-composite setting (inset x grow; none unless both are given)."""
+    refinement, blur 5), every subject-composite setting (inset x grow; none unless both are given) and
+    every swap-composite setting (plate grow x cut erosion; none unless both are given)."""
     change = [
         {"threshold": t, "grow": g, "largest": k, "refine": r}
         for r in refines
@@ -104,7 +107,8 @@ def composite_settings(
         for i in subject_insets
         for g in subject_grows
     ]
-    return [None, *change, *subject]
+    swap = [{"swap_plate_grow": g, "swap_erode": e} for g in swap_plate_grows for e in swap_erodes]
+    return [None, *change, *subject, *swap]
 
 
 #: ``--refine`` values: the BlendConfig's ``change_refine``, with ``-soft`` for
@@ -144,6 +148,8 @@ def refine_of(blend: BlendConfig) -> str:
 
 def _setting_of(blend: BlendConfig) -> dict[str, Any]:
     """A preset's composite as a sweep setting."""
+    if blend.composite_mask == "swap":
+        return {"swap_plate_grow": blend.swap_plate_grow, "swap_erode": blend.swap_erode}
     if blend.composite_mask == "subject":
         confirm = {"subject_confirm_grow": blend.subject_confirm_grow} if blend.subject_confirm_grow else {}
         return {"subject_inset": blend.subject_inset, "subject_grow": blend.subject_grow, **confirm}
@@ -159,6 +165,13 @@ def apply(setting: dict[str, Any] | None, edited: np.ndarray, source: np.ndarray
     """The engine's change-mask composite of ``edited`` over ``source`` (``None``: ``edited``)."""
     if setting is None:
         return edited
+    if "swap_erode" in setting:  # the edit's new product over the source's painted-out scene
+        config = BlendConfig(
+            composite_mask="swap",
+            swap_plate_grow=setting["swap_plate_grow"],
+            swap_erode=setting["swap_erode"],
+        )
+        return swap_composite(edited, source, config)[0]
     if "subject_inset" in setting:  # the source's subject pasted back, the edit everywhere else
         config = BlendConfig(
             subject_inset=setting["subject_inset"],
@@ -179,6 +192,11 @@ def apply(setting: dict[str, Any] | None, edited: np.ndarray, source: np.ndarray
 def label(guidance: float, setting: dict[str, Any] | None) -> str:
     if setting is None:
         return f"cfg {guidance:g}, no composite"
+    if "swap_erode" in setting:
+        return (
+            f"cfg {guidance:g}, swap composite (old product painted out grown {setting['swap_plate_grow']}, "
+            f"new product cut eroded {setting['swap_erode']})"
+        )
     if "subject_inset" in setting:
         confirm = setting.get("subject_confirm_grow", 0)
         confirmed = f", confirmed by the edit's cut grown {confirm}" if confirm else ""
@@ -376,6 +394,13 @@ def main() -> None:
         "pixels of the edit's own cut)",
     )
     parser.add_argument(
+        "--swap-plate-grows",
+        default="",
+        help="swap composites to try (BlendConfig composite_mask='swap'): pixels the old product is grown "
+        "by before it is painted out, comma-separated, with --swap-erodes (none by default)",
+    )
+    parser.add_argument("--swap-erodes", default="", help="pixels the new product's cut is eroded by")
+    parser.add_argument(
         "--rule",
         default="keep-at-accuracy",
         choices=sorted(RULES),
@@ -401,10 +426,11 @@ def main() -> None:
     options = dict(preset.values)
     # a preset without a composite (plain FlowEdit) is tuned the same way: "no composite" is its setting
     blend: BlendConfig | None = options.get("blend")
-    subject = blend is not None and blend.composite_mask == "subject"
-    if blend is not None and not subject and (blend.composite_mask != "change" or blend.change_blur != BLUR):
+    own_cut = blend is not None and blend.composite_mask in ("subject", "swap")
+    if blend is not None and not own_cut and (blend.composite_mask != "change" or blend.change_blur != BLUR):
         sys.exit(
-            f"preset {preset.name!r} uses neither the change-mask composite (blur {BLUR}) nor the subject's"
+            f"preset {preset.name!r} uses none of the change-mask composite (blur {BLUR}), the subject's "
+            "and the swap's"
         )
     guidances = [float(g) for g in args.guidance.split(",")]
     refines = tuple(args.refine.split(","))
@@ -420,6 +446,8 @@ def main() -> None:
         [int(i) for i in args.subject_insets.split(",") if i],
         [int(g) for g in args.subject_grows.split(",") if g],
         [int(c) for c in args.subject_confirms.split(",") if c],
+        [int(g) for g in args.swap_plate_grows.split(",") if g],
+        [int(e) for e in args.swap_erodes.split(",") if e],
     )
     preset_setting = None if blend is None else _setting_of(blend)
     if preset_setting not in settings:
@@ -550,6 +578,11 @@ def main() -> None:
             f" --subject-insets {args.subject_insets} --subject-grows {args.subject_grows}"
             f" --subject-confirms {args.subject_confirms}"
             if args.subject_insets and args.subject_grows
+            else ""
+        )
+        + (
+            f" --swap-plate-grows {args.swap_plate_grows} --swap-erodes {args.swap_erodes}"
+            if args.swap_plate_grows and args.swap_erodes
             else ""
         )
         + (f" --cache {args.cache}" if args.cache else "")

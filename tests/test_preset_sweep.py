@@ -196,3 +196,23 @@ def test_subject_settings_paste_the_sources_subject_back_as_the_engine_does():
     assert np.array_equal(out, expected)
     assert np.array_equal(out[:, 16:32, 18:30], source[:, 16:32, 18:30]), "the product is the source's"
     assert np.array_equal(out[:, :4], edited[:, :4]), "the border is the edit's"
+
+
+def test_swap_settings_paint_the_old_product_out_as_the_engine_does():
+    from flowstudio.edit import BlendConfig
+    from flowstudio.edit.blending import swap_composite
+
+    settings = preset_sweep.composite_settings([0.2], [3], swap_plate_grows=[1, 2], swap_erodes=[2])
+    assert settings[2:] == [{"swap_plate_grow": 1, "swap_erode": 2}, {"swap_plate_grow": 2, "swap_erode": 2}]
+    assert preset_sweep.composite_settings([0.2], [3], swap_plate_grows=[1]) == settings[:2], "needs erodes"
+    blend = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="swap")
+    assert preset_sweep._setting_of(blend) == {"swap_plate_grow": 1, "swap_erode": 2}
+    assert "swap composite" in preset_sweep.label(5.0, settings[2])
+    rng = np.random.default_rng(0)
+    source = rng.integers(100, 130, (2, 48, 48, 3), dtype=np.uint8)
+    source[:, 16:32, 14:34] = (230, 30, 30)  # a wide product
+    edited = source.copy()
+    edited[:, 16:32, 14:34] = rng.integers(100, 130, (2, 16, 20, 3), dtype=np.uint8)
+    edited[:, 10:38, 20:28] = (230, 30, 30)  # swapped for a tall narrow one
+    out = preset_sweep.apply(settings[2], edited, source)
+    assert np.array_equal(out, swap_composite(edited, source, blend)[0])

@@ -39,6 +39,7 @@ from flowstudio.edit.blending import (
     grow_mask,
     pixel_mask_from_latent,
     subject_region,
+    swap_composite,
 )
 from flowstudio.edit.context import EditContext, FeatureStore
 from flowstudio.edit.controls import SourceFeatureControl, choose_source_mode, feature_bytes_per_step
@@ -268,9 +269,9 @@ def _feature_controls(
 
 
 def _composite_only(blend: BlendConfig) -> bool:
-    """A change-mask or subject composite without latent blending: it needs no blending mask (nor its
-    model call)."""
-    return blend.composite_mask in ("change", "subject") and blend.strength == 0
+    """A change-mask, subject or swap composite without latent blending: it needs no blending mask (nor
+    its model call)."""
+    return blend.composite_mask in ("change", "subject", "swap") and blend.strength == 0
 
 
 def depends_on_seed(settings: EditSettings, mask: MaskInput = None, box: Any = None) -> bool:
@@ -469,6 +470,9 @@ def edit(
         region = subject_region(frames, s.blend, edited)
         info["changed_fraction"] = round(float(region.mean()), 4)
         edited = composite(edited, frames, region)
+    elif s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "swap":
+        edited, region = swap_composite(edited, frames, s.blend)
+        info["changed_fraction"] = round(float(region.mean()), 4)
     elif s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "mask":
         region = grow_mask(pixel_mask, s.blend.change_grow)
         info["changed_fraction"] = round(float(region.mean()), 4)

@@ -23,6 +23,8 @@ from flowstudio.jobs.errors import cli_errors
 logger = logging.getLogger(__name__)
 console = Console(stderr=True)
 MODEL_ENV = "FLOWSTUDIO_MODEL"
+#: the edit command's pixel-composite flags -> BlendConfig.composite_mask
+COMPOSITE_OF_FLAG = {"--keep-unchanged": "change", "--keep-subject": "subject", "--swap-product": "swap"}
 
 
 def _parse_box(text: str | None) -> tuple[int, int, int, int] | None:
@@ -153,6 +155,13 @@ def edit_command(
         "border in each frame; the product must not touch the edges) and keep the edit everywhere else. "
         "No mask needed, no latent blending.",
     ),
+    swap_product: bool = typer.Option(
+        False,
+        "--swap-product",
+        help="Product swaps: paste the edit's new product (GrabCut where the edit changed) onto the "
+        "source's own scene with the old product painted out, so the backdrop stays the source's. No mask "
+        "needed, no latent blending.",
+    ),
     strength: float | None = typer.Option(
         None, "--strength", help="Edit strength = starting noise level 0..1."
     ),
@@ -201,12 +210,18 @@ def edit_command(
             raise InputError("--source-prompt is missing: describe what the source video shows")
         if target_prompt is None or not target_prompt.strip():
             raise InputError("--target-prompt is missing: describe what the edited video should show")
-        if keep_unchanged and keep_subject:
+        given = {
+            "--keep-unchanged": keep_unchanged,
+            "--keep-subject": keep_subject,
+            "--swap-product": swap_product,
+        }
+        chosen = [flag for flag in COMPOSITE_OF_FLAG if given[flag]]
+        if len(chosen) > 1:
             raise InputError(
-                "--keep-unchanged and --keep-subject are two pixel composites: give one (--keep-subject "
-                "for a background edit that keeps the product)"
+                f"{' and '.join(chosen)} are pixel composites: give one (--keep-subject for a background "
+                "edit that keeps the product, --swap-product for a new product in the same scene)"
             )
-        if keep_subject or keep_unchanged:  # a pixel composite without latent blending
+        if chosen:  # a pixel composite without latent blending
             change_options = (
                 {
                     "change_threshold": change_threshold,
@@ -219,7 +234,7 @@ def edit_command(
             blend_request = {
                 "strength": 0.0 if blend is None else blend,
                 "pixel_composite": True,
-                "composite_mask": "change" if keep_unchanged else "subject",
+                "composite_mask": COMPOSITE_OF_FLAG[chosen[0]],
                 **(_given(feather=feather, **change_options) or {}),
             }
         else:

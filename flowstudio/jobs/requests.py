@@ -80,7 +80,7 @@ class BlendOptions(_Options):
     feather: whole(0, "; latent cells") | None = None
     auto_threshold: number(minimum=0.0, maximum=1.0) | None = None
     pixel_composite: bool | None = None
-    composite_mask: Literal["blend", "change", "subject"] | None = None
+    composite_mask: Literal["blend", "change", "subject", "swap"] | None = None
     change_threshold: number(minimum=0.0, maximum=1.0, what="; colour difference 0..1") | None = None
     change_blur: whole(1, "; pixels") | None = None
     change_grow: whole(0, "; pixels") | None = None
@@ -92,6 +92,8 @@ class BlendOptions(_Options):
     subject_inset: whole(1, "; pixels of the frame's border taken as background") | None = None
     subject_grow: whole(0, "; pixels") | None = None
     subject_confirm_grow: whole(0, "; pixels; 0: off") | None = None
+    swap_plate_grow: whole(0, "; pixels") | None = None
+    swap_erode: whole(0, "; pixels") | None = None
 
 
 class RescheduleOptions(_Options):

@@ -1,0 +1,126 @@
+"""The swap composite (``BlendConfig(composite_mask="swap")``): a product swap keeps the source's scene."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from edit_fixtures import load_pipe, one_thread, run_edit
+
+from flowstudio.edit import BlendConfig
+from flowstudio.edit.blending import grow_mask, subject_mask, swap_composite
+from flowstudio.errors import InputError
+
+_threads = pytest.fixture(scope="module", autouse=True)(one_thread)
+pipe = pytest.fixture(scope="module")(load_pipe)
+HEIGHT, WIDTH = 64, 96
+SWAP = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="swap")
+
+
+def _backdrop(seed: int, frames: int) -> np.ndarray:
+    """A smooth, gently varying backdrop with a little noise (float, ``(T, H, W, 3)``)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:HEIGHT, :WIDTH]
+    base = np.array([150, 170, 120]) + 12 * np.sin(xx / 15)[..., None] + 8 * np.cos(yy / 17)[..., None]
+    return np.stack([base + rng.normal(0, 3, (HEIGHT, WIDTH, 3)) for _ in range(frames)])
+
+
+def _shot(backdrop: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    frames = backdrop.copy()
+    frames[mask] = colour
+    return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
+
+
+def _swap_pair(frames: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A wide box (source) swapped for a tall narrow bottle (edit) of the same colour; the edit also
+    redrew the backdrop around its bottle (a lighter halo over where the box was). Returns source,
+    edit, the box's mask and the bottle's."""
+    backdrop = _backdrop(0, frames)
+    box = np.zeros((frames, HEIGHT, WIDTH), bool)
+    box[:, 22:46, 30:66] = True
+    bottle = np.zeros_like(box)
+    bottle[:, 14:50, 42:54] = True
+    source = _shot(backdrop, box, (40, 60, 200))
+    redrawn = backdrop.copy()
+    redrawn[:, 18:50, 26:70] += (
+        15  # the model's halo: backdrop redrawn a little lighter around the new product
+    )
+    edited = _shot(redrawn, bottle, (40, 60, 200))
+    return source, edited, box, bottle
+
+
+def test_the_new_product_lands_on_the_sources_scene_with_the_old_one_painted_out() -> None:
+    source, edited, box, bottle = _swap_pair()
+    out, region = swap_composite(edited, source, SWAP)
+    cut = region > 0.5
+    inner = grow_mask(bottle.astype(np.float32), 0).astype(bool) & ~grow_mask(~bottle, 3).astype(bool)
+    assert cut[inner].all(), "the bottle's interior is cut out of the edit"
+    assert np.array_equal(out[inner], edited[inner])
+    far = ~grow_mask(box | bottle, 4).astype(bool)
+    assert np.array_equal(out[far], source[far]), "away from both products the scene is the source's"
+    # where the box was and the bottle is not, the painted-out plate shows backdrop, not box or halo
+    gone = box & ~grow_mask(bottle, 4).astype(bool) & ~grow_mask(~box, 3).astype(bool)
+    colours = out[gone].astype(float)
+    assert np.abs(colours - (40, 60, 200)).max(axis=1).min() > 40, "no trace of the old blue box"
+    backdrop = np.clip(np.rint(_backdrop(0, len(source))), 0, 255)
+    to_backdrop = np.abs(colours - backdrop[gone]).mean()
+    to_halo = np.abs(colours - edited[gone]).mean()
+    assert to_backdrop < 0.5 * to_halo, (to_backdrop, to_halo)  # the plate, not the edit's lighter halo
+
+
+def test_the_old_subject_is_what_grabcut_finds_in_the_source() -> None:
+    source, _, box, _ = _swap_pair()
+    found = subject_mask(source) > 0.5
+    assert (found & box).sum() / (found | box).sum() > 0.9
+
+
+def test_frames_where_nothing_is_cut_keep_the_edit_and_say_why(caplog) -> None:
+    source, edited, _, _ = _swap_pair()
+    flat = np.full_like(source[:1], 128)
+    source, edited = np.concatenate([source, flat]), np.concatenate([edited, flat])
+    with caplog.at_level("WARNING", logger="flowstudio.edit.blending"):
+        out, region = swap_composite(edited, source, SWAP)
+    assert region[-1].min() == 1.0 and np.array_equal(out[-1], edited[-1])
+    assert "no new product cut in 1 of 4 frames" in caplog.text
+
+
+def test_swap_settings_are_checked() -> None:
+    with pytest.raises(InputError, match="swap_plate_grow and swap_erode"):
+        BlendConfig(composite_mask="swap", swap_erode=-1)
+    with pytest.raises(InputError, match="composite_mask must be one of"):
+        BlendConfig(composite_mask="swapped")
+
+
+def test_the_engine_applies_the_swap_composite_without_a_mask_or_a_model_call(pipe) -> None:
+    source, _, _, _ = _swap_pair(frames=5)
+    plain = run_edit(pipe, source, method="flowedit", steps=2)
+    swapped = run_edit(pipe, source, method="flowedit", steps=2, blend=SWAP)
+    expected, region = swap_composite(plain.frames, swapped.source_frames, SWAP)
+    assert np.array_equal(swapped.frames, expected)
+    assert swapped.info["changed_fraction"] == round(float(region.mean()), 4)
+    assert plain.model_calls == swapped.model_calls, "no blending mask, so no extra model call"
+
+
+def test_the_edit_command_takes_swap_product(tiny_checkpoint, tmp_path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from flowstudio.edit.cli import edit_command
+    from flowstudio.video import write_video
+
+    app = typer.Typer(pretty_exceptions_enable=False)
+    app.command("edit")(edit_command)
+    app.command("other")(lambda: None)
+    source, _, _, _ = _swap_pair(frames=5)
+    path = tmp_path / "shot.mp4"
+    write_video(path, source, fps=8)
+    out = tmp_path / "swap.mp4"
+    base = ["edit", str(path), "--model", str(tiny_checkpoint), "--source-prompt", "a blue box"]
+    base += ["--target-prompt", "a blue bottle", "--steps", "2", "--out", str(out)]
+    result = CliRunner().invoke(app, [*base, "--swap-product"])
+    assert result.exit_code == 0, result.output
+    blend = json.loads(out.with_suffix(".json").read_text())["settings"]["blend"]
+    assert blend["composite_mask"] == "swap" and blend["strength"] == 0.0
+    both = CliRunner().invoke(app, [*base, "--swap-product", "--keep-subject"])
+    assert both.exit_code != 0 and "give one" in both.output and "--swap-product" in both.output
