@@ -48,3 +48,27 @@ def run_edit(pipe, clip, **options):
     options.setdefault("target_prompt", "a blue box")
     options.setdefault("steps", 3)
     return edit(clip, model=pipe, **options)
+
+
+def invoke_edit_command(tmp_path, checkpoint, clip, prompts: tuple[str, str], *flags: str):
+    """Run ``flowstudio edit`` on ``clip`` (written as an mp4) with 2 steps and ``flags``: the CLI result
+    and the settings recorded in the output's JSON (None when the command failed)."""
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from flowstudio.edit.cli import edit_command
+    from flowstudio.video import write_video
+
+    app = typer.Typer(pretty_exceptions_enable=False)
+    app.command("edit")(edit_command)
+    app.command("other")(lambda: None)
+    source = tmp_path / "shot.mp4"
+    write_video(source, clip, fps=8)
+    out = tmp_path / "edited.mp4"
+    args = ["edit", str(source), "--model", str(checkpoint), "--source-prompt", prompts[0]]
+    args += ["--target-prompt", prompts[1], "--steps", "2", "--out", str(out), *flags]
+    result = CliRunner().invoke(app, args)
+    settings = json.loads(out.with_suffix(".json").read_text())["settings"] if result.exit_code == 0 else None
+    return result, settings

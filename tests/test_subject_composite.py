@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-from edit_fixtures import load_pipe, one_thread, run_edit
+from edit_fixtures import invoke_edit_command, load_pipe, one_thread, run_edit
 
 from flowstudio.edit import BlendConfig
 from flowstudio.edit.blending import composite, grow_mask, subject_mask
@@ -113,24 +111,12 @@ def test_the_engine_pastes_the_subject_back_without_a_mask_or_a_model_call(pipe)
 
 
 def test_the_edit_command_takes_keep_subject(tiny_checkpoint, tmp_path) -> None:
-    import typer
-    from typer.testing import CliRunner
-
-    from flowstudio.edit.cli import edit_command
-    from flowstudio.video import write_video
-
-    app = typer.Typer(pretty_exceptions_enable=False)
-    app.command("edit")(edit_command)
-    app.command("other")(lambda: None)
     clip, _ = _product_shot(0, (220, 40, 40), frames=5)
-    source = tmp_path / "shot.mp4"
-    write_video(source, clip, fps=8)
-    out = tmp_path / "bg.mp4"
-    base = ["edit", str(source), "--model", str(tiny_checkpoint), "--source-prompt", "a red box on wood"]
-    base += ["--target-prompt", "a red box on marble", "--steps", "2", "--out", str(out)]
-    result = CliRunner().invoke(app, [*base, "--keep-subject"])
+    prompts = ("a red box on wood", "a red box on marble")
+    result, settings = invoke_edit_command(tmp_path, tiny_checkpoint, clip, prompts, "--keep-subject")
     assert result.exit_code == 0, result.output
-    blend = json.loads(out.with_suffix(".json").read_text())["settings"]["blend"]
-    assert blend["composite_mask"] == "subject" and blend["strength"] == 0.0
-    both = CliRunner().invoke(app, [*base, "--keep-subject", "--keep-unchanged"])
+    assert settings["blend"]["composite_mask"] == "subject" and settings["blend"]["strength"] == 0.0
+    both, _ = invoke_edit_command(
+        tmp_path, tiny_checkpoint, clip, prompts, "--keep-subject", "--keep-unchanged"
+    )
     assert both.exit_code != 0 and "give one" in both.output

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-from edit_fixtures import load_pipe, one_thread, run_edit
+from edit_fixtures import invoke_edit_command, load_pipe, one_thread, run_edit
 
 from flowstudio.edit import BlendConfig
 from flowstudio.edit.blending import grow_mask, subject_mask, swap_composite
@@ -103,24 +101,12 @@ def test_the_engine_applies_the_swap_composite_without_a_mask_or_a_model_call(pi
 
 
 def test_the_edit_command_takes_swap_product(tiny_checkpoint, tmp_path) -> None:
-    import typer
-    from typer.testing import CliRunner
-
-    from flowstudio.edit.cli import edit_command
-    from flowstudio.video import write_video
-
-    app = typer.Typer(pretty_exceptions_enable=False)
-    app.command("edit")(edit_command)
-    app.command("other")(lambda: None)
     source, _, _, _ = _swap_pair(frames=5)
-    path = tmp_path / "shot.mp4"
-    write_video(path, source, fps=8)
-    out = tmp_path / "swap.mp4"
-    base = ["edit", str(path), "--model", str(tiny_checkpoint), "--source-prompt", "a blue box"]
-    base += ["--target-prompt", "a blue bottle", "--steps", "2", "--out", str(out)]
-    result = CliRunner().invoke(app, [*base, "--swap-product"])
+    prompts = ("a blue box", "a blue bottle")
+    result, settings = invoke_edit_command(tmp_path, tiny_checkpoint, source, prompts, "--swap-product")
     assert result.exit_code == 0, result.output
-    blend = json.loads(out.with_suffix(".json").read_text())["settings"]["blend"]
-    assert blend["composite_mask"] == "swap" and blend["strength"] == 0.0
-    both = CliRunner().invoke(app, [*base, "--swap-product", "--keep-subject"])
+    assert settings["blend"]["composite_mask"] == "swap" and settings["blend"]["strength"] == 0.0
+    both, _ = invoke_edit_command(
+        tmp_path, tiny_checkpoint, source, prompts, "--swap-product", "--keep-subject"
+    )
     assert both.exit_code != 0 and "give one" in both.output and "--swap-product" in both.output

@@ -433,23 +433,23 @@ def swap_composite(
 
 def grow_mask(mask: np.ndarray, grow: int) -> np.ndarray:
     """Float ``(T, H, W)`` 0/1 mask of ``mask > 0.5`` grown by ``grow`` pixels (elliptic dilation)."""
-    import cv2
-
-    binary = (np.asarray(mask) > 0.5).astype(np.uint8)
-    if grow:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
-        binary = np.stack([cv2.dilate(frame, kernel) for frame in binary])
-    return binary.astype(np.float32)
+    return _morph(mask, grow, "dilate")
 
 
 def shrink_mask(mask: np.ndarray, shrink: int) -> np.ndarray:
     """Float ``(T, H, W)`` 0/1 mask of ``mask > 0.5`` eroded by ``shrink`` pixels (elliptic)."""
+    return _morph(mask, shrink, "erode")
+
+
+def _morph(mask: np.ndarray, pixels: int, operation: str) -> np.ndarray:
+    """``cv2.dilate`` or ``cv2.erode`` (``operation``) of each frame of ``mask > 0.5`` by an elliptic
+    kernel of radius ``pixels``, as float 0/1."""
     import cv2
 
     binary = (np.asarray(mask) > 0.5).astype(np.uint8)
-    if shrink:
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * shrink + 1, 2 * shrink + 1))
-        binary = np.stack([cv2.erode(frame, kernel) for frame in binary])
+    if pixels:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
+        binary = np.stack([getattr(cv2, operation)(frame, kernel) for frame in binary])
     return binary.astype(np.float32)
 
 
