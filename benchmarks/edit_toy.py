@@ -26,6 +26,9 @@ accuracy on a type is not significantly above identity's (one-sided Fisher exact
 :func:`edits_more_than_identity`) is never chosen; a type with no such configuration gets **none**.
 ``*+oracle-mask`` rows blend with the true edit region (:func:`oracle_region`): an upper bound for
 blending, not a deployable setting (the ``auto`` rows find the mask from cross-attention).
+``presets+flowedit`` (:data:`ROUTED`) edits each pair with its type's validated preset (FlowEdit where
+none is): judged against the references over all types, never chosen per type. ``--first-pair N``
+draws pairs ``N..`` instead of ``0..``, e.g. 3000 for pairs no preset was chosen on.
 
 Results: ``benchmarks/results/edit_toy.{json,md}`` -- but ONLY for a trained model given with
 ``--model``. Without ``--model`` the script builds the tiny *random-weight* checkpoint and writes to

@@ -268,14 +268,14 @@ def test_the_vae_dtype_option_loads_the_vae_in_bfloat16_and_decodes_within_a_lev
 
 
 def test_the_student_rows_edit_on_the_students_levels_with_the_presets_composites():
-    """The few-step editor rows: FlowEdit on the student's levels, no guidance, with the composite of
-    the teacher's product/background preset and of its colour preset respectively."""
+    """The few-step editor rows: FlowEdit on the student's levels, no guidance, with the change-mask
+    composite (the teacher's product preset until 2026-12-05) and the colour preset's respectively."""
     from flowstudio.edit.presets import PRESETS
 
     configs = edit_toy.configurations(20)
-    for name, preset in (
-        ("student-flowedit+change-composite", "product-replace"),
-        ("student-flowedit+change-composite+grabcut-soft", "color"),
+    for name, blend in (
+        ("student-flowedit+change-composite", edit_toy.CHANGE_COMPOSITE),
+        ("student-flowedit+change-composite+grabcut-soft", PRESETS["color"].values["blend"]),
     ):
         row = configs[name]
         assert (row["method"], row["grid"], row["source_guidance"], row["target_guidance"]) == (
@@ -284,7 +284,7 @@ def test_the_student_rows_edit_on_the_students_levels_with_the_presets_composite
             1.0,
             1.0,
         )
-        assert row["blend"] == PRESETS[preset].values["blend"]
+        assert row["blend"] == blend
 
 
 def test_the_preset_router_takes_each_types_preset_and_flowedit_where_none_is_validated():

@@ -4,6 +4,7 @@ and that its jobs land in the same store the REST API lists. No model runs (the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -312,7 +313,7 @@ def test_a_student_servers_page_starts_at_the_students_steps_and_guidance(tmp_pa
 
 
 def test_choosing_a_preset_sets_the_controls_the_request_sends(
-    backend: StudioBackend, tmp_path: Path
+    backend: StudioBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The page sends method, steps and guidance with every request and explicit values win over a
     preset's, so choosing a validated preset must put its own values into those controls; an
@@ -331,7 +332,11 @@ def test_choosing_a_preset_sets_the_controls_the_request_sends(
     alone = merge_edit_settings(source_prompt="a", target_prompt="b", preset="color")
     assert merged == alone
 
-    note, values = backend.preset_choice("product-replace")
+    note, values = backend.preset_choice("background")
+    assert values is not None and "Below its quality bar" not in note
+    below = dataclasses.replace(PRESETS["background"], below_bar="keep PSNR 22.4 dB (bar 30 dB)")
+    monkeypatch.setitem(PRESETS, "background", below)
+    note, values = backend.preset_choice("background")
     assert values is not None and "Below its quality bar" in note
     note, values = backend.preset_choice("style")
     assert values is None and "not validated" in note

@@ -90,3 +90,21 @@ def test_the_vae_of_a_run_in_progress_is_measured_from_its_stage_checkpoint(tmp_
         )
     assert trained.shape == clip.shape
     assert np.abs(trained.astype(int) - untrained.astype(int)).max() > 0, "the stage's weights, not init's"
+
+
+def test_the_i2v_row_carries_the_interval_of_its_mean():
+    values = [20.0, 22.0, 24.0, 22.0]
+    low, high = toy_quality.mean_interval(values)
+    half = 1.96 * np.std(values, ddof=1) / 2
+    assert (low, high) == (round(22.0 - half, 2), round(22.0 + half, 2))
+    assert toy_quality.mean_interval([22.0]) is None
+    result = {
+        "settings": {},
+        "vae": {"clips": 0},
+        "t2v_accuracy": {name: toy_quality._proportion(0, 0) for name in toy_quality.READERS},
+        "i2v_psnr_db": 22.0,
+        "i2v_psnr_db_ci95": [low, high],
+        "seconds_per_clip": None,
+        "t2v_misreadings": None,
+    }
+    assert f"| 22.00 [{low}, {high}] | >= 22 |" in toy_quality.table(result, "t")
