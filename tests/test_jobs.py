@@ -137,6 +137,16 @@ def test_a_request_asks_for_the_subject_composite():
         parse_request({"kind": "edit", "source": "clip.mp4", **PROMPTS, "blend": {"subject_inset": 0}})
 
 
+def test_a_request_asks_for_the_swap_composite():
+    blend = {"strength": 0.0, "pixel_composite": True, "composite_mask": "swap", "swap_erode": 1}
+    request = parse_request({"kind": "edit", "source": "clip.mp4", **PROMPTS, "blend": blend})
+    settings = merge_edit_settings(**PROMPTS, **request.overrides())
+    assert settings.blend.composite_mask == "swap" and settings.blend.swap_erode == 1
+    assert settings.blend.swap_plate_grow == 1, "fields left out keep their defaults"
+    with pytest.raises(ValidationError):
+        parse_request({"kind": "edit", "source": "clip.mp4", **PROMPTS, "blend": {"swap_erode": -1}})
+
+
 # -- JobResult ------------------------------------------------------------------------------------
 
 
