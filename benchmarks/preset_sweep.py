@@ -47,7 +47,7 @@ from edit_toy import EVAL_SEED, RESULTS, edit_pair, open_pipeline, pairs_at, sco
 
 from flowstudio import __version__
 from flowstudio.edit import BlendConfig
-from flowstudio.edit.blending import change_region, composite, subject_region, swap_composite
+from flowstudio.edit.blending import pixel_composite
 from flowstudio.edit.presets import PRESETS
 from flowstudio.worlds import EDIT_TYPES
 
@@ -162,7 +162,8 @@ def _setting_of(blend: BlendConfig) -> dict[str, Any]:
 
 
 def apply(setting: dict[str, Any] | None, edited: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """The engine's change-mask composite of ``edited`` over ``source`` (``None``: ``edited``)."""
+    """The engine's pixel composite of ``edited`` over ``source`` under a sweep setting (``None``:
+    ``edited``): :func:`flowstudio.edit.blending.pixel_composite`, as ``edit()`` applies it."""
     if setting is None:
         return edited
     if "swap_erode" in setting:  # the edit's new product over the source's painted-out scene
@@ -171,22 +172,23 @@ def apply(setting: dict[str, Any] | None, edited: np.ndarray, source: np.ndarray
             swap_plate_grow=setting["swap_plate_grow"],
             swap_erode=setting["swap_erode"],
         )
-        return swap_composite(edited, source, config)[0]
-    if "subject_inset" in setting:  # the source's subject pasted back, the edit everywhere else
+    elif "subject_inset" in setting:  # the source's subject pasted back, the edit everywhere else
         config = BlendConfig(
+            composite_mask="subject",
             subject_inset=setting["subject_inset"],
             subject_grow=setting["subject_grow"],
             subject_confirm_grow=setting.get("subject_confirm_grow", 0),
         )
-        return composite(edited, source, subject_region(source, config, edited))
-    config = BlendConfig(
-        change_threshold=setting["threshold"],
-        change_blur=BLUR,
-        change_grow=setting["grow"],
-        change_largest=setting.get("largest", False),
-        **refine_fields(setting.get("refine", "none")),
-    )
-    return composite(edited, source, change_region(edited, source, config))
+    else:
+        config = BlendConfig(
+            composite_mask="change",
+            change_threshold=setting["threshold"],
+            change_blur=BLUR,
+            change_grow=setting["grow"],
+            change_largest=setting.get("largest", False),
+            **refine_fields(setting.get("refine", "none")),
+        )
+    return pixel_composite(edited, source, config)[0]
 
 
 def label(guidance: float, setting: dict[str, Any] | None) -> str:

@@ -34,12 +34,9 @@ from flowstudio.denoiser import Conditioning
 from flowstudio.edit.attention_share import AttentionShare
 from flowstudio.edit.blending import (
     BlendConfig,
-    change_region,
     composite,
-    grow_mask,
+    pixel_composite,
     pixel_mask_from_latent,
-    subject_region,
-    swap_composite,
 )
 from flowstudio.edit.context import EditContext, FeatureStore
 from flowstudio.edit.controls import SourceFeatureControl, choose_source_mode, feature_bytes_per_step
@@ -462,21 +459,9 @@ def edit(
 
     # 6. decode and write
     edited = pipe.decode_latents(latents)
-    if s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "change":
-        region = change_region(edited, frames, s.blend)
+    if s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask != "blend":
+        edited, region = pixel_composite(edited, frames, s.blend, pixel_mask)
         info["changed_fraction"] = round(float(region.mean()), 4)
-        edited = composite(edited, frames, region)
-    elif s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "subject":
-        region = subject_region(frames, s.blend, edited)
-        info["changed_fraction"] = round(float(region.mean()), 4)
-        edited = composite(edited, frames, region)
-    elif s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "swap":
-        edited, region = swap_composite(edited, frames, s.blend)
-        info["changed_fraction"] = round(float(region.mean()), 4)
-    elif s.blend is not None and s.blend.pixel_composite and s.blend.composite_mask == "mask":
-        region = grow_mask(pixel_mask, s.blend.change_grow)
-        info["changed_fraction"] = round(float(region.mean()), 4)
-        edited = composite(edited, frames, region)
     elif s.blend is not None and s.blend.pixel_composite and blend_mask is not None:
         strength_mask = 1.0 - s.blend.strength * (1.0 - blend_mask)
         edited = composite(

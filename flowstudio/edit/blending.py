@@ -283,13 +283,7 @@ def refine_region(
         init[edge & (init != cv2.GC_FGD)] = cv2.GC_PR_BGD
         cut = np.zeros(frame.shape, bool)
         for image in (source[t],) if edited is None else (source[t], edited[t]):
-            labels = init.copy()
-            cv2.setRNGSeed(t)
-            bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-            cv2.grabCut(
-                np.ascontiguousarray(image), labels, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK
-            )
-            cut |= (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+            cut |= _grabcut(image, init.copy(), t, iterations)
         out[t] = cut
     return out
 
@@ -329,7 +323,6 @@ def subject_mask(source: np.ndarray, inset: int = 8, iterations: int = 3) -> np.
     toy model the cut overlaps the true product by 0.87-0.89 IoU (docs/guide_edit.md). Deterministic
     (OpenCV's generator is seeded per frame).
     """
-    import cv2
 
     frames = np.asarray(source)
     count, height, width = frames.shape[:3]
@@ -340,11 +333,7 @@ def subject_mask(source: np.ndarray, inset: int = 8, iterations: int = 3) -> np.
     out = np.zeros((count, height, width), np.float32)
     rect = (inset, inset, width - 2 * inset, height - 2 * inset)
     for t, frame in enumerate(frames):
-        labels = np.zeros((height, width), np.uint8)
-        cv2.setRNGSeed(t)
-        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-        cv2.grabCut(np.ascontiguousarray(frame), labels, rect, bgd, fgd, iterations, cv2.GC_INIT_WITH_RECT)
-        out[t] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+        out[t] = _grabcut(frame, np.zeros((height, width), np.uint8), t, iterations, rect)
     return _largest_regions(out)
 
 
@@ -361,7 +350,7 @@ def subject_region(source: np.ndarray, config: BlendConfig, edited: np.ndarray |
             subject_mask(edited, config.subject_inset), config.subject_confirm_grow
         )
         subject = _largest_regions(confirmed)
-    empty = int((subject.reshape(len(subject), -1).max(axis=1) == 0).sum())
+    empty = int(_empty_frames(subject).sum())
     if empty:
         logger.warning(
             "subject composite: no subject found in %d of %d source frames, where the whole edit is kept "
@@ -406,11 +395,7 @@ def swap_composite(
     for t, frame in enumerate(np.asarray(edited)):
         if not probable[t].any() or probable[t].all():
             continue  # GrabCut needs both kinds of pixel
-        labels = np.where(probable[t], cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8)
-        cv2.setRNGSeed(t)
-        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-        cv2.grabCut(np.ascontiguousarray(frame), labels, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
-        cut[t] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+        cut[t] = _grabcut(frame, np.where(probable[t], cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8), t, 3)
     cut = shrink_mask(_largest_regions(cut), config.swap_erode)
     painted = grow_mask(old, config.swap_plate_grow).astype(np.uint8)
     plate = np.stack(
@@ -419,7 +404,7 @@ def swap_composite(
             for frame, region in zip(np.asarray(source), painted, strict=True)
         ]
     )
-    empty = cut.reshape(len(cut), -1).max(axis=1) == 0
+    empty = _empty_frames(cut)
     if empty.any():
         logger.warning(
             "swap composite: no new product cut in %d of %d frames, where the whole edit is kept (the edit "
@@ -429,6 +414,29 @@ def swap_composite(
         )
         cut[empty] = 1.0
     return composite(edited, plate, cut), cut
+
+
+def pixel_composite(
+    edited: np.ndarray, source: np.ndarray, config: BlendConfig, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The decoded edit composited over the source by ``config.composite_mask`` (``"change"``,
+    ``"subject"``, ``"swap"``, or ``"mask"``: ``mask``, float ``(T, H, W)``, grown by ``change_grow``):
+    the frames and the region that took the edit. ``"blend"`` needs the latent mask and the VAE's scales
+    (:func:`pixel_mask_from_latent`): the engine does that one."""
+    kind = config.composite_mask
+    if kind == "swap":
+        return swap_composite(edited, source, config)
+    if kind == "change":
+        region = change_region(edited, source, config)
+    elif kind == "subject":
+        region = subject_region(source, config, edited)
+    elif kind == "mask":
+        if mask is None:
+            raise InputError("blend composite_mask 'mask' needs the mask it pastes the source outside of")
+        region = grow_mask(mask, config.change_grow)
+    else:
+        raise ValueError(f"pixel_composite does not make the {kind!r} region; the engine does")
+    return composite(edited, source, region), region
 
 
 def grow_mask(mask: np.ndarray, grow: int) -> np.ndarray:
@@ -451,6 +459,26 @@ def _morph(mask: np.ndarray, pixels: int, operation: str) -> np.ndarray:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * pixels + 1, 2 * pixels + 1))
         binary = np.stack([getattr(cv2, operation)(frame, kernel) for frame in binary])
     return binary.astype(np.float32)
+
+
+def _grabcut(
+    image: np.ndarray, labels: np.ndarray, seed: int, iterations: int, rect: tuple[int, ...] | None = None
+) -> np.ndarray:
+    """Bool ``(H, W)`` foreground (sure or probable) of one GrabCut run on ``image``: from ``rect`` (the
+    rectangle initialisation) or, without it, from the initial ``labels`` (changed in place). OpenCV's
+    generator is seeded with ``seed``, so the cut is deterministic."""
+    import cv2
+
+    cv2.setRNGSeed(seed)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    mode = cv2.GC_INIT_WITH_MASK if rect is None else cv2.GC_INIT_WITH_RECT
+    cv2.grabCut(np.ascontiguousarray(image), labels, rect, bgd, fgd, iterations, mode)
+    return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+
+
+def _empty_frames(masks: np.ndarray) -> np.ndarray:
+    """Bool ``(T,)``: the frames of a 0/1 mask with no pixel set."""
+    return masks.reshape(len(masks), -1).max(axis=1) == 0
 
 
 def _largest_regions(masks: np.ndarray) -> np.ndarray:
