@@ -127,24 +127,21 @@ def test_a_request_is_its_rest_schema_and_its_json_record():
     assert again.overrides() == {"steps": 12, "flowedit": {"n_avg": 2}}
 
 
-def test_a_request_asks_for_the_subject_composite():
-    blend = {"strength": 0.0, "pixel_composite": True, "composite_mask": "subject", "subject_inset": 6}
+@pytest.mark.parametrize(
+    ("kind", "given", "left_out", "bad"),
+    [
+        ("subject", ("subject_inset", 6), ("subject_grow", 0), ("subject_inset", 0)),
+        ("swap", ("swap_erode", 1), ("swap_plate_grow", 1), ("swap_erode", -1)),
+    ],
+)
+def test_a_request_asks_for_a_pixel_composite(kind, given, left_out, bad):
+    blend = {"strength": 0.0, "pixel_composite": True, "composite_mask": kind, given[0]: given[1]}
     request = parse_request({"kind": "edit", "source": "clip.mp4", **PROMPTS, "blend": blend})
     settings = merge_edit_settings(**PROMPTS, **request.overrides())
-    assert settings.blend.composite_mask == "subject" and settings.blend.subject_inset == 6
-    assert settings.blend.subject_grow == 0, "fields left out keep their defaults"
+    assert settings.blend.composite_mask == kind and getattr(settings.blend, given[0]) == given[1]
+    assert getattr(settings.blend, left_out[0]) == left_out[1], "fields left out keep their defaults"
     with pytest.raises(ValidationError):
-        parse_request({"kind": "edit", "source": "clip.mp4", **PROMPTS, "blend": {"subject_inset": 0}})
-
-
-def test_a_request_asks_for_the_swap_composite():
-    blend = {"strength": 0.0, "pixel_composite": True, "composite_mask": "swap", "swap_erode": 1}
-    request = parse_request({"kind": "edit", "source": "clip.mp4", **PROMPTS, "blend": blend})
-    settings = merge_edit_settings(**PROMPTS, **request.overrides())
-    assert settings.blend.composite_mask == "swap" and settings.blend.swap_erode == 1
-    assert settings.blend.swap_plate_grow == 1, "fields left out keep their defaults"
-    with pytest.raises(ValidationError):
-        parse_request({"kind": "edit", "source": "clip.mp4", **PROMPTS, "blend": {"swap_erode": -1}})
+        parse_request({"kind": "edit", "source": "clip.mp4", **PROMPTS, "blend": {bad[0]: bad[1]}})
 
 
 # -- JobResult ------------------------------------------------------------------------------------
