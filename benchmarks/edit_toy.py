@@ -93,6 +93,11 @@ ALPHA = 0.05  # one-sided significance level of "edits more than identity"
 # keep the source's pixels wherever the decoded edit did not change them (no mask, no latent blending);
 # edit_ablation measures the same composite added to its base editor
 CHANGE_COMPOSITE = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="change")
+# the product swap: the edit's new product pasted onto the source with its old product painted out
+SWAP_COMPOSITE = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="swap")
+# ... with the new product cut as the edit's own subject (from the frame's border), not where the edit
+# changed: for editors that redraw the whole frame, where everything changed
+SWAP_SUBJECT = dataclasses.replace(SWAP_COMPOSITE, swap_cut="subject")
 
 
 def configurations(steps: int) -> dict[str, dict[str, Any]]:
@@ -199,10 +204,15 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
         # product swaps: the edit's new product (GrabCut seeded where the edit changed) over the source's
         # scene with the old product painted out; on 40 + 40 fresh product pairs of v6b 0.675 / 0.600
         # accuracy at 33.1 / 34.8 dB keep (docs/guide_edit.md)
-        "flowedit+swap-composite": {
-            **fe,
-            "blend": BlendConfig(strength=0.0, pixel_composite=True, composite_mask="swap"),
-        },
+        "flowedit+swap-composite": {**fe, "blend": SWAP_COMPOSITE},
+        # the swap on other editors: inversion + regeneration and few-step FireFlow change the shape more
+        # than FlowEdit (product 0.60-0.675 against 0.625 on 40 pairs of v6b) but redraw the whole frame, so
+        # their new product is cut as the edit's own subject; and FlowEdit pushed harder by its target
+        # guidance
+        "baseline+swap-composite-subject-cut": {"method": "inversion", **cfg, "blend": SWAP_SUBJECT},
+        "fireflow-quarter-steps+swap-composite-subject-cut": fireflow_at(4, blend=SWAP_SUBJECT),
+        "flowedit+swap-composite-subject-cut": {**fe, "blend": SWAP_SUBJECT},
+        "flowedit-cfg12+swap-composite": {**fe, "target_guidance": 12.0, "blend": SWAP_COMPOSITE},
         # the change region cut again on the source's edges (GrabCut), at preset_sweep's choice on v5
         # (threshold 0.25, grow 1): benchmarks/results/preset_sweep_v5_refine
         "flowedit+change-composite+grabcut": {

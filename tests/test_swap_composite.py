@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from edit_fixtures import invoke_edit_command, load_pipe, one_thread, run_edit
 
 from flowstudio.edit import BlendConfig
-from flowstudio.edit.blending import grow_mask, subject_mask, swap_composite
+from flowstudio.edit.blending import grow_mask, shrink_mask, subject_mask, swap_composite
 from flowstudio.errors import InputError
 
 _threads = pytest.fixture(scope="module", autouse=True)(one_thread)
@@ -67,6 +69,26 @@ def test_the_new_product_lands_on_the_sources_scene_with_the_old_one_painted_out
     assert to_backdrop < 0.5 * to_halo, (to_backdrop, to_halo)  # the plate, not the edit's lighter halo
 
 
+def test_an_edit_that_redrew_the_whole_frame_is_cut_by_its_own_subject(caplog) -> None:
+    """Inversion + regeneration redraws every pixel: the change-seeded cut finds nothing to separate,
+    the subject cut (from the frame's border) still finds the new bottle."""
+    source, _, box, bottle = _swap_pair()
+    redrawn = 255 - _backdrop(1, len(source))  # another backdrop, every pixel changed
+    edited = _shot(redrawn, bottle, (40, 60, 200))
+    with caplog.at_level("WARNING", logger="flowstudio.edit.blending"):
+        kept, region = swap_composite(edited, source, SWAP)
+    assert region.min() == 1.0 and np.array_equal(kept, edited), "the change cut gives up: whole edit kept"
+    assert "no new product cut in 3 of 3 frames" in caplog.text
+    out, region = swap_composite(edited, source, dataclasses.replace(SWAP, swap_cut="subject"))
+    cut = region > 0.5
+    assert not (cut & ~bottle).any(), "nothing of the redrawn backdrop is cut"
+    assert cut[shrink_mask(bottle, 2) > 0.5].all(), "the cut is the bottle, eroded by swap_erode (2 px)"
+    inner = bottle & ~grow_mask(~bottle, 3).astype(bool)
+    assert np.array_equal(out[inner], edited[inner])
+    far = ~grow_mask(box | bottle, 4).astype(bool)
+    assert np.array_equal(out[far], source[far]), "the scene is the source's, not the redrawn one"
+
+
 def test_the_old_subject_is_what_grabcut_finds_in_the_source() -> None:
     source, _, box, _ = _swap_pair()
     found = subject_mask(source) > 0.5
@@ -88,6 +110,8 @@ def test_swap_settings_are_checked() -> None:
         BlendConfig(composite_mask="swap", swap_erode=-1)
     with pytest.raises(InputError, match="composite_mask must be one of"):
         BlendConfig(composite_mask="swapped")
+    with pytest.raises(InputError, match="swap_cut must be one of change, subject"):
+        BlendConfig(composite_mask="swap", swap_cut="border")
 
 
 def test_the_engine_applies_the_swap_composite_without_a_mask_or_a_model_call(pipe) -> None:

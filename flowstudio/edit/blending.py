@@ -30,6 +30,7 @@ from flowstudio.sampling import Controller, LoopState
 logger = logging.getLogger(__name__)
 
 COMPOSITE_MASKS = ("blend", "change", "mask", "subject", "swap")
+SWAP_CUTS = ("change", "subject")  # how the swap composite cuts the new product out of the edit
 #: how the change region's border is snapped to the image's own edges (:func:`refine_region`)
 CHANGE_REFINES = ("none", "source", "both")
 
@@ -91,6 +92,11 @@ class BlendConfig:
             the background plate (covers its soft edge).
         swap_erode: ``"swap"``: pixels the edit's new-product cut is eroded by before it is pasted (drops
             the rim of redrawn backdrop the cut takes along).
+        swap_cut: ``"swap"``: how the new product is cut out of the edit: ``"change"``, GrabCut seeded
+            where the edit changed or the old product was (for editors that leave the scene mostly alone:
+            FlowEdit); ``"subject"``, the edit's own subject cut from the frame's border like
+            :func:`subject_mask` (for editors that redraw the whole frame, where every pixel changed:
+            inversion + regeneration, FireFlow).
     """
 
     strength: float = 1.0
@@ -113,6 +119,7 @@ class BlendConfig:
     subject_confirm_grow: int = 0
     swap_plate_grow: int = 1
     swap_erode: int = 2
+    swap_cut: str = "change"
 
     def __post_init__(self) -> None:
         if self.composite_mask not in COMPOSITE_MASKS:
@@ -130,6 +137,8 @@ class BlendConfig:
                 f"blend swap_plate_grow and swap_erode must be >= 0 pixels, got {self.swap_plate_grow}, "
                 f"{self.swap_erode}"
             )
+        if self.swap_cut not in SWAP_CUTS:
+            raise InputError(f"blend swap_cut must be one of {', '.join(SWAP_CUTS)}, got {self.swap_cut!r}")
         if not 0.0 < self.change_threshold < 1.0:
             raise InputError(f"blend change_threshold must be in (0, 1), got {self.change_threshold}")
         if self.change_blur < 1 or self.change_grow < 0:
@@ -377,8 +386,9 @@ def swap_composite(
        ``swap_plate_grow`` is painted out of each source frame (OpenCV's Telea inpainting): the plate;
     2. the new product is cut out of the edit by GrabCut initialised with a mask: probable foreground
        where the edit changed (:func:`change_region`, the ``change_*`` settings) or the old subject
-       was, sure background elsewhere (the scene the edit left alone); its largest region, eroded by
-       ``swap_erode`` pixels;
+       was, sure background elsewhere (the scene the edit left alone); its largest region (with
+       ``swap_cut="subject"``: the edit's own subject, :func:`subject_mask` of the edited frames), eroded
+       by ``swap_erode`` pixels;
     3. the cut is pasted onto the plate.
 
     Outside the old subject and the cut the result is the source exactly. Frames where no new product is
@@ -390,13 +400,17 @@ def swap_composite(
     import cv2
 
     old = subject_mask(source, config.subject_inset)
-    probable = (change_region(edited, source, config) > 0.5) | (old > 0.5)
-    cut = np.zeros(probable.shape, np.float32)
-    for t, frame in enumerate(np.asarray(edited)):
-        if not probable[t].any() or probable[t].all():
-            continue  # GrabCut needs both kinds of pixel
-        cut[t] = _grabcut(frame, np.where(probable[t], cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8), t, 3)
-    cut = shrink_mask(_largest_regions(cut), config.swap_erode)
+    if config.swap_cut == "subject":
+        cut = subject_mask(edited, config.subject_inset)
+    else:
+        probable = (change_region(edited, source, config) > 0.5) | (old > 0.5)
+        cut = np.zeros(probable.shape, np.float32)
+        for t, frame in enumerate(np.asarray(edited)):
+            if not probable[t].any() or probable[t].all():
+                continue  # GrabCut needs both kinds of pixel
+            cut[t] = _grabcut(frame, np.where(probable[t], cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8), t, 3)
+        cut = _largest_regions(cut)
+    cut = shrink_mask(cut, config.swap_erode)
     painted = grow_mask(old, config.swap_plate_grow).astype(np.uint8)
     plate = np.stack(
         [
