@@ -98,6 +98,7 @@ SWAP_COMPOSITE = BlendConfig(strength=0.0, pixel_composite=True, composite_mask=
 # ... with the new product cut as the edit's own subject (from the frame's border), not where the edit
 # changed: for editors that redraw the whole frame, where everything changed
 SWAP_SUBJECT = dataclasses.replace(SWAP_COMPOSITE, swap_cut="subject")
+SWAP_TIGHT = dataclasses.replace(SWAP_COMPOSITE, swap_plate_grow=0, swap_erode=3)
 
 
 def configurations(steps: int) -> dict[str, dict[str, Any]]:
@@ -213,6 +214,18 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
         "fireflow-quarter-steps+swap-composite-subject-cut": fireflow_at(4, blend=SWAP_SUBJECT),
         "flowedit+swap-composite-subject-cut": {**fe, "blend": SWAP_SUBJECT},
         "flowedit-cfg12+swap-composite": {**fe, "target_guidance": 12.0, "blend": SWAP_COMPOSITE},
+        # the swap with the old product painted out exactly as cut (no growth) and the new product's cut
+        # eroded 3 px: preset_sweep's choice on 40 fresh product pairs (keep 44.0 vs 33.1 dB at equal
+        # accuracy; benchmarks/results/preset_sweep_v6b_swap_tight)
+        "flowedit+swap-composite-plate0-erode3": {**fe, "blend": SWAP_TIGHT},
+        "baseline+swap-composite-subject-cut-plate0-erode3": {
+            "method": "inversion",
+            **cfg,
+            "blend": dataclasses.replace(SWAP_TIGHT, swap_cut="subject"),
+        },
+        "fireflow-quarter-steps+swap-composite-subject-cut-plate0-erode3": fireflow_at(
+            4, blend=dataclasses.replace(SWAP_TIGHT, swap_cut="subject")
+        ),
         # the change region cut again on the source's edges (GrabCut), at preset_sweep's choice on v5
         # (threshold 0.25, grow 1): benchmarks/results/preset_sweep_v5_refine
         "flowedit+change-composite+grabcut": {
