@@ -94,7 +94,9 @@ ALPHA = 0.05  # one-sided significance level of "edits more than identity"
 # edit_ablation measures the same composite added to its base editor
 CHANGE_COMPOSITE = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="change")
 # the product swap: the edit's new product pasted onto the source with its old product painted out
-SWAP_COMPOSITE = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="swap")
+SWAP_COMPOSITE = BlendConfig(
+    strength=0.0, pixel_composite=True, composite_mask="swap", swap_plate_grow=1, swap_erode=2
+)  # the swap's first settings (the defaults were 1 / 2 until they were tuned: SWAP_TIGHT)
 # ... with the new product cut as the edit's own subject (from the frame's border), not where the edit
 # changed: for editors that redraw the whole frame, where everything changed
 SWAP_SUBJECT = dataclasses.replace(SWAP_COMPOSITE, swap_cut="subject")

@@ -206,7 +206,7 @@ def test_swap_settings_paint_the_old_product_out_as_the_engine_does():
     assert settings[2:] == [{"swap_plate_grow": 1, "swap_erode": 2}, {"swap_plate_grow": 2, "swap_erode": 2}]
     assert preset_sweep.composite_settings([0.2], [3], swap_plate_grows=[1]) == settings[:2], "needs erodes"
     blend = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="swap")
-    assert preset_sweep._setting_of(blend) == {"swap_plate_grow": 1, "swap_erode": 2}
+    assert preset_sweep._setting_of(blend) == {"swap_plate_grow": 0, "swap_erode": 3}
     assert "swap composite" in preset_sweep.label(5.0, settings[2])
     rng = np.random.default_rng(0)
     source = rng.integers(100, 130, (2, 48, 48, 3), dtype=np.uint8)
@@ -215,4 +215,7 @@ def test_swap_settings_paint_the_old_product_out_as_the_engine_does():
     edited[:, 16:32, 14:34] = rng.integers(100, 130, (2, 16, 20, 3), dtype=np.uint8)
     edited[:, 10:38, 20:28] = (230, 30, 30)  # swapped for a tall narrow one
     out = preset_sweep.apply(settings[2], edited, source)
-    assert np.array_equal(out, swap_composite(edited, source, blend)[0])
+    first = BlendConfig(
+        strength=0.0, pixel_composite=True, composite_mask="swap", swap_plate_grow=1, swap_erode=2
+    )
+    assert np.array_equal(out, swap_composite(edited, source, first)[0])

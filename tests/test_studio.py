@@ -342,7 +342,9 @@ def test_choosing_a_preset_sets_the_controls_the_request_sends(
     assert values is None and "not validated" in note
     assert backend.preset_choice("") == ("", None)
     assert preset_label(PRESETS["color"]) == "color"
-    assert preset_label(PRESETS["product-replace"]) == "product-replace (below its bar)"
+    assert preset_label(PRESETS["product-replace"]) == "product-replace"
+    below = dataclasses.replace(PRESETS["product-replace"], below_bar="accuracy 0.58 (bar 0.6)")
+    assert preset_label(below) == "product-replace (below its bar)"
     assert preset_label(PRESETS["style"]) == "style (not validated)"
 
     store = JobStore(tmp_path / "student.sqlite")

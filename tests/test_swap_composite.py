@@ -82,7 +82,9 @@ def test_an_edit_that_redrew_the_whole_frame_is_cut_by_its_own_subject(caplog) -
     out, region = swap_composite(edited, source, dataclasses.replace(SWAP, swap_cut="subject"))
     cut = region > 0.5
     assert not (cut & ~bottle).any(), "nothing of the redrawn backdrop is cut"
-    assert cut[shrink_mask(bottle, 2) > 0.5].all(), "the cut is the bottle, eroded by swap_erode (2 px)"
+    assert cut[shrink_mask(bottle, SWAP.swap_erode) > 0.5].all(), (
+        "the cut is the bottle, eroded by swap_erode"
+    )
     inner = bottle & ~grow_mask(~bottle, 3).astype(bool)
     assert np.array_equal(out[inner], edited[inner])
     far = ~grow_mask(box | bottle, 4).astype(bool)
