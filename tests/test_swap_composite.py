@@ -136,3 +136,14 @@ def test_the_edit_command_takes_swap_product(tiny_checkpoint, tmp_path) -> None:
         tmp_path, tiny_checkpoint, source, prompts, "--swap-product", "--keep-subject"
     )
     assert both.exit_code != 0 and "give one" in both.output and "--swap-product" in both.output
+    subject, settings = invoke_edit_command(
+        tmp_path, tiny_checkpoint, source, prompts, "--swap-product", "--swap-cut", "subject"
+    )
+    assert subject.exit_code == 0, subject.output
+    assert settings["blend"]["swap_cut"] == "subject"
+    alone, _ = invoke_edit_command(tmp_path, tiny_checkpoint, source, prompts, "--swap-cut", "subject")
+    assert alone.exit_code != 0 and "give --swap-product too" in alone.output
+    bad, _ = invoke_edit_command(
+        tmp_path, tiny_checkpoint, source, prompts, "--swap-product", "--swap-cut", "edge"
+    )
+    assert bad.exit_code != 0 and "swap_cut" in bad.output and "subject" in bad.output

@@ -162,6 +162,13 @@ def edit_command(
         "source's own scene with the old product painted out, so the backdrop stays the source's. No mask "
         "needed, no latent blending.",
     ),
+    swap_cut: str | None = typer.Option(
+        None,
+        "--swap-cut",
+        help="With --swap-product: how the new product is cut out of the edit: change (default; GrabCut "
+        "where the edit changed, for FlowEdit) or subject (the edit's own subject, cut from the frame's "
+        "border: for --method inversion / fireflow, which redraw every pixel).",
+    ),
     strength: float | None = typer.Option(
         None, "--strength", help="Edit strength = starting noise level 0..1."
     ),
@@ -221,6 +228,10 @@ def edit_command(
                 f"{' and '.join(chosen)} are pixel composites: give one (--keep-subject for a background "
                 "edit that keeps the product, --swap-product for a new product in the same scene)"
             )
+        if swap_cut is not None and not swap_product:
+            raise InputError(
+                "--swap-cut chooses how --swap-product cuts the new product: give --swap-product too"
+            )
         if chosen:  # a pixel composite without latent blending
             change_options = (
                 {
@@ -235,7 +246,7 @@ def edit_command(
                 "strength": 0.0 if blend is None else blend,
                 "pixel_composite": True,
                 "composite_mask": COMPOSITE_OF_FLAG[chosen[0]],
-                **(_given(feather=feather, **change_options) or {}),
+                **(_given(feather=feather, swap_cut=swap_cut, **change_options) or {}),
             }
         else:
             blend_request = _given(strength=blend, feather=feather, pixel_composite=pixel_composite)
