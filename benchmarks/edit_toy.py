@@ -220,6 +220,11 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
         # eroded 3 px: preset_sweep's choice on 40 fresh product pairs (keep 44.0 vs 33.1 dB at equal
         # accuracy; benchmarks/results/preset_sweep_v6b_swap_tight)
         "flowedit+swap-composite-plate0-erode3": {**fe, "blend": SWAP_TIGHT},
+        # ... with the subject cut where the seeded one finds nothing (the edit redrew the whole frame)
+        "flowedit+swap-composite-plate0-erode3-or-subject": {
+            **fe,
+            "blend": dataclasses.replace(SWAP_TIGHT, swap_cut="change-or-subject"),
+        },
         "baseline+swap-composite-subject-cut-plate0-erode3": {
             "method": "inversion",
             **cfg,

@@ -89,6 +89,14 @@ def test_an_edit_that_redrew_the_whole_frame_is_cut_by_its_own_subject(caplog) -
     assert np.array_equal(out[inner], edited[inner])
     far = ~grow_mask(box | bottle, 4).astype(bool)
     assert np.array_equal(out[far], source[far]), "the scene is the source's, not the redrawn one"
+    # the seeded cut with the subject cut as the fallback: the same as the subject cut here (every frame
+    # changed), and the seeded cut's own result where it finds the product
+    either = dataclasses.replace(SWAP, swap_cut="change-or-subject")
+    assert np.array_equal(swap_composite(edited, source, either)[0], out)
+    _, seeded_edit, _, _ = _swap_pair()
+    assert np.array_equal(
+        swap_composite(seeded_edit, source, either)[0], swap_composite(seeded_edit, source, SWAP)[0]
+    )
 
 
 def test_the_old_subject_is_what_grabcut_finds_in_the_source() -> None:
@@ -112,7 +120,7 @@ def test_swap_settings_are_checked() -> None:
         BlendConfig(composite_mask="swap", swap_erode=-1)
     with pytest.raises(InputError, match="composite_mask must be one of"):
         BlendConfig(composite_mask="swapped")
-    with pytest.raises(InputError, match="swap_cut must be one of change, subject"):
+    with pytest.raises(InputError, match="swap_cut must be one of change, subject, change-or-subject"):
         BlendConfig(composite_mask="swap", swap_cut="border")
 
 

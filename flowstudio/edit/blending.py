@@ -30,7 +30,7 @@ from flowstudio.sampling import Controller, LoopState
 logger = logging.getLogger(__name__)
 
 COMPOSITE_MASKS = ("blend", "change", "mask", "subject", "swap")
-SWAP_CUTS = ("change", "subject")  # how the swap composite cuts the new product out of the edit
+SWAP_CUTS = ("change", "subject", "change-or-subject")  # how the swap composite cuts the new product
 #: how the change region's border is snapped to the image's own edges (:func:`refine_region`)
 CHANGE_REFINES = ("none", "source", "both")
 
@@ -97,7 +97,8 @@ class BlendConfig:
             where the edit changed or the old product was (for editors that leave the scene mostly alone:
             FlowEdit); ``"subject"``, the edit's own subject cut from the frame's border like
             :func:`subject_mask` (for editors that redraw the whole frame, where every pixel changed:
-            inversion + regeneration, FireFlow).
+            inversion + regeneration, FireFlow); ``"change-or-subject"``, the seeded cut, and the subject
+            cut in the frames where the seeded one finds nothing (an edit that redrew the whole backdrop).
     """
 
     strength: float = 1.0
@@ -413,6 +414,9 @@ def swap_composite(
                 continue  # GrabCut needs both kinds of pixel
             cut[t] = _grabcut(frame, np.where(probable[t], cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8), t, 3)
         cut = _largest_regions(cut)
+        missed = _empty_frames(cut)
+        if config.swap_cut == "change-or-subject" and missed.any():
+            cut[missed] = subject_mask(np.asarray(edited)[missed], config.subject_inset)
     cut = shrink_mask(cut, config.swap_erode)
     painted = grow_mask(old, config.swap_plate_grow).astype(np.uint8)
     plate = np.stack(

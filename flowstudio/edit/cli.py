@@ -167,7 +167,8 @@ def edit_command(
         "--swap-cut",
         help="With --swap-product: how the new product is cut out of the edit: change (default; GrabCut "
         "where the edit changed, for FlowEdit) or subject (the edit's own subject, cut from the frame's "
-        "border: for --method inversion / fireflow, which redraw every pixel).",
+        "border: for --method inversion / fireflow, which redraw every pixel) or change-or-subject (the "
+        "first, the second in frames where it finds nothing).",
     ),
     strength: float | None = typer.Option(
         None, "--strength", help="Edit strength = starting noise level 0..1."

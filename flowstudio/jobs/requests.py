@@ -94,7 +94,7 @@ class BlendOptions(_Options):
     subject_confirm_grow: whole(0, "; pixels; 0: off") | None = None
     swap_plate_grow: whole(0, "; pixels") | None = None
     swap_erode: whole(0, "; pixels") | None = None
-    swap_cut: Literal["change", "subject"] | None = None
+    swap_cut: Literal["change", "subject", "change-or-subject"] | None = None
 
 
 class RescheduleOptions(_Options):
