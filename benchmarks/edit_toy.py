@@ -101,6 +101,7 @@ SWAP_COMPOSITE = BlendConfig(
 # changed: for editors that redraw the whole frame, where everything changed
 SWAP_SUBJECT = dataclasses.replace(SWAP_COMPOSITE, swap_cut="subject")
 SWAP_TIGHT = dataclasses.replace(SWAP_COMPOSITE, swap_plate_grow=0, swap_erode=3)
+SWAP_TIGHT_SUBJECT = dataclasses.replace(SWAP_TIGHT, swap_cut="subject")
 
 
 def configurations(steps: int) -> dict[str, dict[str, Any]]:
@@ -228,10 +229,10 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
         "baseline+swap-composite-subject-cut-plate0-erode3": {
             "method": "inversion",
             **cfg,
-            "blend": dataclasses.replace(SWAP_TIGHT, swap_cut="subject"),
+            "blend": SWAP_TIGHT_SUBJECT,
         },
         "fireflow-quarter-steps+swap-composite-subject-cut-plate0-erode3": fireflow_at(
-            4, blend=dataclasses.replace(SWAP_TIGHT, swap_cut="subject")
+            4, blend=SWAP_TIGHT_SUBJECT
         ),
         # the change region cut again on the source's edges (GrabCut), at preset_sweep's choice on v5
         # (threshold 0.25, grow 1): benchmarks/results/preset_sweep_v5_refine

@@ -391,8 +391,9 @@ def swap_composite(
     2. the new product is cut out of the edit by GrabCut initialised with a mask: probable foreground
        where the edit changed (:func:`change_region`, the ``change_*`` settings) or the old subject
        was, sure background elsewhere (the scene the edit left alone); its largest region (with
-       ``swap_cut="subject"``: the edit's own subject, :func:`subject_mask` of the edited frames), eroded
-       by ``swap_erode`` pixels;
+       ``swap_cut="subject"``: the edit's own subject, :func:`subject_mask` of the edited frames; with
+       ``"change-or-subject"``: that, in the frames the seeded cut left empty), eroded by ``swap_erode``
+       pixels;
     3. the cut is pasted onto the plate.
 
     Outside the old subject and the cut the result is the source exactly. Frames where no new product is
@@ -404,19 +405,19 @@ def swap_composite(
     import cv2
 
     old = subject_mask(source, config.subject_inset)
-    if config.swap_cut == "subject":
-        cut = subject_mask(edited, config.subject_inset)
-    else:
+    frames = np.asarray(edited)
+    cut = np.zeros(frames.shape[:3], np.float32)
+    if config.swap_cut != "subject":  # the seeded cut
         probable = (change_region(edited, source, config) > 0.5) | (old > 0.5)
-        cut = np.zeros(probable.shape, np.float32)
-        for t, frame in enumerate(np.asarray(edited)):
+        for t, frame in enumerate(frames):
             if not probable[t].any() or probable[t].all():
                 continue  # GrabCut needs both kinds of pixel
             cut[t] = _grabcut(frame, np.where(probable[t], cv2.GC_PR_FGD, cv2.GC_BGD).astype(np.uint8), t, 3)
         cut = _largest_regions(cut)
+    if config.swap_cut != "change":  # the subject cut: every frame, or those the seeded cut left empty
         missed = _empty_frames(cut)
-        if config.swap_cut == "change-or-subject" and missed.any():
-            cut[missed] = subject_mask(np.asarray(edited)[missed], config.subject_inset)
+        if missed.any():
+            cut[missed] = subject_mask(frames[missed], config.subject_inset)
     cut = shrink_mask(cut, config.swap_erode)
     painted = grow_mask(old, config.swap_plate_grow).astype(np.uint8)
     plate = np.stack(
