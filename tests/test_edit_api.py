@@ -135,8 +135,10 @@ def test_presets_carry_their_evidence_and_product_colour_and_background_are_vali
     # with the settings tuned on fresh pairs (old product not grown, new product's cut eroded 3 px)
     blend = PRESETS["product-replace"].values["blend"]
     assert (blend.composite_mask, blend.swap_plate_grow, blend.swap_erode) == ("swap", 0, 3)
-    # the background preset pastes the source's subject back (GrabCut from the frame's border)
-    assert PRESETS["background"].values["blend"].composite_mask == "subject"
+    # the background preset pastes the source's subject back (GrabCut from the frame's border), kept only
+    # where the edited frame's own cut confirms it within 4 px (a busy backdrop taken along goes to the edit)
+    blend = PRESETS["background"].values["blend"]
+    assert (blend.composite_mask, blend.subject_confirm_grow) == ("subject", 4)
     # the colour preset cuts the change region on the source without a sure core (the soft GrabCut cut)
     blend = PRESETS["color"].values["blend"]
     assert blend.change_refine == "source" and blend.change_refine_sure_core is False

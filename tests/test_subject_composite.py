@@ -120,3 +120,14 @@ def test_the_edit_command_takes_keep_subject(tiny_checkpoint, tmp_path) -> None:
         tmp_path, tiny_checkpoint, clip, prompts, "--keep-subject", "--keep-unchanged"
     )
     assert both.exit_code != 0 and "give one" in both.output
+    confirmed, settings = invoke_edit_command(
+        tmp_path, tiny_checkpoint, clip, prompts, "--keep-subject", "--subject-confirm", "4"
+    )
+    assert confirmed.exit_code == 0, confirmed.output
+    assert settings["blend"]["subject_confirm_grow"] == 4
+    alone, _ = invoke_edit_command(tmp_path, tiny_checkpoint, clip, prompts, "--subject-confirm", "4")
+    assert alone.exit_code != 0 and "give --keep-subject too" in alone.output
+    negative, _ = invoke_edit_command(
+        tmp_path, tiny_checkpoint, clip, prompts, "--keep-subject", "--subject-confirm", "-1"
+    )
+    assert negative.exit_code != 0 and "subject_confirm_grow" in negative.output

@@ -155,6 +155,13 @@ def edit_command(
         "border in each frame; the product must not touch the edges) and keep the edit everywhere else. "
         "No mask needed, no latent blending.",
     ),
+    subject_confirm: int | None = typer.Option(
+        None,
+        "--subject-confirm",
+        help="With --keep-subject: keep the source's subject only within N pixels of the subject the same "
+        "cut finds in the edited frame (0: off); the background preset uses 4, so that a busy backdrop the "
+        "source's cut took along with the product goes to the edit.",
+    ),
     swap_product: bool = typer.Option(
         False,
         "--swap-product",
@@ -233,6 +240,11 @@ def edit_command(
             raise InputError(
                 "--swap-cut chooses how --swap-product cuts the new product: give --swap-product too"
             )
+        if subject_confirm is not None and not keep_subject:
+            raise InputError(
+                "--subject-confirm checks --keep-subject's cut against the edited frame: "
+                "give --keep-subject too"
+            )
         if chosen:  # a pixel composite without latent blending
             change_options = (
                 {
@@ -247,7 +259,15 @@ def edit_command(
                 "strength": 0.0 if blend is None else blend,
                 "pixel_composite": True,
                 "composite_mask": COMPOSITE_OF_FLAG[chosen[0]],
-                **(_given(feather=feather, swap_cut=swap_cut, **change_options) or {}),
+                **(
+                    _given(
+                        feather=feather,
+                        swap_cut=swap_cut,
+                        subject_confirm_grow=subject_confirm,
+                        **change_options,
+                    )
+                    or {}
+                ),
             }
         else:
             blend_request = _given(strength=blend, feather=feather, pixel_composite=pixel_composite)

@@ -156,9 +156,14 @@ _SOFT_CUT_COMPOSITE = BlendConfig(
     change_refine="source",
     change_refine_sure_core=False,
 )
-#: The source's subject (GrabCut from an 8-pixel border, its largest region) pasted back over the edit,
-#: the edit everywhere else: a background edit that keeps the product; edit_toy's ``+subject-composite``.
-_SUBJECT_COMPOSITE = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="subject")
+#: The source's subject (GrabCut from an 8-pixel border, its largest region), kept only within 4 pixels
+#: of the subject the same cut finds in the edited frame, pasted back over the edit, the edit everywhere
+#: else: a background edit that keeps the product; edit_toy's ``+subject-composite-confirmed``. Why the
+#: confirmation: where the source's backdrop is busy (wood, tiles) the cut on the source alone can take
+#: half of it with the product, and pasting that back undoes the background edit.
+_SUBJECT_COMPOSITE = BlendConfig(
+    strength=0.0, pixel_composite=True, composite_mask="subject", subject_confirm_grow=4
+)
 #: The edit's new product (GrabCut seeded where the edit changed, eroded 3 px) pasted onto the source with
 #: its old product painted out (as cut, not grown): a product swap that keeps the scene;
 #: ``+swap-composite-plate0-erode3``.
