@@ -95,12 +95,20 @@ ALPHA = 0.05  # one-sided significance level of "edits more than identity"
 CHANGE_COMPOSITE = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="change")
 # the product swap: the edit's new product pasted onto the source with its old product painted out
 SWAP_COMPOSITE = BlendConfig(
-    strength=0.0, pixel_composite=True, composite_mask="swap", swap_plate_grow=1, swap_erode=2
-)  # the swap's first settings (the defaults were 1 / 2 until they were tuned: SWAP_TIGHT)
+    strength=0.0,
+    pixel_composite=True,
+    composite_mask="swap",
+    swap_plate_grow=1,
+    swap_erode=2,
+    swap_backdrop_tolerance=0.0,
+)  # the swap's first settings (the defaults were 1 / 2 / no backdrop drop until they were tuned: SWAP_TIGHT,
+# then SWAP_HOLES)
 # ... with the new product cut as the edit's own subject (from the frame's border), not where the edit
 # changed: for editors that redraw the whole frame, where everything changed
 SWAP_SUBJECT = dataclasses.replace(SWAP_COMPOSITE, swap_cut="subject")
 SWAP_TIGHT = dataclasses.replace(SWAP_COMPOSITE, swap_plate_grow=0, swap_erode=3)
+# ... and the cut's pixels that look like the edit's backdrop around it dropped (a ring's hole)
+SWAP_HOLES = dataclasses.replace(SWAP_TIGHT, swap_backdrop_tolerance=0.12)
 SWAP_TIGHT_SUBJECT = dataclasses.replace(SWAP_TIGHT, swap_cut="subject")
 
 
@@ -221,6 +229,9 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
         # eroded 3 px: preset_sweep's choice on 40 fresh product pairs (keep 44.0 vs 33.1 dB at equal
         # accuracy; benchmarks/results/preset_sweep_v6b_swap_tight)
         "flowedit+swap-composite-plate0-erode3": {**fe, "blend": SWAP_TIGHT},
+        # ... with the cut's pixels that look like the edit's backdrop around it dropped (a ring's hole;
+        # tolerance 0.12 chosen on preset_sweep's 80 cached product edits: 62 vs 52 of 80 + 2 read)
+        "flowedit+swap-composite-plate0-erode3-holes": {**fe, "blend": SWAP_HOLES},
         # ... with the subject cut where the seeded one finds nothing (the edit redrew the whole frame)
         "flowedit+swap-composite-plate0-erode3-or-subject": {
             **fe,

@@ -90,10 +90,12 @@ def composite_settings(
     subject_confirms: list[int] = (0,),
     swap_plate_grows: list[int] = (),
     swap_erodes: list[int] = (),
+    swap_backdrop_tolerances: list[float] = (0.0,),
 ) -> list[dict[str, Any] | None]:
     """``None`` (no composite), every change-mask setting (threshold x grow x largest-region-only x border
     refinement, blur 5), every subject-composite setting (inset x grow; none unless both are given) and
-    every swap-composite setting (plate grow x cut erosion; none unless both are given)."""
+    every swap-composite setting (plate grow x cut erosion x backdrop tolerance; none unless grows and
+    erosions are given; a tolerance of 0, the hole step off, is left out of the setting)."""
     change = [
         {"threshold": t, "grow": g, "largest": k, "refine": r}
         for r in refines
@@ -107,7 +109,12 @@ def composite_settings(
         for i in subject_insets
         for g in subject_grows
     ]
-    swap = [{"swap_plate_grow": g, "swap_erode": e} for g in swap_plate_grows for e in swap_erodes]
+    swap = [
+        {"swap_plate_grow": g, "swap_erode": e, **({"swap_backdrop_tolerance": b} if b else {})}
+        for b in swap_backdrop_tolerances
+        for g in swap_plate_grows
+        for e in swap_erodes
+    ]
     return [None, *change, *subject, *swap]
 
 
@@ -149,7 +156,9 @@ def refine_of(blend: BlendConfig) -> str:
 def _setting_of(blend: BlendConfig) -> dict[str, Any]:
     """A preset's composite as a sweep setting."""
     if blend.composite_mask == "swap":
-        return {"swap_plate_grow": blend.swap_plate_grow, "swap_erode": blend.swap_erode}
+        tolerance = blend.swap_backdrop_tolerance
+        holes = {"swap_backdrop_tolerance": tolerance} if tolerance else {}
+        return {"swap_plate_grow": blend.swap_plate_grow, "swap_erode": blend.swap_erode, **holes}
     if blend.composite_mask == "subject":
         confirm = {"subject_confirm_grow": blend.subject_confirm_grow} if blend.subject_confirm_grow else {}
         return {"subject_inset": blend.subject_inset, "subject_grow": blend.subject_grow, **confirm}
@@ -171,6 +180,8 @@ def apply(setting: dict[str, Any] | None, edited: np.ndarray, source: np.ndarray
             composite_mask="swap",
             swap_plate_grow=setting["swap_plate_grow"],
             swap_erode=setting["swap_erode"],
+            # a setting without it is the swap before the hole step existed
+            swap_backdrop_tolerance=setting.get("swap_backdrop_tolerance", 0.0),
         )
     elif "subject_inset" in setting:  # the source's subject pasted back, the edit everywhere else
         config = BlendConfig(
@@ -195,9 +206,11 @@ def label(guidance: float, setting: dict[str, Any] | None) -> str:
     if setting is None:
         return f"cfg {guidance:g}, no composite"
     if "swap_erode" in setting:
+        tolerance = setting.get("swap_backdrop_tolerance", 0.0)
+        holes = f", backdrop within {tolerance:g} dropped" if tolerance else ""
         return (
             f"cfg {guidance:g}, swap composite (old product painted out grown {setting['swap_plate_grow']}, "
-            f"new product cut eroded {setting['swap_erode']})"
+            f"new product cut eroded {setting['swap_erode']}{holes})"
         )
     if "subject_inset" in setting:
         confirm = setting.get("subject_confirm_grow", 0)
@@ -403,6 +416,12 @@ def main() -> None:
     )
     parser.add_argument("--swap-erodes", default="", help="pixels the new product's cut is eroded by")
     parser.add_argument(
+        "--swap-backdrop-tolerances",
+        default="0",
+        help="colour distances (0..1) under which the new product's cut drops pixels that look like the "
+        "edit's backdrop around it (a ring's hole), comma-separated; 0: off (the default)",
+    )
+    parser.add_argument(
         "--rule",
         default="keep-at-accuracy",
         choices=sorted(RULES),
@@ -450,6 +469,7 @@ def main() -> None:
         [int(c) for c in args.subject_confirms.split(",") if c],
         [int(g) for g in args.swap_plate_grows.split(",") if g],
         [int(e) for e in args.swap_erodes.split(",") if e],
+        [float(b) for b in args.swap_backdrop_tolerances.split(",") if b],
     )
     preset_setting = None if blend is None else _setting_of(blend)
     if preset_setting not in settings:
@@ -584,6 +604,7 @@ def main() -> None:
         )
         + (
             f" --swap-plate-grows {args.swap_plate_grows} --swap-erodes {args.swap_erodes}"
+            f" --swap-backdrop-tolerances {args.swap_backdrop_tolerances}"
             if args.swap_plate_grows and args.swap_erodes
             else ""
         )

@@ -3,6 +3,7 @@ applies after the edit (the same functions the engine calls)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -206,8 +207,20 @@ def test_swap_settings_paint_the_old_product_out_as_the_engine_does():
     assert settings[2:] == [{"swap_plate_grow": 1, "swap_erode": 2}, {"swap_plate_grow": 2, "swap_erode": 2}]
     assert preset_sweep.composite_settings([0.2], [3], swap_plate_grows=[1]) == settings[:2], "needs erodes"
     blend = BlendConfig(strength=0.0, pixel_composite=True, composite_mask="swap")
-    assert preset_sweep._setting_of(blend) == {"swap_plate_grow": 0, "swap_erode": 3}
+    assert preset_sweep._setting_of(blend) == {
+        "swap_plate_grow": 0,
+        "swap_erode": 3,
+        "swap_backdrop_tolerance": 0.12,
+    }
     assert "swap composite" in preset_sweep.label(5.0, settings[2])
+    holes = preset_sweep.composite_settings(
+        [0.2], [3], swap_plate_grows=[0], swap_erodes=[3], swap_backdrop_tolerances=[0.0, 0.12]
+    )
+    assert holes[2:] == [
+        {"swap_plate_grow": 0, "swap_erode": 3},
+        {"swap_plate_grow": 0, "swap_erode": 3, "swap_backdrop_tolerance": 0.12},
+    ]
+    assert "backdrop within 0.12 dropped" in preset_sweep.label(5.0, holes[3])
     rng = np.random.default_rng(0)
     source = rng.integers(100, 130, (2, 48, 48, 3), dtype=np.uint8)
     source[:, 16:32, 14:34] = (230, 30, 30)  # a wide product
@@ -216,6 +229,15 @@ def test_swap_settings_paint_the_old_product_out_as_the_engine_does():
     edited[:, 10:38, 20:28] = (230, 30, 30)  # swapped for a tall narrow one
     out = preset_sweep.apply(settings[2], edited, source)
     first = BlendConfig(
-        strength=0.0, pixel_composite=True, composite_mask="swap", swap_plate_grow=1, swap_erode=2
+        strength=0.0,
+        pixel_composite=True,
+        composite_mask="swap",
+        swap_plate_grow=1,
+        swap_erode=2,
+        swap_backdrop_tolerance=0.0,  # a setting without a tolerance: the swap before the hole step
     )
     assert np.array_equal(out, swap_composite(edited, source, first)[0])
+    tuned = dataclasses.replace(first, swap_plate_grow=0, swap_erode=3, swap_backdrop_tolerance=0.12)
+    assert np.array_equal(
+        preset_sweep.apply(holes[3], edited, source), swap_composite(edited, source, tuned)[0]
+    )

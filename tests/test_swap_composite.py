@@ -9,7 +9,7 @@ import pytest
 from edit_fixtures import invoke_edit_command, load_pipe, one_thread, run_edit
 
 from flowstudio.edit import BlendConfig
-from flowstudio.edit.blending import grow_mask, shrink_mask, subject_mask, swap_composite
+from flowstudio.edit.blending import drop_backdrop, grow_mask, shrink_mask, subject_mask, swap_composite
 from flowstudio.errors import InputError
 
 _threads = pytest.fixture(scope="module", autouse=True)(one_thread)
@@ -155,3 +155,61 @@ def test_the_edit_command_takes_swap_product(tiny_checkpoint, tmp_path) -> None:
         tmp_path, tiny_checkpoint, source, prompts, "--swap-product", "--swap-cut", "edge"
     )
     assert bad.exit_code != 0 and "swap_cut" in bad.output and "subject" in bad.output
+    off, settings = invoke_edit_command(
+        tmp_path, tiny_checkpoint, source, prompts, "--swap-product", "--swap-backdrop-tolerance", "0"
+    )
+    assert off.exit_code == 0, off.output
+    assert settings["blend"]["swap_backdrop_tolerance"] == 0.0
+    alone, _ = invoke_edit_command(
+        tmp_path, tiny_checkpoint, source, prompts, "--swap-backdrop-tolerance", "0.1"
+    )
+    assert alone.exit_code != 0 and "give --swap-product too" in alone.output
+
+
+def _ring_pair(frames: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A box (source) swapped for a ring whose hole shows the edit's redrawn (lighter) backdrop.
+    Returns source, edit, the ring's mask and its hole's."""
+    backdrop = _backdrop(0, frames)
+    box = np.zeros((frames, HEIGHT, WIDTH), bool)
+    box[:, 22:46, 30:66] = True
+    yy, xx = np.mgrid[:HEIGHT, :WIDTH]
+    radius = np.hypot(yy - 32, xx - 48)
+    ring = np.broadcast_to((radius <= 14) & (radius > 6), box.shape)
+    hole = np.broadcast_to(radius <= 6, box.shape)
+    source = _shot(backdrop, box, (40, 60, 200))
+    redrawn = backdrop.copy()
+    redrawn[:, 12:54, 28:70] += 15  # the model's halo, seen through the ring's hole too
+    edited = _shot(redrawn, ring, (200, 60, 40))
+    return source, edited, ring, hole
+
+
+def test_a_rings_hole_is_dropped_from_the_cut_as_backdrop() -> None:
+    source, edited, ring, hole = _ring_pair()
+    solid = (ring | hole).astype(np.float32)  # what GrabCut's smoothness tends to cut: the hole filled
+    cut = drop_backdrop(solid, edited, 0.12) > 0.5
+    # the hole less its rim (the 3x3 blur mixes the ring's colour into the hole's edge pixels)
+    inner_hole = shrink_mask(hole.astype(np.float32), 2).astype(bool)
+    inner_ring = ring & ~grow_mask(~ring, 1).astype(bool)
+    assert not cut[inner_hole].any(), "the hole is the edit's backdrop, not product"
+    assert cut[inner_ring].all(), "the ring itself stays"
+    # a product the colour of its backdrop would lose most of its cut: the frame keeps the cut as it was
+    plain = _shot(_backdrop(0, len(source)), np.zeros_like(ring), (0, 0, 0))
+    assert np.array_equal(drop_backdrop(solid, plain, 0.12), solid)
+    # off (0) leaves it alone; the engine's default is on
+    off = dataclasses.replace(SWAP, swap_backdrop_tolerance=0.0)
+    assert off.swap_backdrop_tolerance == 0.0 and SWAP.swap_backdrop_tolerance == 0.12
+
+
+def test_the_swap_shows_the_sources_scene_through_a_new_rings_hole() -> None:
+    source, edited, ring, hole = _ring_pair()
+    out, region = swap_composite(edited, source, SWAP)
+    inner_hole = shrink_mask(hole.astype(np.float32), 2).astype(bool)
+    assert not (region > 0.5)[inner_hole].any()
+    assert np.abs(out[inner_hole].astype(int) - edited[inner_hole].astype(int)).mean() > 8, (
+        "the hole shows the plate (the source's backdrop), not the edit's lighter halo"
+    )
+
+
+def test_the_backdrop_tolerance_is_checked() -> None:
+    with pytest.raises(InputError, match="swap_backdrop_tolerance must be in"):
+        BlendConfig(composite_mask="swap", swap_backdrop_tolerance=1.5)

@@ -99,6 +99,13 @@ class BlendConfig:
             :func:`subject_mask` (for editors that redraw the whole frame, where every pixel changed:
             inversion + regeneration, FireFlow); ``"change-or-subject"``, the seeded cut, and the subject
             cut in the frames where the seeded one finds nothing (an edit that redrew the whole backdrop).
+        swap_backdrop_tolerance: ``"swap"``: pixels of the new-product cut whose colour (3x3-blurred, max
+            over RGB, 0..1) lies within this of the edit's own backdrop just around the cut (its median
+            over a 3-pixel ring) are dropped before the cut is pasted, then the largest region is kept:
+            a ring's hole and the rim of redrawn backdrop, which GrabCut's smoothness keeps with the
+            product, go. Skipped in a frame where it would drop 40% of the cut or more (a product the
+            colour of its backdrop). 0: off. 0.12 was chosen on 80 cached product edits of the toy model
+            (docs/guide_edit.md, "Holes in the swap's cut").
     """
 
     strength: float = 1.0
@@ -124,6 +131,7 @@ class BlendConfig:
     swap_plate_grow: int = 0
     swap_erode: int = 3
     swap_cut: str = "change"
+    swap_backdrop_tolerance: float = 0.12
 
     def __post_init__(self) -> None:
         if self.composite_mask not in COMPOSITE_MASKS:
@@ -140,6 +148,11 @@ class BlendConfig:
             raise InputError(
                 f"blend swap_plate_grow and swap_erode must be >= 0 pixels, got {self.swap_plate_grow}, "
                 f"{self.swap_erode}"
+            )
+        if not 0.0 <= self.swap_backdrop_tolerance < 1.0:
+            raise InputError(
+                "blend swap_backdrop_tolerance must be in [0, 1) (0: off), got "
+                f"{self.swap_backdrop_tolerance}"
             )
         if self.swap_cut not in SWAP_CUTS:
             raise InputError(f"blend swap_cut must be one of {', '.join(SWAP_CUTS)}, got {self.swap_cut!r}")
@@ -418,6 +431,8 @@ def swap_composite(
         missed = _empty_frames(cut)
         if missed.any():
             cut[missed] = subject_mask(frames[missed], config.subject_inset)
+    if config.swap_backdrop_tolerance > 0:
+        cut = drop_backdrop(cut, frames, config.swap_backdrop_tolerance)
     cut = shrink_mask(cut, config.swap_erode)
     painted = grow_mask(old, config.swap_plate_grow).astype(np.uint8)
     plate = np.stack(
@@ -436,6 +451,45 @@ def swap_composite(
         )
         cut[empty] = 1.0
     return composite(edited, plate, cut), cut
+
+
+def drop_backdrop(
+    cut: np.ndarray, frames: np.ndarray, tolerance: float, ring: int = 3, most: float = 0.4
+) -> np.ndarray:
+    """The cut less the pixels that look like the frame's backdrop around it, then its largest region.
+
+    Per frame: the backdrop colour is the median of the ``ring`` pixels just outside the cut; a pixel of
+    the cut whose 3x3-blurred colour is within ``tolerance`` of it (max over RGB, 0..1) is dropped.
+    Why: GrabCut's smoothness term keeps small enclosed regions with the object, so a ring's hole (and the
+    rim of redrawn backdrop around a new product) is pasted as if it were product, and the ring reads as
+    a solid ball. A frame where the drop would take ``most`` of the cut or more (a product the colour of
+    its backdrop), or whose cut has under 32 pixels, keeps its cut.
+
+    Args:
+        cut: float ``(T, H, W)`` 0/1 cut.
+        frames: uint8 ``(T, H, W, 3)`` frames the cut is of.
+        tolerance: colour distance (0..1) under which a pixel counts as backdrop.
+
+    Returns:
+        float ``(T, H, W)`` 0/1 cut.
+    """
+    import cv2
+
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring + 1, 2 * ring + 1))
+    out = np.asarray(cut, np.float32).copy()
+    for t, frame in enumerate(np.asarray(frames)):
+        inside = (out[t] > 0.5).astype(np.uint8)
+        if inside.sum() < 32:
+            continue
+        around = (cv2.dilate(inside, kernel) > 0) & (inside == 0)
+        if not around.any():
+            continue  # the cut covers the frame: no backdrop to compare with
+        backdrop = np.median(frame[around].astype(np.float32), axis=0) / 255.0
+        smooth = cv2.blur(frame.astype(np.float32) / 255.0, (3, 3))
+        near = (np.abs(smooth - backdrop).max(axis=-1) < tolerance) & (inside > 0)
+        if near.sum() < most * inside.sum():
+            out[t] = _largest_region((inside & ~near).astype(np.uint8))
+    return out
 
 
 def pixel_composite(

@@ -177,6 +177,12 @@ def edit_command(
         "border: for --method inversion / fireflow, which redraw every pixel) or change-or-subject (the "
         "first, the second in frames where it finds nothing).",
     ),
+    swap_backdrop_tolerance: float | None = typer.Option(
+        None,
+        "--swap-backdrop-tolerance",
+        help="With --swap-product: drop the pixels of the new product's cut whose colour is within this "
+        "(0..1) of the edit's backdrop around it, so that a ring's hole shows the scene (0.12; 0: off).",
+    ),
     strength: float | None = typer.Option(
         None, "--strength", help="Edit strength = starting noise level 0..1."
     ),
@@ -240,6 +246,10 @@ def edit_command(
             raise InputError(
                 "--swap-cut chooses how --swap-product cuts the new product: give --swap-product too"
             )
+        if swap_backdrop_tolerance is not None and not swap_product:
+            raise InputError(
+                "--swap-backdrop-tolerance sets how --swap-product trims its cut: give --swap-product too"
+            )
         if subject_confirm is not None and not keep_subject:
             raise InputError(
                 "--subject-confirm checks --keep-subject's cut against the edited frame: "
@@ -263,6 +273,7 @@ def edit_command(
                     _given(
                         feather=feather,
                         swap_cut=swap_cut,
+                        swap_backdrop_tolerance=swap_backdrop_tolerance,
                         subject_confirm_grow=subject_confirm,
                         **change_options,
                     )

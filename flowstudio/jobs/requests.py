@@ -95,6 +95,9 @@ class BlendOptions(_Options):
     swap_plate_grow: whole(0, "; pixels") | None = None
     swap_erode: whole(0, "; pixels") | None = None
     swap_cut: Literal["change", "subject", "change-or-subject"] | None = None
+    swap_backdrop_tolerance: (
+        number(minimum=0.0, maximum=0.99, what="; colour distance 0..1, 0: off") | None
+    ) = None
 
 
 class RescheduleOptions(_Options):
