@@ -129,12 +129,13 @@ def test_presets_carry_their_evidence_and_product_colour_and_background_are_vali
         assert preset.available == (name in ("product-replace", "color", "background")), name
     assert PRESETS["background"].results == "benchmarks/results/edit_toy_background_subject_v6b/edit_toy.md"
     assert "v6b" in PRESETS["color"].model  # chosen on the shipped model
-    # the three validated presets meet their bars on fresh pairs (product: by one pair of 120)
+    # the three validated presets meet their bars on fresh pairs
     assert all(PRESETS[name].below_bar is None for name in ("color", "background", "product-replace"))
     # the product preset pastes the edit's new product onto the source's scene, old product painted out,
     # with the settings tuned on fresh pairs (old product not grown, new product's cut eroded 3 px)
     blend = PRESETS["product-replace"].values["blend"]
     assert (blend.composite_mask, blend.swap_plate_grow, blend.swap_erode) == ("swap", 0, 3)
+    assert blend.swap_backdrop_tolerance == 0.12, "a new ring's hole shows the scene (stop 56)"
     # the background preset pastes the source's subject back (GrabCut from the frame's border), kept only
     # where the edited frame's own cut confirms it within 4 px (a busy backdrop taken along goes to the edit)
     blend = PRESETS["background"].values["blend"]
