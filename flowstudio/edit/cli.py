@@ -242,19 +242,27 @@ def edit_command(
                 f"{' and '.join(chosen)} are pixel composites: give one (--keep-subject for a background "
                 "edit that keeps the product, --swap-product for a new product in the same scene)"
             )
-        if swap_cut is not None and not swap_product:
-            raise InputError(
-                "--swap-cut chooses how --swap-product cuts the new product: give --swap-product too"
-            )
-        if swap_backdrop_tolerance is not None and not swap_product:
-            raise InputError(
-                "--swap-backdrop-tolerance sets how --swap-product trims its cut: give --swap-product too"
-            )
-        if subject_confirm is not None and not keep_subject:
-            raise InputError(
-                "--subject-confirm checks --keep-subject's cut against the edited frame: "
-                "give --keep-subject too"
-            )
+        _needs(
+            "--swap-cut",
+            swap_cut,
+            "--swap-product",
+            swap_product,
+            "chooses how --swap-product cuts the new product",
+        )
+        _needs(
+            "--swap-backdrop-tolerance",
+            swap_backdrop_tolerance,
+            "--swap-product",
+            swap_product,
+            "sets how --swap-product trims its cut",
+        )
+        _needs(
+            "--subject-confirm",
+            subject_confirm,
+            "--keep-subject",
+            keep_subject,
+            "checks --keep-subject's cut against the edited frame",
+        )
         if chosen:  # a pixel composite without latent blending
             change_options = (
                 {
@@ -327,6 +335,12 @@ def edit_command(
         f"wrote {written} "
         f"({s.method}, {s.steps} steps, {result.model_calls} model calls, {result.timings['run']:.1f} s)"
     )
+
+
+def _needs(option: str, value: Any, flag: str, flag_given: bool, what: str) -> None:
+    """Refuse ``option`` (given: ``value`` is not None) without the composite ``flag`` it tunes."""
+    if value is not None and not flag_given:
+        raise InputError(f"{option} {what}: give {flag} too")
 
 
 def _given(**fields: Any) -> dict[str, Any] | None:
