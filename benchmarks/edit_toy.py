@@ -186,7 +186,7 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
         "flowedit+change-composite": {**fe, "blend": change},
         "fireflow-half-steps+change-composite": {"method": "fireflow", **cfg, "steps": half, "blend": change},
         # the preset's change mask cut on the source with no sure core (refine_region(sure_core=False)):
-        # 0.94 accuracy and >= 30 dB keep on 94% of 80 colour pairs of v5 (docs/guide_edit.md)
+        # 0.94 accuracy and >= 30 dB keep on 94% of 80 colour pairs of v5 (docs/findings_edit.md)
         "flowedit+change-composite+grabcut-soft": {**fe, "blend": soft_cut},
         # the fast setting with the composites: FireFlow at a quarter of the steps is the baseline's
         # accuracy in half its wall time on v5; the composite pastes the source back where it did not change
@@ -200,13 +200,13 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
         },
         # background edits: the source's subject (GrabCut from the frame's border) pasted back, the edit
         # kept everywhere else; on 40 + 40 fresh background pairs of v6b, 0.80 / 0.725 accuracy at 92-97 dB
-        # keep on the product (docs/guide_edit.md)
+        # keep on the product (docs/findings_edit.md)
         "flowedit+subject-composite": {
             **fe,
             "blend": BlendConfig(strength=0.0, pixel_composite=True, composite_mask="subject"),
         },
         # the same, the source's subject kept only within 4 px of the edit's own cut: backdrop the source's
-        # cut took along (tiles touching the product) goes to the edit (docs/guide_edit.md)
+        # cut took along (tiles touching the product) goes to the edit (docs/findings_edit.md)
         "flowedit+subject-composite-confirmed": {
             **fe,
             "blend": BlendConfig(
@@ -215,7 +215,7 @@ def configurations(steps: int) -> dict[str, dict[str, Any]]:
         },
         # product swaps: the edit's new product (GrabCut seeded where the edit changed) over the source's
         # scene with the old product painted out; on 40 + 40 fresh product pairs of v6b 0.675 / 0.600
-        # accuracy at 33.1 / 34.8 dB keep (docs/guide_edit.md)
+        # accuracy at 33.1 / 34.8 dB keep (docs/findings_edit.md)
         "flowedit+swap-composite": {**fe, "blend": SWAP_COMPOSITE},
         # the swap on other editors: inversion + regeneration and few-step FireFlow change the shape more
         # than FlowEdit (product 0.60-0.675 against 0.625 on 40 pairs of v6b) but redraw the whole frame, so

@@ -105,7 +105,7 @@ class BlendConfig:
             a ring's hole and the rim of redrawn backdrop, which GrabCut's smoothness keeps with the
             product, go. Skipped in a frame where it would drop 40% of the cut or more (a product the
             colour of its backdrop). 0: off. 0.12 was chosen on 80 cached product edits of the toy model
-            (docs/guide_edit.md, "Holes in the swap's cut").
+            (docs/findings_edit.md, "Holes in the swap's cut").
     """
 
     strength: float = 1.0
@@ -127,7 +127,7 @@ class BlendConfig:
     subject_grow: int = 0
     subject_confirm_grow: int = 0
     # the product preset's values: tuned on 40 fresh product pairs of the toy model, then 0.608 of 120
-    # fresh ones at 37.6-45.3 dB keep (docs/guide_edit.md, "The swap's settings")
+    # fresh ones at 37.6-45.3 dB keep (docs/findings_edit.md, "The swap's settings")
     swap_plate_grow: int = 0
     swap_erode: int = 3
     swap_cut: str = "change"
@@ -346,7 +346,7 @@ def subject_mask(source: np.ndarray, inset: int = 8, iterations: int = 3) -> np.
     background, and the change region then covers it too. The product of a product shot stands apart
     from the frame's border, which is background; GrabCut fits colour models to that border and to the
     interior and cuts the subject out along the frame's own edges. On 40 fresh background pairs of the
-    toy model the cut overlaps the true product by 0.87-0.89 IoU (docs/guide_edit.md). Deterministic
+    toy model the cut overlaps the true product by 0.87-0.89 IoU (docs/findings_edit.md). Deterministic
     (OpenCV's generator is seeded per frame).
     """
 

@@ -49,7 +49,7 @@ configurations; ``benchmarks/results/edit_toy.md``, 2026-12-04):
   at 92.4 and 94.2 dB: **both background bars met** (0.7, 30 dB); on the 40 pairs it was chosen on, one
   pair short of 0.7. Before it, the change-mask composite (0.575 of 40, 17.2 dB: keep bar missed).
   Known failure: on tiled backdrops GrabCut takes tiles touching the product, which are pasted onto the
-  new background (docs/guide_edit.md, "Where the cut fails"). Since stop 56 the source's cut is kept only
+  new background (docs/findings_edit.md, "Where the cut fails"). Since stop 56 the source's cut is kept only
   within 4 px of the edited frame's own cut (``subject_confirm_grow=4``): on a busy backdrop the source's
   cut alone took half the backdrop and undid the edit (2 of 40 fresh pairs); confirmed, it reads 0.95 /
   0.90 / 0.95 of three fresh sets of 20 (plain FlowEdit's accuracy on each; the plain cut 0.90 / 0.85 on
