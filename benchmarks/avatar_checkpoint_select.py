@@ -1,6 +1,6 @@
 """Choose a DualForce checkpoint on validation clips, not on the clips it is reported on.
 
-The toy's samples swing from one checkpoint to the next as far as recipes differ (docs/guide_avatar.md,
+The toy's samples swing from one checkpoint to the next as far as recipes differ (docs/findings_avatar.md,
 "More training"), so the last checkpoint of a run is a draw. This exports each checkpoint of a run
 (``flowstudio avatar export``: the EMA when the run keeps one, ``--raw`` the weights), scores it with
 ``avatar eval`` at one setting on VALIDATION clips (a different world seed from the held-out clips the

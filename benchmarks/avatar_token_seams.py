@@ -5,7 +5,7 @@
 
 DualForce's video tower reads the latent in patches of ``patch_size`` (2x2 latent pixels at the toy's
 config): one token each. A model whose rollout drifts draws every token as its own flat cell, and the
-decoded frames become a mosaic (``docs/guide_avatar.md``). The *seam ratio* measures it directly in the
+decoded frames become a mosaic (``docs/findings_avatar.md``). The *seam ratio* measures it directly in the
 latent: the mean squared difference between neighbouring latent pixels that sit in two different
 tokens, over the same between pixels of one token (horizontal and vertical pairs together). The truth
 has its own ratio (the world's faces are not blind to the grid), so every figure is read against the

@@ -3,7 +3,7 @@
 Diffusion forcing trains every chunk on a context of *true* frames at random noise levels, but a
 stream conditions every chunk on the model's *own* earlier chunks. Their errors (the toy's token-cell
 mosaic, a drifting identity) are a context the model never saw in training, and it copies and
-amplifies them chunk after chunk (exposure bias; ``docs/guide_avatar.md`` shows that teacher-forced
+amplifies them chunk after chunk (exposure bias; ``docs/findings_avatar.md`` shows that teacher-forced
 one-step predictions are clean while rollouts are not). Self-Forcing (Huang et al. 2025) and CausVid
 (Yin et al. 2025) close the gap by training on the model's own rollouts; they score the rollout with a
 distribution-matching loss against a bidirectional teacher. The toy has the true continuation of every

@@ -94,7 +94,7 @@ class TrainConfig:
     # > 0: keep an exponential moving average of the weights (train.Part.ema_decay), checkpointed with
     # the run; ``final`` is then the average and ``final-raw`` the last weights (0: off, ``final`` is the
     # last weights). The toy's constant rate leaves the last weights noisy: samples swing from one
-    # checkpoint to the next (docs/guide_avatar.md)
+    # checkpoint to the next (docs/findings_avatar.md)
     ema_decay: float = 0.0
 
     @classmethod
