@@ -1,7 +1,7 @@
 """Plain backdrops under few-step sampling: which sampling settings draw them (issue 17).
 
 The 4-step students miss the distillation bar on background only, and only on the plain backdrop:
-they draw it mottled and the background reader calls it marble (docs/guide_distill.md). This reads the
+they draw it mottled and the background reader calls it marble (docs/findings_distill.md). This reads the
 plain-backdrop prompts among ``dmd_toy.py``'s held-out prompts (``toy_quality.held_out(100000 + i)``,
 same seeds, same readers) under each given sampling setting, so that a lever on the *levels* (flow
 shift, step count) can be judged before a student is trained for it:

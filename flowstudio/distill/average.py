@@ -2,7 +2,7 @@
 
 Students distilled from the same teacher start from the same weights, so their fine-tunes stay close
 enough that a weighted mean of their parameters is itself a working student; on the toy it trades one
-student's strengths against another's (docs/guide_distill.md, "Averaged students"). The result is an
+student's strengths against another's (docs/findings_distill.md, "Averaged students"). The result is an
 ordinary exported student: the first folder's files (text encoder, VAE, scheduler, ``distill.json``)
 with the averaged transformer, and ``average.json`` naming the sources and weights.
 
