@@ -861,7 +861,8 @@ def frames_to_tensor(
     import torch
 
     _check_frames(frames, "frames")
-    tensor = torch.from_numpy(np.ascontiguousarray(frames)).to(device=device)
+    # a read-only array (a decoded or memory-mapped clip) is copied: torch warns on non-writable memory
+    tensor = torch.from_numpy(np.require(frames, requirements=["C", "W"])).to(device=device)
     tensor = tensor.permute(3, 0, 1, 2).unsqueeze(0).to(torch.float32) / 127.5 - 1.0
     return tensor.to(dtype or torch.float32)
 

@@ -389,6 +389,18 @@ def test_frames_tensor_round_trip_is_exact() -> None:
     np.testing.assert_array_equal(tensor_to_frames(tensor[0]), frames)
 
 
+def test_read_only_frames_convert_without_a_warning() -> None:
+    """Decoded and memory-mapped clips are read-only; torch warns on wrapping such memory (make demo did)."""
+    import warnings
+
+    frames = np.full((2, 8, 8, 3), 255, np.uint8)
+    frames.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tensor = frames_to_tensor(frames)
+    assert tensor.max().item() == 1.0 and not frames.flags.writeable
+
+
 def test_tensor_to_frames_clamps_and_checks() -> None:
     tensor = torch.tensor([-3.0, -1.0, 0.0, 1.0, 4.0]).reshape(1, 1, 5, 1, 1).expand(1, 3, 5, 1, 1)
     assert tensor_to_frames(tensor)[:, 0, 0, 0].tolist() == [0, 0, 128, 255, 255]
