@@ -245,7 +245,12 @@ def main() -> None:
         "yes" if e["edit_reached_target"] else "no",
     )
     logger.info("edit frames (source / edit / ground truth): %s", e["frames_png"])
-    logger.info("edit settings: %s", e["preset"])
+    # the preset's whole evidence is a paragraph: summary.json keeps it, the console names the preset
+    settings = e["preset"]
+    if e["settings"].get("preset"):
+        where = args.out / "summary.json"
+        settings = f"preset {e['settings']['preset']!r} (its evidence: {where}, edit.preset)"
+    logger.info("edit settings: %s", settings)
     if summary["trained"]:
         logger.info("model: %s", summary["model_kind"])
     else:
