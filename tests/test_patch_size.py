@@ -1,4 +1,4 @@
-"""A toy transformer with a (1, 1, 1) patch (docs/toy_model.md: the token grid as a lever for shape):
+"""A toy transformer with a (1, 1, 1) patch (docs/findings_toy_model.md: the token grid as a lever for shape):
 built, trained-config-selectable, and run by the pipeline and the editing engine like the (1, 2, 2) one."""
 
 from __future__ import annotations

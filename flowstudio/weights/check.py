@@ -668,7 +668,7 @@ def _check_transformer(c: _Checker) -> None:
     )
     sizes_ok = all([bad(k, _is_int(cfg[k]), "must be a positive integer") for k in sizes.split() if k in cfg])
     patch = cfg.get("patch_size")
-    patches = ([1, 2, 2], [1, 1, 1])  # the real one; the toy variant with 4x the tokens (toy_model.md)
+    patches = ([1, 2, 2], [1, 1, 1])  # the real one; the toy variant, 4x the tokens (findings_toy_model.md)
     if "patch_size" in cfg:
         bad("patch_size", patch in patches, "Wan2.2 TI2V patchifies latents by [1, 2, 2]")
         if patch == [1, 1, 1]:

@@ -75,7 +75,7 @@ class ShapesTrainConfig:
     freq_dim: int = 64
     text_dim: int = 64
     # the transformer's spatial patch (1, p, p): 2 as Wan2.2; 1 gives 8x8 tokens per latent frame at
-    # 128 px instead of 4x4 of 32x32 pixels each (docs/toy_model.md: the lead for shape), ~4.5x a step
+    # 128 px instead of 4x4 of 32x32 pixels each (findings_toy_model.md: a lead for shape), ~4.5x a step
     dit_patch_size: int = 2
     text_encoder_layers: int = 2
     text_encoder_heads: int = 4
