@@ -158,7 +158,8 @@ def _setting_of(blend: BlendConfig) -> dict[str, Any]:
     if blend.composite_mask == "swap":
         tolerance = blend.swap_backdrop_tolerance
         holes = {"swap_backdrop_tolerance": tolerance} if tolerance else {}
-        return {"swap_plate_grow": blend.swap_plate_grow, "swap_erode": blend.swap_erode, **holes}
+        check = {"swap_plate_check": blend.swap_plate_check} if blend.swap_plate_check else {}
+        return {"swap_plate_grow": blend.swap_plate_grow, "swap_erode": blend.swap_erode, **holes, **check}
     if blend.composite_mask == "subject":
         confirm = {"subject_confirm_grow": blend.subject_confirm_grow} if blend.subject_confirm_grow else {}
         return {"subject_inset": blend.subject_inset, "subject_grow": blend.subject_grow, **confirm}
@@ -180,8 +181,9 @@ def apply(setting: dict[str, Any] | None, edited: np.ndarray, source: np.ndarray
             composite_mask="swap",
             swap_plate_grow=setting["swap_plate_grow"],
             swap_erode=setting["swap_erode"],
-            # a setting without it is the swap before the hole step existed
+            # a setting without them is the swap before the hole step / the plate check existed
             swap_backdrop_tolerance=setting.get("swap_backdrop_tolerance", 0.0),
+            swap_plate_check=setting.get("swap_plate_check", 0.0),
         )
     elif "subject_inset" in setting:  # the source's subject pasted back, the edit everywhere else
         config = BlendConfig(
@@ -208,9 +210,11 @@ def label(guidance: float, setting: dict[str, Any] | None) -> str:
     if "swap_erode" in setting:
         tolerance = setting.get("swap_backdrop_tolerance", 0.0)
         holes = f", backdrop within {tolerance:g} dropped" if tolerance else ""
+        check = setting.get("swap_plate_check", 0.0)
+        checked = f", old product checked by its colours at {check:g}x" if check else ""
         return (
             f"cfg {guidance:g}, swap composite (old product painted out grown {setting['swap_plate_grow']}, "
-            f"new product cut eroded {setting['swap_erode']}{holes})"
+            f"new product cut eroded {setting['swap_erode']}{holes}{checked})"
         )
     if "subject_inset" in setting:
         confirm = setting.get("subject_confirm_grow", 0)

@@ -134,6 +134,7 @@ def test_a_request_is_its_rest_schema_and_its_json_record():
         ("swap", ("swap_erode", 1), ("swap_plate_grow", 0), ("swap_erode", -1)),
         ("swap", ("swap_cut", "subject"), ("swap_erode", 3), ("swap_cut", "border")),
         ("swap", ("swap_backdrop_tolerance", 0.0), ("swap_cut", "change"), ("swap_backdrop_tolerance", 1.0)),
+        ("swap", ("swap_plate_check", 0.0), ("swap_backdrop_tolerance", 0.12), ("swap_plate_check", -1.0)),
         ("subject", ("subject_confirm_grow", 4), ("subject_inset", 8), ("subject_confirm_grow", -1)),
     ],
 )

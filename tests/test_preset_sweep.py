@@ -211,8 +211,10 @@ def test_swap_settings_paint_the_old_product_out_as_the_engine_does():
         "swap_plate_grow": 0,
         "swap_erode": 3,
         "swap_backdrop_tolerance": 0.12,
+        "swap_plate_check": 1.6,
     }
     assert "swap composite" in preset_sweep.label(5.0, settings[2])
+    assert "checked by its colours at 1.6x" in preset_sweep.label(5.0, preset_sweep._setting_of(blend))
     holes = preset_sweep.composite_settings(
         [0.2], [3], swap_plate_grows=[0], swap_erodes=[3], swap_backdrop_tolerances=[0.0, 0.12]
     )
@@ -235,9 +237,15 @@ def test_swap_settings_paint_the_old_product_out_as_the_engine_does():
         swap_plate_grow=1,
         swap_erode=2,
         swap_backdrop_tolerance=0.0,  # a setting without a tolerance: the swap before the hole step
+        swap_plate_check=0.0,  # ... and before the plate check
     )
     assert np.array_equal(out, swap_composite(edited, source, first)[0])
     tuned = dataclasses.replace(first, swap_plate_grow=0, swap_erode=3, swap_backdrop_tolerance=0.12)
     assert np.array_equal(
         preset_sweep.apply(holes[3], edited, source), swap_composite(edited, source, tuned)[0]
+    )
+    checked = dataclasses.replace(tuned, swap_plate_check=1.6)
+    assert np.array_equal(
+        preset_sweep.apply(preset_sweep._setting_of(checked), edited, source),
+        swap_composite(edited, source, checked)[0],
     )

@@ -9,7 +9,15 @@ import pytest
 from edit_fixtures import invoke_edit_command, load_pipe, one_thread, run_edit
 
 from flowstudio.edit import BlendConfig
-from flowstudio.edit.blending import drop_backdrop, grow_mask, shrink_mask, subject_mask, swap_composite
+from flowstudio.edit.blending import (
+    checked_by_colours,
+    colour_cut,
+    drop_backdrop,
+    grow_mask,
+    shrink_mask,
+    subject_mask,
+    swap_composite,
+)
 from flowstudio.errors import InputError
 
 _threads = pytest.fixture(scope="module", autouse=True)(one_thread)
@@ -164,6 +172,16 @@ def test_the_edit_command_takes_swap_product(tiny_checkpoint, tmp_path) -> None:
         tmp_path, tiny_checkpoint, source, prompts, "--swap-backdrop-tolerance", "0.1"
     )
     assert alone.exit_code != 0 and "give --swap-product too" in alone.output
+    assert settings["blend"]["swap_plate_check"] == 1.6, "the plate check is on by default"
+    unchecked, settings = invoke_edit_command(
+        tmp_path, tiny_checkpoint, source, prompts, "--swap-product", "--swap-plate-check", "0"
+    )
+    assert unchecked.exit_code == 0, unchecked.output
+    assert settings["blend"]["swap_plate_check"] == 0.0
+    bad, _ = invoke_edit_command(
+        tmp_path, tiny_checkpoint, source, prompts, "--swap-product", "--swap-plate-check", "0.5"
+    )
+    assert bad.exit_code != 0 and "swap_plate_check must be 0" in bad.output
 
 
 def _ring_pair(frames: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -213,3 +231,47 @@ def test_the_swap_shows_the_sources_scene_through_a_new_rings_hole() -> None:
 def test_the_backdrop_tolerance_is_checked() -> None:
     with pytest.raises(InputError, match="swap_backdrop_tolerance must be in"):
         BlendConfig(composite_mask="swap", swap_backdrop_tolerance=1.5)
+
+
+def test_the_colour_cut_finds_the_product_from_the_borders_colours() -> None:
+    source, _, box, _ = _swap_pair()
+    cut = colour_cut(source) > 0.5
+    iou = (cut & box).sum() / (cut | box).sum()
+    assert iou > 0.9, iou
+
+
+def test_an_oversized_subject_cut_is_replaced_by_the_colour_cut_frame_by_frame() -> None:
+    source, _, box, _ = _swap_pair(frames=3)
+    oversized = box.astype(np.float32)
+    oversized[0, 10:56, 10:90] = 1.0  # frame 0: the cut took half the backdrop along (tiles)
+    oversized[1, 22:46, 26:66] = 1.0  # frame 1: a few pixels wider than the box, within the ratio
+    checked = checked_by_colours(oversized, source, 1.6)
+    assert np.array_equal(checked[1:], oversized[1:]), "cuts within the ratio are kept as they are"
+    colours = colour_cut(source)
+    assert np.array_equal(checked[0], colours[0]), "the oversized frame takes the colour cut"
+    blank = np.full_like(source, 128)  # a frame with nothing to find keeps the subject cut
+    assert np.array_equal(checked_by_colours(oversized[:1], blank[:1], 1.6), oversized[:1])
+
+
+def test_the_swap_paints_out_only_the_checked_old_product(monkeypatch) -> None:
+    """With the plate check a subject cut that took backdrop along no longer smears that backdrop."""
+    from flowstudio.edit import blending
+
+    source, edited, box, bottle = _swap_pair()
+    oversized = np.zeros(box.shape, np.float32)
+    oversized[:, 12:56, 12:90] = 1.0  # the box plus a wide band of backdrop
+    monkeypatch.setattr(blending, "subject_mask", lambda frames, inset=8, iterations=3: oversized.copy())
+    unchecked, _ = swap_composite(edited, source, dataclasses.replace(SWAP, swap_plate_check=0.0))
+    checked, _ = swap_composite(edited, source, SWAP)
+    band = (oversized > 0.5) & ~grow_mask(box | bottle, 4).astype(bool)  # backdrop the cut took along
+    assert np.array_equal(checked[band], source[band]), "the checked plate leaves that backdrop alone"
+    assert not np.array_equal(unchecked[band], source[band]), "the unchecked plate repainted it"
+
+
+def test_the_plate_check_is_checked() -> None:
+    assert (
+        SWAP.swap_plate_check == 1.6
+        and BlendConfig(composite_mask="swap", swap_plate_check=0).swap_plate_check == 0
+    )
+    with pytest.raises(InputError, match="swap_plate_check must be 0"):
+        BlendConfig(composite_mask="swap", swap_plate_check=0.5)

@@ -183,6 +183,12 @@ def edit_command(
         help="With --swap-product: drop the pixels of the new product's cut whose colour is within this "
         "(0..1) of the edit's backdrop around it, so that a ring's hole shows the scene (0.12; 0: off).",
     ),
+    swap_plate_check: float | None = typer.Option(
+        None,
+        "--swap-plate-check",
+        help="With --swap-product: paint out the old product as found from the border's colours in frames "
+        "where its GrabCut cut is more than this many times larger (tiles taken along; 1.6; 0: off).",
+    ),
     strength: float | None = typer.Option(
         None, "--strength", help="Edit strength = starting noise level 0..1."
     ),
@@ -257,6 +263,13 @@ def edit_command(
             "sets how --swap-product trims its cut",
         )
         _needs(
+            "--swap-plate-check",
+            swap_plate_check,
+            "--swap-product",
+            swap_product,
+            "checks what --swap-product paints out",
+        )
+        _needs(
             "--subject-confirm",
             subject_confirm,
             "--keep-subject",
@@ -282,6 +295,7 @@ def edit_command(
                         feather=feather,
                         swap_cut=swap_cut,
                         swap_backdrop_tolerance=swap_backdrop_tolerance,
+                        swap_plate_check=swap_plate_check,
                         subject_confirm_grow=subject_confirm,
                         **change_options,
                     )

@@ -98,6 +98,7 @@ class BlendOptions(_Options):
     swap_backdrop_tolerance: (
         number(minimum=0.0, maximum=0.99, what="; colour distance 0..1, 0: off") | None
     ) = None
+    swap_plate_check: number(minimum=0.0, what="; area ratio >= 1 to the colour cut, 0: off") | None = None
 
 
 class RescheduleOptions(_Options):
