@@ -136,6 +136,7 @@ def test_presets_carry_their_evidence_and_product_colour_and_background_are_vali
     blend = PRESETS["product-replace"].values["blend"]
     assert (blend.composite_mask, blend.swap_plate_grow, blend.swap_erode) == ("swap", 0, 3)
     assert blend.swap_backdrop_tolerance == 0.12, "a new ring's hole shows the scene (stop 56)"
+    assert blend.swap_plate_check == 1.6, "what is painted out is checked by its colours (stop 57)"
     # the background preset pastes the source's subject back (GrabCut from the frame's border), kept only
     # where the edited frame's own cut confirms it within 4 px (a busy backdrop taken along goes to the edit)
     blend = PRESETS["background"].values["blend"]
