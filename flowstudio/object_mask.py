@@ -46,7 +46,7 @@ _HIST_BITS = 5  # background colour histogram: 2**bits levels per channel
 _HIST_MIN_SHARE = 0.0002  # a colour bin is background when this share of border pixels falls near it
 
 
-def estimate_mask(clip: np.ndarray, *, halo: bool = False) -> np.ndarray:
+def estimate_mask(clip: np.ndarray, *, halo: bool = False, fallback: bool = True) -> np.ndarray:
     """Estimate the object mask of a clip without ground truth, bool ``(T, H, W)``.
 
     ShapeWorld keeps the object away from the frame border, so the border shows only background. A
@@ -60,6 +60,10 @@ def estimate_mask(clip: np.ndarray, *, halo: bool = False) -> np.ndarray:
     On a smooth background the soft halo a generated object is drawn with is left out
     (:func:`_without_halo`) unless ``halo`` is true: the object's shape and colour are read without
     it, and the background reader leaves it out of the background (it is not background either).
+
+    When nothing stands out in any frame the readers get a central ellipse (with a warning), so that
+    they read something; ``fallback=False`` returns the empty mask instead (for callers that must not
+    act on a guess: the edit engine's colour cut).
     """
     clip = check_clip(clip)
     t, h, w, _ = clip.shape
@@ -103,7 +107,7 @@ def estimate_mask(clip: np.ndarray, *, halo: bool = False) -> np.ndarray:
         cand[border] = False
         cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_CLOSE, kernel)
         out[i] = _central_blob(cand, unit)
-    if not out.any():  # nothing stands out anywhere: fall back to a central ellipse
+    if fallback and not out.any():  # nothing stands out anywhere: fall back to a central ellipse
         logger.warning("estimate_mask found no object; using a central ellipse")
         out[:] = ((xx - w / unit / 2) / 0.15) ** 2 + ((yy - h / unit / 2) / 0.22) ** 2 < 1.0
     return out

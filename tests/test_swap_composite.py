@@ -250,6 +250,7 @@ def test_an_oversized_subject_cut_is_replaced_by_the_colour_cut_frame_by_frame()
     colours = colour_cut(source)
     assert np.array_equal(checked[0], colours[0]), "the oversized frame takes the colour cut"
     blank = np.full_like(source, 128)  # a frame with nothing to find keeps the subject cut
+    assert not colour_cut(blank).any(), "no guess where the border's colours explain everything"
     assert np.array_equal(checked_by_colours(oversized[:1], blank[:1], 1.6), oversized[:1])
 
 

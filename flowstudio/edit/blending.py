@@ -483,7 +483,7 @@ def colour_cut(frames: np.ndarray, inset: int = 8, inner: int = 2, outer: int = 
     from flowstudio.object_mask import estimate_mask
 
     frames = np.asarray(frames)
-    found = estimate_mask(frames).astype(np.uint8)
+    found = estimate_mask(frames, fallback=False).astype(np.uint8)  # nothing found: no colour cut
     count, height, width = frames.shape[:3]
     near = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * inner + 1, 2 * inner + 1))
     band = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * outer + 1, 2 * outer + 1))
